@@ -1,0 +1,350 @@
+// The orchestrator's activities: validate and plan a batch, dead-letter a chunk that could not run,
+// and finalize (fill in lines that never ran, write the output and error files, set the end state).
+// Each is idempotent, so a retry after a crash at any point converges on the same result.
+import { heartbeat } from '@temporalio/activity';
+import { sql } from 'kysely';
+import type { Config } from '../lib/config.js';
+import type { Db } from '../lib/db.js';
+import { writeChunk, type FileStore } from '../lib/file-store.js';
+import { nowSeconds, stableId } from '../lib/ids.js';
+import { isBlank, readLines } from '../lib/jsonl.js';
+import type { Logger } from '../lib/logger.js';
+import { inferenceTaskQueue } from '../lib/temporal.js';
+import { liveModels } from '../lib/worker-registry.js';
+import type { BatchStatus, ValidationError } from '../schema/tables.js';
+import { notRunRow, persistResults, type ResultRow } from './results.js';
+import { validateLines, type ChunkPlan } from './validate.js';
+
+export interface ControlDeps {
+  db: Db;
+  store: FileStore;
+  config: Config;
+  log: Logger;
+}
+
+export interface ChunkActivitySettings {
+  taskQueue: string;
+  startToCloseMs: number;
+  heartbeatTimeoutMs: number;
+  maxAttempts: number;
+  retryInitialMs: number;
+  retryMaxMs: number;
+}
+
+export type BatchPlan =
+  | {
+      ok: true;
+      model: string;
+      endpoint: string;
+      projectId: string;
+      requests: number;
+      inputKey: string;
+      /** Unix seconds: when the completion window closes. */
+      expiresAt: number;
+      chunks: ChunkPlan[];
+      maxPendingChunks: number;
+      chunkActivity: ChunkActivitySettings;
+    }
+  | { ok: false; errors: number };
+
+export type Outcome = 'completed' | 'cancelled' | 'expired';
+
+export interface FinalSummary {
+  status: BatchStatus;
+  completed: number;
+  failed: number;
+  outputFileId: string | null;
+  errorFileId: string | null;
+}
+
+const LIVE_STATES: BatchStatus[] = ['validating', 'in_progress', 'finalizing', 'cancelling'];
+
+/** custom_id of a line that passed validation (the fallback is for a file changed under us). */
+function customIdOf(text: string, line: number): string {
+  try {
+    const parsed = JSON.parse(text) as { custom_id?: unknown };
+    if (typeof parsed.custom_id === 'string') return parsed.custom_id;
+  } catch {
+    // fall through
+  }
+  return `line-${line}`;
+}
+
+function safeHeartbeat(details?: unknown): void {
+  try {
+    heartbeat(details);
+  } catch {
+    // Outside an activity (direct calls in tests) there is nothing to heartbeat to.
+  }
+}
+
+export function createControlActivities(deps: ControlDeps) {
+  const { db, store, config, log } = deps;
+
+  async function loadBatch(batchId: string) {
+    return db
+      .selectFrom('batches')
+      .leftJoin('files', 'files.id', 'batches.input_file_id')
+      .select([
+        'batches.id',
+        'batches.project_id',
+        'batches.endpoint',
+        'batches.status',
+        'batches.expires_at',
+        'batches.output_expires_after',
+        'files.storage_key',
+        'files.purpose',
+      ])
+      .where('batches.id', '=', batchId)
+      .executeTakeFirstOrThrow();
+  }
+
+  async function failValidation(batchId: string, errors: ValidationError[]): Promise<BatchPlan> {
+    await db
+      .updateTable('batches')
+      .set({ status: 'failed', failed_at: nowSeconds(), errors })
+      .where('id', '=', batchId)
+      .where('status', '=', 'validating')
+      .execute();
+    log.info({ batchId, errors: errors.length }, 'batch failed validation');
+    return { ok: false, errors: errors.length };
+  }
+
+  /** Writes "never ran" rows for every request line in the range that has no result yet. */
+  async function fillMissing(
+    batchId: string,
+    inputKey: string,
+    range: Pick<ChunkPlan, 'firstLine' | 'lastLine' | 'byteStart' | 'byteEnd'> | undefined,
+    code: string,
+    message: string,
+    deadLetter: boolean,
+  ): Promise<number> {
+    let query = db.selectFrom('batch_results').select('line').where('batch_id', '=', batchId);
+    if (range !== undefined) query = query.where('line', '>=', range.firstLine).where('line', '<=', range.lastLine);
+    const done = new Set((await query.execute()).map((r) => r.line));
+    const source = store.read(inputKey, range === undefined ? undefined : { start: range.byteStart, end: range.byteEnd });
+    const lines = readLines(source, range === undefined ? {} : { firstLine: range.firstLine, startOffset: range.byteStart });
+    let pending: ResultRow[] = [];
+    let filled = 0;
+    const flush = async (): Promise<void> => {
+      filled += await persistResults(db, batchId, pending);
+      pending = [];
+      safeHeartbeat({ filled });
+    };
+    for await (const line of lines) {
+      if (isBlank(line.text) || done.has(line.number)) continue;
+      const row = notRunRow(batchId, line.number, customIdOf(line.text, line.number), code, message);
+      if (deadLetter) row.deadLetter = { attempts: 0, errors: [{ at: new Date().toISOString(), status: null, message }] };
+      pending.push(row);
+      if (pending.length >= 1000) await flush();
+    }
+    await flush();
+    return filled;
+  }
+
+  async function writeOutputs(batchId: string, projectId: string, lifetime: number) {
+    const output = await store.createWriter(`outputs/${batchId}/output.jsonl`);
+    const errors = await store.createWriter(`outputs/${batchId}/errors.jsonl`);
+    let completed = 0;
+    let failed = 0;
+    try {
+      let after = 0;
+      for (;;) {
+        const page = await db
+          .selectFrom('batch_results')
+          .select(['line', 'ok', 'output'])
+          .where('batch_id', '=', batchId)
+          .where('line', '>', after)
+          .orderBy('line')
+          .limit(2000)
+          .execute();
+        if (page.length === 0) break;
+        for (const row of page) {
+          if (row.ok) {
+            completed++;
+            await writeChunk(output.stream, `${row.output}\n`);
+          } else {
+            failed++;
+            await writeChunk(errors.stream, `${row.output}\n`);
+          }
+        }
+        after = page[page.length - 1]?.line ?? after;
+        safeHeartbeat({ written: completed + failed });
+      }
+    } catch (err) {
+      await Promise.all([output.abort(), errors.abort()]);
+      throw err;
+    }
+    const now = nowSeconds();
+    // Stable ids: a retried finalize re-creates the same file objects instead of new ones.
+    const publish = async (writer: typeof output, count: number, kind: 'output' | 'errors'): Promise<string | null> => {
+      if (count === 0) {
+        await writer.abort();
+        return null;
+      }
+      const { bytes } = await writer.commit();
+      const id = stableId('file-', `${batchId}:${kind}`);
+      await db
+        .insertInto('files')
+        .values({
+          id,
+          project_id: projectId,
+          filename: `${batchId}_${kind === 'output' ? 'output' : 'error'}.jsonl`,
+          purpose: 'batch_output',
+          bytes,
+          status: 'processed',
+          status_details: null,
+          created_at: now,
+          expires_at: now + lifetime,
+          storage_key: `outputs/${batchId}/${kind}.jsonl`,
+        })
+        .onConflict((c) => c.column('id').doUpdateSet({ bytes, created_at: now, expires_at: now + lifetime }))
+        .execute();
+      return id;
+    };
+    return {
+      completed,
+      failed,
+      outputFileId: await publish(output, completed, 'output'),
+      errorFileId: await publish(errors, failed, 'errors'),
+    };
+  }
+
+  return {
+    async validateBatch(batchId: string): Promise<BatchPlan> {
+      const batch = await loadBatch(batchId);
+      if (batch.storage_key === null || batch.purpose !== 'batch') {
+        return failValidation(batchId, [
+          { code: 'invalid_request', message: `The input file ${batch.id} is missing or is not a batch input file.`, param: 'input_file_id', line: null },
+        ]);
+      }
+      const inputKey = batch.storage_key;
+      let seen = 0;
+      const result = await validateLines(
+        (async function* () {
+          for await (const line of readLines(store.read(inputKey))) {
+            if (++seen % 5000 === 0) safeHeartbeat({ lines: seen });
+            yield line;
+          }
+        })(),
+        {
+          endpoint: batch.endpoint,
+          maxRequests: config.batch.maxRequests,
+          maxErrors: config.batch.validationMaxErrors,
+          chunkSize: config.batch.chunkSize,
+        },
+      );
+      const errors = result.errors;
+      if (errors.length === 0 && result.model !== null) {
+        const served = await liveModels(db, config.gpu.heartbeatMs);
+        if (!served.some((m) => m.model === result.model)) {
+          const known = served.map((m) => m.model).join(', ') || 'none';
+          errors.push({
+            code: 'model_not_found',
+            message: `The model '${result.model}' is not served by any GPU worker (serving now: ${known}).`,
+            param: 'body.model',
+            line: result.modelLine,
+          });
+        }
+      }
+      if (errors.length > 0 || result.model === null) return failValidation(batchId, errors);
+
+      await db
+        .updateTable('batches')
+        .set({
+          status: sql<BatchStatus>`case when status = 'validating' then 'in_progress' else status end`,
+          in_progress_at: sql<number>`coalesce(in_progress_at, ${nowSeconds()})`,
+          model: result.model,
+          request_total: result.requests,
+        })
+        .where('id', '=', batchId)
+        .where('status', 'in', LIVE_STATES)
+        .execute();
+      log.info({ batchId, model: result.model, requests: result.requests, chunks: result.chunks.length }, 'batch validated');
+      return {
+        ok: true,
+        model: result.model,
+        endpoint: batch.endpoint,
+        projectId: batch.project_id,
+        requests: result.requests,
+        inputKey,
+        expiresAt: batch.expires_at,
+        chunks: result.chunks,
+        maxPendingChunks: config.batch.maxPendingChunks,
+        chunkActivity: {
+          taskQueue: inferenceTaskQueue(config, result.model),
+          startToCloseMs: config.batch.chunkStartToCloseMs,
+          heartbeatTimeoutMs: config.batch.chunkHeartbeatTimeoutMs,
+          maxAttempts: config.batch.chunkMaxAttempts,
+          retryInitialMs: config.batch.chunkRetryInitialMs,
+          retryMaxMs: config.batch.chunkRetryMaxMs,
+        },
+      };
+    },
+
+    /** A chunk that ran out of Temporal retries: its unfinished lines fail, and the batch goes on. */
+    async deadLetterChunk(input: { batchId: string; inputKey: string; chunk: ChunkPlan; reason: string }): Promise<number> {
+      const failed = await fillMissing(
+        input.batchId,
+        input.inputKey,
+        input.chunk,
+        'chunk_failed',
+        `The request could not be run: its chunk failed repeatedly (${input.reason}).`,
+        true,
+      );
+      log.warn({ batchId: input.batchId, chunk: input.chunk.index, failed, reason: input.reason }, 'chunk dead-lettered');
+      return failed;
+    },
+
+    async markFinalizing(batchId: string): Promise<void> {
+      await db
+        .updateTable('batches')
+        .set({ status: 'finalizing', finalizing_at: nowSeconds() })
+        .where('id', '=', batchId)
+        .where('status', '=', 'in_progress')
+        .execute();
+    },
+
+    async finalizeBatch(input: { batchId: string; inputKey: string; outcome: Outcome }): Promise<FinalSummary> {
+      const { batchId, inputKey, outcome } = input;
+      const batch = await loadBatch(batchId);
+      const [code, message] =
+        outcome === 'cancelled'
+          ? ['batch_cancelled', 'This request was not executed because the batch was cancelled.']
+          : outcome === 'expired'
+            ? ['batch_expired', 'This request could not be executed before the completion window expired.']
+            : ['request_not_executed', 'This request was not executed.'];
+      const filled = await fillMissing(batchId, inputKey, undefined, code, message, outcome === 'completed');
+      if (filled > 0 && outcome === 'completed') log.error({ batchId, filled }, 'lines without a result at finalize were reported as failed');
+
+      const lifetime = batch.output_expires_after ?? config.files.outputLifetimeSeconds;
+      const files = await writeOutputs(batchId, batch.project_id, lifetime);
+      const now = nowSeconds();
+      const final = await db.transaction().execute(async (trx) => {
+        const current = await trx.selectFrom('batches').select('status').where('id', '=', batchId).forUpdate().executeTakeFirstOrThrow();
+        if (!LIVE_STATES.includes(current.status)) return current.status;
+        // A cancel that arrived while finishing still ends as cancelled: the API already said so.
+        const status: BatchStatus = current.status === 'cancelling' || outcome === 'cancelled' ? 'cancelled' : outcome;
+        await trx
+          .updateTable('batches')
+          .set({
+            status,
+            output_file_id: files.outputFileId,
+            error_file_id: files.errorFileId,
+            request_completed: files.completed,
+            request_failed: files.failed,
+            ...(status === 'completed' ? { completed_at: now } : {}),
+            ...(status === 'cancelled' ? { cancelled_at: now } : {}),
+            ...(status === 'expired' ? { expired_at: now } : {}),
+          })
+          .where('id', '=', batchId)
+          .execute();
+        return status;
+      });
+      log.info({ batchId, status: final, completed: files.completed, failed: files.failed }, 'batch finalized');
+      return { status: final, ...files };
+    },
+  };
+}
+
+export type ControlActivities = ReturnType<typeof createControlActivities>;

@@ -1,0 +1,148 @@
+// Talking to one vLLM server through the official openai SDK, with each request's own body, and
+// retrying what is worth retrying (timeouts, connection errors, 408, 429, 5xx) with backoff and
+// jitter inside a time budget. The SDK's own retries are off: the budget is ours.
+import { sleep } from '../lib/abortable.js';
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+
+export interface EngineOptions {
+  baseUrl: string;
+  apiKey: string | undefined;
+  requestTimeoutMs: number;
+}
+
+export interface RetryPolicy {
+  budgetMs: number;
+  initialMs: number;
+  maxMs: number;
+}
+
+/** One attempt's outcome. */
+export type Attempt =
+  | { kind: 'ok'; status: number; requestId: string | null; body: unknown }
+  | { kind: 'http'; status: number; requestId: string | null; body: unknown; retryAfterMs: number | undefined }
+  | { kind: 'network'; message: string; timeout: boolean };
+
+export type FinalOutcome = { attempts: number; errors: AttemptError[] } & (
+  | { kind: 'ok'; status: number; requestId: string | null; body: unknown }
+  | { kind: 'http'; status: number; requestId: string | null; body: unknown }
+  | { kind: 'network'; message: string; timeout: boolean }
+);
+
+export interface AttemptError {
+  at: string;
+  status: number | null;
+  message: string;
+}
+
+/** Keeps the engine's whole error body: the SDK would keep only its `error` field. */
+class EngineStatusError extends APIError<number, Headers> {
+  constructor(
+    status: number,
+    readonly body: unknown,
+    message: string | undefined,
+    headers: Headers,
+  ) {
+    super(status, (body as { error?: object } | undefined)?.error, message, headers);
+  }
+}
+
+class EngineClient extends OpenAI {
+  protected override makeStatusError(status: number, error: object | undefined, message: string | undefined, headers: Headers): APIError {
+    return new EngineStatusError(status, error ?? (message !== undefined ? { error: { message } } : null), message, headers);
+  }
+}
+
+/** The server root: VLLM_BASE_URL may be given with or without its /v1 suffix. */
+export function engineRoot(baseUrl: string): string {
+  return baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '');
+}
+
+function retryAfterMs(headers: Headers | undefined): number | undefined {
+  if (headers === undefined) return undefined;
+  const ms = Number(headers.get('retry-after-ms'));
+  if (Number.isFinite(ms) && ms > 0) return ms;
+  const value = headers.get('retry-after');
+  if (value === null) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
+}
+
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 409 || status === 429 || status >= 500;
+}
+
+export class Engine {
+  private readonly client: OpenAI;
+
+  constructor(readonly options: EngineOptions) {
+    this.client = new EngineClient({
+      baseURL: engineRoot(options.baseUrl),
+      apiKey: options.apiKey ?? 'EMPTY',
+      maxRetries: 0,
+      timeout: options.requestTimeoutMs,
+    });
+  }
+
+  /** One attempt. `url` is the batch line's url, e.g. /v1/chat/completions. */
+  async attempt(url: string, body: unknown, signal: AbortSignal | undefined): Promise<Attempt> {
+    try {
+      const { data, response } = await this.client.post<unknown>(url, { body, signal }).withResponse();
+      return { kind: 'ok', status: response.status, requestId: response.headers.get('x-request-id'), body: data };
+    } catch (err) {
+      if (err instanceof APIUserAbortError) throw err;
+      if (err instanceof EngineStatusError) {
+        return { kind: 'http', status: err.status, requestId: err.headers.get('x-request-id'), body: err.body, retryAfterMs: retryAfterMs(err.headers) };
+      }
+      if (err instanceof APIConnectionTimeoutError) return { kind: 'network', message: 'request to the engine timed out', timeout: true };
+      if (err instanceof APIConnectionError) {
+        const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+        return { kind: 'network', message: `${err.message}${cause}`, timeout: false };
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Attempts until success, a non-retryable answer, or the budget runs out. `beforeRetry` lets the
+   * caller give back its concurrency slot while waiting, so backoff never idles the GPU.
+   */
+  async send(
+    url: string,
+    body: unknown,
+    policy: RetryPolicy,
+    signal: AbortSignal | undefined,
+    waitBetween: (ms: number) => Promise<void> = (ms) => sleep(ms, signal),
+  ): Promise<FinalOutcome> {
+    const started = Date.now();
+    const errors: AttemptError[] = [];
+    for (let attempt = 1; ; attempt++) {
+      const result = await this.attempt(url, body, signal);
+      if (result.kind === 'ok') return { ...result, attempts: attempt, errors };
+      errors.push({
+        at: new Date().toISOString(),
+        status: result.kind === 'http' ? result.status : null,
+        message: result.kind === 'http' ? describeBody(result.body) : result.message,
+      });
+      const retryable = result.kind === 'network' || isRetryableStatus(result.status);
+      const backoff = Math.min(policy.maxMs, policy.initialMs * 2 ** (attempt - 1));
+      // Full jitter spreads a crowd of failed requests out; Retry-After, when given, is a floor.
+      let delay = Math.random() * backoff;
+      if (result.kind === 'http' && result.retryAfterMs !== undefined) delay = Math.max(delay, result.retryAfterMs);
+      if (!retryable || Date.now() - started + delay > policy.budgetMs) {
+        if (result.kind === 'http') return { kind: 'http', status: result.status, requestId: result.requestId, body: result.body, attempts: attempt, errors };
+        return { ...result, attempts: attempt, errors };
+      }
+      await waitBetween(delay);
+    }
+  }
+}
+
+function describeBody(body: unknown): string {
+  const message = (body as { error?: { message?: unknown }; message?: unknown } | null)?.error?.message ?? (body as { message?: unknown } | null)?.message;
+  return typeof message === 'string' ? message : JSON.stringify(body);
+}
+
+/** Thrown when a request is aborted through its signal (the chunk is being cancelled). */
+export { APIUserAbortError as EngineAborted };

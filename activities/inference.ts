@@ -1,0 +1,146 @@
+// The GPU worker's activity: run one chunk of a batch against this worker's vLLM server. Many
+// requests stay in flight (bounded by the worker's shared semaphore, so two chunks together keep
+// the engine full across chunk boundaries); each finished request is persisted before it counts;
+// a retried chunk skips what is already persisted; cancellation aborts in-flight requests.
+import { Context } from '@temporalio/activity';
+import { AbortedError, sleep } from '../lib/abortable.js';
+import type { Config } from '../lib/config.js';
+import type { Db } from '../lib/db.js';
+import type { FileStore } from '../lib/file-store.js';
+import { asError } from '../lib/errors.js';
+import { isBlank, readLines } from '../lib/jsonl.js';
+import type { Logger } from '../lib/logger.js';
+import type { Release, Semaphore } from '../lib/semaphore.js';
+import { EngineAborted, type Engine, type RetryPolicy } from './engine.js';
+import { resultRow, ResultWriter } from './results.js';
+import type { ChunkPlan } from './validate.js';
+
+export interface InferenceDeps {
+  db: Db;
+  store: FileStore;
+  engine: Engine;
+  /** Shared by every chunk this worker runs: the engine's in-flight limit. */
+  inFlight: Semaphore;
+  config: Config;
+  log: Logger;
+}
+
+export interface ChunkInput {
+  batchId: string;
+  inputKey: string;
+  endpoint: string;
+  chunk: ChunkPlan;
+}
+
+export interface ChunkSummary {
+  chunk: number;
+  completed: number;
+  failed: number;
+  /** Requests this attempt sent to the engine (a resumed chunk sends only what was missing). */
+  sent: number;
+}
+
+interface RequestLine {
+  custom_id: string;
+  body: unknown;
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof AbortedError || err instanceof EngineAborted;
+}
+
+export function createInferenceActivities(deps: InferenceDeps) {
+  const { db, store, engine, inFlight, config } = deps;
+  const policy: RetryPolicy = {
+    budgetMs: config.engine.retryBudgetMs,
+    initialMs: config.engine.retryInitialMs,
+    maxMs: config.engine.retryMaxMs,
+  };
+
+  async function chunkCounts(batchId: string, chunk: ChunkPlan): Promise<{ completed: number; failed: number; done: Set<number> }> {
+    const rows = await db
+      .selectFrom('batch_results')
+      .select(['line', 'ok'])
+      .where('batch_id', '=', batchId)
+      .where('line', '>=', chunk.firstLine)
+      .where('line', '<=', chunk.lastLine)
+      .execute();
+    const done = new Set<number>();
+    let completed = 0;
+    for (const r of rows) {
+      done.add(r.line);
+      if (r.ok) completed++;
+    }
+    return { completed, failed: rows.length - completed, done };
+  }
+
+  return {
+    async runChunk(input: ChunkInput): Promise<ChunkSummary> {
+      const ctx = Context.current();
+      const { batchId, chunk } = input;
+      const log = deps.log.child({ batchId, chunk: chunk.index, attempt: ctx.info.attempt });
+      const signal = ctx.cancellationSignal;
+      const { done } = await chunkCounts(batchId, chunk);
+      const writer = new ResultWriter(db, batchId, { flushRows: config.batch.resultFlushRows, flushMs: config.batch.resultFlushMs });
+      const pending = new Set<Promise<void>>();
+      let sent = 0;
+      let failure: unknown;
+      const beat = (): void => { ctx.heartbeat({ persisted: done.size + writer.persisted, sent }); };
+      // Beat on a clock, not only on progress: a slow or recovering engine must not look like a dead worker.
+      const heartbeatTimer = setInterval(beat, 1000);
+      if (done.size > 0) log.info({ alreadyDone: done.size, of: chunk.requests }, 'resuming chunk');
+
+      const runOne = async (lineNumber: number, request: RequestLine, permit: Release): Promise<void> => {
+        let release = permit;
+        try {
+          const outcome = await engine.send(input.endpoint, request.body, policy, signal, async (ms) => {
+            // Give the slot back while backing off, so other requests keep the engine busy.
+            release();
+            await sleep(ms, signal);
+            release = await inFlight.acquire(signal);
+          });
+          writer.add(resultRow(batchId, lineNumber, request.custom_id, outcome));
+        } finally {
+          release();
+        }
+      };
+
+      try {
+        const lines = readLines(store.read(input.inputKey, { start: chunk.byteStart, end: chunk.byteEnd }), {
+          firstLine: chunk.firstLine,
+          startOffset: chunk.byteStart,
+        });
+        for await (const line of lines) {
+          if (failure !== undefined || signal.aborted) break;
+          if (isBlank(line.text) || done.has(line.number)) continue;
+          // Waiting for a slot before reading on keeps at most max-in-flight lines in memory.
+          const permit = await inFlight.acquire(signal);
+          const request = JSON.parse(line.text) as RequestLine;
+          sent++;
+          const p = runOne(line.number, request, permit).catch((err: unknown) => {
+            if (!isAbort(err)) failure ??= err;
+          });
+          pending.add(p);
+          void p.finally(() => pending.delete(p));
+        }
+      } catch (err) {
+        if (!isAbort(err)) failure ??= err;
+      } finally {
+        await Promise.all(pending);
+        clearInterval(heartbeatTimer);
+      }
+      // Whatever finished is kept, even when the chunk is being cancelled or has failed.
+      await writer.flush();
+      if (failure !== undefined) throw asError(failure);
+      if (signal.aborted) {
+        log.info({ sent, persisted: writer.persisted }, 'chunk cancelled');
+        await ctx.cancelled;
+      }
+      const { completed, failed } = await chunkCounts(batchId, chunk);
+      beat();
+      return { chunk: chunk.index, completed, failed, sent };
+    },
+  };
+}
+
+export type InferenceActivities = ReturnType<typeof createInferenceActivities>;

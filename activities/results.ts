@@ -1,0 +1,194 @@
+// Persisting finished requests. A request counts only once its row is in batch_results; the row
+// and the batch's counters change in one statement, and (batch, line) makes a repeat a no-op, so a
+// retried chunk can never count or write a line twice.
+import { sql } from 'kysely';
+import type { Db } from '../lib/db.js';
+import { asError } from '../lib/errors.js';
+import { newId, nowSeconds } from '../lib/ids.js';
+import type { OutputLine } from '../schema/openai.js';
+import type { NewBatchResult } from '../schema/tables.js';
+import type { AttemptError, FinalOutcome } from './engine.js';
+
+export interface ResultRow extends NewBatchResult {
+  /** Set for requests that failed for good: they also go to the dead-letter table. */
+  deadLetter?: { attempts: number; errors: AttemptError[] };
+}
+
+export interface TokenUsage {
+  input: number;
+  cached: number;
+  output: number;
+  reasoning: number;
+}
+
+const NO_USAGE: TokenUsage = { input: 0, cached: 0, output: 0, reasoning: 0 };
+
+function num(x: unknown): number {
+  return typeof x === 'number' && Number.isFinite(x) ? x : 0;
+}
+
+/** Token counts from any endpoint's `usage` (chat/completions/embeddings or responses naming). */
+export function usageOf(body: unknown): TokenUsage {
+  const u = (body as { usage?: Record<string, unknown> } | null)?.usage;
+  if (typeof u !== 'object') return NO_USAGE;
+  const details = (x: unknown, key: string): number => num((x as Record<string, unknown> | null)?.[key]);
+  return {
+    input: num(u.prompt_tokens ?? u.input_tokens),
+    cached: details(u.prompt_tokens_details ?? u.input_tokens_details, 'cached_tokens'),
+    output: num(u.completion_tokens ?? u.output_tokens),
+    reasoning: details(u.completion_tokens_details ?? u.output_tokens_details, 'reasoning_tokens'),
+  };
+}
+
+export function outputLine(customId: string, response: OutputLine['response'], error: OutputLine['error']): string {
+  const line: OutputLine = { id: newId('batch_req_'), custom_id: customId, response, error };
+  return JSON.stringify(line);
+}
+
+/** The row for a request the engine finished with (success, engine error, or unreachable engine). */
+export function resultRow(batchId: string, line: number, customId: string, outcome: FinalOutcome): ResultRow {
+  const base = { batch_id: batchId, line, custom_id: customId };
+  if (outcome.kind === 'ok') {
+    const usage = usageOf(outcome.body);
+    return {
+      ...base,
+      ok: true,
+      output: outputLine(customId, { status_code: outcome.status, request_id: outcome.requestId ?? newId('batch_req_'), body: outcome.body }, null),
+      input_tokens: usage.input,
+      cached_tokens: usage.cached,
+      output_tokens: usage.output,
+      reasoning_tokens: usage.reasoning,
+    };
+  }
+  const deadLetter = { attempts: outcome.attempts, errors: outcome.errors };
+  const zero = { input_tokens: 0, cached_tokens: 0, output_tokens: 0, reasoning_tokens: 0 };
+  if (outcome.kind === 'http') {
+    return {
+      ...base,
+      ...zero,
+      ok: false,
+      output: outputLine(customId, { status_code: outcome.status, request_id: outcome.requestId ?? newId('batch_req_'), body: outcome.body }, null),
+      deadLetter,
+    };
+  }
+  return {
+    ...base,
+    ...zero,
+    ok: false,
+    output: outputLine(customId, null, {
+      code: outcome.timeout ? 'request_timeout' : 'engine_unavailable',
+      message: `${outcome.message} (gave up after ${outcome.attempts} attempts)`,
+    }),
+    deadLetter,
+  };
+}
+
+/** A line that never ran (cancelled, expired, or its chunk was dead-lettered). */
+export function notRunRow(batchId: string, line: number, customId: string, code: string, message: string): ResultRow {
+  return {
+    batch_id: batchId,
+    line,
+    custom_id: customId,
+    ok: false,
+    output: outputLine(customId, null, { code, message }),
+    input_tokens: 0,
+    cached_tokens: 0,
+    output_tokens: 0,
+    reasoning_tokens: 0,
+  };
+}
+
+/** Inserts rows that are not there yet and adds exactly those to the batch's counters. */
+export async function persistResults(db: Db, batchId: string, rows: ResultRow[]): Promise<number> {
+  if (rows.length === 0) return 0;
+  const values = rows.map(({ deadLetter: _dl, ...row }) => row);
+  const letters = rows.filter((r) => r.deadLetter !== undefined);
+  return db.transaction().execute(async (trx) => {
+    const inserted = await trx
+      .with('ins', (q) =>
+        q.insertInto('batch_results').values(values).onConflict((c) => c.columns(['batch_id', 'line']).doNothing()).returningAll(),
+      )
+      .updateTable('batches')
+      .set({
+        request_completed: sql`request_completed + (select count(*) from ins where ok)`,
+        request_failed: sql`request_failed + (select count(*) from ins where not ok)`,
+        input_tokens: sql`input_tokens + (select coalesce(sum(input_tokens), 0) from ins)`,
+        cached_tokens: sql`cached_tokens + (select coalesce(sum(cached_tokens), 0) from ins)`,
+        output_tokens: sql`output_tokens + (select coalesce(sum(output_tokens), 0) from ins)`,
+        reasoning_tokens: sql`reasoning_tokens + (select coalesce(sum(reasoning_tokens), 0) from ins)`,
+      })
+      .where('id', '=', batchId)
+      .returning(sql<number>`(select count(*) from ins)`.as('inserted'))
+      .executeTakeFirst();
+    if (letters.length > 0) {
+      const created = nowSeconds();
+      await trx
+        .insertInto('dead_letters')
+        .values(
+          letters.map((r) => ({
+            batch_id: batchId,
+            line: r.line,
+            custom_id: r.custom_id,
+            attempts: r.deadLetter?.attempts ?? 0,
+            errors: r.deadLetter?.errors ?? [],
+            created_at: created,
+          })),
+        )
+        .onConflict((c) => c.columns(['batch_id', 'line']).doNothing())
+        .execute();
+    }
+    return inserted?.inserted ?? 0;
+  });
+}
+
+/**
+ * Buffers finished requests and writes them in batches (one round trip for many rows), in order,
+ * one write at a time. A failed write fails the next add/flush: the chunk then fails and is retried,
+ * which re-runs only what was not persisted.
+ */
+export class ResultWriter {
+  private buffer: ResultRow[] = [];
+  private writing: Promise<void> = Promise.resolve();
+  private failure: unknown;
+  private timer: NodeJS.Timeout | undefined;
+  persisted = 0;
+
+  constructor(
+    private readonly db: Db,
+    private readonly batchId: string,
+    private readonly options: { flushRows: number; flushMs: number },
+    private readonly onPersisted: (rows: ResultRow[]) => void = () => undefined,
+  ) {}
+
+  add(row: ResultRow): void {
+    if (this.failure !== undefined) throw asError(this.failure);
+    this.buffer.push(row);
+    if (this.buffer.length >= this.options.flushRows) void this.flush().catch(() => undefined);
+    else this.timer ??= setTimeout(() => { void this.flush().catch(() => undefined); }, this.options.flushMs);
+  }
+
+  /** Writes everything added so far; rejects if any write failed. */
+  flush(): Promise<void> {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    const rows = this.buffer;
+    this.buffer = [];
+    if (rows.length > 0) {
+      this.writing = this.writing.then(async () => {
+        if (this.failure !== undefined) return;
+        try {
+          await persistResults(this.db, this.batchId, rows);
+          this.persisted += rows.length;
+          this.onPersisted(rows);
+        } catch (err) {
+          this.failure = err;
+        }
+      });
+    }
+    return this.writing.then(() => {
+      if (this.failure !== undefined) throw asError(this.failure);
+    });
+  }
+}

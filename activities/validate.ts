@@ -1,0 +1,137 @@
+// Checks a whole batch input file before any request runs, streaming it line by line: only the
+// custom_ids seen so far are kept, never the lines. Reports every problem (up to a cap) with
+// OpenAI's codes, and on success plans the chunks as line and byte ranges.
+import { isBlank, type Line } from '../lib/jsonl.js';
+import type { ValidationError } from '../schema/tables.js';
+
+export interface ChunkPlan {
+  index: number;
+  /** First and last input line numbers (1-based, inclusive). */
+  firstLine: number;
+  lastLine: number;
+  /** Requests in the chunk (blank lines are not requests). */
+  requests: number;
+  /** Byte range of the chunk's lines in the input file, end exclusive. */
+  byteStart: number;
+  byteEnd: number;
+}
+
+export interface ValidationParams {
+  endpoint: string;
+  maxRequests: number;
+  maxErrors: number;
+  chunkSize: number;
+}
+
+export interface ValidationOutcome {
+  errors: ValidationError[];
+  requests: number;
+  model: string | null;
+  /** Line of the first request, where a model problem is reported. */
+  modelLine: number | null;
+  chunks: ChunkPlan[];
+}
+
+function isRecord(x: unknown): x is Record<string, unknown> {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+/** Inputs an embeddings request asks for: OpenAI's 50,000 limit counts these, not lines. */
+function embeddingInputs(body: Record<string, unknown>): number {
+  const input = body.input;
+  if (Array.isArray(input) && input.length > 0 && input.every((x) => typeof x !== 'number')) return input.length;
+  return 1;
+}
+
+export async function validateLines(lines: AsyncIterable<Line>, params: ValidationParams): Promise<ValidationOutcome> {
+  const errors: ValidationError[] = [];
+  let suppressed = 0;
+  const report = (code: string, message: string, line: number | null, param: string | null = null): void => {
+    if (errors.length < params.maxErrors) errors.push({ code, message, param, line });
+    else suppressed++;
+  };
+
+  const seen = new Set<string>();
+  const chunks: ChunkPlan[] = [];
+  let current: ChunkPlan | undefined;
+  let requests = 0;
+  let units = 0;
+  let model: string | null = null;
+  let modelLine: number | null = null;
+  let tooMany = false;
+
+  for await (const line of lines) {
+    if (isBlank(line.text)) continue;
+    requests++;
+    if (current === undefined || current.requests >= params.chunkSize) {
+      current = { index: chunks.length, firstLine: line.number, lastLine: line.number, requests: 0, byteStart: line.start, byteEnd: line.end };
+      chunks.push(current);
+    }
+    current.requests++;
+    current.lastLine = line.number;
+    current.byteEnd = line.end;
+
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line.text);
+    } catch (err) {
+      report('invalid_json_line', `This line is not parseable as valid JSON: ${(err as Error).message}`, line.number);
+      continue;
+    }
+    if (!isRecord(parsed)) {
+      report('invalid_json_line', 'Each line must be a JSON object with custom_id, method, url and body.', line.number);
+      continue;
+    }
+
+    const customId = parsed.custom_id;
+    if (typeof customId !== 'string' || customId === '') {
+      report('missing_required_parameter', 'Missing required parameter: custom_id (a non-empty string).', line.number, 'custom_id');
+    } else if (seen.has(customId)) {
+      report('duplicate_custom_id', `The custom_id '${customId}' is used more than once; each must be unique within the file.`, line.number, 'custom_id');
+    } else {
+      seen.add(customId);
+    }
+
+    if (parsed.method === undefined) {
+      report('missing_required_parameter', 'Missing required parameter: method (must be POST).', line.number, 'method');
+    } else if (parsed.method !== 'POST') {
+      report('invalid_request', `Invalid method ${JSON.stringify(parsed.method)}: only POST is supported.`, line.number, 'method');
+    }
+
+    if (typeof parsed.url !== 'string') {
+      report('missing_required_parameter', 'Missing required parameter: url.', line.number, 'url');
+    } else if (parsed.url !== params.endpoint) {
+      report('invalid_url', `The url '${parsed.url}' does not match the batch endpoint '${params.endpoint}'.`, line.number, 'url');
+    }
+
+    const body = parsed.body;
+    if (!isRecord(body)) {
+      report('missing_required_parameter', 'Missing required parameter: body (a JSON object).', line.number, 'body');
+      continue;
+    }
+    if (typeof body.model !== 'string' || body.model === '') {
+      report('missing_required_parameter', 'Missing required parameter: body.model.', line.number, 'body.model');
+    } else if (model === null) {
+      model = body.model;
+      modelLine = line.number;
+    } else if (body.model !== model) {
+      report('mismatched_model', `The model '${body.model}' differs from '${model}' used earlier in the file; a batch uses one model.`, line.number, 'body.model');
+    }
+    if (body.stream === true) {
+      report('streaming_unsupported', 'Streaming is not supported in a batch; remove body.stream.', line.number, 'body.stream');
+    }
+
+    units += params.endpoint === '/v1/embeddings' ? embeddingInputs(body) : 1;
+    if (!tooMany && units > params.maxRequests) {
+      tooMany = true;
+      const what = params.endpoint === '/v1/embeddings' ? 'embedding inputs' : 'requests';
+      report('too_many_tasks', `The file has more than ${params.maxRequests} ${what}, the limit for one batch.`, line.number);
+    }
+  }
+
+  if (requests === 0) report('empty_batch', 'The input file contains no requests.', null);
+  if (suppressed > 0) {
+    errors.push({ code: 'too_many_errors', message: `${suppressed} more errors were found and are not listed.`, param: null, line: null });
+  }
+  return { errors, requests, model, modelLine, chunks };
+}

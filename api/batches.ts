@@ -1,0 +1,173 @@
+// Batches: create (record it, start its BatchWorkflow, answer `validating` at once), read, list,
+// cancel. The workflow does the work; the database is what the API reads back.
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Config } from '../lib/config.js';
+import type { Db } from '../lib/db.js';
+import { newId, nowSeconds } from '../lib/ids.js';
+import type { Logger } from '../lib/logger.js';
+import { parseDuration, type BatchCreate, type BatchObject } from '../schema/openai.js';
+import type { BatchRow, BatchStatus } from '../schema/tables.js';
+import type { BatchWorkflow } from '../workflows/batch.js';
+import { cancelSignal } from '../workflows/messages.js';
+import { BatchEndpointKey, BatchProjectKey, BatchStatusKey } from '../workflows/search-attributes.js';
+import { ApiError, notFound } from './errors.js';
+import type { Project } from './keys.js';
+
+export interface BatchDeps {
+  db: Db;
+  temporal: Client;
+  config: Config;
+  log: Logger;
+}
+
+const CANCELLABLE: BatchStatus[] = ['validating', 'in_progress', 'finalizing'];
+
+export function toBatchObject(row: BatchRow): BatchObject {
+  return {
+    id: row.id,
+    object: 'batch',
+    endpoint: row.endpoint,
+    model: row.model,
+    errors: row.errors === null || row.errors.length === 0 ? null : { object: 'list', data: row.errors },
+    input_file_id: row.input_file_id,
+    completion_window: row.completion_window,
+    status: row.status,
+    output_file_id: row.output_file_id,
+    error_file_id: row.error_file_id,
+    created_at: row.created_at,
+    in_progress_at: row.in_progress_at,
+    expires_at: row.expires_at,
+    finalizing_at: row.finalizing_at,
+    completed_at: row.completed_at,
+    failed_at: row.failed_at,
+    expired_at: row.expired_at,
+    cancelling_at: row.cancelling_at,
+    cancelled_at: row.cancelled_at,
+    // OpenAI reports zero counts until a batch is past validation.
+    request_counts:
+      row.status === 'validating' || row.status === 'failed'
+        ? { total: 0, completed: 0, failed: 0 }
+        : { total: row.request_total, completed: row.request_completed, failed: row.request_failed },
+    usage: {
+      input_tokens: row.input_tokens,
+      input_tokens_details: { cached_tokens: row.cached_tokens },
+      output_tokens: row.output_tokens,
+      output_tokens_details: { reasoning_tokens: row.reasoning_tokens },
+      total_tokens: row.input_tokens + row.output_tokens,
+    },
+    metadata: row.metadata,
+  };
+}
+
+export async function getBatch(db: Db, project: Project, id: string): Promise<BatchRow> {
+  const row = await db.selectFrom('batches').selectAll().where('id', '=', id).where('project_id', '=', project.id).executeTakeFirst();
+  if (row === undefined) throw notFound('Batch', id);
+  return row;
+}
+
+export async function createBatch(deps: BatchDeps, project: Project, body: BatchCreate): Promise<BatchRow> {
+  const { db, temporal, config } = deps;
+  const file = await db
+    .selectFrom('files')
+    .select(['id', 'purpose'])
+    .where('id', '=', body.input_file_id)
+    .where('project_id', '=', project.id)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSeconds())]))
+    .executeTakeFirst();
+  if (file === undefined) {
+    throw new ApiError(400, `Invalid 'input_file_id': no file ${body.input_file_id} was found.`, 'invalid_request', 'input_file_id');
+  }
+  if (file.purpose !== 'batch') {
+    throw new ApiError(400, `Invalid 'input_file_id': ${file.id} has purpose '${file.purpose}', not 'batch'.`, 'invalid_request', 'input_file_id');
+  }
+  const now = nowSeconds();
+  const window = parseDuration(body.completion_window) ?? 86400;
+  const row = await db
+    .insertInto('batches')
+    .values({
+      id: newId('batch_'),
+      project_id: project.id,
+      endpoint: body.endpoint,
+      model: null,
+      input_file_id: file.id,
+      completion_window: body.completion_window,
+      status: 'validating',
+      output_file_id: null,
+      error_file_id: null,
+      errors: null,
+      metadata: body.metadata ?? null,
+      output_expires_after: body.output_expires_after?.seconds ?? null,
+      created_at: now,
+      expires_at: now + window,
+      in_progress_at: null,
+      finalizing_at: null,
+      completed_at: null,
+      failed_at: null,
+      expired_at: null,
+      cancelling_at: null,
+      cancelled_at: null,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  try {
+    await temporal.workflow.start<typeof BatchWorkflow>('BatchWorkflow', {
+      workflowId: row.id,
+      taskQueue: config.temporal.orchestratorTaskQueue,
+      args: [{ batchId: row.id, control: config.batch.control }],
+      typedSearchAttributes: [
+        { key: BatchStatusKey, value: 'validating' },
+        { key: BatchProjectKey, value: project.name },
+        { key: BatchEndpointKey, value: body.endpoint },
+      ],
+      memo: { inputFileId: file.id, project: project.name },
+    });
+  } catch (err) {
+    // No workflow, no batch: the client sees a 503 and may retry, and nothing is left half-made.
+    await db.deleteFrom('batches').where('id', '=', row.id).execute();
+    deps.log.error({ err, batchId: row.id }, 'could not start the batch workflow');
+    throw new ApiError(503, 'The batch could not be started because the orchestrator is unreachable; try again.', 'service_unavailable');
+  }
+  deps.log.info({ batchId: row.id, project: project.name, endpoint: body.endpoint }, 'batch created');
+  return row;
+}
+
+export async function listBatches(db: Db, project: Project, q: { after?: string | undefined; limit: number }): Promise<{ rows: BatchRow[]; hasMore: boolean }> {
+  let query = db.selectFrom('batches').selectAll().where('project_id', '=', project.id);
+  if (q.after !== undefined) {
+    const cursor = await db.selectFrom('batches').select('seq').where('id', '=', q.after).where('project_id', '=', project.id).executeTakeFirst();
+    if (cursor === undefined) throw new ApiError(400, `Invalid value for 'after': no batch ${q.after}.`, 'invalid_value', 'after');
+    query = query.where('seq', '<', cursor.seq);
+  }
+  const rows = await query.orderBy('seq', 'desc').limit(q.limit + 1).execute();
+  return { rows: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
+}
+
+export async function cancelBatch(deps: BatchDeps, project: Project, id: string): Promise<BatchRow> {
+  const { db } = deps;
+  const updated = await db
+    .updateTable('batches')
+    .set({ status: 'cancelling', cancelling_at: nowSeconds() })
+    .where('id', '=', id)
+    .where('project_id', '=', project.id)
+    .where('status', 'in', CANCELLABLE)
+    .returningAll()
+    .executeTakeFirst();
+  const row = updated ?? (await getBatch(db, project, id));
+  if (row.status !== 'cancelling' && row.status !== 'cancelled') {
+    throw new ApiError(409, `Cannot cancel a batch with status '${row.status}'.`, 'batch_not_cancellable', 'batch_id');
+  }
+  if (row.status === 'cancelling') {
+    // Signalled again on a repeated cancel, so a cancel whose signal was lost is completed by a retry.
+    try {
+      await deps.temporal.workflow.getHandle(id).signal(cancelSignal);
+    } catch (err) {
+      // A workflow that has just finished needs no signal: finalize turns `cancelling` into `cancelled`.
+      if (!(err instanceof WorkflowNotFoundError)) {
+        deps.log.error({ err, batchId: id }, 'could not signal cancel');
+        throw new ApiError(503, 'The cancel was recorded but the orchestrator is unreachable; try again.', 'service_unavailable');
+      }
+    }
+  }
+  deps.log.info({ batchId: id }, 'batch cancel requested');
+  return row;
+}

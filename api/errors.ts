@@ -1,0 +1,64 @@
+// Every error leaves the API in OpenAI's shape, {error: {message, type, param, code}}, with the
+// status OpenAI would use. Handlers throw ApiError; anything else is mapped here, never leaked.
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { ZodError } from 'zod';
+import type { Logger } from '../lib/logger.js';
+import type { ErrorResponse } from '../schema/openai.js';
+
+export type ErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'not_found_error'
+  | 'conflict_error'
+  | 'rate_limit_error'
+  | 'server_error';
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: ContentfulStatusCode,
+    message: string,
+    readonly code: string | null = null,
+    readonly param: string | null = null,
+    readonly type: ErrorType = status === 401 ? 'authentication_error' : status >= 500 ? 'server_error' : 'invalid_request_error',
+  ) {
+    super(message);
+    this.name = 'ApiError';
+  }
+
+  body(): ErrorResponse {
+    return { error: { message: this.message, type: this.type, param: this.param, code: this.code } };
+  }
+}
+
+/** OpenAI's wording for an id that does not exist (or belongs to another project). */
+export function notFound(kind: 'File' | 'Batch', id: string, param = 'id'): ApiError {
+  return new ApiError(404, `No such ${kind} object: ${id}`, null, param);
+}
+
+export function fromZodError(error: ZodError): ApiError {
+  const issue = error.issues[0];
+  if (issue === undefined) return new ApiError(400, 'Invalid request.', 'invalid_request');
+  const param = issue.path.length > 0 ? issue.path.map(String).join('.') : null;
+  const missing = issue.code === 'invalid_type' && /received undefined/.test(issue.message);
+  if (missing) return new ApiError(400, `Missing required parameter: '${param ?? 'body'}'.`, 'missing_required_parameter', param);
+  return new ApiError(400, `Invalid value for '${param ?? 'body'}': ${issue.message}`, 'invalid_value', param);
+}
+
+export function errorResponse(c: Context, err: ApiError): Response {
+  return c.json(err.body(), err.status);
+}
+
+export function errorHandler(log: Logger) {
+  return (err: Error, c: Context): Response => {
+    if (err instanceof ApiError) return errorResponse(c, err);
+    if (err instanceof HTTPException) {
+      // Hono's own refusals: malformed JSON bodies and the like.
+      const status = err.status;
+      return errorResponse(c, new ApiError(status, err.message || 'Invalid request.', status === 400 ? 'invalid_request' : null));
+    }
+    log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
+    return errorResponse(c, new ApiError(500, 'The server had an error while processing your request.', 'internal_error', null, 'server_error'));
+  };
+}

@@ -1,0 +1,186 @@
+// Files: uploads streamed straight to the file store (a 200 MB upload never sits in memory),
+// and the file objects OpenAI's SDK expects.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import busboy from 'busboy';
+import type { Config } from '../lib/config.js';
+import type { Db } from '../lib/db.js';
+import type { FileStore, FileWriter } from '../lib/file-store.js';
+import { newId, nowSeconds } from '../lib/ids.js';
+import type { FileObject } from '../schema/openai.js';
+import type { FileRow } from '../schema/tables.js';
+import { ApiError, notFound } from './errors.js';
+import type { Project } from './keys.js';
+
+export interface FileDeps {
+  db: Db;
+  store: FileStore;
+  config: Config;
+}
+
+export function toFileObject(row: FileRow): FileObject {
+  return {
+    id: row.id,
+    object: 'file',
+    bytes: row.bytes,
+    created_at: row.created_at,
+    expires_at: row.expires_at,
+    filename: row.filename,
+    purpose: row.purpose,
+    status: row.status,
+    status_details: row.status_details,
+  };
+}
+
+interface ParsedUpload {
+  fields: Map<string, string>;
+  file?: { filename: string; truncated: boolean; writer: FileWriter };
+}
+
+async function parseMultipart(request: Request, deps: FileDeps, storageKey: string): Promise<ParsedUpload> {
+  const contentType = request.headers.get('content-type') ?? '';
+  if (request.body === null) throw new ApiError(400, 'The request has no body.', 'invalid_request');
+  let parser: busboy.Busboy;
+  try {
+    parser = busboy({
+      headers: { 'content-type': contentType },
+      limits: { files: 1, fields: 20, fieldSize: 4096, fileSize: deps.config.files.maxUploadBytes },
+    });
+  } catch (err) {
+    throw new ApiError(400, `Malformed multipart request: ${(err as Error).message}`, 'invalid_request');
+  }
+  const result: ParsedUpload = { fields: new Map() };
+  const writes: Promise<void>[] = [];
+  parser.on('field', (name, value) => result.fields.set(name, value));
+  parser.on('file', (name, stream, info) => {
+    if (name !== 'file' || result.file !== undefined) {
+      stream.resume();
+      return;
+    }
+    writes.push(
+      (async () => {
+        const writer = await deps.store.createWriter(storageKey);
+        result.file = { filename: info.filename ?? 'upload', truncated: false, writer };
+        await pipeline(stream, writer.stream);
+        // busboy stops at the size limit and marks the stream; the caller refuses such a file.
+        result.file.truncated = stream.truncated === true;
+      })(),
+    );
+  });
+  try {
+    await pipeline(Readable.fromWeb(request.body as WebReadableStream<Uint8Array>), parser);
+    await Promise.all(writes);
+  } catch (err) {
+    await result.file?.writer.abort();
+    if (err instanceof ApiError) throw err;
+    throw new ApiError(400, `Malformed multipart request: ${(err as Error).message}`, 'invalid_request');
+  }
+  return result;
+}
+
+function expiresAfter(fields: Map<string, string>): number | undefined {
+  const anchor = fields.get('expires_after[anchor]');
+  const seconds = fields.get('expires_after[seconds]');
+  if (anchor === undefined && seconds === undefined) return undefined;
+  if (anchor !== 'created_at') {
+    throw new ApiError(400, "Invalid value for 'expires_after[anchor]': only 'created_at' is supported.", 'invalid_value', 'expires_after[anchor]');
+  }
+  const n = Number(seconds);
+  if (seconds === undefined || !Number.isInteger(n) || n < 3600 || n > 2_592_000) {
+    throw new ApiError(400, "Invalid value for 'expires_after[seconds]': a whole number from 3600 to 2592000.", 'invalid_value', 'expires_after[seconds]');
+  }
+  return n;
+}
+
+/** POST /v1/files: stream the upload into the store, then record it. */
+export async function createFile(deps: FileDeps, project: Project, request: Request): Promise<FileRow> {
+  const contentType = request.headers.get('content-type') ?? '';
+  if (!contentType.toLowerCase().startsWith('multipart/form-data')) {
+    throw new ApiError(415, "Files are uploaded as multipart/form-data with fields 'file' and 'purpose'.", 'unsupported_media_type');
+  }
+  const id = newId('file-');
+  const storageKey = `uploads/${id}`;
+  const upload = await parseMultipart(request, deps, storageKey);
+  const file = upload.file;
+  try {
+    const purpose = upload.fields.get('purpose');
+    if (purpose === undefined || purpose === '') throw new ApiError(400, "Missing required parameter: 'purpose'.", 'missing_required_parameter', 'purpose');
+    if (purpose !== 'batch') {
+      throw new ApiError(400, `Invalid value for 'purpose': '${purpose}' is not supported here; use 'batch'.`, 'invalid_value', 'purpose');
+    }
+    if (file === undefined) throw new ApiError(400, "Missing required parameter: 'file'.", 'missing_required_parameter', 'file');
+    if (file.truncated) {
+      const mb = Math.round(deps.config.files.maxUploadBytes / (1024 * 1024));
+      throw new ApiError(413, `The file is larger than the ${mb} MB limit for batch input files.`, 'file_too_large', 'file');
+    }
+    if (!file.filename.toLowerCase().endsWith('.jsonl')) {
+      throw new ApiError(400, `Invalid file format for batch: '${file.filename}'. Batch input files must be .jsonl.`, 'invalid_file_format', 'file');
+    }
+    const lifetime = expiresAfter(upload.fields) ?? deps.config.files.inputLifetimeSeconds;
+    const { bytes } = await file.writer.commit();
+    const now = nowSeconds();
+    return await deps.db
+      .insertInto('files')
+      .values({
+        id,
+        project_id: project.id,
+        filename: file.filename,
+        purpose: 'batch',
+        bytes,
+        status: 'processed',
+        status_details: null,
+        created_at: now,
+        expires_at: now + lifetime,
+        storage_key: storageKey,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
+  } catch (err) {
+    await file?.writer.abort();
+    await deps.store.delete(storageKey);
+    throw err;
+  }
+}
+
+/** A live (unexpired) file of this project; another project's id is simply not found. */
+export async function getFile(db: Db, project: Project, id: string): Promise<FileRow> {
+  const row = await db
+    .selectFrom('files')
+    .selectAll()
+    .where('id', '=', id)
+    .where('project_id', '=', project.id)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSeconds())]))
+    .executeTakeFirst();
+  if (row === undefined) throw notFound('File', id);
+  return row;
+}
+
+export interface FileListQuery {
+  after?: string | undefined;
+  limit: number;
+  order: 'asc' | 'desc';
+  purpose?: string | undefined;
+}
+
+export async function listFiles(db: Db, project: Project, q: FileListQuery): Promise<{ rows: FileRow[]; hasMore: boolean }> {
+  let query = db
+    .selectFrom('files')
+    .selectAll()
+    .where('project_id', '=', project.id)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSeconds())]));
+  if (q.purpose !== undefined) query = query.where('purpose', '=', q.purpose as FileRow['purpose']);
+  if (q.after !== undefined) {
+    const cursor = await db.selectFrom('files').select('seq').where('id', '=', q.after).where('project_id', '=', project.id).executeTakeFirst();
+    if (cursor === undefined) throw new ApiError(400, `Invalid value for 'after': no file ${q.after}.`, 'invalid_value', 'after');
+    query = query.where('seq', q.order === 'desc' ? '<' : '>', cursor.seq);
+  }
+  const rows = await query.orderBy('seq', q.order).limit(q.limit + 1).execute();
+  return { rows: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
+}
+
+export async function deleteFile(deps: FileDeps, project: Project, id: string): Promise<void> {
+  const row = await getFile(deps.db, project, id);
+  await deps.db.deleteFrom('files').where('id', '=', row.id).execute();
+  await deps.store.delete(row.storage_key);
+}

@@ -1,0 +1,54 @@
+// API keys: stored as sha256 hashes, each belonging to a project. API_KEYS seeds keys for local use.
+import { createHash, randomBytes } from 'node:crypto';
+import type { Db } from '../lib/db.js';
+import { newId, nowSeconds } from '../lib/ids.js';
+
+export interface Project {
+  id: string;
+  name: string;
+}
+
+export function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+export function generateKey(): string {
+  return `sk-batch-${randomBytes(24).toString('base64url')}`;
+}
+
+/** Shown in listings instead of the key, which is never stored. */
+function prefixOf(key: string): string {
+  return `${key.slice(0, 12)}…`;
+}
+
+export async function ensureProject(db: Db, name: string): Promise<Project> {
+  await db.insertInto('projects').values({ id: newId('proj_'), name, created_at: nowSeconds() }).onConflict((c) => c.column('name').doNothing()).execute();
+  return db.selectFrom('projects').select(['id', 'name']).where('name', '=', name).executeTakeFirstOrThrow();
+}
+
+/** Adds a key (idempotent for the same key) to a project, creating the project if needed. */
+export async function addKey(db: Db, projectName: string, key: string, keyName = 'seeded'): Promise<Project> {
+  const project = await ensureProject(db, projectName);
+  await db
+    .insertInto('api_keys')
+    .values({ id: newId('key_'), project_id: project.id, name: keyName, key_hash: hashKey(key), key_prefix: prefixOf(key), created_at: nowSeconds(), revoked_at: null })
+    .onConflict((c) => c.column('key_hash').doNothing())
+    .execute();
+  return project;
+}
+
+/** The project a key belongs to, or undefined for unknown and revoked keys. */
+export async function projectForKey(db: Db, key: string): Promise<Project | undefined> {
+  return db
+    .selectFrom('api_keys')
+    .innerJoin('projects', 'projects.id', 'api_keys.project_id')
+    .select(['projects.id', 'projects.name'])
+    .where('api_keys.key_hash', '=', hashKey(key))
+    .where('api_keys.revoked_at', 'is', null)
+    .executeTakeFirst();
+}
+
+/** API_KEYS: every listed key gets access to the "default" project. */
+export async function seedKeys(db: Db, keys: string[]): Promise<void> {
+  for (const key of keys) await addKey(db, 'default', key, 'API_KEYS');
+}

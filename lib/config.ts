@@ -1,0 +1,291 @@
+// The one place that reads the environment. Every URL, port, size and timeout in the
+// project comes from here; entry points call loadConfig() once and pass pieces down.
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const nonNegative = z.coerce.number().min(0);
+const list = z
+  .string()
+  .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0));
+const flag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
+
+const envSchema = z.object({
+  // Network
+  HOST: z.string().default('127.0.0.1'),
+  API_PORT: port.default(4080),
+  API_KEYS: list.default([]),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+
+  // Local state
+  DATA_DIR: z.string().default('.data'),
+  TOOLS_DIR: z.string().default('.tools'),
+  FILE_STORE_DIR: optionalString,
+
+  // Database
+  DATABASE_URL: optionalString,
+  EMBEDDED_PG_PORT: port.default(5433),
+  EMBEDDED_PG_DIR: optionalString,
+  DATABASE_POOL_SIZE: positiveInt.default(10),
+
+  // Temporal
+  TEMPORAL_ADDRESS: optionalString,
+  TEMPORAL_NAMESPACE: z.string().default('default'),
+  TEMPORAL_TLS: flag.default(false),
+  TEMPORAL_TLS_CERT_PATH: optionalString,
+  TEMPORAL_TLS_KEY_PATH: optionalString,
+  TEMPORAL_TLS_CA_PATH: optionalString,
+  TEMPORAL_TLS_SERVER_NAME: optionalString,
+  TEMPORAL_API_KEY: optionalString,
+  TEMPORAL_CLI_PATH: optionalString,
+  TEMPORAL_DEV_CONFIG: z.string().default('temporal-dev.yaml'),
+  TEMPORAL_CLI_VERSION: z.string().default('v1.5.1'),
+  ORCHESTRATOR_TASK_QUEUE: z.string().min(1).default('batch-orchestrator'),
+  INFERENCE_TASK_QUEUE_PREFIX: z.string().min(1).default('inference:'),
+
+  // Files and batches
+  MAX_UPLOAD_BYTES: positiveInt.default(200 * 1024 * 1024),
+  INPUT_FILE_LIFETIME_SECONDS: positiveInt.default(30 * 86400),
+  OUTPUT_FILE_LIFETIME_SECONDS: positiveInt.default(30 * 86400),
+  BATCH_MAX_REQUESTS: positiveInt.default(50_000),
+  BATCH_CHUNK_SIZE: positiveInt.default(500),
+  BATCH_MAX_PENDING_CHUNKS: positiveInt.default(16),
+  VALIDATION_MAX_ERRORS: positiveInt.default(100),
+  CHUNK_HEARTBEAT_TIMEOUT_MS: positiveInt.default(60_000),
+  CHUNK_START_TO_CLOSE_MS: positiveInt.default(2 * 60 * 60 * 1000),
+  CHUNK_MAX_ATTEMPTS: positiveInt.default(5),
+  CHUNK_RETRY_INITIAL_MS: positiveInt.default(2000),
+  CHUNK_RETRY_MAX_MS: positiveInt.default(60_000),
+  CONTROL_START_TO_CLOSE_MS: positiveInt.default(30 * 60 * 1000),
+  CONTROL_HEARTBEAT_TIMEOUT_MS: positiveInt.default(2 * 60 * 1000),
+  CONTROL_RETRY_INITIAL_MS: positiveInt.default(1000),
+  CONTROL_RETRY_MAX_MS: positiveInt.default(60_000),
+  RESULT_FLUSH_ROWS: positiveInt.default(200),
+  RESULT_FLUSH_MS: positiveInt.default(250),
+
+  // Engine (vLLM) and GPU worker
+  VLLM_BASE_URL: optionalString,
+  VLLM_API_KEY: optionalString,
+  GPU_INDEX: z.string().default('0'),
+  GPU_MODELS: list.default([]),
+  GPU_MAX_INFLIGHT: positiveInt.default(256),
+  GPU_CONCURRENT_CHUNKS: positiveInt.default(2),
+  WORKER_HEARTBEAT_MS: positiveInt.default(10_000),
+  CHUNK_HEARTBEAT_THROTTLE_MS: positiveInt.default(2000),
+  WORKER_SHUTDOWN_GRACE_MS: positiveInt.default(30_000),
+  ENGINE_REQUEST_TIMEOUT_MS: positiveInt.default(10 * 60 * 1000),
+  ENGINE_RETRY_BUDGET_MS: positiveInt.default(10 * 60 * 1000),
+  ENGINE_RETRY_INITIAL_MS: positiveInt.default(500),
+  ENGINE_RETRY_MAX_MS: positiveInt.default(30_000),
+  ENGINE_HEALTH_TIMEOUT_MS: positiveInt.default(10 * 60 * 1000),
+
+  // npm start (the local stack)
+  DEV_RESTART_DELAY_MS: positiveInt.default(1000),
+  DEV_MAX_RESTART_DELAY_MS: positiveInt.default(30_000),
+  DEV_STOP_GRACE_MS: positiveInt.default(20_000),
+  DEV_START_TIMEOUT_MS: positiveInt.default(120_000),
+  DEV_API_KEY: z.string().min(1).default('sk-local'),
+
+  // vLLM simulator
+  SIM_PORT: port.default(8000),
+  SIM_MODELS: list.default(['sim-llama-8b']),
+  SIM_MAX_NUM_SEQS: positiveInt.default(256),
+  SIM_MAX_MODEL_LEN: positiveInt.default(8192),
+  SIM_PREFILL_TOKENS_PER_SEC: nonNegative.default(20_000),
+  SIM_PREFILL_MS: nonNegative.default(0),
+  SIM_TOKEN_LATENCY_MS: nonNegative.default(20),
+  SIM_OUTPUT_TOKENS: z.string().default('16-256'),
+  SIM_EMBEDDING_DIM: positiveInt.default(384),
+  SIM_FAULTS: z.string().default(''),
+  SIM_SEED: z.coerce.number().int().default(1),
+});
+
+export type Env = z.input<typeof envSchema>;
+
+export interface Config {
+  host: string;
+  log: { level: z.infer<typeof envSchema>['LOG_LEVEL']; format: 'json' | 'pretty' };
+  api: { port: number; seedKeys: string[] };
+  files: { maxUploadBytes: number; inputLifetimeSeconds: number; outputLifetimeSeconds: number };
+  paths: { dataDir: string; toolsDir: string; fileStoreDir: string; embeddedPgDir: string };
+  database: { url: string | undefined; embeddedPort: number; poolSize: number };
+  temporal: {
+    address: string | undefined;
+    namespace: string;
+    tls: { enabled: boolean; certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
+    apiKey: string | undefined;
+    cliPath: string | undefined;
+    cliVersion: string;
+    devConfigPath: string;
+    orchestratorTaskQueue: string;
+    inferenceTaskQueuePrefix: string;
+  };
+  batch: {
+    maxRequests: number;
+    chunkSize: number;
+    maxPendingChunks: number;
+    validationMaxErrors: number;
+    chunkHeartbeatTimeoutMs: number;
+    chunkStartToCloseMs: number;
+    chunkMaxAttempts: number;
+    chunkRetryInitialMs: number;
+    chunkRetryMaxMs: number;
+    control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number };
+    resultFlushRows: number;
+    resultFlushMs: number;
+  };
+  engine: {
+    baseUrl: string | undefined;
+    apiKey: string | undefined;
+    requestTimeoutMs: number;
+    retryBudgetMs: number;
+    retryInitialMs: number;
+    retryMaxMs: number;
+    healthTimeoutMs: number;
+  };
+  gpu: {
+    index: string;
+    models: string[];
+    maxInFlight: number;
+    concurrentChunks: number;
+    heartbeatMs: number;
+    /** How often a chunk's heartbeat reaches Temporal at most, which bounds how fast a cancel arrives. */
+    heartbeatThrottleMs: number;
+  };
+  worker: { shutdownGraceMs: number };
+  dev: { restartDelayMs: number; maxRestartDelayMs: number; stopGraceMs: number; startTimeoutMs: number; apiKey: string };
+  simulator: {
+    port: number;
+    models: string[];
+    maxNumSeqs: number;
+    maxModelLen: number;
+    prefillTokensPerSec: number;
+    prefillMs: number;
+    tokenLatencyMs: number;
+    outputTokens: string;
+    embeddingDim: number;
+    faults: string;
+    seed: number;
+  };
+}
+
+export class ConfigError extends Error {}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues
+      .map((i) => `  ${i.path.join('.')}: ${i.message}`)
+      .join('\n');
+    throw new ConfigError(`Invalid configuration:\n${problems}`);
+  }
+  const e = parsed.data;
+  const dataDir = path.resolve(e.DATA_DIR);
+  const tls: Config['temporal']['tls'] = { enabled: e.TEMPORAL_TLS || e.TEMPORAL_API_KEY !== undefined };
+  if (e.TEMPORAL_TLS_CERT_PATH) tls.certPath = e.TEMPORAL_TLS_CERT_PATH;
+  if (e.TEMPORAL_TLS_KEY_PATH) tls.keyPath = e.TEMPORAL_TLS_KEY_PATH;
+  if (e.TEMPORAL_TLS_CA_PATH) tls.caPath = e.TEMPORAL_TLS_CA_PATH;
+  if (e.TEMPORAL_TLS_SERVER_NAME) tls.serverName = e.TEMPORAL_TLS_SERVER_NAME;
+  return {
+    host: e.HOST,
+    log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
+    api: { port: e.API_PORT, seedKeys: e.API_KEYS },
+    files: {
+      maxUploadBytes: e.MAX_UPLOAD_BYTES,
+      inputLifetimeSeconds: e.INPUT_FILE_LIFETIME_SECONDS,
+      outputLifetimeSeconds: e.OUTPUT_FILE_LIFETIME_SECONDS,
+    },
+    paths: {
+      dataDir,
+      toolsDir: path.resolve(e.TOOLS_DIR),
+      fileStoreDir: path.resolve(e.FILE_STORE_DIR ?? path.join(dataDir, 'files')),
+      embeddedPgDir: path.resolve(e.EMBEDDED_PG_DIR ?? path.join(dataDir, 'postgres')),
+    },
+    database: { url: e.DATABASE_URL, embeddedPort: e.EMBEDDED_PG_PORT, poolSize: e.DATABASE_POOL_SIZE },
+    temporal: {
+      address: e.TEMPORAL_ADDRESS,
+      namespace: e.TEMPORAL_NAMESPACE,
+      tls,
+      apiKey: e.TEMPORAL_API_KEY,
+      cliPath: e.TEMPORAL_CLI_PATH,
+      cliVersion: e.TEMPORAL_CLI_VERSION,
+      devConfigPath: path.resolve(e.TEMPORAL_DEV_CONFIG),
+      orchestratorTaskQueue: e.ORCHESTRATOR_TASK_QUEUE,
+      inferenceTaskQueuePrefix: e.INFERENCE_TASK_QUEUE_PREFIX,
+    },
+    batch: {
+      maxRequests: e.BATCH_MAX_REQUESTS,
+      chunkSize: e.BATCH_CHUNK_SIZE,
+      maxPendingChunks: e.BATCH_MAX_PENDING_CHUNKS,
+      validationMaxErrors: e.VALIDATION_MAX_ERRORS,
+      chunkHeartbeatTimeoutMs: e.CHUNK_HEARTBEAT_TIMEOUT_MS,
+      chunkStartToCloseMs: e.CHUNK_START_TO_CLOSE_MS,
+      chunkMaxAttempts: e.CHUNK_MAX_ATTEMPTS,
+      chunkRetryInitialMs: e.CHUNK_RETRY_INITIAL_MS,
+      chunkRetryMaxMs: e.CHUNK_RETRY_MAX_MS,
+      control: {
+        startToCloseMs: e.CONTROL_START_TO_CLOSE_MS,
+        heartbeatTimeoutMs: e.CONTROL_HEARTBEAT_TIMEOUT_MS,
+        retryInitialMs: e.CONTROL_RETRY_INITIAL_MS,
+        retryMaxMs: e.CONTROL_RETRY_MAX_MS,
+      },
+      resultFlushRows: e.RESULT_FLUSH_ROWS,
+      resultFlushMs: e.RESULT_FLUSH_MS,
+    },
+    engine: {
+      baseUrl: e.VLLM_BASE_URL,
+      apiKey: e.VLLM_API_KEY,
+      requestTimeoutMs: e.ENGINE_REQUEST_TIMEOUT_MS,
+      retryBudgetMs: e.ENGINE_RETRY_BUDGET_MS,
+      retryInitialMs: e.ENGINE_RETRY_INITIAL_MS,
+      retryMaxMs: e.ENGINE_RETRY_MAX_MS,
+      healthTimeoutMs: e.ENGINE_HEALTH_TIMEOUT_MS,
+    },
+    gpu: {
+      index: e.GPU_INDEX,
+      models: e.GPU_MODELS,
+      maxInFlight: e.GPU_MAX_INFLIGHT,
+      concurrentChunks: e.GPU_CONCURRENT_CHUNKS,
+      heartbeatMs: e.WORKER_HEARTBEAT_MS,
+      heartbeatThrottleMs: e.CHUNK_HEARTBEAT_THROTTLE_MS,
+    },
+    worker: { shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS },
+    dev: {
+      restartDelayMs: e.DEV_RESTART_DELAY_MS,
+      maxRestartDelayMs: e.DEV_MAX_RESTART_DELAY_MS,
+      stopGraceMs: e.DEV_STOP_GRACE_MS,
+      startTimeoutMs: e.DEV_START_TIMEOUT_MS,
+      apiKey: e.DEV_API_KEY,
+    },
+    simulator: {
+      port: e.SIM_PORT,
+      models: e.SIM_MODELS,
+      maxNumSeqs: e.SIM_MAX_NUM_SEQS,
+      maxModelLen: e.SIM_MAX_MODEL_LEN,
+      prefillTokensPerSec: e.SIM_PREFILL_TOKENS_PER_SEC,
+      prefillMs: e.SIM_PREFILL_MS,
+      tokenLatencyMs: e.SIM_TOKEN_LATENCY_MS,
+      outputTokens: e.SIM_OUTPUT_TOKENS,
+      embeddingDim: e.SIM_EMBEDDING_DIM,
+      faults: e.SIM_FAULTS,
+      seed: e.SIM_SEED,
+    },
+  };
+}
+
+/** The database URL the embedded Postgres answers on when DATABASE_URL is unset. */
+export function embeddedDatabaseUrl(config: Config): string {
+  return `postgres://postgres:postgres@127.0.0.1:${config.database.embeddedPort}/batch`;
+}
+
+export function databaseUrl(config: Config): string {
+  return config.database.url ?? embeddedDatabaseUrl(config);
+}

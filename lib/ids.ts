@@ -1,0 +1,23 @@
+import { createHash, randomBytes } from 'node:crypto';
+
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+
+function base62(bytes: Buffer, length: number): string {
+  let out = '';
+  for (let i = 0; i < length; i++) out += ALPHABET.charAt((bytes[i] ?? 0) % 62);
+  return out;
+}
+
+/** OpenAI-looking ids: file-…, batch_…, batch_req_… (random, 24 base62 characters). */
+export function newId(prefix: 'file-' | 'batch_' | 'batch_req_' | 'key_' | 'proj_'): string {
+  return prefix + base62(randomBytes(24), 24);
+}
+
+/** The same id for the same seed: lets a retried step create "its" row again without duplicates. */
+export function stableId(prefix: 'file-', seed: string): string {
+  return prefix + base62(createHash('sha256').update(seed).digest(), 24);
+}
+
+export function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}

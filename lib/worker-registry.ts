@@ -1,0 +1,59 @@
+// GPU workers announce the models they serve; the API answers /v1/models and refuses batches for
+// models nobody serves from this table. A worker that stops heartbeating drops out by itself.
+import { sql } from 'kysely';
+import type { Db } from './db.js';
+import { nowSeconds } from './ids.js';
+
+export interface WorkerAnnouncement {
+  id: string;
+  models: string[];
+  taskQueueOf: (model: string) => string;
+  gpu: string;
+  host: string;
+  engineUrl: string;
+  maxInFlight: number;
+}
+
+export async function announceWorker(db: Db, w: WorkerAnnouncement): Promise<void> {
+  const now = nowSeconds();
+  await db
+    .insertInto('workers')
+    .values(
+      w.models.map((model) => ({
+        id: w.id,
+        model,
+        task_queue: w.taskQueueOf(model),
+        gpu: w.gpu,
+        host: w.host,
+        engine_url: w.engineUrl,
+        max_inflight: w.maxInFlight,
+        started_at: now,
+        last_seen_at: now,
+      })),
+    )
+    .onConflict((c) => c.columns(['id', 'model']).doUpdateSet({ last_seen_at: now }))
+    .execute();
+}
+
+export async function withdrawWorker(db: Db, id: string): Promise<void> {
+  await db.deleteFrom('workers').where('id', '=', id).execute();
+}
+
+export interface LiveModel {
+  model: string;
+  workers: number;
+  since: number;
+}
+
+/** Models with at least one worker that has not missed three heartbeats. */
+export async function liveModels(db: Db, heartbeatMs: number): Promise<LiveModel[]> {
+  const freshSeconds = Math.ceil((3 * heartbeatMs) / 1000);
+  const rows = await db
+    .selectFrom('workers')
+    .select(['model', sql<number>`count(*)`.as('workers'), sql<number>`min(started_at)`.as('since')])
+    .where('last_seen_at', '>=', nowSeconds() - freshSeconds)
+    .groupBy('model')
+    .orderBy('model')
+    .execute();
+  return rows.map((r) => ({ model: r.model, workers: r.workers, since: r.since }));
+}

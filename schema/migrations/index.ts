@@ -1,0 +1,7 @@
+import type { Migration } from 'kysely';
+import * as m0001 from './0001_initial.js';
+
+// Listed by hand (not read from the folder) so the same list works under tsx and compiled.
+export const migrations: Record<string, Migration> = {
+  '0001_initial': m0001,
+};

@@ -1,0 +1,140 @@
+// The database as a TypeScript type: Kysely checks every query against it.
+// Times are Unix seconds (the unit of OpenAI's wire objects), stored as bigint.
+import type { Generated, Insertable, Selectable } from 'kysely';
+
+export type FilePurpose = 'batch' | 'batch_output';
+export type FileStatus = 'uploaded' | 'processed' | 'error';
+export type BatchStatus =
+  | 'validating'
+  | 'failed'
+  | 'in_progress'
+  | 'finalizing'
+  | 'completed'
+  | 'expired'
+  | 'cancelling'
+  | 'cancelled';
+
+export interface ValidationError {
+  code: string;
+  message: string;
+  param: string | null;
+  line: number | null;
+}
+
+export interface ProjectsTable {
+  id: string;
+  name: string;
+  created_at: number;
+}
+
+export interface ApiKeysTable {
+  id: string;
+  project_id: string;
+  name: string;
+  /** sha256 of the key; the key itself is shown once and never stored. */
+  key_hash: string;
+  key_prefix: string;
+  created_at: number;
+  revoked_at: number | null;
+}
+
+export interface FilesTable {
+  id: string;
+  seq: Generated<number>;
+  project_id: string;
+  filename: string;
+  purpose: FilePurpose;
+  bytes: number;
+  status: FileStatus;
+  status_details: string | null;
+  created_at: number;
+  expires_at: number | null;
+  storage_key: string;
+}
+
+export interface BatchesTable {
+  id: string;
+  seq: Generated<number>;
+  project_id: string;
+  endpoint: string;
+  model: string | null;
+  input_file_id: string;
+  completion_window: string;
+  status: BatchStatus;
+  output_file_id: string | null;
+  error_file_id: string | null;
+  /** jsonb: the postgres driver serialises and parses it. */
+  errors: ValidationError[] | null;
+  metadata: Record<string, string> | null;
+  /** Seconds after completion that output and error files live (null: the 30-day default). */
+  output_expires_after: number | null;
+  created_at: number;
+  expires_at: number;
+  in_progress_at: number | null;
+  finalizing_at: number | null;
+  completed_at: number | null;
+  failed_at: number | null;
+  expired_at: number | null;
+  cancelling_at: number | null;
+  cancelled_at: number | null;
+  request_total: Generated<number>;
+  request_completed: Generated<number>;
+  request_failed: Generated<number>;
+  input_tokens: Generated<number>;
+  cached_tokens: Generated<number>;
+  output_tokens: Generated<number>;
+  reasoning_tokens: Generated<number>;
+}
+
+/** One row per finished request, keyed by (batch, input line): written once, never twice. */
+export interface BatchResultsTable {
+  batch_id: string;
+  line: number;
+  custom_id: string;
+  ok: boolean;
+  /** The complete output-file line, serialized once when the request finishes. */
+  output: string;
+  input_tokens: number;
+  cached_tokens: number;
+  output_tokens: number;
+  reasoning_tokens: number;
+}
+
+/** Requests that failed for good, with every attempt's error, for operators to inspect. */
+export interface DeadLettersTable {
+  batch_id: string;
+  line: number;
+  custom_id: string;
+  attempts: number;
+  errors: unknown[];
+  created_at: number;
+}
+
+/** GPU workers announce what they serve here; the API reads it for /v1/models and validation. */
+export interface WorkersTable {
+  id: string;
+  model: string;
+  task_queue: string;
+  gpu: string;
+  host: string;
+  engine_url: string;
+  max_inflight: number;
+  started_at: number;
+  last_seen_at: number;
+}
+
+export interface Database {
+  projects: ProjectsTable;
+  api_keys: ApiKeysTable;
+  files: FilesTable;
+  batches: BatchesTable;
+  batch_results: BatchResultsTable;
+  dead_letters: DeadLettersTable;
+  workers: WorkersTable;
+}
+
+export type FileRow = Selectable<FilesTable>;
+export type NewFile = Insertable<FilesTable>;
+export type BatchRow = Selectable<BatchesTable>;
+export type NewBatch = Insertable<BatchesTable>;
+export type NewBatchResult = Insertable<BatchResultsTable>;

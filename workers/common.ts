@@ -1,0 +1,41 @@
+// What every worker process shares: the Temporal runtime (logging through our logger), the
+// connection, and where the workflow code lives.
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import { temporalConnectionOptions } from '../lib/temporal.js';
+
+export interface RunningWorker {
+  /** Settles when the worker has stopped (after shutdown, or on a fatal error). */
+  done: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+let runtimeInstalled = false;
+
+/** Routes the Temporal SDK's own logs through pino; once per process. */
+export function installRuntime(log: Logger): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  const level: LogLevel = log.isLevelEnabled('debug') ? 'DEBUG' : 'WARN';
+  Runtime.install({
+    logger: new DefaultLogger(level, (entry) => {
+      // A GPU worker registers no workflows on purpose; the SDK's warning about it is noise.
+      if (entry.message.startsWith('No workflows registered')) return;
+      const method = entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
+      log[method]({ ...entry.meta, sdk: 'temporal' }, entry.message);
+    }),
+  });
+}
+
+export async function connectWorker(config: Config): Promise<NativeConnection> {
+  return NativeConnection.connect(temporalConnectionOptions(config));
+}
+
+/** The workflows entry file, as source under tsx or compiled JavaScript. */
+export function workflowsPath(): string {
+  const ts = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+  return existsSync(ts) ? ts : fileURLToPath(new URL('../workflows/index.js', import.meta.url));
+}

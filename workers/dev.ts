@@ -1,0 +1,129 @@
+// `npm start`: the whole stack on one machine. Postgres (embedded unless DATABASE_URL), the Temporal
+// dev server with its Web UI (unless TEMPORAL_ADDRESS), the vLLM simulator (unless VLLM_BASE_URL),
+// the API, an orchestrator worker and one GPU worker, each its own process, restarted if it dies.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import postgres from 'postgres';
+import { sleep } from '../lib/abortable.js';
+import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
+import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { Supervisor } from '../lib/supervisor.js';
+import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
+import { devServerAddress, devServerUiUrl, readTemporalDevConfig, startDevArgs } from '../lib/temporal-dev-config.js';
+import { logServerLine, prepareDevServer, waitForTemporal } from '../lib/temporal-dev-server.js';
+
+const root = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
+
+async function waitUntil(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe().catch(() => false)) return;
+    await sleep(250);
+  }
+  throw new Error(`${what} did not come up within ${timeoutMs} ms`);
+}
+
+async function httpOk(url: string): Promise<boolean> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+  return res.ok;
+}
+
+async function postgresUp(url: string): Promise<boolean> {
+  const sql = postgres(url, { max: 1, connect_timeout: 2, onnotice: () => undefined });
+  try {
+    await sql`select 1`;
+    return true;
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
+}
+
+export async function startStack(config: Config, log: Logger, supervisor: Supervisor): Promise<void> {
+  const apiKeys = config.api.seedKeys.length > 0 ? config.api.seedKeys : [config.dev.apiKey];
+  const env: NodeJS.ProcessEnv = { ...process.env, LOG_FORMAT: config.log.format, API_KEYS: apiKeys.join(',') };
+  const node = (name: string, script: string): void => {
+    supervisor.start({
+      name,
+      command: process.execPath,
+      args: ['--import', 'tsx', path.join(root, script)],
+      env,
+      // The IPC channel lets a child notice when `npm start` itself is gone.
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+  };
+  const timeout = config.dev.startTimeoutMs;
+
+  try {
+    if (config.database.url === undefined) {
+      node('postgres', 'lib/embedded-postgres.ts');
+      await waitUntil('Postgres', timeout, () => postgresUp(databaseUrl(config)));
+    }
+    env.DATABASE_URL = databaseUrl(config);
+
+    let temporalUi: string | undefined;
+    if (config.temporal.address === undefined) {
+      const cli = await resolveTemporalCli(cliOptions(config, log));
+      const devConfig = readTemporalDevConfig(config.temporal.devConfigPath);
+      const temporalLog = createLogger('temporal', config.log);
+      await prepareDevServer(devConfig);
+      supervisor.start({
+        name: 'temporal',
+        command: cli.path,
+        args: startDevArgs(devConfig),
+        env: process.env,
+        onLine: (line) => { logServerLine(temporalLog, line); },
+      });
+      env.TEMPORAL_ADDRESS = devServerAddress(devConfig);
+      await waitForTemporal(env.TEMPORAL_ADDRESS, timeout);
+      temporalUi = devServerUiUrl(devConfig);
+    }
+
+    let engine = config.engine.baseUrl;
+    if (engine === undefined) {
+      node('vllm-sim', 'simulator/main.ts');
+      engine = `http://127.0.0.1:${config.simulator.port}`;
+      await waitUntil('the vLLM simulator', timeout, () => httpOk(`${engine}/health`));
+      env.VLLM_BASE_URL = engine;
+    }
+
+    node('orchestrator', 'workers/orchestrator.ts');
+    node(`gpu-worker-${config.gpu.index}`, 'workers/gpu.ts');
+    node('api', 'api/server.ts');
+    const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
+    const apiUrl = `http://${host.includes(':') ? `[${host}]` : host}:${config.api.port}`;
+    await waitUntil('the API', timeout, () => httpOk(`${apiUrl}/openapi.json`));
+
+    const lines = [
+      '',
+      'The stack is up.',
+      `  API           ${apiUrl}/v1   (Authorization: Bearer ${apiKeys[0] ?? ''})`,
+      `  OpenAPI       ${apiUrl}/openapi.json`,
+      `  Temporal UI   ${temporalUi ?? `(external cluster at ${config.temporal.address ?? '?'}: use its own UI)`}`,
+      config.engine.baseUrl === undefined
+        ? `  Engine        SIMULATED vLLM at ${engine}: outputs are simulated, not from a model (set VLLM_BASE_URL for a real one)`
+        : `  Engine        vLLM at ${engine}`,
+      '  Press Ctrl-C to stop everything.',
+      '',
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } catch (err) {
+    await supervisor.stopAll();
+    throw err;
+  }
+}
+
+if (isEntryPoint(import.meta.url)) {
+  runEntryPoint(async () => {
+    const config = loadConfig({ LOG_FORMAT: 'pretty', ...process.env });
+    const log = createLogger('stack', config.log);
+    const supervisor = new Supervisor({
+      log,
+      stopGraceMs: config.dev.stopGraceMs,
+      restartDelayMs: config.dev.restartDelayMs,
+      maxRestartDelayMs: config.dev.maxRestartDelayMs,
+    });
+    onShutdown(() => supervisor.stopAll(), log);
+    await startStack(config, log, supervisor);
+  });
+}

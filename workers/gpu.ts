@@ -1,0 +1,138 @@
+// A GPU worker: one process per GPU, next to the vLLM server that owns that GPU. It polls the task
+// queue of each model it serves, runs chunks against its engine with one shared in-flight limit,
+// and announces itself so the API knows which models are live. `npm run worker:gpu`.
+import { hostname } from 'node:os';
+import { Worker, type NativeConnection } from '@temporalio/worker';
+import { Engine, engineRoot } from '../activities/engine.js';
+import { createInferenceActivities } from '../activities/inference.js';
+import { sleep } from '../lib/abortable.js';
+import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
+import { openDatabase, type Db } from '../lib/db.js';
+import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
+import { createFileStore, type FileStore } from '../lib/file-store.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { Semaphore } from '../lib/semaphore.js';
+import { inferenceTaskQueue } from '../lib/temporal.js';
+import { announceWorker, withdrawWorker } from '../lib/worker-registry.js';
+import { connectWorker, installRuntime, type RunningWorker } from './common.js';
+
+export interface GpuWorkerDeps {
+  config: Config;
+  db: Db;
+  store: FileStore;
+  log: Logger;
+  connection: NativeConnection;
+  /** The vLLM server this worker feeds (VLLM_BASE_URL). */
+  engineUrl: string;
+}
+
+export interface RunningGpuWorker extends RunningWorker {
+  id: string;
+  models: string[];
+}
+
+/** Waits until the engine answers /health: vLLM takes minutes to load a model. */
+export async function waitForEngine(engineUrl: string, timeoutMs: number, log: Logger): Promise<void> {
+  const url = `${engineRoot(engineUrl)}/health`;
+  const deadline = Date.now() + timeoutMs;
+  let announced = false;
+  for (;;) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`the engine at ${url} did not become healthy within ${timeoutMs} ms`);
+    if (!announced) {
+      log.info({ url }, 'waiting for the engine to become healthy');
+      announced = true;
+    }
+    await sleep(1000);
+  }
+}
+
+/** GPU_MODELS if set, else whatever the engine says it serves. */
+async function servedModels(config: Config, engineUrl: string): Promise<string[]> {
+  if (config.gpu.models.length > 0) return config.gpu.models;
+  const headers: Record<string, string> = config.engine.apiKey !== undefined ? { authorization: `Bearer ${config.engine.apiKey}` } : {};
+  const res = await fetch(`${engineRoot(engineUrl)}/v1/models`, { headers, signal: AbortSignal.timeout(10_000) });
+  if (!res.ok) throw new Error(`the engine's /v1/models answered ${res.status}; set GPU_MODELS to name the served models`);
+  const body = (await res.json()) as { data?: { id?: unknown }[] };
+  const models = (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
+  if (models.length === 0) throw new Error("the engine's /v1/models lists no models; set GPU_MODELS");
+  return models;
+}
+
+export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWorker> {
+  const { config, db, log } = deps;
+  await waitForEngine(deps.engineUrl, config.engine.healthTimeoutMs, log);
+  const models = await servedModels(config, deps.engineUrl);
+  const id = `gpu${config.gpu.index}@${hostname()}:${process.pid}`;
+  const engine = new Engine({ baseUrl: deps.engineUrl, apiKey: config.engine.apiKey, requestTimeoutMs: config.engine.requestTimeoutMs });
+  const inFlight = new Semaphore(config.gpu.maxInFlight);
+  const activities = createInferenceActivities({ db, store: deps.store, engine, inFlight, config, log });
+
+  const workers = await Promise.all(
+    models.map((model) =>
+      Worker.create({
+        connection: deps.connection,
+        namespace: config.temporal.namespace,
+        taskQueue: inferenceTaskQueue(config, model),
+        identity: id,
+        activities,
+        // Two chunks at a time share the in-flight limit: when one drains, the other keeps the GPU busy.
+        maxConcurrentActivityTaskExecutions: config.gpu.concurrentChunks,
+        maxHeartbeatThrottleInterval: config.gpu.heartbeatThrottleMs,
+        shutdownGraceTime: config.worker.shutdownGraceMs,
+      }),
+    ),
+  );
+
+  const announcement = {
+    id,
+    models,
+    taskQueueOf: (model: string) => inferenceTaskQueue(config, model),
+    gpu: config.gpu.index,
+    host: hostname(),
+    engineUrl: engineRoot(deps.engineUrl),
+    maxInFlight: config.gpu.maxInFlight,
+  };
+  await announceWorker(db, announcement);
+  const heartbeat = setInterval(() => {
+    announceWorker(db, announcement).catch((err: unknown) => { log.warn({ err }, 'could not refresh the worker registry'); });
+  }, config.gpu.heartbeatMs);
+
+  const done = Promise.all(workers.map((w) => w.run())).then(() => undefined);
+  log.info({ id, models, engine: engineRoot(deps.engineUrl), maxInFlight: config.gpu.maxInFlight }, 'GPU worker ready');
+  return {
+    id,
+    models,
+    done,
+    shutdown: async () => {
+      clearInterval(heartbeat);
+      // Withdraw first, so no new batch is accepted for a model that is going away.
+      await withdrawWorker(db, id).catch(() => undefined);
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await done;
+    },
+  };
+}
+
+if (isEntryPoint(import.meta.url)) {
+  runEntryPoint(async () => {
+    const config = loadConfig();
+    const log = createLogger(`gpu-worker-${config.gpu.index}`, config.log);
+    if (config.engine.baseUrl === undefined) throw new Error('VLLM_BASE_URL is not set: a GPU worker needs the URL of its vLLM server');
+    installRuntime(log);
+    const db = await openDatabase(databaseUrl(config), config.database.poolSize);
+    const connection = await connectWorker(config);
+    const worker = await startGpuWorker({ config, db, store: createFileStore(config.paths.fileStoreDir), log, connection, engineUrl: config.engine.baseUrl });
+    onShutdown(async () => {
+      await worker.shutdown();
+      await connection.close();
+      await db.destroy();
+    }, log);
+    await worker.done;
+  });
+}

@@ -1,0 +1,170 @@
+// BatchWorkflow: validate → plan chunks → run them in a bounded window on the model's GPU task
+// queue → finalize. Only ids, line ranges and counts pass through history; request bodies and
+// results stay in the file store and Postgres.
+import {
+  ActivityCancellationType,
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  rootCause,
+  setHandler,
+  sleep,
+  upsertMemo,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
+import type { BatchPlan, ControlActivities, FinalSummary, Outcome } from '../activities/batch-control.js';
+import type { InferenceActivities } from '../activities/inference.js';
+import type { ChunkPlan } from '../activities/validate.js';
+import { cancelSignal, progressQuery, type BatchProgress } from './messages.js';
+import { BatchModelKey, BatchRequestCountKey, BatchStatusKey } from './search-attributes.js';
+
+export interface BatchWorkflowInput {
+  batchId: string;
+  /** Timeouts of the orchestrator's own activities (validate, finalize), from the API's config. */
+  control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number };
+}
+
+export type BatchResult = FinalSummary | { status: 'failed'; errors: number };
+
+type RunnablePlan = Extract<BatchPlan, { ok: true }>;
+
+function setStatus(status: string): void {
+  upsertSearchAttributes([{ key: BatchStatusKey, value: status }]);
+}
+
+function reasonOf(err: unknown): string {
+  const cause = rootCause(err);
+  return (cause ?? (err instanceof Error ? err.message : String(err))).slice(0, 500);
+}
+
+export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchResult> {
+  const { batchId } = input;
+  const control = proxyActivities<ControlActivities>({
+    startToCloseTimeout: input.control.startToCloseMs,
+    heartbeatTimeout: input.control.heartbeatTimeoutMs,
+    retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2 },
+  });
+
+  const progress: BatchProgress = {
+    phase: 'validating',
+    requests: 0,
+    completed: 0,
+    failed: 0,
+    chunks: { total: 0, done: 0, running: 0, deadLettered: 0 },
+    cancelRequested: false,
+    expired: false,
+  };
+  const root = CancellationScope.current();
+  // Chunks run in their own scope, so cancel and expiry can stop them and still finalize.
+  const work = new CancellationScope();
+  setHandler(progressQuery, () => progress);
+  setHandler(cancelSignal, () => {
+    if (progress.cancelRequested || progress.phase === 'finalizing' || progress.phase === 'done') return;
+    progress.cancelRequested = true;
+    progress.phase = 'cancelling';
+    setStatus('cancelling');
+    work.cancel();
+  });
+
+  // Validation always finishes: its result is what finalize needs, whatever happens meanwhile.
+  const plan = await CancellationScope.nonCancellable(() => control.validateBatch(batchId));
+  if (!plan.ok) {
+    progress.phase = 'done';
+    setStatus('failed');
+    return { status: 'failed', errors: plan.errors };
+  }
+  progress.requests = plan.requests;
+  progress.chunks.total = plan.chunks.length;
+  upsertSearchAttributes([
+    { key: BatchModelKey, value: plan.model },
+    { key: BatchRequestCountKey, value: plan.requests },
+    { key: BatchStatusKey, value: progress.cancelRequested ? 'cancelling' : 'in_progress' },
+  ]);
+  if (progress.phase === 'validating') progress.phase = 'in_progress';
+
+  if (!progress.cancelRequested && !root.consideredCancelled) {
+    const expiry = new CancellationScope();
+    void expiry
+      .run(() => sleep(Math.max(0, plan.expiresAt * 1000 - Date.now())))
+      .then(
+        () => {
+          progress.expired = true;
+          work.cancel();
+        },
+        () => undefined,
+      );
+    try {
+      await work.run(() => runChunks(batchId, plan, control, progress, work));
+    } catch (err) {
+      if (!isCancellation(err)) throw err;
+    }
+    expiry.cancel();
+  }
+
+  const outcome: Outcome =
+    progress.cancelRequested || root.consideredCancelled ? 'cancelled' : progress.expired ? 'expired' : 'completed';
+  return CancellationScope.nonCancellable(async () => {
+    if (outcome === 'completed') {
+      progress.phase = 'finalizing';
+      setStatus('finalizing');
+      await control.markFinalizing(batchId);
+    }
+    const summary = await control.finalizeBatch({ batchId, inputKey: plan.inputKey, outcome });
+    progress.phase = 'done';
+    progress.completed = summary.completed;
+    progress.failed = summary.failed;
+    setStatus(summary.status);
+    upsertMemo({ completed: summary.completed, failed: summary.failed, outputFileId: summary.outputFileId, errorFileId: summary.errorFileId });
+    return summary;
+  });
+}
+
+/** Runs every chunk with at most plan.maxPendingChunks scheduled at once. */
+async function runChunks(batchId: string, plan: RunnablePlan, control: ControlActivities, progress: BatchProgress, work: CancellationScope): Promise<void> {
+  const settings = plan.chunkActivity;
+  const inference = proxyActivities<InferenceActivities>({
+    taskQueue: settings.taskQueue,
+    startToCloseTimeout: settings.startToCloseMs,
+    heartbeatTimeout: settings.heartbeatTimeoutMs,
+    retry: {
+      initialInterval: settings.retryInitialMs,
+      maximumInterval: settings.retryMaxMs,
+      backoffCoefficient: 2,
+      maximumAttempts: settings.maxAttempts,
+    },
+    // Wait for the worker to acknowledge, so partial results are persisted before finalize reads them.
+    cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+  });
+
+  let next = 0;
+  const runOne = async (chunk: ChunkPlan): Promise<void> => {
+    progress.chunks.running++;
+    try {
+      const summary = await inference.runChunk({ batchId: batchId, inputKey: plan.inputKey, endpoint: plan.endpoint, chunk });
+      progress.completed += summary.completed;
+      progress.failed += summary.failed;
+      progress.chunks.done++;
+    } catch (err) {
+      if (isCancellation(err) || work.consideredCancelled) throw err;
+      // The chunk ran out of retries (its worker keeps dying, or the engine stayed down past the
+      // budget): its unfinished lines are reported as failed and the batch carries on.
+      const failed = await control.deadLetterChunk({ batchId: batchId, inputKey: plan.inputKey, chunk, reason: reasonOf(err) });
+      progress.failed += failed;
+      progress.chunks.deadLettered++;
+      progress.chunks.done++;
+    } finally {
+      progress.chunks.running--;
+    }
+  };
+  const lane = async (): Promise<void> => {
+    while (next < plan.chunks.length && !work.consideredCancelled) {
+      const chunk = plan.chunks[next++];
+      if (chunk !== undefined) await runOne(chunk);
+    }
+  };
+  const lanes = Array.from({ length: Math.min(plan.maxPendingChunks, plan.chunks.length) }, lane);
+  // allSettled: every lane must be quiet (its chunk acknowledged) before finalize starts.
+  const results = await Promise.allSettled(lanes);
+  const failure = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failure !== undefined) throw failure.reason;
+}
