@@ -2,6 +2,7 @@
 // requests stay in flight (bounded by the worker's shared semaphore, so two chunks together keep
 // the engine full across chunk boundaries); each finished request is persisted before it counts;
 // a retried chunk skips what is already persisted; cancellation aborts in-flight requests.
+import { setMaxListeners } from 'node:events';
 import { Context } from '@temporalio/activity';
 import { AbortedError, sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
@@ -80,6 +81,8 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const { batchId, chunk } = input;
       const log = deps.log.child({ batchId, chunk: chunk.index, attempt: ctx.info.attempt });
       const signal = ctx.cancellationSignal;
+      // Every in-flight request listens for the cancel; hundreds of listeners are expected here.
+      setMaxListeners(0, signal);
       const { done } = await chunkCounts(batchId, chunk);
       const writer = new ResultWriter(db, batchId, { flushRows: config.batch.resultFlushRows, flushMs: config.batch.resultFlushMs });
       const pending = new Set<Promise<void>>();

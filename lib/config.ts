@@ -110,6 +110,9 @@ const envSchema = z.object({
 
 export type Env = z.input<typeof envSchema>;
 
+/** Every environment variable the configuration reads (the README documents each). */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape);
+
 export interface Config {
   host: string;
   log: { level: z.infer<typeof envSchema>['LOG_LEVEL']; format: 'json' | 'pretty' };

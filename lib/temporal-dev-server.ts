@@ -76,7 +76,10 @@ export async function startTemporalDevServer(
 ): Promise<DevServer> {
   await prepareDevServer(devConfig);
   const child = spawn(cliPath, startDevArgs(devConfig), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stopping = false;
   const forward = (chunk: Buffer): void => {
+    // What the server says while it is being stopped is only noise.
+    if (stopping) return;
     for (const line of chunk.toString('utf8').split('\n')) logServerLine(log, line);
   };
   child.stdout.on('data', forward);
@@ -88,7 +91,15 @@ export async function startTemporalDevServer(
     await stopProcess(child, 2000);
     throw err;
   }
-  return { address, uiUrl: devServerUiUrl(devConfig), process: child, stop: () => stopProcess(child, 10_000) };
+  return {
+    address,
+    uiUrl: devServerUiUrl(devConfig),
+    process: child,
+    stop: () => {
+      stopping = true;
+      return stopProcess(child, 10_000);
+    },
+  };
 }
 
 // `npm run temporal:dev`: just the dev server, in the foreground.

@@ -29,6 +29,17 @@ async function httpOk(url: string): Promise<boolean> {
   return res.ok;
 }
 
+async function waitForModels(url: string, apiKey: string, timeoutMs: number): Promise<string[]> {
+  let models: string[] = [];
+  await waitUntil('a GPU worker', timeoutMs, async () => {
+    const res = await fetch(url, { headers: { authorization: `Bearer ${apiKey}` }, signal: AbortSignal.timeout(2000) });
+    const body = (await res.json()) as { data?: { id: string }[] };
+    models = (body.data ?? []).map((m) => m.id);
+    return models.length > 0;
+  });
+  return models;
+}
+
 async function postgresUp(url: string): Promise<boolean> {
   const sql = postgres(url, { max: 1, connect_timeout: 2, onnotice: () => undefined });
   try {
@@ -93,12 +104,16 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
     const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
     const apiUrl = `http://${host.includes(':') ? `[${host}]` : host}:${config.api.port}`;
     await waitUntil('the API', timeout, () => httpOk(`${apiUrl}/openapi.json`));
+    // Up means usable: a batch sent now must find its model served.
+    const models = await waitForModels(`${apiUrl}/v1/models`, apiKeys[0] ?? '', timeout).catch(() => []);
+    if (models.length === 0) log.warn('no GPU worker has registered a model yet; batches will fail validation until one does');
 
     const lines = [
       '',
       'The stack is up.',
       `  API           ${apiUrl}/v1   (Authorization: Bearer ${apiKeys[0] ?? ''})`,
       `  OpenAPI       ${apiUrl}/openapi.json`,
+      `  Models        ${models.join(', ') || '(none yet)'}`,
       `  Temporal UI   ${temporalUi ?? `(external cluster at ${config.temporal.address ?? '?'}: use its own UI)`}`,
       config.engine.baseUrl === undefined
         ? `  Engine        SIMULATED vLLM at ${engine}: outputs are simulated, not from a model (set VLLM_BASE_URL for a real one)`

@@ -1,0 +1,82 @@
+// Brings up the real services once per `npm test`: the Temporal dev server (the same CLI and
+// temporal-dev.yaml as `npm start`, on free ports and in memory), embedded Postgres and the vLLM
+// simulator. It also bundles the workflows once, so each test's worker starts fast.
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import getPort from 'get-port';
+import type { TestProject } from 'vitest/node';
+import { loadConfig } from '../../lib/config.js';
+import { startEmbeddedPostgres } from '../../lib/embedded-postgres.js';
+import { createLogger } from '../../lib/logger.js';
+import { cliOptions, resolveTemporalCli } from '../../lib/temporal-cli.js';
+import { parseTemporalDevConfig } from '../../lib/temporal-dev-config.js';
+import { startTemporalDevServer } from '../../lib/temporal-dev-server.js';
+import { startSimulator } from '../../simulator/server.js';
+import { workflowsPath } from '../../workers/common.js';
+import type { SharedServices } from './services.js';
+import { FAST_SIM } from './simulator.js';
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const started = Date.now();
+  const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
+  const log = createLogger('test-services', config.log);
+  const tmpDir = await mkdtemp(path.join(tmpdir(), 'gpu-batch-test-'));
+  // Postgres runs as its own user when the tests run as root; it must be able to reach its folder.
+  await chmod(tmpDir, 0o755);
+  const cleanups: (() => Promise<void>)[] = [() => rm(tmpDir, { recursive: true, force: true })];
+  const teardown = async (): Promise<void> => {
+    for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+  };
+
+  try {
+    const cli = await resolveTemporalCli(cliOptions(config, log));
+    const yaml = await readFile(config.temporal.devConfigPath, 'utf8');
+    const devConfig = {
+      ...parseTemporalDevConfig(yaml, path.dirname(config.temporal.devConfigPath)),
+      port: await getPort(),
+      httpPort: await getPort(),
+      metricsPort: await getPort(),
+      headless: true,
+      dbFile: undefined,
+    };
+    const starting = await Promise.allSettled([
+      startTemporalDevServer(cli.path, devConfig, log),
+      startEmbeddedPostgres({ dataDir: path.join(tmpDir, 'postgres'), port: await getPort(), database: 'postgres', log, durable: false }),
+      startSimulator(FAST_SIM, { host: '127.0.0.1', port: 0 }),
+      bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } }),
+    ] as const);
+    // Whatever did start is stopped again at teardown, even if something else failed to.
+    const [temporalStart, postgresStart, simulatorStart, bundleStart] = starting;
+    if (temporalStart.status === 'fulfilled') cleanups.push(() => temporalStart.value.stop());
+    if (postgresStart.status === 'fulfilled') cleanups.push(() => postgresStart.value.stop());
+    if (simulatorStart.status === 'fulfilled') cleanups.push(() => simulatorStart.value.close());
+    for (const result of starting) if (result.status === 'rejected') throw result.reason;
+    if (temporalStart.status !== 'fulfilled' || postgresStart.status !== 'fulfilled' || simulatorStart.status !== 'fulfilled' || bundleStart.status !== 'fulfilled') {
+      throw new Error('a test service did not start');
+    }
+    const temporal = temporalStart.value;
+    const postgres = postgresStart.value;
+    const simulator = simulatorStart.value;
+    const bundle = bundleStart.value;
+    const workflowBundlePath = path.join(tmpDir, 'workflow-bundle.js');
+    await writeFile(workflowBundlePath, bundle.code);
+
+    const services: SharedServices = {
+      temporalAddress: temporal.address,
+      temporalCliPath: cli.path,
+      postgresServerUrl: postgres.serverUrl,
+      simulatorUrl: simulator.url,
+      simulatorModel: FAST_SIM.models[0] ?? 'sim-test',
+      workflowBundlePath,
+      tmpDir,
+    };
+    project.provide('services', services);
+    log.info({ ms: Date.now() - started, temporal: temporal.address }, 'test services ready');
+  } catch (err) {
+    await teardown();
+    throw err;
+  }
+  return teardown;
+}

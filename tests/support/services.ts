@@ -1,0 +1,19 @@
+import 'vitest';
+// What the global setup shares with every test file (through vitest's provide/inject).
+export interface SharedServices {
+  temporalAddress: string;
+  temporalCliPath: string;
+  /** Postgres server URL without a database; each test file makes its own database. */
+  postgresServerUrl: string;
+  /** A simulator with fast settings, shared by files that need no faults of their own. */
+  simulatorUrl: string;
+  simulatorModel: string;
+  workflowBundlePath: string;
+  tmpDir: string;
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    services: SharedServices;
+  }
+}

@@ -1,0 +1,22 @@
+import { startSimulator, type RunningSimulator, type SimulatorOptions } from '../../simulator/server.js';
+
+export const FAST_SIM: SimulatorOptions = {
+  models: ['sim-test'],
+  maxNumSeqs: 64,
+  maxModelLen: 4096,
+  prefillTokensPerSec: 0,
+  prefillMs: 1,
+  tokenLatencyMs: 0.2,
+  outputTokens: { min: 4, max: 24 },
+  embeddingDim: 16,
+};
+
+/** A simulator of the test's own (for faults and capacity settings no other test should see). */
+export function startTestSimulator(options: Partial<SimulatorOptions> = {}): Promise<RunningSimulator> {
+  return startSimulator({ ...FAST_SIM, ...options }, { host: '127.0.0.1', port: 0 });
+}
+
+export async function setFaults(sim: { url: string }, faults: Record<string, unknown>): Promise<void> {
+  const res = await fetch(`${sim.url}/control/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(faults) });
+  if (!res.ok) throw new Error(`setting faults failed: ${res.status} ${await res.text()}`);
+}

@@ -1,0 +1,178 @@
+// A stack for one test file, on the shared real services: its own database, file store and task
+// queues (so files running side by side never take each other's work), the real API server, an
+// orchestrator worker and GPU workers, all in this process.
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Client, Connection } from '@temporalio/client';
+import type { NativeConnection } from '@temporalio/worker';
+import OpenAI, { toFile } from 'openai';
+import { inject } from 'vitest';
+import { startApiServer, type RunningApi } from '../../api/server.js';
+import { loadConfig, type Config } from '../../lib/config.js';
+import { openDatabase, type Db } from '../../lib/db.js';
+import { ensureDatabase } from '../../lib/embedded-postgres.js';
+import { createFileStore, type FileStore } from '../../lib/file-store.js';
+import { createLogger, type Logger } from '../../lib/logger.js';
+import { connectWorker, installRuntime, type RunningWorker } from '../../workers/common.js';
+import { startGpuWorker, type RunningGpuWorker } from '../../workers/gpu.js';
+import { startOrchestratorWorker } from '../../workers/orchestrator.js';
+
+export interface TestStack {
+  name: string;
+  config: Config;
+  db: Db;
+  store: FileStore;
+  log: Logger;
+  apiUrl: string;
+  apiKey: string;
+  openai: OpenAI;
+  temporal: Client;
+  gpuWorkers: RunningGpuWorker[];
+  /** Starts one more GPU worker against an engine (default: the shared simulator). */
+  addGpuWorker(engineUrl?: string, gpu?: Partial<Config['gpu']>): Promise<RunningGpuWorker>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** Extra environment for the stack's config (chunk sizes, timeouts...). */
+  env?: Record<string, string>;
+  /** Engines to start GPU workers for; default one worker on the shared simulator. */
+  engines?: string[];
+  /** Start no API server (workflow-level tests). */
+  noApi?: boolean;
+}
+
+/** Settings that make tests quick without changing behaviour. */
+const TEST_ENV: Record<string, string> = {
+  BATCH_CHUNK_SIZE: '25',
+  WORKER_HEARTBEAT_MS: '1000',
+  CHUNK_HEARTBEAT_TIMEOUT_MS: '5000',
+  CHUNK_HEARTBEAT_THROTTLE_MS: '500',
+  CHUNK_RETRY_INITIAL_MS: '200',
+  CHUNK_RETRY_MAX_MS: '1000',
+  CONTROL_RETRY_INITIAL_MS: '200',
+  CONTROL_RETRY_MAX_MS: '1000',
+  RESULT_FLUSH_MS: '50',
+  ENGINE_RETRY_INITIAL_MS: '50',
+  ENGINE_RETRY_MAX_MS: '500',
+  ENGINE_HEALTH_TIMEOUT_MS: '20000',
+  WORKER_SHUTDOWN_GRACE_MS: '2000',
+};
+
+export async function startTestStack(options: StackOptions = {}): Promise<TestStack> {
+  const services = inject('services');
+  const name = `t${randomBytes(4).toString('hex')}`;
+  const apiKey = `sk-test-${name}`;
+  const databaseUrl = `${services.postgresServerUrl}/${name}`;
+  await ensureDatabase(services.postgresServerUrl, name);
+  const fileDir = path.join(services.tmpDir, name, 'files');
+  await mkdir(fileDir, { recursive: true });
+
+  const config = loadConfig({
+    ...process.env,
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
+    DATABASE_URL: databaseUrl,
+    TEMPORAL_ADDRESS: services.temporalAddress,
+    FILE_STORE_DIR: fileDir,
+    ORCHESTRATOR_TASK_QUEUE: `orchestrator-${name}`,
+    INFERENCE_TASK_QUEUE_PREFIX: `inference-${name}:`,
+    API_KEYS: apiKey,
+    ...TEST_ENV,
+    ...options.env,
+  });
+  const log = createLogger(name, config.log);
+  installRuntime(log);
+  const db = await openDatabase(databaseUrl, 10);
+  const store = createFileStore(fileDir);
+  const connection: NativeConnection = await connectWorker(config);
+  const clientConnection = await Connection.connect({ address: services.temporalAddress });
+  const temporal = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
+
+  const workers: RunningWorker[] = [];
+  const gpuWorkers: RunningGpuWorker[] = [];
+  workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
+  const addGpuWorker = async (engineUrl = services.simulatorUrl, gpu: Partial<Config['gpu']> = {}): Promise<RunningGpuWorker> => {
+    const workerConfig: Config = { ...config, gpu: { ...config.gpu, ...gpu } };
+    const worker = await startGpuWorker({ config: workerConfig, db, store, log, connection, engineUrl });
+    gpuWorkers.push(worker);
+    workers.push(worker);
+    return worker;
+  };
+  for (const engine of options.engines ?? [services.simulatorUrl]) await addGpuWorker(engine);
+
+  let api: RunningApi | undefined;
+  if (options.noApi !== true) api = await startApiServer({ config, db, store, temporal, log }, { host: '127.0.0.1', port: 0 });
+  const apiUrl = api?.url ?? '';
+
+  return {
+    name,
+    config,
+    db,
+    store,
+    log,
+    apiUrl,
+    apiKey,
+    openai: new OpenAI({ baseURL: `${apiUrl}/v1`, apiKey, maxRetries: 0 }),
+    temporal,
+    gpuWorkers,
+    addGpuWorker,
+    stop: async () => {
+      await api?.close();
+      await Promise.all(workers.map((w) => w.shutdown().catch(() => undefined)));
+      await connection.close();
+      await clientConnection.close();
+      await db.destroy();
+    },
+  };
+}
+
+export interface RequestLineOptions {
+  model: string;
+  endpoint?: string;
+  count: number;
+  body?: (i: number) => Record<string, unknown>;
+}
+
+/** A JSONL batch input of `count` chat requests (or whatever `body` builds). */
+export function batchLines(o: RequestLineOptions): string {
+  const url = o.endpoint ?? '/v1/chat/completions';
+  const lines: string[] = [];
+  for (let i = 0; i < o.count; i++) {
+    const body = o.body?.(i) ?? { model: o.model, messages: [{ role: 'user', content: `Question number ${i}` }], max_tokens: 16 };
+    lines.push(JSON.stringify({ custom_id: `req-${i}`, method: 'POST', url, body }));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export async function uploadBatchFile(openai: OpenAI, content: string, filename = 'input.jsonl'): Promise<OpenAI.Files.FileObject> {
+  return openai.files.create({ file: await toFile(Buffer.from(content), filename), purpose: 'batch' });
+}
+
+const TERMINAL = new Set(['completed', 'failed', 'expired', 'cancelled']);
+
+export async function waitForBatch(openai: OpenAI, id: string, timeoutMs = 90_000): Promise<OpenAI.Batches.Batch> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const batch = await openai.batches.retrieve(id);
+    if (TERMINAL.has(batch.status)) return batch;
+    if (Date.now() > deadline) throw new Error(`batch ${id} still ${batch.status} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export interface ParsedOutputLine {
+  id: string;
+  custom_id: string;
+  response: { status_code: number; request_id: string; body: Record<string, unknown> } | null;
+  error: { code: string; message: string } | null;
+}
+
+export async function fileLines(openai: OpenAI, fileId: string | null | undefined): Promise<ParsedOutputLine[]> {
+  if (fileId === null || fileId === undefined) return [];
+  const text = await (await openai.files.content(fileId)).text();
+  return text
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => JSON.parse(l) as ParsedOutputLine);
+}

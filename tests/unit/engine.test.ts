@@ -1,0 +1,88 @@
+// The engine client: the openai SDK against a (simulated) vLLM, with our retry budget.
+import { afterEach, describe, expect, it } from 'vitest';
+import { Engine, engineRoot, type RetryPolicy } from '../../activities/engine.js';
+import type { RunningSimulator } from '../../simulator/server.js';
+import { setFaults, startTestSimulator } from '../support/simulator.js';
+
+const sims: RunningSimulator[] = [];
+afterEach(async () => {
+  await Promise.all(sims.splice(0).map((s) => s.close()));
+});
+async function sim(): Promise<RunningSimulator> {
+  const s = await startTestSimulator();
+  sims.push(s);
+  return s;
+}
+
+const policy: RetryPolicy = { budgetMs: 5000, initialMs: 20, maxMs: 100 };
+const body = { model: 'sim-test', messages: [{ role: 'user', content: 'hello' }] };
+
+describe('Engine', () => {
+  it('accepts VLLM_BASE_URL with or without /v1', () => {
+    expect(engineRoot('http://gpu:8000')).toBe('http://gpu:8000');
+    expect(engineRoot('http://gpu:8000/v1/')).toBe('http://gpu:8000');
+  });
+
+  it('sends the body as given and returns the parsed answer and request id', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: `${s.url}/v1`, apiKey: undefined, requestTimeoutMs: 5000 });
+    const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
+    expect(outcome).toMatchObject({ kind: 'ok', status: 200, attempts: 1 });
+    if (outcome.kind !== 'ok') throw new Error('unreachable');
+    expect(outcome.requestId).toMatch(/^[0-9a-f]{32}$/);
+    expect(outcome.body).toMatchObject({ object: 'chat.completion' });
+  });
+
+  it('does not retry a 4xx and keeps the engine error body whole', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000 });
+    const outcome = await engine.send('/v1/chat/completions', { ...body, model: 'nope' }, policy, undefined);
+    expect(outcome).toMatchObject({ kind: 'http', status: 404, attempts: 1 });
+    if (outcome.kind !== 'http') throw new Error('unreachable');
+    expect(outcome.body).toEqual({ error: { message: 'The model `nope` does not exist.', type: 'NotFoundError', param: 'model', code: 404 } });
+  });
+
+  it('retries 429 after at least Retry-After, and 5xx, until the engine recovers', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000 });
+    await setFaults(s, { errorRates: { '429': 1 }, retryAfterSeconds: 0.3 });
+    const started = Date.now();
+    const pending = engine.send('/v1/chat/completions', body, policy, undefined);
+    setTimeout(() => void setFaults(s, { errorRates: { '503': 1 } }), 450);
+    setTimeout(() => void setFaults(s, {}), 700);
+    const outcome = await pending;
+    expect(outcome.kind).toBe('ok');
+    expect(outcome.attempts).toBeGreaterThanOrEqual(3);
+    expect(outcome.errors.map((e) => e.status)).toContain(429);
+    expect(outcome.errors.map((e) => e.status)).toContain(503);
+    // The first 429 asked for 300 ms, and the wait honoured it.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+  });
+
+  it('gives up on dropped connections when the budget runs out, reporting every attempt', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000 });
+    await setFaults(s, { dropRate: 1 });
+    const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 300, initialMs: 20, maxMs: 50 }, undefined);
+    expect(outcome).toMatchObject({ kind: 'network', timeout: false });
+    expect(outcome.attempts).toBeGreaterThan(1);
+    expect(outcome.errors).toHaveLength(outcome.attempts);
+  });
+
+  it('times out a hung request', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 150 });
+    await setFaults(s, { hangRate: 1 });
+    const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
+    expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
+  });
+
+  it('stops at once when aborted', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000 });
+    await setFaults(s, { hangRate: 1 });
+    const controller = new AbortController();
+    setTimeout(() => { controller.abort(); }, 100);
+    await expect(engine.send('/v1/chat/completions', body, policy, controller.signal)).rejects.toThrow();
+  });
+});

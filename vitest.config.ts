@@ -1,0 +1,15 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['tests/**/*.test.ts'],
+    // Started once per run: a real Temporal dev server, embedded Postgres and the vLLM simulator.
+    globalSetup: ['tests/support/global-setup.ts'],
+    // Temporal's native worker wants a process of its own; two match this machine's two cores.
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 120_000,
+    hookTimeout: 300_000,
+    teardownTimeout: 60_000,
+  },
+});
