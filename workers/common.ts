@@ -3,8 +3,11 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
-import type { Config } from '../lib/config.js';
-import type { Logger } from '../lib/logger.js';
+import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
+import { openDatabase, type Db } from '../lib/db.js';
+import { onShutdown, runEntryPoint } from '../lib/entry.js';
+import { createFileStore, type FileStore } from '../lib/file-store.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 import { temporalConnectionOptions } from '../lib/temporal.js';
 
 export interface RunningWorker {
@@ -38,4 +41,33 @@ export async function connectWorker(config: Config): Promise<NativeConnection> {
 export function workflowsPath(): string {
   const ts = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
   return existsSync(ts) ? ts : fileURLToPath(new URL('../workflows/index.js', import.meta.url));
+}
+
+export interface WorkerProcessDeps {
+  config: Config;
+  db: Db;
+  store: FileStore;
+  log: Logger;
+  connection: NativeConnection;
+}
+
+/**
+ * A worker process's life: connect everything, start the worker, run until it stops, and on
+ * SIGTERM shut it down gracefully before closing connections.
+ */
+export function runWorkerProcess(name: (config: Config) => string, start: (deps: WorkerProcessDeps) => Promise<RunningWorker>): void {
+  runEntryPoint(async () => {
+    const config = loadConfig();
+    const log = createLogger(name(config), config.log);
+    installRuntime(log);
+    const db = await openDatabase(databaseUrl(config), config.database.poolSize);
+    const connection = await connectWorker(config);
+    const worker = await start({ config, db, store: createFileStore(config.paths.fileStoreDir), log, connection });
+    onShutdown(async () => {
+      await worker.shutdown();
+      await connection.close();
+      await db.destroy();
+    }, log);
+    await worker.done;
+  });
 }

@@ -2,26 +2,19 @@
 // queue of each model it serves, runs chunks against its engine with one shared in-flight limit,
 // and announces itself so the API knows which models are live. `npm run worker:gpu`.
 import { hostname } from 'node:os';
-import { Worker, type NativeConnection } from '@temporalio/worker';
+import { Worker } from '@temporalio/worker';
 import { Engine, engineRoot } from '../activities/engine.js';
 import { createInferenceActivities } from '../activities/inference.js';
 import { sleep } from '../lib/abortable.js';
-import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
-import { openDatabase, type Db } from '../lib/db.js';
-import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
-import { createFileStore, type FileStore } from '../lib/file-store.js';
-import { createLogger, type Logger } from '../lib/logger.js';
+import type { Config } from '../lib/config.js';
+import { isEntryPoint } from '../lib/entry.js';
+import type { Logger } from '../lib/logger.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { announceWorker, withdrawWorker } from '../lib/worker-registry.js';
-import { connectWorker, installRuntime, type RunningWorker } from './common.js';
+import { runWorkerProcess, type RunningWorker, type WorkerProcessDeps } from './common.js';
 
-export interface GpuWorkerDeps {
-  config: Config;
-  db: Db;
-  store: FileStore;
-  log: Logger;
-  connection: NativeConnection;
+export interface GpuWorkerDeps extends WorkerProcessDeps {
   /** The vLLM server this worker feeds (VLLM_BASE_URL). */
   engineUrl: string;
 }
@@ -120,19 +113,12 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
 }
 
 if (isEntryPoint(import.meta.url)) {
-  runEntryPoint(async () => {
-    const config = loadConfig();
-    const log = createLogger(`gpu-worker-${config.gpu.index}`, config.log);
-    if (config.engine.baseUrl === undefined) throw new Error('VLLM_BASE_URL is not set: a GPU worker needs the URL of its vLLM server');
-    installRuntime(log);
-    const db = await openDatabase(databaseUrl(config), config.database.poolSize);
-    const connection = await connectWorker(config);
-    const worker = await startGpuWorker({ config, db, store: createFileStore(config.paths.fileStoreDir), log, connection, engineUrl: config.engine.baseUrl });
-    onShutdown(async () => {
-      await worker.shutdown();
-      await connection.close();
-      await db.destroy();
-    }, log);
-    await worker.done;
-  });
+  runWorkerProcess(
+    (config) => `gpu-worker-${config.gpu.index}`,
+    async (deps) => {
+      const engineUrl = deps.config.engine.baseUrl;
+      if (engineUrl === undefined) throw new Error('VLLM_BASE_URL is not set: a GPU worker needs the URL of its vLLM server');
+      return startGpuWorker({ ...deps, engineUrl });
+    },
+  );
 }
