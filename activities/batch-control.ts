@@ -57,6 +57,8 @@ export interface FinalSummary {
   errorFileId: string | null;
 }
 
+/** Temporal allows 2,000 pending activities per workflow; stay well under it. */
+const MAX_PENDING_CHUNKS_CAP = 500;
 const LIVE_STATES: BatchStatus[] = ['validating', 'in_progress', 'finalizing', 'cancelling'];
 
 /** custom_id of a line that passed validation (the fallback is for a file changed under us). */
@@ -235,9 +237,11 @@ export function createControlActivities(deps: ControlDeps) {
         },
       );
       const errors = result.errors;
+      let workers = 0;
       if (errors.length === 0 && result.model !== null) {
         const served = await liveModels(db, config.gpu.heartbeatMs);
-        if (!served.some((m) => m.model === result.model)) {
+        workers = served.find((m) => m.model === result.model)?.workers ?? 0;
+        if (workers === 0) {
           const known = served.map((m) => m.model).join(', ') || 'none';
           errors.push({
             code: 'model_not_found',
@@ -270,7 +274,9 @@ export function createControlActivities(deps: ControlDeps) {
         inputKey,
         expiresAt: batch.expires_at,
         chunks: result.chunks,
-        maxPendingChunks: config.batch.maxPendingChunks,
+        // Enough chunks in flight to keep every GPU serving the model busy (two each, plus one
+        // queued behind each), but far below Temporal's limit on pending activities.
+        maxPendingChunks: Math.min(MAX_PENDING_CHUNKS_CAP, Math.max(config.batch.maxPendingChunks, workers * (config.gpu.concurrentChunks + 1))),
         chunkActivity: {
           taskQueue: inferenceTaskQueue(config, result.model),
           startToCloseMs: config.batch.chunkStartToCloseMs,

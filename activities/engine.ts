@@ -85,6 +85,16 @@ export class Engine {
     });
   }
 
+  /** Whether the engine answers its /health now: tells an engine outage from one bad request. */
+  async healthy(timeoutMs = 5000): Promise<boolean> {
+    try {
+      const res = await fetch(`${engineRoot(this.options.baseUrl)}/health`, { signal: AbortSignal.timeout(timeoutMs) });
+      return res.ok;
+    } catch {
+      return false;
+    }
+  }
+
   /** One attempt. `url` is the batch line's url, e.g. /v1/chat/completions. */
   async attempt(url: string, body: unknown, signal: AbortSignal | undefined): Promise<Attempt> {
     try {

@@ -4,11 +4,12 @@
 // a retried chunk skips what is already persisted; cancellation aborts in-flight requests.
 import { setMaxListeners } from 'node:events';
 import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import { AbortedError, sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
-import type { FileStore } from '../lib/file-store.js';
 import { asError } from '../lib/errors.js';
+import type { FileStore } from '../lib/file-store.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
 import type { Release, Semaphore } from '../lib/semaphore.js';
@@ -40,6 +41,9 @@ export interface ChunkSummary {
   /** Requests this attempt sent to the engine (a resumed chunk sends only what was missing). */
   sent: number;
 }
+
+/** The failure type of a chunk whose engine went away; Temporal retries it, maybe on another GPU. */
+export const ENGINE_UNAVAILABLE = 'EngineUnavailable';
 
 interface RequestLine {
   custom_id: string;
@@ -80,14 +84,22 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const ctx = Context.current();
       const { batchId, chunk } = input;
       const log = deps.log.child({ batchId, chunk: chunk.index, attempt: ctx.info.attempt });
-      const signal = ctx.cancellationSignal;
-      // Every in-flight request listens for the cancel; hundreds of listeners are expected here.
+      // One signal stops everything in flight: Temporal's cancel, or this chunk failing.
+      const stop = new AbortController();
+      const signal = stop.signal;
       setMaxListeners(0, signal);
+      const onCancel = (): void => { stop.abort(); };
+      ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+
       const { done } = await chunkCounts(batchId, chunk);
       const writer = new ResultWriter(db, batchId, { flushRows: config.batch.resultFlushRows, flushMs: config.batch.resultFlushMs });
       const pending = new Set<Promise<void>>();
       let sent = 0;
       let failure: unknown;
+      const fail = (err: unknown): void => {
+        failure ??= err;
+        stop.abort();
+      };
       const beat = (): void => { ctx.heartbeat({ persisted: done.size + writer.persisted, sent }); };
       // Beat on a clock, not only on progress: a slow or recovering engine must not look like a dead worker.
       const heartbeatTimer = setInterval(beat, 1000);
@@ -102,6 +114,11 @@ export function createInferenceActivities(deps: InferenceDeps) {
             await sleep(ms, signal);
             release = await inFlight.acquire(signal);
           });
+          if (outcome.kind === 'network' && !(await engine.healthy())) {
+            // The engine itself is gone, not this request: fail the chunk so Temporal retries it
+            // (perhaps on another GPU) instead of writing off every request it holds.
+            throw ApplicationFailure.retryable(`the engine at ${engine.options.baseUrl} is unavailable: ${outcome.message}`, ENGINE_UNAVAILABLE);
+          }
           writer.add(resultRow(batchId, lineNumber, request.custom_id, outcome));
         } finally {
           release();
@@ -114,28 +131,32 @@ export function createInferenceActivities(deps: InferenceDeps) {
           startOffset: chunk.byteStart,
         });
         for await (const line of lines) {
-          if (failure !== undefined || signal.aborted) break;
+          if (signal.aborted) break;
           if (isBlank(line.text) || done.has(line.number)) continue;
           // Waiting for a slot before reading on keeps at most max-in-flight lines in memory.
           const permit = await inFlight.acquire(signal);
           const request = JSON.parse(line.text) as RequestLine;
           sent++;
           const p = runOne(line.number, request, permit).catch((err: unknown) => {
-            if (!isAbort(err)) failure ??= err;
+            if (!isAbort(err)) fail(err);
           });
           pending.add(p);
           void p.finally(() => pending.delete(p));
         }
       } catch (err) {
-        if (!isAbort(err)) failure ??= err;
+        if (!isAbort(err)) fail(err);
       } finally {
         await Promise.all(pending);
         clearInterval(heartbeatTimer);
+        ctx.cancellationSignal.removeEventListener('abort', onCancel);
       }
       // Whatever finished is kept, even when the chunk is being cancelled or has failed.
       await writer.flush();
-      if (failure !== undefined) throw asError(failure);
-      if (signal.aborted) {
+      if (failure !== undefined) {
+        log.warn({ err: asError(failure).message, persisted: writer.persisted }, 'chunk attempt failed');
+        throw asError(failure);
+      }
+      if (ctx.cancellationSignal.aborted) {
         log.info({ sent, persisted: writer.persisted }, 'chunk cancelled');
         await ctx.cancelled;
       }

@@ -56,6 +56,7 @@ export function toBatchObject(row: BatchRow): BatchObject {
       total_tokens: row.input_tokens + row.output_tokens,
     },
     metadata: row.metadata,
+    priority: row.priority,
   };
 }
 
@@ -97,6 +98,7 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
       errors: null,
       metadata: body.metadata ?? null,
       output_expires_after: body.output_expires_after?.seconds ?? null,
+      priority: body.priority ?? null,
       created_at: now,
       expires_at: now + window,
       in_progress_at: null,
@@ -120,6 +122,8 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
         { key: BatchEndpointKey, value: body.endpoint },
       ],
       memo: { inputFileId: file.id, project: project.name },
+      // Chunk activities inherit it: their task queue hands out higher-priority work first.
+      ...(row.priority !== null ? { priority: { priorityKey: row.priority } } : {}),
     });
   } catch (err) {
     // No workflow, no batch: the client sees a 503 and may retry, and nothing is left half-made.

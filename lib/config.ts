@@ -74,6 +74,7 @@ const envSchema = z.object({
   // Engine (vLLM) and GPU worker
   VLLM_BASE_URL: optionalString,
   VLLM_API_KEY: optionalString,
+  VLLM_COMMAND: optionalString,
   GPU_INDEX: z.string().default('0'),
   GPU_MODELS: list.default([]),
   GPU_MAX_INFLIGHT: positiveInt.default(256),
@@ -87,10 +88,10 @@ const envSchema = z.object({
   ENGINE_RETRY_MAX_MS: positiveInt.default(30_000),
   ENGINE_HEALTH_TIMEOUT_MS: positiveInt.default(10 * 60 * 1000),
 
-  // npm start (the local stack)
-  DEV_RESTART_DELAY_MS: positiveInt.default(1000),
-  DEV_MAX_RESTART_DELAY_MS: positiveInt.default(30_000),
-  DEV_STOP_GRACE_MS: positiveInt.default(20_000),
+  // Supervised processes (npm start's stack, a GPU worker's own vLLM)
+  RESTART_DELAY_MS: positiveInt.default(1000),
+  MAX_RESTART_DELAY_MS: positiveInt.default(30_000),
+  STOP_GRACE_MS: positiveInt.default(20_000),
   DEV_START_TIMEOUT_MS: positiveInt.default(120_000),
   DEV_API_KEY: z.string().min(1).default('sk-local'),
 
@@ -148,6 +149,8 @@ export interface Config {
   engine: {
     baseUrl: string | undefined;
     apiKey: string | undefined;
+    /** A shell command that starts this worker's vLLM; the worker runs and supervises it. */
+    command: string | undefined;
     requestTimeoutMs: number;
     retryBudgetMs: number;
     retryInitialMs: number;
@@ -164,7 +167,8 @@ export interface Config {
     heartbeatThrottleMs: number;
   };
   worker: { shutdownGraceMs: number };
-  dev: { restartDelayMs: number; maxRestartDelayMs: number; stopGraceMs: number; startTimeoutMs: number; apiKey: string };
+  supervisor: { restartDelayMs: number; maxRestartDelayMs: number; stopGraceMs: number };
+  dev: { startTimeoutMs: number; apiKey: string };
   simulator: {
     port: number;
     models: string[];
@@ -246,6 +250,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     engine: {
       baseUrl: e.VLLM_BASE_URL,
       apiKey: e.VLLM_API_KEY,
+      command: e.VLLM_COMMAND,
       requestTimeoutMs: e.ENGINE_REQUEST_TIMEOUT_MS,
       retryBudgetMs: e.ENGINE_RETRY_BUDGET_MS,
       retryInitialMs: e.ENGINE_RETRY_INITIAL_MS,
@@ -261,10 +266,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       heartbeatThrottleMs: e.CHUNK_HEARTBEAT_THROTTLE_MS,
     },
     worker: { shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS },
+    supervisor: { restartDelayMs: e.RESTART_DELAY_MS, maxRestartDelayMs: e.MAX_RESTART_DELAY_MS, stopGraceMs: e.STOP_GRACE_MS },
     dev: {
-      restartDelayMs: e.DEV_RESTART_DELAY_MS,
-      maxRestartDelayMs: e.DEV_MAX_RESTART_DELAY_MS,
-      stopGraceMs: e.DEV_STOP_GRACE_MS,
       startTimeoutMs: e.DEV_START_TIMEOUT_MS,
       apiKey: e.DEV_API_KEY,
     },

@@ -2,6 +2,7 @@
 // line and a growing delay), and stopAll() shuts everything down in reverse start order.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { sleep } from './abortable.js';
+import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 
 export interface ProcessSpec {
@@ -27,6 +28,10 @@ export interface SupervisorOptions {
   stopGraceMs: number;
   restartDelayMs: number;
   maxRestartDelayMs: number;
+}
+
+export function supervisorOptions(config: Config, log: Logger): SupervisorOptions {
+  return { log, ...config.supervisor };
 }
 
 export class Supervisor {

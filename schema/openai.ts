@@ -41,6 +41,13 @@ export const expiresAfterSchema = z.object({
   seconds: z.number().int().min(3600).max(2_592_000),
 });
 
+export const batchPrioritySchema = z
+  .number()
+  .int()
+  .min(1)
+  .max(5)
+  .meta({ description: 'Extension: 1 runs first, 5 last (default 3). Chunks of higher-priority batches are taken from the task queue first.' });
+
 export const batchCreateSchema = z
   .object({
     input_file_id: z.string().min(1),
@@ -48,6 +55,7 @@ export const batchCreateSchema = z
     completion_window: completionWindowSchema,
     metadata: metadataSchema.nullish(),
     output_expires_after: expiresAfterSchema.nullish(),
+    priority: batchPrioritySchema.nullish(),
   })
   .meta({ id: 'CreateBatchRequest' });
 export type BatchCreate = z.infer<typeof batchCreateSchema>;
@@ -119,6 +127,8 @@ export const batchObjectSchema = z
     request_counts: z.object({ total: z.number().int(), completed: z.number().int(), failed: z.number().int() }),
     usage: batchUsageSchema,
     metadata: z.record(z.string(), z.string()).nullable(),
+    /** Extension: the batch's priority, when one was given. */
+    priority: z.number().int().nullable(),
   })
   .meta({ id: 'Batch' });
 export type BatchObject = z.infer<typeof batchObjectSchema>;

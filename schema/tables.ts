@@ -66,6 +66,8 @@ export interface BatchesTable {
   /** jsonb: the postgres driver serialises and parses it. */
   errors: ValidationError[] | null;
   metadata: Record<string, string> | null;
+  /** Temporal task queue priority, 1 (first) to 5; null: the default, 3. */
+  priority: number | null;
   /** Seconds after completion that output and error files live (null: the 30-day default). */
   output_expires_after: number | null;
   created_at: number;

@@ -24,6 +24,8 @@ export function installRuntime(log: Logger): void {
   runtimeInstalled = true;
   const level: LogLevel = log.isLevelEnabled('debug') ? 'DEBUG' : 'WARN';
   Runtime.install({
+    // The Rust core's own logs (connection retries and the like) come through the same logger.
+    telemetryOptions: { logging: { filter: { core: level, other: 'ERROR' }, forward: {} } },
     logger: new DefaultLogger(level, (entry) => {
       // A GPU worker registers no workflows on purpose; the SDK's warning about it is noise.
       if (entry.message.startsWith('No workflows registered')) return;

@@ -8,7 +8,7 @@ import { sleep } from '../lib/abortable.js';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createLogger, type Logger } from '../lib/logger.js';
-import { Supervisor } from '../lib/supervisor.js';
+import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
 import { devServerAddress, devServerUiUrl, readTemporalDevConfig, startDevArgs } from '../lib/temporal-dev-config.js';
 import { logServerLine, prepareDevServer, waitForTemporal } from '../lib/temporal-dev-server.js';
@@ -132,12 +132,7 @@ if (isEntryPoint(import.meta.url)) {
   runEntryPoint(async () => {
     const config = loadConfig({ LOG_FORMAT: 'pretty', ...process.env });
     const log = createLogger('stack', config.log);
-    const supervisor = new Supervisor({
-      log,
-      stopGraceMs: config.dev.stopGraceMs,
-      restartDelayMs: config.dev.restartDelayMs,
-      maxRestartDelayMs: config.dev.maxRestartDelayMs,
-    });
+    const supervisor = new Supervisor(supervisorOptions(config, log));
     onShutdown(() => supervisor.stopAll(), log);
     await startStack(config, log, supervisor);
   });

@@ -10,6 +10,7 @@ import type { Config } from '../lib/config.js';
 import { isEntryPoint } from '../lib/entry.js';
 import type { Logger } from '../lib/logger.js';
 import { Semaphore } from '../lib/semaphore.js';
+import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { announceWorker, withdrawWorker } from '../lib/worker-registry.js';
 import { runWorkerProcess, type RunningWorker, type WorkerProcessDeps } from './common.js';
@@ -57,10 +58,35 @@ async function servedModels(config: Config, engineUrl: string): Promise<string[]
   return models;
 }
 
+/**
+ * VLLM_COMMAND: the worker runs its own vLLM, pinned to its GPU, and restarts it if it dies.
+ * (vLLM takes the GPU from CUDA_VISIBLE_DEVICES; the command names model, port and flags.)
+ */
+function startOwnEngine(config: Config, command: string, log: Logger): Supervisor {
+  const engineLog = log.child({ process: 'vllm' });
+  const supervisor = new Supervisor(supervisorOptions(config, engineLog));
+  supervisor.start({
+    name: `vllm-gpu${config.gpu.index}`,
+    command: '/bin/sh',
+    args: ['-c', command],
+    env: { ...process.env, CUDA_VISIBLE_DEVICES: config.gpu.index },
+    onLine: (line) => { engineLog.info(line); },
+  });
+  log.info({ command, gpu: config.gpu.index }, 'started the engine');
+  return supervisor;
+}
+
 export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWorker> {
   const { config, db, log } = deps;
-  await waitForEngine(deps.engineUrl, config.engine.healthTimeoutMs, log);
-  const models = await servedModels(config, deps.engineUrl);
+  const ownEngine = config.engine.command === undefined ? undefined : startOwnEngine(config, config.engine.command, log);
+  let models: string[];
+  try {
+    await waitForEngine(deps.engineUrl, config.engine.healthTimeoutMs, log);
+    models = await servedModels(config, deps.engineUrl);
+  } catch (err) {
+    await ownEngine?.stopAll();
+    throw err;
+  }
   const id = `gpu${config.gpu.index}@${hostname()}:${process.pid}`;
   const engine = new Engine({ baseUrl: deps.engineUrl, apiKey: config.engine.apiKey, requestTimeoutMs: config.engine.requestTimeoutMs });
   const inFlight = new Semaphore(config.gpu.maxInFlight);
@@ -108,6 +134,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
       await withdrawWorker(db, id).catch(() => undefined);
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await done;
+      await ownEngine?.stopAll();
     },
   };
 }

@@ -75,6 +75,11 @@ describe('a batch end to end with the openai SDK', () => {
       expect(JSON.stringify(line.response?.body)).toContain('maximum context length');
     }
     expect((await fileLines(stack.openai, batch.output_file_id)).map((l) => l.custom_id)).toEqual(['req-0', 'req-2', 'req-4']);
+
+    // Each refused request is also a dead letter, with the engine's answer to every attempt.
+    const letters = await stack.db.selectFrom('dead_letters').selectAll().where('batch_id', '=', batch.id).orderBy('line').execute();
+    expect(letters.map((l) => [l.custom_id, l.attempts])).toEqual([['req-1', 1], ['req-3', 1], ['req-5', 1]]);
+    expect(letters[0]?.errors).toEqual([{ at: expect.any(String), status: 400, message: expect.stringContaining('maximum context length') }]);
   });
 
   it('lists the live models', async () => {

@@ -31,6 +31,8 @@ export interface TestStack {
   gpuWorkers: RunningGpuWorker[];
   /** Starts one more GPU worker against an engine (default: the shared simulator). */
   addGpuWorker(engineUrl?: string, gpu?: Partial<Config['gpu']>): Promise<RunningGpuWorker>;
+  /** The environment that points a separate process at this stack's services. */
+  processEnv(): Record<string, string>;
   stop(): Promise<void>;
 }
 
@@ -41,10 +43,12 @@ export interface StackOptions {
   engines?: string[];
   /** Start no API server (workflow-level tests). */
   noApi?: boolean;
+  /** Use this Temporal server instead of the shared one (tests that restart it). */
+  temporalAddress?: string;
 }
 
 /** Settings that make tests quick without changing behaviour. */
-const TEST_ENV: Record<string, string> = {
+export const TEST_ENV: Record<string, string> = {
   BATCH_CHUNK_SIZE: '25',
   WORKER_HEARTBEAT_MS: '1000',
   CHUNK_HEARTBEAT_TIMEOUT_MS: '5000',
@@ -73,7 +77,7 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
     ...process.env,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     DATABASE_URL: databaseUrl,
-    TEMPORAL_ADDRESS: services.temporalAddress,
+    TEMPORAL_ADDRESS: options.temporalAddress ?? services.temporalAddress,
     FILE_STORE_DIR: fileDir,
     ORCHESTRATOR_TASK_QUEUE: `orchestrator-${name}`,
     INFERENCE_TASK_QUEUE_PREFIX: `inference-${name}:`,
@@ -86,12 +90,19 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
   const db = await openDatabase(databaseUrl, 10);
   const store = createFileStore(fileDir);
   const connection: NativeConnection = await connectWorker(config);
-  const clientConnection = await Connection.connect({ address: services.temporalAddress });
+  const clientConnection = await Connection.connect({ address: config.temporal.address ?? services.temporalAddress });
   const temporal = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
 
   const workers: RunningWorker[] = [];
   const gpuWorkers: RunningGpuWorker[] = [];
-  workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
+  let api: RunningApi | undefined;
+  const stop = async (): Promise<void> => {
+    await api?.close();
+    await Promise.all(workers.map((w) => w.shutdown().catch(() => undefined)));
+    await connection.close();
+    await clientConnection.close();
+    await db.destroy();
+  };
   const addGpuWorker = async (engineUrl = services.simulatorUrl, gpu: Partial<Config['gpu']> = {}): Promise<RunningGpuWorker> => {
     const workerConfig: Config = { ...config, gpu: { ...config.gpu, ...gpu } };
     const worker = await startGpuWorker({ config: workerConfig, db, store, log, connection, engineUrl });
@@ -99,10 +110,15 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
     workers.push(worker);
     return worker;
   };
-  for (const engine of options.engines ?? [services.simulatorUrl]) await addGpuWorker(engine);
-
-  let api: RunningApi | undefined;
-  if (options.noApi !== true) api = await startApiServer({ config, db, store, temporal, log }, { host: '127.0.0.1', port: 0 });
+  try {
+    workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
+    // One process can hold one worker per task queue; more GPU workers for a model are spawned as processes.
+    for (const engine of options.engines ?? [services.simulatorUrl]) await addGpuWorker(engine);
+    if (options.noApi !== true) api = await startApiServer({ config, db, store, temporal, log }, { host: '127.0.0.1', port: 0 });
+  } catch (err) {
+    await stop();
+    throw err;
+  }
   const apiUrl = api?.url ?? '';
 
   return {
@@ -117,13 +133,16 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
     temporal,
     gpuWorkers,
     addGpuWorker,
-    stop: async () => {
-      await api?.close();
-      await Promise.all(workers.map((w) => w.shutdown().catch(() => undefined)));
-      await connection.close();
-      await clientConnection.close();
-      await db.destroy();
-    },
+    processEnv: () => ({
+      DATABASE_URL: databaseUrl,
+      TEMPORAL_ADDRESS: config.temporal.address ?? services.temporalAddress,
+      FILE_STORE_DIR: fileDir,
+      ORCHESTRATOR_TASK_QUEUE: config.temporal.orchestratorTaskQueue,
+      INFERENCE_TASK_QUEUE_PREFIX: config.temporal.inferenceTaskQueuePrefix,
+      ...TEST_ENV,
+      ...options.env,
+    }),
+    stop,
   };
 }
 
@@ -175,4 +194,48 @@ export async function fileLines(openai: OpenAI, fileId: string | null | undefine
     .split('\n')
     .filter((l) => l.trim() !== '')
     .map((l) => JSON.parse(l) as ParsedOutputLine);
+}
+
+export interface SubmitOptions {
+  endpoint?: '/v1/chat/completions' | '/v1/completions' | '/v1/embeddings' | '/v1/responses';
+  completionWindow?: string;
+  priority?: number;
+}
+
+/** Uploads the content and creates a batch on it; returns the new batch. */
+export async function submitBatch(stack: TestStack, content: string, options: SubmitOptions = {}): Promise<OpenAI.Batches.Batch> {
+  const file = await uploadBatchFile(stack.openai, content);
+  const body: Record<string, unknown> = {
+    input_file_id: file.id,
+    endpoint: options.endpoint ?? '/v1/chat/completions',
+    completion_window: options.completionWindow ?? '24h',
+  };
+  if (options.priority !== undefined) body.priority = options.priority;
+  return stack.openai.batches.create(body as unknown as OpenAI.Batches.BatchCreateParams);
+}
+
+/** Waits until the batch's counts reach `done` finished requests. */
+export async function waitForProgress(openai: OpenAI, id: string, done: number, timeoutMs = 60_000): Promise<OpenAI.Batches.Batch> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const batch = await openai.batches.retrieve(id);
+    const counts = batch.request_counts;
+    if (counts !== undefined && counts.completed + counts.failed >= done) return batch;
+    if (TERMINAL.has(batch.status)) throw new Error(`batch ${id} ended ${batch.status} before ${done} requests finished`);
+    if (Date.now() > deadline) throw new Error(`batch ${id} did not reach ${done} finished requests`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** Every custom_id of the input appears exactly once across the output and error files. */
+export async function outputsByCustomId(openai: OpenAI, batch: OpenAI.Batches.Batch): Promise<{ ok: ParsedOutputLine[]; failed: ParsedOutputLine[]; counts: Map<string, number> }> {
+  const ok = await fileLines(openai, batch.output_file_id);
+  const failed = await fileLines(openai, batch.error_file_id);
+  const counts = new Map<string, number>();
+  for (const line of [...ok, ...failed]) counts.set(line.custom_id, (counts.get(line.custom_id) ?? 0) + 1);
+  return { ok, failed, counts };
+}
+
+export function expectedIds(count: number): string[] {
+  return Array.from({ length: count }, (_, i) => `req-${i}`);
 }

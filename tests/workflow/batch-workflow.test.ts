@@ -1,18 +1,18 @@
 // BatchWorkflow against the real Temporal dev server: what lands in history, what operators see,
 // and that recorded histories replay deterministically against the current workflow code.
-import { Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import type { RunningSimulator } from '../../simulator/server.js';
 import type { BatchProgress } from '../../workflows/messages.js';
 import { progressQuery } from '../../workflows/messages.js';
 import { BatchModelKey, BatchProjectKey, BatchRequestCountKey, BatchStatusKey } from '../../workflows/search-attributes.js';
+import { expectHistoriesReplay } from '../support/replay.js';
 import { startTestSimulator } from '../support/simulator.js';
 import { batchLines, startTestStack, uploadBatchFile, waitForBatch, type TestStack } from '../support/stack.js';
 
 describe('BatchWorkflow', () => {
   let stack: TestStack;
   let slowEngine: RunningSimulator;
-  const { simulatorModel: model, workflowBundlePath } = inject('services');
+  const { simulatorModel: model } = inject('services');
 
   beforeAll(async () => {
     // A second model served by a slow engine, so a batch stays running long enough to watch.
@@ -103,12 +103,6 @@ describe('BatchWorkflow', () => {
   });
 
   it('replays every recorded history against the current code without non-determinism', async () => {
-    const histories = [];
-    for await (const wf of stack.temporal.workflow.list({ query: `TaskQueue = '${stack.config.temporal.orchestratorTaskQueue}' AND ExecutionStatus = 'Completed'` })) {
-      histories.push({ workflowId: wf.workflowId, history: await stack.temporal.workflow.getHandle(wf.workflowId).fetchHistory() });
-    }
-    expect(histories.length).toBeGreaterThanOrEqual(4);
-    const results = Worker.runReplayHistories({ workflowBundle: { codePath: workflowBundlePath } }, histories);
-    for await (const result of results) expect(result.error).toBeUndefined();
+    await expectHistoriesReplay(stack, 4);
   });
 });

@@ -1,0 +1,116 @@
+// How a running batch ends other than by finishing: cancel and expiry. And priority between batches.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RunningSimulator } from '../../simulator/server.js';
+import { expectHistoriesReplay } from '../support/replay.js';
+import { startTestSimulator } from '../support/simulator.js';
+import {
+  batchLines,
+  expectedIds,
+  outputsByCustomId,
+  startTestStack,
+  submitBatch,
+  waitForBatch,
+  waitForProgress,
+  type TestStack,
+} from '../support/stack.js';
+
+describe('ending a running batch', () => {
+  let stack: TestStack;
+  let engine: RunningSimulator;
+  const model = 'lifecycle-model';
+
+  beforeAll(async () => {
+    // Lines ask for 16 tokens: at 12.5 ms each, 200 ms a request, and with 8 in flight 40 a second.
+    engine = await startTestSimulator({ models: [model], tokenLatencyMs: 12.5, outputTokens: { min: 40, max: 40 } });
+    stack = await startTestStack({ engines: [engine.url], env: { GPU_MAX_INFLIGHT: '8' } });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await engine.close();
+  });
+
+  it('cancels: cancelling at once, in-flight chunks stop within seconds, partial results kept', async () => {
+    const count = 400;
+    const created = await submitBatch(stack, batchLines({ model, count }));
+    await waitForProgress(stack.openai, created.id, 60);
+    const asked = Date.now();
+    const cancelling = await stack.openai.batches.cancel(created.id);
+    expect(cancelling.status).toBe('cancelling');
+    expect(cancelling.cancelling_at).not.toBeNull();
+
+    const batch = await waitForBatch(stack.openai, created.id);
+    const stoppedAfter = Date.now() - asked;
+    expect(batch.status).toBe('cancelled');
+    expect(stoppedAfter).toBeLessThan(10_000);
+    expect(batch.cancelled_at! - batch.cancelling_at!).toBeLessThanOrEqual(10);
+    const sentAtEnd = engine.state.snapshot().received;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(engine.state.snapshot().received).toBe(sentAtEnd);
+
+    const { ok, failed, counts } = await outputsByCustomId(stack.openai, batch);
+    expect(batch.request_counts).toEqual({ total: count, completed: ok.length, failed: failed.length });
+    expect(ok.length).toBeGreaterThanOrEqual(60);
+    expect(ok.length).toBeLessThan(count);
+    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    for (const line of failed) {
+      expect(line.response).toBeNull();
+      expect(line.error?.code).toBe('batch_cancelled');
+    }
+    // Cancelling again is harmless, and says where the batch is.
+    expect((await stack.openai.batches.cancel(created.id)).status).toBe('cancelled');
+  });
+
+  it('expires when the completion window closes, keeping what finished', async () => {
+    const count = 2000;
+    const created = await submitBatch(stack, batchLines({ model, count }), { completionWindow: '30s' });
+    expect(created.expires_at! - created.created_at).toBe(30);
+    const batch = await waitForBatch(stack.openai, created.id, 90_000);
+    expect(batch.status).toBe('expired');
+    expect(batch.expired_at).toBeGreaterThanOrEqual(created.expires_at!);
+    expect(batch.expired_at! - created.expires_at!).toBeLessThanOrEqual(10);
+    const { ok, failed, counts } = await outputsByCustomId(stack.openai, batch);
+    expect(batch.request_counts).toEqual({ total: count, completed: ok.length, failed: failed.length });
+    expect(ok.length).toBeGreaterThan(0);
+    expect(counts.size).toBe(count);
+    expect(new Set(failed.map((l) => l.error?.code))).toEqual(new Set(['batch_expired']));
+  }, 120_000);
+
+  it('leaves histories that replay deterministically', async () => {
+    await expectHistoriesReplay(stack, 2);
+  });
+});
+
+describe('priority between batches', () => {
+  let stack: TestStack;
+  let engine: RunningSimulator;
+  const model = 'priority-model';
+
+  beforeAll(async () => {
+    engine = await startTestSimulator({ models: [model], tokenLatencyMs: 5, outputTokens: { min: 20, max: 20 } });
+    // One chunk at a time, so the others wait in the task queue where priority orders them.
+    stack = await startTestStack({ engines: [engine.url], env: { GPU_MAX_INFLIGHT: '8', GPU_CONCURRENT_CHUNKS: '1' } });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await engine.close();
+  });
+
+  it('runs the chunks of a higher-priority batch before a backlog of lower-priority ones', async () => {
+    const low = await submitBatch(stack, batchLines({ model, count: 300 }), { priority: 5 });
+    await waitForProgress(stack.openai, low.id, 25);
+    const high = await submitBatch(stack, batchLines({ model, count: 75 }), { priority: 1 });
+    expect((high as unknown as { priority: number }).priority).toBe(1);
+    const finished: string[] = [];
+    await Promise.all(
+      [low, high].map(async (b) => {
+        await waitForBatch(stack.openai, b.id);
+        finished.push(b.id);
+      }),
+    );
+    expect(finished).toEqual([high.id, low.id]);
+    // And the low batch was still far from done when the high one finished.
+    const lowAtEnd = await stack.openai.batches.retrieve(low.id);
+    expect(lowAtEnd.status).toBe('completed');
+  });
+});

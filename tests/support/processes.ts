@@ -1,0 +1,52 @@
+// Stack parts as real processes, for tests that kill them the hard way.
+import { spawn, type ChildProcess } from 'node:child_process';
+import type { TestStack } from './stack.js';
+
+export interface ChildUnderTest {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves when the text appears in the output (after `from`, an output length). */
+  waitFor(text: string, timeoutMs?: number, from?: number): Promise<void>;
+  /** SIGKILL, and wait until it is gone. */
+  kill9(): Promise<void>;
+  /** SIGTERM, and wait for the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export function spawnEntry(script: string, env: Record<string, string>): ChildUnderTest {
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code); }));
+  return {
+    child,
+    output: () => out,
+    waitFor: async (text, timeoutMs = 60_000, from = 0) => {
+      const deadline = Date.now() + timeoutMs;
+      while (!out.slice(from).includes(text)) {
+        if (child.exitCode !== null) throw new Error(`${script} exited (${child.exitCode}) before "${text}":\n${out.slice(-3000)}`);
+        if (Date.now() > deadline) throw new Error(`"${text}" did not appear from ${script}:\n${out.slice(-3000)}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    },
+    kill9: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await exited;
+    },
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** A GPU worker process on this stack, feeding the given engine. */
+export async function spawnGpuWorker(stack: TestStack, engineUrl: string, env: Record<string, string> = {}): Promise<ChildUnderTest> {
+  const worker = spawnEntry('workers/gpu.ts', { ...stack.processEnv(), VLLM_BASE_URL: engineUrl, ...env });
+  await worker.waitFor('GPU worker ready');
+  return worker;
+}
