@@ -11,7 +11,7 @@ import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
-import type { BatchStatus, ValidationError } from '../schema/tables.js';
+import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { notRunRow, persistResults, type ResultRow } from './results.js';
 import { validateLines, type ChunkPlan } from './validate.js';
 
@@ -59,7 +59,6 @@ export interface FinalSummary {
 
 /** Temporal allows 2,000 pending activities per workflow; stay well under it. */
 const MAX_PENDING_CHUNKS_CAP = 500;
-const LIVE_STATES: BatchStatus[] = ['validating', 'in_progress', 'finalizing', 'cancelling'];
 
 /** custom_id of a line that passed validation (the fallback is for a file changed under us). */
 function customIdOf(text: string, line: number): string {
@@ -262,7 +261,7 @@ export function createControlActivities(deps: ControlDeps) {
           request_total: result.requests,
         })
         .where('id', '=', batchId)
-        .where('status', 'in', LIVE_STATES)
+        .where('status', 'in', LIVE_BATCH_STATES)
         .execute();
       log.info({ batchId, model: result.model, requests: result.requests, chunks: result.chunks.length }, 'batch validated');
       return {
@@ -328,7 +327,7 @@ export function createControlActivities(deps: ControlDeps) {
       const now = nowSeconds();
       const final = await db.transaction().execute(async (trx) => {
         const current = await trx.selectFrom('batches').select('status').where('id', '=', batchId).forUpdate().executeTakeFirstOrThrow();
-        if (!LIVE_STATES.includes(current.status)) return current.status;
+        if (!isLive(current.status)) return current.status;
         // A cancel that arrived while finishing still ends as cancelled: the API already said so.
         const status: BatchStatus = current.status === 'cancelling' || outcome === 'cancelled' ? 'cancelled' : outcome;
         await trx

@@ -86,6 +86,8 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
     const customId = parsed.custom_id;
     if (typeof customId !== 'string' || customId === '') {
       report('missing_required_parameter', 'Missing required parameter: custom_id (a non-empty string).', line.number, 'custom_id');
+    } else if (customId.includes('\u0000')) {
+      report('invalid_request', 'The custom_id contains a NUL character, which cannot be stored.', line.number, 'custom_id');
     } else if (seen.has(customId)) {
       report('duplicate_custom_id', `The custom_id '${customId}' is used more than once; each must be unique within the file.`, line.number, 'custom_id');
     } else {
@@ -111,6 +113,8 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
     }
     if (typeof body.model !== 'string' || body.model === '') {
       report('missing_required_parameter', 'Missing required parameter: body.model.', line.number, 'body.model');
+    } else if (body.model.includes('\u0000') || body.model.length > 256) {
+      report('invalid_request', 'body.model must be a model name (at most 256 characters, no NUL).', line.number, 'body.model');
     } else if (model === null) {
       model = body.model;
       modelLine = line.number;

@@ -6,11 +6,15 @@ import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
 import type { FileStore } from '../lib/file-store.js';
 import type { Logger } from '../lib/logger.js';
+import { rateLimiter, type RateLimitInfo } from 'hono-rate-limiter';
 import { requireApiKey, type AuthEnv } from './auth.js';
+import { idempotent } from './idempotency.js';
 import { ApiError, errorHandler, errorResponse, fromZodError } from './errors.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerModelRoutes } from './routes/models.js';
+
+type RateLimitedEnv = { Variables: AuthEnv['Variables'] & { rateLimit: RateLimitInfo } };
 
 export interface ApiDeps {
   config: Config;
@@ -22,9 +26,12 @@ export interface ApiDeps {
 
 export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   const app = new OpenAPIHono<AuthEnv>({
-    defaultHook: (result, c) => {
-      if (!result.success) return errorResponse(c, fromZodError(result.error));
-      return undefined;
+    defaultHook: async (result, c) => {
+      if (result.success) return undefined;
+      // What was sent, to tell a missing parameter from a wrong one (Hono keeps the parsed body).
+      const input =
+        result.target === 'json' ? await c.req.json<unknown>().catch(() => undefined) : result.target === 'query' ? c.req.query() : c.req.param();
+      return errorResponse(c, fromZodError(result.error, input));
     },
   });
   app.onError(errorHandler(deps.log));
@@ -41,6 +48,28 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   });
 
   app.use('/v1/*', requireApiKey(deps.db));
+  const perMinute = deps.config.api.rateLimitPerMinute;
+  if (perMinute > 0) {
+    app.use(
+      '/v1/*',
+      rateLimiter<RateLimitedEnv>({
+        windowMs: 60_000,
+        limit: perMinute,
+        standardHeaders: 'draft-6',
+        keyGenerator: (c) => c.get('project').id,
+        handler: (c) => {
+          // The SDKs wait as long as Retry-After says before their own retry.
+          const reset = c.get('rateLimit').resetTime?.getTime() ?? Date.now() + 60_000;
+          c.header('retry-after', String(Math.max(1, Math.ceil((reset - Date.now()) / 1000))));
+          return errorResponse(
+            c,
+            new ApiError(429, `Rate limit reached: ${perMinute} requests per minute for this project. Retry after the time in the Retry-After header.`, 'rate_limit_exceeded', null, 'rate_limit_error'),
+          );
+        },
+      }),
+    );
+  }
+  app.use('/v1/*', idempotent(deps.db, deps.config.api.idempotencyTtlSeconds));
   registerFileRoutes(app, deps);
   registerBatchRoutes(app, deps);
   registerModelRoutes(app, deps);

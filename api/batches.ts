@@ -1,22 +1,22 @@
 // Batches: create (record it, start its BatchWorkflow, answer `validating` at once), read, list,
 // cancel. The workflow does the work; the database is what the API reads back.
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
-import { newId, nowSeconds } from '../lib/ids.js';
+import { writeChunk } from '../lib/file-store.js';
+import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
+import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
-import { parseDuration, type BatchCreate, type BatchObject } from '../schema/openai.js';
+import { batchEndpointSchema, parseDuration, type BatchCreate, type BatchObject, type BatchRetry } from '../schema/openai.js';
 import type { BatchRow, BatchStatus } from '../schema/tables.js';
 import type { BatchWorkflow } from '../workflows/batch.js';
 import { cancelSignal } from '../workflows/messages.js';
 import { BatchEndpointKey, BatchProjectKey, BatchStatusKey } from '../workflows/search-attributes.js';
 import { ApiError, notFound } from './errors.js';
+import { createDerivedFile, type FileDeps } from './files.js';
 import type { Project } from './keys.js';
 
-export interface BatchDeps {
-  db: Db;
+export interface BatchDeps extends FileDeps {
   temporal: Client;
-  config: Config;
   log: Logger;
 }
 
@@ -57,17 +57,22 @@ export function toBatchObject(row: BatchRow): BatchObject {
     },
     metadata: row.metadata,
     priority: row.priority,
+    retry_of: row.retry_of,
   };
 }
 
 export async function getBatch(db: Db, project: Project, id: string): Promise<BatchRow> {
+  if (!isWellFormedId(id)) throw notFound('Batch', id.slice(0, 200));
   const row = await db.selectFrom('batches').selectAll().where('id', '=', id).where('project_id', '=', project.id).executeTakeFirst();
   if (row === undefined) throw notFound('Batch', id);
   return row;
 }
 
-export async function createBatch(deps: BatchDeps, project: Project, body: BatchCreate): Promise<BatchRow> {
+export async function createBatch(deps: BatchDeps, project: Project, body: BatchCreate, options: { retryOf?: string } = {}): Promise<BatchRow> {
   const { db, temporal, config } = deps;
+  if (!isWellFormedId(body.input_file_id)) {
+    throw new ApiError(400, `Invalid 'input_file_id': no file ${body.input_file_id.slice(0, 200)} was found.`, 'invalid_request', 'input_file_id');
+  }
   const file = await db
     .selectFrom('files')
     .select(['id', 'purpose'])
@@ -99,6 +104,7 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
       metadata: body.metadata ?? null,
       output_expires_after: body.output_expires_after?.seconds ?? null,
       priority: body.priority ?? null,
+      retry_of: options.retryOf ?? null,
       created_at: now,
       expires_at: now + window,
       in_progress_at: null,
@@ -138,6 +144,7 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
 export async function listBatches(db: Db, project: Project, q: { after?: string | undefined; limit: number }): Promise<{ rows: BatchRow[]; hasMore: boolean }> {
   let query = db.selectFrom('batches').selectAll().where('project_id', '=', project.id);
   if (q.after !== undefined) {
+    if (!isWellFormedId(q.after)) throw new ApiError(400, "Invalid value for 'after': not a batch id.", 'invalid_value', 'after');
     const cursor = await db.selectFrom('batches').select('seq').where('id', '=', q.after).where('project_id', '=', project.id).executeTakeFirst();
     if (cursor === undefined) throw new ApiError(400, `Invalid value for 'after': no batch ${q.after}.`, 'invalid_value', 'after');
     query = query.where('seq', '<', cursor.seq);
@@ -148,6 +155,7 @@ export async function listBatches(db: Db, project: Project, q: { after?: string 
 
 export async function cancelBatch(deps: BatchDeps, project: Project, id: string): Promise<BatchRow> {
   const { db } = deps;
+  if (!isWellFormedId(id)) throw notFound('Batch', id.slice(0, 200));
   const updated = await db
     .updateTable('batches')
     .set({ status: 'cancelling', cancelling_at: nowSeconds() })
@@ -174,4 +182,49 @@ export async function cancelBatch(deps: BatchDeps, project: Project, id: string)
   }
   deps.log.info({ batchId: id }, 'batch cancel requested');
   return row;
+}
+
+/**
+ * POST /v1/batches/{id}/retry (extension): a new batch of only the lines that failed, expired or
+ * were cancelled in a finished batch, taken from its input file in their original order.
+ */
+export async function retryBatch(deps: BatchDeps, project: Project, id: string, body: BatchRetry): Promise<BatchRow> {
+  const { db } = deps;
+  const batch = await getBatch(db, project, id);
+  if (batch.status !== 'completed' && batch.status !== 'expired' && batch.status !== 'cancelled') {
+    const why = batch.status === 'failed' ? 'it failed validation, so none of its requests ran' : 'it has not finished';
+    throw new ApiError(409, `Batch ${id} cannot be retried: ${why} (status '${batch.status}').`, 'batch_not_retryable', 'batch_id');
+  }
+  const failed = new Set(
+    (await db.selectFrom('batch_results').select('line').where('batch_id', '=', id).where('ok', '=', false).execute()).map((r) => r.line),
+  );
+  if (failed.size === 0) throw new ApiError(409, `Batch ${id} has no failed, expired or cancelled requests to retry.`, 'nothing_to_retry', 'batch_id');
+  const input = await db
+    .selectFrom('files')
+    .select(['filename', 'storage_key'])
+    .where('id', '=', batch.input_file_id)
+    .where('project_id', '=', project.id)
+    .executeTakeFirst();
+  if (input === undefined) {
+    throw new ApiError(409, `The input file ${batch.input_file_id} of batch ${id} is gone (deleted or expired), so its lines cannot be retried.`, 'input_file_unavailable', 'batch_id');
+  }
+  const file = await createDerivedFile(deps, project, `${input.filename.replace(/\.jsonl$/i, '')}.retry-${id}.jsonl`, async (writer) => {
+    for await (const line of readLines(deps.store.read(input.storage_key))) {
+      if (!isBlank(line.text) && failed.has(line.number)) await writeChunk(writer.stream, `${line.text}\n`);
+    }
+  });
+  const created = await createBatch(
+    deps,
+    project,
+    {
+      input_file_id: file.id,
+      endpoint: batchEndpointSchema.parse(batch.endpoint),
+      completion_window: body.completion_window ?? batch.completion_window,
+      metadata: body.metadata ?? batch.metadata,
+      priority: body.priority ?? batch.priority,
+    },
+    { retryOf: id },
+  );
+  deps.log.info({ batchId: created.id, retryOf: id, requests: failed.size }, 'batch retried');
+  return created;
 }

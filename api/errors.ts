@@ -37,13 +37,28 @@ export function notFound(kind: 'File' | 'Batch', id: string, param = 'id'): ApiE
   return new ApiError(404, `No such ${kind} object: ${id}`, null, param);
 }
 
-export function fromZodError(error: ZodError): ApiError {
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+/** The first problem zod found, as OpenAI would word it; `input` tells a missing field from a bad one. */
+export function fromZodError(error: ZodError, input: unknown): ApiError {
   const issue = error.issues[0];
   if (issue === undefined) return new ApiError(400, 'Invalid request.', 'invalid_request');
   const param = issue.path.length > 0 ? issue.path.map(String).join('.') : null;
-  const missing = issue.code === 'invalid_type' && /received undefined/.test(issue.message);
+  const missing = issue.path.length > 0 && valueAt(input, issue.path) === undefined && typeof input === 'object' && input !== null;
   if (missing) return new ApiError(400, `Missing required parameter: '${param ?? 'body'}'.`, 'missing_required_parameter', param);
   return new ApiError(400, `Invalid value for '${param ?? 'body'}': ${issue.message}`, 'invalid_value', param);
+}
+
+function isUnstorableText(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === '22021' || code === '22P05' || (code === '22P02' && /unicode|\\u0000/i.test(err.message));
 }
 
 export function errorResponse(c: Context, err: ApiError): Response {
@@ -57,6 +72,10 @@ export function errorHandler(log: Logger) {
       // Hono's own refusals: malformed JSON bodies and the like.
       const status = err.status;
       return errorResponse(c, new ApiError(status, err.message || 'Invalid request.', status === 400 ? 'invalid_request' : null));
+    }
+    // Postgres refuses text it cannot store (a NUL character); that is the request's fault, not ours.
+    if (isUnstorableText(err)) {
+      return errorResponse(c, new ApiError(400, 'The request contains text that cannot be stored (a NUL character).', 'invalid_value'));
     }
     log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
     return errorResponse(c, new ApiError(500, 'The server had an error while processing your request.', 'internal_error', null, 'server_error'));

@@ -7,10 +7,10 @@ import busboy from 'busboy';
 import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
 import type { FileStore, FileWriter } from '../lib/file-store.js';
-import { newId, nowSeconds } from '../lib/ids.js';
-import type { FileObject } from '../schema/openai.js';
-import type { FileRow } from '../schema/tables.js';
-import { ApiError, notFound } from './errors.js';
+import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
+import { uploadFieldsSchema, type FileObject } from '../schema/openai.js';
+import { LIVE_BATCH_STATES, type FileRow } from '../schema/tables.js';
+import { ApiError, fromZodError, notFound } from './errors.js';
 import type { Project } from './keys.js';
 
 export interface FileDeps {
@@ -79,18 +79,10 @@ async function parseMultipart(request: Request, deps: FileDeps, storageKey: stri
   return result;
 }
 
-function expiresAfter(fields: Map<string, string>): number | undefined {
-  const anchor = fields.get('expires_after[anchor]');
-  const seconds = fields.get('expires_after[seconds]');
-  if (anchor === undefined && seconds === undefined) return undefined;
-  if (anchor !== 'created_at') {
-    throw new ApiError(400, "Invalid value for 'expires_after[anchor]': only 'created_at' is supported.", 'invalid_value', 'expires_after[anchor]');
-  }
-  const n = Number(seconds);
-  if (seconds === undefined || !Number.isInteger(n) || n < 3600 || n > 2_592_000) {
-    throw new ApiError(400, "Invalid value for 'expires_after[seconds]': a whole number from 3600 to 2592000.", 'invalid_value', 'expires_after[seconds]');
-  }
-  return n;
+function formatBytes(n: number): string {
+  if (n >= 1024 * 1024) return `${Math.round(n / (1024 * 1024))} MB`;
+  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
+  return `${n}-byte`;
 }
 
 /** POST /v1/files: stream the upload into the store, then record it. */
@@ -104,38 +96,20 @@ export async function createFile(deps: FileDeps, project: Project, request: Requ
   const upload = await parseMultipart(request, deps, storageKey);
   const file = upload.file;
   try {
-    const purpose = upload.fields.get('purpose');
-    if (purpose === undefined || purpose === '') throw new ApiError(400, "Missing required parameter: 'purpose'.", 'missing_required_parameter', 'purpose');
-    if (purpose !== 'batch') {
-      throw new ApiError(400, `Invalid value for 'purpose': '${purpose}' is not supported here; use 'batch'.`, 'invalid_value', 'purpose');
-    }
+    const sent = Object.fromEntries(upload.fields);
+    const fields = uploadFieldsSchema.safeParse(sent);
+    if (!fields.success) throw fromZodError(fields.error, sent);
     if (file === undefined) throw new ApiError(400, "Missing required parameter: 'file'.", 'missing_required_parameter', 'file');
     if (file.truncated) {
-      const mb = Math.round(deps.config.files.maxUploadBytes / (1024 * 1024));
-      throw new ApiError(413, `The file is larger than the ${mb} MB limit for batch input files.`, 'file_too_large', 'file');
+      throw new ApiError(413, `The file is larger than the ${formatBytes(deps.config.files.maxUploadBytes)} limit for batch input files.`, 'file_too_large', 'file');
     }
+    if (file.filename.includes('\u0000')) throw new ApiError(400, 'The file name contains a NUL character.', 'invalid_value', 'file');
     if (!file.filename.toLowerCase().endsWith('.jsonl')) {
       throw new ApiError(400, `Invalid file format for batch: '${file.filename}'. Batch input files must be .jsonl.`, 'invalid_file_format', 'file');
     }
-    const lifetime = expiresAfter(upload.fields) ?? deps.config.files.inputLifetimeSeconds;
+    const lifetime = fields.data['expires_after[seconds]'] ?? deps.config.files.inputLifetimeSeconds;
     const { bytes } = await file.writer.commit();
-    const now = nowSeconds();
-    return await deps.db
-      .insertInto('files')
-      .values({
-        id,
-        project_id: project.id,
-        filename: file.filename,
-        purpose: 'batch',
-        bytes,
-        status: 'processed',
-        status_details: null,
-        created_at: now,
-        expires_at: now + lifetime,
-        storage_key: storageKey,
-      })
-      .returningAll()
-      .executeTakeFirstOrThrow();
+    return await recordInputFile(deps.db, project, { id, filename: file.filename, bytes, storageKey, lifetime });
   } catch (err) {
     await file?.writer.abort();
     await deps.store.delete(storageKey);
@@ -143,8 +117,54 @@ export async function createFile(deps: FileDeps, project: Project, request: Requ
   }
 }
 
+function recordInputFile(
+  db: Db,
+  project: Project,
+  file: { id: string; filename: string; bytes: number; storageKey: string; lifetime: number },
+): Promise<FileRow> {
+  const now = nowSeconds();
+  return db
+    .insertInto('files')
+    .values({
+      id: file.id,
+      project_id: project.id,
+      filename: file.filename,
+      purpose: 'batch',
+      bytes: file.bytes,
+      status: 'processed',
+      status_details: null,
+      created_at: now,
+      expires_at: now + file.lifetime,
+      storage_key: file.storageKey,
+    })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+}
+
+/** A batch input file written by the server itself (e.g. the failed lines of a batch to retry). */
+export async function createDerivedFile(
+  deps: FileDeps,
+  project: Project,
+  filename: string,
+  write: (writer: FileWriter) => Promise<void>,
+): Promise<FileRow> {
+  const id = newId('file-');
+  const storageKey = `uploads/${id}`;
+  const writer = await deps.store.createWriter(storageKey);
+  try {
+    await write(writer);
+    const { bytes } = await writer.commit();
+    return await recordInputFile(deps.db, project, { id, filename, bytes, storageKey, lifetime: deps.config.files.inputLifetimeSeconds });
+  } catch (err) {
+    await writer.abort();
+    await deps.store.delete(storageKey);
+    throw err;
+  }
+}
+
 /** A live (unexpired) file of this project; another project's id is simply not found. */
 export async function getFile(db: Db, project: Project, id: string): Promise<FileRow> {
+  if (!isWellFormedId(id)) throw notFound('File', id.slice(0, 200));
   const row = await db
     .selectFrom('files')
     .selectAll()
@@ -171,6 +191,7 @@ export async function listFiles(db: Db, project: Project, q: FileListQuery): Pro
     .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSeconds())]));
   if (q.purpose !== undefined) query = query.where('purpose', '=', q.purpose as FileRow['purpose']);
   if (q.after !== undefined) {
+    if (!isWellFormedId(q.after)) throw new ApiError(400, "Invalid value for 'after': not a file id.", 'invalid_value', 'after');
     const cursor = await db.selectFrom('files').select('seq').where('id', '=', q.after).where('project_id', '=', project.id).executeTakeFirst();
     if (cursor === undefined) throw new ApiError(400, `Invalid value for 'after': no file ${q.after}.`, 'invalid_value', 'after');
     query = query.where('seq', q.order === 'desc' ? '<' : '>', cursor.seq);
@@ -181,6 +202,34 @@ export async function listFiles(db: Db, project: Project, q: FileListQuery): Pro
 
 export async function deleteFile(deps: FileDeps, project: Project, id: string): Promise<void> {
   const row = await getFile(deps.db, project, id);
+  const user = await deps.db
+    .selectFrom('batches')
+    .select('id')
+    .where('input_file_id', '=', row.id)
+    .where('status', 'in', LIVE_BATCH_STATES)
+    .executeTakeFirst();
+  // Its batch still reads it: deleting it now would lose requests.
+  if (user !== undefined) {
+    throw new ApiError(409, `The file is the input of batch ${user.id}, which is still running; delete it once the batch has finished.`, 'file_in_use', 'file_id');
+  }
   await deps.db.deleteFrom('files').where('id', '=', row.id).execute();
   await deps.store.delete(row.storage_key);
+}
+
+/** Removes files past their expiry (except inputs of running batches), bytes and all. */
+export async function sweepExpiredFiles(deps: FileDeps): Promise<number> {
+  const expired = await deps.db
+    .deleteFrom('files')
+    .where('expires_at', '<=', nowSeconds())
+    .where((eb) =>
+      eb.not(
+        eb.exists(
+          eb.selectFrom('batches').select('batches.id').whereRef('batches.input_file_id', '=', 'files.id').where('batches.status', 'in', LIVE_BATCH_STATES),
+        ),
+      ),
+    )
+    .returning(['id', 'storage_key'])
+    .execute();
+  for (const file of expired) await deps.store.delete(file.storage_key);
+  return expired.length;
 }

@@ -52,3 +52,36 @@ export async function projectForKey(db: Db, key: string): Promise<Project | unde
 export async function seedKeys(db: Db, keys: string[]): Promise<void> {
   for (const key of keys) await addKey(db, 'default', key, 'API_KEYS');
 }
+
+export interface KeyInfo {
+  id: string;
+  project: string;
+  name: string;
+  prefix: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+/** A new key for a project (created if needed); the key itself is returned only here. */
+export async function createKey(db: Db, projectName: string, keyName: string): Promise<{ id: string; key: string; project: Project }> {
+  const key = generateKey();
+  const project = await addKey(db, projectName, key, keyName);
+  const row = await db.selectFrom('api_keys').select('id').where('key_hash', '=', hashKey(key)).executeTakeFirstOrThrow();
+  return { id: row.id, key, project };
+}
+
+export async function listKeys(db: Db, projectName?: string): Promise<KeyInfo[]> {
+  let query = db
+    .selectFrom('api_keys')
+    .innerJoin('projects', 'projects.id', 'api_keys.project_id')
+    .select(['api_keys.id', 'projects.name as project', 'api_keys.name', 'api_keys.key_prefix', 'api_keys.created_at', 'api_keys.revoked_at'])
+    .orderBy('api_keys.created_at');
+  if (projectName !== undefined) query = query.where('projects.name', '=', projectName);
+  return (await query.execute()).map((r) => ({ id: r.id, project: r.project, name: r.name, prefix: r.key_prefix, createdAt: r.created_at, revokedAt: r.revoked_at }));
+}
+
+/** Revokes a key by id; every request with it is refused from now on. False if there is no such key. */
+export async function revokeKey(db: Db, id: string): Promise<boolean> {
+  const result = await db.updateTable('api_keys').set({ revoked_at: nowSeconds() }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+  return result.numUpdatedRows > 0n;
+}

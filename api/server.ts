@@ -5,9 +5,11 @@ import { databaseUrl, loadConfig } from '../lib/config.js';
 import { openDatabase } from '../lib/db.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore } from '../lib/file-store.js';
+import { nowSeconds } from '../lib/ids.js';
 import { createLogger } from '../lib/logger.js';
 import { connectClient } from '../lib/temporal.js';
 import { createApp, type ApiDeps } from './app.js';
+import { sweepExpiredFiles } from './files.js';
 import { seedKeys } from './keys.js';
 
 export interface RunningApi {
@@ -15,9 +17,25 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
+/** Expired files and idempotency keys are removed in the background, by every API process. */
+function startSweeper(deps: ApiDeps): () => void {
+  const sweep = async (): Promise<void> => {
+    const files = await sweepExpiredFiles(deps);
+    const keys = await deps.db.deleteFrom('idempotency_keys').where('created_at', '<', nowSeconds() - deps.config.api.idempotencyTtlSeconds).executeTakeFirst();
+    if (files > 0 || keys.numDeletedRows > 0n) deps.log.info({ files, idempotencyKeys: Number(keys.numDeletedRows) }, 'swept expired data');
+  };
+  const run = (): void => {
+    sweep().catch((err: unknown) => { deps.log.warn({ err }, 'sweep failed; will try again'); });
+  };
+  run();
+  const timer = setInterval(run, deps.config.api.sweepIntervalMs);
+  return () => { clearInterval(timer); };
+}
+
 export async function startApiServer(deps: ApiDeps, listen: { host: string; port: number }): Promise<RunningApi> {
   await seedKeys(deps.db, deps.config.api.seedKeys);
   const app = createApp(deps);
+  const stopSweeper = startSweeper(deps);
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: listen.host, port: listen.port }, () => { resolve(s); });
     s.once('error', reject);
@@ -30,6 +48,7 @@ export async function startApiServer(deps: ApiDeps, listen: { host: string; port
     url: `http://${host}:${port}`,
     close: () =>
       new Promise<void>((resolve) => {
+        stopSweeper();
         if ('closeIdleConnections' in server) server.closeIdleConnections();
         server.close(() => { resolve(); });
       }),

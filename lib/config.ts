@@ -22,6 +22,9 @@ const envSchema = z.object({
   HOST: z.string().default('127.0.0.1'),
   API_PORT: port.default(4080),
   API_KEYS: list.default([]),
+  API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(3000),
+  IDEMPOTENCY_TTL_SECONDS: positiveInt.default(86400),
+  SWEEP_INTERVAL_MS: positiveInt.default(10 * 60 * 1000),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
 
@@ -117,7 +120,15 @@ export const CONFIG_VARIABLES = Object.keys(envSchema.shape);
 export interface Config {
   host: string;
   log: { level: z.infer<typeof envSchema>['LOG_LEVEL']; format: 'json' | 'pretty' };
-  api: { port: number; seedKeys: string[] };
+  api: {
+    port: number;
+    seedKeys: string[];
+    /** Requests per minute per project, per API process; 0 turns the limit off. */
+    rateLimitPerMinute: number;
+    idempotencyTtlSeconds: number;
+    /** How often expired files and idempotency keys are removed. */
+    sweepIntervalMs: number;
+  };
   files: { maxUploadBytes: number; inputLifetimeSeconds: number; outputLifetimeSeconds: number };
   paths: { dataDir: string; toolsDir: string; fileStoreDir: string; embeddedPgDir: string };
   database: { url: string | undefined; embeddedPort: number; poolSize: number };
@@ -204,7 +215,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     host: e.HOST,
     log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
-    api: { port: e.API_PORT, seedKeys: e.API_KEYS },
+    api: {
+      port: e.API_PORT,
+      seedKeys: e.API_KEYS,
+      rateLimitPerMinute: e.API_RATE_LIMIT_PER_MINUTE,
+      idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
+      sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+    },
     files: {
       maxUploadBytes: e.MAX_UPLOAD_BYTES,
       inputLifetimeSeconds: e.INPUT_FILE_LIFETIME_SECONDS,

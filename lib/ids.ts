@@ -18,6 +18,11 @@ export function stableId(prefix: 'file-', seed: string): string {
   return prefix + base62(createHash('sha256').update(seed).digest(), 24);
 }
 
+/** Ids we hand out are short and plain; anything else cannot name one of our objects. */
+export function isWellFormedId(id: string): boolean {
+  return /^[A-Za-z0-9_-]{1,128}$/.test(id);
+}
+
 export function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }

@@ -32,6 +32,8 @@ export async function* readLines(
 
   const emit = (buf: Buffer): Line => {
     let text = buf.toString('utf8');
+    // Editors on some systems start a file with a byte-order mark; it is not part of the JSON.
+    if (offset === 0 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
     const length = buf.length;
     if (text.endsWith('\n')) text = text.slice(0, -1);
     if (text.endsWith('\r')) text = text.slice(0, -1);

@@ -28,10 +28,13 @@ export const completionWindowSchema = z
   )
   .meta({ description: "OpenAI accepts only '24h'; this server also accepts durations from 30s to 7d." });
 
+/** Text that can be stored: Postgres refuses the NUL character. */
+const storable = (s: z.ZodString) => s.refine((v) => !v.includes('\u0000'), { message: 'must not contain NUL characters' });
+
 export const metadataSchema = z
   .record(
-    z.string().max(64, 'metadata keys are at most 64 characters'),
-    z.string().max(512, 'metadata values are at most 512 characters'),
+    storable(z.string().max(64, 'metadata keys are at most 64 characters')),
+    storable(z.string().max(512, 'metadata values are at most 512 characters')),
   )
   .refine((m) => Object.keys(m).length <= 16, { message: 'metadata holds at most 16 key-value pairs' })
   .meta({ id: 'Metadata', description: 'Up to 16 key-value pairs; keys ≤ 64 characters, values ≤ 512.' });
@@ -60,7 +63,28 @@ export const batchCreateSchema = z
   .meta({ id: 'CreateBatchRequest' });
 export type BatchCreate = z.infer<typeof batchCreateSchema>;
 
+export const batchRetrySchema = z
+  .object({
+    completion_window: completionWindowSchema.optional(),
+    metadata: metadataSchema.nullish(),
+    priority: batchPrioritySchema.nullish(),
+  })
+  .meta({ id: 'RetryBatchRequest', description: 'Extension. Omitted fields are taken from the batch being retried.' });
+export type BatchRetry = z.infer<typeof batchRetrySchema>;
+
 export const filePurposeSchema = z.enum(['batch', 'batch_output']);
+
+/** The form fields of POST /v1/files, besides the file itself. */
+export const uploadFieldsSchema = z
+  .object({
+    purpose: z.literal('batch', { message: "this server stores batch input files only: use purpose 'batch'" }),
+    'expires_after[anchor]': z.literal('created_at', { message: "only 'created_at' is supported" }).optional(),
+    'expires_after[seconds]': z.coerce.number().int().min(3600).max(2_592_000).optional(),
+  })
+  .refine((f) => (f['expires_after[anchor]'] === undefined) === (f['expires_after[seconds]'] === undefined), {
+    message: 'expires_after needs both anchor and seconds',
+    path: ['expires_after[seconds]'],
+  });
 
 export const fileObjectSchema = z
   .object({
@@ -129,6 +153,8 @@ export const batchObjectSchema = z
     metadata: z.record(z.string(), z.string()).nullable(),
     /** Extension: the batch's priority, when one was given. */
     priority: z.number().int().nullable(),
+    /** Extension: the batch this one re-runs the failed lines of. */
+    retry_of: z.string().nullable(),
   })
   .meta({ id: 'Batch' });
 export type BatchObject = z.infer<typeof batchObjectSchema>;

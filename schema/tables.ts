@@ -14,6 +14,13 @@ export type BatchStatus =
   | 'cancelling'
   | 'cancelled';
 
+/** States in which a batch's workflow is still working (and reading its input file). */
+export const LIVE_BATCH_STATES = ['validating', 'in_progress', 'finalizing', 'cancelling'] as const satisfies readonly BatchStatus[];
+
+export function isLive(status: BatchStatus): boolean {
+  return (LIVE_BATCH_STATES as readonly BatchStatus[]).includes(status);
+}
+
 export interface ValidationError {
   code: string;
   message: string;
@@ -66,6 +73,8 @@ export interface BatchesTable {
   /** jsonb: the postgres driver serialises and parses it. */
   errors: ValidationError[] | null;
   metadata: Record<string, string> | null;
+  /** The batch whose failed lines this one re-runs (POST /v1/batches/{id}/retry). */
+  retry_of: string | null;
   /** Temporal task queue priority, 1 (first) to 5; null: the default, 3. */
   priority: number | null;
   /** Seconds after completion that output and error files live (null: the 30-day default). */
@@ -112,6 +121,20 @@ export interface DeadLettersTable {
   created_at: number;
 }
 
+/** A POST made with an Idempotency-Key, and the answer every retry of it gets. */
+export interface IdempotencyKeysTable {
+  project_id: string;
+  key: string;
+  /** Method and route, e.g. "POST /v1/batches": a key belongs to one kind of request. */
+  route: string;
+  /** sha256 of a JSON body, to refuse the same key with different parameters. */
+  request_hash: string | null;
+  /** Null while the first request is still being answered. */
+  status: number | null;
+  response: string | null;
+  created_at: number;
+}
+
 /** GPU workers announce what they serve here; the API reads it for /v1/models and validation. */
 export interface WorkersTable {
   id: string;
@@ -133,6 +156,7 @@ export interface Database {
   batch_results: BatchResultsTable;
   dead_letters: DeadLettersTable;
   workers: WorkersTable;
+  idempotency_keys: IdempotencyKeysTable;
 }
 
 export type FileRow = Selectable<FilesTable>;

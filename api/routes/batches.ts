@@ -1,10 +1,13 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { batchCreateSchema, batchObjectSchema, listSchema } from '../../schema/openai.js';
-import { cancelBatch, createBatch, getBatch, listBatches, toBatchObject, type BatchDeps } from '../batches.js';
+import { batchCreateSchema, batchObjectSchema, batchRetrySchema, listSchema } from '../../schema/openai.js';
+import { cancelBatch, createBatch, getBatch, listBatches, retryBatch, toBatchObject, type BatchDeps } from '../batches.js';
 import { errorResponses, json, security, type App } from './common.js';
 
 const batchIdParams = z.object({ batch_id: z.string().min(1) });
+const idempotencyHeader = z.object({
+  'idempotency-key': z.string().optional().meta({ description: 'Extension: a repeated POST with the same key gets the first answer again.' }),
+});
 const batchList = listSchema(batchObjectSchema, 'BatchList');
 
 const createBatchRoute = createRoute({
@@ -12,8 +15,17 @@ const createBatchRoute = createRoute({
   path: '/v1/batches',
   summary: 'Create a batch from an uploaded .jsonl file; it answers `validating` at once',
   security,
-  request: { body: { content: { 'application/json': { schema: batchCreateSchema } }, required: true } },
+  request: { headers: idempotencyHeader, body: { content: { 'application/json': { schema: batchCreateSchema } }, required: true } },
   responses: { 200: json(batchObjectSchema, 'The new batch'), ...errorResponses },
+});
+
+const retryBatchRoute = createRoute({
+  method: 'post',
+  path: '/v1/batches/{batch_id}/retry',
+  summary: 'Extension: a new batch of only the failed, expired or cancelled lines of a finished batch',
+  security,
+  request: { params: batchIdParams, headers: idempotencyHeader, body: { content: { 'application/json': { schema: batchRetrySchema } }, required: false } },
+  responses: { 200: json(batchObjectSchema, 'The new batch'), ...errorResponses, 409: errorResponses[400] },
 });
 
 const retrieveBatchRoute = createRoute({
@@ -30,8 +42,8 @@ const cancelBatchRoute = createRoute({
   path: '/v1/batches/{batch_id}/cancel',
   summary: 'Cancel a batch: it goes to `cancelling`, then `cancelled` with partial results kept',
   security,
-  request: { params: batchIdParams },
-  responses: { 200: json(batchObjectSchema, 'The batch'), ...errorResponses, 409: json(errorResponses[400].content['application/json'].schema, 'Already finished') },
+  request: { params: batchIdParams, headers: idempotencyHeader },
+  responses: { 200: json(batchObjectSchema, 'The batch'), ...errorResponses, 409: errorResponses[400] },
 });
 
 const listBatchesRoute = createRoute({
@@ -52,6 +64,11 @@ export function registerBatchRoutes(app: App, deps: BatchDeps): void {
   app.openapi(createBatchRoute, async (c) => c.json(toBatchObject(await createBatch(deps, c.get('project'), c.req.valid('json'))), 200));
   app.openapi(retrieveBatchRoute, async (c) => c.json(toBatchObject(await getBatch(deps.db, c.get('project'), c.req.valid('param').batch_id)), 200));
   app.openapi(cancelBatchRoute, async (c) => c.json(toBatchObject(await cancelBatch(deps, c.get('project'), c.req.valid('param').batch_id)), 200));
+  app.openapi(retryBatchRoute, async (c) => {
+    // The body is optional: the SDK's generic post sends none when there is nothing to change.
+    const body = (c.req.header('content-type') ?? '').includes('application/json') ? c.req.valid('json') : {};
+    return c.json(toBatchObject(await retryBatch(deps, c.get('project'), c.req.valid('param').batch_id, body)), 200);
+  });
   app.openapi(listBatchesRoute, async (c) => {
     const { rows, hasMore } = await listBatches(deps.db, c.get('project'), c.req.valid('query'));
     const data = rows.map(toBatchObject);

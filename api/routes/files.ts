@@ -1,7 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
-import { fileObjectSchema, listSchema } from '../../schema/openai.js';
+import { fileObjectSchema, listSchema, uploadFieldsSchema } from '../../schema/openai.js';
 import { createFile, deleteFile, getFile, listFiles, toFileObject, type FileDeps } from '../files.js';
 import { errorResponses, json, security, type App } from './common.js';
 
@@ -27,7 +27,7 @@ const listFilesRoute = createRoute({
       after: z.string().optional(),
       limit: z.coerce.number().int().min(1).max(10_000).default(10_000),
       order: z.enum(['asc', 'desc']).default('desc'),
-      purpose: z.string().optional(),
+      purpose: z.string().regex(/^[a-z_-]{1,64}$/, 'a purpose such as batch or batch_output').optional(),
     }),
   },
   responses: { 200: json(fileList, 'A page of files'), ...errorResponses },
@@ -56,12 +56,7 @@ export function registerFileRoutes(app: App, deps: FileDeps): void {
       body: {
         content: {
           'multipart/form-data': {
-            schema: z.object({
-              file: z.string().meta({ format: 'binary', description: 'A .jsonl file of at most 200 MB' }),
-              purpose: z.literal('batch'),
-              'expires_after[anchor]': z.literal('created_at').optional(),
-              'expires_after[seconds]': z.number().int().min(3600).max(2_592_000).optional(),
-            }),
+            schema: z.object({ file: z.string().meta({ format: 'binary', description: 'A .jsonl file of at most 200 MB' }) }).and(uploadFieldsSchema),
           },
         },
       },

@@ -37,9 +37,11 @@ describe('the API', () => {
       expect(res.status).toBe(200);
       const doc = (await res.json()) as { paths: Record<string, unknown>; components: { schemas: Record<string, unknown> } };
       expect(Object.keys(doc.paths)).toEqual(
-        expect.arrayContaining(['/v1/files', '/v1/files/{file_id}', '/v1/files/{file_id}/content', '/v1/batches', '/v1/batches/{batch_id}', '/v1/batches/{batch_id}/cancel', '/v1/models']),
+        expect.arrayContaining(['/v1/files', '/v1/files/{file_id}', '/v1/files/{file_id}/content', '/v1/batches', '/v1/batches/{batch_id}', '/v1/batches/{batch_id}/cancel', '/v1/batches/{batch_id}/retry', '/v1/models']),
       );
-      expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Batch', 'FileObject', 'ErrorResponse', 'CreateBatchRequest']));
+      expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['Batch', 'FileObject', 'ErrorResponse', 'CreateBatchRequest', 'RetryBatchRequest']));
+      // Generated from the same zod schemas that validate requests: the limits are in the document.
+      expect(JSON.stringify(doc.components.schemas.Metadata)).toContain('512');
     });
   });
 
