@@ -2,6 +2,7 @@
 // and finalize (fill in lines that never ran, write the output and error files, set the end state).
 // Each is idempotent, so a retry after a crash at any point converges on the same result.
 import { heartbeat } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
@@ -83,7 +84,7 @@ export function createControlActivities(deps: ControlDeps) {
   const { db, store, config, log } = deps;
 
   async function loadBatch(batchId: string) {
-    return db
+    const batch = await db
       .selectFrom('batches')
       .leftJoin('files', 'files.id', 'batches.input_file_id')
       .select([
@@ -97,15 +98,19 @@ export function createControlActivities(deps: ControlDeps) {
         'files.purpose',
       ])
       .where('batches.id', '=', batchId)
-      .executeTakeFirstOrThrow();
+      .executeTakeFirst();
+    // Retrying cannot make a missing batch appear: fail the workflow instead of looping forever.
+    if (batch === undefined) throw ApplicationFailure.nonRetryable(`batch ${batchId} does not exist`, 'BatchNotFound');
+    return batch;
   }
 
   async function failValidation(batchId: string, errors: ValidationError[]): Promise<BatchPlan> {
+    // Also when a cancel came in while validating: nothing ran, and failed says why.
     await db
       .updateTable('batches')
       .set({ status: 'failed', failed_at: nowSeconds(), errors })
       .where('id', '=', batchId)
-      .where('status', '=', 'validating')
+      .where('status', 'in', ['validating', 'cancelling'])
       .execute();
     log.info({ batchId, errors: errors.length }, 'batch failed validation');
     return { ok: false, errors: errors.length };
@@ -214,6 +219,8 @@ export function createControlActivities(deps: ControlDeps) {
   return {
     async validateBatch(batchId: string): Promise<BatchPlan> {
       const batch = await loadBatch(batchId);
+      // The API gave up on this batch (its workflow start looked failed): do nothing more.
+      if (!isLive(batch.status)) return { ok: false, errors: 0 };
       if (batch.storage_key === null || batch.purpose !== 'batch') {
         return failValidation(batchId, [
           { code: 'invalid_request', message: `The input file ${batch.id} is missing or is not a batch input file.`, param: 'input_file_id', line: null },
@@ -288,8 +295,8 @@ export function createControlActivities(deps: ControlDeps) {
     },
 
     /** A chunk that ran out of Temporal retries: its unfinished lines fail, and the batch goes on. */
-    async deadLetterChunk(input: { batchId: string; inputKey: string; chunk: ChunkPlan; reason: string }): Promise<number> {
-      const failed = await fillMissing(
+    async deadLetterChunk(input: { batchId: string; inputKey: string; chunk: ChunkPlan; reason: string }): Promise<{ completed: number; failed: number }> {
+      const filled = await fillMissing(
         input.batchId,
         input.inputKey,
         input.chunk,
@@ -297,8 +304,16 @@ export function createControlActivities(deps: ControlDeps) {
         `The request could not be run: its chunk failed repeatedly (${input.reason}).`,
         true,
       );
-      log.warn({ batchId: input.batchId, chunk: input.chunk.index, failed, reason: input.reason }, 'chunk dead-lettered');
-      return failed;
+      log.warn({ batchId: input.batchId, chunk: input.chunk.index, failed: filled, reason: input.reason }, 'chunk dead-lettered');
+      // The whole chunk's counts, including what earlier attempts finished, for the workflow's progress.
+      const counts = await db
+        .selectFrom('batch_results')
+        .select([sql<number>`count(*) filter (where ok)`.as('completed'), sql<number>`count(*) filter (where not ok)`.as('failed')])
+        .where('batch_id', '=', input.batchId)
+        .where('line', '>=', input.chunk.firstLine)
+        .where('line', '<=', input.chunk.lastLine)
+        .executeTakeFirstOrThrow();
+      return { completed: counts.completed, failed: counts.failed };
     },
 
     async markFinalizing(batchId: string): Promise<void> {

@@ -1,6 +1,7 @@
 // Talking to one vLLM server through the official openai SDK, with each request's own body, and
 // retrying what is worth retrying (timeouts, connection errors, 408, 429, 5xx) with backoff and
 // jitter inside a time budget. The SDK's own retries are off: the budget is ours.
+import { Agent, request, type Dispatcher } from 'undici';
 import { sleep } from '../lib/abortable.js';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 
@@ -8,6 +9,8 @@ export interface EngineOptions {
   baseUrl: string;
   apiKey: string | undefined;
   requestTimeoutMs: number;
+  /** Connections kept open to the engine: as many as requests in flight. */
+  connections: number;
 }
 
 export interface RetryPolicy {
@@ -52,6 +55,32 @@ class EngineClient extends OpenAI {
   }
 }
 
+/**
+ * The SDK's transport: undici's request API, which costs about half the CPU of fetch per request,
+ * over a keep-alive pool sized to the in-flight limit. The whole answer is read before the SDK sees
+ * it, so the SDK's timeout covers the body too, and a connection lost mid-body is an ordinary,
+ * retryable connection error.
+ */
+function engineFetch(agent: Agent): typeof fetch {
+  return async (input, init) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const res = await request(url, {
+      method: init?.method ?? 'GET',
+      headers: init?.headers === undefined ? undefined : Object.fromEntries(new Headers(init.headers)),
+      body: init?.body as Dispatcher.RequestOptions['body'],
+      signal: init?.signal ?? undefined,
+      dispatcher: agent,
+    });
+    const body = await res.body.arrayBuffer();
+    const headers = new Headers();
+    for (const [name, value] of Object.entries(res.headers)) {
+      if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+    }
+    const empty = res.statusCode === 204 || res.statusCode === 205 || res.statusCode === 304;
+    return new Response(empty ? null : body, { status: res.statusCode, headers });
+  };
+}
+
 /** The server root: VLLM_BASE_URL may be given with or without its /v1 suffix. */
 export function engineRoot(baseUrl: string): string {
   return baseUrl.replace(/\/+$/, '').replace(/\/v1$/, '');
@@ -76,13 +105,27 @@ export function isRetryableStatus(status: number): boolean {
 export class Engine {
   private readonly client: OpenAI;
 
+  private readonly agent: Agent;
+
   constructor(readonly options: EngineOptions) {
+    this.agent = new Agent({
+      connections: options.connections,
+      keepAliveTimeout: 60_000,
+      headersTimeout: options.requestTimeoutMs,
+      bodyTimeout: options.requestTimeoutMs,
+    });
     this.client = new EngineClient({
       baseURL: engineRoot(options.baseUrl),
       apiKey: options.apiKey ?? 'EMPTY',
       maxRetries: 0,
       timeout: options.requestTimeoutMs,
+      fetch: engineFetch(this.agent),
+      logLevel: 'off',
     });
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
   }
 
   /** Whether the engine answers its /health now: tells an engine outage from one bad request. */
@@ -110,7 +153,9 @@ export class Engine {
         const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
         return { kind: 'network', message: `${err.message}${cause}`, timeout: false };
       }
-      throw err;
+      // Anything else (an answer that is not JSON, say) is the engine misbehaving: retry it.
+      if (signal?.aborted === true) throw new APIUserAbortError();
+      return { kind: 'network', message: `unreadable answer from the engine: ${err instanceof Error ? err.message : String(err)}`, timeout: false };
     }
   }
 

@@ -5,7 +5,7 @@
 import { setMaxListeners } from 'node:events';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { AbortedError, sleep } from '../lib/abortable.js';
+import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
 import { asError } from '../lib/errors.js';
@@ -13,7 +13,7 @@ import type { FileStore } from '../lib/file-store.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
 import type { Release, Semaphore } from '../lib/semaphore.js';
-import { EngineAborted, type Engine, type RetryPolicy } from './engine.js';
+import type { Engine, RetryPolicy } from './engine.js';
 import { resultRow, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
 
@@ -50,9 +50,6 @@ interface RequestLine {
   body: unknown;
 }
 
-function isAbort(err: unknown): boolean {
-  return err instanceof AbortedError || err instanceof EngineAborted;
-}
 
 export function createInferenceActivities(deps: InferenceDeps) {
   const { db, store, engine, inFlight, config } = deps;
@@ -133,18 +130,19 @@ export function createInferenceActivities(deps: InferenceDeps) {
         for await (const line of lines) {
           if (signal.aborted) break;
           if (isBlank(line.text) || done.has(line.number)) continue;
+          const request = JSON.parse(line.text) as RequestLine;
           // Waiting for a slot before reading on keeps at most max-in-flight lines in memory.
           const permit = await inFlight.acquire(signal);
-          const request = JSON.parse(line.text) as RequestLine;
           sent++;
           const p = runOne(line.number, request, permit).catch((err: unknown) => {
-            if (!isAbort(err)) fail(err);
+            // While stopping, errors are what stopping looks like (aborted requests, bodies cut off).
+            if (!signal.aborted) fail(err);
           });
           pending.add(p);
           void p.finally(() => pending.delete(p));
         }
       } catch (err) {
-        if (!isAbort(err)) fail(err);
+        if (!signal.aborted) fail(err);
       } finally {
         await Promise.all(pending);
         clearInterval(heartbeatTimer);

@@ -98,28 +98,44 @@ export function notRunRow(batchId: string, line: number, customId: string, code:
   };
 }
 
-/** Inserts rows that are not there yet and adds exactly those to the batch's counters. */
+/**
+ * Inserts the rows that are not there yet and adds exactly those to the batch's counters (and, for
+ * requests that failed for good, to the dead letters), all in one transaction.
+ */
 export async function persistResults(db: Db, batchId: string, rows: ResultRow[]): Promise<number> {
   if (rows.length === 0) return 0;
-  const values = rows.map(({ deadLetter: _dl, ...row }) => row);
-  const letters = rows.filter((r) => r.deadLetter !== undefined);
   return db.transaction().execute(async (trx) => {
     const inserted = await trx
-      .with('ins', (q) =>
-        q.insertInto('batch_results').values(values).onConflict((c) => c.columns(['batch_id', 'line']).doNothing()).returningAll(),
-      )
+      .insertInto('batch_results')
+      .values(rows.map(({ deadLetter: _dl, ...row }) => row))
+      .onConflict((c) => c.columns(['batch_id', 'line']).doNothing())
+      .returning(['line', 'ok', 'input_tokens', 'cached_tokens', 'output_tokens', 'reasoning_tokens'])
+      .execute();
+    if (inserted.length === 0) return 0;
+    const sum = { completed: 0, failed: 0, input: 0, cached: 0, output: 0, reasoning: 0 };
+    for (const r of inserted) {
+      if (r.ok) sum.completed++;
+      else sum.failed++;
+      sum.input += r.input_tokens;
+      sum.cached += r.cached_tokens;
+      sum.output += r.output_tokens;
+      sum.reasoning += r.reasoning_tokens;
+    }
+    await trx
       .updateTable('batches')
       .set({
-        request_completed: sql`request_completed + (select count(*) from ins where ok)`,
-        request_failed: sql`request_failed + (select count(*) from ins where not ok)`,
-        input_tokens: sql`input_tokens + (select coalesce(sum(input_tokens), 0) from ins)`,
-        cached_tokens: sql`cached_tokens + (select coalesce(sum(cached_tokens), 0) from ins)`,
-        output_tokens: sql`output_tokens + (select coalesce(sum(output_tokens), 0) from ins)`,
-        reasoning_tokens: sql`reasoning_tokens + (select coalesce(sum(reasoning_tokens), 0) from ins)`,
+        request_completed: sql`request_completed + ${sum.completed}`,
+        request_failed: sql`request_failed + ${sum.failed}`,
+        input_tokens: sql`input_tokens + ${sum.input}`,
+        cached_tokens: sql`cached_tokens + ${sum.cached}`,
+        output_tokens: sql`output_tokens + ${sum.output}`,
+        reasoning_tokens: sql`reasoning_tokens + ${sum.reasoning}`,
       })
       .where('id', '=', batchId)
-      .returning(sql<number>`(select count(*) from ins)`.as('inserted'))
-      .executeTakeFirst();
+      .execute();
+    // Only lines this call wrote: a row that was already there keeps its own story.
+    const written = new Set(inserted.map((r) => r.line));
+    const letters = rows.filter((r) => r.deadLetter !== undefined && written.has(r.line));
     if (letters.length > 0) {
       const created = nowSeconds();
       await trx
@@ -137,7 +153,7 @@ export async function persistResults(db: Db, batchId: string, rows: ResultRow[])
         .onConflict((c) => c.columns(['batch_id', 'line']).doNothing())
         .execute();
     }
-    return inserted?.inserted ?? 0;
+    return inserted.length;
   });
 }
 

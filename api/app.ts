@@ -69,7 +69,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
       }),
     );
   }
-  app.use('/v1/*', idempotent(deps.db, deps.config.api.idempotencyTtlSeconds));
+  app.use('/v1/*', idempotent(deps.db, { ttlSeconds: deps.config.api.idempotencyTtlSeconds, leaseSeconds: deps.config.api.idempotencyLeaseSeconds }));
   registerFileRoutes(app, deps);
   registerBatchRoutes(app, deps);
   registerModelRoutes(app, deps);

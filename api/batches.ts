@@ -132,10 +132,20 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
       ...(row.priority !== null ? { priority: { priorityKey: row.priority } } : {}),
     });
   } catch (err) {
-    // No workflow, no batch: the client sees a 503 and may retry, and nothing is left half-made.
-    await db.deleteFrom('batches').where('id', '=', row.id).execute();
-    deps.log.error({ err, batchId: row.id }, 'could not start the batch workflow');
-    throw new ApiError(503, 'The batch could not be started because the orchestrator is unreachable; try again.', 'service_unavailable');
+    // A start can fail after the server took it (a timeout on the reply): look before giving up.
+    const started = await temporal.workflow
+      .getHandle(row.id)
+      .describe()
+      .then(() => true)
+      .catch(() => false);
+    if (!started) {
+      // Recorded as failed rather than deleted: should the workflow exist after all, it sees a
+      // batch that is no longer live and stops at once.
+      const errors = [{ code: 'service_unavailable', message: 'The orchestrator could not be reached to start this batch.', param: null, line: null }];
+      await db.updateTable('batches').set({ status: 'failed', failed_at: nowSeconds(), errors }).where('id', '=', row.id).execute();
+      deps.log.error({ err, batchId: row.id }, 'could not start the batch workflow');
+      throw new ApiError(503, 'The batch could not be started because the orchestrator is unreachable; try again.', 'service_unavailable');
+    }
   }
   deps.log.info({ batchId: row.id, project: project.name, endpoint: body.endpoint }, 'batch created');
   return row;

@@ -45,6 +45,8 @@ async function parseMultipart(request: Request, deps: FileDeps, storageKey: stri
   try {
     parser = busboy({
       headers: { 'content-type': contentType },
+      // File names are UTF-8 in practice, whatever the multipart RFC's latin1 default says.
+      defParamCharset: 'utf8',
       limits: { files: 1, fields: 20, fieldSize: 4096, fileSize: deps.config.files.maxUploadBytes },
     });
   } catch (err) {
@@ -58,23 +60,28 @@ async function parseMultipart(request: Request, deps: FileDeps, storageKey: stri
       stream.resume();
       return;
     }
-    writes.push(
-      (async () => {
-        const writer = await deps.store.createWriter(storageKey);
-        result.file = { filename: info.filename ?? 'upload', truncated: false, writer };
-        await pipeline(stream, writer.stream);
-        // busboy stops at the size limit and marks the stream; the caller refuses such a file.
-        result.file.truncated = stream.truncated === true;
-      })(),
-    );
+    const write = (async () => {
+      const writer = await deps.store.createWriter(storageKey);
+      result.file = { filename: info.filename ?? 'upload', truncated: false, writer };
+      await pipeline(stream, writer.stream);
+      // busboy stops at the size limit and marks the stream; the caller refuses such a file.
+      result.file.truncated = stream.truncated === true;
+    })();
+    // Settled below in every case; until then a failure must not count as unhandled.
+    write.catch(() => undefined);
+    writes.push(write);
   });
+  let failure: unknown;
   try {
     await pipeline(Readable.fromWeb(request.body as WebReadableStream<Uint8Array>), parser);
-    await Promise.all(writes);
   } catch (err) {
+    failure = err;
+  }
+  // Wait for the file's own write whatever happened (a client that hangs up fails both).
+  for (const outcome of await Promise.allSettled(writes)) if (outcome.status === 'rejected') failure ??= outcome.reason;
+  if (failure !== undefined) {
     await result.file?.writer.abort();
-    if (err instanceof ApiError) throw err;
-    throw new ApiError(400, `Malformed multipart request: ${(err as Error).message}`, 'invalid_request');
+    throw new ApiError(400, `Malformed or interrupted multipart request: ${(failure as Error).message}`, 'invalid_request');
   }
   return result;
 }

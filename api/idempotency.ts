@@ -10,7 +10,13 @@ import { ApiError } from './errors.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 
-export function idempotent(db: Db, ttlSeconds: number) {
+export interface IdempotencyOptions {
+  ttlSeconds: number;
+  /** A claim still unanswered after this long belongs to a request that died; a retry may take it. */
+  leaseSeconds: number;
+}
+
+export function idempotent(db: Db, options: IdempotencyOptions) {
   return createMiddleware<AuthEnv>(async (c, next) => {
     const key = c.req.header(IDEMPOTENCY_HEADER);
     if (c.req.method !== 'POST' || key === undefined) {
@@ -31,7 +37,9 @@ export function idempotent(db: Db, ttlSeconds: number) {
       .deleteFrom('idempotency_keys')
       .where('project_id', '=', project.id)
       .where('key', '=', key)
-      .where('created_at', '<', now - ttlSeconds)
+      .where((eb) =>
+        eb.or([eb('created_at', '<', now - options.ttlSeconds), eb.and([eb('status', 'is', null), eb('created_at', '<', now - options.leaseSeconds)])]),
+      )
       .execute();
     const claimed = await db
       .insertInto('idempotency_keys')
@@ -41,7 +49,11 @@ export function idempotent(db: Db, ttlSeconds: number) {
       .executeTakeFirst();
 
     if (claimed === undefined) {
-      const earlier = await db.selectFrom('idempotency_keys').selectAll().where('project_id', '=', project.id).where('key', '=', key).executeTakeFirstOrThrow();
+      const earlier = await db.selectFrom('idempotency_keys').selectAll().where('project_id', '=', project.id).where('key', '=', key).executeTakeFirst();
+      // Gone between our insert and this read: the first request failed and let go; try again.
+      if (earlier === undefined) {
+        throw new ApiError(409, 'A request with this Idempotency-Key was just being processed; retry.', 'idempotency_key_in_use', 'Idempotency-Key');
+      }
       if (earlier.route !== route || earlier.request_hash !== requestHash) {
         throw new ApiError(400, 'This Idempotency-Key was already used for a different request; use a new key.', 'idempotency_key_reused', 'Idempotency-Key');
       }

@@ -24,6 +24,7 @@ const envSchema = z.object({
   API_KEYS: list.default([]),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(3000),
   IDEMPOTENCY_TTL_SECONDS: positiveInt.default(86400),
+  IDEMPOTENCY_LEASE_SECONDS: positiveInt.default(300),
   SWEEP_INTERVAL_MS: positiveInt.default(10 * 60 * 1000),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
@@ -126,6 +127,7 @@ export interface Config {
     /** Requests per minute per project, per API process; 0 turns the limit off. */
     rateLimitPerMinute: number;
     idempotencyTtlSeconds: number;
+    idempotencyLeaseSeconds: number;
     /** How often expired files and idempotency keys are removed. */
     sweepIntervalMs: number;
   };
@@ -220,6 +222,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       seedKeys: e.API_KEYS,
       rateLimitPerMinute: e.API_RATE_LIMIT_PER_MINUTE,
       idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
+      idempotencyLeaseSeconds: e.IDEMPOTENCY_LEASE_SECONDS,
       sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     },
     files: {

@@ -31,7 +31,14 @@ export interface FileStore {
 }
 
 /** Writes one chunk, waiting when the stream asks for a pause. */
+/** A stream's error so far; a function, so a check after an await is not narrowed away. */
+function errorOf(stream: Writable): Error | null {
+  return stream.errored;
+}
+
 export async function writeChunk(stream: Writable, chunk: string | Uint8Array): Promise<void> {
+  const failed = errorOf(stream);
+  if (failed !== null) throw failed;
   if (!stream.write(chunk)) await once(stream, 'drain');
 }
 
@@ -50,11 +57,17 @@ export class LocalFileStore implements FileStore {
     const partial = `${target}.partial-${randomBytes(6).toString('hex')}`;
     await mkdir(path.dirname(target), { recursive: true });
     const stream = createWriteStream(partial);
+    // A write error (disk full) must surface on the next write or at commit, never crash the process.
+    stream.on('error', () => undefined);
     return {
       stream,
       commit: async () => {
+        const before = errorOf(stream);
+        if (before !== null) throw before;
         if (!stream.writableEnded) stream.end();
         if (!stream.closed) await once(stream, 'close');
+        const after = errorOf(stream);
+        if (after !== null) throw after;
         // fsync before the rename: a committed file survives a crash, a partial one never appears.
         const handle = await open(partial, 'r');
         try {

@@ -17,6 +17,10 @@ export const faultsSchema = z
     hangRate: rate.default(0),
     /** Probability that the connection is dropped without an answer. */
     dropRate: rate.default(0),
+    /** Probability that an answer starts (status, headers, half the body) and then stops coming. */
+    stallRate: rate.default(0),
+    /** Probability that an answer is cut off half-way by a dropped connection. */
+    truncateRate: rate.default(0),
     /** The engine is down: every inference request's connection is reset and /health fails. */
     down: z.boolean().default(false),
   })
@@ -27,7 +31,7 @@ export type Faults = z.infer<typeof faultsSchema>;
 export const noFaults: Faults = faultsSchema.parse({});
 
 /**
- * Parses "429=0.1,500=0.05,retry-after=2,spike=0.01:1500,hang=0.001,drop=0.002,down".
+ * Parses "429=0.1,500=0.05,retry-after=2,spike=0.01:1500,hang=0.001,drop=0.002,stall=0.001,truncate=0.001,down".
  * Numbers before "=" are HTTP statuses; the rest are named faults.
  */
 export function parseFaultSpec(spec: string): Faults {
@@ -47,14 +51,16 @@ export function parseFaultSpec(spec: string): Faults {
       faults.spikeMs = num(ms);
     } else if (key === 'hang') faults.hangRate = num(value);
     else if (key === 'drop') faults.dropRate = num(value);
+    else if (key === 'stall') faults.stallRate = num(value);
+    else if (key === 'truncate') faults.truncateRate = num(value);
     else if (key === 'down') faults.down = value === '' || value === 'true';
-    else throw new Error(`unknown fault "${key}" (use a status code, retry-after, spike, hang, drop or down)`);
+    else throw new Error(`unknown fault "${key}" (use a status code, retry-after, spike, hang, drop, stall, truncate or down)`);
   }
   return faultsSchema.parse(faults);
 }
 
 export type FaultDecision =
-  | { kind: 'none'; extraLatencyMs: number }
+  | { kind: 'none'; extraLatencyMs: number; body?: 'stall' | 'truncate' }
   | { kind: 'error'; status: number; extraLatencyMs: number }
   | { kind: 'hang' }
   | { kind: 'drop' };
@@ -67,5 +73,7 @@ export function decideFault(faults: Faults, random: () => number): FaultDecision
   for (const [status, p] of Object.entries(faults.errorRates)) {
     if (random() < p) return { kind: 'error', status: Number(status), extraLatencyMs };
   }
+  if (random() < faults.stallRate) return { kind: 'none', extraLatencyMs, body: 'stall' };
+  if (random() < faults.truncateRate) return { kind: 'none', extraLatencyMs, body: 'truncate' };
   return { kind: 'none', extraLatencyMs };
 }

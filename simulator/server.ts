@@ -32,10 +32,13 @@ export interface SimulatorStats {
   served: number;
   rejected: number;
   aborted: number;
-  faults: { error: number; hang: number; drop: number; spike: number };
+  faults: { error: number; hang: number; drop: number; spike: number; stall: number; truncate: number };
   running: number;
   waiting: number;
   maxRunning: number;
+  /** Epoch milliseconds of the first and the latest inference request (null before any). */
+  firstRequestAt: number | null;
+  lastRequestAt: number | null;
 }
 
 type Env = { Bindings: HttpBindings };
@@ -110,7 +113,16 @@ export class SimulatorState {
   readonly registry = new Registry();
   readonly requestCounts = new Map<string, number>();
   private readonly random: () => number;
-  private readonly stats = { received: 0, served: 0, rejected: 0, aborted: 0, faults: { error: 0, hang: 0, drop: 0, spike: 0 }, maxRunning: 0 };
+  private readonly stats = {
+    received: 0,
+    served: 0,
+    rejected: 0,
+    aborted: 0,
+    faults: { error: 0, hang: 0, drop: 0, spike: 0, stall: 0, truncate: 0 },
+    maxRunning: 0,
+    firstRequestAt: null as number | null,
+    lastRequestAt: null as number | null,
+  };
   private readonly metrics;
 
   constructor(readonly options: SimulatorOptions) {
@@ -256,6 +268,9 @@ export class SimulatorState {
 
   recordArrival(body: string): void {
     this.stats.received++;
+    const now = Date.now();
+    this.stats.firstRequestAt ??= now;
+    this.stats.lastRequestAt = now;
     if (this.options.recordRequests === true) {
       const key = String(seedOf(body));
       this.requestCounts.set(key, (this.requestCounts.get(key) ?? 0) + 1);
@@ -286,6 +301,12 @@ export class SimulatorState {
       release();
       this.metrics.running.set(labels, this.capacity.running);
     }
+  }
+
+  resetStats(): void {
+    Object.assign(this.stats, { received: 0, served: 0, rejected: 0, aborted: 0, maxRunning: 0, firstRequestAt: null, lastRequestAt: null });
+    this.stats.faults = { error: 0, hang: 0, drop: 0, spike: 0, stall: 0, truncate: 0 };
+    this.requestCounts.clear();
   }
 
   countFault(kind: keyof SimulatorStats['faults']): void {
@@ -488,7 +509,9 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
       }
       throw err;
     }
-    return c.json(responseBody(kind, prepared, state.options.embeddingDim));
+    const answer = JSON.stringify(responseBody(kind, prepared, state.options.embeddingDim));
+    if (fault.body !== undefined) return brokenAnswer(c, state, answer, fault.body, signal);
+    return c.body(answer, 200, { 'content-type': 'application/json' });
   };
 
   app.post('/v1/chat/completions', inference('chat'));
@@ -539,11 +562,30 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
     return c.json(state.faults);
   });
   app.get('/control/stats', (c) => c.json(state.snapshot()));
+  app.post('/control/stats/reset', (c) => {
+    state.resetStats();
+    return c.json(state.snapshot());
+  });
   app.get('/control/requests', (c) => c.json(Object.fromEntries(state.requestCounts)));
 
   app.notFound((c) => errorResponse(c, 404, `Not Found: ${c.req.method} ${c.req.path}`, null));
   app.onError((err, c) => errorResponse(c, 500, err.message, null));
   return app;
+}
+
+/** Status, headers and half the body, then nothing more (stall) or a dropped connection (truncate). */
+function brokenAnswer(c: Context<Env>, state: SimulatorState, answer: string, how: 'stall' | 'truncate', signal: AbortSignal): Response {
+  state.countFault(how);
+  const half = answer.slice(0, Math.floor(answer.length / 2));
+  const socket = c.env.incoming.socket;
+  const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(new TextEncoder().encode(half));
+      if (how === 'truncate') setTimeout(() => socket.destroy(), 20);
+      else signal.addEventListener('abort', () => { controller.close(); }, { once: true });
+    },
+  });
+  return c.body(body, 200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(answer)) });
 }
 
 function streamCompletion(

@@ -88,7 +88,12 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     throw err;
   }
   const id = `gpu${config.gpu.index}@${hostname()}:${process.pid}`;
-  const engine = new Engine({ baseUrl: deps.engineUrl, apiKey: config.engine.apiKey, requestTimeoutMs: config.engine.requestTimeoutMs });
+  const engine = new Engine({
+    baseUrl: deps.engineUrl,
+    apiKey: config.engine.apiKey,
+    requestTimeoutMs: config.engine.requestTimeoutMs,
+    connections: config.gpu.maxInFlight,
+  });
   const inFlight = new Semaphore(config.gpu.maxInFlight);
   const activities = createInferenceActivities({ db, store: deps.store, engine, inFlight, config, log });
 
@@ -134,6 +139,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
       await withdrawWorker(db, id).catch(() => undefined);
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
       await done;
+      await engine.close();
       await ownEngine?.stopAll();
     },
   };

@@ -96,7 +96,9 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     try {
       await work.run(() => runChunks(batchId, plan, control, progress, work));
     } catch (err) {
-      if (!isCancellation(err)) throw err;
+      // Once cancel or expiry has begun, any chunk failure (Temporal does not retry an activity
+      // whose cancel was requested) just means lines that never ran, which finalize reports.
+      if (!isCancellation(err) && !work.consideredCancelled) throw err;
     }
     expiry.cancel();
   }
@@ -140,7 +142,7 @@ async function runChunks(batchId: string, plan: RunnablePlan, control: ControlAc
   const runOne = async (chunk: ChunkPlan): Promise<void> => {
     progress.chunks.running++;
     try {
-      const summary = await inference.runChunk({ batchId: batchId, inputKey: plan.inputKey, endpoint: plan.endpoint, chunk });
+      const summary = await inference.runChunk({ batchId, inputKey: plan.inputKey, endpoint: plan.endpoint, chunk });
       progress.completed += summary.completed;
       progress.failed += summary.failed;
       progress.chunks.done++;
@@ -148,8 +150,9 @@ async function runChunks(batchId: string, plan: RunnablePlan, control: ControlAc
       if (isCancellation(err) || work.consideredCancelled) throw err;
       // The chunk ran out of retries (its worker keeps dying, or the engine stayed down past the
       // budget): its unfinished lines are reported as failed and the batch carries on.
-      const failed = await control.deadLetterChunk({ batchId: batchId, inputKey: plan.inputKey, chunk, reason: reasonOf(err) });
-      progress.failed += failed;
+      const counts = await control.deadLetterChunk({ batchId, inputKey: plan.inputKey, chunk, reason: reasonOf(err) });
+      progress.completed += counts.completed;
+      progress.failed += counts.failed;
       progress.chunks.deadLettered++;
       progress.chunks.done++;
     } finally {

@@ -45,6 +45,12 @@ const deleteFileRoute = createRoute({
   },
 });
 
+/** RFC 6266: an ASCII fallback plus the exact UTF-8 name, so any file name is a valid header. */
+function contentDisposition(filename: string): string {
+  const ascii = filename.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
+
 export function registerFileRoutes(app: App, deps: FileDeps): void {
   // Uploads are streamed with busboy rather than parsed by the validator, so this route is documented by hand.
   app.openAPIRegistry.registerPath({
@@ -88,7 +94,7 @@ export function registerFileRoutes(app: App, deps: FileDeps): void {
     return c.body(body, 200, {
       'content-type': 'application/octet-stream',
       'content-length': String(file.bytes),
-      'content-disposition': `attachment; filename="${file.filename.replace(/"/g, '')}"`,
+      'content-disposition': contentDisposition(file.filename),
     });
   });
 

@@ -97,6 +97,42 @@ describe('the API', () => {
     });
   });
 
+  describe('uploads', () => {
+    it('survives a client that hangs up half-way through an upload, keeping nothing of it', async () => {
+      const { request } = await import('node:http');
+      const boundary = 'xyzBOUNDARY';
+      const head = `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="cut.jsonl"\r\nContent-Type: application/octet-stream\r\n\r\n`;
+      await new Promise<void>((resolve) => {
+        const req = request(`${stack.apiUrl}/v1/files`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${stack.apiKey}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(10_000_000) },
+        });
+        req.on('error', () => { resolve(); });
+        req.write(head);
+        req.write('x'.repeat(200_000));
+        setTimeout(() => {
+          req.destroy();
+          resolve();
+        }, 200);
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      // Still up, and nothing half-written left behind.
+      expect((await stack.openai.files.list()).data.some((f) => f.filename === 'cut.jsonl')).toBe(false);
+      const { readdir } = await import('node:fs/promises');
+      const left = await readdir(`${stack.config.paths.fileStoreDir}/uploads`).catch(() => []);
+      expect(left.filter((f) => f.includes('.partial'))).toEqual([]);
+    });
+
+    it('keeps any file name, and serves it back in a valid header', async () => {
+      const name = 'données ✓ (v2).jsonl';
+      const file = await stack.openai.files.create({ file: await toFile(Buffer.from(batchLines({ model, count: 1 })), name), purpose: 'batch' });
+      expect(file.filename).toBe(name);
+      const res = await raw(`/v1/files/${file.id}/content`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-disposition')).toBe(`attachment; filename="donn_es _ (v2).jsonl"; filename*=UTF-8''${encodeURIComponent(name)}`);
+    });
+  });
+
   describe('files', () => {
     it('stores, lists, retrieves, downloads and deletes a file', async () => {
       const content = batchLines({ model, count: 3 });

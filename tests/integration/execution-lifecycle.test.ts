@@ -61,6 +61,18 @@ describe('ending a running batch', () => {
     expect((await stack.openai.batches.cancel(created.id)).status).toBe('cancelled');
   });
 
+  it('ends a batch cancelled while validating a file that fails validation', async () => {
+    // Big enough that validation is still reading when the cancel arrives.
+    const lines = batchLines({ model, count: 50_000 }).trimEnd().split('\n');
+    lines.push('not json');
+    const created = await submitBatch(stack, `${lines.join('\n')}\n`);
+    const cancel = await stack.openai.batches.cancel(created.id).catch((err: unknown) => err);
+    const batch = await waitForBatch(stack.openai, created.id, 60_000);
+    expect(['failed', 'cancelled']).toContain(batch.status);
+    if (!(cancel instanceof Error)) expect((cancel as { status: string }).status).toBe('cancelling');
+    expect(batch.errors?.data?.at(-1)).toMatchObject({ code: 'invalid_json_line', line: 50_001 });
+  });
+
   it('expires when the completion window closes, keeping what finished', async () => {
     const count = 2000;
     const created = await submitBatch(stack, batchLines({ model, count }), { completionWindow: '30s' });

@@ -13,8 +13,9 @@ export interface ChildUnderTest {
   stop(): Promise<number | null>;
 }
 
-export function spawnEntry(script: string, env: Record<string, string>): ChildUnderTest {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+/** Runs an entry point under tsx; `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+export function spawnEntry(script: string, env: Record<string, string>, nodeArgs: string[] = []): ChildUnderTest {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
     env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -25,7 +25,7 @@ describe('Engine', () => {
 
   it('sends the body as given and returns the parsed answer and request id', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: `${s.url}/v1`, apiKey: undefined, requestTimeoutMs: 5000 });
+    const engine = new Engine({ baseUrl: `${s.url}/v1`, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'ok', status: 200, attempts: 1 });
     if (outcome.kind !== 'ok') throw new Error('unreachable');
@@ -35,7 +35,7 @@ describe('Engine', () => {
 
   it('does not retry a 4xx and keeps the engine error body whole', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
     const outcome = await engine.send('/v1/chat/completions', { ...body, model: 'nope' }, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'http', status: 404, attempts: 1 });
     if (outcome.kind !== 'http') throw new Error('unreachable');
@@ -44,7 +44,7 @@ describe('Engine', () => {
 
   it('retries 429 after at least Retry-After, and 5xx, until the engine recovers', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
     await setFaults(s, { errorRates: { '429': 1 }, retryAfterSeconds: 0.3 });
     const started = Date.now();
     const pending = engine.send('/v1/chat/completions', body, policy, undefined);
@@ -61,7 +61,7 @@ describe('Engine', () => {
 
   it('gives up on dropped connections when the budget runs out, reporting every attempt', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
     await setFaults(s, { dropRate: 1 });
     const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 300, initialMs: 20, maxMs: 50 }, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: false });
@@ -69,9 +69,30 @@ describe('Engine', () => {
     expect(outcome.errors).toHaveLength(outcome.attempts);
   });
 
+  it('counts the body in the request timeout: a stalled answer times out', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 300, connections: 16 });
+    await setFaults(s, { stallRate: 1 });
+    const started = Date.now();
+    const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
+    expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('retries an answer cut off half-way', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
+    await setFaults(s, { truncateRate: 1 });
+    setTimeout(() => void setFaults(s, {}), 300);
+    const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
+    expect(outcome.kind).toBe('ok');
+    expect(outcome.attempts).toBeGreaterThan(1);
+    expect(outcome.errors[0]?.status).toBeNull();
+  });
+
   it('times out a hung request', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 150 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 150, connections: 16 });
     await setFaults(s, { hangRate: 1 });
     const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
@@ -79,7 +100,7 @@ describe('Engine', () => {
 
   it('stops at once when aborted', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
     await setFaults(s, { hangRate: 1 });
     const controller = new AbortController();
     setTimeout(() => { controller.abort(); }, 100);

@@ -128,13 +128,15 @@ describe('vLLM simulator: capacity', () => {
 
 describe('vLLM simulator: faults', () => {
   it('parses fault specs', () => {
-    expect(parseFaultSpec('429=0.1,500=0.05,retry-after=2,spike=0.01:1500,hang=0.001,drop=0.002')).toEqual({
+    expect(parseFaultSpec('429=0.1,500=0.05,retry-after=2,spike=0.01:1500,hang=0.001,drop=0.002,stall=0.003,truncate=0.004')).toEqual({
       errorRates: { '429': 0.1, '500': 0.05 },
       retryAfterSeconds: 2,
       spikeRate: 0.01,
       spikeMs: 1500,
       hangRate: 0.001,
       dropRate: 0.002,
+      stallRate: 0.003,
+      truncateRate: 0.004,
       down: false,
     });
     expect(() => parseFaultSpec('explode=1')).toThrow(/unknown fault/);
@@ -165,6 +167,20 @@ describe('vLLM simulator: faults', () => {
 
     const invalid = await fetch(`${s.url}/control/faults`, { method: 'PUT', body: JSON.stringify({ dropRate: 7 }) });
     expect(invalid.status).toBe(400);
+  });
+
+  it('starts answers it never finishes, or cuts them off half-way', async () => {
+    const s = await sim();
+    await setFaults(s, { stallRate: 1 });
+    const stalled = await post(s, '/v1/chat/completions', chat('x'));
+    expect(stalled.status).toBe(200);
+    await expect(Promise.race([stalled.text(), new Promise((_, reject) => setTimeout(() => { reject(new Error('still waiting')); }, 300))])).rejects.toThrow('still waiting');
+
+    await setFaults(s, { truncateRate: 1 });
+    const truncated = await post(s, '/v1/chat/completions', chat('x'));
+    expect(truncated.status).toBe(200);
+    await expect(truncated.text()).rejects.toThrow();
+    expect(s.state.snapshot().faults).toMatchObject({ stall: 1, truncate: 1 });
   });
 
   it('adds latency spikes at the given rate', async () => {
