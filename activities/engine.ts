@@ -21,12 +21,13 @@ export interface RetryPolicy {
 
 /** One attempt's outcome. */
 export type Attempt =
-  | { kind: 'ok'; status: number; requestId: string | null; body: unknown }
+  | { kind: 'ok'; status: number; requestId: string | null; body: unknown; raw: string }
   | { kind: 'http'; status: number; requestId: string | null; body: unknown; retryAfterMs: number | undefined }
   | { kind: 'network'; message: string; timeout: boolean };
 
 export type FinalOutcome = { attempts: number; errors: AttemptError[] } & (
-  | { kind: 'ok'; status: number; requestId: string | null; body: unknown }
+  /** `raw` is the engine's answer as it sent it; `body` is the same, parsed. */
+  | { kind: 'ok'; status: number; requestId: string | null; body: unknown; raw: string }
   | { kind: 'http'; status: number; requestId: string | null; body: unknown }
   | { kind: 'network'; message: string; timeout: boolean }
 );
@@ -141,8 +142,9 @@ export class Engine {
   /** One attempt. `url` is the batch line's url, e.g. /v1/chat/completions. */
   async attempt(url: string, body: unknown, signal: AbortSignal | undefined): Promise<Attempt> {
     try {
-      const { data, response } = await this.client.post<unknown>(url, { body, signal }).withResponse();
-      return { kind: 'ok', status: response.status, requestId: response.headers.get('x-request-id'), body: data };
+      const response = await this.client.post<unknown>(url, { body, signal }).asResponse();
+      const raw = await response.text();
+      return { kind: 'ok', status: response.status, requestId: response.headers.get('x-request-id'), body: JSON.parse(raw) as unknown, raw };
     } catch (err) {
       if (err instanceof APIUserAbortError) throw err;
       if (err instanceof EngineStatusError) {

@@ -29,8 +29,10 @@ function num(x: unknown): number {
 
 /** Token counts from any endpoint's `usage` (chat/completions/embeddings or responses naming). */
 export function usageOf(body: unknown): TokenUsage {
-  const u = (body as { usage?: Record<string, unknown> } | null)?.usage;
-  if (typeof u !== 'object') return NO_USAGE;
+  if (typeof body !== 'object' || body === null) return NO_USAGE;
+  const usage = (body as { usage?: unknown }).usage;
+  if (typeof usage !== 'object' || usage === null) return NO_USAGE;
+  const u = usage as Record<string, unknown>;
   const details = (x: unknown, key: string): number => num((x as Record<string, unknown> | null)?.[key]);
   return {
     input: num(u.prompt_tokens ?? u.input_tokens),
@@ -45,6 +47,15 @@ export function outputLine(customId: string, response: OutputLine['response'], e
   return JSON.stringify(line);
 }
 
+/**
+ * A success line around the engine's answer exactly as it sent it (no second serialisation), unless
+ * the answer spans lines (a pretty-printing proxy), which JSONL cannot hold.
+ */
+function successLine(customId: string, status: number, requestId: string, rawBody: string, body: unknown): string {
+  const compact = rawBody.includes('\n') || rawBody.includes('\r') ? JSON.stringify(body) : rawBody;
+  return `{"id":"${newId('batch_req_')}","custom_id":${JSON.stringify(customId)},"response":{"status_code":${status},"request_id":${JSON.stringify(requestId)},"body":${compact}},"error":null}`;
+}
+
 /** The row for a request the engine finished with (success, engine error, or unreachable engine). */
 export function resultRow(batchId: string, line: number, customId: string, outcome: FinalOutcome): ResultRow {
   const base = { batch_id: batchId, line, custom_id: customId };
@@ -53,7 +64,7 @@ export function resultRow(batchId: string, line: number, customId: string, outco
     return {
       ...base,
       ok: true,
-      output: outputLine(customId, { status_code: outcome.status, request_id: outcome.requestId ?? newId('batch_req_'), body: outcome.body }, null),
+      output: successLine(customId, outcome.status, outcome.requestId ?? newId('batch_req_'), outcome.raw, outcome.body),
       input_tokens: usage.input,
       cached_tokens: usage.cached,
       output_tokens: usage.output,

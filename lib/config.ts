@@ -54,6 +54,7 @@ const envSchema = z.object({
   TEMPORAL_CLI_VERSION: z.string().default('v1.5.1'),
   ORCHESTRATOR_TASK_QUEUE: z.string().min(1).default('batch-orchestrator'),
   INFERENCE_TASK_QUEUE_PREFIX: z.string().min(1).default('inference:'),
+  WORKFLOW_BUNDLE_PATH: optionalString,
 
   // Files and batches
   MAX_UPLOAD_BYTES: positiveInt.default(200 * 1024 * 1024),
@@ -144,6 +145,8 @@ export interface Config {
     devConfigPath: string;
     orchestratorTaskQueue: string;
     inferenceTaskQueuePrefix: string;
+    /** Prebuilt workflow code (`npm run build:workflows`); without it the orchestrator builds it at start. */
+    workflowBundlePath: string | undefined;
   };
   batch: {
     maxRequests: number;
@@ -247,6 +250,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       devConfigPath: path.resolve(e.TEMPORAL_DEV_CONFIG),
       orchestratorTaskQueue: e.ORCHESTRATOR_TASK_QUEUE,
       inferenceTaskQueuePrefix: e.INFERENCE_TASK_QUEUE_PREFIX,
+      workflowBundlePath: e.WORKFLOW_BUNDLE_PATH === undefined ? undefined : path.resolve(e.WORKFLOW_BUNDLE_PATH),
     },
     batch: {
       maxRequests: e.BATCH_MAX_REQUESTS,

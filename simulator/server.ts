@@ -39,6 +39,8 @@ export interface SimulatorStats {
   /** Epoch milliseconds of the first and the latest inference request (null before any). */
   firstRequestAt: number | null;
   lastRequestAt: number | null;
+  /** Epoch milliseconds at which the latest request was answered. */
+  lastServedAt: number | null;
 }
 
 type Env = { Bindings: HttpBindings };
@@ -122,6 +124,7 @@ export class SimulatorState {
     maxRunning: 0,
     firstRequestAt: null as number | null,
     lastRequestAt: null as number | null,
+    lastServedAt: null as number | null,
   };
   private readonly metrics;
 
@@ -297,6 +300,7 @@ export class SimulatorState {
       this.metrics.success.inc({ model_name: prepared.model, finished_reason: finish });
       this.metrics.latency.observe(labels, (performance.now() - started) / 1000);
       this.stats.served++;
+      this.stats.lastServedAt = Date.now();
     } finally {
       release();
       this.metrics.running.set(labels, this.capacity.running);
@@ -304,7 +308,7 @@ export class SimulatorState {
   }
 
   resetStats(): void {
-    Object.assign(this.stats, { received: 0, served: 0, rejected: 0, aborted: 0, maxRunning: 0, firstRequestAt: null, lastRequestAt: null });
+    Object.assign(this.stats, { received: 0, served: 0, rejected: 0, aborted: 0, maxRunning: 0, firstRequestAt: null, lastRequestAt: null, lastServedAt: null });
     this.stats.faults = { error: 0, hang: 0, drop: 0, spike: 0, stall: 0, truncate: 0 };
     this.requestCounts.clear();
   }

@@ -1,10 +1,9 @@
 // Brings up the real services once per `npm test`: the Temporal dev server (the same CLI and
 // temporal-dev.yaml as `npm start`, on free ports and in memory), embedded Postgres and the vLLM
 // simulator. It also bundles the workflows once, so each test's worker starts fast.
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { bundleWorkflowCode } from '@temporalio/worker';
 import getPort from 'get-port';
 import type { TestProject } from 'vitest/node';
 import { loadConfig } from '../../lib/config.js';
@@ -14,7 +13,7 @@ import { cliOptions, resolveTemporalCli } from '../../lib/temporal-cli.js';
 import { parseTemporalDevConfig } from '../../lib/temporal-dev-config.js';
 import { startTemporalDevServer } from '../../lib/temporal-dev-server.js';
 import { startSimulator } from '../../simulator/server.js';
-import { workflowsPath } from '../../workers/common.js';
+import { writeWorkflowBundle } from '../../workers/bundle-workflows.js';
 import type { SharedServices } from './services.js';
 import { FAST_SIM } from './simulator.js';
 
@@ -45,7 +44,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       startTemporalDevServer(cli.path, devConfig, log),
       startEmbeddedPostgres({ dataDir: path.join(tmpDir, 'postgres'), port: await getPort(), database: 'postgres', log, durable: false }),
       startSimulator(FAST_SIM, { host: '127.0.0.1', port: 0 }),
-      bundleWorkflowCode({ workflowsPath: workflowsPath(), logger: { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} } }),
+      writeWorkflowBundle(path.join(tmpDir, 'workflow-bundle.js')),
     ] as const);
     // Whatever did start is stopped again at teardown, even if something else failed to.
     const [temporalStart, postgresStart, simulatorStart, bundleStart] = starting;
@@ -59,9 +58,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const temporal = temporalStart.value;
     const postgres = postgresStart.value;
     const simulator = simulatorStart.value;
-    const bundle = bundleStart.value;
     const workflowBundlePath = path.join(tmpDir, 'workflow-bundle.js');
-    await writeFile(workflowBundlePath, bundle.code);
 
     const services: SharedServices = {
       temporalAddress: temporal.address,
