@@ -10,7 +10,10 @@ import { rateLimiter, type RateLimitInfo } from 'hono-rate-limiter';
 import { requireApiKey, type AuthEnv } from './auth.js';
 import { idempotent } from './idempotency.js';
 import { ApiError, errorHandler, errorResponse, fromZodError } from './errors.js';
+import type { CurationRegistry } from '../lib/curation.js';
+import type { LabelStudio } from '../lib/label-studio.js';
 import { registerBatchRoutes } from './routes/batches.js';
+import { registerCurationRoutes, registerWebhookReceiver } from './routes/curation.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerModelRoutes } from './routes/models.js';
 
@@ -22,6 +25,8 @@ export interface ApiDeps {
   store: FileStore;
   temporal: Client;
   log: Logger;
+  registry: CurationRegistry;
+  labelStudio: LabelStudio | undefined;
 }
 
 export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
@@ -47,6 +52,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
     },
   });
 
+  // Label Studio calls this with a shared secret, not an API key: it sits outside /v1.
+  registerWebhookReceiver(app, deps);
   app.use('/v1/*', requireApiKey(deps.db));
   const perMinute = deps.config.api.rateLimitPerMinute;
   if (perMinute > 0) {
@@ -73,5 +80,6 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   registerFileRoutes(app, deps);
   registerBatchRoutes(app, deps);
   registerModelRoutes(app, deps);
+  registerCurationRoutes(app, deps);
   return app;
 }

@@ -1,6 +1,7 @@
 // Batches: create (record it, start its BatchWorkflow, answer `validating` at once), read, list,
 // cancel. The workflow does the work; the database is what the API reads back.
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { CURATION_NOT_RETRYABLE } from '../activities/curation.js';
 import type { Db } from '../lib/db.js';
 import { writeChunk } from '../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
@@ -121,7 +122,22 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
     await temporal.workflow.start<typeof BatchWorkflow>('BatchWorkflow', {
       workflowId: row.id,
       taskQueue: config.temporal.orchestratorTaskQueue,
-      args: [{ batchId: row.id, control: config.batch.control }],
+      args: [
+        {
+          batchId: row.id,
+          control: config.batch.control,
+          curation: {
+            taskQueue: config.curation.taskQueue,
+            activity: {
+              startToCloseMs: config.curation.stepTimeoutMs,
+              retryHours: config.curation.retryHours,
+              retryInitialMs: config.batch.control.retryInitialMs,
+              retryMaxMs: config.batch.control.retryMaxMs,
+              notRetryable: CURATION_NOT_RETRYABLE,
+            },
+          },
+        },
+      ],
       typedSearchAttributes: [
         { key: BatchStatusKey, value: 'validating' },
         { key: BatchProjectKey, value: project.name },

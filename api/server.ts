@@ -6,6 +6,8 @@ import { openDatabase } from '../lib/db.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore } from '../lib/file-store.js';
 import { nowSeconds } from '../lib/ids.js';
+import { loadCurationSchemas } from '../lib/curation.js';
+import { labelStudioClient } from '../lib/label-studio.js';
 import { createLogger } from '../lib/logger.js';
 import { connectClient } from '../lib/temporal.js';
 import { createApp, type ApiDeps } from './app.js';
@@ -62,10 +64,13 @@ if (isEntryPoint(import.meta.url)) {
     const db = await openDatabase(databaseUrl(config), config.database.poolSize);
     const temporal = await connectClient(config);
     const store = createFileStore(config.paths.fileStoreDir);
-    const api = await startApiServer({ config, db, store, temporal, log }, { host: config.host, port: config.api.port });
+    const registry = loadCurationSchemas(config.curation.schemasDir);
+    const labelStudio = labelStudioClient(config);
+    const api = await startApiServer({ config, db, store, temporal, log, registry, labelStudio }, { host: config.host, port: config.api.port });
     log.info({ url: `${api.url}/v1` }, 'API ready');
     onShutdown(async () => {
       await api.close();
+      await labelStudio?.close();
       await temporal.connection.close();
       await db.destroy();
     }, log);

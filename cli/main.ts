@@ -1,6 +1,9 @@
 // The gpu-batch command line. `keys` manages API keys directly in the database (an operator's
 // job, so it needs DATABASE_URL, or the local stack's embedded Postgres to be running).
+import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
+import OpenAI from 'openai';
+import type { CurationObject } from '../api/curation.js';
 import { createKey, listKeys, revokeKey } from '../api/keys.js';
 import { databaseUrl, loadConfig } from '../lib/config.js';
 import { openDatabase, type Db } from '../lib/db.js';
@@ -27,6 +30,12 @@ async function withDatabase<T>(use: (db: Db) => Promise<T>): Promise<T> {
   } finally {
     await db.destroy();
   }
+}
+
+/** The API, as an OpenAI SDK client (it is one). */
+function api(): OpenAI {
+  const { apiUrl, apiKey } = loadConfig().cli;
+  return new OpenAI({ baseURL: apiUrl, apiKey });
 }
 
 const date = (s: number | null): string => (s === null ? '-' : new Date(s * 1000).toISOString().replace('.000Z', 'Z'));
@@ -70,6 +79,38 @@ export function buildProgram(): Command {
       if (!revoked) throw new Error(`no active key with id ${keyId}`);
       print(opts.json === true, { id: keyId, revoked: true }, () => `Revoked ${keyId}.`);
     });
+  const curation = program.command('curation').description("a batch's review in Label Studio, and the fine-tuning data it gives");
+  curation
+    .command('status <batchId>')
+    .description('where the import into Label Studio stands')
+    .addOption(json)
+    .action(async (batchId: string, opts: { json?: boolean }) => {
+      const c = (await api().get(`/batches/${batchId}/curation`)) as CurationObject;
+      print(opts.json === true, c, () =>
+        [
+          `Curation of ${batchId}: ${c.status}${c.reason === null ? '' : ` (${c.reason})`}`,
+          `  tasks imported ${c.tasks_imported}/${c.tasks_total}, pages ${c.pages_done}/${c.pages_total}, reviewed ${c.reviewed}`,
+          ...(c.label_studio_url === null ? [] : [`  review at ${c.label_studio_url}`]),
+        ].join('\n'),
+      );
+    });
+  curation
+    .command('export <batchId>')
+    .description('accepted and corrected answers as an OpenAI chat fine-tuning JSONL dataset')
+    .option('-o, --output <file>', 'write to this file instead of standard output')
+    .action(async (batchId: string, opts: { output?: string }) => {
+      const response = await api().get(`/batches/${batchId}/curation/export`, { __binaryResponse: true }).asResponse();
+      const body = await response.text();
+      const examples = response.headers.get('x-examples') ?? '0';
+      const reviewed = response.headers.get('x-reviewed-tasks') ?? '0';
+      if (opts.output === undefined) {
+        process.stdout.write(body);
+        process.stderr.write(`${examples} fine-tuning examples from ${reviewed} reviewed tasks\n`);
+      } else {
+        await writeFile(opts.output, body);
+        process.stdout.write(`${examples} fine-tuning examples from ${reviewed} reviewed tasks written to ${opts.output}\n`);
+      }
+    });
   return program;
 }
 
@@ -77,7 +118,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    process.stderr.write(`error: ${(err as Error).message}\n`);
+    const message = err instanceof OpenAI.APIError ? `${err.status ?? ''} ${err.message}`.trim() : (err as Error).message;
+    process.stderr.write(`error: ${message}\n`);
     process.exitCode = 1;
   }
 }

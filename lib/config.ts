@@ -93,6 +93,28 @@ const envSchema = z.object({
   ENGINE_RETRY_MAX_MS: positiveInt.default(30_000),
   ENGINE_HEALTH_TIMEOUT_MS: positiveInt.default(10 * 60 * 1000),
 
+  // The command line's way to the API (the same variables the openai SDKs read)
+  OPENAI_BASE_URL: optionalString,
+  OPENAI_API_KEY: optionalString,
+
+  // Label Studio and curation
+  LABEL_STUDIO_URL: optionalString,
+  LABEL_STUDIO_API_KEY: optionalString,
+  LABEL_STUDIO_TIMEOUT_MS: positiveInt.default(60_000),
+  LABEL_STUDIO_RETRIES: z.coerce.number().int().min(0).default(3),
+  CURATION_TASK_QUEUE: z.string().min(1).default('curation-import'),
+  CURATION_PAGE_SIZE: positiveInt.default(500),
+  CURATION_RETRY_HOURS: positiveInt.default(24),
+  CURATION_STEP_TIMEOUT_MS: positiveInt.default(5 * 60 * 1000),
+  CURATION_DEFAULT_SCHEMA: z.string().min(1).default('review'),
+  CURATION_SCHEMAS_DIR: z.string().default('schema/curation'),
+  CURATION_WEBHOOK_URL: optionalString,
+  CURATION_WEBHOOK_SECRET: optionalString,
+  LABEL_STUDIO_VERSION: z.string().default('1.23.2'),
+  LABEL_STUDIO_PORT: port.default(8080),
+  LABEL_STUDIO_USER: z.string().default('curator@localhost'),
+  LABEL_STUDIO_PASSWORD: z.string().default('curator-password'),
+
   // Supervised processes (npm start's stack, a GPU worker's own vLLM)
   RESTART_DELAY_MS: positiveInt.default(1000),
   MAX_RESTART_DELAY_MS: positiveInt.default(30_000),
@@ -183,6 +205,29 @@ export interface Config {
     heartbeatThrottleMs: number;
   };
   worker: { shutdownGraceMs: number };
+  /** Where `gpu-batch` finds the API: OPENAI_BASE_URL, else this machine's own API. */
+  cli: { apiUrl: string; apiKey: string };
+  labelStudio: {
+    /** Unset: auto-import is skipped, and each batch records why. */
+    url: string | undefined;
+    apiKey: string | undefined;
+    timeoutMs: number;
+    retries: number;
+    /** For the Label Studio that `npm start --with-label-studio` and the tests install and run. */
+    local: { version: string; port: number; user: string; password: string };
+  };
+  curation: {
+    taskQueue: string;
+    pageSize: number;
+    retryHours: number;
+    /** Longest one import step may take before it is retried (a worker that died is noticed then). */
+    stepTimeoutMs: number;
+    defaultSchema: string;
+    schemasDir: string;
+    /** Where Label Studio should send annotation webhooks (this API's /v1/curation/webhook). */
+    webhookUrl: string | undefined;
+    webhookSecret: string | undefined;
+  };
   supervisor: { restartDelayMs: number; maxRestartDelayMs: number; stopGraceMs: number };
   dev: { startTimeoutMs: number; apiKey: string };
   simulator: {
@@ -290,6 +335,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       heartbeatThrottleMs: e.CHUNK_HEARTBEAT_THROTTLE_MS,
     },
     worker: { shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS },
+    cli: {
+      apiUrl: e.OPENAI_BASE_URL ?? `http://127.0.0.1:${e.API_PORT}/v1`,
+      apiKey: e.OPENAI_API_KEY ?? e.API_KEYS[0] ?? e.DEV_API_KEY,
+    },
+    labelStudio: {
+      url: e.LABEL_STUDIO_URL,
+      apiKey: e.LABEL_STUDIO_API_KEY,
+      timeoutMs: e.LABEL_STUDIO_TIMEOUT_MS,
+      retries: e.LABEL_STUDIO_RETRIES,
+      local: { version: e.LABEL_STUDIO_VERSION, port: e.LABEL_STUDIO_PORT, user: e.LABEL_STUDIO_USER, password: e.LABEL_STUDIO_PASSWORD },
+    },
+    curation: {
+      taskQueue: e.CURATION_TASK_QUEUE,
+      pageSize: e.CURATION_PAGE_SIZE,
+      retryHours: e.CURATION_RETRY_HOURS,
+      stepTimeoutMs: e.CURATION_STEP_TIMEOUT_MS,
+      defaultSchema: e.CURATION_DEFAULT_SCHEMA,
+      schemasDir: path.resolve(e.CURATION_SCHEMAS_DIR),
+      webhookUrl: e.CURATION_WEBHOOK_URL,
+      webhookSecret: e.CURATION_WEBHOOK_SECRET,
+    },
     supervisor: { restartDelayMs: e.RESTART_DELAY_MS, maxRestartDelayMs: e.MAX_RESTART_DELAY_MS, stopGraceMs: e.STOP_GRACE_MS },
     dev: {
       startTimeoutMs: e.DEV_START_TIMEOUT_MS,

@@ -2,7 +2,9 @@
 // API key) or, by default, the local dev server described by temporal-dev.yaml.
 import { readFileSync } from 'node:fs';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
+import { encodeSearchAttributeIndexedValueType, type SearchAttributeType } from '@temporalio/common/lib/search-attributes.js';
 import type { Config } from './config.js';
+import type { Logger } from './logger.js';
 import { devServerAddress, readTemporalDevConfig } from './temporal-dev-config.js';
 
 export function temporalAddress(config: Config): string {
@@ -38,4 +40,31 @@ export async function connectClient(config: Config): Promise<Client> {
 
 export function inferenceTaskQueue(config: Config, model: string): string {
   return `${config.temporal.inferenceTaskQueuePrefix}${model}`;
+}
+
+export interface SearchAttributeSpec {
+  name: string;
+  type: SearchAttributeType;
+}
+
+/**
+ * Registers the search attributes the workflows set, where missing: on a cluster, or a dev-server
+ * database made before an attribute existed (start-dev registers them only for a new database).
+ * A cluster that refuses (Temporal Cloud takes them through its own console) gets a warning.
+ */
+export async function ensureSearchAttributes(config: Config, attributes: SearchAttributeSpec[], log: Logger): Promise<void> {
+  const connection = await Connection.connect(temporalConnectionOptions(config));
+  try {
+    const namespace = config.temporal.namespace;
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+    const missing = attributes.filter((a) => customAttributes[a.name] === undefined);
+    if (missing.length === 0) return;
+    const searchAttributes = Object.fromEntries(missing.map((a) => [a.name, encodeSearchAttributeIndexedValueType(a.type) ?? 0]));
+    await connection.operatorService.addSearchAttributes({ namespace, searchAttributes });
+    log.info({ added: missing.map((a) => a.name), namespace }, 'registered missing search attributes');
+  } catch (err) {
+    log.warn({ err: (err as Error).message, attributes: attributes.map((a) => `${a.name}=${a.type}`) }, 'could not check or register search attributes; register them on the cluster');
+  } finally {
+    await connection.close();
+  }
 }

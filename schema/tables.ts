@@ -148,6 +148,51 @@ export interface WorkersTable {
   last_seen_at: number;
 }
 
+export type CurationStatus = 'running' | 'completed' | 'skipped' | 'failed';
+
+export interface CurationProjectsTable {
+  key: string;
+  /** Null until Label Studio has answered the create (a crash in between is found by title). */
+  ls_project_id: number | null;
+  title: string;
+  schema: string;
+  created_at: number;
+}
+
+export interface CurationsTable {
+  batch_id: string;
+  status: CurationStatus;
+  reason: string | null;
+  schema: string | null;
+  ls_project_id: number | null;
+  tasks_total: Generated<number>;
+  tasks_imported: Generated<number>;
+  pages_total: Generated<number>;
+  pages_done: Generated<number>;
+  reviewed: Generated<number>;
+  started_at: number;
+  finished_at: number | null;
+}
+
+export interface CurationPagesTable {
+  batch_id: string;
+  page: number;
+  status: 'posting' | 'done';
+  tasks: number;
+  ls_task_ids: number[] | null;
+  updated_at: number;
+}
+
+export interface CurationReviewsTable {
+  ls_project_id: number;
+  ls_task_id: number;
+  batch_id: string | null;
+  custom_id: string | null;
+  action: string;
+  annotation_id: number | null;
+  received_at: number;
+}
+
 export interface Database {
   projects: ProjectsTable;
   api_keys: ApiKeysTable;
@@ -157,6 +202,10 @@ export interface Database {
   dead_letters: DeadLettersTable;
   workers: WorkersTable;
   idempotency_keys: IdempotencyKeysTable;
+  curation_projects: CurationProjectsTable;
+  curations: CurationsTable;
+  curation_pages: CurationPagesTable;
+  curation_reviews: CurationReviewsTable;
 }
 
 export type FileRow = Selectable<FilesTable>;

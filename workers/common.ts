@@ -1,6 +1,8 @@
 // What every worker process shares: the Temporal runtime (logging through our logger), the
 // connection, and where the workflow code lives.
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
@@ -37,6 +39,19 @@ export function installRuntime(log: Logger): void {
 
 export async function connectWorker(config: Config): Promise<NativeConnection> {
   return NativeConnection.connect(temporalConnectionOptions(config));
+}
+
+/**
+ * The workflow code for a worker: a prebuilt bundle, or one built now in a child process (bundling
+ * in a long-lived worker would keep webpack's few hundred megabytes in it for good). `cleanup`
+ * removes a bundle built just for this worker once the worker has read it.
+ */
+export async function workflowBundle(config: Config, prebuilt: string | undefined): Promise<{ codePath: string; cleanup(): Promise<void> }> {
+  const given = prebuilt ?? config.temporal.workflowBundlePath;
+  if (given !== undefined) return { codePath: given, cleanup: () => Promise.resolve() };
+  const { bundleInChild } = await import('./bundle-workflows.js');
+  const codePath = await bundleInChild(path.join(config.paths.dataDir, `workflow-bundle-${process.pid}-${Date.now()}.js`));
+  return { codePath, cleanup: () => rm(codePath, { force: true }) };
 }
 
 /** The workflows entry file, as source under tsx or compiled JavaScript. */

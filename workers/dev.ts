@@ -1,12 +1,17 @@
 // `npm start`: the whole stack on one machine. Postgres (embedded unless DATABASE_URL), the Temporal
 // dev server with its Web UI (unless TEMPORAL_ADDRESS), the vLLM simulator (unless VLLM_BASE_URL),
 // the API, an orchestrator worker and one GPU worker, each its own process, restarted if it dies.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { sleep } from '../lib/abortable.js';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
+import { assertPortFree, ensureLabelStudio, labelStudioCommand, waitForLabelStudio } from '../lib/label-studio-local.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
@@ -50,7 +55,38 @@ async function postgresUp(url: string): Promise<boolean> {
   }
 }
 
-export async function startStack(config: Config, log: Logger, supervisor: Supervisor): Promise<void> {
+/** The local Label Studio's token and webhook secret, made once and kept with its data. */
+async function localSecret(file: string): Promise<string> {
+  if (existsSync(file)) return (await readFile(file, 'utf8')).trim();
+  const secret = randomBytes(24).toString('hex');
+  await mkdir(path.dirname(file), { recursive: true });
+  await writeFile(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
+/** `--with-label-studio`: a local Label Studio, installed on first use, wired to the stack. */
+async function startLocalLabelStudio(config: Config, log: Logger, supervisor: Supervisor, env: NodeJS.ProcessEnv): Promise<string> {
+  const { version, port, user, password } = config.labelStudio.local;
+  const binary = await ensureLabelStudio(config.paths.toolsDir, version, log);
+  const dataDir = path.join(config.paths.dataDir, 'label-studio');
+  const firstStart = !existsSync(path.join(dataDir, 'label_studio.sqlite3'));
+  const token = await localSecret(path.join(config.paths.dataDir, 'label-studio.token'));
+  await assertPortFree(port);
+  const lsLog = createLogger('label-studio', config.log);
+  supervisor.start({ name: 'label-studio', ...labelStudioCommand({ binary, dataDir, port, user, password, token }), onLine: (line) => { lsLog.debug(line); } });
+  if (firstStart) log.info('the first start of Label Studio sets up its database: about half a minute');
+  const url = `http://127.0.0.1:${port}`;
+  await waitForLabelStudio(url, config.dev.startTimeoutMs);
+  Object.assign(env, {
+    LABEL_STUDIO_URL: url,
+    LABEL_STUDIO_API_KEY: token,
+    CURATION_WEBHOOK_URL: `http://127.0.0.1:${config.api.port}/hooks/label-studio`,
+    CURATION_WEBHOOK_SECRET: await localSecret(path.join(config.paths.dataDir, 'label-studio.webhook-secret')),
+  });
+  return url;
+}
+
+export async function startStack(config: Config, log: Logger, supervisor: Supervisor, options: { withLabelStudio?: boolean } = {}): Promise<void> {
   const apiKeys = config.api.seedKeys.length > 0 ? config.api.seedKeys : [config.dev.apiKey];
   const env: NodeJS.ProcessEnv = { ...process.env, LOG_FORMAT: config.log.format, API_KEYS: apiKeys.join(',') };
   const node = (name: string, script: string): void => {
@@ -90,6 +126,9 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
       temporalUi = devServerUiUrl(devConfig);
     }
 
+    let labelStudio = config.labelStudio.url;
+    if (options.withLabelStudio === true && labelStudio === undefined) labelStudio = await startLocalLabelStudio(config, log, supervisor, env);
+
     let engine = config.engine.baseUrl;
     if (engine === undefined) {
       node('vllm-sim', 'simulator/main.ts');
@@ -100,6 +139,7 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
 
     node('orchestrator', 'workers/orchestrator.ts');
     node(`gpu-worker-${config.gpu.index}`, 'workers/gpu.ts');
+    node('import-worker', 'workers/import.ts');
     node('api', 'api/server.ts');
     const host = config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
     const apiUrl = `http://${host.includes(':') ? `[${host}]` : host}:${config.api.port}`;
@@ -115,6 +155,9 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
       `  OpenAPI       ${apiUrl}/openapi.json`,
       `  Models        ${models.join(', ') || '(none yet)'}`,
       `  Temporal UI   ${temporalUi ?? `(external cluster at ${config.temporal.address ?? '?'}: use its own UI)`}`,
+      labelStudio === undefined
+        ? '  Label Studio  not used (npm start -- --with-label-studio runs one; or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)'
+        : `  Label Studio  ${labelStudio}${options.withLabelStudio === true && config.labelStudio.url === undefined ? `   (curators log in as ${config.labelStudio.local.user} / ${config.labelStudio.local.password})` : ''}`,
       config.engine.baseUrl === undefined
         ? `  Engine        SIMULATED vLLM at ${engine}: outputs are simulated, not from a model (set VLLM_BASE_URL for a real one)`
         : `  Engine        vLLM at ${engine}`,
@@ -134,6 +177,7 @@ if (isEntryPoint(import.meta.url)) {
     const log = createLogger('stack', config.log);
     const supervisor = new Supervisor(supervisorOptions(config, log));
     onShutdown(() => supervisor.stopAll(), log);
-    await startStack(config, log, supervisor);
+    const { values } = parseArgs({ options: { 'with-label-studio': { type: 'boolean', default: false } } });
+    await startStack(config, log, supervisor, { withLabelStudio: values['with-label-studio'] });
   });
 }

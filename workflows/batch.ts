@@ -5,16 +5,21 @@ import {
   ActivityCancellationType,
   CancellationScope,
   isCancellation,
+  ParentClosePolicy,
+  patched,
   proxyActivities,
   rootCause,
   setHandler,
   sleep,
+  startChild,
   upsertMemo,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { BatchPlan, ControlActivities, FinalSummary, Outcome } from '../activities/batch-control.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { ChunkPlan } from '../activities/validate.js';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { AutoImportWorkflow, type AutoImportInput } from './auto-import.js';
 import { cancelSignal, progressQuery, type BatchProgress } from './messages.js';
 import { BatchModelKey, BatchRequestCountKey, BatchStatusKey } from './search-attributes.js';
 
@@ -22,6 +27,8 @@ export interface BatchWorkflowInput {
   batchId: string;
   /** Timeouts of the orchestrator's own activities (validate, finalize), from the API's config. */
   control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number };
+  /** Where and how the import into Label Studio runs once the batch is done. */
+  curation?: { taskQueue: string; activity: AutoImportInput['activity'] };
 }
 
 export type BatchResult = FinalSummary | { status: 'failed'; errors: number };
@@ -117,6 +124,20 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     progress.failed = summary.failed;
     setStatus(summary.status);
     upsertMemo({ completed: summary.completed, failed: summary.failed, outputFileId: summary.outputFileId, errorFileId: summary.errorFileId });
+    // Curation runs on its own, outliving this workflow: Label Studio can never hold up a batch.
+    if (patched('auto-import') && input.curation !== undefined) {
+      try {
+        await startChild(AutoImportWorkflow, {
+          workflowId: `${batchId}-curation`,
+          taskQueue: input.curation.taskQueue,
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+          args: [{ batchId, activity: input.curation.activity }],
+        });
+      } catch (err) {
+        // A replayed or retried start finds its child already there: that is the point of its fixed id.
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      }
+    }
     return summary;
   });
 }

@@ -1,2 +1,3 @@
 // Everything the orchestrator worker registers; Temporal bundles this file and what it imports.
+export { AutoImportWorkflow } from './auto-import.js';
 export { BatchWorkflow } from './batch.js';

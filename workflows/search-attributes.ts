@@ -7,5 +7,7 @@ export const BatchModelKey = defineSearchAttributeKey('BatchModel', SearchAttrib
 export const BatchProjectKey = defineSearchAttributeKey('BatchProject', SearchAttributeType.KEYWORD);
 export const BatchEndpointKey = defineSearchAttributeKey('BatchEndpoint', SearchAttributeType.KEYWORD);
 export const BatchRequestCountKey = defineSearchAttributeKey('BatchRequestCount', SearchAttributeType.INT);
+/** Where a batch's import into Label Studio stands (on its AutoImportWorkflow). */
+export const CurationStatusKey = defineSearchAttributeKey('CurationStatus', SearchAttributeType.KEYWORD);
 
-export const ALL_SEARCH_ATTRIBUTES = [BatchStatusKey, BatchModelKey, BatchProjectKey, BatchEndpointKey, BatchRequestCountKey];
+export const ALL_SEARCH_ATTRIBUTES = [BatchStatusKey, BatchModelKey, BatchProjectKey, BatchEndpointKey, BatchRequestCountKey, CurationStatusKey];

@@ -14,6 +14,8 @@ import { parseTemporalDevConfig } from '../../lib/temporal-dev-config.js';
 import { startTemporalDevServer } from '../../lib/temporal-dev-server.js';
 import { startSimulator } from '../../simulator/server.js';
 import { writeWorkflowBundle } from '../../workers/bundle-workflows.js';
+import { ensureLabelStudio, ensureTemplate } from '../../lib/label-studio-local.js';
+import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
 import type { SharedServices } from './services.js';
 import { FAST_SIM } from './simulator.js';
 
@@ -40,19 +42,30 @@ export default async function setup(project: TestProject): Promise<() => Promise
       headless: true,
       dbFile: undefined,
     };
+    // Label Studio: installed once into the tools folder, and a data folder migrated once (half a
+    // minute) that each test file copies instead of migrating again.
+    const labelStudioBinary = await ensureLabelStudio(config.paths.toolsDir, config.labelStudio.local.version, log);
+    const labelStudioTemplate = path.join(config.paths.toolsDir, `label-studio-${config.labelStudio.local.version}`, 'test-template');
     const starting = await Promise.allSettled([
       startTemporalDevServer(cli.path, devConfig, log),
       startEmbeddedPostgres({ dataDir: path.join(tmpDir, 'postgres'), port: await getPort(), database: 'postgres', log, durable: false }),
       startSimulator(FAST_SIM, { host: '127.0.0.1', port: 0 }),
       writeWorkflowBundle(path.join(tmpDir, 'workflow-bundle.js')),
+      ensureTemplate(labelStudioTemplate, { binary: labelStudioBinary, port: await getPort(), user: LS_USER, password: LS_PASSWORD, token: LS_TOKEN }, log),
     ] as const);
     // Whatever did start is stopped again at teardown, even if something else failed to.
-    const [temporalStart, postgresStart, simulatorStart, bundleStart] = starting;
+    const [temporalStart, postgresStart, simulatorStart, bundleStart, labelStudioStart] = starting;
     if (temporalStart.status === 'fulfilled') cleanups.push(() => temporalStart.value.stop());
     if (postgresStart.status === 'fulfilled') cleanups.push(() => postgresStart.value.stop());
     if (simulatorStart.status === 'fulfilled') cleanups.push(() => simulatorStart.value.close());
     for (const result of starting) if (result.status === 'rejected') throw result.reason;
-    if (temporalStart.status !== 'fulfilled' || postgresStart.status !== 'fulfilled' || simulatorStart.status !== 'fulfilled' || bundleStart.status !== 'fulfilled') {
+    if (
+      temporalStart.status !== 'fulfilled' ||
+      postgresStart.status !== 'fulfilled' ||
+      simulatorStart.status !== 'fulfilled' ||
+      bundleStart.status !== 'fulfilled' ||
+      labelStudioStart.status !== 'fulfilled'
+    ) {
       throw new Error('a test service did not start');
     }
     const temporal = temporalStart.value;
@@ -68,6 +81,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       simulatorModel: FAST_SIM.models[0] ?? 'sim-test',
       workflowBundlePath,
       tmpDir,
+      labelStudio: { binary: labelStudioBinary, template: labelStudioTemplate },
     };
     project.provide('services', services);
     log.info({ ms: Date.now() - started, temporal: temporal.address }, 'test services ready');

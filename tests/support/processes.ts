@@ -17,11 +17,12 @@ export interface ChildUnderTest {
 export function spawnEntry(script: string, env: Record<string, string>, nodeArgs: string[] = []): ChildUnderTest {
   const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
     env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    // The IPC channel closes if this process dies, and the child then stops instead of lingering.
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
   let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+  child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code); }));
   return {
     child,

@@ -10,6 +10,8 @@ export interface SharedServices {
   simulatorModel: string;
   workflowBundlePath: string;
   tmpDir: string;
+  /** Installed from PyPI once (cached in the tools folder), with a migrated data folder to copy. */
+  labelStudio: { binary: string; template: string };
 }
 
 declare module 'vitest' {

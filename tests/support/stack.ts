@@ -11,11 +11,14 @@ import { inject } from 'vitest';
 import { startApiServer, type RunningApi } from '../../api/server.js';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { openDatabase, type Db } from '../../lib/db.js';
+import { loadCurationSchemas } from '../../lib/curation.js';
 import { ensureDatabase } from '../../lib/embedded-postgres.js';
+import { labelStudioClient } from '../../lib/label-studio.js';
 import { createFileStore, type FileStore } from '../../lib/file-store.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import { connectWorker, installRuntime, type RunningWorker } from '../../workers/common.js';
 import { startGpuWorker, type RunningGpuWorker } from '../../workers/gpu.js';
+import { startImportWorker } from '../../workers/import.js';
 import { startOrchestratorWorker } from '../../workers/orchestrator.js';
 
 export interface TestStack {
@@ -45,6 +48,10 @@ export interface StackOptions {
   noApi?: boolean;
   /** Use this Temporal server instead of the shared one (tests that restart it). */
   temporalAddress?: string;
+  /** Run no import worker in this process (a test runs it as a process of its own). */
+  noImportWorker?: boolean;
+  /** The API's port, when a test must know it beforehand (default: any free one). */
+  apiPort?: number;
 }
 
 /** Settings that make tests quick without changing behaviour. */
@@ -57,6 +64,7 @@ export const TEST_ENV: Record<string, string> = {
   CHUNK_RETRY_MAX_MS: '1000',
   CONTROL_RETRY_INITIAL_MS: '200',
   CONTROL_RETRY_MAX_MS: '1000',
+  CURATION_STEP_TIMEOUT_MS: '10000',
   RESULT_FLUSH_MS: '50',
   ENGINE_RETRY_INITIAL_MS: '50',
   ENGINE_RETRY_MAX_MS: '500',
@@ -81,6 +89,7 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
     FILE_STORE_DIR: fileDir,
     ORCHESTRATOR_TASK_QUEUE: `orchestrator-${name}`,
     INFERENCE_TASK_QUEUE_PREFIX: `inference-${name}:`,
+    CURATION_TASK_QUEUE: `curation-${name}`,
     API_KEYS: apiKey,
     ...TEST_ENV,
     ...options.env,
@@ -96,8 +105,11 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
   const workers: RunningWorker[] = [];
   const gpuWorkers: RunningGpuWorker[] = [];
   let api: RunningApi | undefined;
+  const registry = loadCurationSchemas(config.curation.schemasDir);
+  const labelStudio = labelStudioClient(config);
   const stop = async (): Promise<void> => {
     await api?.close();
+    await labelStudio?.close();
     await Promise.all(workers.map((w) => w.shutdown().catch(() => undefined)));
     await connection.close();
     await clientConnection.close();
@@ -112,9 +124,10 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
   };
   try {
     workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
+    if (options.noImportWorker !== true) workers.push(await startImportWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
     // One process can hold one worker per task queue; more GPU workers for a model are spawned as processes.
     for (const engine of options.engines ?? [services.simulatorUrl]) await addGpuWorker(engine);
-    if (options.noApi !== true) api = await startApiServer({ config, db, store, temporal, log }, { host: '127.0.0.1', port: 0 });
+    if (options.noApi !== true) api = await startApiServer({ config, db, store, temporal, log, registry, labelStudio }, { host: '127.0.0.1', port: options.apiPort ?? 0 });
   } catch (err) {
     await stop();
     throw err;
@@ -139,6 +152,7 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
       FILE_STORE_DIR: fileDir,
       ORCHESTRATOR_TASK_QUEUE: config.temporal.orchestratorTaskQueue,
       INFERENCE_TASK_QUEUE_PREFIX: config.temporal.inferenceTaskQueuePrefix,
+      CURATION_TASK_QUEUE: config.curation.taskQueue,
       ...TEST_ENV,
       ...options.env,
     }),

@@ -1,0 +1,149 @@
+// Curation through the API (extensions): where a batch's import into Label Studio stands, the
+// reviewed results as an OpenAI chat fine-tuning dataset, and Label Studio's annotation webhooks.
+import { z } from 'zod';
+import type { Config } from '../lib/config.js';
+import { fineTuningLine, type CurationRegistry } from '../lib/curation.js';
+import type { Db } from '../lib/db.js';
+import { nowSeconds } from '../lib/ids.js';
+import type { LabelStudio } from '../lib/label-studio.js';
+import { getBatch } from './batches.js';
+import { ApiError } from './errors.js';
+import type { Project } from './keys.js';
+
+export interface CurationDeps {
+  db: Db;
+  config: Config;
+  registry: CurationRegistry;
+  labelStudio: LabelStudio | undefined;
+}
+
+export const curationObjectSchema = z
+  .object({
+    object: z.literal('batch.curation'),
+    batch_id: z.string(),
+    status: z.enum(['pending', 'running', 'completed', 'skipped', 'failed']),
+    reason: z.string().nullable(),
+    schema: z.string().nullable(),
+    label_studio_project_id: z.number().int().nullable(),
+    label_studio_url: z.string().nullable(),
+    tasks_total: z.number().int(),
+    tasks_imported: z.number().int(),
+    pages_total: z.number().int(),
+    pages_done: z.number().int(),
+    reviewed: z.number().int(),
+    started_at: z.number().int().nullable(),
+    finished_at: z.number().int().nullable(),
+  })
+  .meta({ id: 'BatchCuration' });
+export type CurationObject = z.infer<typeof curationObjectSchema>;
+
+export async function getCuration(deps: CurationDeps, project: Project, batchId: string): Promise<CurationObject> {
+  const batch = await getBatch(deps.db, project, batchId);
+  const row = await deps.db.selectFrom('curations').selectAll().where('batch_id', '=', batch.id).executeTakeFirst();
+  const base = deps.config.labelStudio.url?.replace(/\/+$/, '');
+  if (row === undefined) {
+    // The import starts when the batch finishes.
+    const ended = batch.status === 'failed';
+    return {
+      object: 'batch.curation',
+      batch_id: batch.id,
+      status: ended ? 'skipped' : 'pending',
+      reason: ended ? 'the batch failed validation, so nothing ran' : null,
+      schema: null,
+      label_studio_project_id: null,
+      label_studio_url: null,
+      tasks_total: 0,
+      tasks_imported: 0,
+      pages_total: 0,
+      pages_done: 0,
+      reviewed: 0,
+      started_at: null,
+      finished_at: null,
+    };
+  }
+  return {
+    object: 'batch.curation',
+    batch_id: batch.id,
+    status: row.status,
+    reason: row.reason,
+    schema: row.schema,
+    label_studio_project_id: row.ls_project_id,
+    label_studio_url: row.ls_project_id !== null && base !== undefined ? `${base}/projects/${row.ls_project_id}/data` : null,
+    tasks_total: row.tasks_total,
+    tasks_imported: row.tasks_imported,
+    pages_total: row.pages_total,
+    pages_done: row.pages_done,
+    reviewed: row.reviewed,
+    started_at: row.started_at,
+    finished_at: row.finished_at,
+  };
+}
+
+/**
+ * The batch's reviewed tasks as OpenAI chat fine-tuning lines: an accepted answer as it was, a
+ * corrected one as corrected; rejected and unreviewed tasks are left out.
+ */
+export async function exportFineTuning(deps: CurationDeps, project: Project, batchId: string): Promise<{ lines: string[]; reviewed: number }> {
+  const curation = await getCuration(deps, project, batchId);
+  if (deps.labelStudio === undefined) throw new ApiError(409, 'Label Studio is not configured on this server, so there is nothing to export.', 'curation_unavailable', 'batch_id');
+  if (curation.label_studio_project_id === null || curation.schema === null) {
+    throw new ApiError(409, `Batch ${batchId} has not been imported into Label Studio (curation is ${curation.status}${curation.reason === null ? '' : `: ${curation.reason}`}).`, 'curation_not_imported', 'batch_id');
+  }
+  const schema = deps.registry.get(curation.schema);
+  if (schema === undefined) throw new ApiError(409, `The curation schema "${curation.schema}" of batch ${batchId} is no longer defined.`, 'curation_schema_missing', 'batch_id');
+  const tasks = await deps.labelStudio.exportAnnotated(curation.label_studio_project_id);
+  const ours = tasks.filter((t) => t.data.batch_id === batchId);
+  const lines = ours.flatMap((task) => fineTuningLine(schema, task) ?? []);
+  return { lines, reviewed: ours.length };
+}
+
+const webhookSchema = z
+  .object({
+    action: z.string(),
+    task: z.object({ id: z.number().int(), data: z.record(z.string(), z.unknown()).optional() }).loose().optional(),
+    annotation: z.object({ id: z.number().int() }).loose().optional(),
+    annotations: z.array(z.object({ id: z.number().int() }).loose()).optional(),
+    project: z.object({ id: z.number().int() }).loose().optional(),
+  })
+  .loose();
+
+/** Records review progress from Label Studio's ANNOTATION_* webhooks; returns what it did. */
+export async function receiveWebhook(db: Db, body: unknown): Promise<'recorded' | 'removed' | 'ignored'> {
+  const parsed = webhookSchema.safeParse(body);
+  if (!parsed.success) throw new ApiError(400, `Not a Label Studio webhook: ${parsed.error.issues[0]?.message ?? 'invalid'}`, 'invalid_request');
+  const event = parsed.data;
+  const batchIds = new Set<string>();
+  let outcome: 'recorded' | 'removed' | 'ignored' = 'ignored';
+  if ((event.action === 'ANNOTATION_CREATED' || event.action === 'ANNOTATION_UPDATED') && event.task !== undefined && event.project !== undefined) {
+    const data = event.task.data ?? {};
+    const batchId = typeof data.batch_id === 'string' ? data.batch_id : null;
+    await db
+      .insertInto('curation_reviews')
+      .values({
+        ls_project_id: event.project.id,
+        ls_task_id: event.task.id,
+        batch_id: batchId,
+        custom_id: typeof data.custom_id === 'string' ? data.custom_id : null,
+        action: event.action,
+        annotation_id: event.annotation?.id ?? null,
+        received_at: nowSeconds(),
+      })
+      .onConflict((c) => c.columns(['ls_project_id', 'ls_task_id']).doUpdateSet({ action: event.action, annotation_id: event.annotation?.id ?? null, received_at: nowSeconds() }))
+      .execute();
+    if (batchId !== null) batchIds.add(batchId);
+    outcome = 'recorded';
+  } else if (event.action === 'ANNOTATIONS_DELETED' && event.annotations !== undefined && event.annotations.length > 0) {
+    const removed = await db
+      .deleteFrom('curation_reviews')
+      .where('annotation_id', 'in', event.annotations.map((a) => a.id))
+      .returning('batch_id')
+      .execute();
+    for (const r of removed) if (r.batch_id !== null) batchIds.add(r.batch_id);
+    outcome = 'removed';
+  }
+  for (const batchId of batchIds) {
+    const { count } = await db.selectFrom('curation_reviews').select((eb) => eb.fn.countAll<number>().as('count')).where('batch_id', '=', batchId).executeTakeFirstOrThrow();
+    await db.updateTable('curations').set({ reviewed: count }).where('batch_id', '=', batchId).execute();
+  }
+  return outcome;
+}

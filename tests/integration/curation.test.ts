@@ -1,0 +1,308 @@
+// Auto-import into a real Label Studio, read back through its own API: the right tasks, predictions
+// and projects; no duplicates after faults; and reviews that come back as fine-tuning data.
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import getPort from 'get-port';
+import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { createCurationActivities, type ImportPlan } from '../../activities/curation.js';
+import { loadCurationSchemas } from '../../lib/curation.js';
+import { LabelStudio } from '../../lib/label-studio.js';
+import { startTestLabelStudio, type TestLabelStudio } from '../support/label-studio.js';
+import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
+import { batchLines, startTestStack, submitBatch, uploadBatchFile, waitForBatch, type TestStack } from '../support/stack.js';
+
+const run = promisify(execFile);
+
+interface Curation {
+  status: string;
+  reason: string | null;
+  schema: string | null;
+  label_studio_project_id: number | null;
+  label_studio_url: string | null;
+  tasks_total: number;
+  tasks_imported: number;
+  pages_done: number;
+  pages_total: number;
+  reviewed: number;
+}
+
+async function curationOf(stack: TestStack, batchId: string): Promise<Curation> {
+  return (await stack.openai.get(`/batches/${batchId}/curation`));
+}
+
+async function waitForCuration(stack: TestStack, batchId: string, done = (c: Curation) => ['completed', 'skipped', 'failed'].includes(c.status), timeoutMs = 120_000): Promise<Curation> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const c = await curationOf(stack, batchId);
+    if (done(c)) return c;
+    if (Date.now() > deadline) throw new Error(`curation of ${batchId} still ${c.status} (${c.pages_done}/${c.pages_total} pages)`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+interface LsTask {
+  id: number;
+  data: Record<string, unknown>;
+  predictions?: { model_version: string; result: { from_name: string; type: string; value: Record<string, unknown> }[] }[];
+}
+
+/** Every task of a project, read back through Label Studio's API. */
+async function tasksIn(ls: TestLabelStudio, projectId: number): Promise<LsTask[]> {
+  const tasks: LsTask[] = [];
+  for (let page = 1; ; page++) {
+    const res = await fetch(`${ls.url}/api/tasks?project=${projectId}&fields=all&page=${page}&page_size=100`, { headers: { authorization: `Token ${ls.token}` } });
+    const body = (await res.json()) as { total: number; tasks: LsTask[] };
+    tasks.push(...body.tasks);
+    if (page * 100 >= body.total) return tasks;
+  }
+}
+
+async function lsProjects(ls: TestLabelStudio): Promise<{ id: number; title: string }[]> {
+  const res = await fetch(`${ls.url}/api/projects/?page_size=100`, { headers: { authorization: `Token ${ls.token}` } });
+  return ((await res.json()) as { results: { id: number; title: string }[] }).results;
+}
+
+describe('auto-import into Label Studio', () => {
+  let ls: TestLabelStudio;
+  let stack: TestStack;
+  let apiPort: number;
+  const model = inject('services').simulatorModel;
+
+  beforeAll(async () => {
+    ls = await startTestLabelStudio();
+    apiPort = await getPort();
+    stack = await startTestStack({
+      apiPort,
+      env: {
+        LABEL_STUDIO_URL: ls.url,
+        LABEL_STUDIO_API_KEY: ls.token,
+        CURATION_PAGE_SIZE: '10',
+        CURATION_WEBHOOK_URL: `http://127.0.0.1:${apiPort}/hooks/label-studio`,
+        CURATION_WEBHOOK_SECRET: 'hook-secret',
+      },
+    });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await ls.destroy();
+  });
+
+  it("puts a batch's results in the schema's project as tasks with the answer pre-filled", async () => {
+    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 25 }))).id);
+    const curation = await waitForCuration(stack, batch.id);
+    expect(curation).toMatchObject({ status: 'completed', reason: null, schema: 'review', tasks_total: 25, tasks_imported: 25, pages_total: 3, pages_done: 3 });
+    expect(curation.label_studio_url).toBe(`${ls.url}/projects/${curation.label_studio_project_id}/data`);
+
+    const projects = await lsProjects(ls);
+    expect(projects.filter((p) => p.title === 'gpu-batch review').map((p) => p.id)).toEqual([curation.label_studio_project_id]);
+    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    expect(tasks.map((t) => t.data.custom_id).sort()).toEqual(Array.from({ length: 25 }, (_, i) => `req-${i}`).sort());
+    const outputs = new Map(
+      (await (await stack.openai.files.content(batch.output_file_id!)).text())
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { custom_id: string; response: { body: { choices: { message: { content: string } }[] } } })
+        .map((l) => [l.custom_id, l.response.body.choices[0]!.message.content]),
+    );
+    for (const task of tasks) {
+      const answer = outputs.get(task.data.custom_id as string);
+      expect(task.data.response).toBe(answer);
+      expect(task.data.prompt).toContain(`Question number ${String(task.data.custom_id).slice(4)}`);
+      expect(task.predictions).toHaveLength(1);
+      expect(task.predictions?.[0]).toMatchObject({ model_version: model, result: [{ from_name: 'correction', type: 'textarea', value: { text: [answer] } }] });
+    }
+
+    // A second batch with the same schema goes to the same project.
+    const second = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 5 }))).id);
+    expect((await waitForCuration(stack, second.id)).label_studio_project_id).toBe(curation.label_studio_project_id);
+    expect((await lsProjects(ls)).filter((p) => p.title === 'gpu-batch review')).toHaveLength(1);
+  });
+
+  it('makes a project per batch for a per-batch schema, and honours an existing project named in metadata', async () => {
+    const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 4 }));
+    const labelled = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { curation_schema: 'label' } });
+    await waitForBatch(stack.openai, labelled.id);
+    const ownProject = await waitForCuration(stack, labelled.id);
+    expect(ownProject).toMatchObject({ status: 'completed', schema: 'label', tasks_imported: 4 });
+    const title = (await lsProjects(ls)).find((p) => p.id === ownProject.label_studio_project_id)?.title;
+    expect(title).toBe(`gpu-batch labels ${labelled.id}`);
+
+    const client = new LabelStudio({ url: ls.url, apiKey: ls.token, timeoutMs: 10_000, retries: 1 });
+    const review = loadCurationSchemas('schema/curation').get('review')!;
+    const mine = await client.createProject({ title: 'Curators own project', description: '', label_config: review.label_config });
+    await client.close();
+    const named = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { curation_project: String(mine.id) } });
+    await waitForBatch(stack.openai, named.id);
+    expect(await waitForCuration(stack, named.id)).toMatchObject({ status: 'completed', label_studio_project_id: mine.id, tasks_imported: 4 });
+    expect(await tasksIn(ls, mine.id)).toHaveLength(4);
+  });
+
+  it('fails the import, never the batch, on a bad schema or project choice', async () => {
+    const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 2 }));
+    for (const [metadata, reason] of [
+      [{ curation_schema: 'nope' }, 'unknown curation schema "nope" (known: label, review)'],
+      [{ curation_project: '99999' }, 'Label Studio project 99999 (metadata curation_project) does not exist'],
+    ] as const) {
+      const created = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata });
+      const batch = await waitForBatch(stack.openai, created.id);
+      expect(batch.status).toBe('completed');
+      expect(await waitForCuration(stack, created.id)).toMatchObject({ status: 'failed', reason });
+    }
+    const off = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { curation: 'off' } });
+    await waitForBatch(stack.openai, off.id);
+    expect(await waitForCuration(stack, off.id)).toMatchObject({ status: 'skipped', reason: 'turned off for this batch (metadata curation=off)' });
+  });
+
+  it('re-runs a page whose outcome was lost without duplicating a task', async () => {
+    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 12 }))).id);
+    const curation = await waitForCuration(stack, batch.id);
+    const projectId = curation.label_studio_project_id!;
+    const before = (await tasksIn(ls, projectId)).filter((t) => t.data.batch_id === batch.id);
+    expect(before).toHaveLength(12);
+
+    // As if the worker died after Label Studio took page 0 but before it was recorded as done.
+    await stack.db.updateTable('curation_pages').set({ status: 'posting' }).where('batch_id', '=', batch.id).where('page', '=', 0).execute();
+    const client = new LabelStudio({ url: ls.url, apiKey: ls.token, timeoutMs: 10_000, retries: 1 });
+    const activities = createCurationActivities({ db: stack.db, store: stack.store, config: stack.config, log: stack.log, registry: loadCurationSchemas('schema/curation'), labelStudio: client });
+    const plan = (await activities.planImport(batch.id)) as Extract<ImportPlan, { schema: string }>;
+    expect(await activities.importPage({ batchId: batch.id, projectId, plan, page: plan.pages[0]! })).toBe(0);
+    // A page already done is not even looked at.
+    expect(await activities.importPage({ batchId: batch.id, projectId, plan, page: plan.pages[1]! })).toBe(0);
+    await client.close();
+    const after = (await tasksIn(ls, projectId)).filter((t) => t.data.batch_id === batch.id);
+    expect(after.map((t) => t.id).sort()).toEqual(before.map((t) => t.id).sort());
+  });
+
+  it('turns reviews made in Label Studio into fine-tuning lines, and counts them from its webhooks', async () => {
+    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 6 }))).id);
+    const curation = await waitForCuration(stack, batch.id);
+    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const byId = new Map(tasks.map((t) => [t.data.custom_id as string, t]));
+    const annotate = async (customId: string, result: unknown[]): Promise<void> => {
+      const res = await fetch(`${ls.url}/api/tasks/${byId.get(customId)!.id}/annotations/`, {
+        method: 'POST',
+        headers: { authorization: `Token ${ls.token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ result }),
+      });
+      expect(res.status).toBe(201);
+    };
+    const verdict = (choice: string) => ({ from_name: 'verdict', to_name: 'response', type: 'choices', value: { choices: [choice] } });
+    await annotate('req-0', [verdict('Accept')]);
+    await annotate('req-1', [verdict('Reject'), { from_name: 'correction', to_name: 'response', type: 'textarea', value: { text: ['A better answer.'] } }]);
+    await annotate('req-2', [verdict('Reject')]);
+
+    const res = await fetch(`${stack.apiUrl}/v1/batches/${batch.id}/curation/export`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('application/jsonl');
+    const lines = (await res.text()).trim().split('\n').map((l) => JSON.parse(l) as { messages: { role: string; content: string }[] });
+    expect(lines).toHaveLength(2);
+    const byQuestion = new Map(lines.map((l) => [l.messages[0]?.content, l.messages]));
+    expect(byQuestion.get('Question number 0')).toEqual([{ role: 'user', content: 'Question number 0' }, { role: 'assistant', content: byId.get('req-0')!.data.response }]);
+    expect(byQuestion.get('Question number 1')?.at(-1)).toEqual({ role: 'assistant', content: 'A better answer.' });
+
+    // The same through the command line, into a file.
+    const out = `${stack.config.paths.fileStoreDir}/export.jsonl`;
+    const cli = await run(process.execPath, ['cli/gpu-batch.mjs', 'curation', 'export', batch.id, '--output', out], {
+      env: { ...process.env, OPENAI_BASE_URL: `${stack.apiUrl}/v1`, OPENAI_API_KEY: stack.apiKey },
+    });
+    expect(cli.stdout).toContain('2 fine-tuning examples from 3 reviewed tasks');
+    const { readFile } = await import('node:fs/promises');
+    expect((await readFile(out, 'utf8')).trim().split('\n')).toHaveLength(2);
+
+    // Label Studio told the webhook receiver about each review.
+    expect((await waitForCuration(stack, batch.id, (c) => c.reviewed === 3, 10_000)).reviewed).toBe(3);
+  });
+
+  it('works with a personal access token as well as a legacy token', async () => {
+    const created = await fetch(`${ls.url}/api/token/`, { method: 'POST', headers: { authorization: `Token ${ls.token}` } });
+    const pat = ((await created.json()) as { token: string }).token;
+    const client = new LabelStudio({ url: ls.url, apiKey: pat, timeoutMs: 10_000, retries: 1 });
+    expect((await client.whoami()).id).toBeGreaterThan(0);
+    const project = await client.createProject({ title: 'Made with a PAT', description: '', label_config: loadCurationSchemas('schema/curation').get('review')!.label_config });
+    expect((await client.importTasks(project.id, [{ data: { prompt: 'p', response: 'r' } }])).count).toBe(1);
+    await client.close();
+  });
+
+  it('refuses webhooks without the shared secret', async () => {
+    const wrong = await fetch(`${stack.apiUrl}/hooks/label-studio`, { method: 'POST', headers: { 'x-curation-secret': 'guess' }, body: '{}' });
+    expect(wrong.status).toBe(401);
+    expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('invalid_webhook_secret');
+  });
+});
+
+describe('import faults', () => {
+  let ls: TestLabelStudio;
+  let stack: TestStack;
+  let importer: ChildUnderTest;
+  const model = inject('services').simulatorModel;
+
+  beforeAll(async () => {
+    ls = await startTestLabelStudio();
+    // The import worker is a process of its own here, so it can be killed.
+    stack = await startTestStack({ noImportWorker: true, env: { LABEL_STUDIO_URL: ls.url, LABEL_STUDIO_API_KEY: ls.token, CURATION_PAGE_SIZE: '5' } });
+    importer = spawnEntry('workers/import.ts', stack.processEnv());
+    await importer.waitFor('import worker ready');
+  });
+  afterAll(async () => {
+    await importer.kill9();
+    await stack.stop();
+    await ls.destroy();
+  });
+
+  it('survives its import worker being killed mid-import, without a duplicate task', async () => {
+    const count = 150;
+    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id);
+    await waitForCuration(stack, batch.id, (c) => c.pages_done >= 5);
+    await importer.kill9();
+    importer = spawnEntry('workers/import.ts', stack.processEnv());
+    await importer.waitFor('import worker ready');
+    const curation = await waitForCuration(stack, batch.id);
+    expect(curation).toMatchObject({ status: 'completed', tasks_imported: count, pages_done: 30 });
+    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    expect(tasks).toHaveLength(count);
+    expect(new Set(tasks.map((t) => t.data.curation_key)).size).toBe(count);
+  });
+
+  it('rides out Label Studio being down and restarted mid-import', async () => {
+    const count = 150;
+    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id);
+    await waitForCuration(stack, batch.id, (c) => c.pages_done >= 3);
+    await ls.stop();
+    await new Promise((r) => setTimeout(r, 4000));
+    expect((await curationOf(stack, batch.id)).status).toBe('running');
+    expect((await stack.openai.batches.retrieve(batch.id)).status).toBe('completed');
+    await ls.start();
+    const curation = await waitForCuration(stack, batch.id);
+    expect(curation).toMatchObject({ status: 'completed', tasks_imported: count });
+    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    expect(tasks).toHaveLength(count);
+    expect(new Set(tasks.map((t) => t.data.curation_key)).size).toBe(count);
+  });
+});
+
+describe('curation without a usable Label Studio', () => {
+  it('records that it was skipped when Label Studio is not configured', async () => {
+    const stack = await startTestStack();
+    try {
+      const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }))).id);
+      expect(await waitForCuration(stack, batch.id)).toMatchObject({ status: 'skipped', reason: expect.stringContaining('LABEL_STUDIO_URL') as unknown });
+    } finally {
+      await stack.stop();
+    }
+  });
+
+  it('ends the import with a clear reason on bad credentials, leaving the batch completed', async () => {
+    const ls = await startTestLabelStudio();
+    const stack = await startTestStack({ env: { LABEL_STUDIO_URL: ls.url, LABEL_STUDIO_API_KEY: 'not-the-token' } });
+    try {
+      const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }))).id);
+      expect(batch.status).toBe('completed');
+      const curation = await waitForCuration(stack, batch.id);
+      expect(curation.status).toBe('failed');
+      expect(curation.reason).toContain('Label Studio refused the API key');
+    } finally {
+      await stack.stop();
+      await ls.destroy();
+    }
+  });
+});

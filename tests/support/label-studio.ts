@@ -1,0 +1,48 @@
+// A real Label Studio per test file: a copy of a migrated data folder (made once by the global
+// setup), started on a free port with a known token, and stopped (or restarted) at will.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import getPort from 'get-port';
+import { inject } from 'vitest';
+import { createLogger } from '../../lib/logger.js';
+import { copyTemplate, startLabelStudio, type RunningLabelStudio } from '../../lib/label-studio-local.js';
+import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
+
+
+export interface TestLabelStudio {
+  url: string;
+  token: string;
+  /** Stops it (data kept), for outage tests. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port and data. */
+  start(): Promise<void>;
+  /** Stops it for good and removes its data. */
+  destroy(): Promise<void>;
+}
+
+export async function startTestLabelStudio(): Promise<TestLabelStudio> {
+  const { binary, template } = inject('services').labelStudio;
+  const log = createLogger('label-studio', { level: 'warn', format: 'json' });
+  const dir = await mkdtemp(path.join(tmpdir(), 'ls-'));
+  const dataDir = path.join(dir, 'data');
+  const settings = { binary, port: await getPort(), user: LS_USER, password: LS_PASSWORD, token: LS_TOKEN };
+  await copyTemplate(template, dataDir);
+  let running: RunningLabelStudio | undefined = await startLabelStudio({ ...settings, dataDir }, log);
+  const url = running.url;
+  return {
+    url,
+    token: LS_TOKEN,
+    stop: async () => {
+      await running?.stop();
+      running = undefined;
+    },
+    start: async () => {
+      running ??= await startLabelStudio({ ...settings, dataDir }, log);
+    },
+    destroy: async () => {
+      await running?.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
