@@ -1,6 +1,7 @@
 // The orchestrator's activities: validate and plan a batch, dead-letter a chunk that could not run,
 // and finalize (fill in lines that never ran, write the output and error files, set the end state).
 // Each is idempotent, so a retry after a crash at any point converges on the same result.
+import { batchesFinishedTotal, deadLetteredChunksTotal } from '../lib/metrics.js';
 import { heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
@@ -106,12 +107,13 @@ export function createControlActivities(deps: ControlDeps) {
 
   async function failValidation(batchId: string, errors: ValidationError[]): Promise<BatchPlan> {
     // Also when a cancel came in while validating: nothing ran, and failed says why.
-    await db
+    const updated = await db
       .updateTable('batches')
       .set({ status: 'failed', failed_at: nowSeconds(), errors })
       .where('id', '=', batchId)
       .where('status', 'in', ['validating', 'cancelling'])
-      .execute();
+      .executeTakeFirst();
+    if (updated.numUpdatedRows > 0n) batchesFinishedTotal.inc({ status: 'failed' });
     log.info({ batchId, errors: errors.length }, 'batch failed validation');
     return { ok: false, errors: errors.length };
   }
@@ -305,6 +307,7 @@ export function createControlActivities(deps: ControlDeps) {
         true,
       );
       log.warn({ batchId: input.batchId, chunk: input.chunk.index, failed: filled, reason: input.reason }, 'chunk dead-lettered');
+      deadLetteredChunksTotal.inc();
       // The whole chunk's counts, including what earlier attempts finished, for the workflow's progress.
       const counts = await db
         .selectFrom('batch_results')
@@ -342,7 +345,7 @@ export function createControlActivities(deps: ControlDeps) {
       const now = nowSeconds();
       const final = await db.transaction().execute(async (trx) => {
         const current = await trx.selectFrom('batches').select('status').where('id', '=', batchId).forUpdate().executeTakeFirstOrThrow();
-        if (!isLive(current.status)) return current.status;
+        if (!isLive(current.status)) return { status: current.status, changed: false };
         // A cancel that arrived while finishing still ends as cancelled: the API already said so.
         const status: BatchStatus = current.status === 'cancelling' || outcome === 'cancelled' ? 'cancelled' : outcome;
         await trx
@@ -359,10 +362,11 @@ export function createControlActivities(deps: ControlDeps) {
           })
           .where('id', '=', batchId)
           .execute();
-        return status;
+        return { status, changed: true };
       });
-      log.info({ batchId, status: final, completed: files.completed, failed: files.failed }, 'batch finalized');
-      return { status: final, ...files };
+      if (final.changed) batchesFinishedTotal.inc({ status: final.status });
+      log.info({ batchId, status: final.status, completed: files.completed, failed: files.failed }, 'batch finalized');
+      return { status: final.status, ...files };
     },
   };
 }

@@ -1,6 +1,7 @@
 // The import worker's activities: plan a batch's import into Label Studio, make sure its project
 // exists (exactly once), import page by page (exactly once), and record the outcome. A Label Studio
 // that is down is the caller's to retry; wrong credentials or an unusable schema end the import.
+import { curationPagesTotal, curationTasksImportedTotal } from '../lib/metrics.js';
 import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import type { Config } from '../lib/config.js';
@@ -254,7 +255,8 @@ export function createCurationActivities(deps: CurationDeps) {
             .execute();
         }
         const imported = toSend.length === 0 ? { count: 0, taskIds: [] } : await ls.importTasks(projectId, toSend.map((t) => t.task));
-        await db.transaction().execute(async (trx) => {
+        curationTasksImportedTotal.inc(imported.count);
+        const pageDone = await db.transaction().execute(async (trx) => {
           const done = await trx
             .updateTable('curation_pages')
             .set({ status: 'done', ls_task_ids: imported.taskIds ?? null, updated_at: nowSeconds() })
@@ -269,7 +271,9 @@ export function createCurationActivities(deps: CurationDeps) {
               .where('batch_id', '=', batchId)
               .execute();
           }
+          return done.numUpdatedRows > 0n;
         });
+        if (pageDone) curationPagesTotal.inc();
         return imported.count;
       });
     },

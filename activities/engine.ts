@@ -3,6 +3,7 @@
 // jitter inside a time budget. The SDK's own retries are off: the budget is ours.
 import { Agent, request, type Dispatcher } from 'undici';
 import { sleep } from '../lib/abortable.js';
+import { attemptOutcome, engineRequestSeconds, engineRetriesTotal } from '../lib/metrics.js';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 
 export interface EngineOptions {
@@ -174,8 +175,11 @@ export class Engine {
   ): Promise<FinalOutcome> {
     const started = Date.now();
     const errors: AttemptError[] = [];
+    const model = modelOf(body);
     for (let attempt = 1; ; attempt++) {
+      const sentAt = performance.now();
       const result = await this.attempt(url, body, signal);
+      engineRequestSeconds.observe({ model, outcome: attemptOutcome(result) }, (performance.now() - sentAt) / 1000);
       if (result.kind === 'ok') return { ...result, attempts: attempt, errors };
       errors.push({
         at: new Date().toISOString(),
@@ -191,9 +195,16 @@ export class Engine {
         if (result.kind === 'http') return { kind: 'http', status: result.status, requestId: result.requestId, body: result.body, attempts: attempt, errors };
         return { ...result, attempts: attempt, errors };
       }
+      engineRetriesTotal.inc({ model, reason: attemptOutcome(result) });
       await waitBetween(delay);
     }
   }
+}
+
+/** The metrics' model label: the request's own (validation made it the batch's one model). */
+export function modelOf(body: unknown): string {
+  const model = (body as { model?: unknown } | null)?.model;
+  return typeof model === 'string' ? model : 'unknown';
 }
 
 function describeBody(body: unknown): string {

@@ -13,7 +13,8 @@ import type { FileStore } from '../lib/file-store.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
 import type { Release, Semaphore } from '../lib/semaphore.js';
-import type { Engine, RetryPolicy } from './engine.js';
+import { chunksTotal, inflightRequests, requestsTotal, tokensTotal } from '../lib/metrics.js';
+import { modelOf, type Engine, type RetryPolicy } from './engine.js';
 import { resultRow, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
 
@@ -92,6 +93,10 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const writer = new ResultWriter(db, batchId, { flushRows: config.batch.resultFlushRows, flushMs: config.batch.resultFlushMs });
       const pending = new Set<Promise<void>>();
       let sent = 0;
+      // The task queue is the model's own: metrics name the model even for a chunk that sends nothing.
+      const chunkModel = ctx.info.taskQueue.startsWith(config.temporal.inferenceTaskQueuePrefix)
+        ? ctx.info.taskQueue.slice(config.temporal.inferenceTaskQueuePrefix.length)
+        : ctx.info.taskQueue;
       let failure: unknown;
       const fail = (err: unknown): void => {
         failure ??= err;
@@ -103,22 +108,37 @@ export function createInferenceActivities(deps: InferenceDeps) {
       if (done.size > 0) log.info({ alreadyDone: done.size, of: chunk.requests }, 'resuming chunk');
 
       const runOne = async (lineNumber: number, request: RequestLine, permit: Release): Promise<void> => {
-        let release = permit;
+        const model = modelOf(request.body);
+        // The gauge follows the permit: a request backing off holds no slot, so it is not in flight.
+        let release: Release | undefined = permit;
+        inflightRequests.inc({ model });
+        const letGo = (): void => {
+          if (release === undefined) return;
+          release();
+          release = undefined;
+          inflightRequests.dec({ model });
+        };
         try {
           const outcome = await engine.send(input.endpoint, request.body, policy, signal, async (ms) => {
             // Give the slot back while backing off, so other requests keep the engine busy.
-            release();
+            letGo();
             await sleep(ms, signal);
             release = await inFlight.acquire(signal);
+            inflightRequests.inc({ model });
           });
           if (outcome.kind === 'network' && !(await engine.healthy())) {
             // The engine itself is gone, not this request: fail the chunk so Temporal retries it
             // (perhaps on another GPU) instead of writing off every request it holds.
             throw ApplicationFailure.retryable(`the engine at ${engine.options.baseUrl} is unavailable: ${outcome.message}`, ENGINE_UNAVAILABLE);
           }
-          writer.add(resultRow(batchId, lineNumber, request.custom_id, outcome));
+          const row = resultRow(batchId, lineNumber, request.custom_id, outcome);
+          writer.add(row);
+          requestsTotal.inc({ model, outcome: row.ok ? 'completed' : 'failed' });
+          tokensTotal.inc({ model, kind: 'prompt' }, row.input_tokens);
+          tokensTotal.inc({ model, kind: 'completion' }, row.output_tokens);
+          if (!row.ok) log.debug({ line: lineNumber, customId: request.custom_id, requestId: outcome.kind === 'network' ? null : outcome.requestId, attempts: outcome.attempts }, 'request failed');
         } finally {
-          release();
+          letGo();
         }
       };
 
@@ -151,14 +171,17 @@ export function createInferenceActivities(deps: InferenceDeps) {
       // Whatever finished is kept, even when the chunk is being cancelled or has failed.
       await writer.flush();
       if (failure !== undefined) {
+        chunksTotal.inc({ model: chunkModel, outcome: 'failed' });
         log.warn({ err: asError(failure).message, persisted: writer.persisted }, 'chunk attempt failed');
         throw asError(failure);
       }
       if (ctx.cancellationSignal.aborted) {
+        chunksTotal.inc({ model: chunkModel, outcome: 'cancelled' });
         log.info({ sent, persisted: writer.persisted }, 'chunk cancelled');
         await ctx.cancelled;
       }
       const { completed, failed } = await chunkCounts(batchId, chunk);
+      chunksTotal.inc({ model: chunkModel, outcome: 'completed' });
       beat();
       return { chunk: chunk.index, completed, failed, sent };
     },

@@ -14,8 +14,11 @@ import type { CurationRegistry } from '../lib/curation.js';
 import type { LabelStudio } from '../lib/label-studio.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCurationRoutes, registerWebhookReceiver } from './routes/curation.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerModelRoutes } from './routes/models.js';
+import { accessLog, databaseGauges, requestIds } from './observability.js';
+import { databaseCheck, fileStoreCheck, registerOpsRoutes, temporalCheck } from '../lib/ops.js';
 
 type RateLimitedEnv = { Variables: AuthEnv['Variables'] & { rateLimit: RateLimitInfo } };
 
@@ -39,6 +42,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
       return errorResponse(c, fromZodError(result.error, input));
     },
   });
+  app.use('*', requestIds, accessLog(deps.log));
   app.onError(errorHandler(deps.log));
   app.notFound((c) => errorResponse(c, new ApiError(404, `Unknown request URL: ${c.req.method} ${c.req.path}.`, 'unknown_url')));
 
@@ -52,6 +56,13 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
     },
   });
 
+  // Unauthenticated, for load balancers and Prometheus (keep the API port off the internet, or
+  // block these three paths at the proxy, if their answers are not for everyone).
+  registerOpsRoutes(app, {
+    checks: [databaseCheck(deps.db), temporalCheck(deps.temporal.connection), fileStoreCheck(deps.store)],
+    timeoutMs: deps.config.metrics.readyTimeoutMs,
+    registry: databaseGauges(deps.db),
+  });
   // Label Studio calls this with a shared secret, not an API key: it sits outside /v1.
   registerWebhookReceiver(app, deps);
   app.use('/v1/*', requireApiKey(deps.db));
@@ -81,5 +92,6 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   registerBatchRoutes(app, deps);
   registerModelRoutes(app, deps);
   registerCurationRoutes(app, deps);
+  registerWebhookRoutes(app, deps);
   return app;
 }

@@ -15,6 +15,7 @@ import { BatchEndpointKey, BatchProjectKey, BatchStatusKey } from '../workflows/
 import { ApiError, notFound } from './errors.js';
 import { createDerivedFile, type FileDeps } from './files.js';
 import type { Project } from './keys.js';
+import { webhookRetry } from './webhooks.js';
 
 export interface BatchDeps extends FileDeps {
   temporal: Client;
@@ -126,6 +127,7 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
         {
           batchId: row.id,
           control: config.batch.control,
+          webhooks: { taskQueue: config.temporal.orchestratorTaskQueue, retry: webhookRetry(config) },
           curation: {
             taskQueue: config.curation.taskQueue,
             activity: {

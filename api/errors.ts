@@ -77,7 +77,7 @@ export function errorHandler(log: Logger) {
     if (isUnstorableText(err)) {
       return errorResponse(c, new ApiError(400, 'The request contains text that cannot be stored (a NUL character).', 'invalid_value'));
     }
-    log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
+    log.error({ err, requestId: c.get('requestId'), method: c.req.method, path: c.req.path }, 'unhandled error');
     return errorResponse(c, new ApiError(500, 'The server had an error while processing your request.', 'internal_error', null, 'server_error'));
   };
 }

@@ -1,10 +1,9 @@
 // The API process: `npm run api`.
-import type { AddressInfo } from 'node:net';
-import { serve } from '@hono/node-server';
 import { databaseUrl, loadConfig } from '../lib/config.js';
 import { openDatabase } from '../lib/db.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore } from '../lib/file-store.js';
+import { listen, type HttpServer } from '../lib/http-server.js';
 import { nowSeconds } from '../lib/ids.js';
 import { loadCurationSchemas } from '../lib/curation.js';
 import { labelStudioClient } from '../lib/label-studio.js';
@@ -34,26 +33,23 @@ function startSweeper(deps: ApiDeps): () => void {
   return () => { clearInterval(timer); };
 }
 
-export async function startApiServer(deps: ApiDeps, listen: { host: string; port: number }): Promise<RunningApi> {
+export async function startApiServer(deps: ApiDeps, at: { host: string; port: number }): Promise<RunningApi> {
   await seedKeys(deps.db, deps.config.api.seedKeys);
   const app = createApp(deps);
   const stopSweeper = startSweeper(deps);
-  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: listen.host, port: listen.port }, () => { resolve(s); });
-    s.once('error', reject);
-  });
-  // A 200 MB upload or download takes a while; Node's default request timeout would cut it off.
-  if ('requestTimeout' in server) server.requestTimeout = 0;
-  const { port } = server.address() as AddressInfo;
-  const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
+  let server: HttpServer;
+  try {
+    server = await listen(app.fetch, at);
+  } catch (err) {
+    stopSweeper();
+    throw err;
+  }
   return {
-    url: `http://${host}:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        stopSweeper();
-        if ('closeIdleConnections' in server) server.closeIdleConnections();
-        server.close(() => { resolve(); });
-      }),
+    url: server.url,
+    close: async () => {
+      stopSweeper();
+      await server.close();
+    },
   };
 }
 
@@ -63,7 +59,7 @@ if (isEntryPoint(import.meta.url)) {
     const log = createLogger('api', config.log);
     const db = await openDatabase(databaseUrl(config), config.database.poolSize);
     const temporal = await connectClient(config);
-    const store = createFileStore(config.paths.fileStoreDir);
+    const store = createFileStore(config);
     const registry = loadCurationSchemas(config.curation.schemasDir);
     const labelStudio = labelStudioClient(config);
     const api = await startApiServer({ config, db, store, temporal, log, registry, labelStudio }, { host: config.host, port: config.api.port });

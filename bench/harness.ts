@@ -129,6 +129,8 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
     API_KEYS: apiKey,
     API_PORT: String(apiPort),
     API_RATE_LIMIT_PER_MINUTE: '0',
+    ORCHESTRATOR_METRICS_PORT: '0',
+    GPU_METRICS_PORT: '0',
     ...options.env,
   };
   const orchestrator = spawnEntry('workers/orchestrator.ts', env);

@@ -1,9 +1,12 @@
-// The gpu-batch command line. `keys` manages API keys directly in the database (an operator's
-// job, so it needs DATABASE_URL, or the local stack's embedded Postgres to be running).
+// The gpu-batch command line. Batch and webhook commands go through the API (OPENAI_BASE_URL and
+// OPENAI_API_KEY, as for the openai SDKs); `keys` manages API keys directly in the database (an
+// operator's job, so it needs DATABASE_URL, or the local stack's embedded Postgres to be running).
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import OpenAI from 'openai';
 import type { CurationObject } from '../api/curation.js';
+import type { DeliveryObject, WebhookObject } from '../api/webhooks.js';
+import { EXIT, registerBatchCommands } from './batch-commands.js';
 import { createKey, listKeys, revokeKey } from '../api/keys.js';
 import { databaseUrl, loadConfig } from '../lib/config.js';
 import { openDatabase, type Db } from '../lib/db.js';
@@ -41,8 +44,17 @@ function api(): OpenAI {
 const date = (s: number | null): string => (s === null ? '-' : new Date(s * 1000).toISOString().replace('.000Z', 'Z'));
 
 export function buildProgram(): Command {
-  const program = new Command('gpu-batch').description('OpenAI-compatible batch inference on your own GPUs').showHelpAfterError();
+  const program = new Command('gpu-batch')
+    .description('OpenAI-compatible batch inference on your own GPUs')
+    .showHelpAfterError()
+    .addHelpText(
+      'after',
+      '\nThe API is OPENAI_BASE_URL (default: this machine\'s, http://127.0.0.1:$API_PORT/v1) with OPENAI_API_KEY.\n' +
+        'Exit codes: 0 done and every request succeeded; 2 done but some requests failed; 1 the batch failed,\n' +
+        'expired or was cancelled, or the command failed; 130 stopped watching with Ctrl-C (the batch goes on).',
+    );
   const json = new Option('--json', 'machine-readable output');
+  registerBatchCommands(program, { api, print });
 
   const keys = program.command('keys').description('create, list and revoke API keys');
   keys
@@ -111,15 +123,76 @@ export function buildProgram(): Command {
         process.stdout.write(`${examples} fine-tuning examples from ${reviewed} reviewed tasks written to ${opts.output}\n`);
       }
     });
+  registerWebhookCommands(program, json);
   return program;
+}
+
+function registerWebhookCommands(program: Command, json: Option): void {
+  const webhooks = program.command('webhooks').description("endpoints told when this project's batches end (signed per Standard Webhooks)");
+  webhooks
+    .command('add <url>')
+    .description('register an endpoint; its signing secret is shown once')
+    .option('--events <types...>', 'which events (default: all)', undefined)
+    .addOption(json)
+    .action(async (url: string, opts: { events?: string[]; json?: boolean }) => {
+      const created: WebhookObject = await api().post('/webhooks', { body: { url, ...(opts.events !== undefined ? { events: opts.events } : {}) } });
+      print(opts.json === true, created, () =>
+        [`Registered ${created.id} for ${created.events.join(', ')}:`, `  ${created.url}`, '', `Signing secret (shown once): ${created.secret ?? ''}`].join('\n'),
+      );
+    });
+  webhooks
+    .command('list')
+    .description("the project's endpoints")
+    .addOption(json)
+    .action(async (opts: { json?: boolean }) => {
+      const list: { data: WebhookObject[] } = await api().get('/webhooks');
+      print(opts.json === true, list.data, () => (list.data.length === 0 ? 'No webhook endpoints.' : list.data.map((w) => `${w.id}  ${w.url}  ${w.events.join(',')}`).join('\n')));
+    });
+  webhooks
+    .command('remove <webhookId>')
+    .description('stop sending to an endpoint')
+    .addOption(json)
+    .action(async (webhookId: string, opts: { json?: boolean }) => {
+      const deleted: unknown = await api().delete(`/webhooks/${webhookId}`);
+      print(opts.json === true, deleted, () => `Removed ${webhookId}.`);
+    });
+  webhooks
+    .command('deliveries <webhookId>')
+    .description('the latest deliveries to an endpoint, with every attempt')
+    .addOption(json)
+    .action(async (webhookId: string, opts: { json?: boolean }) => {
+      const list: { data: DeliveryObject[] } = await api().get(`/webhooks/${webhookId}/deliveries`);
+      print(opts.json === true, list.data, () =>
+        list.data.length === 0
+          ? 'No deliveries yet.'
+          : list.data
+              .map((d) => {
+                const last = d.attempts.at(-1);
+                return `${d.id}  ${d.event_type.padEnd(15)} ${d.batch_id}  ${d.status.padEnd(9)} ${d.attempts.length} attempts${last === undefined ? '' : `, last ${last.status_code ?? last.error ?? ''}`}`;
+              })
+              .join('\n'),
+      );
+    });
+  webhooks
+    .command('redeliver <deliveryId>')
+    .description('send a delivery again (one that failed, or any other)')
+    .addOption(json)
+    .action(async (deliveryId: string, opts: { json?: boolean }) => {
+      const delivery: DeliveryObject = await api().post(`/webhooks/deliveries/${deliveryId}/redeliver`);
+      print(opts.json === true, delivery, () => `Sending ${delivery.id} (${delivery.event_type} for ${delivery.batch_id}) again.`);
+    });
 }
 
 export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    const message = err instanceof OpenAI.APIError ? `${err.status ?? ''} ${err.message}`.trim() : (err as Error).message;
+    // The SDK's messages already lead with the status code; a connection error needs a hint.
+    const message =
+      err instanceof OpenAI.APIConnectionError
+        ? `cannot reach the API at ${loadConfig().cli.apiUrl} (${err.message}); start the stack (npm start) or set OPENAI_BASE_URL`
+        : (err as Error).message;
     process.stderr.write(`error: ${message}\n`);
-    process.exitCode = 1;
+    process.exitCode = EXIT.failed;
   }
 }

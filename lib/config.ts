@@ -57,6 +57,17 @@ const envSchema = z.object({
   WORKFLOW_BUNDLE_PATH: optionalString,
 
   // Files and batches
+  FILE_STORE: z.enum(['local', 's3']).default('local'),
+  S3_BUCKET: optionalString,
+  S3_PREFIX: z.string().default(''),
+  S3_REGION: z.string().default('us-east-1'),
+  S3_ENDPOINT: optionalString,
+  S3_ACCESS_KEY_ID: optionalString,
+  S3_SECRET_ACCESS_KEY: optionalString,
+  S3_FORCE_PATH_STYLE: flag.default(false),
+  MINIO_PATH: optionalString,
+  MINIO_VERSION: z.string().default('v0.0.0-20260212201848-7aac2a2c5b7c'),
+  MINIO_PORT: port.default(9100),
   MAX_UPLOAD_BYTES: positiveInt.default(200 * 1024 * 1024),
   INPUT_FILE_LIFETIME_SECONDS: positiveInt.default(30 * 86400),
   OUTPUT_FILE_LIFETIME_SECONDS: positiveInt.default(30 * 86400),
@@ -92,6 +103,20 @@ const envSchema = z.object({
   ENGINE_RETRY_INITIAL_MS: positiveInt.default(500),
   ENGINE_RETRY_MAX_MS: positiveInt.default(30_000),
   ENGINE_HEALTH_TIMEOUT_MS: positiveInt.default(10 * 60 * 1000),
+
+  // Metrics, health and readiness (/metrics, /healthz, /readyz): the API serves them on its own
+  // port; each worker on a port of its own
+  METRICS_HOST: optionalString,
+  ORCHESTRATOR_METRICS_PORT: port.default(9464),
+  IMPORT_METRICS_PORT: port.default(9465),
+  GPU_METRICS_PORT: port.optional(),
+  READY_TIMEOUT_MS: positiveInt.default(3000),
+
+  // Webhooks (batch.completed and the like, to endpoints projects register)
+  WEBHOOK_TIMEOUT_MS: positiveInt.default(10_000),
+  WEBHOOK_RETRY_WINDOW_SECONDS: positiveInt.default(25 * 3600),
+  WEBHOOK_RETRY_INITIAL_MS: positiveInt.default(5000),
+  WEBHOOK_RETRY_MAX_MS: positiveInt.default(60 * 60 * 1000),
 
   // The command line's way to the API (the same variables the openai SDKs read)
   OPENAI_BASE_URL: optionalString,
@@ -154,7 +179,21 @@ export interface Config {
     /** How often expired files and idempotency keys are removed. */
     sweepIntervalMs: number;
   };
-  files: { maxUploadBytes: number; inputLifetimeSeconds: number; outputLifetimeSeconds: number };
+  files: {
+    store: 'local' | 's3';
+    s3: {
+      bucket: string | undefined;
+      prefix: string;
+      region: string;
+      endpoint: string | undefined;
+      accessKeyId: string | undefined;
+      secretAccessKey: string | undefined;
+      forcePathStyle: boolean;
+    };
+    maxUploadBytes: number;
+    inputLifetimeSeconds: number;
+    outputLifetimeSeconds: number;
+  };
   paths: { dataDir: string; toolsDir: string; fileStoreDir: string; embeddedPgDir: string };
   database: { url: string | undefined; embeddedPort: number; poolSize: number };
   temporal: {
@@ -205,6 +244,10 @@ export interface Config {
     heartbeatThrottleMs: number;
   };
   worker: { shutdownGraceMs: number };
+  minio: { path: string | undefined; version: string; port: number };
+  /** Where each worker serves /metrics, /healthz and /readyz. */
+  metrics: { host: string; orchestratorPort: number; importPort: number; gpuPort: number; readyTimeoutMs: number };
+  webhooks: { timeoutMs: number; retryWindowSeconds: number; retryInitialMs: number; retryMaxMs: number };
   /** Where `gpu-batch` finds the API: OPENAI_BASE_URL, else this machine's own API. */
   cli: { apiUrl: string; apiKey: string };
   labelStudio: {
@@ -274,6 +317,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     },
     files: {
+      store: e.FILE_STORE,
+      s3: {
+        bucket: e.S3_BUCKET,
+        prefix: e.S3_PREFIX,
+        region: e.S3_REGION,
+        endpoint: e.S3_ENDPOINT,
+        accessKeyId: e.S3_ACCESS_KEY_ID,
+        secretAccessKey: e.S3_SECRET_ACCESS_KEY,
+        forcePathStyle: e.S3_FORCE_PATH_STYLE,
+      },
       maxUploadBytes: e.MAX_UPLOAD_BYTES,
       inputLifetimeSeconds: e.INPUT_FILE_LIFETIME_SECONDS,
       outputLifetimeSeconds: e.OUTPUT_FILE_LIFETIME_SECONDS,
@@ -335,6 +388,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       heartbeatThrottleMs: e.CHUNK_HEARTBEAT_THROTTLE_MS,
     },
     worker: { shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS },
+    minio: { path: e.MINIO_PATH, version: e.MINIO_VERSION, port: e.MINIO_PORT },
+    metrics: {
+      host: e.METRICS_HOST ?? e.HOST,
+      orchestratorPort: e.ORCHESTRATOR_METRICS_PORT,
+      importPort: e.IMPORT_METRICS_PORT,
+      // One GPU worker per GPU on a host: each gets its own port unless told otherwise.
+      gpuPort: e.GPU_METRICS_PORT ?? 9470 + (Number.parseInt(e.GPU_INDEX, 10) || 0),
+      readyTimeoutMs: e.READY_TIMEOUT_MS,
+    },
+    webhooks: { timeoutMs: e.WEBHOOK_TIMEOUT_MS, retryWindowSeconds: e.WEBHOOK_RETRY_WINDOW_SECONDS, retryInitialMs: e.WEBHOOK_RETRY_INITIAL_MS, retryMaxMs: e.WEBHOOK_RETRY_MAX_MS },
     cli: {
       apiUrl: e.OPENAI_BASE_URL ?? `http://127.0.0.1:${e.API_PORT}/v1`,
       apiKey: e.OPENAI_API_KEY ?? e.API_KEYS[0] ?? e.DEV_API_KEY,

@@ -1,11 +1,15 @@
 // Where file bytes live: uploaded inputs and the output/error files a batch produces. The database
-// holds the metadata; this holds the bytes. The local folder is the default; other stores
-// implement the same interface.
+// holds the metadata; this holds the bytes. A local folder by default; an S3-compatible bucket for
+// deployments across hosts.
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable, type Writable } from 'node:stream';
+import { PassThrough, Readable, type Writable } from 'node:stream';
+import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { Config } from './config.js';
 import { randomBytes } from 'node:crypto';
 
 export interface ByteRange {
@@ -28,14 +32,16 @@ export interface FileStore {
   read(key: string, range?: ByteRange): Readable;
   size(key: string): Promise<number | undefined>;
   delete(key: string): Promise<void>;
+  /** Throws unless the store can be reached and written to (readiness). */
+  check(): Promise<void>;
 }
 
-/** Writes one chunk, waiting when the stream asks for a pause. */
 /** A stream's error so far; a function, so a check after an await is not narrowed away. */
 function errorOf(stream: Writable): Error | null {
   return stream.errored;
 }
 
+/** Writes one chunk, waiting when the stream asks for a pause. */
 export async function writeChunk(stream: Writable, chunk: string | Uint8Array): Promise<void> {
   const failed = errorOf(stream);
   if (failed !== null) throw failed;
@@ -108,8 +114,97 @@ export class LocalFileStore implements FileStore {
   async delete(key: string): Promise<void> {
     await rm(this.pathOf(key), { force: true });
   }
+
+  async check(): Promise<void> {
+    await mkdir(this.root, { recursive: true });
+    await access(this.root, constants.W_OK);
+  }
 }
 
-export function createFileStore(dir: string): FileStore {
-  return new LocalFileStore(dir);
+/**
+ * Any S3-compatible object store (AWS S3, MinIO, Ceph, R2...), for deployments across hosts. Writes are
+ * multipart uploads fed as the data comes, so a 200 MB file never sits in memory, and an object
+ * appears only when its upload completes, like the local store's rename.
+ */
+export class S3FileStore implements FileStore {
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+    private readonly prefix: string,
+  ) {}
+
+  private keyOf(key: string): string {
+    return `${this.prefix}${key}`;
+  }
+
+  createWriter(key: string): Promise<FileWriter> {
+    const stream = new PassThrough();
+    const upload = new Upload({ client: this.client, params: { Bucket: this.bucket, Key: this.keyOf(key), Body: stream }, partSize: 8 * 1024 * 1024, queueSize: 2 });
+    const done = upload.done();
+    // Settled by commit or abort; until then a failure must not count as unhandled.
+    done.catch(() => undefined);
+    return Promise.resolve({
+      stream,
+      commit: async () => {
+        if (!stream.writableEnded) stream.end();
+        await done;
+        return { bytes: (await this.size(key)) ?? 0 };
+      },
+      abort: async () => {
+        stream.destroy();
+        await upload.abort().catch(() => undefined);
+        await this.delete(key);
+      },
+    });
+  }
+
+  read(key: string, range?: ByteRange): Readable {
+    if (range?.end !== undefined && range.end <= range.start) return Readable.from([]);
+    const Range = range === undefined ? undefined : `bytes=${range.start}-${range.end === undefined ? '' : range.end - 1}`;
+    const { client, bucket } = this;
+    const objectKey = this.keyOf(key);
+    return Readable.from(
+      (async function* () {
+        const res = await client.send(new GetObjectCommand({ Bucket: bucket, Key: objectKey, Range }));
+        if (res.Body === undefined) return;
+        yield* res.Body as AsyncIterable<Uint8Array>;
+      })(),
+      { objectMode: false },
+    );
+  }
+
+  async size(key: string): Promise<number | undefined> {
+    try {
+      return (await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }))).ContentLength;
+    } catch (err) {
+      if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+  }
+
+  async check(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (err) {
+      const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      throw new Error(`bucket ${this.bucket}: ${status === 404 ? 'does not exist' : status === 403 ? 'access denied' : (err as Error).message}`, { cause: err });
+    }
+  }
+}
+
+export function createFileStore(config: Config): FileStore {
+  const { s3 } = config.files;
+  if (config.files.store === 'local') return new LocalFileStore(config.paths.fileStoreDir);
+  const client = new S3Client({
+    region: s3.region,
+    forcePathStyle: s3.forcePathStyle,
+    ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint } : {}),
+    ...(s3.accessKeyId !== undefined && s3.secretAccessKey !== undefined ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } } : {}),
+  });
+  if (s3.bucket === undefined) throw new Error('FILE_STORE=s3 needs S3_BUCKET');
+  return new S3FileStore(client, s3.bucket, s3.prefix);
 }

@@ -15,7 +15,7 @@ let pool = randomBytes(POOL_SIZE);
 let used = 0;
 
 /** OpenAI-looking ids: file-…, batch_…, batch_req_… (random, 24 base62 characters). */
-export function newId(prefix: 'file-' | 'batch_' | 'batch_req_' | 'key_' | 'proj_'): string {
+export function newId(prefix: 'file-' | 'batch_' | 'batch_req_' | 'key_' | 'proj_' | 'wh_' | 'whd_'): string {
   if (used + 24 > POOL_SIZE) {
     pool = randomBytes(POOL_SIZE);
     used = 0;
@@ -26,7 +26,7 @@ export function newId(prefix: 'file-' | 'batch_' | 'batch_req_' | 'key_' | 'proj
 }
 
 /** The same id for the same seed: lets a retried step create "its" row again without duplicates. */
-export function stableId(prefix: 'file-', seed: string): string {
+export function stableId(prefix: 'file-' | 'evt_' | 'whd_', seed: string): string {
   return prefix + base62(createHash('sha256').update(seed).digest(), 0, 24);
 }
 

@@ -1,16 +1,15 @@
 // A real Label Studio (Community edition, from PyPI) for a newcomer's `npm start --with-label-studio`
 // and for the tests: installed once into a virtualenv in the tools folder, started on loopback.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { sleep } from './abortable.js';
 import { loadConfig } from './config.js';
 import { isEntryPoint, runEntryPoint } from './entry.js';
 import { createLogger, type Logger } from './logger.js';
-import { stopProcess } from './temporal-dev-server.js';
+import { httpOk, startHttpService, waitUntil } from './service-process.js';
 
 const run = promisify(execFile);
 
@@ -74,18 +73,8 @@ export async function assertPortFree(port: number): Promise<void> {
   });
 }
 
-export async function waitForLabelStudio(url: string, timeoutMs: number, exited?: () => boolean): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (exited?.() === true) throw new Error('Label Studio exited while starting');
-    try {
-      if ((await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) })).ok) return;
-    } catch {
-      // not up yet
-    }
-    await sleep(500);
-  }
-  throw new Error(`Label Studio at ${url} did not answer within ${timeoutMs} ms`);
+export function waitForLabelStudio(url: string, timeoutMs: number): Promise<void> {
+  return waitUntil(`Label Studio at ${url}`, timeoutMs, () => httpOk(`${url}/health`));
 }
 
 export interface RunningLabelStudio {
@@ -97,21 +86,10 @@ export interface RunningLabelStudio {
 export async function startLabelStudio(s: LocalLabelStudioSettings, log: Logger, timeoutMs = 180_000): Promise<RunningLabelStudio> {
   await assertPortFree(s.port);
   await mkdir(s.dataDir, { recursive: true });
-  const { command, args, env } = labelStudioCommand(s);
-  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (c: Buffer): void => { output = (output + c.toString()).slice(-4000); };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
   const url = `http://127.0.0.1:${s.port}`;
-  try {
-    await waitForLabelStudio(url, timeoutMs, () => child.exitCode !== null);
-  } catch (err) {
-    await stopProcess(child, 2000);
-    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
-  }
+  const service = await startHttpService({ name: `Label Studio at ${url}`, ...labelStudioCommand(s), healthUrl: `${url}/health`, timeoutMs, stopGraceMs: 10_000 });
   log.info({ url }, 'Label Studio ready');
-  return { url, process: child, stop: () => stopProcess(child, 10_000) };
+  return { url, ...service };
 }
 
 /**

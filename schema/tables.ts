@@ -193,6 +193,44 @@ export interface CurationReviewsTable {
   received_at: number;
 }
 
+export const WEBHOOK_EVENTS = ['batch.completed', 'batch.failed', 'batch.expired', 'batch.cancelled'] as const;
+export type WebhookEvent = (typeof WEBHOOK_EVENTS)[number];
+
+export interface WebhooksTable {
+  id: string;
+  project_id: string;
+  url: string;
+  /** Standard Webhooks signing secret, whsec_…. */
+  secret: string;
+  events: WebhookEvent[];
+  created_at: number;
+  deleted_at: number | null;
+}
+
+export interface WebhookDeliveriesTable {
+  id: string;
+  webhook_id: string;
+  event_id: string;
+  event_type: WebhookEvent;
+  batch_id: string;
+  /** The exact body, signed and sent as is on every attempt. */
+  payload: string;
+  status: 'pending' | 'delivered' | 'failed';
+  attempts: Generated<number>;
+  last_error: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}
+
+export interface WebhookAttemptsTable {
+  delivery_id: string;
+  attempt: number;
+  at: number;
+  status_code: number | null;
+  error: string | null;
+  duration_ms: number;
+}
+
 export interface Database {
   projects: ProjectsTable;
   api_keys: ApiKeysTable;
@@ -206,6 +244,9 @@ export interface Database {
   curations: CurationsTable;
   curation_pages: CurationPagesTable;
   curation_reviews: CurationReviewsTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
 }
 
 export type FileRow = Selectable<FilesTable>;

@@ -10,12 +10,18 @@ import { openDatabase, type Db } from '../lib/db.js';
 import { onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore, type FileStore } from '../lib/file-store.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { databaseCheck, fileStoreCheck, startOpsServer, temporalCheck, type ReadinessCheck } from '../lib/ops.js';
+import type { Registry } from 'prom-client';
 import { temporalConnectionOptions } from '../lib/temporal.js';
 
 export interface RunningWorker {
   /** Settles when the worker has stopped (after shutdown, or on a fatal error). */
   done: Promise<void>;
   shutdown(): Promise<void>;
+  /** Readiness checks of this kind of worker, beyond database, Temporal and file store. */
+  checks?: ReadinessCheck[];
+  /** Metrics this kind of worker computes when scraped. */
+  registry?: Registry;
 }
 
 let runtimeInstalled = false;
@@ -68,20 +74,37 @@ export interface WorkerProcessDeps {
   connection: NativeConnection;
 }
 
+export interface WorkerProcess {
+  name: (config: Config) => string;
+  /** Where this kind of worker serves /metrics, /healthz and /readyz. */
+  metricsPort: (config: Config) => number;
+  start: (deps: WorkerProcessDeps) => Promise<RunningWorker>;
+}
+
 /**
- * A worker process's life: connect everything, start the worker, run until it stops, and on
- * SIGTERM shut it down gracefully before closing connections.
+ * A worker process's life: connect everything, start the worker and its metrics and health
+ * server, run until it stops, and on SIGTERM shut it down gracefully before closing connections.
  */
-export function runWorkerProcess(name: (config: Config) => string, start: (deps: WorkerProcessDeps) => Promise<RunningWorker>): void {
+export function runWorkerProcess(kind: WorkerProcess): void {
   runEntryPoint(async () => {
     const config = loadConfig();
-    const log = createLogger(name(config), config.log);
+    const log = createLogger(kind.name(config), config.log);
     installRuntime(log);
     const db = await openDatabase(databaseUrl(config), config.database.poolSize);
     const connection = await connectWorker(config);
-    const worker = await start({ config, db, store: createFileStore(config.paths.fileStoreDir), log, connection });
+    const store = createFileStore(config);
+    const worker = await kind.start({ config, db, store, log, connection });
+    const ops = await startOpsServer({
+      host: config.metrics.host,
+      port: kind.metricsPort(config),
+      log,
+      timeoutMs: config.metrics.readyTimeoutMs,
+      checks: [databaseCheck(db), temporalCheck(connection), fileStoreCheck(store), ...(worker.checks ?? [])],
+      ...(worker.registry !== undefined ? { registry: worker.registry } : {}),
+    });
     onShutdown(async () => {
       await worker.shutdown();
+      await ops.close();
       await connection.close();
       await db.destroy();
     }, log);

@@ -8,31 +8,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import postgres from 'postgres';
-import { sleep } from '../lib/abortable.js';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { assertPortFree, ensureLabelStudio, labelStudioCommand, waitForLabelStudio } from '../lib/label-studio-local.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { httpOk, waitUntil } from '../lib/service-process.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
 import { devServerAddress, devServerUiUrl, readTemporalDevConfig, startDevArgs } from '../lib/temporal-dev-config.js';
 import { logServerLine, prepareDevServer, waitForTemporal } from '../lib/temporal-dev-server.js';
 
 const root = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
-
-async function waitUntil(what: string, timeoutMs: number, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe().catch(() => false)) return;
-    await sleep(250);
-  }
-  throw new Error(`${what} did not come up within ${timeoutMs} ms`);
-}
-
-async function httpOk(url: string): Promise<boolean> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-  return res.ok;
-}
 
 async function waitForModels(url: string, apiKey: string, timeoutMs: number): Promise<string[]> {
   let models: string[] = [];
@@ -154,6 +140,7 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
       `  API           ${apiUrl}/v1   (Authorization: Bearer ${apiKeys[0] ?? ''})`,
       `  OpenAPI       ${apiUrl}/openapi.json`,
       `  Models        ${models.join(', ') || '(none yet)'}`,
+      `  Metrics       ${apiUrl}/metrics (API); workers on ports ${config.metrics.orchestratorPort} (orchestrator), ${config.metrics.gpuPort} (GPU worker), ${config.metrics.importPort} (import)`,
       `  Temporal UI   ${temporalUi ?? `(external cluster at ${config.temporal.address ?? '?'}: use its own UI)`}`,
       labelStudio === undefined
         ? '  Label Studio  not used (npm start -- --with-label-studio runs one; or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)'

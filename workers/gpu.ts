@@ -9,6 +9,7 @@ import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
 import { isEntryPoint } from '../lib/entry.js';
 import type { Logger } from '../lib/logger.js';
+import { inflightLimit } from '../lib/metrics.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
@@ -77,7 +78,10 @@ function startOwnEngine(config: Config, command: string, log: Logger): Superviso
 }
 
 export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWorker> {
-  const { config, db, log } = deps;
+  const { config, db } = deps;
+  const id = `gpu${config.gpu.index}@${hostname()}:${process.pid}`;
+  // Every line this worker logs names it, so logs from many GPU hosts can be told apart.
+  const log = deps.log.child({ worker: id });
   const ownEngine = config.engine.command === undefined ? undefined : startOwnEngine(config, config.engine.command, log);
   let models: string[];
   try {
@@ -87,7 +91,6 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     await ownEngine?.stopAll();
     throw err;
   }
-  const id = `gpu${config.gpu.index}@${hostname()}:${process.pid}`;
   const engine = new Engine({
     baseUrl: deps.engineUrl,
     apiKey: config.engine.apiKey,
@@ -95,6 +98,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     connections: config.gpu.maxInFlight,
   });
   const inFlight = new Semaphore(config.gpu.maxInFlight);
+  inflightLimit.set({ gpu: config.gpu.index }, config.gpu.maxInFlight);
   const activities = createInferenceActivities({ db, store: deps.store, engine, inFlight, config, log });
 
   const workers = await Promise.all(
@@ -133,6 +137,14 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     id,
     models,
     done,
+    checks: [
+      {
+        name: 'engine',
+        check: async () => {
+          if (!(await engine.healthy(config.metrics.readyTimeoutMs))) throw new Error(`${engineRoot(deps.engineUrl)}/health does not answer 200`);
+        },
+      },
+    ],
     shutdown: async () => {
       clearInterval(heartbeat);
       // Withdraw first, so no new batch is accepted for a model that is going away.
@@ -146,12 +158,13 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
 }
 
 if (isEntryPoint(import.meta.url)) {
-  runWorkerProcess(
-    (config) => `gpu-worker-${config.gpu.index}`,
-    async (deps) => {
+  runWorkerProcess({
+    name: (config) => `gpu-worker-${config.gpu.index}`,
+    metricsPort: (config) => config.metrics.gpuPort,
+    start: async (deps) => {
       const engineUrl = deps.config.engine.baseUrl;
       if (engineUrl === undefined) throw new Error('VLLM_BASE_URL is not set: a GPU worker needs the URL of its vLLM server');
       return startGpuWorker({ ...deps, engineUrl });
     },
-  );
+  });
 }

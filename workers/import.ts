@@ -42,5 +42,5 @@ export async function startImportWorker(deps: ImportWorkerDeps): Promise<Running
 }
 
 if (isEntryPoint(import.meta.url)) {
-  runWorkerProcess(() => 'import-worker', startImportWorker);
+  runWorkerProcess({ name: () => 'import-worker', metricsPort: (config) => config.metrics.importPort, start: startImportWorker });
 }

@@ -2,9 +2,11 @@
 // dead-letter). It never talks to an engine. `npm run worker:orchestrator`.
 import { Worker } from '@temporalio/worker';
 import { createControlActivities } from '../activities/batch-control.js';
+import { createWebhookActivities } from '../activities/webhooks.js';
 import { isEntryPoint } from '../lib/entry.js';
 import { ensureSearchAttributes } from '../lib/temporal.js';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
+import { queueGauges } from './queue-metrics.js';
 import { runWorkerProcess, workflowBundle, type RunningWorker, type WorkerProcessDeps } from './common.js';
 
 export interface OrchestratorDeps extends WorkerProcessDeps {
@@ -22,13 +24,14 @@ export async function startOrchestratorWorker(deps: OrchestratorDeps): Promise<R
     namespace: config.temporal.namespace,
     taskQueue: config.temporal.orchestratorTaskQueue,
     workflowBundle: { codePath: bundle.codePath },
-    activities: createControlActivities(deps),
+    activities: { ...createControlActivities(deps), ...createWebhookActivities(deps) },
     shutdownGraceTime: config.worker.shutdownGraceMs,
   });
   await bundle.cleanup();
   const done = worker.run();
   return {
     done,
+    registry: queueGauges(deps),
     shutdown: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await done;
@@ -37,12 +40,13 @@ export async function startOrchestratorWorker(deps: OrchestratorDeps): Promise<R
 }
 
 if (isEntryPoint(import.meta.url)) {
-  runWorkerProcess(
-    () => 'orchestrator',
-    async (deps) => {
+  runWorkerProcess({
+    name: () => 'orchestrator',
+    metricsPort: (config) => config.metrics.orchestratorPort,
+    start: async (deps) => {
       const worker = await startOrchestratorWorker(deps);
       deps.log.info({ taskQueue: deps.config.temporal.orchestratorTaskQueue, namespace: deps.config.temporal.namespace }, 'orchestrator worker ready');
       return worker;
     },
-  );
+  });
 }

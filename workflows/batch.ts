@@ -16,11 +16,14 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { BatchPlan, ControlActivities, FinalSummary, Outcome } from '../activities/batch-control.js';
+import type { WebhookActivities } from '../activities/webhooks.js';
+import type { BatchStatus } from '../schema/tables.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { ChunkPlan } from '../activities/validate.js';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { AutoImportWorkflow, type AutoImportInput } from './auto-import.js';
 import { cancelSignal, progressQuery, type BatchProgress } from './messages.js';
+import { WebhookDeliveryWorkflow, type WebhookDeliveryInput } from './webhook-delivery.js';
 import { BatchModelKey, BatchRequestCountKey, BatchStatusKey } from './search-attributes.js';
 
 export interface BatchWorkflowInput {
@@ -29,6 +32,8 @@ export interface BatchWorkflowInput {
   control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number };
   /** Where and how the import into Label Studio runs once the batch is done. */
   curation?: { taskQueue: string; activity: AutoImportInput['activity'] };
+  /** How the project's webhooks are told the batch is done. */
+  webhooks?: { taskQueue: string; retry: WebhookDeliveryInput['retry'] };
 }
 
 export type BatchResult = FinalSummary | { status: 'failed'; errors: number };
@@ -78,6 +83,7 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
   if (!plan.ok) {
     progress.phase = 'done';
     setStatus('failed');
+    await announce(input, 'failed');
     return { status: 'failed', errors: plan.errors };
   }
   progress.requests = plan.requests;
@@ -124,6 +130,7 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     progress.failed = summary.failed;
     setStatus(summary.status);
     upsertMemo({ completed: summary.completed, failed: summary.failed, outputFileId: summary.outputFileId, errorFileId: summary.errorFileId });
+    await announce(input, summary.status);
     // Curation runs on its own, outliving this workflow: Label Studio can never hold up a batch.
     if (patched('auto-import') && input.curation !== undefined) {
       try {
@@ -140,6 +147,31 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     }
     return summary;
   });
+}
+
+/**
+ * Tells the project's webhooks that the batch ended: one delivery workflow per endpoint, abandoned,
+ * so a receiver that is down for a day never keeps the batch open.
+ */
+async function announce(input: BatchWorkflowInput, status: BatchStatus): Promise<void> {
+  const webhooks = input.webhooks;
+  if (!patched('webhooks') || webhooks === undefined) return;
+  const { prepareDeliveries } = proxyActivities<WebhookActivities>({
+    startToCloseTimeout: input.control.startToCloseMs,
+    retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2 },
+  });
+  for (const deliveryId of await CancellationScope.nonCancellable(() => prepareDeliveries({ batchId: input.batchId, status }))) {
+    try {
+      await startChild(WebhookDeliveryWorkflow, {
+        workflowId: deliveryId,
+        taskQueue: webhooks.taskQueue,
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        args: [{ deliveryId, retry: webhooks.retry }],
+      });
+    } catch (err) {
+      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    }
+  }
 }
 
 /** Runs every chunk with at most plan.maxPendingChunks scheduled at once. */

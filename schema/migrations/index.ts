@@ -3,6 +3,7 @@ import * as m0001 from './0001_initial.js';
 import * as m0002 from './0002_batch_priority.js';
 import * as m0003 from './0003_idempotency_and_retries.js';
 import * as m0004 from './0004_curation.js';
+import * as m0005 from './0005_operations.js';
 
 // Listed by hand (not read from the folder) so the same list works under tsx and compiled.
 export const migrations: Record<string, Migration> = {
@@ -10,4 +11,5 @@ export const migrations: Record<string, Migration> = {
   '0002_batch_priority': m0002,
   '0003_idempotency_and_retries': m0003,
   '0004_curation': m0004,
+  '0005_operations': m0005,
 };

@@ -40,7 +40,7 @@ describe('npm start', () => {
   let dir: string;
   let stack: ChildProcess;
   let output = '';
-  let ports: { api: number; sim: number; pg: number; temporal: number; ui: number };
+  let ports: { api: number; sim: number; pg: number; temporal: number; ui: number; orchestrator: number; gpu: number; importer: number };
 
   const waitForOutput = async (text: string, timeoutMs: number, from = 0): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
@@ -54,7 +54,16 @@ describe('npm start', () => {
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'npm-start-'));
     await chmod(dir, 0o755);
-    ports = { api: await getPort(), sim: await getPort(), pg: await getPort(), temporal: await getPort(), ui: await getPort() };
+    ports = {
+      api: await getPort(),
+      sim: await getPort(),
+      pg: await getPort(),
+      temporal: await getPort(),
+      ui: await getPort(),
+      orchestrator: await getPort(),
+      gpu: await getPort(),
+      importer: await getPort(),
+    };
     const yaml = parse(await readFile('temporal-dev.yaml', 'utf8')) as Record<string, unknown>;
     const devConfig = { ...yaml, port: ports.temporal, uiPort: ports.ui, httpPort: await getPort(), metricsPort: await getPort(), dbFile: path.join(dir, 'temporal.db') };
     await writeFile(path.join(dir, 'temporal-dev.yaml'), stringify(devConfig));
@@ -67,6 +76,9 @@ describe('npm start', () => {
       API_PORT: String(ports.api),
       SIM_PORT: String(ports.sim),
       EMBEDDED_PG_PORT: String(ports.pg),
+      ORCHESTRATOR_METRICS_PORT: String(ports.orchestrator),
+      GPU_METRICS_PORT: String(ports.gpu),
+      IMPORT_METRICS_PORT: String(ports.importer),
       TEMPORAL_DEV_CONFIG: path.join(dir, 'temporal-dev.yaml'),
       TEMPORAL_CLI_PATH: inject('services').temporalCliPath,
       SIM_TOKEN_LATENCY_MS: '1',
@@ -111,6 +123,23 @@ describe('npm start', () => {
       await connection.close();
     }
     expect((await fetch(`http://127.0.0.1:${ports.ui}/`)).status).toBe(200);
+  });
+
+  it('serves metrics, health and readiness from the API and every worker', async () => {
+    for (const port of [ports.api, ports.orchestrator, ports.gpu, ports.importer]) {
+      const base = `http://127.0.0.1:${port}`;
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      const ready = await fetch(`${base}/readyz`);
+      const body = (await ready.json()) as { status: string; checks: Record<string, { ok: boolean }> };
+      expect(ready.status, JSON.stringify(body)).toBe(200);
+      expect(Object.keys(body.checks)).toEqual(expect.arrayContaining(['database', 'temporal', 'file_store']));
+      expect(await (await fetch(`${base}/metrics`)).text()).toContain('process_resident_memory_bytes');
+    }
+    // The GPU worker also checks its engine, and has counted the batch the test before ran.
+    const gpuReady = (await (await fetch(`http://127.0.0.1:${ports.gpu}/readyz`)).json()) as { checks: Record<string, { ok: boolean }> };
+    expect(gpuReady.checks.engine?.ok).toBe(true);
+    expect(await (await fetch(`http://127.0.0.1:${ports.gpu}/metrics`)).text()).toMatch(/gpu_batch_requests_total\{model="sim-llama-8b",outcome="completed"\} 40/);
+    expect(output).toContain(`Metrics       http://127.0.0.1:${ports.api}/metrics`);
   });
 
   it('restarts a GPU worker killed with SIGKILL, and keeps serving batches', async () => {

@@ -1,13 +1,11 @@
 // API keys from the command line: created per project, usable at once, listed without the key,
 // and refused from the moment they are revoked.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import getPort from 'get-port';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli, type CliResult } from '../support/cli.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
-const run = promisify(execFile);
 
 describe('gpu-batch keys', () => {
   let stack: TestStack;
@@ -18,15 +16,7 @@ describe('gpu-batch keys', () => {
     await stack.stop();
   });
 
-  const cli = async (args: string[], env: Record<string, string> = {}): Promise<{ stdout: string; stderr: string; code: number }> => {
-    try {
-      const { stdout, stderr } = await run(process.execPath, ['cli/gpu-batch.mjs', ...args], { env: { ...process.env, ...stack.processEnv(), ...env } });
-      return { stdout, stderr, code: 0 };
-    } catch (err) {
-      const e = err as { stdout: string; stderr: string; code: number };
-      return { stdout: e.stdout, stderr: e.stderr, code: e.code };
-    }
-  };
+  const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runCli(args, { ...stack.processEnv(), ...env });
 
   it('creates a key that works at once, lists it without the key, and revokes it', async () => {
     const created = await cli(['keys', 'create', '--project', 'team-a', '--name', 'ci', '--json']);

@@ -1,17 +1,15 @@
 // Auto-import into a real Label Studio, read back through its own API: the right tasks, predictions
 // and projects; no duplicates after faults; and reviews that come back as fine-tuning data.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { createCurationActivities, type ImportPlan } from '../../activities/curation.js';
 import { loadCurationSchemas } from '../../lib/curation.js';
 import { LabelStudio } from '../../lib/label-studio.js';
+import { runCli } from '../support/cli.js';
 import { startTestLabelStudio, type TestLabelStudio } from '../support/label-studio.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
 import { batchLines, startTestStack, submitBatch, uploadBatchFile, waitForBatch, type TestStack } from '../support/stack.js';
 
-const run = promisify(execFile);
 
 interface Curation {
   status: string;
@@ -202,9 +200,8 @@ describe('auto-import into Label Studio', () => {
 
     // The same through the command line, into a file.
     const out = `${stack.config.paths.fileStoreDir}/export.jsonl`;
-    const cli = await run(process.execPath, ['cli/gpu-batch.mjs', 'curation', 'export', batch.id, '--output', out], {
-      env: { ...process.env, OPENAI_BASE_URL: `${stack.apiUrl}/v1`, OPENAI_API_KEY: stack.apiKey },
-    });
+    const cli = await runCli(['curation', 'export', batch.id, '--output', out], { OPENAI_BASE_URL: `${stack.apiUrl}/v1`, OPENAI_API_KEY: stack.apiKey });
+    expect(cli.code).toBe(0);
     expect(cli.stdout).toContain('2 fine-tuning examples from 3 reviewed tasks');
     const { readFile } = await import('node:fs/promises');
     expect((await readFile(out, 'utf8')).trim().split('\n')).toHaveLength(2);

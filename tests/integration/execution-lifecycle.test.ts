@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { expectHistoriesReplay } from '../support/replay.js';
 import { startTestSimulator } from '../support/simulator.js';
+import { startWebhookReceiver, verified, type WebhookReceiver } from '../support/webhook-receiver.js';
 import {
   batchLines,
   expectedIds,
@@ -17,16 +18,27 @@ import {
 describe('ending a running batch', () => {
   let stack: TestStack;
   let engine: RunningSimulator;
+  let receiver: WebhookReceiver;
+  let secret: string;
   const model = 'lifecycle-model';
+
+  /** The project's webhook hears how the batch ended, signed. */
+  const announced = async (batchId: string): Promise<string | undefined> => {
+    await receiver.waitFor(() => receiver.about(batchId).length > 0);
+    return verified(secret, receiver.about(batchId)[0]!).type;
+  };
 
   beforeAll(async () => {
     // Lines ask for 16 tokens: at 12.5 ms each, 200 ms a request, and with 8 in flight 40 a second.
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 12.5, outputTokens: { min: 40, max: 40 } });
     stack = await startTestStack({ engines: [engine.url], env: { GPU_MAX_INFLIGHT: '8' } });
+    receiver = await startWebhookReceiver();
+    secret = ((await stack.openai.post('/webhooks', { body: { url: receiver.url } })) as { secret: string }).secret;
   });
   afterAll(async () => {
     await stack.stop();
     await engine.close();
+    await receiver.close();
   });
 
   it('cancels: cancelling at once, in-flight chunks stop within seconds, partial results kept', async () => {
@@ -59,6 +71,7 @@ describe('ending a running batch', () => {
     }
     // Cancelling again is harmless, and says where the batch is.
     expect((await stack.openai.batches.cancel(created.id)).status).toBe('cancelled');
+    expect(await announced(created.id)).toBe('batch.cancelled');
   });
 
   it('ends a batch cancelled while validating a file that fails validation', async () => {
@@ -86,6 +99,7 @@ describe('ending a running batch', () => {
     expect(ok.length).toBeGreaterThan(0);
     expect(counts.size).toBe(count);
     expect(new Set(failed.map((l) => l.error?.code))).toEqual(new Set(['batch_expired']));
+    expect(await announced(created.id)).toBe('batch.expired');
   }, 120_000);
 
   it('leaves histories that replay deterministically', async () => {

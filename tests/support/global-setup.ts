@@ -1,6 +1,6 @@
 // Brings up the real services once per `npm test`: the Temporal dev server (the same CLI and
-// temporal-dev.yaml as `npm start`, on free ports and in memory), embedded Postgres and the vLLM
-// simulator. It also bundles the workflows once, so each test's worker starts fast.
+// temporal-dev.yaml as `npm start`, on free ports and in memory), embedded Postgres, the vLLM
+// simulator, Label Studio's template and a MinIO server for the S3 file store. It also bundles the workflows once, so each test's worker starts fast.
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,8 @@ import { startSimulator } from '../../simulator/server.js';
 import { writeWorkflowBundle } from '../../workers/bundle-workflows.js';
 import { ensureLabelStudio, ensureTemplate } from '../../lib/label-studio-local.js';
 import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
-import type { SharedServices } from './services.js';
+import { MINIO_CREDENTIALS, type SharedServices } from './services.js';
+import { minioOptions, resolveMinio, startMinio } from '../../lib/minio.js';
 import { FAST_SIM } from './simulator.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -46,25 +47,29 @@ export default async function setup(project: TestProject): Promise<() => Promise
     // minute) that each test file copies instead of migrating again.
     const labelStudioBinary = await ensureLabelStudio(config.paths.toolsDir, config.labelStudio.local.version, log);
     const labelStudioTemplate = path.join(config.paths.toolsDir, `label-studio-${config.labelStudio.local.version}`, 'test-template');
+    const minioBinary = await resolveMinio(minioOptions(config, log));
     const starting = await Promise.allSettled([
       startTemporalDevServer(cli.path, devConfig, log),
       startEmbeddedPostgres({ dataDir: path.join(tmpDir, 'postgres'), port: await getPort(), database: 'postgres', log, durable: false }),
       startSimulator(FAST_SIM, { host: '127.0.0.1', port: 0 }),
       writeWorkflowBundle(path.join(tmpDir, 'workflow-bundle.js')),
       ensureTemplate(labelStudioTemplate, { binary: labelStudioBinary, port: await getPort(), user: LS_USER, password: LS_PASSWORD, token: LS_TOKEN }, log),
+      startMinio({ binary: minioBinary.path, dataDir: path.join(tmpDir, 'minio'), port: await getPort(), ...MINIO_CREDENTIALS }, log),
     ] as const);
     // Whatever did start is stopped again at teardown, even if something else failed to.
-    const [temporalStart, postgresStart, simulatorStart, bundleStart, labelStudioStart] = starting;
+    const [temporalStart, postgresStart, simulatorStart, bundleStart, labelStudioStart, minioStart] = starting;
     if (temporalStart.status === 'fulfilled') cleanups.push(() => temporalStart.value.stop());
     if (postgresStart.status === 'fulfilled') cleanups.push(() => postgresStart.value.stop());
     if (simulatorStart.status === 'fulfilled') cleanups.push(() => simulatorStart.value.close());
+    if (minioStart.status === 'fulfilled') cleanups.push(() => minioStart.value.stop());
     for (const result of starting) if (result.status === 'rejected') throw result.reason;
     if (
       temporalStart.status !== 'fulfilled' ||
       postgresStart.status !== 'fulfilled' ||
       simulatorStart.status !== 'fulfilled' ||
       bundleStart.status !== 'fulfilled' ||
-      labelStudioStart.status !== 'fulfilled'
+      labelStudioStart.status !== 'fulfilled' ||
+      minioStart.status !== 'fulfilled'
     ) {
       throw new Error('a test service did not start');
     }
@@ -82,6 +87,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       workflowBundlePath,
       tmpDir,
       labelStudio: { binary: labelStudioBinary, template: labelStudioTemplate },
+      s3: { endpoint: minioStart.value.endpoint, ...MINIO_CREDENTIALS },
     };
     project.provide('services', services);
     log.info({ ms: Date.now() - started, temporal: temporal.address }, 'test services ready');

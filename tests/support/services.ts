@@ -12,7 +12,11 @@ export interface SharedServices {
   tmpDir: string;
   /** Installed from PyPI once (cached in the tools folder), with a migrated data folder to copy. */
   labelStudio: { binary: string; template: string };
+  /** A real S3-compatible server (MinIO); each stack that wants one makes its own bucket. */
+  s3: { endpoint: string; accessKeyId: string; secretAccessKey: string };
 }
+
+export const MINIO_CREDENTIALS = { accessKeyId: 'gpu-batch-test', secretAccessKey: 'gpu-batch-test-secret' };
 
 declare module 'vitest' {
   export interface ProvidedContext {

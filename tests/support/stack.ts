@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
+import { S3Client } from '@aws-sdk/client-s3';
 import OpenAI, { toFile } from 'openai';
 import { inject } from 'vitest';
 import { startApiServer, type RunningApi } from '../../api/server.js';
@@ -16,6 +17,7 @@ import { ensureDatabase } from '../../lib/embedded-postgres.js';
 import { labelStudioClient } from '../../lib/label-studio.js';
 import { createFileStore, type FileStore } from '../../lib/file-store.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
+import { ensureBucket } from '../../lib/minio.js';
 import { connectWorker, installRuntime, type RunningWorker } from '../../workers/common.js';
 import { startGpuWorker, type RunningGpuWorker } from '../../workers/gpu.js';
 import { startImportWorker } from '../../workers/import.js';
@@ -52,6 +54,12 @@ export interface StackOptions {
   noImportWorker?: boolean;
   /** The API's port, when a test must know it beforehand (default: any free one). */
   apiPort?: number;
+  /** Keep file bytes in a bucket of its own on the shared S3 server instead of a local folder. */
+  s3?: boolean;
+  /** Run no orchestrator in this process (a test runs it as a process of its own). */
+  noOrchestrator?: boolean;
+  /** A Postgres server of the test's own (one it stops), instead of the shared one. */
+  postgresServerUrl?: string;
 }
 
 /** Settings that make tests quick without changing behaviour. */
@@ -70,23 +78,43 @@ export const TEST_ENV: Record<string, string> = {
   ENGINE_RETRY_MAX_MS: '500',
   ENGINE_HEALTH_TIMEOUT_MS: '20000',
   WORKER_SHUTDOWN_GRACE_MS: '2000',
+  // Worker processes of files running side by side must not fight over the default metrics ports.
+  ORCHESTRATOR_METRICS_PORT: '0',
+  IMPORT_METRICS_PORT: '0',
+  GPU_METRICS_PORT: '0',
 };
 
 export async function startTestStack(options: StackOptions = {}): Promise<TestStack> {
   const services = inject('services');
   const name = `t${randomBytes(4).toString('hex')}`;
   const apiKey = `sk-test-${name}`;
-  const databaseUrl = `${services.postgresServerUrl}/${name}`;
-  await ensureDatabase(services.postgresServerUrl, name);
+  const postgresServerUrl = options.postgresServerUrl ?? services.postgresServerUrl;
+  const databaseUrl = `${postgresServerUrl}/${name}`;
+  await ensureDatabase(postgresServerUrl, name);
   const fileDir = path.join(services.tmpDir, name, 'files');
   await mkdir(fileDir, { recursive: true });
+  const storeEnv: Record<string, string> = { FILE_STORE_DIR: fileDir };
+  if (options.s3 === true) {
+    Object.assign(storeEnv, {
+      FILE_STORE: 's3',
+      S3_BUCKET: name,
+      S3_PREFIX: 'gpu-batch/',
+      S3_ENDPOINT: services.s3.endpoint,
+      S3_ACCESS_KEY_ID: services.s3.accessKeyId,
+      S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey,
+      S3_FORCE_PATH_STYLE: 'true',
+    });
+    const client = new S3Client({ endpoint: services.s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: services.s3 });
+    await ensureBucket(client, name);
+    client.destroy();
+  }
 
   const config = loadConfig({
     ...process.env,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
     DATABASE_URL: databaseUrl,
     TEMPORAL_ADDRESS: options.temporalAddress ?? services.temporalAddress,
-    FILE_STORE_DIR: fileDir,
+    ...storeEnv,
     ORCHESTRATOR_TASK_QUEUE: `orchestrator-${name}`,
     INFERENCE_TASK_QUEUE_PREFIX: `inference-${name}:`,
     CURATION_TASK_QUEUE: `curation-${name}`,
@@ -97,7 +125,7 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
   const log = createLogger(name, config.log);
   installRuntime(log);
   const db = await openDatabase(databaseUrl, 10);
-  const store = createFileStore(fileDir);
+  const store = createFileStore(config);
   const connection: NativeConnection = await connectWorker(config);
   const clientConnection = await Connection.connect({ address: config.temporal.address ?? services.temporalAddress });
   const temporal = new Client({ connection: clientConnection, namespace: config.temporal.namespace });
@@ -123,7 +151,7 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
     return worker;
   };
   try {
-    workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
+    if (options.noOrchestrator !== true) workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
     if (options.noImportWorker !== true) workers.push(await startImportWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
     // One process can hold one worker per task queue; more GPU workers for a model are spawned as processes.
     for (const engine of options.engines ?? [services.simulatorUrl]) await addGpuWorker(engine);
@@ -149,10 +177,11 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
     processEnv: () => ({
       DATABASE_URL: databaseUrl,
       TEMPORAL_ADDRESS: config.temporal.address ?? services.temporalAddress,
-      FILE_STORE_DIR: fileDir,
+      ...storeEnv,
       ORCHESTRATOR_TASK_QUEUE: config.temporal.orchestratorTaskQueue,
       INFERENCE_TASK_QUEUE_PREFIX: config.temporal.inferenceTaskQueuePrefix,
       CURATION_TASK_QUEUE: config.curation.taskQueue,
+      WORKFLOW_BUNDLE_PATH: services.workflowBundlePath,
       ...TEST_ENV,
       ...options.env,
     }),

@@ -24,7 +24,8 @@ describe('finding the Temporal CLI', () => {
   });
 
   const options = (over: { cliPath?: string; searchPath: string }) => ({
-    cliPath: over.cliPath,
+    configuredPath: over.cliPath,
+    configuredName: 'TEMPORAL_CLI_PATH',
     toolsDir: path.join(dir, 'tools'),
     version: 'v1.5.1',
     searchPath: over.searchPath,
@@ -43,7 +44,7 @@ describe('finding the Temporal CLI', () => {
     const cached = await executable(cachedCliPath(path.join(dir, 'tools'), 'v1.5.1'));
     const empty = path.join(dir, 'empty');
     await mkdir(empty);
-    expect(await resolveTemporalCli(options({ cliPath: configured, searchPath: empty }))).toEqual({ path: configured, source: 'TEMPORAL_CLI_PATH' });
+    expect(await resolveTemporalCli(options({ cliPath: configured, searchPath: empty }))).toEqual({ path: configured, source: 'configured' });
     expect(await resolveTemporalCli(options({ searchPath: empty }))).toEqual({ path: cached, source: 'cache' });
     // A configured path that is not executable is passed over, not trusted.
     expect(await resolveTemporalCli(options({ cliPath: path.join(dir, 'missing'), searchPath: empty }))).toEqual({ path: cached, source: 'cache' });

@@ -1,0 +1,124 @@
+// Webhooks: when a batch ends, each of its project's endpoints gets OpenAI's event shape, signed per
+// the Standard Webhooks scheme. One delivery per (endpoint, event), recorded with every attempt;
+// a failed attempt is retried by Temporal for as long as the delivery workflow allows.
+import { ApplicationFailure } from '@temporalio/common';
+import { Webhook } from 'standardwebhooks';
+import type { Config } from '../lib/config.js';
+import type { Db } from '../lib/db.js';
+import { nowSeconds, stableId } from '../lib/ids.js';
+import { webhookAttemptsTotal } from '../lib/metrics.js';
+import type { Logger } from '../lib/logger.js';
+import type { BatchStatus, WebhookEvent } from '../schema/tables.js';
+
+export interface WebhookDeps {
+  db: Db;
+  config: Config;
+  log: Logger;
+}
+
+const EVENT_OF: Partial<Record<BatchStatus, WebhookEvent>> = {
+  completed: 'batch.completed',
+  failed: 'batch.failed',
+  expired: 'batch.expired',
+  cancelled: 'batch.cancelled',
+};
+
+/** The body OpenAI sends for a batch event. */
+export function eventPayload(eventId: string, type: WebhookEvent, createdAt: number, batchId: string): string {
+  return JSON.stringify({ id: eventId, object: 'event', type, created_at: createdAt, data: { id: batchId } });
+}
+
+export function createWebhookActivities(deps: WebhookDeps) {
+  const { db, config, log } = deps;
+
+  return {
+    /** One delivery per subscribed endpoint of the batch's project; the same ids however often it runs. */
+    async prepareDeliveries(input: { batchId: string; status: BatchStatus }): Promise<string[]> {
+      const type = EVENT_OF[input.status];
+      if (type === undefined) return [];
+      const batch = await db.selectFrom('batches').select(['project_id']).where('id', '=', input.batchId).executeTakeFirst();
+      if (batch === undefined) return [];
+      const hooks = await db.selectFrom('webhooks').select(['id', 'events']).where('project_id', '=', batch.project_id).where('deleted_at', 'is', null).execute();
+      const eventId = stableId('evt_', `${input.batchId}:${type}`);
+      const now = nowSeconds();
+      const payload = eventPayload(eventId, type, now, input.batchId);
+      const subscribed = hooks.filter((h) => h.events.includes(type));
+      if (subscribed.length === 0) return [];
+      const rows = subscribed.map((h) => ({
+        id: stableId('whd_', `${h.id}:${eventId}`),
+        webhook_id: h.id,
+        event_id: eventId,
+        event_type: type,
+        batch_id: input.batchId,
+        payload,
+        status: 'pending' as const,
+        last_error: null,
+        created_at: now,
+        delivered_at: null,
+      }));
+      await db.insertInto('webhook_deliveries').values(rows).onConflict((c) => c.columns(['webhook_id', 'event_id']).doNothing()).execute();
+      return rows.map((r) => r.id);
+    },
+
+    /** One attempt: signed POST, recorded whatever happens; anything but 2xx is retried. */
+    async deliver(deliveryId: string): Promise<void> {
+      const delivery = await db
+        .selectFrom('webhook_deliveries')
+        .innerJoin('webhooks', 'webhooks.id', 'webhook_deliveries.webhook_id')
+        .select(['webhook_deliveries.id', 'webhook_deliveries.status', 'webhook_deliveries.payload', 'webhook_deliveries.event_id', 'webhooks.url', 'webhooks.secret', 'webhooks.deleted_at'])
+        .where('webhook_deliveries.id', '=', deliveryId)
+        .executeTakeFirst();
+      if (delivery === undefined || delivery.deleted_at !== null) return;
+      if (delivery.status === 'delivered') return;
+      const attempt = await db
+        .updateTable('webhook_deliveries')
+        .set((eb) => ({ attempts: eb('attempts', '+', 1), status: 'pending' }))
+        .where('id', '=', deliveryId)
+        .returning('attempts')
+        .executeTakeFirstOrThrow();
+      const sentAt = new Date();
+      // The message id stays the same on every attempt, so receivers can drop duplicates.
+      const signature = new Webhook(delivery.secret).sign(delivery.event_id, sentAt, delivery.payload);
+      const started = performance.now();
+      let status: number | null = null;
+      let error: string | null = null;
+      try {
+        const res = await fetch(delivery.url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            'user-agent': 'gpu-batch-webhooks',
+            'webhook-id': delivery.event_id,
+            'webhook-timestamp': String(Math.floor(sentAt.getTime() / 1000)),
+            'webhook-signature': signature,
+          },
+          body: delivery.payload,
+          signal: AbortSignal.timeout(config.webhooks.timeoutMs),
+          redirect: 'manual',
+        });
+        status = res.status;
+        await res.body?.cancel();
+        if (status < 200 || status >= 300) error = `the endpoint answered ${status}`;
+      } catch (err) {
+        error = `could not reach the endpoint: ${(err as Error).message}`;
+      }
+      const duration = Math.round(performance.now() - started);
+      webhookAttemptsTotal.inc({ outcome: error === null ? 'delivered' : 'failed' });
+      await db.insertInto('webhook_attempts').values({ delivery_id: deliveryId, attempt: attempt.attempts, at: nowSeconds(), status_code: status, error, duration_ms: duration }).execute();
+      if (error !== null) {
+        await db.updateTable('webhook_deliveries').set({ last_error: error }).where('id', '=', deliveryId).execute();
+        log.info({ deliveryId, attempt: attempt.attempts, error }, 'webhook attempt failed; it will be retried');
+        throw ApplicationFailure.retryable(error, 'WebhookDeliveryFailed');
+      }
+      await db.updateTable('webhook_deliveries').set({ status: 'delivered', delivered_at: nowSeconds(), last_error: null }).where('id', '=', deliveryId).execute();
+    },
+
+    /** Out of retries: kept as failed, to be re-driven through the API. */
+    async markUndelivered(deliveryId: string): Promise<void> {
+      await db.updateTable('webhook_deliveries').set({ status: 'failed' }).where('id', '=', deliveryId).where('status', '=', 'pending').execute();
+      log.warn({ deliveryId }, 'webhook delivery gave up');
+    },
+  };
+}
+
+export type WebhookActivities = ReturnType<typeof createWebhookActivities>;

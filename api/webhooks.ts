@@ -1,0 +1,150 @@
+// Webhook endpoints (an extension): a project registers URLs that are told when its batches end,
+// in OpenAI's event shape, signed per Standard Webhooks with a secret of each endpoint's own.
+import { randomBytes } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { z } from 'zod';
+import type { Config } from '../lib/config.js';
+import type { Db } from '../lib/db.js';
+import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
+import { WEBHOOK_EVENTS, type WebhookEvent } from '../schema/tables.js';
+import type { WebhookDeliveryInput, WebhookDeliveryWorkflow } from '../workflows/webhook-delivery.js';
+import { ApiError } from './errors.js';
+import type { Project } from './keys.js';
+
+export interface WebhookDeps {
+  db: Db;
+  config: Config;
+  temporal: Client;
+}
+
+export const webhookCreateSchema = z
+  .object({
+    url: z.url({ protocol: /^https?$/, message: 'an http or https URL' }).max(2048),
+    events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).optional(),
+  })
+  .meta({ id: 'CreateWebhookRequest' });
+
+export const webhookObjectSchema = z
+  .object({
+    id: z.string(),
+    object: z.literal('webhook_endpoint'),
+    url: z.string(),
+    events: z.array(z.enum(WEBHOOK_EVENTS)),
+    created_at: z.number().int(),
+    /** Only in the answer to create: keep it to verify signatures. */
+    secret: z.string().optional(),
+  })
+  .meta({ id: 'WebhookEndpoint' });
+export type WebhookObject = z.infer<typeof webhookObjectSchema>;
+
+export const deliveryObjectSchema = z
+  .object({
+    id: z.string(),
+    object: z.literal('webhook_delivery'),
+    webhook_id: z.string(),
+    event_id: z.string(),
+    event_type: z.enum(WEBHOOK_EVENTS),
+    batch_id: z.string(),
+    status: z.enum(['pending', 'delivered', 'failed']),
+    created_at: z.number().int(),
+    delivered_at: z.number().int().nullable(),
+    last_error: z.string().nullable(),
+    attempts: z.array(z.object({ attempt: z.number().int(), at: z.number().int(), status_code: z.number().int().nullable(), error: z.string().nullable(), duration_ms: z.number().int() })),
+  })
+  .meta({ id: 'WebhookDelivery' });
+export type DeliveryObject = z.infer<typeof deliveryObjectSchema>;
+
+/** How long and how often a delivery is retried; the attempt's own timeout is the request's plus room to record it. */
+export function webhookRetry(config: Config): WebhookDeliveryInput['retry'] {
+  const w = config.webhooks;
+  return { attemptTimeoutMs: w.timeoutMs * 2, windowSeconds: w.retryWindowSeconds, initialMs: w.retryInitialMs, maxMs: w.retryMaxMs };
+}
+
+function toObject(row: { id: string; url: string; events: WebhookEvent[]; created_at: number }): WebhookObject {
+  return { id: row.id, object: 'webhook_endpoint', url: row.url, events: row.events, created_at: row.created_at };
+}
+
+export async function createWebhook(db: Db, project: Project, body: z.infer<typeof webhookCreateSchema>): Promise<WebhookObject> {
+  const secret = `whsec_${randomBytes(32).toString('base64')}`;
+  const row = await db
+    .insertInto('webhooks')
+    .values({ id: newId('wh_'), project_id: project.id, url: body.url, secret, events: body.events ?? [...WEBHOOK_EVENTS], created_at: nowSeconds(), deleted_at: null })
+    .returning(['id', 'url', 'events', 'created_at'])
+    .executeTakeFirstOrThrow();
+  return { ...toObject(row), secret };
+}
+
+async function ownWebhook(db: Db, project: Project, id: string) {
+  const row = isWellFormedId(id)
+    ? await db.selectFrom('webhooks').selectAll().where('id', '=', id).where('project_id', '=', project.id).where('deleted_at', 'is', null).executeTakeFirst()
+    : undefined;
+  if (row === undefined) throw new ApiError(404, `No such webhook endpoint: ${id.slice(0, 200)}`, null, 'webhook_id');
+  return row;
+}
+
+export async function listWebhooks(db: Db, project: Project): Promise<WebhookObject[]> {
+  const rows = await db.selectFrom('webhooks').selectAll().where('project_id', '=', project.id).where('deleted_at', 'is', null).orderBy('created_at').execute();
+  return rows.map(toObject);
+}
+
+export async function deleteWebhook(db: Db, project: Project, id: string): Promise<void> {
+  const row = await ownWebhook(db, project, id);
+  await db.updateTable('webhooks').set({ deleted_at: nowSeconds() }).where('id', '=', row.id).execute();
+}
+
+async function deliveryObjects(db: Db, where: { webhookId?: string; deliveryId?: string }): Promise<DeliveryObject[]> {
+  let query = db.selectFrom('webhook_deliveries').selectAll().orderBy('created_at', 'desc').limit(100);
+  if (where.webhookId !== undefined) query = query.where('webhook_id', '=', where.webhookId);
+  if (where.deliveryId !== undefined) query = query.where('id', '=', where.deliveryId);
+  const deliveries = await query.execute();
+  if (deliveries.length === 0) return [];
+  const attempts = await db
+    .selectFrom('webhook_attempts')
+    .selectAll()
+    .where('delivery_id', 'in', deliveries.map((d) => d.id))
+    .orderBy('attempt')
+    .execute();
+  return deliveries.map((d) => ({
+    id: d.id,
+    object: 'webhook_delivery',
+    webhook_id: d.webhook_id,
+    event_id: d.event_id,
+    event_type: d.event_type,
+    batch_id: d.batch_id,
+    status: d.status,
+    created_at: d.created_at,
+    delivered_at: d.delivered_at,
+    last_error: d.last_error,
+    attempts: attempts.filter((a) => a.delivery_id === d.id).map(({ attempt, at, status_code, error, duration_ms }) => ({ attempt, at, status_code, error, duration_ms })),
+  }));
+}
+
+/** The latest deliveries to an endpoint, each with every attempt. */
+export async function listDeliveries(db: Db, project: Project, webhookId: string): Promise<DeliveryObject[]> {
+  const hook = await ownWebhook(db, project, webhookId);
+  return deliveryObjects(db, { webhookId: hook.id });
+}
+
+/** Sends a delivery again (a failed one, or any other), with a fresh run of retries. */
+export async function redeliver(deps: WebhookDeps, project: Project, deliveryId: string): Promise<DeliveryObject> {
+  const delivery = isWellFormedId(deliveryId)
+    ? await deps.db
+        .selectFrom('webhook_deliveries')
+        .innerJoin('webhooks', 'webhooks.id', 'webhook_deliveries.webhook_id')
+        .select(['webhook_deliveries.id'])
+        .where('webhook_deliveries.id', '=', deliveryId)
+        .where('webhooks.project_id', '=', project.id)
+        .where('webhooks.deleted_at', 'is', null)
+        .executeTakeFirst()
+    : undefined;
+  if (delivery === undefined) throw new ApiError(404, `No such webhook delivery: ${deliveryId.slice(0, 200)}`, null, 'delivery_id');
+  await deps.db.updateTable('webhook_deliveries').set({ status: 'pending' }).where('id', '=', delivery.id).execute();
+  await deps.temporal.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
+    workflowId: `${delivery.id}-redrive-${Date.now()}`,
+    taskQueue: deps.config.temporal.orchestratorTaskQueue,
+    args: [{ deliveryId: delivery.id, retry: webhookRetry(deps.config) }],
+  });
+  const [object] = await deliveryObjects(deps.db, { deliveryId: delivery.id });
+  if (object === undefined) throw new ApiError(404, `No such webhook delivery: ${deliveryId}`, null, 'delivery_id');
+  return object;
+}

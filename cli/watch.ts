@@ -1,0 +1,93 @@
+// Watching a batch from the command line: a progress bar on standard error (completed and failed
+// out of the total, throughput, ETA) that a terminal redraws in place and a log or CI job gets as
+// one line per update; standard output stays free for results and --json.
+import { SingleBar } from 'cli-progress';
+import type OpenAI from 'openai';
+
+type Batch = OpenAI.Batches.Batch;
+
+export const TERMINAL_STATUSES = new Set(['completed', 'failed', 'expired', 'cancelled']);
+
+export interface WatchOptions {
+  intervalMs: number;
+  /** No bar: only the final batch is returned (for --json). */
+  quiet: boolean;
+  stream?: NodeJS.WriteStream;
+}
+
+/** Requests a second over the whole watch, from the first poll that saw work under way. */
+class Throughput {
+  private first: { at: number; done: number } | undefined;
+
+  observe(done: number, now = Date.now()): number {
+    if (this.first === undefined) {
+      this.first = { at: now, done };
+      return 0;
+    }
+    const seconds = (now - this.first.at) / 1000;
+    return seconds <= 0 ? 0 : (done - this.first.done) / seconds;
+  }
+}
+
+function formatEta(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return '--';
+  if (seconds < 60) return `${Math.ceil(seconds)}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(Math.ceil(seconds % 60)).padStart(2, '0')}s`;
+  return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** Polls until the batch ends, drawing its progress; resolves with the final batch. */
+export async function watchBatch(openai: OpenAI, batchId: string, options: WatchOptions, signal?: AbortSignal): Promise<Batch> {
+  const stream = options.stream ?? process.stderr;
+  const bar = options.quiet
+    ? undefined
+    : new SingleBar({
+        stream,
+        format: '{id} {status} |{bar}| {done}/{total} done, {failed} failed | {rate} req/s | ETA {eta}',
+        barCompleteChar: '#',
+        barIncompleteChar: '-',
+        barsize: 24,
+        hideCursor: true,
+        // Off a terminal, one line per update instead of redrawing.
+        noTTYOutput: true,
+        notTTYSchedule: options.intervalMs,
+        fps: 4,
+      });
+  const throughput = new Throughput();
+  let started = false;
+  try {
+    for (;;) {
+      const batch = await openai.batches.retrieve(batchId, { signal });
+      const counts = batch.request_counts ?? { total: 0, completed: 0, failed: 0 };
+      const done = counts.completed + counts.failed;
+      const rate = batch.status === 'in_progress' || batch.status === 'finalizing' ? throughput.observe(done) : 0;
+      const remaining = counts.total - done;
+      const payload = {
+        id: batch.id,
+        status: batch.status.padEnd(11),
+        done,
+        total: counts.total,
+        failed: counts.failed,
+        rate: rate.toFixed(1),
+        eta: remaining === 0 ? '0s' : rate > 0 ? formatEta(remaining / rate) : '--',
+      };
+      if (bar !== undefined) {
+        if (!started) {
+          bar.start(Math.max(counts.total, 1), done, payload);
+          started = true;
+        } else {
+          bar.setTotal(Math.max(counts.total, 1));
+          bar.update(done, payload);
+        }
+      }
+      // Stopping the bar (below) draws it once more, with the final counts.
+      if (TERMINAL_STATUSES.has(batch.status)) return batch;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(resolve, options.intervalMs);
+        signal?.addEventListener('abort', () => { clearTimeout(timer); reject(signal.reason as Error); }, { once: true });
+      });
+    }
+  } finally {
+    bar?.stop();
+  }
+}

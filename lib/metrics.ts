@@ -1,0 +1,100 @@
+// Every Prometheus metric the processes record, in one place so the dashboard
+// (deploy/grafana/gpu-batch.json) and the README can be checked against it. Each process serves the
+// ones it records: GPU workers the request, token, latency and in-flight series; the orchestrator
+// batch outcomes, pending chunks and webhook attempts; the import worker import progress; the API
+// its HTTP traffic and the state of batches, imports and webhook deliveries as the database has it.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, register } from 'prom-client';
+
+let defaultsOn = false;
+
+/** Process CPU, memory, event-loop lag and GC, once per process. */
+export function collectProcessMetrics(): void {
+  if (defaultsOn) return;
+  defaultsOn = true;
+  collectDefaultMetrics();
+}
+
+// GPU workers
+export const requestsTotal = new Counter({
+  name: 'gpu_batch_requests_total',
+  help: 'Batch requests a GPU worker finished, by model and outcome (completed: the engine answered 2xx; failed: an error line)',
+  labelNames: ['model', 'outcome'] as const,
+});
+export const tokensTotal = new Counter({
+  name: 'gpu_batch_tokens_total',
+  help: 'Tokens the engine reported in usage, by model and kind (prompt, completion)',
+  labelNames: ['model', 'kind'] as const,
+});
+export const engineRequestSeconds = new Histogram({
+  name: 'gpu_batch_engine_request_duration_seconds',
+  help: 'One attempt of one request against the engine, by model and outcome (ok, http_4xx, http_5xx, network)',
+  labelNames: ['model', 'outcome'] as const,
+  buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320],
+});
+export const inflightRequests = new Gauge({
+  name: 'gpu_batch_inflight_requests',
+  help: 'Requests this GPU worker has at its engine right now',
+  labelNames: ['model'] as const,
+});
+export const inflightLimit = new Gauge({
+  name: 'gpu_batch_inflight_limit',
+  help: "This GPU worker's cap on requests in flight (GPU_MAX_INFLIGHT)",
+  labelNames: ['gpu'] as const,
+});
+export const engineRetriesTotal = new Counter({
+  name: 'gpu_batch_engine_retries_total',
+  help: 'Request attempts that were retried, by model and the reason (http_429, http_5xx, network...)',
+  labelNames: ['model', 'reason'] as const,
+});
+export const chunksTotal = new Counter({
+  name: 'gpu_batch_chunks_total',
+  help: 'Chunk attempts a GPU worker finished, by model and outcome (completed, failed: to be retried, cancelled)',
+  labelNames: ['model', 'outcome'] as const,
+});
+
+// Orchestrator
+export const batchesFinishedTotal = new Counter({
+  name: 'gpu_batch_batches_finished_total',
+  help: 'Batches that reached a final status, by status',
+  labelNames: ['status'] as const,
+});
+export const deadLetteredChunksTotal = new Counter({
+  name: 'gpu_batch_dead_lettered_chunks_total',
+  help: 'Chunks that ran out of attempts; their unfinished lines became error lines',
+});
+export const webhookAttemptsTotal = new Counter({
+  name: 'gpu_batch_webhook_attempts_total',
+  help: 'Webhook delivery attempts, by outcome (delivered, failed)',
+  labelNames: ['outcome'] as const,
+});
+
+// Import worker
+export const curationTasksImportedTotal = new Counter({
+  name: 'gpu_batch_curation_tasks_imported_total',
+  help: 'Tasks imported into Label Studio',
+});
+export const curationPagesTotal = new Counter({
+  name: 'gpu_batch_curation_pages_total',
+  help: 'Pages of tasks imported into Label Studio',
+});
+
+// API
+export const httpRequestsTotal = new Counter({
+  name: 'gpu_batch_http_requests_total',
+  help: 'API requests, by method, route and status code',
+  labelNames: ['method', 'route', 'status'] as const,
+});
+export const httpRequestSeconds = new Histogram({
+  name: 'gpu_batch_http_request_duration_seconds',
+  help: 'API request handling time, by method and route',
+  labelNames: ['method', 'route'] as const,
+  buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+});
+
+export { register as processRegistry };
+
+/** The outcome label of one engine attempt. */
+export function attemptOutcome(result: { kind: 'ok' } | { kind: 'http'; status: number } | { kind: 'network' }): string {
+  if (result.kind === 'http') return result.status === 429 ? 'http_429' : `http_${Math.floor(result.status / 100)}xx`;
+  return result.kind;
+}
