@@ -3,10 +3,12 @@
 // a failed attempt is retried by Temporal for as long as the delivery workflow allows.
 import { ApplicationFailure } from '@temporalio/common';
 import { Webhook } from 'standardwebhooks';
+import { Agent, request } from 'undici';
 import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { webhookAttemptsTotal } from '../lib/metrics.js';
+import { publicOnlyAgent } from '../lib/private-network.js';
 import type { Logger } from '../lib/logger.js';
 import type { BatchStatus, WebhookEvent } from '../schema/tables.js';
 
@@ -30,14 +32,17 @@ export function eventPayload(eventId: string, type: WebhookEvent, createdAt: num
 
 export function createWebhookActivities(deps: WebhookDeps) {
   const { db, config, log } = deps;
+  const agent = config.webhooks.allowPrivateNetworks ? new Agent() : publicOnlyAgent();
 
   return {
-    /** One delivery per subscribed endpoint of the batch's project; the same ids however often it runs. */
+    /**
+     * One delivery per subscribed endpoint of the batch's project; the same ids however often it runs.
+     * The event follows the stored status, which is what the API shows, not the one the workflow saw.
+     */
     async prepareDeliveries(input: { batchId: string; status: BatchStatus }): Promise<string[]> {
-      const type = EVENT_OF[input.status];
-      if (type === undefined) return [];
-      const batch = await db.selectFrom('batches').select(['project_id']).where('id', '=', input.batchId).executeTakeFirst();
-      if (batch === undefined) return [];
+      const batch = await db.selectFrom('batches').select(['project_id', 'status']).where('id', '=', input.batchId).executeTakeFirst();
+      const type = batch === undefined ? undefined : EVENT_OF[batch.status];
+      if (batch === undefined || type === undefined) return [];
       const hooks = await db.selectFrom('webhooks').select(['id', 'events']).where('project_id', '=', batch.project_id).where('deleted_at', 'is', null).execute();
       const eventId = stableId('evt_', `${input.batchId}:${type}`);
       const now = nowSeconds();
@@ -68,8 +73,11 @@ export function createWebhookActivities(deps: WebhookDeps) {
         .select(['webhook_deliveries.id', 'webhook_deliveries.status', 'webhook_deliveries.payload', 'webhook_deliveries.event_id', 'webhooks.url', 'webhooks.secret', 'webhooks.deleted_at'])
         .where('webhook_deliveries.id', '=', deliveryId)
         .executeTakeFirst();
-      if (delivery === undefined || delivery.deleted_at !== null) return;
-      if (delivery.status === 'delivered') return;
+      if (delivery === undefined || delivery.status === 'delivered') return;
+      if (delivery.deleted_at !== null) {
+        await db.updateTable('webhook_deliveries').set({ status: 'failed', last_error: 'the endpoint was deleted' }).where('id', '=', deliveryId).execute();
+        return;
+      }
       const attempt = await db
         .updateTable('webhook_deliveries')
         .set((eb) => ({ attempts: eb('attempts', '+', 1), status: 'pending' }))
@@ -83,8 +91,10 @@ export function createWebhookActivities(deps: WebhookDeps) {
       let status: number | null = null;
       let error: string | null = null;
       try {
-        const res = await fetch(delivery.url, {
+        // No redirects are followed: the signed request goes only where it was registered to.
+        const res = await request(delivery.url, {
           method: 'POST',
+          dispatcher: agent,
           headers: {
             'content-type': 'application/json',
             'user-agent': 'gpu-batch-webhooks',
@@ -94,10 +104,9 @@ export function createWebhookActivities(deps: WebhookDeps) {
           },
           body: delivery.payload,
           signal: AbortSignal.timeout(config.webhooks.timeoutMs),
-          redirect: 'manual',
         });
-        status = res.status;
-        await res.body?.cancel();
+        status = res.statusCode;
+        await res.body.dump();
         if (status < 200 || status >= 300) error = `the endpoint answered ${status}`;
       } catch (err) {
         error = `could not reach the endpoint: ${(err as Error).message}`;

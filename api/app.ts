@@ -59,9 +59,11 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   // Unauthenticated, for load balancers and Prometheus (keep the API port off the internet, or
   // block these three paths at the proxy, if their answers are not for everyone).
   registerOpsRoutes(app, {
-    checks: [databaseCheck(deps.db), temporalCheck(deps.temporal.connection), fileStoreCheck(deps.store)],
+    // Without Temporal the API still lists, reads and downloads; taking every replica out of the load
+    // balancer at once for it would stop those too. Creating or cancelling a batch then answers 503.
+    checks: [databaseCheck(deps.db), { ...temporalCheck(deps.temporal.connection), optional: true }, fileStoreCheck(deps.store)],
     timeoutMs: deps.config.metrics.readyTimeoutMs,
-    registry: databaseGauges(deps.db),
+    registry: databaseGauges(deps.db, deps.config.metrics.readyTimeoutMs),
   });
   // Label Studio calls this with a shared secret, not an API key: it sits outside /v1.
   registerWebhookReceiver(app, deps);

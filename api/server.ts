@@ -11,6 +11,7 @@ import { createLogger } from '../lib/logger.js';
 import { connectClient } from '../lib/temporal.js';
 import { createApp, type ApiDeps } from './app.js';
 import { sweepExpiredFiles } from './files.js';
+import { sweepOldDeliveries } from './webhooks.js';
 import { seedKeys } from './keys.js';
 
 export interface RunningApi {
@@ -18,12 +19,13 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-/** Expired files and idempotency keys are removed in the background, by every API process. */
+/** Expired files, idempotency keys and old webhook deliveries are removed in the background, by every API process. */
 function startSweeper(deps: ApiDeps): () => void {
   const sweep = async (): Promise<void> => {
     const files = await sweepExpiredFiles(deps);
     const keys = await deps.db.deleteFrom('idempotency_keys').where('created_at', '<', nowSeconds() - deps.config.api.idempotencyTtlSeconds).executeTakeFirst();
-    if (files > 0 || keys.numDeletedRows > 0n) deps.log.info({ files, idempotencyKeys: Number(keys.numDeletedRows) }, 'swept expired data');
+    const deliveries = await sweepOldDeliveries(deps.db, deps.config);
+    if (files > 0 || keys.numDeletedRows > 0n || deliveries > 0) deps.log.info({ files, idempotencyKeys: Number(keys.numDeletedRows), webhookDeliveries: deliveries }, 'swept expired data');
   };
   const run = (): void => {
     sweep().catch((err: unknown) => { deps.log.warn({ err }, 'sweep failed; will try again'); });

@@ -1,11 +1,12 @@
 // Webhook endpoints (an extension): a project registers URLs that are told when its batches end,
 // in OpenAI's event shape, signed per Standard Webhooks with a secret of each endpoint's own.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
 import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
+import { privateHostReason } from '../lib/private-network.js';
 import { WEBHOOK_EVENTS, type WebhookEvent } from '../schema/tables.js';
 import type { WebhookDeliveryInput, WebhookDeliveryWorkflow } from '../workflows/webhook-delivery.js';
 import { ApiError } from './errors.js';
@@ -64,7 +65,11 @@ function toObject(row: { id: string; url: string; events: WebhookEvent[]; create
   return { id: row.id, object: 'webhook_endpoint', url: row.url, events: row.events, created_at: row.created_at };
 }
 
-export async function createWebhook(db: Db, project: Project, body: z.infer<typeof webhookCreateSchema>): Promise<WebhookObject> {
+export async function createWebhook(db: Db, config: Config, project: Project, body: z.infer<typeof webhookCreateSchema>): Promise<WebhookObject> {
+  const refused = config.webhooks.allowPrivateNetworks ? undefined : privateHostReason(body.url);
+  if (refused !== undefined) {
+    throw new ApiError(400, `Webhooks may not call private networks: ${refused} (an operator can allow it with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true).`, 'invalid_url', 'url');
+  }
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
   const row = await db
     .insertInto('webhooks')
@@ -131,20 +136,37 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
     ? await deps.db
         .selectFrom('webhook_deliveries')
         .innerJoin('webhooks', 'webhooks.id', 'webhook_deliveries.webhook_id')
-        .select(['webhook_deliveries.id'])
+        .select(['webhook_deliveries.id', 'webhook_deliveries.status'])
         .where('webhook_deliveries.id', '=', deliveryId)
         .where('webhooks.project_id', '=', project.id)
         .where('webhooks.deleted_at', 'is', null)
         .executeTakeFirst()
     : undefined;
   if (delivery === undefined) throw new ApiError(404, `No such webhook delivery: ${deliveryId.slice(0, 200)}`, null, 'delivery_id');
+  // Pending before the start, so the attempt sends it even if it had been delivered; put back as it
+  // was if the start fails, so nothing shows as being tried that is not.
   await deps.db.updateTable('webhook_deliveries').set({ status: 'pending' }).where('id', '=', delivery.id).execute();
-  await deps.temporal.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
-    workflowId: `${delivery.id}-redrive-${Date.now()}`,
-    taskQueue: deps.config.temporal.orchestratorTaskQueue,
-    args: [{ deliveryId: delivery.id, retry: webhookRetry(deps.config) }],
-  });
+  try {
+    await deps.temporal.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
+      workflowId: `${delivery.id}-redrive-${randomUUID()}`,
+      taskQueue: deps.config.temporal.orchestratorTaskQueue,
+      args: [{ deliveryId: delivery.id, retry: webhookRetry(deps.config) }],
+    });
+  } catch (err) {
+    await deps.db.updateTable('webhook_deliveries').set({ status: delivery.status }).where('id', '=', delivery.id).execute();
+    throw new ApiError(503, `The delivery could not be re-sent because the orchestrator is unreachable (${(err as Error).message}); try again.`, 'service_unavailable');
+  }
   const [object] = await deliveryObjects(deps.db, { deliveryId: delivery.id });
   if (object === undefined) throw new ApiError(404, `No such webhook delivery: ${deliveryId}`, null, 'delivery_id');
   return object;
+}
+
+/** Deliveries (and their attempts) older than the history setting go, except those still being tried. */
+export async function sweepOldDeliveries(db: Db, config: Config): Promise<number> {
+  const swept = await db
+    .deleteFrom('webhook_deliveries')
+    .where('created_at', '<', nowSeconds() - config.webhooks.historySeconds)
+    .where('status', '!=', 'pending')
+    .executeTakeFirst();
+  return Number(swept.numDeletedRows);
 }

@@ -171,7 +171,7 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
       .description('upload a JSONL batch file, create a batch on it, and watch it to the end')
       .option('--endpoint <url>', 'the endpoint the requests are for (default: the first line\'s "url")')
       .option('--window <duration>', 'completion window, e.g. 24h or 2d', '24h')
-      .option('--metadata <key=value...>', 'metadata to attach (repeatable)')
+      .option('--metadata <key=value>', 'metadata to attach (repeat for more)', (value: string, previous: string[]) => [...previous, value], [] as string[])
       .option('--priority <1-5>', 'scheduling priority: 1 runs first, 5 last (default 3)'),
   )
     .addOption(json)

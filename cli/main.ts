@@ -132,7 +132,7 @@ function registerWebhookCommands(program: Command, json: Option): void {
   webhooks
     .command('add <url>')
     .description('register an endpoint; its signing secret is shown once')
-    .option('--events <types...>', 'which events (default: all)', undefined)
+    .option('--events <types>', 'which events, comma-separated (default: all)', (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',').filter((e) => e !== '')])
     .addOption(json)
     .action(async (url: string, opts: { events?: string[]; json?: boolean }) => {
       const created: WebhookObject = await api().post('/webhooks', { body: { url, ...(opts.events !== undefined ? { events: opts.events } : {}) } });

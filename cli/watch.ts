@@ -3,6 +3,7 @@
 // one line per update; standard output stays free for results and --json.
 import { SingleBar } from 'cli-progress';
 import type OpenAI from 'openai';
+import { sleep } from '../lib/abortable.js';
 
 type Batch = OpenAI.Batches.Batch;
 
@@ -37,6 +38,24 @@ function formatEta(seconds: number): string {
 }
 
 /** Polls until the batch ends, drawing its progress; resolves with the final batch. */
+/**
+ * One poll with a signal of its own, linked to the caller's: the SDK leaves a listener on whatever
+ * signal it is given, and a long watch would otherwise pile them up on the caller's.
+ */
+async function retrieveOnce(openai: OpenAI, batchId: string, signal: AbortSignal | undefined): Promise<Batch> {
+  if (signal === undefined) return openai.batches.retrieve(batchId);
+  const poll = new AbortController();
+  const onAbort = (): void => {
+    poll.abort(signal.reason);
+  };
+  signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await openai.batches.retrieve(batchId, { signal: poll.signal });
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
 export async function watchBatch(openai: OpenAI, batchId: string, options: WatchOptions, signal?: AbortSignal): Promise<Batch> {
   const stream = options.stream ?? process.stderr;
   const bar = options.quiet
@@ -57,7 +76,7 @@ export async function watchBatch(openai: OpenAI, batchId: string, options: Watch
   let started = false;
   try {
     for (;;) {
-      const batch = await openai.batches.retrieve(batchId, { signal });
+      const batch = await retrieveOnce(openai, batchId, signal);
       const counts = batch.request_counts ?? { total: 0, completed: 0, failed: 0 };
       const done = counts.completed + counts.failed;
       const rate = batch.status === 'in_progress' || batch.status === 'finalizing' ? throughput.observe(done) : 0;
@@ -82,10 +101,7 @@ export async function watchBatch(openai: OpenAI, batchId: string, options: Watch
       }
       // Stopping the bar (below) draws it once more, with the final counts.
       if (TERMINAL_STATUSES.has(batch.status)) return batch;
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(resolve, options.intervalMs);
-        signal?.addEventListener('abort', () => { clearTimeout(timer); reject(signal.reason as Error); }, { once: true });
-      });
+      await sleep(options.intervalMs, signal);
     }
   } finally {
     bar?.stop();

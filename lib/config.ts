@@ -65,6 +65,9 @@ const envSchema = z.object({
   S3_ACCESS_KEY_ID: optionalString,
   S3_SECRET_ACCESS_KEY: optionalString,
   S3_FORCE_PATH_STYLE: flag.default(false),
+  // S3 refuses multipart parts under 5 MiB (except the last).
+  S3_PART_BYTES: positiveInt.min(5 * 1024 * 1024).default(8 * 1024 * 1024),
+  S3_UPLOAD_CONCURRENCY: positiveInt.default(2),
   MINIO_PATH: optionalString,
   MINIO_VERSION: z.string().default('v0.0.0-20260212201848-7aac2a2c5b7c'),
   MINIO_PORT: port.default(9100),
@@ -117,6 +120,8 @@ const envSchema = z.object({
   WEBHOOK_RETRY_WINDOW_SECONDS: positiveInt.default(25 * 3600),
   WEBHOOK_RETRY_INITIAL_MS: positiveInt.default(5000),
   WEBHOOK_RETRY_MAX_MS: positiveInt.default(60 * 60 * 1000),
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: flag.default(false),
+  WEBHOOK_HISTORY_SECONDS: positiveInt.default(30 * 86400),
 
   // The command line's way to the API (the same variables the openai SDKs read)
   OPENAI_BASE_URL: optionalString,
@@ -189,6 +194,8 @@ export interface Config {
       accessKeyId: string | undefined;
       secretAccessKey: string | undefined;
       forcePathStyle: boolean;
+      partBytes: number;
+      uploadConcurrency: number;
     };
     maxUploadBytes: number;
     inputLifetimeSeconds: number;
@@ -247,7 +254,7 @@ export interface Config {
   minio: { path: string | undefined; version: string; port: number };
   /** Where each worker serves /metrics, /healthz and /readyz. */
   metrics: { host: string; orchestratorPort: number; importPort: number; gpuPort: number; readyTimeoutMs: number };
-  webhooks: { timeoutMs: number; retryWindowSeconds: number; retryInitialMs: number; retryMaxMs: number };
+  webhooks: { timeoutMs: number; retryWindowSeconds: number; retryInitialMs: number; retryMaxMs: number; allowPrivateNetworks: boolean; historySeconds: number };
   /** Where `gpu-batch` finds the API: OPENAI_BASE_URL, else this machine's own API. */
   cli: { apiUrl: string; apiKey: string };
   labelStudio: {
@@ -326,6 +333,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         accessKeyId: e.S3_ACCESS_KEY_ID,
         secretAccessKey: e.S3_SECRET_ACCESS_KEY,
         forcePathStyle: e.S3_FORCE_PATH_STYLE,
+        partBytes: e.S3_PART_BYTES,
+        uploadConcurrency: e.S3_UPLOAD_CONCURRENCY,
       },
       maxUploadBytes: e.MAX_UPLOAD_BYTES,
       inputLifetimeSeconds: e.INPUT_FILE_LIFETIME_SECONDS,
@@ -397,7 +406,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       gpuPort: e.GPU_METRICS_PORT ?? 9470 + (Number.parseInt(e.GPU_INDEX, 10) || 0),
       readyTimeoutMs: e.READY_TIMEOUT_MS,
     },
-    webhooks: { timeoutMs: e.WEBHOOK_TIMEOUT_MS, retryWindowSeconds: e.WEBHOOK_RETRY_WINDOW_SECONDS, retryInitialMs: e.WEBHOOK_RETRY_INITIAL_MS, retryMaxMs: e.WEBHOOK_RETRY_MAX_MS },
+    webhooks: {
+      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
+      retryWindowSeconds: e.WEBHOOK_RETRY_WINDOW_SECONDS,
+      retryInitialMs: e.WEBHOOK_RETRY_INITIAL_MS,
+      retryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
+      allowPrivateNetworks: e.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+      historySeconds: e.WEBHOOK_HISTORY_SECONDS,
+    },
     cli: {
       apiUrl: e.OPENAI_BASE_URL ?? `http://127.0.0.1:${e.API_PORT}/v1`,
       apiKey: e.OPENAI_API_KEY ?? e.API_KEYS[0] ?? e.DEV_API_KEY,

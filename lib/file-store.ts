@@ -32,7 +32,7 @@ export interface FileStore {
   read(key: string, range?: ByteRange): Readable;
   size(key: string): Promise<number | undefined>;
   delete(key: string): Promise<void>;
-  /** Throws unless the store can be reached and written to (readiness). */
+  /** Throws unless the store can be reached: the folder exists and is writable, or the bucket answers (readiness). */
   check(): Promise<void>;
 }
 
@@ -41,11 +41,26 @@ function errorOf(stream: Writable): Error | null {
   return stream.errored;
 }
 
-/** Writes one chunk, waiting when the stream asks for a pause. */
+function isDestroyed(stream: Writable): boolean {
+  return stream.destroyed;
+}
+
+/**
+ * Writes one chunk, waiting when the stream asks for a pause. A stream that is torn down while we wait
+ * (a failed upload) never drains, so closing ends the wait too and the write fails with the reason.
+ */
 export async function writeChunk(stream: Writable, chunk: string | Uint8Array): Promise<void> {
   const failed = errorOf(stream);
   if (failed !== null) throw failed;
-  if (!stream.write(chunk)) await once(stream, 'drain');
+  if (stream.destroyed) throw new Error('the file store stopped accepting data');
+  if (stream.write(chunk)) return;
+  const stop = new AbortController();
+  try {
+    await Promise.race([once(stream, 'drain', { signal: stop.signal }), once(stream, 'close', { signal: stop.signal })]);
+  } finally {
+    stop.abort();
+  }
+  if (isDestroyed(stream)) throw errorOf(stream) ?? new Error('the file store stopped accepting data');
 }
 
 export class LocalFileStore implements FileStore {
@@ -131,6 +146,8 @@ export class S3FileStore implements FileStore {
     private readonly client: S3Client,
     private readonly bucket: string,
     private readonly prefix: string,
+    private readonly partBytes: number,
+    private readonly partConcurrency: number,
   ) {}
 
   private keyOf(key: string): string {
@@ -138,11 +155,18 @@ export class S3FileStore implements FileStore {
   }
 
   createWriter(key: string): Promise<FileWriter> {
+    // The upload reads its own stream: when it fails it stops reading and tears that one down with a
+    // bare AbortError. The writer's stream is torn down with the upload's real reason instead, so the
+    // next write (or a wait for drain) fails saying why, rather than hanging. That error is reported
+    // there and at commit, so the stream's own 'error' event must not crash the process.
     const stream = new PassThrough();
-    const upload = new Upload({ client: this.client, params: { Bucket: this.bucket, Key: this.keyOf(key), Body: stream }, partSize: 8 * 1024 * 1024, queueSize: 2 });
+    const body = new PassThrough();
+    stream.pipe(body);
+    stream.on('error', () => undefined);
+    body.on('error', () => undefined);
+    const upload = new Upload({ client: this.client, params: { Bucket: this.bucket, Key: this.keyOf(key), Body: body }, partSize: this.partBytes, queueSize: this.partConcurrency });
     const done = upload.done();
-    // Settled by commit or abort; until then a failure must not count as unhandled.
-    done.catch(() => undefined);
+    done.catch((err: unknown) => stream.destroy(err instanceof Error ? err : new Error(String(err))));
     return Promise.resolve({
       stream,
       commit: async () => {
@@ -206,5 +230,5 @@ export function createFileStore(config: Config): FileStore {
     ...(s3.accessKeyId !== undefined && s3.secretAccessKey !== undefined ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } } : {}),
   });
   if (s3.bucket === undefined) throw new Error('FILE_STORE=s3 needs S3_BUCKET');
-  return new S3FileStore(client, s3.bucket, s3.prefix);
+  return new S3FileStore(client, s3.bucket, s3.prefix, s3.partBytes, s3.uploadConcurrency);
 }

@@ -91,7 +91,34 @@ export const httpRequestSeconds = new Histogram({
   buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
 });
 
+export const scrapeReadErrorsTotal = new Counter({
+  name: 'gpu_batch_scrape_read_errors_total',
+  help: 'Database or Temporal reads behind a gauge that failed or took too long when scraped; the gauge kept its last values',
+  labelNames: ['gauge'] as const,
+});
+
 export { register as processRegistry };
+
+/**
+ * Runs a gauge's scrape-time read so that it can never fail or hang the whole scrape (prom-client fails
+ * every series when one collect throws): on an error or after timeoutMs the gauge keeps its last values
+ * and the failure is counted. `read` should set the gauge only once it has everything.
+ */
+export async function collectSafely(gauge: string, timeoutMs: number, read: () => Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`took over ${timeoutMs} ms`));
+    }, timeoutMs);
+  });
+  try {
+    await Promise.race([read(), late]);
+  } catch {
+    scrapeReadErrorsTotal.inc({ gauge });
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 /** The outcome label of one engine attempt. */
 export function attemptOutcome(result: { kind: 'ok' } | { kind: 'http'; status: number } | { kind: 'network' }): string {

@@ -14,6 +14,8 @@ import { collectProcessMetrics, processRegistry } from './metrics.js';
 export interface ReadinessCheck {
   name: string;
   check: () => Promise<unknown>;
+  /** Reported, but not failing readiness: the process still does useful work without it. */
+  optional?: boolean;
 }
 
 export interface CheckResult {
@@ -47,10 +49,15 @@ async function timed(check: ReadinessCheck, timeoutMs: number): Promise<CheckRes
   }
 }
 
-/** Runs every check at once; ready only if all pass. */
-export async function readiness(options: OpsOptions): Promise<{ ready: boolean; checks: Record<string, CheckResult> }> {
+/** Runs every check at once; ready only if all but the optional ones pass. */
+export async function readiness(options: OpsOptions): Promise<{ ready: boolean; degraded: boolean; checks: Record<string, CheckResult> }> {
   const results = await Promise.all(options.checks.map(async (c) => [c.name, await timed(c, options.timeoutMs)] as const));
-  return { ready: results.every(([, r]) => r.ok), checks: Object.fromEntries(results) };
+  const optional = new Set(options.checks.filter((c) => c.optional === true).map((c) => c.name));
+  return {
+    ready: results.every(([name, r]) => r.ok || optional.has(name)),
+    degraded: results.some(([, r]) => !r.ok),
+    checks: Object.fromEntries(results),
+  };
 }
 
 export function databaseCheck(db: Db): ReadinessCheck {
@@ -69,13 +76,17 @@ export function fileStoreCheck(store: FileStore): ReadinessCheck {
 /** Adds /healthz, /readyz and /metrics to an app. */
 export function registerOpsRoutes<E extends Env>(app: Hono<E>, options: OpsOptions): void {
   collectProcessMetrics();
-  const registry = options.registry === undefined ? processRegistry : Registry.merge([processRegistry, options.registry]);
+  // Merged on each scrape, so metrics registered after the server started are served too.
+  const registry = (): Registry => (options.registry === undefined ? processRegistry : Registry.merge([processRegistry, options.registry]));
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
   app.get('/readyz', async (c) => {
     const result = await readiness(options);
-    return c.json({ status: result.ready ? 'ready' : 'not_ready', checks: result.checks }, result.ready ? 200 : 503);
+    return c.json({ status: !result.ready ? 'not_ready' : result.degraded ? 'degraded' : 'ready', checks: result.checks }, result.ready ? 200 : 503);
   });
-  app.get('/metrics', async (c) => c.body(await registry.metrics(), 200, { 'content-type': registry.contentType }));
+  app.get('/metrics', async (c) => {
+    const merged = registry();
+    return c.body(await merged.metrics(), 200, { 'content-type': merged.contentType });
+  });
 }
 
 /** A worker's own little server for the three routes. */

@@ -11,7 +11,7 @@ import { onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore, type FileStore } from '../lib/file-store.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { databaseCheck, fileStoreCheck, startOpsServer, temporalCheck, type ReadinessCheck } from '../lib/ops.js';
-import type { Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { temporalConnectionOptions } from '../lib/temporal.js';
 
 export interface RunningWorker {
@@ -20,8 +20,6 @@ export interface RunningWorker {
   shutdown(): Promise<void>;
   /** Readiness checks of this kind of worker, beyond database, Temporal and file store. */
   checks?: ReadinessCheck[];
-  /** Metrics this kind of worker computes when scraped. */
-  registry?: Registry;
 }
 
 let runtimeInstalled = false;
@@ -72,6 +70,8 @@ export interface WorkerProcessDeps {
   store: FileStore;
   log: Logger;
   connection: NativeConnection;
+  /** Where this kind of worker registers metrics it computes when scraped. */
+  registry: Registry;
 }
 
 export interface WorkerProcess {
@@ -93,15 +93,20 @@ export function runWorkerProcess(kind: WorkerProcess): void {
     const db = await openDatabase(databaseUrl(config), config.database.poolSize);
     const connection = await connectWorker(config);
     const store = createFileStore(config);
-    const worker = await kind.start({ config, db, store, log, connection });
-    const ops = await startOpsServer({
-      host: config.metrics.host,
-      port: kind.metricsPort(config),
-      log,
-      timeoutMs: config.metrics.readyTimeoutMs,
-      checks: [databaseCheck(db), temporalCheck(connection), fileStoreCheck(store), ...(worker.checks ?? [])],
-      ...(worker.registry !== undefined ? { registry: worker.registry } : {}),
-    });
+    // The health server comes first: a busy port stops the process before a worker polls, and
+    // liveness answers while a GPU worker waits (minutes, maybe) for its engine to load.
+    const starting: ReadinessCheck = { name: 'worker', check: () => Promise.reject(new Error('still starting')) };
+    const checks = [databaseCheck(db), temporalCheck(connection), fileStoreCheck(store), starting];
+    const registry = new Registry();
+    const ops = await startOpsServer({ host: config.metrics.host, port: kind.metricsPort(config), log, timeoutMs: config.metrics.readyTimeoutMs, checks, registry });
+    let worker: RunningWorker;
+    try {
+      worker = await kind.start({ config, db, store, log, connection, registry });
+    } catch (err) {
+      await ops.close();
+      throw err;
+    }
+    checks.splice(checks.indexOf(starting), 1, ...(worker.checks ?? []));
     onShutdown(async () => {
       await worker.shutdown();
       await ops.close();

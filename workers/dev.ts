@@ -74,7 +74,13 @@ async function startLocalLabelStudio(config: Config, log: Logger, supervisor: Su
 
 export async function startStack(config: Config, log: Logger, supervisor: Supervisor, options: { withLabelStudio?: boolean } = {}): Promise<void> {
   const apiKeys = config.api.seedKeys.length > 0 ? config.api.seedKeys : [config.dev.apiKey];
-  const env: NodeJS.ProcessEnv = { ...process.env, LOG_FORMAT: config.log.format, API_KEYS: apiKeys.join(',') };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    LOG_FORMAT: config.log.format,
+    API_KEYS: apiKeys.join(','),
+    // Everything here is on this machine, receivers of webhooks too; a deployment keeps the default.
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: process.env.WEBHOOK_ALLOW_PRIVATE_NETWORKS ?? 'true',
+  };
   const node = (name: string, script: string): void => {
     supervisor.start({
       name,

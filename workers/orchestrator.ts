@@ -28,10 +28,10 @@ export async function startOrchestratorWorker(deps: OrchestratorDeps): Promise<R
     shutdownGraceTime: config.worker.shutdownGraceMs,
   });
   await bundle.cleanup();
+  queueGauges(deps);
   const done = worker.run();
   return {
     done,
-    registry: queueGauges(deps),
     shutdown: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await done;

@@ -3,9 +3,10 @@
 // orchestrator when Prometheus scrapes, for every model with a live worker or a running batch.
 import type { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
-import { Gauge, Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
+import { collectSafely } from '../lib/metrics.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
 
@@ -21,8 +22,8 @@ async function modelsToWatch(db: Db, config: Config): Promise<string[]> {
   return [...new Set([...live.map((m) => m.model), ...running.flatMap((r) => (r.model === null ? [] : [r.model]))])].sort();
 }
 
-export function queueGauges(deps: { db: Db; config: Config; connection: NativeConnection }): Registry {
-  const registry = new Registry();
+export function queueGauges(deps: { db: Db; config: Config; connection: NativeConnection; registry: Registry }): void {
+  const { registry } = deps;
   const backlogAge = new Gauge({
     name: 'gpu_batch_pending_chunk_age_seconds',
     help: 'How long the oldest pending chunk of a model has waited for a GPU worker',
@@ -35,26 +36,27 @@ export function queueGauges(deps: { db: Db; config: Config; connection: NativeCo
     labelNames: ['model'] as const,
     registers: [registry],
     async collect() {
-      const models = await modelsToWatch(deps.db, deps.config);
-      const stats = await Promise.all(
-        models.map(async (model) => {
-          const answer = await deps.connection.workflowService.describeTaskQueue({
-            namespace: deps.config.temporal.namespace,
-            taskQueue: { name: inferenceTaskQueue(deps.config, model) },
-            taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            reportStats: true,
-          });
-          const age = answer.stats?.approximateBacklogAge;
-          return { model, backlog: Number(answer.stats?.approximateBacklogCount ?? 0), ageSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9 };
-        }),
-      );
-      this.reset();
-      backlogAge.reset();
-      for (const s of stats) {
-        this.set({ model: s.model }, s.backlog);
-        backlogAge.set({ model: s.model }, s.ageSeconds);
-      }
+      await collectSafely('gpu_batch_pending_chunks', deps.config.metrics.readyTimeoutMs, async () => {
+        const models = await modelsToWatch(deps.db, deps.config);
+        const stats = await Promise.all(
+          models.map(async (model) => {
+            const answer = await deps.connection.workflowService.describeTaskQueue({
+              namespace: deps.config.temporal.namespace,
+              taskQueue: { name: inferenceTaskQueue(deps.config, model) },
+              taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+              reportStats: true,
+            });
+            const age = answer.stats?.approximateBacklogAge;
+            return { model, backlog: Number(answer.stats?.approximateBacklogCount ?? 0), ageSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9 };
+          }),
+        );
+        this.reset();
+        backlogAge.reset();
+        for (const s of stats) {
+          this.set({ model: s.model }, s.backlog);
+          backlogAge.set({ model: s.model }, s.ageSeconds);
+        }
+      });
     },
   });
-  return registry;
 }

@@ -160,18 +160,21 @@ async function announce(input: BatchWorkflowInput, status: BatchStatus): Promise
     startToCloseTimeout: input.control.startToCloseMs,
     retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2 },
   });
-  for (const deliveryId of await CancellationScope.nonCancellable(() => prepareDeliveries({ batchId: input.batchId, status }))) {
-    try {
-      await startChild(WebhookDeliveryWorkflow, {
-        workflowId: deliveryId,
-        taskQueue: webhooks.taskQueue,
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        args: [{ deliveryId, retry: webhooks.retry }],
-      });
-    } catch (err) {
-      if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  // Whole, even when the workflow is being cancelled: deliveries once prepared must also be started.
+  await CancellationScope.nonCancellable(async () => {
+    for (const deliveryId of await prepareDeliveries({ batchId: input.batchId, status })) {
+      try {
+        await startChild(WebhookDeliveryWorkflow, {
+          workflowId: deliveryId,
+          taskQueue: webhooks.taskQueue,
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+          args: [{ deliveryId, retry: webhooks.retry }],
+        });
+      } catch (err) {
+        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+      }
     }
-  }
+  });
 }
 
 /** Runs every chunk with at most plan.maxPendingChunks scheduled at once. */

@@ -49,7 +49,7 @@ const routes = {
 };
 
 export function registerWebhookRoutes(app: App, deps: WebhookDeps): void {
-  app.openapi(routes.create, async (c) => c.json(await createWebhook(deps.db, c.get('project'), c.req.valid('json')), 200));
+  app.openapi(routes.create, async (c) => c.json(await createWebhook(deps.db, deps.config, c.get('project'), c.req.valid('json')), 200));
   app.openapi(routes.list, async (c) => c.json({ object: 'list' as const, data: await listWebhooks(deps.db, c.get('project')) }, 200));
   app.openapi(routes.delete, async (c) => {
     const id = c.req.valid('param').webhook_id;

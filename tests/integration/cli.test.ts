@@ -44,7 +44,7 @@ describe('the gpu-batch command line', () => {
 
   it('submits a file and watches it to the end with a progress bar, then writes the output', async () => {
     await writeFile(path.join(dir, 'questions.jsonl'), batchLines({ model, count: 400 }));
-    const result = await cli(['submit', 'questions.jsonl', '--interval', '0.2', '--metadata', 'team=search', '--output', 'answers.jsonl']);
+    const result = await cli(['submit', '--metadata', 'team=search', '--metadata', 'run=7', 'questions.jsonl', '--interval', '0.2', '--output', 'answers.jsonl']);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/Uploading questions\.jsonl \(\d+\.\d KB\)/);
     expect(result.stderr).toMatch(/Uploaded as file-\S+ in \d+\.\ds/);
@@ -67,7 +67,8 @@ describe('the gpu-batch command line', () => {
     const status = await cli(['status', id!]);
     expect(status.stdout).toContain(`${id!}  completed`);
     expect(status.stdout).toMatch(/requests +400 total, 400 completed, 0 failed/);
-    expect(status.stdout).toMatch(/metadata +team=search/);
+    // Stored as jsonb, which keeps its own key order.
+    expect(status.stdout).toMatch(/metadata +(team=search run=7|run=7 team=search)\n/);
   });
 
   it('exits 2 when some requests failed, and writes the error file', async () => {
@@ -131,7 +132,7 @@ describe('the gpu-batch command line', () => {
   it('registers a webhook whose signed event arrives when a batch submitted from the CLI ends', async () => {
     const receiver: WebhookReceiver = await startWebhookReceiver();
     try {
-      const added = await cli(['webhooks', 'add', receiver.url, '--events', 'batch.completed', '--json']);
+      const added = await cli(['webhooks', 'add', '--events', 'batch.completed', receiver.url, '--json']);
       expect(added.code).toBe(0);
       const endpoint = JSON.parse(added.stdout) as { id: string; secret: string };
       expect((await cli(['webhooks', 'list'])).stdout).toContain(`${endpoint.id}  ${receiver.url}  batch.completed`);

@@ -50,7 +50,7 @@ describe('metrics from every process', () => {
     orchestrator = spawnEntry('workers/orchestrator.ts', { ...stack.processEnv(), ORCHESTRATOR_METRICS_PORT: String(ports.orchestrator) });
     importer = spawnEntry('workers/import.ts', { ...stack.processEnv(), IMPORT_METRICS_PORT: String(ports.importer) });
     gpu = await spawnGpuWorker(stack, engine.url, { GPU_METRICS_PORT: String(ports.gpu), GPU_MAX_INFLIGHT: '16', GPU_CONCURRENT_CHUNKS: '1', GPU_INDEX: '2' });
-    await Promise.all([orchestrator.waitFor('serving /metrics'), importer.waitFor('serving /metrics'), gpu.waitFor('serving /metrics')]);
+    await Promise.all([orchestrator.waitFor('orchestrator worker ready'), importer.waitFor('import worker ready'), gpu.waitFor('serving /metrics')]);
   });
   afterAll(async () => {
     await Promise.all([orchestrator.stop(), gpu.stop(), importer.stop()]);
@@ -200,6 +200,11 @@ describe('readiness', () => {
       expect(down.body.checks.file_store?.ok).toBe(true);
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
     }
+    // Metrics still answer, with every series but the ones read from the database, and say what failed.
+    await scrape(stack.apiUrl);
+    const metrics = await scrape(stack.apiUrl); // a failure is counted by the scrape after the one it happened in
+    expect(sample(metrics, 'gpu_batch_scrape_read_errors_total', { gauge: 'gpu_batch_batches' })).toBeGreaterThanOrEqual(1);
+    expect(sample(metrics, 'process_resident_memory_bytes')).toBeGreaterThan(0);
 
     postgres = await startPostgres();
     const deadline = Date.now() + 20_000;

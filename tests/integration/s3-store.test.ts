@@ -27,6 +27,8 @@ async function keysIn(s3: S3Client, bucket: string): Promise<string[]> {
   return (listed.Contents ?? []).map((o) => o.Key ?? '');
 }
 
+const PART_BYTES = 5 * 1024 * 1024;
+
 describe('the S3 file store', () => {
   const bucket = `store-${randomBytes(4).toString('hex')}`;
   let s3: S3Client;
@@ -35,7 +37,7 @@ describe('the S3 file store', () => {
   beforeAll(async () => {
     s3 = client();
     await ensureBucket(s3, bucket);
-    store = new S3FileStore(s3, bucket, 'pre/');
+    store = new S3FileStore(s3, bucket, 'pre/', PART_BYTES, 2);
   });
   afterAll(() => {
     s3.destroy();
@@ -68,13 +70,22 @@ describe('the S3 file store', () => {
     expect(await keysIn(s3, bucket)).not.toContain('pre/files/aborted.bin');
   });
 
+  it('fails the writer, instead of leaving it waiting forever, when the upload underneath fails', async () => {
+    const writer = await new S3FileStore(s3, 'no-such-bucket-here', '', PART_BYTES, 2).createWriter('files/lost.bin');
+    const writeAll = async (): Promise<void> => {
+      for (let i = 0; i < 4 * (PART_BYTES / (1024 * 1024)); i++) await writeChunk(writer.stream, randomBytes(1024 * 1024));
+    };
+    await expect(writeAll()).rejects.toThrow(/bucket does not exist/i);
+    await expect(writer.commit()).rejects.toThrow(/bucket does not exist/i);
+  });
+
   it('fails a read of a missing object with an error, not an empty file', async () => {
     await expect(text(store.read('files/missing.bin'))).rejects.toThrow(/key does not exist|NoSuchKey/i);
   });
 
   it('is ready when its bucket answers, and says why not when it does not', async () => {
     await expect(store.check()).resolves.toBeUndefined();
-    await expect(new S3FileStore(s3, 'no-such-bucket-here', '').check()).rejects.toThrow(/bucket no-such-bucket-here: does not exist/);
+    await expect(new S3FileStore(s3, 'no-such-bucket-here', '', PART_BYTES, 2).check()).rejects.toThrow(/bucket no-such-bucket-here: does not exist/);
   });
 });
 

@@ -3,7 +3,9 @@
 // retried after failures, recorded attempt by attempt, and re-driven after giving up.
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { createWebhookActivities } from '../../activities/webhooks.js';
 import { createKey } from '../../api/keys.js';
+import { createWebhook, sweepOldDeliveries } from '../../api/webhooks.js';
 import { batchLines, startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
 import { eventOf, startWebhookReceiver, verified, type WebhookReceiver } from '../support/webhook-receiver.js';
 
@@ -156,5 +158,41 @@ describe('webhooks', () => {
     } finally {
       await otherReceiver.close();
     }
+  });
+
+  it('keeps webhooks off private networks unless the operator allows them', async () => {
+    // The suite's stack allows them (its receivers are on this machine); these use the default settings.
+    const strict = { ...stack.config, webhooks: { ...stack.config.webhooks, allowPrivateNetworks: false } };
+    const { project } = await createKey(stack.db, 'webhook-strict', 'test');
+    for (const url of ['http://127.0.0.1:8080/hook', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/x', 'http://10.1.2.3/', 'http://localhost:3000/']) {
+      await expect(createWebhook(stack.db, strict, project, { url })).rejects.toMatchObject({ status: 400, param: 'url', message: expect.stringMatching(/private networks.*WEBHOOK_ALLOW_PRIVATE_NETWORKS/) });
+    }
+    expect(await stack.db.selectFrom('webhooks').select('id').where('project_id', '=', project.id).execute()).toEqual([]);
+
+    // A name is checked on the address it resolves to, when sending: registered while allowed, then refused.
+    receiver.respond = () => 200;
+    const hook = await createWebhook(stack.db, stack.config, project, { url: receiver.url.replace('127.0.0.1', 'localhost') });
+    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 2 }))).id);
+    await stack.db
+      .insertInto('webhook_deliveries')
+      .values({ id: 'whd_strict', webhook_id: hook.id, event_id: 'evt_strict', event_type: 'batch.completed', batch_id: batch.id, payload: '{}', status: 'pending', last_error: null, created_at: 0, delivered_at: null })
+      .execute();
+    const strictActivities = createWebhookActivities({ db: stack.db, config: strict, log: stack.log });
+    await expect(strictActivities.deliver('whd_strict')).rejects.toThrow(/resolves to (127\.0\.0\.1|::1), a private address/);
+    const [attempt] = await stack.db.selectFrom('webhook_attempts').selectAll().where('delivery_id', '=', 'whd_strict').execute();
+    expect(attempt).toMatchObject({ status_code: null, error: expect.stringMatching(/private address/) });
+    expect(receiver.received.filter((r) => r.body === '{}')).toEqual([]);
+    // The same delivery goes through where private networks are allowed.
+    await createWebhookActivities({ db: stack.db, config: stack.config, log: stack.log }).deliver('whd_strict');
+    expect(receiver.received.filter((r) => r.body === '{}')).toHaveLength(1);
+
+    // Finished deliveries older than the history setting are swept with their attempts; ones still being tried stay.
+    await stack.db
+      .insertInto('webhook_deliveries')
+      .values({ id: 'whd_still_trying', webhook_id: hook.id, event_id: 'evt_still_trying', event_type: 'batch.completed', batch_id: batch.id, payload: '{}', status: 'pending', last_error: null, created_at: 0, delivered_at: null })
+      .execute();
+    expect(await sweepOldDeliveries(stack.db, stack.config)).toBe(1);
+    expect(await stack.db.selectFrom('webhook_deliveries').select('id').where('id', 'in', ['whd_strict', 'whd_still_trying']).execute()).toEqual([{ id: 'whd_still_trying' }]);
+    expect(await stack.db.selectFrom('webhook_attempts').select('delivery_id').where('delivery_id', '=', 'whd_strict').execute()).toEqual([]);
   });
 });

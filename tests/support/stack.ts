@@ -1,6 +1,7 @@
 // A stack for one test file, on the shared real services: its own database, file store and task
 // queues (so files running side by side never take each other's work), the real API server, an
 // orchestrator worker and GPU workers, all in this process.
+import { Registry } from 'prom-client';
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -64,6 +65,8 @@ export interface StackOptions {
 
 /** Settings that make tests quick without changing behaviour. */
 export const TEST_ENV: Record<string, string> = {
+  // The tests' webhook receivers listen on this machine.
+  WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true',
   BATCH_CHUNK_SIZE: '25',
   WORKER_HEARTBEAT_MS: '1000',
   CHUNK_HEARTBEAT_TIMEOUT_MS: '5000',
@@ -143,16 +146,18 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
     await clientConnection.close();
     await db.destroy();
   };
+  // What the in-process workers compute on scrape; served by nothing here, as the tests' processes serve theirs.
+  const workerMetrics = new Registry();
   const addGpuWorker = async (engineUrl = services.simulatorUrl, gpu: Partial<Config['gpu']> = {}): Promise<RunningGpuWorker> => {
     const workerConfig: Config = { ...config, gpu: { ...config.gpu, ...gpu } };
-    const worker = await startGpuWorker({ config: workerConfig, db, store, log, connection, engineUrl });
+    const worker = await startGpuWorker({ config: workerConfig, db, store, log, connection, engineUrl, registry: workerMetrics });
     gpuWorkers.push(worker);
     workers.push(worker);
     return worker;
   };
   try {
-    if (options.noOrchestrator !== true) workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
-    if (options.noImportWorker !== true) workers.push(await startImportWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath }));
+    if (options.noOrchestrator !== true) workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath, registry: workerMetrics }));
+    if (options.noImportWorker !== true) workers.push(await startImportWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath, registry: workerMetrics }));
     // One process can hold one worker per task queue; more GPU workers for a model are spawned as processes.
     for (const engine of options.engines ?? [services.simulatorUrl]) await addGpuWorker(engine);
     if (options.noApi !== true) api = await startApiServer({ config, db, store, temporal, log, registry, labelStudio }, { host: '127.0.0.1', port: options.apiPort ?? 0 });
