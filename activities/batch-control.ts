@@ -15,7 +15,7 @@ import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { notRunRow, persistResults, type ResultRow } from './results.js';
-import { validateLines, type ChunkPlan } from './validate.js';
+import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
 
 export interface ControlDeps {
   db: Db;
@@ -241,14 +241,17 @@ export function createControlActivities(deps: ControlDeps) {
           endpoint: batch.endpoint,
           maxRequests: config.batch.maxRequests,
           maxErrors: config.batch.validationMaxErrors,
-          chunkSize: config.batch.chunkSize,
+          chunkSize: pieceSize(config.batch.chunkSize),
         },
       );
       const errors = result.errors;
       let workers = 0;
+      let minInFlight = config.gpu.maxInFlight;
       if (errors.length === 0 && result.model !== null) {
         const served = await liveModels(db, config.gpu.heartbeatMs);
-        workers = served.find((m) => m.model === result.model)?.workers ?? 0;
+        const live = served.find((m) => m.model === result.model);
+        workers = live?.workers ?? 0;
+        minInFlight = live?.minInFlight ?? minInFlight;
         if (workers === 0) {
           const known = served.map((m) => m.model).join(', ') || 'none';
           errors.push({
@@ -272,7 +275,15 @@ export function createControlActivities(deps: ControlDeps) {
         .where('id', '=', batchId)
         .where('status', 'in', LIVE_BATCH_STATES)
         .execute();
-      log.info({ batchId, model: result.model, requests: result.requests, chunks: result.chunks.length }, 'batch validated');
+      const chunkSize = chunkSizeFor({
+        requests: result.requests,
+        workers,
+        chunkSize: config.batch.chunkSize,
+        chunksPerWorker: config.batch.chunksPerWorker,
+        minChunkSize: minInFlight,
+      });
+      const chunks = joinPieces(result.chunks, chunkSize);
+      log.info({ batchId, model: result.model, requests: result.requests, workers, chunkSize, chunks: chunks.length }, 'batch validated');
       return {
         ok: true,
         model: result.model,
@@ -281,7 +292,7 @@ export function createControlActivities(deps: ControlDeps) {
         requests: result.requests,
         inputKey,
         expiresAt: batch.expires_at,
-        chunks: result.chunks,
+        chunks,
         // Enough chunks in flight to keep every GPU serving the model busy (two each, plus one
         // queued behind each), but far below Temporal's limit on pending activities.
         maxPendingChunks: Math.min(MAX_PENDING_CHUNKS_CAP, Math.max(config.batch.maxPendingChunks, workers * (config.gpu.concurrentChunks + 1))),

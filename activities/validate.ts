@@ -139,3 +139,44 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
   }
   return { errors, requests, model, modelLine, chunks };
 }
+
+/**
+ * Requests per chunk for a batch: the configured size, smaller when that would leave too few chunks to
+ * share out evenly between the model's GPU workers (in the last wave most of them would sit idle while
+ * a few finish), but never so small that one chunk cannot fill a worker's in-flight slots by itself.
+ */
+export function chunkSizeFor(o: { requests: number; workers: number; chunkSize: number; chunksPerWorker: number; minChunkSize: number }): number {
+  if (o.workers <= 1) return o.chunkSize;
+  const even = Math.ceil(o.requests / Math.max(1, o.workers * o.chunksPerWorker));
+  return Math.max(1, Math.min(o.chunkSize, Math.max(o.minChunkSize, even)));
+}
+
+/**
+ * Validation cuts the file into pieces about twenty times finer than a chunk, to be joined once the
+ * chunk size is known; a divisor of the configured size, so that size is kept exactly when it stands.
+ */
+export function pieceSize(chunkSize: number): number {
+  for (let d = Math.ceil(chunkSize / 20); d > 1; d--) if (chunkSize % d === 0) return d;
+  return 1;
+}
+
+/** Joins runs of adjacent pieces into chunks of about `size` requests (whole pieces, at least one each). */
+export function joinPieces(pieces: ChunkPlan[], size: number): ChunkPlan[] {
+  const perChunk = Math.max(1, Math.floor(size / Math.max(1, pieces[0]?.requests ?? 1)));
+  const chunks: ChunkPlan[] = [];
+  for (let at = 0; at < pieces.length; at += perChunk) {
+    const run = pieces.slice(at, at + perChunk);
+    const first = run[0];
+    const last = run.at(-1);
+    if (first === undefined || last === undefined) break;
+    chunks.push({
+      index: chunks.length,
+      firstLine: first.firstLine,
+      lastLine: last.lastLine,
+      requests: run.reduce((n, p) => n + p.requests, 0),
+      byteStart: first.byteStart,
+      byteEnd: last.byteEnd,
+    });
+  }
+  return chunks;
+}

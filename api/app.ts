@@ -59,9 +59,9 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   // Unauthenticated, for load balancers and Prometheus (keep the API port off the internet, or
   // block these three paths at the proxy, if their answers are not for everyone).
   registerOpsRoutes(app, {
-    // Without Temporal the API still lists, reads and downloads; taking every replica out of the load
-    // balancer at once for it would stop those too. Creating or cancelling a batch then answers 503.
-    checks: [databaseCheck(deps.db), { ...temporalCheck(deps.temporal.connection), optional: true }, fileStoreCheck(deps.store)],
+    // Optionally, Temporal only degrades the API: it still lists, reads and downloads without it, and
+    // taking every replica out of the load balancer at once would stop those too.
+    checks: [databaseCheck(deps.db), { ...temporalCheck(deps.temporal.connection), optional: deps.config.metrics.apiReadyWithoutTemporal }, fileStoreCheck(deps.store)],
     timeoutMs: deps.config.metrics.readyTimeoutMs,
     registry: databaseGauges(deps.db, deps.config.metrics.readyTimeoutMs),
   });

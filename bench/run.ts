@@ -44,16 +44,17 @@ if (isEntryPoint(import.meta.url)) {
     const jsonPath = path.join(values.out, 'benchmarks.json');
     const previous: ScenarioResult[] = existsSync(jsonPath) ? ((JSON.parse(await readFile(jsonPath, 'utf8')) as { scenarios?: ScenarioResult[] }).scenarios ?? []) : [];
     const results = new Map(previous.map((r) => [r.name, r]));
+    const ordered = (): ScenarioResult[] => (Object.keys(SCENARIOS) as ScenarioName[]).flatMap((n) => results.get(n) ?? []);
+    await mkdir(values.out, { recursive: true });
     for (const name of names) {
       log.info({ scenario: name, runs, quick: values.quick }, 'running');
       const started = Date.now();
       results.set(name, { ...(await SCENARIOS[name](options)), runs, date: new Date().toISOString(), quick: values.quick });
       log.info({ scenario: name, seconds: Math.round((Date.now() - started) / 1000) }, 'done');
+      // Written after each scenario, so one that fails late loses nothing measured before it.
+      await writeFile(jsonPath, toJson(ordered()));
+      await writeFile(path.join(values.out, 'benchmarks.md'), toMarkdown(ordered()));
     }
-    const ordered = (Object.keys(SCENARIOS) as ScenarioName[]).flatMap((n) => results.get(n) ?? []);
-    await mkdir(values.out, { recursive: true });
-    await writeFile(jsonPath, toJson(ordered));
-    await writeFile(path.join(values.out, 'benchmarks.md'), toMarkdown(ordered));
-    process.stdout.write(toMarkdown(ordered).split('\n## ')[0] ?? '');
+    process.stdout.write(toMarkdown(ordered()).split('\n## ')[0] ?? '');
   });
 }

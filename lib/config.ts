@@ -76,6 +76,7 @@ const envSchema = z.object({
   OUTPUT_FILE_LIFETIME_SECONDS: positiveInt.default(30 * 86400),
   BATCH_MAX_REQUESTS: positiveInt.default(50_000),
   BATCH_CHUNK_SIZE: positiveInt.default(500),
+  BATCH_CHUNKS_PER_WORKER: positiveInt.default(16),
   BATCH_MAX_PENDING_CHUNKS: positiveInt.default(16),
   VALIDATION_MAX_ERRORS: positiveInt.default(100),
   CHUNK_HEARTBEAT_TIMEOUT_MS: positiveInt.default(60_000),
@@ -114,6 +115,7 @@ const envSchema = z.object({
   IMPORT_METRICS_PORT: port.default(9465),
   GPU_METRICS_PORT: port.optional(),
   READY_TIMEOUT_MS: positiveInt.default(3000),
+  API_READY_WITHOUT_TEMPORAL: flag.default(false),
 
   // Webhooks (batch.completed and the like, to endpoints projects register)
   WEBHOOK_TIMEOUT_MS: positiveInt.default(10_000),
@@ -219,6 +221,7 @@ export interface Config {
   batch: {
     maxRequests: number;
     chunkSize: number;
+    chunksPerWorker: number;
     maxPendingChunks: number;
     validationMaxErrors: number;
     chunkHeartbeatTimeoutMs: number;
@@ -253,7 +256,7 @@ export interface Config {
   worker: { shutdownGraceMs: number };
   minio: { path: string | undefined; version: string; port: number };
   /** Where each worker serves /metrics, /healthz and /readyz. */
-  metrics: { host: string; orchestratorPort: number; importPort: number; gpuPort: number; readyTimeoutMs: number };
+  metrics: { host: string; orchestratorPort: number; importPort: number; gpuPort: number; readyTimeoutMs: number; apiReadyWithoutTemporal: boolean };
   webhooks: { timeoutMs: number; retryWindowSeconds: number; retryInitialMs: number; retryMaxMs: number; allowPrivateNetworks: boolean; historySeconds: number };
   /** Where `gpu-batch` finds the API: OPENAI_BASE_URL, else this machine's own API. */
   cli: { apiUrl: string; apiKey: string };
@@ -362,6 +365,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     batch: {
       maxRequests: e.BATCH_MAX_REQUESTS,
       chunkSize: e.BATCH_CHUNK_SIZE,
+      chunksPerWorker: e.BATCH_CHUNKS_PER_WORKER,
       maxPendingChunks: e.BATCH_MAX_PENDING_CHUNKS,
       validationMaxErrors: e.VALIDATION_MAX_ERRORS,
       chunkHeartbeatTimeoutMs: e.CHUNK_HEARTBEAT_TIMEOUT_MS,
@@ -405,6 +409,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       // One GPU worker per GPU on a host: each gets its own port unless told otherwise.
       gpuPort: e.GPU_METRICS_PORT ?? 9470 + (Number.parseInt(e.GPU_INDEX, 10) || 0),
       readyTimeoutMs: e.READY_TIMEOUT_MS,
+      apiReadyWithoutTemporal: e.API_READY_WITHOUT_TEMPORAL,
     },
     webhooks: {
       timeoutMs: e.WEBHOOK_TIMEOUT_MS,

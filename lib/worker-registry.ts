@@ -43,6 +43,8 @@ export interface LiveModel {
   model: string;
   workers: number;
   since: number;
+  /** The smallest GPU_MAX_INFLIGHT among the model's workers. */
+  minInFlight: number;
 }
 
 /** Models with at least one worker that has not missed three heartbeats. */
@@ -50,10 +52,10 @@ export async function liveModels(db: Db, heartbeatMs: number): Promise<LiveModel
   const freshSeconds = Math.ceil((3 * heartbeatMs) / 1000);
   const rows = await db
     .selectFrom('workers')
-    .select(['model', sql<number>`count(*)`.as('workers'), sql<number>`min(started_at)`.as('since')])
+    .select(['model', sql<number>`count(*)`.as('workers'), sql<number>`min(started_at)`.as('since'), sql<number>`min(max_inflight)`.as('min_inflight')])
     .where('last_seen_at', '>=', nowSeconds() - freshSeconds)
     .groupBy('model')
     .orderBy('model')
     .execute();
-  return rows.map((r) => ({ model: r.model, workers: r.workers, since: r.since }));
+  return rows.map((r) => ({ model: r.model, workers: r.workers, since: r.since, minInFlight: r.min_inflight }));
 }

@@ -1,6 +1,6 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { validateLines, type ValidationParams } from '../../activities/validate.js';
+import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ValidationParams } from '../../activities/validate.js';
 import { readLines } from '../../lib/jsonl.js';
 
 const params: ValidationParams = { endpoint: '/v1/chat/completions', maxRequests: 50_000, maxErrors: 100, chunkSize: 2 };
@@ -78,5 +78,41 @@ describe('validating a batch input file', () => {
     const result = await validate(Array.from({ length: 10 }, () => 'nope'), { maxErrors: 3 });
     expect(result.errors).toHaveLength(4);
     expect(result.errors[3]).toMatchObject({ code: 'too_many_errors', message: '7 more errors were found and are not listed.' });
+  });
+});
+
+describe('sizing chunks', () => {
+  const sizing = { chunkSize: 500, chunksPerWorker: 16, minChunkSize: 256 };
+
+  it('keeps the configured size when every GPU worker gets enough chunks anyway, or there is one worker', () => {
+    expect(chunkSizeFor({ ...sizing, requests: 50_000, workers: 1 })).toBe(500);
+    expect(chunkSizeFor({ ...sizing, requests: 1000, workers: 1 })).toBe(500);
+    expect(chunkSizeFor({ ...sizing, requests: 16_000, workers: 2 })).toBe(500);
+  });
+
+  it('shrinks chunks so many GPUs share a small batch evenly, but not below what fills a worker', () => {
+    expect(chunkSizeFor({ ...sizing, requests: 7680, workers: 8, minChunkSize: 32 })).toBe(60);
+    expect(chunkSizeFor({ ...sizing, requests: 10_000, workers: 8 })).toBe(256);
+    expect(chunkSizeFor({ ...sizing, requests: 3, workers: 8, minChunkSize: 1 })).toBe(1);
+  });
+
+  it('cuts validation pieces that divide the configured size', () => {
+    expect(pieceSize(500)).toBe(25);
+    expect(pieceSize(128)).toBe(4);
+    expect(pieceSize(25)).toBe(1);
+    expect(pieceSize(97)).toBe(1);
+  });
+
+  it('joins adjacent pieces into chunks covering every line and byte once', async () => {
+    const lines = Array.from({ length: 23 }, (_, i) => line(`r${i}`));
+    const { chunks: pieces } = await validate(lines, { chunkSize: 2 });
+    expect(pieces).toHaveLength(12);
+    const chunks = joinPieces(pieces, 6);
+    expect(chunks.map((c) => c.requests)).toEqual([6, 6, 6, 5]);
+    expect(chunks.map((c) => c.index)).toEqual([0, 1, 2, 3]);
+    expect(chunks[0]).toMatchObject({ firstLine: 1, lastLine: 6, byteStart: 0 });
+    expect(chunks[3]).toMatchObject({ firstLine: 19, lastLine: 23, byteEnd: pieces.at(-1)?.byteEnd });
+    for (let i = 1; i < chunks.length; i++) expect(chunks[i]?.byteStart).toBe(pieces[i * 3]?.byteStart);
+    expect(joinPieces(pieces, 1)).toEqual(pieces);
   });
 });
