@@ -38,9 +38,15 @@ export interface ImportPage {
   byteEnd: number;
 }
 
-export type ImportPlan =
-  | { ended: CurationStatus; reason: string }
-  | { schema: string; endpoint: string; model: string; inputKey: string; tasks: number; pages: ImportPage[] };
+/** What every page of an import shares; each page's activity carries this, not the whole plan. */
+export interface PageSource {
+  schema: string;
+  endpoint: string;
+  model: string;
+  inputKey: string;
+}
+
+export type ImportPlan = { ended: CurationStatus; reason: string } | (PageSource & { tasks: number; pages: ImportPage[] });
 
 interface BatchForCuration {
   id: string;
@@ -210,11 +216,11 @@ export function createCurationActivities(deps: CurationDeps) {
      * Imports one page, exactly once: marked "posting" before it is sent and "done" after. A page found
      * "posting" may or may not have arrived, so Label Studio is asked which of its tasks it has.
      */
-    async importPage(input: { batchId: string; projectId: number; plan: Extract<ImportPlan, { schema: string }>; page: ImportPage }): Promise<number> {
+    async importPage(input: { batchId: string; projectId: number; plan: PageSource; page: ImportPage }): Promise<number> {
       return guarded(async () => {
         const { batchId, projectId, plan, page } = input;
-        const batch = await loadBatch(batchId);
-        const schema = schemaFor(batch);
+        const schema = registry.get(plan.schema);
+        if (schema === undefined) throw choiceError(`unknown curation schema "${plan.schema}" (known: ${registry.names().join(', ')})`);
         const ls = client();
         const record = await db.selectFrom('curation_pages').select('status').where('batch_id', '=', batchId).where('page', '=', page.page).executeTakeFirst();
         if (record?.status === 'done') return 0;

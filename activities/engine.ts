@@ -213,4 +213,3 @@ function describeBody(body: unknown): string {
 }
 
 /** Thrown when a request is aborted through its signal (the chunk is being cancelled). */
-export { APIUserAbortError as EngineAborted };

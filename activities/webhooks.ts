@@ -37,9 +37,9 @@ export function createWebhookActivities(deps: WebhookDeps) {
   return {
     /**
      * One delivery per subscribed endpoint of the batch's project; the same ids however often it runs.
-     * The event follows the stored status, which is what the API shows, not the one the workflow saw.
+     * The event follows the stored status, which is what the API shows.
      */
-    async prepareDeliveries(input: { batchId: string; status: BatchStatus }): Promise<string[]> {
+    async prepareDeliveries(input: { batchId: string }): Promise<string[]> {
       const batch = await db.selectFrom('batches').select(['project_id', 'status']).where('id', '=', input.batchId).executeTakeFirst();
       const type = batch === undefined ? undefined : EVENT_OF[batch.status];
       if (batch === undefined || type === undefined) return [];

@@ -88,3 +88,9 @@ export function idempotent(db: Db, options: IdempotencyOptions) {
       .execute();
   });
 }
+
+/** Keys older than the TTL, gone; returns how many. */
+export async function sweepExpiredKeys(db: Db, ttlSeconds: number): Promise<number> {
+  const swept = await db.deleteFrom('idempotency_keys').where('created_at', '<', nowSeconds() - ttlSeconds).executeTakeFirst();
+  return Number(swept.numDeletedRows);
+}

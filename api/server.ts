@@ -4,13 +4,13 @@ import { openDatabase } from '../lib/db.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore } from '../lib/file-store.js';
 import { listen, type HttpServer } from '../lib/http-server.js';
-import { nowSeconds } from '../lib/ids.js';
 import { loadCurationSchemas } from '../lib/curation.js';
 import { labelStudioClient } from '../lib/label-studio.js';
 import { createLogger } from '../lib/logger.js';
 import { connectClient } from '../lib/temporal.js';
 import { createApp, type ApiDeps } from './app.js';
 import { sweepExpiredFiles } from './files.js';
+import { sweepExpiredKeys } from './idempotency.js';
 import { sweepOldDeliveries } from './webhooks.js';
 import { seedKeys } from './keys.js';
 
@@ -23,9 +23,9 @@ export interface RunningApi {
 function startSweeper(deps: ApiDeps): () => void {
   const sweep = async (): Promise<void> => {
     const files = await sweepExpiredFiles(deps);
-    const keys = await deps.db.deleteFrom('idempotency_keys').where('created_at', '<', nowSeconds() - deps.config.api.idempotencyTtlSeconds).executeTakeFirst();
-    const deliveries = await sweepOldDeliveries(deps.db, deps.config);
-    if (files > 0 || keys.numDeletedRows > 0n || deliveries > 0) deps.log.info({ files, idempotencyKeys: Number(keys.numDeletedRows), webhookDeliveries: deliveries }, 'swept expired data');
+    const idempotencyKeys = await sweepExpiredKeys(deps.db, deps.config.api.idempotencyTtlSeconds);
+    const webhookDeliveries = await sweepOldDeliveries(deps.db, deps.config);
+    if (files > 0 || idempotencyKeys > 0 || webhookDeliveries > 0) deps.log.info({ files, idempotencyKeys, webhookDeliveries }, 'swept expired data');
   };
   const run = (): void => {
     sweep().catch((err: unknown) => { deps.log.warn({ err }, 'sweep failed; will try again'); });

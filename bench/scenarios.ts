@@ -243,7 +243,7 @@ export async function history(o: Options): Promise<ScenarioResult> {
   return {
     name: 'history',
     title: 'History size',
-    setup: 'Temporal events in one BatchWorkflow\'s history, default chunk size (500 requests): requests and results never enter history, so it grows with chunks, not requests. Measured once; it does not vary between runs.',
+    setup: 'Temporal events in one BatchWorkflow\'s history, default chunk size (500 requests): requests and results never enter history, so it grows with chunks, not requests. Measured once per size: it varies by a few events between runs, with how many chunk completions one workflow task picks up together.',
     metrics,
     notes: ['Temporal warns at 10,240 events and stops a workflow at 51,200.'],
   };

@@ -33,3 +33,18 @@ export function aborted(signal: AbortSignal): Promise<void> {
     else signal.addEventListener('abort', () => { resolve(); }, { once: true });
   });
 }
+
+/** The promise's outcome, or a rejection saying it took too long; the promise itself goes on regardless. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      reject(new Error(`no answer within ${ms} ms`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

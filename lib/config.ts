@@ -277,7 +277,7 @@ export interface Config {
     stepTimeoutMs: number;
     defaultSchema: string;
     schemasDir: string;
-    /** Where Label Studio should send annotation webhooks (this API's /v1/curation/webhook). */
+    /** Where Label Studio should send annotation webhooks (this API's /hooks/label-studio). */
     webhookUrl: string | undefined;
     webhookSecret: string | undefined;
   };

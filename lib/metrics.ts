@@ -4,6 +4,7 @@
 // batch outcomes, pending chunks and webhook attempts; the import worker import progress; the API
 // its HTTP traffic and the state of batches, imports and webhook deliveries as the database has it.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, register } from 'prom-client';
+import { withTimeout } from './abortable.js';
 
 let defaultsOn = false;
 
@@ -105,18 +106,10 @@ export { register as processRegistry };
  * and the failure is counted. `read` should set the gauge only once it has everything.
  */
 export async function collectSafely(gauge: string, timeoutMs: number, read: () => Promise<void>): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      reject(new Error(`took over ${timeoutMs} ms`));
-    }, timeoutMs);
-  });
   try {
-    await Promise.race([read(), late]);
+    await withTimeout(read(), timeoutMs);
   } catch {
     scrapeReadErrorsTotal.inc({ gauge });
-  } finally {
-    clearTimeout(timer);
   }
 }
 

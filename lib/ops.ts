@@ -5,6 +5,7 @@
 import { sql } from 'kysely';
 import { Hono, type Env } from 'hono';
 import { Registry } from 'prom-client';
+import { withTimeout } from './abortable.js';
 import type { Db } from './db.js';
 import type { FileStore } from './file-store.js';
 import { listen, type HttpServer } from './http-server.js';
@@ -33,19 +34,11 @@ export interface OpsOptions {
 
 async function timed(check: ReadinessCheck, timeoutMs: number): Promise<CheckResult> {
   const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      check.check(),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => { reject(new Error(`no answer within ${timeoutMs} ms`)); }, timeoutMs);
-      }),
-    ]);
+    await withTimeout(check.check(), timeoutMs);
     return { ok: true, ms: Math.round(performance.now() - started) };
   } catch (err) {
     return { ok: false, ms: Math.round(performance.now() - started), error: err instanceof Error ? err.message : String(err) };
-  } finally {
-    clearTimeout(timer);
   }
 }
 

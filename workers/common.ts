@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DefaultLogger, NativeConnection, Runtime, type LogLevel } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
 import { openDatabase, type Db } from '../lib/db.js';
 import { onShutdown, runEntryPoint } from '../lib/entry.js';
@@ -12,7 +12,8 @@ import { createFileStore, type FileStore } from '../lib/file-store.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { databaseCheck, fileStoreCheck, startOpsServer, temporalCheck, type ReadinessCheck } from '../lib/ops.js';
 import { Registry } from 'prom-client';
-import { temporalConnectionOptions } from '../lib/temporal.js';
+import { ensureSearchAttributes, temporalConnectionOptions } from '../lib/temporal.js';
+import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
 
 export interface RunningWorker {
   /** Settles when the worker has stopped (after shutdown, or on a fatal error). */
@@ -56,6 +57,42 @@ export async function workflowBundle(config: Config, prebuilt: string | undefine
   const { bundleInChild } = await import('./bundle-workflows.js');
   const codePath = await bundleInChild(path.join(config.paths.dataDir, `workflow-bundle-${process.pid}-${Date.now()}.js`));
   return { codePath, cleanup: () => rm(codePath, { force: true }) };
+}
+
+/**
+ * A worker that runs workflows (the orchestrator's, the import worker's): search attributes made sure
+ * of, the bundle built or found, and a bundle built for it removed even when the worker fails to start.
+ */
+export async function startWorkflowWorker(
+  deps: WorkerProcessDeps & { workflowBundlePath?: string },
+  options: { taskQueue: string; activities: object; onShutdown?: () => Promise<void> },
+): Promise<RunningWorker> {
+  const { config } = deps;
+  // The workflows set these; make sure the cluster knows them (a no-op once they exist).
+  await ensureSearchAttributes(config, ALL_SEARCH_ATTRIBUTES, deps.log);
+  const bundle = await workflowBundle(config, deps.workflowBundlePath);
+  let worker: Worker;
+  try {
+    worker = await Worker.create({
+      connection: deps.connection,
+      namespace: config.temporal.namespace,
+      taskQueue: options.taskQueue,
+      workflowBundle: { codePath: bundle.codePath },
+      activities: options.activities,
+      shutdownGraceTime: config.worker.shutdownGraceMs,
+    });
+  } finally {
+    await bundle.cleanup();
+  }
+  const done = worker.run();
+  return {
+    done,
+    shutdown: async () => {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await done;
+      await options.onShutdown?.();
+    },
+  };
 }
 
 /** The workflows entry file, as source under tsx or compiled JavaScript. */

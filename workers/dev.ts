@@ -17,6 +17,7 @@ import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
 import { devServerAddress, devServerUiUrl, readTemporalDevConfig, startDevArgs } from '../lib/temporal-dev-config.js';
 import { logServerLine, prepareDevServer, waitForTemporal } from '../lib/temporal-dev-server.js';
+import { WEBHOOK_PATH } from '../api/routes/curation.js';
 
 const root = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 
@@ -66,7 +67,7 @@ async function startLocalLabelStudio(config: Config, log: Logger, supervisor: Su
   Object.assign(env, {
     LABEL_STUDIO_URL: url,
     LABEL_STUDIO_API_KEY: token,
-    CURATION_WEBHOOK_URL: `http://127.0.0.1:${config.api.port}/hooks/label-studio`,
+    CURATION_WEBHOOK_URL: `http://127.0.0.1:${config.api.port}${WEBHOOK_PATH}`,
     CURATION_WEBHOOK_SECRET: await localSecret(path.join(config.paths.dataDir, 'label-studio.webhook-secret')),
   });
   return url;

@@ -24,39 +24,44 @@ async function modelsToWatch(db: Db, config: Config): Promise<string[]> {
 
 export function queueGauges(deps: { db: Db; config: Config; connection: NativeConnection; registry: Registry }): void {
   const { registry } = deps;
+  // One read of Temporal per scrape serves both gauges: prom-client collects them concurrently.
+  let reading: Promise<void> | undefined;
+  const read = (): Promise<void> =>
+    (reading ??= collectSafely('gpu_batch_pending_chunks', deps.config.metrics.readyTimeoutMs, async () => {
+      const models = await modelsToWatch(deps.db, deps.config);
+      const stats = await Promise.all(
+        models.map(async (model) => {
+          const answer = await deps.connection.workflowService.describeTaskQueue({
+            namespace: deps.config.temporal.namespace,
+            taskQueue: { name: inferenceTaskQueue(deps.config, model) },
+            taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            reportStats: true,
+          });
+          const age = answer.stats?.approximateBacklogAge;
+          return { model, backlog: Number(answer.stats?.approximateBacklogCount ?? 0), ageSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9 };
+        }),
+      );
+      pending.reset();
+      backlogAge.reset();
+      for (const s of stats) {
+        pending.set({ model: s.model }, s.backlog);
+        backlogAge.set({ model: s.model }, s.ageSeconds);
+      }
+    }).finally(() => {
+      reading = undefined;
+    }));
   const backlogAge = new Gauge({
     name: 'gpu_batch_pending_chunk_age_seconds',
     help: 'How long the oldest pending chunk of a model has waited for a GPU worker',
     labelNames: ['model'] as const,
     registers: [registry],
+    collect: read,
   });
-  new Gauge({
+  const pending = new Gauge({
     name: 'gpu_batch_pending_chunks',
     help: "Chunks scheduled and waiting for a GPU worker, per model (the inference task queue's backlog)",
     labelNames: ['model'] as const,
     registers: [registry],
-    async collect() {
-      await collectSafely('gpu_batch_pending_chunks', deps.config.metrics.readyTimeoutMs, async () => {
-        const models = await modelsToWatch(deps.db, deps.config);
-        const stats = await Promise.all(
-          models.map(async (model) => {
-            const answer = await deps.connection.workflowService.describeTaskQueue({
-              namespace: deps.config.temporal.namespace,
-              taskQueue: { name: inferenceTaskQueue(deps.config, model) },
-              taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-              reportStats: true,
-            });
-            const age = answer.stats?.approximateBacklogAge;
-            return { model, backlog: Number(answer.stats?.approximateBacklogCount ?? 0), ageSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9 };
-          }),
-        );
-        this.reset();
-        backlogAge.reset();
-        for (const s of stats) {
-          this.set({ model: s.model }, s.backlog);
-          backlogAge.set({ model: s.model }, s.ageSeconds);
-        }
-      });
-    },
+    collect: read,
   });
 }

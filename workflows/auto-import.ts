@@ -55,8 +55,10 @@ export async function AutoImportWorkflow(input: AutoImportInput): Promise<Curati
     progress.pages = plan.pages.length;
     setStatus('importing');
     const projectId = await steps.ensureProject(batchId);
+    // Each page's activity input is kept in history: the page list goes once, in the plan, not per page.
+    const source = { schema: plan.schema, endpoint: plan.endpoint, model: plan.model, inputKey: plan.inputKey };
     for (const page of plan.pages) {
-      await steps.importPage({ batchId, projectId, plan, page });
+      await steps.importPage({ batchId, projectId, plan: source, page });
       progress.pagesDone++;
     }
     await steps.finishImport(batchId);

@@ -17,7 +17,6 @@ import {
 } from '@temporalio/workflow';
 import type { BatchPlan, ControlActivities, FinalSummary, Outcome } from '../activities/batch-control.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
-import type { BatchStatus } from '../schema/tables.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { ChunkPlan } from '../activities/validate.js';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
@@ -83,7 +82,7 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
   if (!plan.ok) {
     progress.phase = 'done';
     setStatus('failed');
-    await announce(input, 'failed');
+    await announce(input);
     return { status: 'failed', errors: plan.errors };
   }
   progress.requests = plan.requests;
@@ -130,7 +129,7 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     progress.failed = summary.failed;
     setStatus(summary.status);
     upsertMemo({ completed: summary.completed, failed: summary.failed, outputFileId: summary.outputFileId, errorFileId: summary.errorFileId });
-    await announce(input, summary.status);
+    await announce(input);
     // Curation runs on its own, outliving this workflow: Label Studio can never hold up a batch.
     if (patched('auto-import') && input.curation !== undefined) {
       try {
@@ -153,7 +152,7 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
  * Tells the project's webhooks that the batch ended: one delivery workflow per endpoint, abandoned,
  * so a receiver that is down for a day never keeps the batch open.
  */
-async function announce(input: BatchWorkflowInput, status: BatchStatus): Promise<void> {
+async function announce(input: BatchWorkflowInput): Promise<void> {
   const webhooks = input.webhooks;
   if (!patched('webhooks') || webhooks === undefined) return;
   const { prepareDeliveries } = proxyActivities<WebhookActivities>({
@@ -162,7 +161,7 @@ async function announce(input: BatchWorkflowInput, status: BatchStatus): Promise
   });
   // Whole, even when the workflow is being cancelled: deliveries once prepared must also be started.
   await CancellationScope.nonCancellable(async () => {
-    for (const deliveryId of await prepareDeliveries({ batchId: input.batchId, status })) {
+    for (const deliveryId of await prepareDeliveries({ batchId: input.batchId })) {
       try {
         await startChild(WebhookDeliveryWorkflow, {
           workflowId: deliveryId,

@@ -119,7 +119,7 @@ describe('the API', () => {
       // Still up, and nothing half-written left behind.
       expect((await stack.openai.files.list()).data.some((f) => f.filename === 'cut.jsonl')).toBe(false);
       const { readdir } = await import('node:fs/promises');
-      const left = await readdir(`${stack.config.paths.fileStoreDir}/uploads`).catch(() => []);
+      const left = await readdir(`${stack.config.paths.fileStoreDir}/uploads`);
       expect(left.filter((f) => f.includes('.partial'))).toEqual([]);
     });
 

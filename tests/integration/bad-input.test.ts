@@ -67,8 +67,7 @@ describe('bad input', () => {
 
   describe('batch files that fail validation with line-numbered errors', () => {
     it.each(BAD_FILES)('$name', async ({ content, endpoint, errors }) => {
-      const text = typeof content === 'string' ? content : content;
-      const file = await stack.openai.files.create({ file: new File([text], 'bad.jsonl'), purpose: 'batch' });
+      const file = await stack.openai.files.create({ file: new File([content], 'bad.jsonl'), purpose: 'batch' });
       const created = await stack.openai.batches.create({ input_file_id: file.id, endpoint: endpoint ?? '/v1/chat/completions', completion_window: '24h' });
       expect(created.status).toBe('validating');
       const batch = await waitForBatch(stack.openai, created.id);

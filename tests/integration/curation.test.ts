@@ -251,6 +251,10 @@ describe('import faults', () => {
     const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id);
     await waitForCuration(stack, batch.id, (c) => c.pages_done >= 5);
     await importer.kill9();
+    // Killed with pages still to go, or this would test nothing.
+    const atKill = await curationOf(stack, batch.id);
+    expect(atKill.status).toBe('running');
+    expect(atKill.pages_done).toBeLessThan(30);
     importer = spawnEntry('workers/import.ts', stack.processEnv());
     await importer.waitFor('import worker ready');
     const curation = await waitForCuration(stack, batch.id);

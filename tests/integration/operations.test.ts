@@ -207,12 +207,14 @@ describe('readiness', () => {
     expect(sample(metrics, 'process_resident_memory_bytes')).toBeGreaterThan(0);
 
     postgres = await startPostgres();
-    const deadline = Date.now() + 20_000;
-    let back = await ready(stack.apiUrl);
-    while (back.code !== 200 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 250));
-      back = await ready(stack.apiUrl);
+    for (const url of [stack.apiUrl, `http://127.0.0.1:${gpuPort}`]) {
+      const deadline = Date.now() + 20_000;
+      let back = await ready(url);
+      while (back.code !== 200 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 250));
+        back = await ready(url);
+      }
+      expect(back.code, url).toBe(200);
     }
-    expect(back.code).toBe(200);
   });
 });
