@@ -6,10 +6,11 @@ import { heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import type { Config } from '../lib/config.js';
-import type { Db } from '../lib/db.js';
+import { jsonb, type Db } from '../lib/db.js';
 import { writeChunk, type FileStore } from '../lib/file-store.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
+import { safeText } from '../lib/sanitize.js';
 import type { Logger } from '../lib/logger.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
@@ -49,7 +50,8 @@ export type BatchPlan =
     }
   | { ok: false; errors: number };
 
-export type Outcome = 'completed' | 'cancelled' | 'expired';
+/** How a batch ends; `aborted`: its workflow ended without finishing it (the reconciler's). */
+export type Outcome = 'completed' | 'cancelled' | 'expired' | 'aborted';
 
 export interface FinalSummary {
   status: BatchStatus;
@@ -57,6 +59,19 @@ export interface FinalSummary {
   failed: number;
   outputFileId: string | null;
   errorFileId: string | null;
+}
+
+/** The UTF-16 byte-order marks; such a file is not UTF-8 and no line of it would parse. */
+function utf16Of(prefix: Buffer): string | undefined {
+  if (prefix[0] === 0xff && prefix[1] === 0xfe) return 'UTF-16LE';
+  if (prefix[0] === 0xfe && prefix[1] === 0xff) return 'UTF-16BE';
+  return undefined;
+}
+
+async function readPrefix(store: FileStore, key: string, bytes: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of store.read(key, { start: 0, end: bytes })) parts.push(Buffer.from(part as Uint8Array));
+  return Buffer.concat(parts);
 }
 
 /** Temporal allows 2,000 pending activities per workflow; stay well under it. */
@@ -95,6 +110,10 @@ export function createControlActivities(deps: ControlDeps) {
         'batches.status',
         'batches.expires_at',
         'batches.output_expires_after',
+        'batches.request_completed',
+        'batches.request_failed',
+        'batches.output_file_id',
+        'batches.error_file_id',
         'files.storage_key',
         'files.purpose',
       ])
@@ -109,7 +128,7 @@ export function createControlActivities(deps: ControlDeps) {
     // Also when a cancel came in while validating: nothing ran, and failed says why.
     const updated = await db
       .updateTable('batches')
-      .set({ status: 'failed', failed_at: nowSeconds(), errors })
+      .set({ status: 'failed', failed_at: nowSeconds(), errors: jsonb(errors) })
       .where('id', '=', batchId)
       .where('status', 'in', ['validating', 'cancelling'])
       .executeTakeFirst();
@@ -140,7 +159,7 @@ export function createControlActivities(deps: ControlDeps) {
       safeHeartbeat({ filled });
     };
     for await (const line of lines) {
-      if (isBlank(line.text) || done.has(line.number)) continue;
+      if (isBlank(line) || done.has(line.number)) continue;
       const row = notRunRow(batchId, line.number, customIdOf(line.text, line.number), code, message);
       if (deadLetter) row.deadLetter = { attempts: 0, errors: [{ at: new Date().toISOString(), status: null, message }] };
       pending.push(row);
@@ -205,8 +224,10 @@ export function createControlActivities(deps: ControlDeps) {
           created_at: now,
           expires_at: now + lifetime,
           storage_key: `outputs/${batchId}/${kind}.jsonl`,
+          deleted_at: null,
         })
-        .onConflict((c) => c.column('id').doUpdateSet({ bytes, created_at: now, expires_at: now + lifetime }))
+        // A finalize retried after a crash keeps the file's first creation and expiry.
+        .onConflict((c) => c.column('id').doUpdateSet({ bytes }))
         .execute();
       return id;
     };
@@ -229,10 +250,21 @@ export function createControlActivities(deps: ControlDeps) {
         ]);
       }
       const inputKey = batch.storage_key;
+      const size = await store.size(inputKey);
+      if (size === undefined) {
+        return failValidation(batchId, [{ code: 'invalid_request', message: `The content of the input file is missing from the file store.`, param: 'input_file_id', line: null }]);
+      }
+      // (An empty object has no range to ask for: S3 answers 416.)
+      const encoding = size >= 2 ? utf16Of(await readPrefix(store, inputKey, 2)) : undefined;
+      if (encoding !== undefined) {
+        return failValidation(batchId, [
+          { code: 'invalid_json_line', message: `The file is ${encoding} text (it starts with a ${encoding} byte-order mark); batch files must be UTF-8.`, param: null, line: 1 },
+        ]);
+      }
       let seen = 0;
       const result = await validateLines(
         (async function* () {
-          for await (const line of readLines(store.read(inputKey))) {
+          for await (const line of readLines(store.read(inputKey), { maxLineBytes: config.batch.maxLineBytes, checkUtf8: true })) {
             if (++seen % 5000 === 0) safeHeartbeat({ lines: seen });
             yield line;
           }
@@ -242,6 +274,9 @@ export function createControlActivities(deps: ControlDeps) {
           maxRequests: config.batch.maxRequests,
           maxErrors: config.batch.validationMaxErrors,
           chunkSize: pieceSize(config.batch.chunkSize),
+          maxDepth: config.batch.validationMaxDepth,
+          maxCustomIdChars: config.batch.validationMaxCustomIdChars,
+          maxLineBytes: config.batch.maxLineBytes,
         },
       );
       const errors = result.errors;
@@ -256,8 +291,16 @@ export function createControlActivities(deps: ControlDeps) {
           const known = served.map((m) => m.model).join(', ') || 'none';
           errors.push({
             code: 'model_not_found',
-            message: `The model '${result.model}' is not served by any GPU worker (serving now: ${known}).`,
+            message: `The model '${result.model}' is not served by any GPU worker (serving now: ${safeText(known, 500)}).`,
             param: 'body.model',
+            line: result.modelLine,
+          });
+        } else if (live !== undefined && !live.endpoints.includes(batch.endpoint)) {
+          // vLLM serves only the routes of its model's kind: a generative model has no embeddings.
+          errors.push({
+            code: 'unsupported_endpoint',
+            message: `The model '${result.model}' is not served on ${batch.endpoint} (its engines serve ${live.endpoints.join(', ') || 'no batch endpoint'}).`,
+            param: 'endpoint',
             line: result.modelLine,
           });
         }
@@ -307,6 +350,22 @@ export function createControlActivities(deps: ControlDeps) {
       };
     },
 
+    /**
+     * The terminal path of a step that ran out of attempts: the batch fails with the reason (the
+     * lines it had finished, if any, stay in its results). A batch that already ended is left alone.
+     */
+    async failBatch(input: { batchId: string; code: string; message: string }): Promise<void> {
+      const errors: ValidationError[] = [{ code: input.code, message: safeText(input.message, 1000), param: null, line: null }];
+      const updated = await db
+        .updateTable('batches')
+        .set({ status: 'failed', failed_at: nowSeconds(), errors: jsonb(errors) })
+        .where('id', '=', input.batchId)
+        .where('status', 'in', LIVE_BATCH_STATES)
+        .executeTakeFirst();
+      if (updated.numUpdatedRows > 0n) batchesFinishedTotal.inc({ status: 'failed' });
+      log.error({ batchId: input.batchId, code: input.code, reason: errors[0]?.message }, 'batch failed');
+    },
+
     /** A chunk that ran out of Temporal retries: its unfinished lines fail, and the batch goes on. */
     async deadLetterChunk(input: { batchId: string; inputKey: string; chunk: ChunkPlan; reason: string }): Promise<{ completed: number; failed: number }> {
       const filled = await fillMissing(
@@ -339,15 +398,22 @@ export function createControlActivities(deps: ControlDeps) {
         .execute();
     },
 
-    async finalizeBatch(input: { batchId: string; inputKey: string; outcome: Outcome }): Promise<FinalSummary> {
+    async finalizeBatch(input: { batchId: string; inputKey: string; outcome: Outcome; reason?: string }): Promise<FinalSummary> {
       const { batchId, inputKey, outcome } = input;
       const batch = await loadBatch(batchId);
+      // Already final (a retry after the status was written, or the reconciler got there first):
+      // writing the files again would bring back ones the user has deleted since.
+      if (!isLive(batch.status)) {
+        return { status: batch.status, completed: batch.request_completed, failed: batch.request_failed, outputFileId: batch.output_file_id, errorFileId: batch.error_file_id };
+      }
       const [code, message] =
         outcome === 'cancelled'
           ? ['batch_cancelled', 'This request was not executed because the batch was cancelled.']
           : outcome === 'expired'
             ? ['batch_expired', 'This request could not be executed before the completion window expired.']
-            : ['request_not_executed', 'This request was not executed.'];
+            : outcome === 'aborted'
+              ? ['batch_aborted', `This request was not executed: the batch stopped unexpectedly (${safeText(input.reason ?? 'its workflow ended', 300)}).`]
+              : ['request_not_executed', 'This request was not executed.'];
       const filled = await fillMissing(batchId, inputKey, undefined, code, message, outcome === 'completed');
       if (filled > 0 && outcome === 'completed') log.error({ batchId, filled }, 'lines without a result at finalize were reported as failed');
 
@@ -358,7 +424,9 @@ export function createControlActivities(deps: ControlDeps) {
         const current = await trx.selectFrom('batches').select('status').where('id', '=', batchId).forUpdate().executeTakeFirstOrThrow();
         if (!isLive(current.status)) return { status: current.status, changed: false };
         // A cancel that arrived while finishing still ends as cancelled: the API already said so.
-        const status: BatchStatus = current.status === 'cancelling' || outcome === 'cancelled' ? 'cancelled' : outcome;
+        const status: BatchStatus = current.status === 'cancelling' || outcome === 'cancelled' ? 'cancelled' : outcome === 'aborted' ? 'failed' : outcome;
+        const errors: ValidationError[] | undefined =
+          status === 'failed' ? [{ code: 'batch_aborted', message: `The batch stopped unexpectedly (${safeText(input.reason ?? 'its workflow ended', 300)}); finished requests are in its files, the rest in its error file.`, param: null, line: null }] : undefined;
         await trx
           .updateTable('batches')
           .set({
@@ -370,6 +438,7 @@ export function createControlActivities(deps: ControlDeps) {
             ...(status === 'completed' ? { completed_at: now } : {}),
             ...(status === 'cancelled' ? { cancelled_at: now } : {}),
             ...(status === 'expired' ? { expired_at: now } : {}),
+            ...(errors !== undefined ? { failed_at: now, errors: jsonb(errors) } : {}),
           })
           .where('id', '=', batchId)
           .execute();

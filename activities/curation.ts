@@ -6,7 +6,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import type { Config } from '../lib/config.js';
 import { buildTask, curationKey, type CurationRegistry } from '../lib/curation.js';
-import type { Db } from '../lib/db.js';
+import { jsonb, type Db } from '../lib/db.js';
+import { safeText } from '../lib/sanitize.js';
 import type { FileStore } from '../lib/file-store.js';
 import { nowSeconds } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
@@ -50,6 +51,7 @@ export type ImportPlan = { ended: CurationStatus; reason: string } | (PageSource
 
 interface BatchForCuration {
   id: string;
+  project_id: string;
   endpoint: string;
   model: string | null;
   metadata: Record<string, string> | null;
@@ -82,7 +84,7 @@ export function createCurationActivities(deps: CurationDeps) {
     const batch = await db
       .selectFrom('batches')
       .leftJoin('files', 'files.id', 'batches.input_file_id')
-      .select(['batches.id', 'batches.endpoint', 'batches.model', 'batches.metadata', 'files.storage_key'])
+      .select(['batches.id', 'batches.project_id', 'batches.endpoint', 'batches.model', 'batches.metadata', 'files.storage_key'])
       .where('batches.id', '=', batchId)
       .executeTakeFirst();
     if (batch === undefined) throw ApplicationFailure.nonRetryable(`batch ${batchId} does not exist`, 'BatchNotFound');
@@ -111,6 +113,74 @@ export function createCurationActivities(deps: CurationDeps) {
       .where('batch_id', '=', batchId)
       .execute();
     if (status !== 'running') log.info({ batchId, status, reason }, 'curation import ended');
+  }
+
+  /** A project named in metadata: only one this API project's imports made, or an operator granted it. */
+  async function grantedProject(ls: LabelStudio, ownerProjectId: string, named: string): Promise<number> {
+    const projectId = Number(named);
+    if (!Number.isInteger(projectId) || projectId <= 0) throw choiceError(`metadata curation_project "${safeText(named, 40)}" is not a Label Studio project id`);
+    const [made, granted] = await Promise.all([
+      db.selectFrom('curation_projects').select('key').where('ls_project_id', '=', projectId).where('owner_project_id', '=', ownerProjectId).executeTakeFirst(),
+      db.selectFrom('curation_grants').select('ls_project_id').where('ls_project_id', '=', projectId).where('project_id', '=', ownerProjectId).executeTakeFirst(),
+    ]);
+    // The same answer whether or not the project exists: an API key must not learn which ids do.
+    if (made === undefined && granted === undefined) {
+      throw choiceError(`Label Studio project ${projectId} (metadata curation_project) is not one this project may import into; an operator can allow it with \`gpu-batch curation grant\``);
+    }
+    try {
+      await ls.getProject(projectId);
+    } catch (err) {
+      if (err instanceof LabelStudioError && err.status === 404) throw choiceError(`Label Studio project ${projectId} (metadata curation_project) does not exist`);
+      throw err;
+    }
+    return projectId;
+  }
+
+  /**
+   * The project made for `key`, created once across every import worker. Creating is claimed with a
+   * lease in the database (no lock or transaction is held while Label Studio answers); a claim older
+   * than a step's timeout belongs to a worker that died and is taken over. A create whose answer was
+   * lost is found again by its title. The annotation webhook is set up until it is.
+   */
+  async function ownProject(ls: LabelStudio, schema: CurationSchema, target: { key: string; suffix: string }, ownerProjectId: string): Promise<number> {
+    const { key } = target;
+    const title = `${schema.title.slice(0, 19)} ${target.suffix}`.slice(0, 50);
+    await db
+      .insertInto('curation_projects')
+      .values({ key, title, schema: schema.name, ls_project_id: null, created_at: nowSeconds(), owner_project_id: ownerProjectId, claimed_at: null })
+      .onConflict((c) => c.column('key').doNothing())
+      .execute();
+    let row = await db.selectFrom('curation_projects').selectAll().where('key', '=', key).executeTakeFirstOrThrow();
+    if (row.ls_project_id === null) {
+      const now = nowSeconds();
+      const claimed = await db
+        .updateTable('curation_projects')
+        .set({ claimed_at: now })
+        .where('key', '=', key)
+        .where('ls_project_id', 'is', null)
+        .where((eb) => eb.or([eb('claimed_at', 'is', null), eb('claimed_at', '<', now - Math.ceil(config.curation.stepTimeoutMs / 1000))]))
+        .executeTakeFirst();
+      if (claimed.numUpdatedRows === 0n) throw ApplicationFailure.retryable(`the Label Studio project for ${key} is being created by another import`, 'CurationProjectBusy');
+      const existing = await ls.projectsTitled(row.title);
+      let id = existing.map((p) => p.id).sort((a, b) => a - b)[0];
+      if (id === undefined) {
+        await ls.validateConfig(schema.label_config);
+        id = (await ls.createProject({ title: row.title, description: schema.description, label_config: schema.label_config })).id;
+        log.info({ key, project: id, title: row.title }, 'created a Label Studio project');
+      }
+      await db.updateTable('curation_projects').set({ ls_project_id: id, claimed_at: null }).where('key', '=', key).execute();
+      row = { ...row, ls_project_id: id };
+    }
+    const projectId = row.ls_project_id ?? 0;
+    const { webhookUrl, webhookSecret } = config.curation;
+    if (!row.webhook_registered && webhookUrl !== undefined && webhookSecret !== undefined) {
+      // Looked for first: a registration whose answer was lost must not make a second webhook.
+      if (!(await ls.webhookUrls(projectId)).includes(webhookUrl)) {
+        await ls.createWebhook({ project: projectId, url: webhookUrl, headers: { 'x-curation-secret': webhookSecret }, actions: ['ANNOTATION_CREATED', 'ANNOTATION_UPDATED', 'ANNOTATIONS_DELETED'] });
+      }
+      await db.updateTable('curation_projects').set({ webhook_registered: true }).where('key', '=', key).execute();
+    }
+    return projectId;
   }
 
   return {
@@ -161,52 +231,20 @@ export function createCurationActivities(deps: CurationDeps) {
       return { schema: schema.name, endpoint: batch.endpoint, model: batch.model, inputKey: batch.storage_key, tasks: okLines.size, pages };
     },
 
-    /** The Label Studio project for the batch: named in metadata, or created once per schema or batch. */
+    /**
+     * The Label Studio project for the batch: one made for its API project (per schema) or for the
+     * batch alone, or one named in metadata that this API project may import into.
+     */
     async ensureProject(batchId: string): Promise<number> {
       return guarded(async () => {
         const batch = await loadBatch(batchId);
         const schema = schemaFor(batch);
         const ls = client();
-        let projectId: number;
         const named = batch.metadata?.curation_project;
-        if (named !== undefined) {
-          projectId = Number(named);
-          if (!Number.isInteger(projectId) || projectId <= 0) throw choiceError(`metadata curation_project "${named}" is not a Label Studio project id`);
-          try {
-            await ls.getProject(projectId);
-          } catch (err) {
-            if (err instanceof LabelStudioError && err.status === 404) throw choiceError(`Label Studio project ${projectId} (metadata curation_project) does not exist`);
-            throw err;
-          }
-        } else {
-          const key = schema.project === 'per_schema' ? `schema:${schema.name}` : `batch:${batchId}`;
-          const title = schema.project === 'per_schema' ? schema.title : `${schema.title.slice(0, 19)} ${batchId}`;
-          projectId = await db.transaction().execute(async (trx) => {
-            // One creator at a time per project, across every import worker.
-            await sql`select pg_advisory_xact_lock(hashtext(${key}))`.execute(trx);
-            const known = await trx.selectFrom('curation_projects').select('ls_project_id').where('key', '=', key).executeTakeFirst();
-            if (known?.ls_project_id !== null && known?.ls_project_id !== undefined) return known.ls_project_id;
-            // A create whose answer was lost (a crash in between) left a project with this title.
-            const existing = await ls.projectsTitled(title);
-            let id = existing.map((p) => p.id).sort((a, b) => a - b)[0];
-            if (known === undefined) await trx.insertInto('curation_projects').values({ key, title, schema: schema.name, ls_project_id: null, created_at: nowSeconds() }).execute();
-            if (id === undefined) {
-              await ls.validateConfig(schema.label_config);
-              id = (await ls.createProject({ title, description: schema.description, label_config: schema.label_config })).id;
-              log.info({ batchId, project: id, title }, 'created a Label Studio project');
-              if (config.curation.webhookUrl !== undefined && config.curation.webhookSecret !== undefined) {
-                await ls.createWebhook({
-                  project: id,
-                  url: config.curation.webhookUrl,
-                  headers: { 'x-curation-secret': config.curation.webhookSecret },
-                  actions: ['ANNOTATION_CREATED', 'ANNOTATION_UPDATED', 'ANNOTATIONS_DELETED'],
-                });
-              }
-            }
-            await trx.updateTable('curation_projects').set({ ls_project_id: id }).where('key', '=', key).execute();
-            return id;
-          });
-        }
+        const projectId =
+          named === undefined
+            ? await ownProject(ls, schema, schema.project === 'per_schema' ? { key: `project:${batch.project_id}:schema:${schema.name}`, suffix: batch.project_id } : { key: `batch:${batchId}`, suffix: batchId }, batch.project_id)
+            : await grantedProject(ls, batch.project_id, named);
         await db.updateTable('curations').set({ ls_project_id: projectId }).where('batch_id', '=', batchId).execute();
         return projectId;
       });
@@ -241,7 +279,7 @@ export function createCurationActivities(deps: CurationDeps) {
         const lines = readLines(store.read(plan.inputKey, { start: page.byteStart, end: page.byteEnd }), { firstLine: page.firstLine, startOffset: page.byteStart });
         for await (const line of lines) {
           const result = outputs.get(line.number);
-          if (result === undefined || isBlank(line.text)) continue;
+          if (result === undefined || isBlank(line)) continue;
           const request = (JSON.parse(line.text) as { body?: unknown }).body;
           const response = (JSON.parse(result.output) as { response?: { body?: unknown } }).response?.body;
           const task = buildTask(schema, { batchId, model: plan.model, endpoint: plan.endpoint, line: line.number, customId: result.custom_id, request, response });
@@ -249,8 +287,10 @@ export function createCurationActivities(deps: CurationDeps) {
         }
 
         let toSend = tasks;
+        let presentIds: number[] = [];
         if (record?.status === 'posting') {
           const present = await ls.findTasks(projectId, 'curation_key', tasks.map((t) => t.key));
+          presentIds = [...present.values()];
           toSend = tasks.filter((t) => !present.has(t.key));
           log.info({ batchId, page: page.page, present: present.size, resending: toSend.length }, 'resuming a page whose import outcome was unknown');
         } else {
@@ -265,7 +305,8 @@ export function createCurationActivities(deps: CurationDeps) {
         const pageDone = await db.transaction().execute(async (trx) => {
           const done = await trx
             .updateTable('curation_pages')
-            .set({ status: 'done', ls_task_ids: imported.taskIds ?? null, updated_at: nowSeconds() })
+            // Every task of the page, found or sent: the export asks Label Studio for exactly these.
+            .set({ status: 'done', ls_task_ids: imported.taskIds === undefined ? null : jsonb([...presentIds, ...imported.taskIds]), updated_at: nowSeconds() })
             .where('batch_id', '=', batchId)
             .where('page', '=', page.page)
             .where('status', '=', 'posting')

@@ -3,6 +3,8 @@
 // jitter inside a time budget. The SDK's own retries are off: the budget is ours.
 import { Agent, request, type Dispatcher } from 'undici';
 import { sleep } from '../lib/abortable.js';
+import { newId } from '../lib/ids.js';
+import { safeText } from '../lib/sanitize.js';
 import { attemptOutcome, engineRequestSeconds, engineRetriesTotal } from '../lib/metrics.js';
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 
@@ -12,6 +14,8 @@ export interface EngineOptions {
   requestTimeoutMs: number;
   /** Connections kept open to the engine: as many as requests in flight. */
   connections: number;
+  /** How long an idle connection is kept: below the engine's own (vLLM closes them after 5 s). */
+  keepAliveMs: number;
 }
 
 export interface RetryPolicy {
@@ -31,6 +35,8 @@ export type FinalOutcome = { attempts: number; errors: AttemptError[] } & (
   | { kind: 'ok'; status: number; requestId: string | null; body: unknown; raw: string }
   | { kind: 'http'; status: number; requestId: string | null; body: unknown }
   | { kind: 'network'; message: string; timeout: boolean }
+  /** The body could not be written as JSON at all: no attempt can succeed, so none is made. */
+  | { kind: 'unsendable'; message: string }
 );
 
 export interface AttemptError {
@@ -100,8 +106,19 @@ function retryAfterMs(headers: Headers | undefined): number | undefined {
   return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
+/**
+ * Worth another attempt: timeouts, conflicts, rate limits and what a proxy or an overloaded server
+ * answers (502, 503, 504). vLLM's 500 (an exception it did not classify) and 501 (not implemented)
+ * say the same again however often they are asked; whether the engine itself is down is asked of
+ * its /health by the caller.
+ */
 export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 409 || status === 429 || status >= 500;
+  return status === 408 || status === 409 || status === 429 || status === 502 || status === 503 || status === 504;
+}
+
+/** The engine refused this worker's credentials (VLLM_API_KEY): every request would be refused alike. */
+export function isAuthFailure(outcome: FinalOutcome): boolean {
+  return outcome.kind === 'http' && (outcome.status === 401 || outcome.status === 403);
 }
 
 export class Engine {
@@ -112,7 +129,8 @@ export class Engine {
   constructor(readonly options: EngineOptions) {
     this.agent = new Agent({
       connections: options.connections,
-      keepAliveTimeout: 60_000,
+      keepAliveTimeout: options.keepAliveMs,
+      keepAliveMaxTimeout: options.keepAliveMs,
       headersTimeout: options.requestTimeoutMs,
       bodyTimeout: options.requestTimeoutMs,
     });
@@ -130,6 +148,45 @@ export class Engine {
     await this.agent.close();
   }
 
+  private authHeaders(): Record<string, string> {
+    return this.options.apiKey === undefined ? {} : { authorization: `Bearer ${this.options.apiKey}` };
+  }
+
+  /** The models the engine serves (its /v1/models); a refused key says so plainly. */
+  async models(timeoutMs = 10_000): Promise<string[]> {
+    const res = await request(`${engineRoot(this.options.baseUrl)}/v1/models`, { headers: this.authHeaders(), dispatcher: this.agent, signal: AbortSignal.timeout(timeoutMs) });
+    const text = await res.body.text();
+    if (res.statusCode === 401 || res.statusCode === 403) {
+      throw new Error(`the engine at ${engineRoot(this.options.baseUrl)} refused this worker's credentials (VLLM_API_KEY): ${res.statusCode} ${safeText(text, 200)}`);
+    }
+    if (res.statusCode !== 200) throw new Error(`the engine's /v1/models answered ${res.statusCode}: ${safeText(text, 200)}`);
+    const body = JSON.parse(text) as { data?: { id?: unknown }[] };
+    return (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
+  }
+
+  /**
+   * The batch endpoints the engine serves. vLLM mounts only the routes of its model's kind (a
+   * generative model has no /v1/embeddings, an embedding model no chat), and answers a route it does
+   * not have with 404 {"detail": "Not Found"}; an empty body to a route it has is a 400 or 422, and
+   * runs nothing.
+   */
+  async servedEndpoints(endpoints: readonly string[], timeoutMs = 10_000): Promise<string[]> {
+    const served: string[] = [];
+    for (const endpoint of endpoints) {
+      const res = await request(`${engineRoot(this.options.baseUrl)}${endpoint}`, {
+        method: 'POST',
+        headers: { ...this.authHeaders(), 'content-type': 'application/json' },
+        body: '{}',
+        dispatcher: this.agent,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await res.body.text();
+      const missing = res.statusCode === 404 && /"detail"\s*:\s*"Not Found"/.test(text);
+      if (!missing) served.push(endpoint);
+    }
+    return served;
+  }
+
   /** Whether the engine answers its /health now: tells an engine outage from one bad request. */
   async healthy(timeoutMs = 5000): Promise<boolean> {
     try {
@@ -140,16 +197,22 @@ export class Engine {
     }
   }
 
-  /** One attempt. `url` is the batch line's url, e.g. /v1/chat/completions. */
-  async attempt(url: string, body: unknown, signal: AbortSignal | undefined): Promise<Attempt> {
+  /**
+   * One attempt with the body as JSON text. `url` is the batch line's url, e.g. /v1/chat/completions.
+   * Each attempt carries a request id of ours (vLLM takes it as its own, and it is in the output line),
+   * unless the engine answers with one of its own.
+   */
+  async attempt(url: string, payload: string, signal: AbortSignal | undefined): Promise<Attempt> {
+    const sentId = newId('batch_req_');
     try {
-      const response = await this.client.post<unknown>(url, { body, signal }).asResponse();
+      // A string body with its content type goes out as it is: serialised once, not on every attempt.
+      const response = await this.client.post<unknown>(url, { body: payload, headers: { 'content-type': 'application/json', 'x-request-id': sentId }, signal }).asResponse();
       const raw = await response.text();
-      return { kind: 'ok', status: response.status, requestId: response.headers.get('x-request-id'), body: JSON.parse(raw) as unknown, raw };
+      return { kind: 'ok', status: response.status, requestId: response.headers.get('x-request-id') ?? sentId, body: JSON.parse(raw) as unknown, raw };
     } catch (err) {
       if (err instanceof APIUserAbortError) throw err;
       if (err instanceof EngineStatusError) {
-        return { kind: 'http', status: err.status, requestId: err.headers.get('x-request-id'), body: err.body, retryAfterMs: retryAfterMs(err.headers) };
+        return { kind: 'http', status: err.status, requestId: err.headers.get('x-request-id') ?? sentId, body: err.body, retryAfterMs: retryAfterMs(err.headers) };
       }
       if (err instanceof APIConnectionTimeoutError) return { kind: 'network', message: 'request to the engine timed out', timeout: true };
       if (err instanceof APIConnectionError) {
@@ -176,15 +239,22 @@ export class Engine {
     const started = Date.now();
     const errors: AttemptError[] = [];
     const model = modelOf(body);
+    let payload: string;
+    try {
+      payload = JSON.stringify(body);
+    } catch (err) {
+      // Validation bounds nesting, so this is a body that changed shape since; retrying cannot help.
+      return { kind: 'unsendable', message: `the request body cannot be written as JSON: ${err instanceof Error ? err.message : String(err)}`, attempts: 0, errors };
+    }
     for (let attempt = 1; ; attempt++) {
       const sentAt = performance.now();
-      const result = await this.attempt(url, body, signal);
+      const result = await this.attempt(url, payload, signal);
       engineRequestSeconds.observe({ model, outcome: attemptOutcome(result) }, (performance.now() - sentAt) / 1000);
       if (result.kind === 'ok') return { ...result, attempts: attempt, errors };
       errors.push({
         at: new Date().toISOString(),
         status: result.kind === 'http' ? result.status : null,
-        message: result.kind === 'http' ? describeBody(result.body) : result.message,
+        message: result.kind === 'http' ? describeEngineBody(result.body) : result.message,
       });
       const retryable = result.kind === 'network' || isRetryableStatus(result.status);
       const backoff = Math.min(policy.maxMs, policy.initialMs * 2 ** (attempt - 1));
@@ -207,9 +277,15 @@ export function modelOf(body: unknown): string {
   return typeof model === 'string' ? model : 'unknown';
 }
 
-function describeBody(body: unknown): string {
+/** The engine's error message for the dead-letter record: it may quote the request, so it goes through safeText. */
+export function describeEngineBody(body: unknown): string {
   const message = (body as { error?: { message?: unknown }; message?: unknown } | null)?.error?.message ?? (body as { message?: unknown } | null)?.message;
-  return typeof message === 'string' ? message : JSON.stringify(body);
+  if (typeof message === 'string') return safeText(message, 1000);
+  try {
+    return safeText(JSON.stringify(body), 1000);
+  } catch {
+    return 'an error body that cannot be shown';
+  }
 }
 
 /** Thrown when a request is aborted through its signal (the chunk is being cancelled). */

@@ -14,7 +14,7 @@ import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
 import type { Release, Semaphore } from '../lib/semaphore.js';
 import { chunksTotal, inflightRequests, requestsTotal, tokensTotal } from '../lib/metrics.js';
-import { modelOf, type Engine, type RetryPolicy } from './engine.js';
+import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine.js';
 import { resultRow, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
 
@@ -26,6 +26,8 @@ export interface InferenceDeps {
   inFlight: Semaphore;
   config: Config;
   log: Logger;
+  /** Told whenever a request finishes: the worker's watchdog tells a busy worker from a wedged one by it. */
+  progress: () => void;
 }
 
 export interface ChunkInput {
@@ -45,6 +47,8 @@ export interface ChunkSummary {
 
 /** The failure type of a chunk whose engine went away; Temporal retries it, maybe on another GPU. */
 export const ENGINE_UNAVAILABLE = 'EngineUnavailable';
+/** The failure type of a chunk whose engine refused the worker's key. */
+export const ENGINE_AUTH_FAILED = 'EngineAuthFailed';
 
 interface RequestLine {
   custom_id: string;
@@ -126,17 +130,27 @@ export function createInferenceActivities(deps: InferenceDeps) {
             release = await inFlight.acquire(signal);
             inflightRequests.inc({ model });
           });
-          if (outcome.kind === 'network' && !(await engine.healthy())) {
+          if (isAuthFailure(outcome)) {
+            // A misconfigured worker, not a bad request: every line would fail alike. The chunk fails
+            // (and is retried, perhaps by a worker with the right key, then dead-lettered with this reason).
+            throw ApplicationFailure.retryable(
+              `the engine at ${engine.options.baseUrl} refused this GPU worker's credentials (VLLM_API_KEY): ${outcome.kind === 'http' ? outcome.status : ''} ${describeEngineBody(outcome.kind === 'http' ? outcome.body : null)}`,
+              ENGINE_AUTH_FAILED,
+            );
+          }
+          if ((outcome.kind === 'network' || (outcome.kind === 'http' && outcome.status >= 500)) && !(await engine.healthy())) {
             // The engine itself is gone, not this request: fail the chunk so Temporal retries it
             // (perhaps on another GPU) instead of writing off every request it holds.
-            throw ApplicationFailure.retryable(`the engine at ${engine.options.baseUrl} is unavailable: ${outcome.message}`, ENGINE_UNAVAILABLE);
+            const why = outcome.kind === 'network' ? outcome.message : `it answered ${outcome.status}`;
+            throw ApplicationFailure.retryable(`the engine at ${engine.options.baseUrl} is unavailable: ${why}`, ENGINE_UNAVAILABLE);
           }
           const row = resultRow(batchId, lineNumber, request.custom_id, outcome);
           writer.add(row);
+          deps.progress();
           requestsTotal.inc({ model, outcome: row.ok ? 'completed' : 'failed' });
           tokensTotal.inc({ model, kind: 'prompt' }, row.input_tokens);
           tokensTotal.inc({ model, kind: 'completion' }, row.output_tokens);
-          if (!row.ok) log.debug({ line: lineNumber, customId: request.custom_id, requestId: outcome.kind === 'network' ? null : outcome.requestId, attempts: outcome.attempts }, 'request failed');
+          if (!row.ok) log.debug({ line: lineNumber, customId: request.custom_id, requestId: outcome.kind === 'network' || outcome.kind === 'unsendable' ? null : outcome.requestId, attempts: outcome.attempts }, 'request failed');
         } finally {
           letGo();
         }
@@ -149,7 +163,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
         });
         for await (const line of lines) {
           if (signal.aborted) break;
-          if (isBlank(line.text) || done.has(line.number)) continue;
+          if (isBlank(line) || done.has(line.number)) continue;
           const request = JSON.parse(line.text) as RequestLine;
           // Waiting for a slot before reading on keeps at most max-in-flight lines in memory.
           const permit = await inFlight.acquire(signal);

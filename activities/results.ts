@@ -2,11 +2,11 @@
 // and the batch's counters change in one statement, and (batch, line) makes a repeat a no-op, so a
 // retried chunk can never count or write a line twice.
 import { sql } from 'kysely';
-import type { Db } from '../lib/db.js';
+import { jsonb, type Db } from '../lib/db.js';
 import { asError } from '../lib/errors.js';
 import { newId, nowSeconds } from '../lib/ids.js';
 import type { OutputLine } from '../schema/openai.js';
-import type { NewBatchResult } from '../schema/tables.js';
+import { LIVE_BATCH_STATES, type NewBatchResult } from '../schema/tables.js';
 import type { AttemptError, FinalOutcome } from './engine.js';
 
 export interface ResultRow extends NewBatchResult {
@@ -82,6 +82,9 @@ export function resultRow(batchId: string, line: number, customId: string, outco
       deadLetter,
     };
   }
+  if (outcome.kind === 'unsendable') {
+    return { ...base, ...zero, ok: false, output: outputLine(customId, null, { code: 'invalid_request', message: outcome.message }), deadLetter };
+  }
   return {
     ...base,
     ...zero,
@@ -109,11 +112,23 @@ export function notRunRow(batchId: string, line: number, customId: string, code:
   };
 }
 
+class BatchEnded extends Error {}
+
 /**
  * Inserts the rows that are not there yet and adds exactly those to the batch's counters (and, for
- * requests that failed for good, to the dead letters), all in one transaction.
+ * requests that failed for good, to the dead letters), all in one transaction; none once the batch
+ * has ended. Returns how many rows it wrote.
  */
 export async function persistResults(db: Db, batchId: string, rows: ResultRow[]): Promise<number> {
+  try {
+    return await persistIfLive(db, batchId, rows);
+  } catch (err) {
+    if (err instanceof BatchEnded) return 0;
+    throw err;
+  }
+}
+
+async function persistIfLive(db: Db, batchId: string, rows: ResultRow[]): Promise<number> {
   if (rows.length === 0) return 0;
   return db.transaction().execute(async (trx) => {
     const inserted = await trx
@@ -132,7 +147,7 @@ export async function persistResults(db: Db, batchId: string, rows: ResultRow[])
       sum.output += r.output_tokens;
       sum.reasoning += r.reasoning_tokens;
     }
-    await trx
+    const counted = await trx
       .updateTable('batches')
       .set({
         request_completed: sql`request_completed + ${sum.completed}`,
@@ -143,7 +158,11 @@ export async function persistResults(db: Db, batchId: string, rows: ResultRow[])
         reasoning_tokens: sql`reasoning_tokens + ${sum.reasoning}`,
       })
       .where('id', '=', batchId)
-      .execute();
+      // A batch that has ended (the reconciler finalized it while a chunk of its still ran) takes
+      // no more results: its files are written. Rolled back, so the rows are not kept either.
+      .where('status', 'in', LIVE_BATCH_STATES)
+      .executeTakeFirst();
+    if (counted.numUpdatedRows === 0n) throw new BatchEnded();
     // Only lines this call wrote: a row that was already there keeps its own story.
     const written = new Set(inserted.map((r) => r.line));
     const letters = rows.filter((r) => r.deadLetter !== undefined && written.has(r.line));
@@ -157,7 +176,7 @@ export async function persistResults(db: Db, batchId: string, rows: ResultRow[])
             line: r.line,
             custom_id: r.custom_id,
             attempts: r.deadLetter?.attempts ?? 0,
-            errors: r.deadLetter?.errors ?? [],
+            errors: jsonb(r.deadLetter?.errors ?? []),
             created_at: created,
           })),
         )

@@ -2,6 +2,7 @@
 // custom_ids seen so far are kept, never the lines. Reports every problem (up to a cap) with
 // OpenAI's codes, and on success plans the chunks as line and byte ranges.
 import { isBlank, type Line } from '../lib/jsonl.js';
+import { describeValue, isStorableText, nestsDeeperThan, safeText } from '../lib/sanitize.js';
 import type { ValidationError } from '../schema/tables.js';
 
 export interface ChunkPlan {
@@ -21,6 +22,12 @@ export interface ValidationParams {
   maxRequests: number;
   maxErrors: number;
   chunkSize: number;
+  /** Deepest nesting of arrays and objects a line may have (deeper would not serialise again). */
+  maxDepth: number;
+  /** Longest custom_id, in characters. */
+  maxCustomIdChars: number;
+  /** For messages: the line length cap readLines applied. */
+  maxLineBytes: number;
 }
 
 export interface ValidationOutcome {
@@ -43,6 +50,87 @@ function embeddingInputs(body: Record<string, unknown>): number {
   return 1;
 }
 
+type Report = (code: string, message: string, param?: string | null) => void;
+
+/** The checks of one line; every message quotes what the client sent only through safeText. */
+function checkLine(
+  line: Line,
+  params: ValidationParams,
+  state: { seen: Set<string>; model: string | null; keepIds: boolean },
+  report: Report,
+): { model?: string; units: number } {
+  // `units` counts toward the request limit; a line that is not a request object counts for none.
+  if (line.problem === 'too_long') {
+    report('invalid_request', `This line is ${line.end - line.start} bytes long, more than the ${params.maxLineBytes}-byte limit for one request.`);
+    return { units: 0 };
+  }
+  if (line.problem === 'not_utf8') {
+    report('invalid_json_line', 'This line is not valid UTF-8 text; batch files must be UTF-8 encoded JSON lines.');
+    return { units: 0 };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(line.text);
+  } catch (err) {
+    report('invalid_json_line', `This line is not parseable as valid JSON: ${safeText((err as Error).message)}`);
+    return { units: 0 };
+  }
+  if (!isRecord(parsed)) {
+    report('invalid_json_line', 'Each line must be a JSON object with custom_id, method, url and body.');
+    return { units: 0 };
+  }
+  if (nestsDeeperThan(parsed, params.maxDepth)) {
+    report('invalid_request', `This line nests arrays and objects more than ${params.maxDepth} levels deep.`);
+    return { units: 0 };
+  }
+
+  const customId = parsed.custom_id;
+  if (typeof customId !== 'string' || customId === '') {
+    report('missing_required_parameter', 'Missing required parameter: custom_id (a non-empty string).', 'custom_id');
+  } else if (customId.length > params.maxCustomIdChars) {
+    report('invalid_request', `The custom_id is ${customId.length} characters long; the limit is ${params.maxCustomIdChars}.`, 'custom_id');
+  } else if (!isStorableText(customId)) {
+    report('invalid_request', `The custom_id ${describeValue(customId)} contains a NUL character or an unpaired surrogate (\\ud800-\\udfff), which cannot be stored exactly.`, 'custom_id');
+  } else if (state.seen.has(customId)) {
+    report('duplicate_custom_id', `The custom_id ${describeValue(customId)} is used more than once; each must be unique within the file.`, 'custom_id');
+  } else if (state.keepIds) {
+    state.seen.add(customId);
+  }
+
+  if (parsed.method === undefined) {
+    report('missing_required_parameter', 'Missing required parameter: method (must be POST).', 'method');
+  } else if (parsed.method !== 'POST') {
+    report('invalid_request', `Invalid method ${describeValue(parsed.method)}: only POST is supported.`, 'method');
+  }
+
+  if (typeof parsed.url !== 'string') {
+    report('missing_required_parameter', 'Missing required parameter: url.', 'url');
+  } else if (parsed.url !== params.endpoint) {
+    report('invalid_url', `The url ${describeValue(parsed.url)} does not match the batch endpoint '${params.endpoint}'.`, 'url');
+  }
+
+  const body = parsed.body;
+  if (!isRecord(body)) {
+    report('missing_required_parameter', 'Missing required parameter: body (a JSON object).', 'body');
+    return { units: 0 };
+  }
+  let model: string | undefined;
+  if (typeof body.model !== 'string' || body.model === '') {
+    report('missing_required_parameter', 'Missing required parameter: body.model.', 'body.model');
+  } else if (body.model.length > 256 || !isStorableText(body.model)) {
+    report('invalid_request', `body.model ${describeValue(body.model)} is not a model name (at most 256 characters, no NUL or unpaired surrogate).`, 'body.model');
+  } else if (state.model !== null && body.model !== state.model) {
+    report('mismatched_model', `The model ${describeValue(body.model)} differs from ${describeValue(state.model)} used earlier in the file; a batch uses one model.`, 'body.model');
+  } else {
+    model = body.model;
+  }
+  if (body.stream === true) {
+    report('streaming_unsupported', 'Streaming is not supported in a batch; remove body.stream.', 'body.stream');
+  }
+  const units = params.endpoint === '/v1/embeddings' ? embeddingInputs(body) : 1;
+  return model === undefined ? { units } : { model, units };
+}
+
 export async function validateLines(lines: AsyncIterable<Line>, params: ValidationParams): Promise<ValidationOutcome> {
   const errors: ValidationError[] = [];
   let suppressed = 0;
@@ -51,17 +139,16 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
     else suppressed++;
   };
 
-  const seen = new Set<string>();
+  const state = { seen: new Set<string>(), model: null as string | null, keepIds: true };
   const chunks: ChunkPlan[] = [];
   let current: ChunkPlan | undefined;
   let requests = 0;
   let units = 0;
-  let model: string | null = null;
   let modelLine: number | null = null;
   let tooMany = false;
 
   for await (const line of lines) {
-    if (isBlank(line.text)) continue;
+    if (isBlank(line)) continue;
     requests++;
     if (current === undefined || current.requests >= params.chunkSize) {
       current = { index: chunks.length, firstLine: line.number, lastLine: line.number, requests: 0, byteStart: line.start, byteEnd: line.end };
@@ -71,63 +158,24 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
     current.lastLine = line.number;
     current.byteEnd = line.end;
 
-    let parsed: unknown;
+    let checked: { model?: string; units: number };
     try {
-      parsed = JSON.parse(line.text);
+      checked = checkLine(line, params, state, (code, message, param = null) => { report(code, message, line.number, param); });
     } catch (err) {
-      report('invalid_json_line', `This line is not parseable as valid JSON: ${(err as Error).message}`, line.number);
-      continue;
+      // A check that throws is a bug of ours, but it must end as this line's error, not a stuck batch.
+      report('invalid_request', `This line could not be checked: ${safeText(err instanceof Error ? err.message : String(err))}`, line.number);
+      checked = { units: 0 };
     }
-    if (!isRecord(parsed)) {
-      report('invalid_json_line', 'Each line must be a JSON object with custom_id, method, url and body.', line.number);
-      continue;
-    }
-
-    const customId = parsed.custom_id;
-    if (typeof customId !== 'string' || customId === '') {
-      report('missing_required_parameter', 'Missing required parameter: custom_id (a non-empty string).', line.number, 'custom_id');
-    } else if (customId.includes('\u0000')) {
-      report('invalid_request', 'The custom_id contains a NUL character, which cannot be stored.', line.number, 'custom_id');
-    } else if (seen.has(customId)) {
-      report('duplicate_custom_id', `The custom_id '${customId}' is used more than once; each must be unique within the file.`, line.number, 'custom_id');
-    } else {
-      seen.add(customId);
-    }
-
-    if (parsed.method === undefined) {
-      report('missing_required_parameter', 'Missing required parameter: method (must be POST).', line.number, 'method');
-    } else if (parsed.method !== 'POST') {
-      report('invalid_request', `Invalid method ${JSON.stringify(parsed.method)}: only POST is supported.`, line.number, 'method');
-    }
-
-    if (typeof parsed.url !== 'string') {
-      report('missing_required_parameter', 'Missing required parameter: url.', line.number, 'url');
-    } else if (parsed.url !== params.endpoint) {
-      report('invalid_url', `The url '${parsed.url}' does not match the batch endpoint '${params.endpoint}'.`, line.number, 'url');
-    }
-
-    const body = parsed.body;
-    if (!isRecord(body)) {
-      report('missing_required_parameter', 'Missing required parameter: body (a JSON object).', line.number, 'body');
-      continue;
-    }
-    if (typeof body.model !== 'string' || body.model === '') {
-      report('missing_required_parameter', 'Missing required parameter: body.model.', line.number, 'body.model');
-    } else if (body.model.includes('\u0000') || body.model.length > 256) {
-      report('invalid_request', 'body.model must be a model name (at most 256 characters, no NUL).', line.number, 'body.model');
-    } else if (model === null) {
-      model = body.model;
+    if (checked.model !== undefined && state.model === null) {
+      state.model = checked.model;
       modelLine = line.number;
-    } else if (body.model !== model) {
-      report('mismatched_model', `The model '${body.model}' differs from '${model}' used earlier in the file; a batch uses one model.`, line.number, 'body.model');
     }
-    if (body.stream === true) {
-      report('streaming_unsupported', 'Streaming is not supported in a batch; remove body.stream.', line.number, 'body.stream');
-    }
-
-    units += params.endpoint === '/v1/embeddings' ? embeddingInputs(body) : 1;
+    units += checked.units;
     if (!tooMany && units > params.maxRequests) {
       tooMany = true;
+      // The batch fails anyway: keeping every later custom_id would only cost memory.
+      state.keepIds = false;
+      state.seen.clear();
       const what = params.endpoint === '/v1/embeddings' ? 'embedding inputs' : 'requests';
       report('too_many_tasks', `The file has more than ${params.maxRequests} ${what}, the limit for one batch.`, line.number);
     }
@@ -137,7 +185,7 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
   if (suppressed > 0) {
     errors.push({ code: 'too_many_errors', message: `${suppressed} more errors were found and are not listed.`, param: null, line: null });
   }
-  return { errors, requests, model, modelLine, chunks };
+  return { errors, requests, model: state.model, modelLine, chunks };
 }
 
 /**

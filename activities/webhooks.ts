@@ -61,7 +61,10 @@ export function createWebhookActivities(deps: WebhookDeps) {
         created_at: now,
         delivered_at: null,
       }));
-      await db.insertInto('webhook_deliveries').values(rows).onConflict((c) => c.columns(['webhook_id', 'event_id']).doNothing()).execute();
+      // In slices: one INSERT of thousands of rows would pass Postgres's limit on parameters.
+      for (let i = 0; i < rows.length; i += 500) {
+        await db.insertInto('webhook_deliveries').values(rows.slice(i, i + 500)).onConflict((c) => c.columns(['webhook_id', 'event_id']).doNothing()).execute();
+      }
       return rows.map((r) => r.id);
     },
 

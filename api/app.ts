@@ -7,13 +7,16 @@ import type { Db } from '../lib/db.js';
 import type { FileStore } from '../lib/file-store.js';
 import type { Logger } from '../lib/logger.js';
 import { rateLimiter, type RateLimitInfo } from 'hono-rate-limiter';
+import type { Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { safeText } from '../lib/sanitize.js';
 import { requireApiKey, type AuthEnv } from './auth.js';
 import { idempotent } from './idempotency.js';
 import { ApiError, errorHandler, errorResponse, fromZodError } from './errors.js';
 import type { CurationRegistry } from '../lib/curation.js';
 import type { LabelStudio } from '../lib/label-studio.js';
 import { registerBatchRoutes } from './routes/batches.js';
-import { registerCurationRoutes, registerWebhookReceiver } from './routes/curation.js';
+import { registerCurationRoutes, registerWebhookReceiver, WEBHOOK_PATH } from './routes/curation.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerModelRoutes } from './routes/models.js';
@@ -32,7 +35,18 @@ export interface ApiDeps {
   labelStudio: LabelStudio | undefined;
 }
 
+function tooLarge(limit: number): ApiError {
+  return new ApiError(413, `The request body is larger than the ${limit}-byte limit.`, 'request_too_large');
+}
+
+/** The body was not read: the connection cannot carry another request, and the client must know. */
+function refuseTooLarge(c: Context, limit: number): Response {
+  c.header('connection', 'close');
+  return errorResponse(c, tooLarge(limit));
+}
+
 export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
+  const jsonLimit = bodyLimit({ maxSize: deps.config.api.maxBodyBytes, onError: (c) => refuseTooLarge(c, deps.config.api.maxBodyBytes) });
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: async (result, c) => {
       if (result.success) return undefined;
@@ -43,8 +57,11 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
     },
   });
   app.use('*', requestIds, accessLog(deps.log));
+  // JSON bodies are read whole: bound them before anything reads one (uploads stream, with their own limit).
+  for (const path of ['/v1/batches', '/v1/batches/*', '/v1/webhooks', '/v1/webhooks/*']) app.use(path, jsonLimit);
+  app.use(WEBHOOK_PATH, bodyLimit({ maxSize: deps.config.batch.maxLineBytes, onError: (c) => refuseTooLarge(c, deps.config.batch.maxLineBytes) }));
   app.onError(errorHandler(deps.log));
-  app.notFound((c) => errorResponse(c, new ApiError(404, `Unknown request URL: ${c.req.method} ${c.req.path}.`, 'unknown_url')));
+  app.notFound((c) => errorResponse(c, new ApiError(404, `Unknown request URL: ${c.req.method} ${safeText(c.req.path, 300)}.`, 'unknown_url')));
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });
   app.doc31('/openapi.json', {

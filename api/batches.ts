@@ -1,21 +1,19 @@
 // Batches: create (record it, start its BatchWorkflow, answer `validating` at once), read, list,
 // cancel. The workflow does the work; the database is what the API reads back.
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { CURATION_NOT_RETRYABLE } from '../activities/curation.js';
-import type { Db } from '../lib/db.js';
+import { jsonb, type Db } from '../lib/db.js';
 import { writeChunk } from '../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
+import { withTemporalDeadline } from '../lib/temporal.js';
 import { batchEndpointSchema, parseDuration, type BatchCreate, type BatchObject, type BatchRetry } from '../schema/openai.js';
 import type { BatchRow, BatchStatus } from '../schema/tables.js';
-import type { BatchWorkflow } from '../workflows/batch.js';
+import { startBatchWorkflow } from '../workflows/batch-lifecycle.js';
 import { cancelSignal } from '../workflows/messages.js';
-import { BatchEndpointKey, BatchProjectKey, BatchStatusKey } from '../workflows/search-attributes.js';
 import { ApiError, notFound } from './errors.js';
-import { createDerivedFile, type FileDeps } from './files.js';
+import { createDerivedFile, liveFiles, type FileDeps } from './files.js';
 import type { Project } from './keys.js';
-import { webhookRetry } from './webhooks.js';
 
 export interface BatchDeps extends FileDeps {
   temporal: Client;
@@ -45,9 +43,9 @@ export function toBatchObject(row: BatchRow): BatchObject {
     expired_at: row.expired_at,
     cancelling_at: row.cancelling_at,
     cancelled_at: row.cancelled_at,
-    // OpenAI reports zero counts until a batch is past validation.
+    // OpenAI reports zero counts until a batch is past validation (a batch that failed after it ran has its counts).
     request_counts:
-      row.status === 'validating' || row.status === 'failed'
+      row.status === 'validating' || (row.status === 'failed' && row.in_progress_at === null)
         ? { total: 0, completed: 0, failed: 0 }
         : { total: row.request_total, completed: row.request_completed, failed: row.request_failed },
     usage: {
@@ -75,35 +73,35 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
   if (!isWellFormedId(body.input_file_id)) {
     throw new ApiError(400, `Invalid 'input_file_id': no file ${body.input_file_id.slice(0, 200)} was found.`, 'invalid_request', 'input_file_id');
   }
-  const file = await db
-    .selectFrom('files')
-    .select(['id', 'purpose'])
-    .where('id', '=', body.input_file_id)
-    .where('project_id', '=', project.id)
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSeconds())]))
-    .executeTakeFirst();
-  if (file === undefined) {
-    throw new ApiError(400, `Invalid 'input_file_id': no file ${body.input_file_id} was found.`, 'invalid_request', 'input_file_id');
-  }
-  if (file.purpose !== 'batch') {
-    throw new ApiError(400, `Invalid 'input_file_id': ${file.id} has purpose '${file.purpose}', not 'batch'.`, 'invalid_request', 'input_file_id');
-  }
   const now = nowSeconds();
   const window = parseDuration(body.completion_window) ?? 86400;
-  const row = await db
+  // The file row is locked (shared) until the batch is recorded, so a delete cannot slip in between.
+  const row = await db.transaction().execute(async (trx) => {
+    const file = await liveFiles(trx, project)
+      .select(['id', 'purpose'])
+      .where('id', '=', body.input_file_id)
+      .forShare()
+      .executeTakeFirst();
+    if (file === undefined) {
+      throw new ApiError(400, `Invalid 'input_file_id': no file ${body.input_file_id} was found.`, 'invalid_request', 'input_file_id');
+    }
+    if (file.purpose !== 'batch') {
+      throw new ApiError(400, `Invalid 'input_file_id': ${file.id} has purpose '${file.purpose}', not 'batch'.`, 'invalid_request', 'input_file_id');
+    }
+    return trx
     .insertInto('batches')
     .values({
       id: newId('batch_'),
       project_id: project.id,
       endpoint: body.endpoint,
       model: null,
-      input_file_id: file.id,
+      input_file_id: body.input_file_id,
       completion_window: body.completion_window,
       status: 'validating',
       output_file_id: null,
       error_file_id: null,
       errors: null,
-      metadata: body.metadata ?? null,
+      metadata: body.metadata === null || body.metadata === undefined ? null : jsonb(body.metadata),
       output_expires_after: body.output_expires_after?.seconds ?? null,
       priority: body.priority ?? null,
       retry_of: options.retryOf ?? null,
@@ -119,48 +117,27 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
     })
     .returningAll()
     .executeTakeFirstOrThrow();
+  });
   try {
-    await temporal.workflow.start<typeof BatchWorkflow>('BatchWorkflow', {
-      workflowId: row.id,
-      taskQueue: config.temporal.orchestratorTaskQueue,
-      args: [
-        {
-          batchId: row.id,
-          control: config.batch.control,
-          webhooks: { taskQueue: config.temporal.orchestratorTaskQueue, retry: webhookRetry(config) },
-          curation: {
-            taskQueue: config.curation.taskQueue,
-            activity: {
-              startToCloseMs: config.curation.stepTimeoutMs,
-              retryHours: config.curation.retryHours,
-              retryInitialMs: config.batch.control.retryInitialMs,
-              retryMaxMs: config.batch.control.retryMaxMs,
-              notRetryable: CURATION_NOT_RETRYABLE,
-            },
-          },
-        },
-      ],
-      typedSearchAttributes: [
-        { key: BatchStatusKey, value: 'validating' },
-        { key: BatchProjectKey, value: project.name },
-        { key: BatchEndpointKey, value: body.endpoint },
-      ],
-      memo: { inputFileId: file.id, project: project.name },
-      // Chunk activities inherit it: their task queue hands out higher-priority work first.
-      ...(row.priority !== null ? { priority: { priorityKey: row.priority } } : {}),
+    await startBatchWorkflow(temporal, config, {
+      id: row.id,
+      expiresAt: row.expires_at,
+      endpoint: row.endpoint,
+      projectName: project.name,
+      inputFileId: row.input_file_id,
+      priority: row.priority,
     });
   } catch (err) {
     // A start can fail after the server took it (a timeout on the reply): look before giving up.
-    const started = await temporal.workflow
-      .getHandle(row.id)
-      .describe()
+    const started = await withTemporalDeadline(temporal, config, () => temporal.workflow.getHandle(row.id).describe())
       .then(() => true)
       .catch(() => false);
     if (!started) {
       // Recorded as failed rather than deleted: should the workflow exist after all, it sees a
       // batch that is no longer live and stops at once.
       const errors = [{ code: 'service_unavailable', message: 'The orchestrator could not be reached to start this batch.', param: null, line: null }];
-      await db.updateTable('batches').set({ status: 'failed', failed_at: nowSeconds(), errors }).where('id', '=', row.id).execute();
+      // If even this write fails, the reconciler ends the batch: it has no workflow.
+      await db.updateTable('batches').set({ status: 'failed', failed_at: nowSeconds(), errors: jsonb(errors) }).where('id', '=', row.id).execute().catch(() => undefined);
       deps.log.error({ err, batchId: row.id }, 'could not start the batch workflow');
       throw new ApiError(503, 'The batch could not be started because the orchestrator is unreachable; try again.', 'service_unavailable');
     }
@@ -199,7 +176,7 @@ export async function cancelBatch(deps: BatchDeps, project: Project, id: string)
   if (row.status === 'cancelling') {
     // Signalled again on a repeated cancel, so a cancel whose signal was lost is completed by a retry.
     try {
-      await deps.temporal.workflow.getHandle(id).signal(cancelSignal);
+      await withTemporalDeadline(deps.temporal, deps.config, () => deps.temporal.workflow.getHandle(id).signal(cancelSignal));
     } catch (err) {
       // A workflow that has just finished needs no signal: finalize turns `cancelling` into `cancelled`.
       if (!(err instanceof WorkflowNotFoundError)) {
@@ -238,7 +215,7 @@ export async function retryBatch(deps: BatchDeps, project: Project, id: string, 
   }
   const file = await createDerivedFile(deps, project, `${input.filename.replace(/\.jsonl$/i, '')}.retry-${id}.jsonl`, async (writer) => {
     for await (const line of readLines(deps.store.read(input.storage_key))) {
-      if (!isBlank(line.text) && failed.has(line.number)) await writeChunk(writer.stream, `${line.text}\n`);
+      if (!isBlank(line) && failed.has(line.number)) await writeChunk(writer.stream, `${line.text}\n`);
     }
   });
   const created = await createBatch(

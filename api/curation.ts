@@ -79,11 +79,16 @@ export async function getCuration(deps: CurationDeps, project: Project, batchId:
   };
 }
 
+/** Task ids asked of Label Studio per request of an export. */
+const EXPORT_SLICE = 200;
+
 /**
  * The batch's reviewed tasks as OpenAI chat fine-tuning lines: an accepted answer as it was, a
- * corrected one as corrected; rejected and unreviewed tasks are left out.
+ * corrected one as corrected; rejected and unreviewed tasks are left out. Checked at once (so a
+ * refusal is an ordinary error answer); the lines then come as Label Studio gives them, a slice of
+ * the batch's own task ids at a time, never the whole project in memory.
  */
-export async function exportFineTuning(deps: CurationDeps, project: Project, batchId: string): Promise<{ lines: string[]; reviewed: number }> {
+export async function exportFineTuning(deps: CurationDeps, project: Project, batchId: string): Promise<AsyncIterable<string>> {
   const curation = await getCuration(deps, project, batchId);
   if (deps.labelStudio === undefined) throw new ApiError(409, 'Label Studio is not configured on this server, so there is nothing to export.', 'curation_unavailable', 'batch_id');
   if (curation.label_studio_project_id === null || curation.schema === null) {
@@ -91,10 +96,35 @@ export async function exportFineTuning(deps: CurationDeps, project: Project, bat
   }
   const schema = deps.registry.get(curation.schema);
   if (schema === undefined) throw new ApiError(409, `The curation schema "${curation.schema}" of batch ${batchId} is no longer defined.`, 'curation_schema_missing', 'batch_id');
-  const tasks = await deps.labelStudio.exportAnnotated(curation.label_studio_project_id);
-  const ours = tasks.filter((t) => t.data.batch_id === batchId);
-  const lines = ours.flatMap((task) => fineTuningLine(schema, task) ?? []);
-  return { lines, reviewed: ours.length };
+  const { labelStudio } = deps;
+  const lsProject = curation.label_studio_project_id;
+  const pages = await deps.db.selectFrom('curation_pages').select('ls_task_ids').where('batch_id', '=', curation.batch_id).orderBy('page').execute();
+  const taskIds = pages.flatMap((p) => p.ls_task_ids ?? []);
+  return (async function* () {
+    for (let i = 0; i < taskIds.length; i += EXPORT_SLICE) {
+      for (const task of await labelStudio.exportAnnotated(lsProject, taskIds.slice(i, i + EXPORT_SLICE))) {
+        // A task moved or re-imported under another batch is not this batch's.
+        if (task.data.batch_id !== batchId) continue;
+        const line = fineTuningLine(schema, task);
+        if (line !== undefined) yield `${line}\n`;
+      }
+    }
+  })();
+}
+
+/**
+ * An operator lets a project import into a Label Studio project it did not make (metadata
+ * curation_project); `allowed: false` takes that back. Returns the project it applied to.
+ */
+export async function setCurationGrant(db: Db, projectName: string, lsProjectId: number, allowed: boolean): Promise<Project> {
+  const project = await db.selectFrom('projects').select(['id', 'name']).where('name', '=', projectName).executeTakeFirst();
+  if (project === undefined) throw new Error(`no project named "${projectName}"`);
+  if (allowed) {
+    await db.insertInto('curation_grants').values({ project_id: project.id, ls_project_id: lsProjectId, created_at: nowSeconds() }).onConflict((c) => c.doNothing()).execute();
+  } else {
+    await db.deleteFrom('curation_grants').where('project_id', '=', project.id).where('ls_project_id', '=', lsProjectId).execute();
+  }
+  return project;
 }
 
 const webhookSchema = z

@@ -4,7 +4,9 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
+import { isDatabaseUnavailable } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
+import { safeText } from '../lib/sanitize.js';
 import type { ErrorResponse } from '../schema/openai.js';
 
 export type ErrorType =
@@ -56,9 +58,19 @@ export function fromZodError(error: ZodError, input: unknown): ApiError {
   return new ApiError(400, `Invalid value for '${param ?? 'body'}': ${issue.message}`, 'invalid_value', param);
 }
 
-function isUnstorableText(err: Error): boolean {
+/** Postgres's data exceptions (class 22: text it cannot store, a number out of range...): the request's fault. */
+function isDataException(err: Error): boolean {
   const code = (err as { code?: unknown }).code;
-  return code === '22021' || code === '22P05' || (code === '22P02' && /unicode|\\u0000/i.test(err.message));
+  return typeof code === 'string' && code.startsWith('22');
+}
+
+export function serviceUnavailable(what: string): ApiError {
+  return new ApiError(503, `${what} is unavailable right now; try again shortly.`, 'service_unavailable', null, 'server_error');
+}
+
+function isBodyReadError(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || err.name === 'AbortError' || (err instanceof TypeError && /^(terminated|aborted)/i.test(err.message));
 }
 
 export function errorResponse(c: Context, err: ApiError): Response {
@@ -73,11 +85,20 @@ export function errorHandler(log: Logger) {
       const status = err.status;
       return errorResponse(c, new ApiError(status, err.message || 'Invalid request.', status === 400 ? 'invalid_request' : null));
     }
-    // Postgres refuses text it cannot store (a NUL character); that is the request's fault, not ours.
-    if (isUnstorableText(err)) {
-      return errorResponse(c, new ApiError(400, 'The request contains text that cannot be stored (a NUL character).', 'invalid_value'));
+    // Postgres refuses a value (text with a NUL character, a number out of range): the request's fault.
+    if (isDataException(err)) {
+      return errorResponse(c, new ApiError(400, 'The request contains a value that cannot be stored (e.g. a NUL character or an unpaired surrogate).', 'invalid_value'));
     }
-    log.error({ err, requestId: c.get('requestId'), method: c.req.method, path: c.req.path }, 'unhandled error');
+    // The database is restarting or away: the client should retry, and the process stays up.
+    if (isDatabaseUnavailable(err)) {
+      log.warn({ err: err.message, requestId: c.get('requestId') }, 'database unavailable');
+      return errorResponse(c, serviceUnavailable('The database'));
+    }
+    // The request's body could not be read to the end: the client went away or sent a broken body.
+    if (isBodyReadError(err)) {
+      return errorResponse(c, new ApiError(400, 'The request body could not be read to its end.', 'invalid_request'));
+    }
+    log.error({ err, requestId: c.get('requestId'), method: c.req.method, path: safeText(c.req.path, 300) }, 'unhandled error');
     return errorResponse(c, new ApiError(500, 'The server had an error while processing your request.', 'internal_error', null, 'server_error'));
   };
 }

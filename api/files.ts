@@ -10,6 +10,8 @@ import type { FileStore, FileWriter } from '../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
 import { uploadFieldsSchema, type FileObject } from '../schema/openai.js';
 import { LIVE_BATCH_STATES, type FileRow } from '../schema/tables.js';
+import { asError } from '../lib/errors.js';
+import { safeText, isStorableText } from '../lib/sanitize.js';
 import { ApiError, fromZodError, notFound } from './errors.js';
 import type { Project } from './keys.js';
 
@@ -54,8 +56,14 @@ async function parseMultipart(request: Request, deps: FileDeps, storageKey: stri
   }
   const result: ParsedUpload = { fields: new Map() };
   const writes: Promise<void>[] = [];
+  let partFailure: Error | undefined;
   parser.on('field', (name, value) => result.fields.set(name, value));
   parser.on('file', (name, stream, info) => {
+    // Every part's stream fails with the form ("Unexpected end of form" when the body is cut); its
+    // error is the form's, reported once below, and must never go unheard (that ends the process).
+    stream.on('error', (err: Error) => {
+      partFailure ??= err;
+    });
     if (name !== 'file' || result.file !== undefined) {
       stream.resume();
       return;
@@ -79,12 +87,16 @@ async function parseMultipart(request: Request, deps: FileDeps, storageKey: stri
   }
   // Wait for the file's own write whatever happened (a client that hangs up fails both).
   for (const outcome of await Promise.allSettled(writes)) if (outcome.status === 'rejected') failure ??= outcome.reason;
+  failure ??= partFailure;
   if (failure !== undefined) {
     await result.file?.writer.abort();
-    throw new ApiError(400, `Malformed or interrupted multipart request: ${(failure as Error).message}`, 'invalid_request');
+    throw new ApiError(400, `Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`, 'invalid_request');
   }
   return result;
 }
+
+/** Longer names are refused: a name is shown in listings and headers, not a place to store data. */
+const MAX_FILENAME_CHARS = 255;
 
 function formatBytes(n: number): string {
   if (n >= 1024 * 1024) return `${Math.round(n / (1024 * 1024))} MB`;
@@ -110,9 +122,10 @@ export async function createFile(deps: FileDeps, project: Project, request: Requ
     if (file.truncated) {
       throw new ApiError(413, `The file is larger than the ${formatBytes(deps.config.files.maxUploadBytes)} limit for batch input files.`, 'file_too_large', 'file');
     }
-    if (file.filename.includes('\u0000')) throw new ApiError(400, 'The file name contains a NUL character.', 'invalid_value', 'file');
+    if (!isStorableText(file.filename)) throw new ApiError(400, 'The file name contains a NUL character or an unpaired surrogate.', 'invalid_value', 'file');
+    if (file.filename.length > MAX_FILENAME_CHARS) throw new ApiError(400, `The file name is longer than ${MAX_FILENAME_CHARS} characters.`, 'invalid_value', 'file');
     if (!file.filename.toLowerCase().endsWith('.jsonl')) {
-      throw new ApiError(400, `Invalid file format for batch: '${file.filename}'. Batch input files must be .jsonl.`, 'invalid_file_format', 'file');
+      throw new ApiError(400, `Invalid file format for batch: '${safeText(file.filename)}'. Batch input files must be .jsonl.`, 'invalid_file_format', 'file');
     }
     const lifetime = fields.data['expires_after[seconds]'] ?? deps.config.files.inputLifetimeSeconds;
     const { bytes } = await file.writer.commit();
@@ -143,6 +156,7 @@ function recordInputFile(
       created_at: now,
       expires_at: now + file.lifetime,
       storage_key: file.storageKey,
+      deleted_at: null,
     })
     .returningAll()
     .executeTakeFirstOrThrow();
@@ -169,16 +183,19 @@ export async function createDerivedFile(
   }
 }
 
-/** A live (unexpired) file of this project; another project's id is simply not found. */
-export async function getFile(db: Db, project: Project, id: string): Promise<FileRow> {
-  if (!isWellFormedId(id)) throw notFound('File', id.slice(0, 200));
-  const row = await db
+/** The files of a project that the API shows: neither expired nor being removed. */
+export function liveFiles(db: Db, project: Project) {
+  return db
     .selectFrom('files')
-    .selectAll()
-    .where('id', '=', id)
     .where('project_id', '=', project.id)
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSeconds())]))
-    .executeTakeFirst();
+    .where('deleted_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSeconds())]));
+}
+
+/** A live file of this project; another project's id is simply not found. */
+export async function getFile(db: Db, project: Project, id: string): Promise<FileRow> {
+  if (!isWellFormedId(id)) throw notFound('File', safeText(id));
+  const row = await liveFiles(db, project).selectAll().where('id', '=', id).executeTakeFirst();
   if (row === undefined) throw notFound('File', id);
   return row;
 }
@@ -191,11 +208,7 @@ export interface FileListQuery {
 }
 
 export async function listFiles(db: Db, project: Project, q: FileListQuery): Promise<{ rows: FileRow[]; hasMore: boolean }> {
-  let query = db
-    .selectFrom('files')
-    .selectAll()
-    .where('project_id', '=', project.id)
-    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', nowSeconds())]));
+  let query = liveFiles(db, project).selectAll();
   if (q.purpose !== undefined) query = query.where('purpose', '=', q.purpose as FileRow['purpose']);
   if (q.after !== undefined) {
     if (!isWellFormedId(q.after)) throw new ApiError(400, "Invalid value for 'after': not a file id.", 'invalid_value', 'after');
@@ -207,27 +220,60 @@ export async function listFiles(db: Db, project: Project, q: FileListQuery): Pro
   return { rows: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
 }
 
-export async function deleteFile(deps: FileDeps, project: Project, id: string): Promise<void> {
-  const row = await getFile(deps.db, project, id);
-  const user = await deps.db
-    .selectFrom('batches')
-    .select('id')
-    .where('input_file_id', '=', row.id)
-    .where('status', 'in', LIVE_BATCH_STATES)
-    .executeTakeFirst();
-  // Its batch still reads it: deleting it now would lose requests.
-  if (user !== undefined) {
-    throw new ApiError(409, `The file is the input of batch ${user.id}, which is still running; delete it once the batch has finished.`, 'file_in_use', 'file_id');
-  }
-  await deps.db.deleteFrom('files').where('id', '=', row.id).execute();
-  await deps.store.delete(row.storage_key);
+/** The bytes of a live file; a file whose bytes are gone from the store is not found (not a body cut short). */
+export async function openFileContent(deps: FileDeps, project: Project, id: string): Promise<{ file: FileRow; bytes: number; body: Readable }> {
+  const file = await getFile(deps.db, project, id);
+  const bytes = await deps.store.size(file.storage_key);
+  if (bytes === undefined) throw new ApiError(404, `The content of file ${file.id} is no longer available.`, 'file_content_unavailable', 'file_id');
+  return { file, bytes, body: deps.store.read(file.storage_key) };
 }
 
-/** Removes files past their expiry (except inputs of running batches), bytes and all. */
+export async function deleteFile(deps: FileDeps, project: Project, id: string): Promise<void> {
+  if (!isWellFormedId(id)) throw notFound('File', safeText(id));
+  // The file row stays locked until it is marked, so no batch can take it as input meanwhile.
+  const file = await deps.db.transaction().execute(async (trx) => {
+    const row = await liveFiles(trx, project).selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+    if (row === undefined) throw notFound('File', id);
+    const user = await trx.selectFrom('batches').select('id').where('input_file_id', '=', row.id).where('status', 'in', LIVE_BATCH_STATES).executeTakeFirst();
+    // Its batch still reads it: deleting it now would lose requests.
+    if (user !== undefined) {
+      throw new ApiError(409, `The file is the input of batch ${user.id}, which is still running; delete it once the batch has finished.`, 'file_in_use', 'file_id');
+    }
+    await trx.updateTable('files').set({ deleted_at: nowSeconds() }).where('id', '=', row.id).execute();
+    return row;
+  });
+  await removeFile(deps, file);
+}
+
+/**
+ * Finishes removing a file marked deleted: what Postgres holds of its content (a batch's result rows
+ * and dead letters for its output or error file), then its bytes, then its row. Each step is
+ * idempotent, so a removal cut short by a crash is finished by the next sweep.
+ */
+export async function removeFile(deps: FileDeps, file: Pick<FileRow, 'id' | 'storage_key' | 'purpose'>): Promise<void> {
+  if (file.purpose === 'batch_output') {
+    await deps.db.transaction().execute(async (trx) => {
+      const asOutput = await trx.selectFrom('batches').select('id').where('output_file_id', '=', file.id).execute();
+      for (const b of asOutput) await trx.deleteFrom('batch_results').where('batch_id', '=', b.id).where('ok', '=', true).execute();
+      const asErrors = await trx.selectFrom('batches').select('id').where('error_file_id', '=', file.id).execute();
+      for (const b of asErrors) {
+        await trx.deleteFrom('batch_results').where('batch_id', '=', b.id).where('ok', '=', false).execute();
+        await trx.deleteFrom('dead_letters').where('batch_id', '=', b.id).execute();
+      }
+    });
+  }
+  await deps.store.delete(file.storage_key);
+  await deps.db.deleteFrom('files').where('id', '=', file.id).execute();
+}
+
+/** Removes files past their expiry (except inputs of running batches) and finishes removals cut short. */
 export async function sweepExpiredFiles(deps: FileDeps): Promise<number> {
-  const expired = await deps.db
-    .deleteFrom('files')
-    .where('expires_at', '<=', nowSeconds())
+  const now = nowSeconds();
+  await deps.db
+    .updateTable('files')
+    .set({ deleted_at: now })
+    .where('deleted_at', 'is', null)
+    .where('expires_at', '<=', now)
     .where((eb) =>
       eb.not(
         eb.exists(
@@ -235,8 +281,8 @@ export async function sweepExpiredFiles(deps: FileDeps): Promise<number> {
         ),
       ),
     )
-    .returning(['id', 'storage_key'])
     .execute();
-  for (const file of expired) await deps.store.delete(file.storage_key);
-  return expired.length;
+  const marked = await deps.db.selectFrom('files').select(['id', 'storage_key', 'purpose']).where('deleted_at', 'is not', null).limit(1000).execute();
+  for (const file of marked) await removeFile(deps, file);
+  return marked.length;
 }

@@ -9,6 +9,7 @@ import { sql } from 'kysely';
 import { Gauge, Registry } from 'prom-client';
 import type { Db } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
+import { safeText } from '../lib/sanitize.js';
 import { collectSafely, httpRequestSeconds, httpRequestsTotal } from '../lib/metrics.js';
 import type { Project } from './keys.js';
 
@@ -33,7 +34,7 @@ export function accessLog(log: Logger) {
     const line = {
       requestId: c.get('requestId'),
       method: c.req.method,
-      path: c.req.path,
+      path: safeText(c.req.path, 300),
       status,
       ms: Math.round(seconds * 1000),
       project: c.get('project')?.name,

@@ -1,15 +1,16 @@
 // The API process: `npm run api`.
 import { databaseUrl, loadConfig } from '../lib/config.js';
-import { openDatabase } from '../lib/db.js';
+import { dbOptions, openDatabase } from '../lib/db.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore } from '../lib/file-store.js';
 import { listen, type HttpServer } from '../lib/http-server.js';
 import { loadCurationSchemas } from '../lib/curation.js';
 import { labelStudioClient } from '../lib/label-studio.js';
 import { createLogger } from '../lib/logger.js';
-import { connectClient } from '../lib/temporal.js';
+import { lazyClient } from '../lib/temporal.js';
 import { createApp, type ApiDeps } from './app.js';
 import { sweepExpiredFiles } from './files.js';
+import { sweepGoneWorkers, sweepOldBatches, sweepOldDeadLetters, sweepPartialWrites } from './retention.js';
 import { sweepExpiredKeys } from './idempotency.js';
 import { sweepOldDeliveries } from './webhooks.js';
 import { seedKeys } from './keys.js';
@@ -19,20 +20,46 @@ export interface RunningApi {
   close(): Promise<void>;
 }
 
-/** Expired files, idempotency keys and old webhook deliveries are removed in the background, by every API process. */
+/**
+ * What has outlived its retention is removed in the background, by every API process (each step is
+ * idempotent, so replicas sweeping at once do no harm): expired files, old batches, dead letters,
+ * idempotency keys and webhook deliveries, unfinished writes, GPU workers long gone.
+ */
 function startSweeper(deps: ApiDeps): () => void {
+  const steps: [string, () => Promise<number>][] = [
+    ['files', () => sweepExpiredFiles(deps)],
+    ['batches', () => sweepOldBatches(deps)],
+    ['deadLetters', () => sweepOldDeadLetters(deps)],
+    ['idempotencyKeys', () => sweepExpiredKeys(deps.db, deps.config.api.idempotencyTtlSeconds)],
+    ['webhookDeliveries', () => sweepOldDeliveries(deps.db, deps.config)],
+    ['partialWrites', () => sweepPartialWrites(deps)],
+    ['goneWorkers', () => sweepGoneWorkers(deps)],
+  ];
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
   const sweep = async (): Promise<void> => {
-    const files = await sweepExpiredFiles(deps);
-    const idempotencyKeys = await sweepExpiredKeys(deps.db, deps.config.api.idempotencyTtlSeconds);
-    const webhookDeliveries = await sweepOldDeliveries(deps.db, deps.config);
-    if (files > 0 || idempotencyKeys > 0 || webhookDeliveries > 0) deps.log.info({ files, idempotencyKeys, webhookDeliveries }, 'swept expired data');
+    const swept: Record<string, number> = {};
+    for (const [name, step] of steps) {
+      // One step failing (the store away, say) does not keep the others from running.
+      try {
+        const n = await step();
+        if (n > 0) swept[name] = n;
+      } catch (err) {
+        deps.log.warn({ err: (err as Error).message, step: name }, 'sweep step failed; will try again');
+      }
+    }
+    if (Object.keys(swept).length > 0) deps.log.info(swept, 'swept expired data');
   };
   const run = (): void => {
-    sweep().catch((err: unknown) => { deps.log.warn({ err }, 'sweep failed; will try again'); });
+    void sweep().finally(() => {
+      if (!stopped) timer = setTimeout(run, deps.config.api.sweepIntervalMs);
+    });
   };
   run();
-  const timer = setInterval(run, deps.config.api.sweepIntervalMs);
-  return () => { clearInterval(timer); };
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }
 
 export async function startApiServer(deps: ApiDeps, at: { host: string; port: number }): Promise<RunningApi> {
@@ -59,8 +86,10 @@ if (isEntryPoint(import.meta.url)) {
   runEntryPoint(async () => {
     const config = loadConfig();
     const log = createLogger('api', config.log);
-    const db = await openDatabase(databaseUrl(config), config.database.poolSize);
-    const temporal = await connectClient(config);
+    // Neither a database nor a Temporal that is away ends the process: it waits for the database it
+    // cannot work without, and answers 503 for what needs Temporal until Temporal is back.
+    const db = await openDatabase(databaseUrl(config), { ...dbOptions(config), log });
+    const temporal = lazyClient(config);
     const store = createFileStore(config);
     const registry = loadCurationSchemas(config.curation.schemasDir);
     const labelStudio = labelStudioClient(config);

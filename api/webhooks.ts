@@ -1,14 +1,18 @@
 // Webhook endpoints (an extension): a project registers URLs that are told when its batches end,
 // in OpenAI's event shape, signed per Standard Webhooks with a secret of each endpoint's own.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
 import type { Config } from '../lib/config.js';
-import type { Db } from '../lib/db.js';
+import { jsonb, type Db } from '../lib/db.js';
 import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
 import { privateHostReason } from '../lib/private-network.js';
+import { safeText } from '../lib/sanitize.js';
+import { withTemporalDeadline } from '../lib/temporal.js';
+import { storable } from '../schema/openai.js';
 import { WEBHOOK_EVENTS, type WebhookEvent } from '../schema/tables.js';
-import type { WebhookDeliveryInput, WebhookDeliveryWorkflow } from '../workflows/webhook-delivery.js';
+import { webhookRetry } from '../workflows/batch-lifecycle.js';
+import type { WebhookDeliveryWorkflow } from '../workflows/webhook-delivery.js';
 import { ApiError } from './errors.js';
 import type { Project } from './keys.js';
 
@@ -20,7 +24,7 @@ export interface WebhookDeps {
 
 export const webhookCreateSchema = z
   .object({
-    url: z.url({ protocol: /^https?$/, message: 'an http or https URL' }).max(2048),
+    url: storable(z.url({ protocol: /^https?$/, message: 'an http or https URL' }).max(2048)),
     events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).optional(),
   })
   .meta({ id: 'CreateWebhookRequest' });
@@ -55,12 +59,6 @@ export const deliveryObjectSchema = z
   .meta({ id: 'WebhookDelivery' });
 export type DeliveryObject = z.infer<typeof deliveryObjectSchema>;
 
-/** How long and how often a delivery is retried; the attempt's own timeout is the request's plus room to record it. */
-export function webhookRetry(config: Config): WebhookDeliveryInput['retry'] {
-  const w = config.webhooks;
-  return { attemptTimeoutMs: w.timeoutMs * 2, windowSeconds: w.retryWindowSeconds, initialMs: w.retryInitialMs, maxMs: w.retryMaxMs };
-}
-
 function toObject(row: { id: string; url: string; events: WebhookEvent[]; created_at: number }): WebhookObject {
   return { id: row.id, object: 'webhook_endpoint', url: row.url, events: row.events, created_at: row.created_at };
 }
@@ -71,11 +69,18 @@ export async function createWebhook(db: Db, config: Config, project: Project, bo
     throw new ApiError(400, `Webhooks may not call private networks: ${refused} (an operator can allow it with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true).`, 'invalid_url', 'url');
   }
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
-  const row = await db
-    .insertInto('webhooks')
-    .values({ id: newId('wh_'), project_id: project.id, url: body.url, secret, events: body.events ?? [...WEBHOOK_EVENTS], created_at: nowSeconds(), deleted_at: null })
-    .returning(['id', 'url', 'events', 'created_at'])
-    .executeTakeFirstOrThrow();
+  const limit = config.webhooks.maxEndpointsPerProject;
+  const row = await db.transaction().execute(async (trx) => {
+    // The project row is locked while counting, so two creates at once cannot both take the last place.
+    await trx.selectFrom('projects').select('id').where('id', '=', project.id).forUpdate().executeTakeFirst();
+    const { n } = await trx.selectFrom('webhooks').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', project.id).where('deleted_at', 'is', null).executeTakeFirstOrThrow();
+    if (n >= limit) throw new ApiError(400, `This project already has ${n} webhook endpoints, the limit (WEBHOOK_MAX_ENDPOINTS); remove one first.`, 'too_many_webhooks', 'url');
+    return trx
+      .insertInto('webhooks')
+      .values({ id: newId('wh_'), project_id: project.id, url: body.url, secret, events: jsonb(body.events ?? [...WEBHOOK_EVENTS]), created_at: nowSeconds(), deleted_at: null })
+      .returning(['id', 'url', 'events', 'created_at'])
+      .executeTakeFirstOrThrow();
+  });
   return { ...toObject(row), secret };
 }
 
@@ -142,16 +147,30 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
         .where('webhooks.deleted_at', 'is', null)
         .executeTakeFirst()
     : undefined;
-  if (delivery === undefined) throw new ApiError(404, `No such webhook delivery: ${deliveryId.slice(0, 200)}`, null, 'delivery_id');
+  if (delivery === undefined) throw new ApiError(404, `No such webhook delivery: ${safeText(deliveryId)}`, null, 'delivery_id');
+  const { n: pending } = await deps.db
+    .selectFrom('webhook_deliveries')
+    .innerJoin('webhooks', 'webhooks.id', 'webhook_deliveries.webhook_id')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('webhooks.project_id', '=', project.id)
+    .where('webhook_deliveries.status', '=', 'pending')
+    .executeTakeFirstOrThrow();
+  if (delivery.status !== 'pending' && pending >= deps.config.webhooks.maxPendingPerProject) {
+    throw new ApiError(429, `This project has ${pending} webhook deliveries being tried already (the limit, WEBHOOK_MAX_PENDING); try again once some are done.`, 'too_many_pending_deliveries', 'delivery_id', 'rate_limit_error');
+  }
   // Pending before the start, so the attempt sends it even if it had been delivered; put back as it
   // was if the start fails, so nothing shows as being tried that is not.
   await deps.db.updateTable('webhook_deliveries').set({ status: 'pending' }).where('id', '=', delivery.id).execute();
   try {
-    await deps.temporal.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
-      workflowId: `${delivery.id}-redrive-${randomUUID()}`,
-      taskQueue: deps.config.temporal.orchestratorTaskQueue,
-      args: [{ deliveryId: delivery.id, retry: webhookRetry(deps.config) }],
-    });
+    // One re-drive of a delivery at a time: asking again while it runs joins the run under way.
+    await withTemporalDeadline(deps.temporal, deps.config, () =>
+      deps.temporal.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
+        workflowId: `${delivery.id}-redrive`,
+        workflowIdConflictPolicy: 'USE_EXISTING',
+        taskQueue: deps.config.temporal.orchestratorTaskQueue,
+        args: [{ deliveryId: delivery.id, retry: webhookRetry(deps.config) }],
+      }),
+    );
   } catch (err) {
     await deps.db.updateTable('webhook_deliveries').set({ status: delivery.status }).where('id', '=', delivery.id).execute();
     throw new ApiError(503, `The delivery could not be re-sent because the orchestrator is unreachable (${(err as Error).message}); try again.`, 'service_unavailable');

@@ -4,12 +4,12 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import OpenAI from 'openai';
-import type { CurationObject } from '../api/curation.js';
+import { setCurationGrant, type CurationObject } from '../api/curation.js';
 import type { DeliveryObject, WebhookObject } from '../api/webhooks.js';
 import { EXIT, registerBatchCommands } from './batch-commands.js';
 import { createKey, listKeys, revokeKey } from '../api/keys.js';
 import { databaseUrl, loadConfig } from '../lib/config.js';
-import { openDatabase, type Db } from '../lib/db.js';
+import { createDb, dbOptions, migrateToLatest, type Db } from '../lib/db.js';
 
 function print(json: boolean, data: unknown, human: () => string): void {
   process.stdout.write(`${json ? JSON.stringify(data, null, 2) : human()}\n`);
@@ -18,10 +18,12 @@ function print(json: boolean, data: unknown, human: () => string): void {
 async function withDatabase<T>(use: (db: Db) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const url = databaseUrl(config);
-  let db: Db;
+  // An operator's command: a database that is not there is said at once, not waited for.
+  const db = createDb(url, { ...dbOptions(config), poolSize: 1 });
   try {
-    db = await openDatabase(url, 1);
+    await migrateToLatest(db);
   } catch (err) {
+    await db.destroy();
     throw new Error(
       `cannot reach the database at ${url.replace(/\/\/[^@]*@/, '//')}: ${(err as Error).message}\n` +
         'Start the stack (npm start) or set DATABASE_URL.',
@@ -107,20 +109,34 @@ export function buildProgram(): Command {
       );
     });
   curation
+    .command('grant <labelStudioProjectId>')
+    .description("let a project import into a Label Studio project it did not make (metadata curation_project); an operator's job, like keys")
+    .requiredOption('--project <name>', 'the API project')
+    .option('--revoke', 'take the permission back')
+    .addOption(json)
+    .action(async (lsProject: string, opts: { project: string; revoke?: boolean; json?: boolean }) => {
+      const id = Number(lsProject);
+      if (!Number.isInteger(id) || id <= 0) throw new Error(`"${lsProject}" is not a Label Studio project id`);
+      const allowed = opts.revoke !== true;
+      const project = await withDatabase((db) => setCurationGrant(db, opts.project, id, allowed));
+      print(opts.json === true, { project: project.name, label_studio_project_id: id, allowed }, () =>
+        allowed ? `Project "${project.name}" may now import into Label Studio project ${id}.` : `Project "${project.name}" may no longer import into Label Studio project ${id}.`,
+      );
+    });
+  curation
     .command('export <batchId>')
     .description('accepted and corrected answers as an OpenAI chat fine-tuning JSONL dataset')
     .option('-o, --output <file>', 'write to this file instead of standard output')
     .action(async (batchId: string, opts: { output?: string }) => {
       const response = await api().get(`/batches/${batchId}/curation/export`, { __binaryResponse: true }).asResponse();
       const body = await response.text();
-      const examples = response.headers.get('x-examples') ?? '0';
-      const reviewed = response.headers.get('x-reviewed-tasks') ?? '0';
+      const examples = body.split('\n').filter((l) => l.trim() !== '').length;
       if (opts.output === undefined) {
         process.stdout.write(body);
-        process.stderr.write(`${examples} fine-tuning examples from ${reviewed} reviewed tasks\n`);
+        process.stderr.write(`${examples} fine-tuning examples\n`);
       } else {
         await writeFile(opts.output, body);
-        process.stdout.write(`${examples} fine-tuning examples from ${reviewed} reviewed tasks written to ${opts.output}\n`);
+        process.stdout.write(`${examples} fine-tuning examples written to ${opts.output}\n`);
       }
     });
   registerWebhookCommands(program, json);

@@ -48,3 +48,29 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T
     clearTimeout(timer);
   }
 }
+
+export interface KeepTryingOptions {
+  log?: { warn(obj: object, msg: string): void };
+  signal?: AbortSignal;
+  /** Errors worth waiting out; anything else is thrown at once. Default: every error. */
+  isTransient?: (err: unknown) => boolean;
+  retryMs?: number;
+  maxRetryMs?: number;
+}
+
+/**
+ * Runs `attempt` until it succeeds, waiting out a dependency that is not there yet (a database or
+ * server still starting, or restarting) and saying so now and then, rather than ending the process.
+ * Stops with the error when it is not transient, or with AbortedError when the signal fires.
+ */
+export async function keepTrying<T>(what: string, attempt: () => Promise<T>, options: KeepTryingOptions = {}): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (options.isTransient?.(err) === false || options.signal?.aborted === true) throw err;
+      if (n === 1 || n % 10 === 0) options.log?.warn({ err: err instanceof Error ? err.message : String(err), attempt: n }, `${what} is not reachable yet; waiting for it`);
+      await sleep(Math.min(options.maxRetryMs ?? 5000, (options.retryMs ?? 500) * n), options.signal);
+    }
+  }
+}

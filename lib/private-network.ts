@@ -21,17 +21,56 @@ const V4: [string, number][] = [
 const V6: [string, number][] = [
   ['::', 127], // unspecified and loopback
   ['64:ff9b:1::', 48], // local-use NAT64
+  ['100::', 64], // discard-only
+  ['2001::', 32], // Teredo: the IPv4 address inside is obfuscated, so none is let through
+  ['2001:db8::', 32], // documentation
   ['fc00::', 7], // unique local
+  ['fec0::', 10], // site-local (deprecated, still routed inside some networks)
   ['fe80::', 10], // link-local
   ['ff00::', 8], // multicast
 ];
 for (const [net, prefix] of V4) PRIVATE.addSubnet(net, prefix, 'ipv4');
 for (const [net, prefix] of V6) PRIVATE.addSubnet(net, prefix, 'ipv6');
 
+/** The eight 16-bit groups of an IPv6 address (a trailing dotted IPv4 part included), or undefined. */
+function ipv6Groups(address: string): number[] | undefined {
+  let text = address.toLowerCase();
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(text);
+  if (dotted !== null) {
+    const [a, b, c, d] = dotted.slice(1).map(Number) as [number, number, number, number];
+    text = `${text.slice(0, dotted.index)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+  }
+  const [head = '', tail] = text.split('::');
+  const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => Number.parseInt(g, 16)));
+  const front = parse(head);
+  const back = tail === undefined ? [] : parse(tail);
+  const groups = tail === undefined ? front : [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
+  return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined;
+}
+
+/**
+ * The IPv4 address an IPv6 address carries and would reach: NAT64 (64:ff9b::/96), 6to4 (2002::/16)
+ * and the deprecated IPv4-compatible form (::a.b.c.d). (IPv4-mapped addresses the block list knows.)
+ */
+function embeddedIPv4(address: string): string | undefined {
+  const g = ipv6Groups(address);
+  if (g === undefined) return undefined;
+  const v4 = (hi: number, lo: number): string => `${hi >> 8}.${hi & 0xff}.${lo >> 8}.${lo & 0xff}`;
+  const zeros = (from: number, to: number): boolean => g.slice(from, to).every((x) => x === 0);
+  if (g[0] === 0x64 && g[1] === 0xff9b && zeros(2, 6)) return v4(g[6] ?? 0, g[7] ?? 0);
+  if (g[0] === 0x2002) return v4(g[1] ?? 0, g[2] ?? 0);
+  if (zeros(0, 6)) return v4(g[6] ?? 0, g[7] ?? 0);
+  return undefined;
+}
+
 /** True for an IP address on a private, loopback, link-local or otherwise non-public network (IPv4-mapped IPv6 included). */
 export function isPrivateAddress(address: string): boolean {
   const family = isIP(address);
-  return family !== 0 && PRIVATE.check(address, family === 4 ? 'ipv4' : 'ipv6');
+  if (family === 0) return false;
+  if (family === 4) return PRIVATE.check(address, 'ipv4');
+  if (PRIVATE.check(address, 'ipv6')) return true;
+  const inner = embeddedIPv4(address);
+  return inner !== undefined && PRIVATE.check(inner, 'ipv4');
 }
 
 /**

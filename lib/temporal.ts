@@ -33,9 +33,17 @@ export function temporalConnectionOptions(config: Config): TemporalConnectionOpt
   return options;
 }
 
-export async function connectClient(config: Config): Promise<Client> {
-  const connection = await Connection.connect(temporalConnectionOptions(config));
-  return new Client({ connection, namespace: config.temporal.namespace });
+/**
+ * A client whose connection is made on first use and remade by gRPC whenever the server comes back,
+ * so a process can start, and keep running, while Temporal is away (its calls fail meanwhile).
+ */
+export function lazyClient(config: Config): Client {
+  return new Client({ connection: Connection.lazy(temporalConnectionOptions(config)), namespace: config.temporal.namespace });
+}
+
+/** A call to Temporal that gives up after TEMPORAL_CALL_TIMEOUT_MS, so a server that hangs cannot hang a request. */
+export function withTemporalDeadline<T>(client: Client, config: Config, call: () => Promise<T>): Promise<T> {
+  return client.withDeadline(Date.now() + config.temporal.callTimeoutMs, call);
 }
 
 export function inferenceTaskQueue(config: Config, model: string): string {

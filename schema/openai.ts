@@ -1,6 +1,7 @@
 // OpenAI's wire objects for Files and Batches, as zod schemas. The API validates with them and
 // generates its OpenAPI document from them; activities use the same types for the JSONL lines.
 import { z } from 'zod';
+import { isStorableText } from '../lib/sanitize.js';
 
 export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses'] as const;
 export type BatchEndpoint = (typeof BATCH_ENDPOINTS)[number];
@@ -28,8 +29,8 @@ export const completionWindowSchema = z
   )
   .meta({ description: "OpenAI accepts only '24h'; this server also accepts durations from 30s to 7d." });
 
-/** Text that can be stored: Postgres refuses the NUL character. */
-const storable = (s: z.ZodString) => s.refine((v) => !v.includes('\u0000'), { message: 'must not contain NUL characters' });
+/** Text that can be stored exactly: Postgres refuses NUL, and an unpaired surrogate would not come back as sent. */
+export const storable = <T extends z.ZodType<string>>(s: T) => s.refine(isStorableText, { message: 'must not contain NUL characters or unpaired surrogates' });
 
 export const metadataSchema = z
   .record(

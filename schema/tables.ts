@@ -57,6 +57,8 @@ export interface FilesTable {
   created_at: number;
   expires_at: number | null;
   storage_key: string;
+  /** Set when removal began (delete or expiry): the file is gone for the API; bytes and row follow. */
+  deleted_at: number | null;
 }
 
 export interface BatchesTable {
@@ -144,6 +146,8 @@ export interface WorkersTable {
   host: string;
   engine_url: string;
   max_inflight: number;
+  /** jsonb: the batch endpoints its engine serves (null: registered before they were recorded). */
+  endpoints: string[] | null;
   started_at: number;
   last_seen_at: number;
 }
@@ -156,6 +160,19 @@ export interface CurationProjectsTable {
   ls_project_id: number | null;
   title: string;
   schema: string;
+  created_at: number;
+  /** The API project it was made for (null: made before projects owned theirs). */
+  owner_project_id: string | null;
+  /** When an import worker claimed the creation (a lease: an older claim may be taken over). */
+  claimed_at: number | null;
+  /** Whether Label Studio's annotation webhook is set up on it. */
+  webhook_registered: Generated<boolean>;
+}
+
+/** Label Studio projects an operator lets an API project import into by id (metadata curation_project). */
+export interface CurationGrantsTable {
+  project_id: string;
+  ls_project_id: number;
   created_at: number;
 }
 
@@ -241,6 +258,7 @@ export interface Database {
   workers: WorkersTable;
   idempotency_keys: IdempotencyKeysTable;
   curation_projects: CurationProjectsTable;
+  curation_grants: CurationGrantsTable;
   curations: CurationsTable;
   curation_pages: CurationPagesTable;
   curation_reviews: CurationReviewsTable;

@@ -1,42 +1,65 @@
-// vLLM's capacity, reduced to what a client can observe: at most maxNumSeqs sequences run at once,
-// the rest wait in arrival order, and a sequence takes prefill time plus one step per output token.
-import { Semaphore, type Release } from '../lib/semaphore.js';
+// The simulated GPU: vLLM's scheduler limits (scheduler.ts) and the time a step takes (engine.ts),
+// with defaults calibrated to vLLM serving Llama-3.1-8B on one H100 (see simulator/README.md).
+import type { StepTiming } from './engine.js';
+import type { SchedulerConfig, SchedulingPolicy } from './scheduler.js';
 
+/**
+ * Llama-3.1-8B (bf16) on one H100 80GB under vLLM's OpenAI server, vLLM's defaults for a GPU of 70 GiB
+ * or more: max_num_seqs 1024, max_num_batched_tokens 8192, block_size 16, prefix caching on, fcfs.
+ * KV cache: 0.9 × 80 GiB − 15 GiB of weights − about 3 GiB of activations and graphs ≈ 54 GiB; at 128 KiB per token
+ * (32 layers × 8 KV heads × 128 dims × K and V × 2 bytes) that is 442,368 tokens = 27,648 blocks.
+ * Step time: calibrated (simulator/calibrate.ts) to about 32 requests/s and 6.5k output tokens/s for
+ * 1,000 ShareGPT-like prompts sent at once.
+ */
+export const H100_LLAMA_8B = {
+  maxNumSeqs: 1024,
+  maxNumBatchedTokens: 8192,
+  blockSize: 16,
+  numGpuBlocks: 27_648,
+  stepBaseMs: 6,
+  stepTokenMs: 0.05,
+  enablePrefixCaching: true,
+  schedulingPolicy: 'fcfs' as SchedulingPolicy,
+} as const;
+
+/** What the simulator's options say about capacity; everything but the context length may be left out. */
 export interface CapacityOptions {
-  maxNumSeqs: number;
-  prefillTokensPerSec: number;
-  prefillMs: number;
-  tokenLatencyMs: number;
+  maxNumSeqs?: number;
+  maxModelLen: number;
+  maxNumBatchedTokens?: number;
+  blockSize?: number;
+  numGpuBlocks?: number;
+  stepBaseMs?: number;
+  stepTokenMs?: number;
+  enablePrefixCaching?: boolean;
+  schedulingPolicy?: SchedulingPolicy;
+  /** Old knob, still accepted: time per output token, i.e. the step time of a small batch (stepBaseMs). */
+  tokenLatencyMs?: number;
+  /** Old knob, still accepted: prompt tokens a second, i.e. 1000 / stepTokenMs (0: tokens cost nothing). */
+  prefillTokensPerSec?: number;
 }
 
-export class CapacityModel {
-  private readonly slots: Semaphore;
+export interface Capacity {
+  scheduler: SchedulerConfig;
+  timing: StepTiming;
+}
 
-  constructor(private readonly options: CapacityOptions) {
-    this.slots = new Semaphore(options.maxNumSeqs);
-  }
-
-  get running(): number {
-    return this.slots.inUse;
-  }
-
-  get queued(): number {
-    return this.slots.queued;
-  }
-
-  /** Milliseconds a sequence needs once scheduled. */
-  serviceTimeMs(promptTokens: number, outputTokens: number): number {
-    const { prefillTokensPerSec, prefillMs, tokenLatencyMs } = this.options;
-    const prefill = prefillMs + (prefillTokensPerSec > 0 ? (promptTokens / prefillTokensPerSec) * 1000 : 0);
-    return prefill + outputTokens * tokenLatencyMs;
-  }
-
-  prefillTimeMs(promptTokens: number): number {
-    return this.serviceTimeMs(promptTokens, 0);
-  }
-
-  /** Waits for a free sequence slot; returns the function that frees it. */
-  acquire(signal?: AbortSignal): Promise<Release> {
-    return this.slots.acquire(signal);
-  }
+export function resolveCapacity(o: CapacityOptions): Capacity {
+  const d = H100_LLAMA_8B;
+  const legacyTokenMs = o.prefillTokensPerSec === undefined ? undefined : o.prefillTokensPerSec > 0 ? 1000 / o.prefillTokensPerSec : 0;
+  return {
+    scheduler: {
+      maxNumSeqs: o.maxNumSeqs ?? d.maxNumSeqs,
+      maxNumBatchedTokens: o.maxNumBatchedTokens ?? d.maxNumBatchedTokens,
+      blockSize: o.blockSize ?? d.blockSize,
+      numGpuBlocks: o.numGpuBlocks ?? d.numGpuBlocks,
+      maxModelLen: o.maxModelLen,
+      enablePrefixCaching: o.enablePrefixCaching ?? d.enablePrefixCaching,
+      policy: o.schedulingPolicy ?? d.schedulingPolicy,
+    },
+    timing: {
+      stepBaseMs: o.stepBaseMs ?? o.tokenLatencyMs ?? d.stepBaseMs,
+      stepTokenMs: o.stepTokenMs ?? legacyTokenMs ?? d.stepTokenMs,
+    },
+  };
 }

@@ -1,24 +1,77 @@
-// An HTTP server that answers like vLLM's OpenAI-compatible server: the same routes, response
-// shapes, error shape and capacity behaviour, with deterministic outputs and injectable faults.
-// Only /control/* is the simulator's own.
-import { randomBytes } from 'node:crypto';
+// An HTTP server that answers like vLLM's OpenAI-compatible server (vLLM 0.32): the same routes,
+// response shapes, errors, headers, authentication, keep-alive and capacity behaviour, with
+// deterministic outputs and injectable faults. Only /control/* is the simulator's own.
+// tests/vllm/conformance.test.ts holds it to a real vLLM; simulator/README.md lists what differs.
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve, type HttpBindings } from '@hono/node-server';
-import { Hono, type Context } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { streamSSE } from 'hono/streaming';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Registry } from 'prom-client';
 import { aborted, AbortedError, sleep } from '../lib/abortable.js';
-import { CapacityModel } from './capacity.js';
+import { resolveCapacity } from './capacity.js';
+import { Engine } from './engine.js';
 import { decideFault, faultsSchema, noFaults, type Faults } from './faults.js';
-import { countTokens, embeddingVector, generateText, prng, seedOf } from './text.js';
+import { VllmMetrics } from './metrics.js';
+import type { EngineRequest, EngineRequestInput, SchedulingPolicy } from './scheduler.js';
+import { embeddingVector, generateText, prng, seedOf, tokenize } from './text.js';
+import {
+  checkOutputLimit,
+  checkPromptLength,
+  isRecord,
+  parameterError,
+  parseBody,
+  RequestError,
+  validateFields,
+  verifySampling,
+  type Endpoint,
+  type Json,
+} from './validation.js';
+
+/** The vLLM release whose HTTP behaviour the simulator copies (what GET /version answers). */
+export const VLLM_VERSION = '0.32.0';
 
 export interface SimulatorOptions {
   models: string[];
-  maxNumSeqs: number;
   maxModelLen: number;
-  prefillTokensPerSec: number;
-  prefillMs: number;
-  tokenLatencyMs: number;
+  /**
+   * Which served names are embedding (pooling) models; the others are generative. vLLM mounts
+   * /v1/embeddings only for a pooling model, and chat, completions and responses only for a
+   * generative one (404 {"detail":"Not Found"} otherwise). Default: the names containing "embed".
+   */
+  embeddingModels?: string[];
+  /** vLLM's --api-key (one or several): then /v1/* answers 401 {"error":"Unauthorized"} without `Authorization: Bearer <key>`. */
+  apiKey?: string | string[];
+  /** vLLM's --enable-request-id-headers: an X-Request-Id header on every answer (the client's, or a new one). Off by default, as in vLLM. */
+  enableRequestIdHeaders?: boolean;
+  /** How long an idle keep-alive connection stays open, ms (vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE: 5 s). */
+  keepAliveTimeoutMs?: number;
+  /** Sequences running at once (vLLM's max_num_seqs; default 1024, vLLM's on an H100). */
+  maxNumSeqs?: number;
+  /** Token budget of one engine step (vLLM's max_num_batched_tokens; default 8192). */
+  maxNumBatchedTokens?: number;
+  /** Tokens per KV block (default 16, vLLM's on a GPU; its CPU build uses 128). */
+  blockSize?: number;
+  /** KV cache size in blocks (vLLM's num_gpu_blocks; default 27,648: an H100 with Llama-3.1-8B). */
+  numGpuBlocks?: number;
+  /** Fixed time of a step, ms (default calibrated: see simulator/README.md). */
+  stepBaseMs?: number;
+  /** Time per token in a step, ms (default calibrated). */
+  stepTokenMs?: number;
+  /** Automatic prefix caching (default on, as in vLLM). */
+  enablePrefixCaching?: boolean;
+  /** usage.prompt_tokens_details (cached and created cache tokens); default off, as in vLLM. */
+  enablePromptTokensDetails?: boolean;
+  /** fcfs (default) or priority (lower `priority` in the request first). */
+  schedulingPolicy?: SchedulingPolicy;
+  /** Fixed time before a request reaches the engine (the server's own work), ms; default 0. */
+  prefillMs?: number;
+  /** Old name, still accepted: the time per output token of a small batch, i.e. stepBaseMs. */
+  tokenLatencyMs?: number;
+  /** Old name, still accepted: prompt tokens a second, i.e. 1000 / stepTokenMs (0: tokens take no time). */
+  prefillTokensPerSec?: number;
+  /** Where a sequence would stop by itself (its EOS), in tokens; max_tokens and the context cut it shorter. */
   outputTokens: { min: number; max: number };
   embeddingDim: number;
   faults?: Faults;
@@ -44,45 +97,19 @@ export interface SimulatorStats {
 }
 
 type Env = { Bindings: HttpBindings };
-type Json = Record<string, unknown>;
+type ModelKind = 'generate' | 'embed';
 
-const ERROR_TYPES: Record<number, string> = {
-  400: 'BadRequestError',
-  401: 'Unauthorized',
-  404: 'NotFoundError',
-  408: 'RequestTimeout',
-  429: 'TooManyRequests',
-  500: 'InternalServerError',
-  502: 'BadGateway',
-  503: 'ServiceUnavailable',
-  504: 'GatewayTimeout',
-};
-
-class RequestError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly param: string | null = null,
-  ) {
-    super(message);
-  }
+/** The served names that are embedding models (the option, or the names containing "embed"). */
+export function embeddingModelsOf(options: Pick<SimulatorOptions, 'models' | 'embeddingModels'>): Set<string> {
+  return new Set(options.embeddingModels ?? options.models.filter((m) => /embed/i.test(m)));
 }
+
+/** A route that is not mounted for the request's model: FastAPI's 404 {"detail":"Not Found"}. */
+class NotMounted extends Error {}
 
 const now = (): number => Math.floor(Date.now() / 1000);
-const hexId = (): string => randomBytes(16).toString('hex');
-
-function isRecord(x: unknown): x is Json {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
-function positiveIntOrUndefined(body: Json, key: string): number | undefined {
-  const v = body[key];
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw new RequestError(400, `${key} must be a positive integer, got ${JSON.stringify(v)}`, key);
-  }
-  return v;
-}
+/** vLLM's random_uuid(): 16 hex characters. */
+const hexId = (): string => randomBytes(8).toString('hex');
 
 function textOfContent(content: unknown): string {
   if (typeof content === 'string') return content;
@@ -91,8 +118,9 @@ function textOfContent(content: unknown): string {
       .map((part) => {
         if (isRecord(part)) {
           if (typeof part.text === 'string') return part.text;
-          // An image or audio part costs tokens too; count a fixed amount, like a vision encoder would.
-          return ' '.repeat(256 * 4);
+          // An image or audio part costs tokens too; count a fixed amount, like a vision encoder would
+          // (different images are different tokens, the same image the same).
+          return `\u0000${seedOf(JSON.stringify(part))}`.padEnd(256 * 4, '\u0000');
         }
         return '';
       })
@@ -101,19 +129,59 @@ function textOfContent(content: unknown): string {
   return '';
 }
 
+const BOS = '<|begin_of_text|>';
+
+/**
+ * A chat prompt as tokens, laid out as Llama 3's chat template renders it: <|begin_of_text|>, then
+ * per message a header of 4 tokens (start, role, end, blank line), the trimmed content and <|eot_id|>,
+ * then the 4-token header of the answer. One message of k tokens is k + 10 tokens, as with real vLLM.
+ */
+function chatTokens(messages: { role: string; content: unknown }[]): string[] {
+  const tokens = [BOS];
+  for (const m of messages) tokens.push('<|start_header_id|>', `<|${m.role}|>`, '<|end_header_id|>', '\n\n', ...tokenize(textOfContent(m.content).trim()), '<|eot_id|>');
+  tokens.push('<|start_header_id|>', '<|assistant|>', '<|end_header_id|>', '\n\n');
+  return tokens;
+}
+
+interface Sequence {
+  seed: number;
+  /** Output tokens it will have. */
+  tokens: number;
+  finish: 'stop' | 'length';
+  /** Which prompt it samples from. */
+  prompt: number;
+  /** Its max_tokens once the context is accounted for (vLLM's get_max_tokens). */
+  maxTokens: number;
+}
+
 interface Prepared {
+  kind: Endpoint;
   model: string;
+  id: string;
   promptTokens: number;
+  /** Each prompt's tokens (one per prompt or embedding input): what the engine schedules and caches. */
+  prompts: string[][];
   /** One entry per sequence to generate (n × prompts); embeddings generate none. */
-  sequences: { seed: number; tokens: number; finish: 'stop' | 'length' }[];
+  sequences: Sequence[];
+  n: number;
   body: Json;
+  priority: number;
+  /** Mixed into the first block's hash, so requests with different salts share no cache (vLLM's cache_salt). */
+  cacheSalt: string | undefined;
+  /** Prompt tokens found in the prefix cache, and full prompt blocks this request wrote to it (known once run). */
+  cachedTokens: number;
+  createdCacheTokens: number;
 }
 
 export class SimulatorState {
   faults: Faults;
-  readonly capacity: CapacityModel;
+  readonly engine: Engine;
   readonly registry = new Registry();
   readonly requestCounts = new Map<string, number>();
+  readonly embeddingModels: Set<string>;
+  /** vLLM's system_fingerprint: the version and a digest of the configuration. */
+  readonly fingerprint: string;
+  private readonly metrics: VllmMetrics;
   private readonly random: () => number;
   private readonly stats = {
     received: 0,
@@ -126,37 +194,37 @@ export class SimulatorState {
     lastRequestAt: null as number | null,
     lastServedAt: null as number | null,
   };
-  private readonly metrics;
+  private readonly faultCounter: Counter<'kind'>;
 
   constructor(readonly options: SimulatorOptions) {
     this.faults = options.faults ?? noFaults;
-    this.capacity = new CapacityModel(options);
     this.random = prng(options.seed ?? 1);
-    const registers = [this.registry];
-    const labelNames = ['model_name'] as const;
-    this.metrics = {
-      running: new Gauge({ name: 'vllm:num_requests_running', help: 'Number of requests in model execution batches.', labelNames, registers }),
-      waiting: new Gauge({ name: 'vllm:num_requests_waiting', help: 'Number of requests waiting to be processed.', labelNames, registers }),
-      promptTokens: new Counter({ name: 'vllm:prompt_tokens_total', help: 'Number of prefill tokens processed.', labelNames, registers }),
-      generationTokens: new Counter({ name: 'vllm:generation_tokens_total', help: 'Number of generation tokens processed.', labelNames, registers }),
-      success: new Counter({ name: 'vllm:request_success_total', help: 'Count of successfully processed requests.', labelNames: ['model_name', 'finished_reason'], registers }),
-      latency: new Histogram({
-        name: 'vllm:e2e_request_latency_seconds',
-        help: 'Histogram of end to end request latency in seconds.',
-        labelNames,
-        buckets: [0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120],
-        registers,
-      }),
-      faults: new Counter({ name: 'sim_faults_injected_total', help: 'Faults the simulator injected, by kind.', labelNames: ['kind'], registers }),
-    };
+    this.embeddingModels = embeddingModelsOf(options);
+    for (const m of this.embeddingModels) if (!options.models.includes(m)) throw new Error(`embedding model "${m}" is not a served model (${options.models.join(', ')})`);
+    const capacity = resolveCapacity(options);
+    const { scheduler, timing } = capacity;
+    this.fingerprint = `vllm-${VLLM_VERSION}-${createHash('sha256').update(JSON.stringify([options.models, options.maxModelLen, scheduler])).digest('hex').slice(0, 8)}`;
+    // One engine serves every model name, as vLLM does with several --served-model-name: its metrics carry the first.
+    const metrics = new VllmMetrics(this.registry, this.defaultModel, options.maxModelLen, scheduler);
+    this.metrics = metrics;
+    this.engine = new Engine(scheduler, timing, {
+      onState: (s) => {
+        metrics.onState(s);
+        if (s.running.length > this.stats.maxRunning) this.stats.maxRunning = s.running.length;
+      },
+      onStep: (plan, outcome) => { metrics.onStep(plan, outcome); },
+      onToken: (request, at) => { metrics.onToken(request, at); },
+      onFinish: (request, at) => { metrics.onFinish(request, at); },
+    });
+    this.faultCounter = new Counter({ name: 'sim_faults_injected_total', help: 'Faults the simulator injected, by kind.', labelNames: ['kind'], registers: [this.registry] });
   }
 
   snapshot(): SimulatorStats {
     return {
       ...this.stats,
       faults: { ...this.stats.faults },
-      running: this.capacity.running,
-      waiting: this.capacity.queued,
+      running: this.engine.scheduler.running.length,
+      waiting: this.engine.scheduler.numWaiting,
     };
   }
 
@@ -164,79 +232,127 @@ export class SimulatorState {
     return this.options.models[0] ?? 'model';
   }
 
+  /** The served names of one kind (what a vLLM serving that kind would list). */
+  modelsOf(kind: ModelKind): string[] {
+    return this.options.models.filter((m) => this.embeddingModels.has(m) === (kind === 'embed'));
+  }
+
   private naturalLength(seed: number): number {
     const { min, max } = this.options.outputTokens;
     return min + (seed % (max - min + 1));
   }
 
-  private resolveModel(body: Json): string {
+  /**
+   * The request's model, as vLLM's _check_model: none (or "") means the served one; an unknown name
+   * is a 404 naming the valid ones. A served model of the other kind has no such route (404 detail).
+   */
+  private resolveModel(body: Json, kind: ModelKind): string {
     const model = body.model;
-    if (model === undefined || model === null) return this.defaultModel;
-    if (typeof model !== 'string' || !this.options.models.includes(model)) {
-      throw new RequestError(404, `The model \`${typeof model === 'string' ? model : JSON.stringify(model)}\` does not exist.`, 'model');
-    }
-    return model;
+    const names = this.modelsOf(kind);
+    if (model === undefined || model === null || model === '') return names[0] ?? this.defaultModel;
+    // validateFields made it a string.
+    const name = typeof model === 'string' ? model : JSON.stringify(model);
+    if (names.includes(name)) return name;
+    if (this.options.models.includes(name)) throw new NotMounted();
+    throw new RequestError(404, `The model \`${name}\` does not exist. Valid aliases: ${names.join(', ')}.`, 'model');
   }
 
-  private checkContext(promptTokens: number, maxTokens: number | undefined, what: string): void {
-    const limit = this.options.maxModelLen;
-    const requested = promptTokens + (maxTokens ?? 0);
-    if (requested > limit || promptTokens >= limit) {
-      throw new RequestError(
-        400,
-        `This model's maximum context length is ${limit} tokens. However, you requested ${requested} tokens ` +
-          `(${promptTokens} in the ${what}, ${maxTokens ?? 0} in the completion). ` +
-          `Please reduce the length of the ${what} or completion.`,
-      );
-    }
-  }
-
-  private sequencesFor(seedBase: string, count: number, maxTokens: number | undefined): Prepared['sequences'] {
-    const sequences: Prepared['sequences'] = [];
-    for (let i = 0; i < count; i++) {
+  /**
+   * n sequences for each prompt (in vLLM each is a request of its own; they share the prompt's blocks),
+   * each stopping at its own max_tokens (already within the context), or earlier at its natural end
+   * (never with ignore_eos).
+   */
+  private sequencesFor(seedBase: string, maxTokens: number[], n: number, ignoreEos: boolean): Sequence[] {
+    const sequences: Sequence[] = [];
+    for (let i = 0; i < maxTokens.length * n; i++) {
+      const prompt = Math.floor(i / n);
       const seed = seedOf(`${seedBase}#${i}`);
-      const natural = this.naturalLength(seed);
-      const tokens = maxTokens !== undefined && maxTokens < natural ? maxTokens : natural;
-      sequences.push({ seed, tokens, finish: tokens < natural ? 'length' : 'stop' });
+      const natural = ignoreEos ? Number.POSITIVE_INFINITY : this.naturalLength(seed);
+      const max = maxTokens[prompt] ?? 1;
+      const tokens = Math.min(natural, max);
+      sequences.push({ seed, tokens, finish: tokens < natural ? 'length' : 'stop', prompt, maxTokens: max });
     }
     return sequences;
   }
 
-  prepare(kind: Endpoint, body: Json): Prepared {
-    const model = this.resolveModel(body);
-    const key = JSON.stringify(body);
-    const n = positiveIntOrUndefined(body, 'n') ?? 1;
+  /**
+   * What vLLM does with a request before it reaches the engine, in its order: the body's validation,
+   * the model, the output limit alone, the prompt (rendered and counted), the prompt alone over the
+   * context, max_tokens resolved (the request's, capped by the room left; the room left by default),
+   * then the sampling parameters. `requestIdHeader` is the client's X-Request-Id, which becomes the id.
+   */
+  prepare(kind: Endpoint, raw: Json, requestIdHeader?: string): Prepared {
+    const limit = this.options.maxModelLen;
+    if (kind === 'completions') {
+      // A model validator that runs before the fields are checked.
+      const prompt = raw.prompt;
+      if ((prompt === undefined || prompt === null || prompt === '') && (raw.prompt_embeds === undefined || raw.prompt_embeds === null)) {
+        throw parameterError('Either prompt or prompt_embeds must be provided and non-empty.', 'prompt');
+      }
+    }
+    const body = validateFields(kind, raw);
+    const model = this.resolveModel(body, kind === 'embeddings' ? 'embed' : 'generate');
+    const seedBase = JSON.stringify(raw);
+    const priority = typeof body.priority === 'number' ? body.priority : 0;
+    const cacheSalt = typeof body.cache_salt === 'string' ? body.cache_salt : undefined;
+    const ignoreEos = body.ignore_eos === true;
+    const baseId = requestIdHeader ?? (typeof body.request_id === 'string' ? body.request_id : undefined);
+    const base = { kind, model, body, priority, cacheSalt, cachedTokens: 0, createdCacheTokens: 0 };
+    const intOf = (key: string): number | undefined => (typeof body[key] === 'number' ? body[key] : undefined);
     switch (kind) {
       case 'chat': {
-        const messages = body.messages;
-        if (!Array.isArray(messages) || messages.length === 0) {
-          throw new RequestError(400, 'messages: Field required (a non-empty list of messages)', 'messages');
-        }
-        let promptTokens = 3;
-        for (const m of messages) {
-          if (!isRecord(m) || typeof m.role !== 'string') throw new RequestError(400, 'each message needs a role', 'messages');
-          promptTokens += 4 + countTokens(textOfContent(m.content));
-        }
-        const maxTokens = positiveIntOrUndefined(body, 'max_completion_tokens') ?? positiveIntOrUndefined(body, 'max_tokens');
-        this.checkContext(promptTokens, maxTokens, 'messages');
-        return { model, promptTokens, sequences: this.sequencesFor(key, n, maxTokens), body };
+        const param = intOf('max_completion_tokens') !== undefined ? 'max_completion_tokens' : 'max_tokens';
+        const requested = intOf(param);
+        checkOutputLimit(requested ?? 0, param, limit);
+        const messages = body.messages as Json[];
+        if (messages.length === 0) throw new RequestError(400, 'Cannot apply chat template to an empty conversation. Provide at least one message.');
+        const tokens = chatTokens(messages.map((m) => ({ role: String(m.role), content: m.content })));
+        checkPromptLength(tokens.length, limit, true);
+        const maxTokens = Math.min(limit - tokens.length, requested ?? Number.POSITIVE_INFINITY);
+        const n = intOf('n') ?? 1;
+        verifySampling(body, n, maxTokens);
+        return { ...base, id: `chatcmpl-${baseId ?? hexId()}`, n, promptTokens: tokens.length, prompts: [tokens], sequences: this.sequencesFor(seedBase, [maxTokens], n, ignoreEos) };
       }
       case 'completions': {
         const prompt = body.prompt;
         let prompts: unknown[];
         if (typeof prompt === 'string') prompts = [prompt];
         else if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((p) => typeof p === 'number')) prompts = [prompt];
-        else if (Array.isArray(prompt) && prompt.length > 0) prompts = prompt;
-        else throw new RequestError(400, 'prompt: Field required (a string, a list of strings or token ids)', 'prompt');
-        let promptTokens = 0;
-        for (const p of prompts) {
-          if (typeof p === 'string') promptTokens += countTokens(p);
-          else if (Array.isArray(p)) promptTokens += p.length;
-          else throw new RequestError(400, 'prompt must be strings or lists of token ids', 'prompt');
+        else if (Array.isArray(prompt)) prompts = prompt;
+        else throw parameterError('Either prompt or prompt_embeds must be provided and non-empty.', 'prompt');
+        if (prompts.length === 0) throw new RequestError(400, 'You must pass at least one prompt');
+        const requested = intOf('max_tokens') ?? 16;
+        checkOutputLimit(requested, 'max_tokens', limit);
+        const tokens = prompts.map((p) => {
+          if (typeof p === 'string') return [BOS, ...tokenize(p)];
+          if (Array.isArray(p) && p.every((id) => typeof id === 'number')) return p.map((id) => `#${String(id)}`);
+          throw new RequestError(400, 'prompt must be a string, a list of strings, a list of token ids or a list of lists of token ids', 'prompt');
+        });
+        tokens.forEach((t, i) => { checkPromptLength(t.length, limit, typeof prompts[i] === 'string'); });
+        const maxTokens = tokens.map((t) => Math.min(limit - t.length, requested));
+        const n = intOf('n') ?? 1;
+        verifySampling(body, n, Math.min(...maxTokens));
+        const promptTokens = tokens.reduce((sum, t) => sum + t.length, 0);
+        return { ...base, id: `cmpl-${baseId ?? hexId()}`, n, promptTokens, prompts: tokens, sequences: this.sequencesFor(seedBase, maxTokens, n, ignoreEos) };
+      }
+      case 'responses': {
+        const requested = intOf('max_output_tokens');
+        checkOutputLimit(requested ?? 0, 'max_output_tokens', limit);
+        const messages: { role: string; content: unknown }[] = [];
+        if (typeof body.instructions === 'string') messages.push({ role: 'system', content: body.instructions });
+        const input = body.input;
+        if (typeof input === 'string') messages.push({ role: 'user', content: input });
+        else if (Array.isArray(input)) {
+          for (const item of input) if (isRecord(item) && typeof item.role === 'string') messages.push({ role: item.role, content: item.content });
         }
-        const maxTokens = positiveIntOrUndefined(body, 'max_tokens') ?? 16;
-        this.checkContext(promptTokens, maxTokens, 'prompt');
-        return { model, promptTokens, sequences: this.sequencesFor(key, n * prompts.length, maxTokens), body };
+        if (messages.length === 0) throw new RequestError(400, 'Cannot apply chat template to an empty conversation. Provide at least one message.');
+        // The Responses API tokenizes the rendered template with special tokens: one <|begin_of_text|> more.
+        const tokens = [BOS, ...chatTokens(messages)];
+        checkPromptLength(tokens.length, limit, true);
+        const maxTokens = Math.min(limit - tokens.length, requested ?? Number.POSITIVE_INFINITY);
+        verifySampling(body, 1, maxTokens);
+        const id = typeof body.request_id === 'string' ? body.request_id : `resp_${hexId()}`;
+        return { ...base, id, n: 1, promptTokens: tokens.length, prompts: [tokens], sequences: this.sequencesFor(seedBase, [maxTokens], 1, ignoreEos) };
       }
       case 'embeddings': {
         const input = body.input;
@@ -244,27 +360,15 @@ export class SimulatorState {
         if (typeof input === 'string') inputs = [input];
         else if (Array.isArray(input) && input.length > 0 && input.every((p) => typeof p === 'number')) inputs = [input];
         else if (Array.isArray(input) && input.length > 0) inputs = input;
-        else throw new RequestError(400, 'input: Field required (a string, a list of strings or token ids)', 'input');
-        let promptTokens = 0;
-        for (const p of inputs) {
-          const tokens = typeof p === 'string' ? countTokens(p) : Array.isArray(p) ? p.length : -1;
-          if (tokens < 0) throw new RequestError(400, 'input must be strings or lists of token ids', 'input');
-          if (tokens > this.options.maxModelLen) this.checkContext(tokens, 0, 'input');
-          promptTokens += tokens;
-        }
-        return { model, promptTokens, sequences: [], body: { ...body, input: inputs } };
-      }
-      case 'responses': {
-        const input = body.input;
-        let text = typeof body.instructions === 'string' ? body.instructions : '';
-        if (typeof input === 'string') text += input;
-        else if (Array.isArray(input) && input.length > 0) {
-          for (const item of input) if (isRecord(item)) text += textOfContent(item.content);
-        } else throw new RequestError(400, 'input: Field required', 'input');
-        const promptTokens = countTokens(text) + 3;
-        const maxTokens = positiveIntOrUndefined(body, 'max_output_tokens');
-        this.checkContext(promptTokens, maxTokens, 'input');
-        return { model, promptTokens, sequences: this.sequencesFor(key, 1, maxTokens), body };
+        else throw new RequestError(400, 'You must pass at least one prompt');
+        const tokens = inputs.map((p) => {
+          const t = typeof p === 'string' ? tokenize(p) : Array.isArray(p) ? p.map((id) => `#${String(id)}`) : undefined;
+          if (t === undefined) throw new RequestError(400, 'input must be strings or lists of token ids', 'input');
+          checkPromptLength(t.length, limit, typeof p === 'string');
+          return t;
+        });
+        const promptTokens = tokens.reduce((sum, t) => sum + t.length, 0);
+        return { ...base, id: `embd-${baseId ?? hexId()}`, n: 1, promptTokens, prompts: tokens, sequences: [], body: { ...body, input: inputs } };
       }
     }
   }
@@ -280,31 +384,87 @@ export class SimulatorState {
     }
   }
 
-  /** Runs one request through the capacity model; resolves when its last token would be out. */
-  async execute(prepared: Prepared, extraLatencyMs: number, signal: AbortSignal): Promise<void> {
-    const labels = { model_name: prepared.model };
-    const started = performance.now();
-    this.metrics.waiting.set(labels, this.capacity.queued + 1);
-    const release = await this.capacity.acquire(signal);
-    try {
-      this.stats.maxRunning = Math.max(this.stats.maxRunning, this.capacity.running);
-      this.metrics.running.set(labels, this.capacity.running);
-      this.metrics.waiting.set(labels, this.capacity.queued);
-      const outputTokens = prepared.sequences.reduce((sum, s) => sum + s.tokens, 0);
-      // Sequences of one request (n > 1) decode side by side: the longest sets the time.
-      const longest = prepared.sequences.reduce((m, s) => Math.max(m, s.tokens), 0);
-      await sleep(this.capacity.serviceTimeMs(prepared.promptTokens, longest) + extraLatencyMs, signal);
-      this.metrics.promptTokens.inc(labels, prepared.promptTokens);
-      this.metrics.generationTokens.inc(labels, outputTokens);
-      const finish = prepared.sequences.some((s) => s.finish === 'length') ? 'length' : 'stop';
-      this.metrics.success.inc({ model_name: prepared.model, finished_reason: finish });
-      this.metrics.latency.observe(labels, (performance.now() - started) / 1000);
-      this.stats.served++;
-      this.stats.lastServedAt = Date.now();
-    } finally {
-      release();
-      this.metrics.running.set(labels, this.capacity.running);
+  /**
+   * Runs a request through the engine: each prompt × n sample is an engine request of its own (an
+   * embedding input is one that ends with its prefill). Resolves when all have ended; rejects with
+   * AbortedError (and frees their blocks) when the client goes away. onToken hears every output token.
+   */
+  async execute(prepared: Prepared, extraLatencyMs: number, signal: AbortSignal, onToken?: (sequence: number, request: EngineRequest) => void): Promise<void> {
+    const delay = (this.options.prefillMs ?? 0) + extraLatencyMs;
+    if (delay > 0) await sleep(delay, signal);
+    // A prompt of no tokens still has the tokenizer's begin-of-text token; a cache salt changes the first token's identity.
+    const promptOf = (i: number): string[] => {
+      const tokens = prepared.prompts[i] ?? [];
+      const prompt = tokens.length > 0 ? [...tokens] : [BOS];
+      if (prepared.cacheSalt !== undefined) prompt[0] = `${prepared.cacheSalt}\u0003${prompt[0] ?? ''}`;
+      return prompt;
+    };
+    const inputs: EngineRequestInput[] =
+      prepared.sequences.length > 0
+        ? prepared.sequences.map((s) => ({ prompt: promptOf(s.prompt), maxTokens: s.tokens, finishReason: s.finish, priority: prepared.priority, outputSeed: s.seed }))
+        : prepared.prompts.map((_, i) => ({ prompt: promptOf(i), maxTokens: 0, priority: prepared.priority }));
+    const requests = await this.runOnEngine(inputs, signal, onToken);
+    // vLLM reports each prompt's cached tokens once (the first sample's), summed over prompts; the
+    // tokens it wrote to the cache are its full prompt blocks that were not hits.
+    const { blockSize, enablePrefixCaching } = this.engine.scheduler.config;
+    const counted = new Set<number>();
+    prepared.cachedTokens = 0;
+    prepared.createdCacheTokens = 0;
+    requests.forEach((request, i) => {
+      const prompt = prepared.sequences.length > 0 ? (prepared.sequences[i]?.prompt ?? 0) : i;
+      if (counted.has(prompt)) return;
+      counted.add(prompt);
+      const cached = Math.max(0, request.numCached);
+      prepared.cachedTokens += cached;
+      if (enablePrefixCaching) prepared.createdCacheTokens += Math.max(0, Math.floor(request.numPromptTokens / blockSize) * blockSize - cached);
+    });
+    if (prepared.sequences.length > 0) {
+      this.metrics.onParentFinished(
+        prepared.n,
+        prepared.sequences.map((s) => s.maxTokens),
+        requests.map((r) => r.numOutput),
+      );
     }
+    this.stats.served++;
+    this.stats.lastServedAt = Date.now();
+  }
+
+  private runOnEngine(inputs: EngineRequestInput[], signal: AbortSignal, onToken?: (sequence: number, request: EngineRequest) => void): Promise<EngineRequest[]> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(new AbortedError());
+        return;
+      }
+      const requests: EngineRequest[] = [];
+      let open = inputs.length;
+      let settled = false;
+      const onAbort = (): void => {
+        if (settled) return;
+        settled = true;
+        for (const request of requests) this.engine.abort(request);
+        reject(new AbortedError());
+      };
+      const done = (): void => {
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        resolve(requests);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      inputs.forEach((input, sequence) => {
+        requests.push(
+          this.engine.submit(input, (request, event) => {
+            if (settled) return;
+            if (event === 'token') onToken?.(sequence, request);
+            else if (--open === 0) done();
+          }),
+        );
+      });
+      if (open === 0) done();
+    });
+  }
+
+  close(): void {
+    this.engine.close();
   }
 
   resetStats(): void {
@@ -315,7 +475,7 @@ export class SimulatorState {
 
   countFault(kind: keyof SimulatorStats['faults']): void {
     this.stats.faults[kind]++;
-    this.metrics.faults.inc({ kind });
+    this.faultCounter.inc({ kind });
   }
 
   countRejected(): void {
@@ -331,39 +491,59 @@ export class SimulatorState {
   }
 }
 
-type Endpoint = 'chat' | 'completions' | 'embeddings' | 'responses';
-
-function usageOf(p: Prepared): { prompt_tokens: number; completion_tokens: number; total_tokens: number } {
-  const completion = p.sequences.reduce((s, x) => s + x.tokens, 0);
-  return { prompt_tokens: p.promptTokens, completion_tokens: completion, total_tokens: p.promptTokens + completion };
+interface Usage {
+  prompt_tokens: number;
+  total_tokens: number;
+  completion_tokens: number;
+  prompt_tokens_details: { cached_tokens: number; created_cache_tokens: number | null; multimodal_tokens: null } | null;
+  completion_tokens_details: null;
 }
 
-function responseBody(kind: Endpoint, p: Prepared, embeddingDim: number): Json {
+/** vLLM's usage: prompt_tokens_details only with --enable-prompt-tokens-details (completions leave created_cache_tokens null). */
+function usageOf(p: Prepared, details: boolean): Usage {
+  const completion = p.sequences.reduce((s, x) => s + x.tokens, 0);
+  return {
+    prompt_tokens: p.promptTokens,
+    total_tokens: p.promptTokens + completion,
+    completion_tokens: completion,
+    prompt_tokens_details: details ? { cached_tokens: p.cachedTokens, created_cache_tokens: p.kind === 'chat' ? p.createdCacheTokens : null, multimodal_tokens: null } : null,
+    completion_tokens_details: null,
+  };
+}
+
+function responseBody(p: Prepared, state: SimulatorState): Json {
   const created = now();
-  const usage = usageOf(p);
-  switch (kind) {
+  const details = state.options.enablePromptTokensDetails === true;
+  const fingerprint = state.fingerprint;
+  switch (p.kind) {
     case 'chat':
       return {
-        id: `chatcmpl-${hexId()}`,
+        id: p.id,
         object: 'chat.completion',
         created,
         model: p.model,
         choices: p.sequences.map((s, index) => ({
           index,
-          message: { role: 'assistant', content: generateText(s.seed, s.tokens), refusal: null, annotations: null, audio: null, function_call: null, tool_calls: [], reasoning_content: null },
+          message: { role: 'assistant', content: generateText(s.seed, s.tokens), refusal: null, annotations: null, audio: null, function_call: null, reasoning: null },
           logprobs: null,
           finish_reason: s.finish,
           stop_reason: null,
+          token_ids: null,
+          routed_experts: null,
         })),
         service_tier: null,
-        system_fingerprint: null,
-        usage: { ...usage, prompt_tokens_details: null },
+        system_fingerprint: fingerprint,
+        usage: usageOf(p, details),
         prompt_logprobs: null,
+        prompt_token_ids: null,
+        prompt_text: null,
         kv_transfer_params: null,
+        ec_transfer_params: null,
+        metrics: null,
       };
     case 'completions':
       return {
-        id: `cmpl-${hexId()}`,
+        id: p.id,
         object: 'text_completion',
         created,
         model: p.model,
@@ -373,19 +553,24 @@ function responseBody(kind: Endpoint, p: Prepared, embeddingDim: number): Json {
           logprobs: null,
           finish_reason: s.finish,
           stop_reason: null,
+          token_ids: null,
           prompt_logprobs: null,
+          prompt_token_ids: null,
+          routed_experts: null,
         })),
         service_tier: null,
-        system_fingerprint: null,
-        usage: { ...usage, prompt_tokens_details: null },
+        system_fingerprint: fingerprint,
+        usage: usageOf(p, details),
         kv_transfer_params: null,
+        ec_transfer_params: null,
+        metrics: null,
       };
     case 'embeddings': {
       const inputs = p.body.input as unknown[];
       const base64 = p.body.encoding_format === 'base64';
-      const dims = typeof p.body.dimensions === 'number' && p.body.dimensions > 0 ? p.body.dimensions : embeddingDim;
+      const dims = typeof p.body.dimensions === 'number' && p.body.dimensions > 0 ? p.body.dimensions : state.options.embeddingDim;
       return {
-        id: `embd-${hexId()}`,
+        id: p.id,
         object: 'list',
         created,
         model: p.model,
@@ -401,66 +586,144 @@ function responseBody(kind: Endpoint, p: Prepared, embeddingDim: number): Json {
       };
     }
     case 'responses': {
-      const s = p.sequences[0] ?? { seed: 0, tokens: 0, finish: 'stop' as const };
+      const s = p.sequences[0] ?? { seed: 0, tokens: 0, finish: 'stop' as const, maxTokens: 0 };
+      const num = (key: string, fallback: number): number => (typeof p.body[key] === 'number' ? p.body[key] : fallback);
       return {
-        id: `resp_${hexId()}`,
-        object: 'response',
+        id: p.id,
         created_at: created,
-        model: p.model,
-        status: s.finish === 'length' ? 'incomplete' : 'completed',
         incomplete_details: s.finish === 'length' ? { reason: 'max_output_tokens' } : null,
         instructions: p.body.instructions ?? null,
         metadata: p.body.metadata ?? null,
-        max_output_tokens: p.body.max_output_tokens ?? null,
+        model: p.model,
+        object: 'response',
         output: [
           {
             id: `msg_${hexId()}`,
-            type: 'message',
+            content: [{ annotations: [], text: generateText(s.seed, s.tokens), type: 'output_text', logprobs: null }],
             role: 'assistant',
             status: 'completed',
-            content: [{ type: 'output_text', text: generateText(s.seed, s.tokens), annotations: [], logprobs: null }],
+            type: 'message',
+            phase: null,
           },
         ],
         parallel_tool_calls: true,
-        temperature: p.body.temperature ?? 1,
-        tool_choice: 'auto',
+        temperature: num('temperature', 1),
+        tool_choice: 'none',
         tools: [],
-        top_p: p.body.top_p ?? 1,
+        top_p: num('top_p', 1),
         background: false,
+        // What the request was given: its max_output_tokens within the context (the room left by default).
+        max_output_tokens: s.maxTokens,
+        max_tool_calls: null,
         previous_response_id: null,
+        prompt: null,
         reasoning: null,
         service_tier: 'auto',
+        status: s.finish === 'length' ? 'incomplete' : 'completed',
         text: null,
+        top_logprobs: null,
         truncation: 'disabled',
-        user: null,
+        // The Responses API reports cached tokens whatever --enable-prompt-tokens-details says.
         usage: {
           input_tokens: p.promptTokens,
-          input_tokens_details: { cached_tokens: 0 },
+          input_tokens_details: { cached_tokens: p.cachedTokens, cache_write_tokens: p.createdCacheTokens, input_tokens_per_turn: [], cached_tokens_per_turn: [] },
           output_tokens: s.tokens,
-          output_tokens_details: { reasoning_tokens: 0 },
+          output_tokens_details: { reasoning_tokens: 0, tool_output_tokens: 0, output_tokens_per_turn: [], tool_output_tokens_per_turn: [] },
           total_tokens: p.promptTokens + s.tokens,
         },
+        user: null,
+        presence_penalty: num('presence_penalty', 0),
+        frequency_penalty: num('frequency_penalty', 0),
+        kv_transfer_params: null,
+        ec_transfer_params: null,
+        input_messages: null,
+        output_messages: null,
       };
     }
   }
 }
 
-function errorResponse(c: Context<Env>, status: number, message: string, param: string | null, retryAfter?: number): Response {
-  const headers: Record<string, string> = { 'content-type': 'application/json' };
-  if (retryAfter !== undefined && (status === 429 || status === 503)) headers['retry-after'] = String(retryAfter);
-  const body = { error: { message, type: ERROR_TYPES[status] ?? 'Error', param, code: status } };
-  return c.body(JSON.stringify(body), status as 400, headers);
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+function errorResponse(c: Context<Env>, err: RequestError, retryAfter?: number): Response {
+  const headers: Record<string, string> = { ...JSON_TYPE };
+  if (retryAfter !== undefined && (err.status === 429 || err.status === 503)) headers['retry-after'] = String(retryAfter);
+  const body = { error: { message: err.message, type: err.type, param: err.param, code: err.status } };
+  return c.body(JSON.stringify(body), err.status as 400, headers);
+}
+
+/** The error type vLLM gives a status: its own exception names, else the HTTP phrase (as for its 503s). */
+function errorTypeOf(status: number): string {
+  const own: Record<number, string> = { 400: 'BadRequestError', 404: 'NotFoundError', 422: 'UnprocessableEntityError', 500: 'InternalServerError', 501: 'NotImplementedError' };
+  return own[status] ?? STATUS_CODES[status] ?? 'Error';
+}
+
+const notFound = (c: Context<Env>): Response => c.body('{"detail":"Not Found"}', 404, JSON_TYPE);
+const unauthorized = (c: Context<Env>): Response => c.body('{"error":"Unauthorized"}', 401, JSON_TYPE);
+
+/** vLLM's AuthenticationMiddleware: these prefixes need the key (any method but OPTIONS); the rest is open. */
+const GUARDED_PREFIXES = ['/v1', '/v2', '/inference', '/cohere'];
+
+function authMiddleware(keys: string[]): MiddlewareHandler<Env> {
+  const digests = keys.map((k) => createHash('sha256').update(k).digest());
+  return async (c, next) => {
+    if (c.req.method === 'OPTIONS' || !GUARDED_PREFIXES.some((p) => c.req.path.startsWith(p))) return next();
+    const header = c.req.header('authorization') ?? '';
+    const space = header.indexOf(' ');
+    const scheme = space < 0 ? header : header.slice(0, space);
+    const token = space < 0 ? '' : header.slice(space + 1);
+    const digest = createHash('sha256').update(token).digest();
+    const ok = scheme.toLowerCase() === 'bearer' && digests.some((d) => timingSafeEqual(d, digest));
+    if (!ok) return unauthorized(c);
+    return next();
+  };
 }
 
 export function createSimulatorApp(state: SimulatorState): Hono<Env> {
   const app = new Hono<Env>();
+  const generative = state.modelsOf('generate').length > 0;
+  const embedding = state.modelsOf('embed').length > 0;
+  // The routes vLLM mounts for this server (only those the project uses; see simulator/README.md), and the simulator's own.
+  const routes: Record<string, string[]> = {
+    '/health': ['GET'],
+    '/version': ['GET'],
+    '/metrics': ['GET'],
+    '/load': ['GET'],
+    '/ping': ['GET', 'POST'],
+    '/v1/models': ['GET'],
+    ...(generative ? { '/v1/chat/completions': ['POST'], '/v1/completions': ['POST'], '/v1/responses': ['POST'] } : {}),
+    ...(embedding ? { '/v1/embeddings': ['POST'] } : {}),
+    '/control/faults': ['GET', 'PUT'],
+    '/control/stats': ['GET'],
+    '/control/stats/reset': ['POST'],
+    '/control/requests': ['GET'],
+  };
+
+  // Outermost: X-Request-Id only with --enable-request-id-headers; CORS's "vary: Origin" on all but the 401s.
+  app.use(async (c, next) => {
+    await next();
+    if (c.res.status !== 401) c.res.headers.set('vary', 'Origin');
+    // Node would announce its idle timeout ("keep-alive: timeout=5"), and clients such as undici would
+    // then close idle connections in time; uvicorn announces nothing. A Connection header of our own
+    // keeps Node from adding it, so clients meet the same 5-second close as with vLLM.
+    const incoming = c.env.incoming;
+    if (incoming.httpVersion === '1.1' && !/\bclose\b/i.test(c.req.header('connection') ?? '')) c.res.headers.set('connection', 'keep-alive');
+    if (state.options.enableRequestIdHeaders === true) c.res.headers.set('x-request-id', c.req.header('x-request-id') ?? randomUUID().replaceAll('-', ''));
+  });
+  const keys = state.options.apiKey === undefined ? [] : [state.options.apiKey].flat();
+  if (keys.length > 0) app.use(authMiddleware(keys));
+  // Starlette's routing: an unknown path is 404 {"detail":"Not Found"}; a known one with another method (HEAD too) 405.
+  app.use(async (c, next) => {
+    const methods = routes[c.req.path];
+    if (methods === undefined) return notFound(c);
+    if (!methods.includes(c.req.method)) return c.body('{"detail":"Method Not Allowed"}', 405, { ...JSON_TYPE, allow: methods.join(', ') });
+    return next();
+  });
 
   const inference = (kind: Endpoint) => async (c: Context<Env>): Promise<Response> => {
     const raw = await c.req.text();
     state.recordArrival(raw);
     const signal = c.req.raw.signal;
-    const requestId = c.req.header('x-request-id') ?? hexId();
-    c.header('x-request-id', requestId);
 
     const fault = state.rollFault();
     if (fault.kind === 'drop') {
@@ -481,27 +744,21 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
       } catch {
         return c.body(null);
       }
-      return errorResponse(c, fault.status, `simulated ${fault.status} error`, null, state.faults.retryAfterSeconds);
+      if (fault.status === 401) return unauthorized(c);
+      return errorResponse(c, new RequestError(fault.status, `simulated ${fault.status} error`, null, errorTypeOf(fault.status)), state.faults.retryAfterSeconds);
     }
 
-    let body: unknown;
-    try {
-      body = JSON.parse(raw);
-    } catch {
-      state.countRejected();
-      return errorResponse(c, 400, 'JSON decode error: the request body is not valid JSON', null);
-    }
     let prepared: Prepared;
     try {
-      if (!isRecord(body)) throw new RequestError(400, 'the request body must be a JSON object');
-      prepared = state.prepare(kind, body);
+      prepared = state.prepare(kind, parseBody(raw), c.req.header('x-request-id'));
     } catch (err) {
       state.countRejected();
-      if (err instanceof RequestError) return errorResponse(c, err.status, err.message, err.param);
+      if (err instanceof NotMounted) return notFound(c);
+      if (err instanceof RequestError) return errorResponse(c, err);
       throw err;
     }
 
-    if (body.stream === true && (kind === 'chat' || kind === 'completions')) {
+    if (prepared.body.stream === true && (kind === 'chat' || kind === 'completions')) {
       return streamCompletion(c, state, kind, prepared, fault.extraLatencyMs, signal);
     }
     try {
@@ -513,9 +770,9 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
       }
       throw err;
     }
-    const answer = JSON.stringify(responseBody(kind, prepared, state.options.embeddingDim));
+    const answer = JSON.stringify(responseBody(prepared, state));
     if (fault.body !== undefined) return brokenAnswer(c, state, answer, fault.body, signal);
-    return c.body(answer, 200, { 'content-type': 'application/json' });
+    return c.body(answer, 200, JSON_TYPE);
   };
 
   app.post('/v1/chat/completions', inference('chat'));
@@ -553,11 +810,16 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
       })),
     }),
   );
-  app.get('/health', (c) => (state.faults.down ? c.body(null, 503) : c.body(null, 200)));
-  app.get('/version', (c) => c.json({ version: '0.11.0+simulated' }));
+  // An empty 200 (no content type), as vLLM's; 503 while the simulated engine is down.
+  app.get('/health', (c) => c.body(null, state.faults.down ? 503 : 200));
+  app.get('/version', (c) => c.json({ version: VLLM_VERSION }));
+  app.get('/ping', (c) => c.body(null, state.faults.down ? 503 : 200));
+  app.post('/ping', (c) => c.body(null, state.faults.down ? 503 : 200));
+  // vLLM counts in-flight requests here only with --enable-server-load-tracking, which the simulator does not model.
+  app.get('/load', (c) => c.json({ server_load: 0 }));
   app.get('/metrics', async (c) => c.body(await state.registry.metrics(), 200, { 'content-type': state.registry.contentType }));
 
-  // The simulator's own controls (not part of vLLM).
+  // The simulator's own controls (not part of vLLM; open even with an API key).
   app.get('/control/faults', (c) => c.json(state.faults));
   app.put('/control/faults', async (c) => {
     const parsed = faultsSchema.safeParse(await c.req.json().catch(() => undefined));
@@ -572,8 +834,8 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
   });
   app.get('/control/requests', (c) => c.json(Object.fromEntries(state.requestCounts)));
 
-  app.notFound((c) => errorResponse(c, 404, `Not Found: ${c.req.method} ${c.req.path}`, null));
-  app.onError((err, c) => errorResponse(c, 500, err.message, null));
+  app.notFound((c) => notFound(c));
+  app.onError((err, c) => errorResponse(c, new RequestError(500, err.message, null, 'InternalServerError')));
   return app;
 }
 
@@ -592,58 +854,80 @@ function brokenAnswer(c: Context<Env>, state: SimulatorState, answer: string, ho
   return c.body(body, 200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(answer)) });
 }
 
-function streamCompletion(
-  c: Context<Env>,
-  state: SimulatorState,
-  kind: 'chat' | 'completions',
-  p: Prepared,
-  extraLatencyMs: number,
-  signal: AbortSignal,
-): Response {
-  const id = kind === 'chat' ? `chatcmpl-${hexId()}` : `cmpl-${hexId()}`;
+/**
+ * Server-sent events as vLLM streams them: (chat) a first chunk with the role, a chunk per token (the
+ * last one of a sequence carries its finish_reason), with include_usage a last chunk of usage with no
+ * choices, then [DONE].
+ */
+function streamCompletion(c: Context<Env>, state: SimulatorState, kind: 'chat' | 'completions', p: Prepared, extraLatencyMs: number, signal: AbortSignal): Response {
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
   const created = now();
   const includeUsage = isRecord(p.body.stream_options) && p.body.stream_options.include_usage === true;
-  return streamSSE(c, async (stream) => {
-    const labels = p.model;
-    const release = await state.capacity.acquire(signal).catch(() => undefined);
-    if (release === undefined) {
-      state.countAborted();
-      return;
-    }
-    try {
-      await sleep(state.capacity.prefillTimeMs(p.promptTokens) + extraLatencyMs, signal);
-      const texts = p.sequences.map((s) => generateText(s.seed, s.tokens).split(' '));
-      const longest = texts.reduce((m, t) => Math.max(m, t.length), 0);
-      const chunk = (choices: Json[], usage: Json | null = null): string =>
-        JSON.stringify({ id, object, created, model: labels, choices, ...(includeUsage ? { usage } : {}) });
-      if (kind === 'chat') {
-        await stream.writeSSE({ data: chunk(p.sequences.map((_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }))) });
-      }
-      for (let t = 0; t < longest; t++) {
-        await sleep(state.options.tokenLatencyMs, signal);
-        const choices: Json[] = [];
-        texts.forEach((words, index) => {
-          const word = words[t];
-          if (word === undefined) return;
-          const text = t === 0 ? word : ` ${word}`;
-          choices.push(kind === 'chat' ? { index, delta: { content: text }, logprobs: null, finish_reason: null } : { index, text, logprobs: null, finish_reason: null });
-        });
-        await stream.writeSSE({ data: chunk(choices) });
-      }
-      const last = p.sequences.map((s, index) =>
-        kind === 'chat' ? { index, delta: {}, logprobs: null, finish_reason: s.finish, stop_reason: null } : { index, text: '', logprobs: null, finish_reason: s.finish, stop_reason: null },
+  const details = state.options.enablePromptTokensDetails === true;
+  const response = streamSSE(c, async (stream) => {
+    const texts = p.sequences.map((s) => generateText(s.seed, s.tokens).split(' '));
+    const chunk = (choices: Json[], extra: Json = {}): string => JSON.stringify({ id: p.id, object, created, model: p.model, choices, ...extra });
+    // Tokens come from the engine's steps; this loop writes them out as they come.
+    const pending: { sequence: number; token: number }[] = [];
+    const run: { ended: boolean; failure: Error | null; wake: (() => void) | undefined } = { ended: false, failure: null, wake: undefined };
+    void state
+      .execute(p, extraLatencyMs, signal, (sequence, request) => {
+        pending.push({ sequence, token: request.numOutput - 1 });
+        run.wake?.();
+      })
+      .then(
+        () => { run.ended = true; run.wake?.(); },
+        (err: unknown) => {
+          run.failure = err instanceof Error ? err : new Error(String(err));
+          run.ended = true;
+          run.wake?.();
+        },
       );
-      await stream.writeSSE({ data: chunk(last) });
-      if (includeUsage) await stream.writeSSE({ data: JSON.stringify({ id, object, created, model: labels, choices: [], usage: usageOf(p) }) });
+    try {
+      let started = false;
+      for (;;) {
+        while (pending.length === 0 && !run.ended) await new Promise<void>((resolve) => { run.wake = resolve; });
+        run.wake = undefined;
+        if (run.failure !== null) throw run.failure;
+        if (kind === 'chat' && !started) {
+          await stream.writeSSE({
+            data: chunk(p.sequences.map((_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })), { prompt_token_ids: null, prompt_text: null }),
+          });
+        }
+        started = true;
+        for (const { sequence: index, token } of pending.splice(0)) {
+          const s = p.sequences[index];
+          const word = texts[index]?.[token];
+          if (s === undefined || word === undefined) continue;
+          const text = token === 0 ? word : ` ${word}`;
+          const last = token === s.tokens - 1;
+          const end = last ? { finish_reason: s.finish, stop_reason: null } : { finish_reason: null };
+          const choice =
+            kind === 'chat'
+              ? { index, delta: { content: text }, logprobs: null, ...end, token_ids: null }
+              : { index, text, logprobs: null, ...end, stop_reason: null, prompt_token_ids: null, token_ids: null };
+          await stream.writeSSE({ data: chunk([choice]) });
+        }
+        if (run.ended && pending.length === 0) break;
+      }
+      if (includeUsage) {
+        // Stream chunks leave out unset fields (vLLM serialises them with exclude_unset).
+        const { prompt_tokens_details, completion_tokens_details: _, ...usage } = usageOf(p, details);
+        const streamed =
+          prompt_tokens_details === null
+            ? usage
+            : { ...usage, prompt_tokens_details: kind === 'chat' ? { cached_tokens: prompt_tokens_details.cached_tokens, created_cache_tokens: prompt_tokens_details.created_cache_tokens } : { cached_tokens: prompt_tokens_details.cached_tokens } };
+        await stream.writeSSE({ data: chunk([], { usage: streamed, system_fingerprint: state.fingerprint }) });
+      }
       await stream.writeSSE({ data: '[DONE]' });
     } catch (err) {
       if (err instanceof AbortedError) state.countAborted();
       else throw err;
-    } finally {
-      release();
     }
   });
+  response.headers.set('content-type', 'text/event-stream; charset=utf-8');
+  response.headers.delete('cache-control');
+  return response;
 }
 
 export interface RunningSimulator {
@@ -660,11 +944,12 @@ export async function startSimulator(options: SimulatorOptions, listen: { host: 
     const s = serve({ fetch: app.fetch, hostname: listen.host, port: listen.port }, () => { resolve(s); });
     s.once('error', reject);
   });
-  // Hundreds of keep-alive connections are the normal load; never let Node's timeouts cut a long generation.
   if ('requestTimeout' in server) {
+    // Never let Node's timeouts cut a long generation; but close an idle keep-alive connection after
+    // 5 s, as vLLM's uvicorn does (a client must not reuse a connection idle for longer).
     server.requestTimeout = 0;
     server.headersTimeout = 0;
-    server.keepAliveTimeout = 60_000;
+    server.keepAliveTimeout = options.keepAliveTimeoutMs ?? 5000;
   }
   const address = server.address() as AddressInfo;
   const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
@@ -675,7 +960,10 @@ export async function startSimulator(options: SimulatorOptions, listen: { host: 
     close: () =>
       new Promise<void>((resolve) => {
         if ('closeAllConnections' in server) server.closeAllConnections();
-        server.close(() => { resolve(); });
+        server.close(() => {
+          state.close();
+          resolve();
+        });
       }),
   };
 }

@@ -24,6 +24,17 @@ export function countTokens(text: string): number {
   return text.length === 0 ? 0 : Math.ceil(text.length / 4);
 }
 
+/**
+ * The tokens themselves (countTokens of them): each run of four characters is one token, so equal
+ * text is equal tokens, and two prompts that share a beginning share the tokens of it (which is
+ * what prefix caching looks at).
+ */
+export function tokenize(text: string): string[] {
+  const tokens = new Array<string>(countTokens(text));
+  for (let i = 0; i < tokens.length; i++) tokens[i] = text.slice(i * 4, i * 4 + 4);
+  return tokens;
+}
+
 const WORDS = (
   'the model simulated answer batch request token engine output result value data system process ' +
   'review example detail context summary point reason step method case note item record signal ' +

@@ -2,11 +2,13 @@
 // connection, and where the workflow code lives.
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
+import { keepTrying } from '../lib/abortable.js';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
-import { openDatabase, type Db } from '../lib/db.js';
+import { dbOptions, openDatabase, type Db } from '../lib/db.js';
 import { onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore, type FileStore } from '../lib/file-store.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -14,6 +16,7 @@ import { databaseCheck, fileStoreCheck, startOpsServer, temporalCheck, type Read
 import { Registry } from 'prom-client';
 import { ensureSearchAttributes, temporalConnectionOptions } from '../lib/temporal.js';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
+import { ProgressClock, Watchdog, type WatchedQueue } from './watchdog.js';
 
 export interface RunningWorker {
   /** Settles when the worker has stopped (after shutdown, or on a fatal error). */
@@ -21,6 +24,8 @@ export interface RunningWorker {
   shutdown(): Promise<void>;
   /** Readiness checks of this kind of worker, beyond database, Temporal and file store. */
   checks?: ReadinessCheck[];
+  /** The Temporal workers it runs, for the watchdog. */
+  queues: WatchedQueue[];
 }
 
 let runtimeInstalled = false;
@@ -67,6 +72,7 @@ export async function startWorkflowWorker(
   deps: WorkerProcessDeps & { workflowBundlePath?: string },
   options: { taskQueue: string; activities: object; onShutdown?: () => Promise<void> },
 ): Promise<RunningWorker> {
+  const slots = deps.config.worker.activitySlots;
   const { config } = deps;
   // The workflows set these; make sure the cluster knows them (a no-op once they exist).
   await ensureSearchAttributes(config, ALL_SEARCH_ATTRIBUTES, deps.log);
@@ -77,8 +83,10 @@ export async function startWorkflowWorker(
       connection: deps.connection,
       namespace: config.temporal.namespace,
       taskQueue: options.taskQueue,
+      identity: deps.identity,
       workflowBundle: { codePath: bundle.codePath },
       activities: options.activities,
+      maxConcurrentActivityTaskExecutions: slots,
       shutdownGraceTime: config.worker.shutdownGraceMs,
     });
   } finally {
@@ -87,6 +95,7 @@ export async function startWorkflowWorker(
   const done = worker.run();
   return {
     done,
+    queues: [{ worker, taskQueue: options.taskQueue, workflows: true, activitySlots: slots }],
     shutdown: async () => {
       if (worker.getState() === 'RUNNING') worker.shutdown();
       await done;
@@ -109,6 +118,10 @@ export interface WorkerProcessDeps {
   connection: NativeConnection;
   /** Where this kind of worker registers metrics it computes when scraped. */
   registry: Registry;
+  /** The name Temporal lists this process's pollers under. */
+  identity: string;
+  /** Activities call it whenever they get something done, so a wedged worker can be told from a busy one. */
+  progress: () => void;
 }
 
 export interface WorkerProcess {
@@ -118,33 +131,65 @@ export interface WorkerProcess {
   start: (deps: WorkerProcessDeps) => Promise<RunningWorker>;
 }
 
+/** The identity of this process's pollers, as Temporal lists them: unique per process and host. */
+export function workerIdentity(name: string): string {
+  return `${name}@${hostname()}:${process.pid}`;
+}
+
 /**
- * A worker process's life: connect everything, start the worker and its metrics and health
- * server, run until it stops, and on SIGTERM shut it down gracefully before closing connections.
+ * A worker process's life: serve /metrics, /healthz and /readyz first (readiness says what it is
+ * waiting for), wait for the database and Temporal however long they take to come, start the worker,
+ * watch that it really works, and on SIGTERM shut it down gracefully before closing connections. A
+ * worker found wedged ends the process with code 70 so that its supervisor starts a fresh one.
  */
 export function runWorkerProcess(kind: WorkerProcess): void {
   runEntryPoint(async () => {
     const config = loadConfig();
-    const log = createLogger(kind.name(config), config.log);
+    const name = kind.name(config);
+    const log = createLogger(name, config.log);
     installRuntime(log);
-    const db = await openDatabase(databaseUrl(config), config.database.poolSize);
-    const connection = await connectWorker(config);
-    const store = createFileStore(config);
+    let waitingFor = 'the database';
+    const starting: ReadinessCheck = { name: 'worker', check: () => Promise.reject(new Error(`starting: waiting for ${waitingFor}`)) };
+    const checks: ReadinessCheck[] = [starting];
+    const registry = new Registry();
     // The health server comes first: a busy port stops the process before a worker polls, and
     // liveness answers while a GPU worker waits (minutes, maybe) for its engine to load.
-    const starting: ReadinessCheck = { name: 'worker', check: () => Promise.reject(new Error('still starting')) };
-    const checks = [databaseCheck(db), temporalCheck(connection), fileStoreCheck(store), starting];
-    const registry = new Registry();
     const ops = await startOpsServer({ host: config.metrics.host, port: kind.metricsPort(config), log, timeoutMs: config.metrics.readyTimeoutMs, checks, registry });
+    const db = await openDatabase(databaseUrl(config), { ...dbOptions(config), log });
+    const store = createFileStore(config);
+    waitingFor = 'Temporal';
+    const connection = await keepTrying('Temporal', () => connectWorker(config), { log });
+    checks.unshift(databaseCheck(db), temporalCheck(connection), fileStoreCheck(store));
+    waitingFor = 'the worker to start';
+    const identity = workerIdentity(name);
+    const clock = new ProgressClock();
     let worker: RunningWorker;
     try {
-      worker = await kind.start({ config, db, store, log, connection, registry });
+      worker = await kind.start({ config, db, store, log, connection, registry, identity, progress: clock.note });
     } catch (err) {
       await ops.close();
       throw err;
     }
-    checks.splice(checks.indexOf(starting), 1, ...(worker.checks ?? []));
+    const watchdog = new Watchdog({
+      connection,
+      namespace: config.temporal.namespace,
+      identity,
+      queues: worker.queues,
+      intervalMs: config.worker.watchdogIntervalMs,
+      pollStaleMs: config.worker.pollStaleMs,
+      stallMs: config.worker.stallMs,
+      timeoutMs: config.metrics.readyTimeoutMs,
+      lastProgress: () => clock.at,
+      log,
+      onWedged: () => {
+        // No graceful shutdown: a wedged worker would not finish one. What it ran is retried elsewhere.
+        process.exit(EXIT_WEDGED);
+      },
+    });
+    checks.splice(checks.indexOf(starting), 1, watchdog.check, ...(worker.checks ?? []));
+    watchdog.start();
     onShutdown(async () => {
+      watchdog.stop();
       await worker.shutdown();
       await ops.close();
       await connection.close();
@@ -153,3 +198,6 @@ export function runWorkerProcess(kind: WorkerProcess): void {
     await worker.done;
   });
 }
+
+/** The exit code of a worker that found itself wedged (EX_SOFTWARE). */
+export const EXIT_WEDGED = 70;

@@ -1,5 +1,6 @@
 // `npm start`: the whole stack on one machine. Postgres (embedded unless DATABASE_URL), the Temporal
-// dev server with its Web UI (unless TEMPORAL_ADDRESS), the vLLM simulator (unless VLLM_BASE_URL),
+// dev server with its Web UI (unless TEMPORAL_ADDRESS), the vLLM simulator (unless VLLM_BASE_URL, or
+// real vLLM on the CPU with `--with-vllm`),
 // the API, an orchestrator worker and one GPU worker, each its own process, restarted if it dies.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -7,13 +8,14 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import postgres from 'postgres';
+import pg from 'pg';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { assertPortFree, ensureLabelStudio, labelStudioCommand, waitForLabelStudio } from '../lib/label-studio-local.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { httpOk, waitUntil } from '../lib/service-process.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
+import { ensureTinyModel, ensureVllm, TINY_MODEL_NAME } from '../lib/vllm-local.js';
 import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
 import { devServerAddress, devServerUiUrl, readTemporalDevConfig, startDevArgs } from '../lib/temporal-dev-config.js';
 import { logServerLine, prepareDevServer, waitForTemporal } from '../lib/temporal-dev-server.js';
@@ -33,12 +35,14 @@ async function waitForModels(url: string, apiKey: string, timeoutMs: number): Pr
 }
 
 async function postgresUp(url: string): Promise<boolean> {
-  const sql = postgres(url, { max: 1, connect_timeout: 2, onnotice: () => undefined });
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000, query_timeout: 2000 });
+  client.on('error', () => undefined);
   try {
-    await sql`select 1`;
+    await client.connect();
+    await client.query('select 1');
     return true;
   } finally {
-    await sql.end({ timeout: 1 });
+    await client.end().catch(() => undefined);
   }
 }
 
@@ -73,7 +77,22 @@ async function startLocalLabelStudio(config: Config, log: Logger, supervisor: Su
   return url;
 }
 
-export async function startStack(config: Config, log: Logger, supervisor: Supervisor, options: { withLabelStudio?: boolean } = {}): Promise<void> {
+/**
+ * `--with-vllm`: real vLLM on the CPU (installed into `.tools/` on first use, a few minutes), serving
+ * a tiny random-weight model, supervised like every other part. Returns its URL.
+ */
+async function startLocalVllm(config: Config, log: Logger, start: (name: string, script: string, args: string[]) => void): Promise<string> {
+  const { version, python, port, startTimeoutMs } = config.vllmLocal;
+  await ensureVllm(config.paths.toolsDir, version, log, { python });
+  await ensureTinyModel(config.paths.toolsDir, version, log);
+  start('vllm', 'lib/vllm-local.ts', ['serve']);
+  const url = `http://127.0.0.1:${port}`;
+  log.info({ url }, 'starting real vLLM on the CPU (about a minute)');
+  await waitUntil('vLLM', startTimeoutMs, () => httpOk(`${url}/health`));
+  return url;
+}
+
+export async function startStack(config: Config, log: Logger, supervisor: Supervisor, options: { withLabelStudio?: boolean; withVllm?: boolean } = {}): Promise<void> {
   const apiKeys = config.api.seedKeys.length > 0 ? config.api.seedKeys : [config.dev.apiKey];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -81,12 +100,14 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
     API_KEYS: apiKeys.join(','),
     // Everything here is on this machine, receivers of webhooks too; a deployment keeps the default.
     WEBHOOK_ALLOW_PRIVATE_NETWORKS: process.env.WEBHOOK_ALLOW_PRIVATE_NETWORKS ?? 'true',
+    // The simulator stands for vLLM as this project runs it (with --enable-prompt-tokens-details).
+    SIM_ENABLE_PROMPT_TOKENS_DETAILS: process.env.SIM_ENABLE_PROMPT_TOKENS_DETAILS ?? 'true',
   };
-  const node = (name: string, script: string): void => {
+  const node = (name: string, script: string, args: string[] = []): void => {
     supervisor.start({
       name,
       command: process.execPath,
-      args: ['--import', 'tsx', path.join(root, script)],
+      args: ['--import', 'tsx', path.join(root, script), ...args],
       env,
       // The IPC channel lets a child notice when `npm start` itself is gone.
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -123,6 +144,10 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
     if (options.withLabelStudio === true && labelStudio === undefined) labelStudio = await startLocalLabelStudio(config, log, supervisor, env);
 
     let engine = config.engine.baseUrl;
+    if (engine === undefined && options.withVllm === true) {
+      engine = await startLocalVllm(config, log, node);
+      env.VLLM_BASE_URL = engine;
+    }
     if (engine === undefined) {
       node('vllm-sim', 'simulator/main.ts');
       engine = `http://127.0.0.1:${config.simulator.port}`;
@@ -152,9 +177,11 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
       labelStudio === undefined
         ? '  Label Studio  not used (npm start -- --with-label-studio runs one; or set LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY)'
         : `  Label Studio  ${labelStudio}${options.withLabelStudio === true && config.labelStudio.url === undefined ? `   (curators log in as ${config.labelStudio.local.user} / ${config.labelStudio.local.password})` : ''}`,
-      config.engine.baseUrl === undefined
-        ? `  Engine        SIMULATED vLLM at ${engine}: outputs are simulated, not from a model (set VLLM_BASE_URL for a real one)`
-        : `  Engine        vLLM at ${engine}`,
+      config.engine.baseUrl !== undefined
+        ? `  Engine        vLLM at ${engine}`
+        : options.withVllm === true
+          ? `  Engine        REAL vLLM ${config.vllmLocal.version} on the CPU at ${engine}, serving the tiny random-weight model "${TINY_MODEL_NAME}" (real vLLM behaviour; its words are noise)`
+          : `  Engine        SIMULATED vLLM at ${engine}: outputs are simulated, not from a model (npm start -- --with-vllm runs real vLLM; or set VLLM_BASE_URL)`,
       '  Press Ctrl-C to stop everything.',
       '',
     ];
@@ -171,7 +198,7 @@ if (isEntryPoint(import.meta.url)) {
     const log = createLogger('stack', config.log);
     const supervisor = new Supervisor(supervisorOptions(config, log));
     onShutdown(() => supervisor.stopAll(), log);
-    const { values } = parseArgs({ options: { 'with-label-studio': { type: 'boolean', default: false } } });
-    await startStack(config, log, supervisor, { withLabelStudio: values['with-label-studio'] });
+    const { values } = parseArgs({ options: { 'with-label-studio': { type: 'boolean', default: false }, 'with-vllm': { type: 'boolean', default: false } } });
+    await startStack(config, log, supervisor, { withLabelStudio: values['with-label-studio'], withVllm: values['with-vllm'] });
   });
 }

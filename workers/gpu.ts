@@ -4,6 +4,7 @@
 import { hostname } from 'node:os';
 import { Worker } from '@temporalio/worker';
 import { Engine, engineRoot } from '../activities/engine.js';
+import { BATCH_ENDPOINTS } from '../schema/openai.js';
 import { createInferenceActivities } from '../activities/inference.js';
 import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
@@ -47,16 +48,24 @@ export async function waitForEngine(engineUrl: string, timeoutMs: number, log: L
   }
 }
 
-/** GPU_MODELS if set, else whatever the engine says it serves. */
-async function servedModels(config: Config, engineUrl: string): Promise<string[]> {
-  if (config.gpu.models.length > 0) return config.gpu.models;
-  const headers: Record<string, string> = config.engine.apiKey !== undefined ? { authorization: `Bearer ${config.engine.apiKey}` } : {};
-  const res = await fetch(`${engineRoot(engineUrl)}/v1/models`, { headers, signal: AbortSignal.timeout(10_000) });
-  if (!res.ok) throw new Error(`the engine's /v1/models answered ${res.status}; set GPU_MODELS to name the served models`);
-  const body = (await res.json()) as { data?: { id?: unknown }[] };
-  const models = (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
+/**
+ * What this worker offers: GPU_MODELS and GPU_ENDPOINTS if set, else what the engine says it serves.
+ * Asking /v1/models also checks the engine takes this worker's key. Without GPU_MODELS a refusal stops
+ * the worker here, saying why; with it the worker starts, not ready, and each chunk it takes fails with
+ * that reason (so a fleet with one misconfigured worker still shows where the problem is).
+ */
+async function servedByEngine(config: Config, engine: Engine, log: Logger): Promise<{ models: string[]; endpoints: string[] }> {
+  let listed: string[] = [];
+  try {
+    listed = await engine.models();
+  } catch (err) {
+    if (config.gpu.models.length === 0) throw err;
+    log.error({ err: (err as Error).message, models: config.gpu.models }, 'the engine does not list its models; serving GPU_MODELS as given');
+  }
+  const models = config.gpu.models.length > 0 ? config.gpu.models : listed;
   if (models.length === 0) throw new Error("the engine's /v1/models lists no models; set GPU_MODELS");
-  return models;
+  const endpoints = config.gpu.endpoints.length > 0 ? config.gpu.endpoints : await engine.servedEndpoints(BATCH_ENDPOINTS);
+  return { models, endpoints };
 }
 
 /**
@@ -79,31 +88,37 @@ function startOwnEngine(config: Config, command: string, log: Logger): Superviso
 
 export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWorker> {
   const { config, db } = deps;
-  const id = `gpu${config.gpu.index}@${hostname()}:${process.pid}`;
+  const id = deps.identity;
   // Every line this worker logs names it, so logs from many GPU hosts can be told apart.
   const log = deps.log.child({ worker: id });
   const ownEngine = config.engine.command === undefined ? undefined : startOwnEngine(config, config.engine.command, log);
-  let models: string[];
-  try {
-    await waitForEngine(deps.engineUrl, config.engine.healthTimeoutMs, log);
-    models = await servedModels(config, deps.engineUrl);
-  } catch (err) {
-    await ownEngine?.stopAll();
-    throw err;
-  }
   const engine = new Engine({
     baseUrl: deps.engineUrl,
     apiKey: config.engine.apiKey,
     requestTimeoutMs: config.engine.requestTimeoutMs,
     connections: config.gpu.maxInFlight,
+    keepAliveMs: config.engine.keepAliveMs,
   });
+  let models: string[];
+  let endpoints: string[];
+  try {
+    await waitForEngine(deps.engineUrl, config.engine.healthTimeoutMs, log);
+    ({ models, endpoints } = await servedByEngine(config, engine, log));
+  } catch (err) {
+    await engine.close();
+    await ownEngine?.stopAll();
+    throw err;
+  }
   const inFlight = new Semaphore(config.gpu.maxInFlight);
   inflightLimit.set({ gpu: config.gpu.index }, config.gpu.maxInFlight);
-  const activities = createInferenceActivities({ db, store: deps.store, engine, inFlight, config, log });
+  const activities = createInferenceActivities({ db, store: deps.store, engine, inFlight, config, log, progress: deps.progress });
 
-  const workers = await Promise.all(
-    models.map((model) =>
-      Worker.create({
+  const queues = await Promise.all(
+    models.map(async (model) => ({
+      taskQueue: inferenceTaskQueue(config, model),
+      workflows: false,
+      activitySlots: config.gpu.concurrentChunks,
+      worker: await Worker.create({
         connection: deps.connection,
         namespace: config.temporal.namespace,
         taskQueue: inferenceTaskQueue(config, model),
@@ -114,8 +129,9 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
         maxHeartbeatThrottleInterval: config.gpu.heartbeatThrottleMs,
         shutdownGraceTime: config.worker.shutdownGraceMs,
       }),
-    ),
+    })),
   );
+  const workers = queues.map((q) => q.worker);
 
   const announcement = {
     id,
@@ -125,6 +141,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     host: hostname(),
     engineUrl: engineRoot(deps.engineUrl),
     maxInFlight: config.gpu.maxInFlight,
+    endpoints,
   };
   await announceWorker(db, announcement);
   const heartbeat = setInterval(() => {
@@ -132,16 +149,19 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
   }, config.gpu.heartbeatMs);
 
   const done = Promise.all(workers.map((w) => w.run())).then(() => undefined);
-  log.info({ id, models, engine: engineRoot(deps.engineUrl), maxInFlight: config.gpu.maxInFlight }, 'GPU worker ready');
+  log.info({ id, models, endpoints, engine: engineRoot(deps.engineUrl), maxInFlight: config.gpu.maxInFlight }, 'GPU worker ready');
   return {
     id,
     models,
     done,
+    queues,
     checks: [
       {
         name: 'engine',
         check: async () => {
           if (!(await engine.healthy(config.metrics.readyTimeoutMs))) throw new Error(`${engineRoot(deps.engineUrl)}/health does not answer 200`);
+          // Up, and taking this worker's key.
+          await engine.models(config.metrics.readyTimeoutMs);
         },
       },
     ],

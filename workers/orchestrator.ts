@@ -2,7 +2,9 @@
 // dead-letter). It never talks to an engine. `npm run worker:orchestrator`.
 import { createControlActivities } from '../activities/batch-control.js';
 import { createWebhookActivities } from '../activities/webhooks.js';
+import { Client } from '@temporalio/client';
 import { isEntryPoint } from '../lib/entry.js';
+import { startReconciler } from './reconciler.js';
 import { queueGauges } from './queue-metrics.js';
 import { runWorkerProcess, startWorkflowWorker, type RunningWorker, type WorkerProcessDeps } from './common.js';
 
@@ -12,12 +14,22 @@ export interface OrchestratorDeps extends WorkerProcessDeps {
 }
 
 export async function startOrchestratorWorker(deps: OrchestratorDeps): Promise<RunningWorker> {
+  const control = createControlActivities(deps);
+  const webhooks = createWebhookActivities(deps);
   const worker = await startWorkflowWorker(deps, {
     taskQueue: deps.config.temporal.orchestratorTaskQueue,
-    activities: { ...createControlActivities(deps), ...createWebhookActivities(deps) },
+    activities: { ...control, ...webhooks },
   });
   queueGauges(deps);
-  return worker;
+  const client = new Client({ connection: deps.connection, namespace: deps.config.temporal.namespace });
+  const stopReconciler = startReconciler({ ...deps, client, control, webhooks });
+  return {
+    ...worker,
+    shutdown: async () => {
+      stopReconciler();
+      await worker.shutdown();
+    },
+  };
 }
 
 if (isEntryPoint(import.meta.url)) {

@@ -5,6 +5,7 @@ import {
   ActivityCancellationType,
   CancellationScope,
   isCancellation,
+  log,
   ParentClosePolicy,
   patched,
   proxyActivities,
@@ -27,8 +28,10 @@ import { BatchModelKey, BatchRequestCountKey, BatchStatusKey } from './search-at
 
 export interface BatchWorkflowInput {
   batchId: string;
-  /** Timeouts of the orchestrator's own activities (validate, finalize), from the API's config. */
-  control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number };
+  /** Timeouts and attempts of the orchestrator's own activities (validate, finalize), from the API's config. */
+  control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number; maxAttempts?: number };
+  /** Unix seconds: when the completion window closes (counted from creation, validation included). */
+  expiresAt?: number;
   /** Where and how the import into Label Studio runs once the batch is done. */
   curation?: { taskQueue: string; activity: AutoImportInput['activity'] };
   /** How the project's webhooks are told the batch is done. */
@@ -53,7 +56,8 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
   const control = proxyActivities<ControlActivities>({
     startToCloseTimeout: input.control.startToCloseMs,
     heartbeatTimeout: input.control.heartbeatTimeoutMs,
-    retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2 },
+    // Bounded: a step that keeps failing ends the batch with the reason instead of retrying forever.
+    retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2, maximumAttempts: input.control.maxAttempts ?? 0 },
   });
 
   const progress: BatchProgress = {
@@ -77,9 +81,34 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     work.cancel();
   });
 
-  // Validation always finishes: its result is what finalize needs, whatever happens meanwhile.
-  const plan = await CancellationScope.nonCancellable(() => control.validateBatch(batchId));
+  // The completion window runs from creation: a batch stuck before its chunks still expires.
+  const expiry = new CancellationScope();
+  const startExpiry = (expiresAt: number): void => {
+    void expiry
+      .run(() => sleep(Math.max(0, expiresAt * 1000 - Date.now())))
+      .then(
+        () => {
+          progress.expired = true;
+          work.cancel();
+        },
+        () => undefined,
+      );
+  };
+  const expiryFromStart = input.expiresAt !== undefined && patched('expiry-from-creation');
+  if (expiryFromStart && input.expiresAt !== undefined) startExpiry(input.expiresAt);
+
+  // Validation always finishes: its result is what finalize needs, whatever happens meanwhile. When
+  // it cannot (out of attempts), the batch fails saying why.
+  let plan: BatchPlan;
+  try {
+    plan = await CancellationScope.nonCancellable(() => control.validateBatch(batchId));
+  } catch (err) {
+    if (!patched('bounded-control')) throw err;
+    await CancellationScope.nonCancellable(() => control.failBatch({ batchId, code: 'validation_error', message: `The input file could not be validated: ${reasonOf(err)}` }));
+    plan = { ok: false, errors: 1 };
+  }
   if (!plan.ok) {
+    expiry.cancel();
     progress.phase = 'done';
     setStatus('failed');
     await announce(input);
@@ -94,17 +123,8 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
   ]);
   if (progress.phase === 'validating') progress.phase = 'in_progress';
 
-  if (!progress.cancelRequested && !root.consideredCancelled) {
-    const expiry = new CancellationScope();
-    void expiry
-      .run(() => sleep(Math.max(0, plan.expiresAt * 1000 - Date.now())))
-      .then(
-        () => {
-          progress.expired = true;
-          work.cancel();
-        },
-        () => undefined,
-      );
+  if (!progress.cancelRequested && !root.consideredCancelled && !progress.expired) {
+    if (!expiryFromStart) startExpiry(plan.expiresAt);
     try {
       await work.run(() => runChunks(batchId, plan, control, progress, work));
     } catch (err) {
@@ -157,11 +177,20 @@ async function announce(input: BatchWorkflowInput): Promise<void> {
   if (!patched('webhooks') || webhooks === undefined) return;
   const { prepareDeliveries } = proxyActivities<WebhookActivities>({
     startToCloseTimeout: input.control.startToCloseMs,
-    retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2 },
+    retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2, maximumAttempts: input.control.maxAttempts ?? 0 },
   });
   // Whole, even when the workflow is being cancelled: deliveries once prepared must also be started.
   await CancellationScope.nonCancellable(async () => {
-    for (const deliveryId of await prepareDeliveries({ batchId: input.batchId })) {
+    let deliveries: string[];
+    try {
+      deliveries = await prepareDeliveries({ batchId: input.batchId });
+    } catch (err) {
+      // Webhooks tell of the end; they must never keep the batch from ending (or its curation from starting).
+      if (!patched('bounded-control')) throw err;
+      log.error('could not prepare webhook deliveries; the batch ends without them', { batchId: input.batchId, reason: reasonOf(err) });
+      return;
+    }
+    for (const deliveryId of deliveries) {
       try {
         await startChild(WebhookDeliveryWorkflow, {
           workflowId: deliveryId,

@@ -1,4 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import { curationObjectSchema, exportFineTuning, getCuration, receiveWebhook, type CurationDeps } from '../curation.js';
@@ -37,12 +38,10 @@ export function registerCurationRoutes(app: App, deps: CurationDeps): void {
     responses: { 200: { description: 'One {"messages": [...]} line per accepted or corrected task', content: { 'application/jsonl': { schema: z.string() } } }, ...errorResponses, 409: errorResponses[400] },
   });
   app.get('/v1/batches/:batch_id/curation/export', async (c) => {
-    const { lines, reviewed } = await exportFineTuning(deps, c.get('project'), c.req.param('batch_id'));
-    return c.body(lines.length === 0 ? '' : `${lines.join('\n')}\n`, 200, {
-      'content-type': 'application/jsonl',
-      'x-reviewed-tasks': String(reviewed),
-      'x-examples': String(lines.length),
-    });
+    const lines = await exportFineTuning(deps, c.get('project'), c.req.param('batch_id'));
+    // Label Studio going away mid-export cuts the body short; the client sees an incomplete download.
+    const body = Readable.toWeb(Readable.from(lines).on('error', () => undefined)) as ReadableStream<Uint8Array>;
+    return c.body(body, 200, { 'content-type': 'application/jsonl' });
   });
 }
 

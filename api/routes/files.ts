@@ -2,7 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { fileObjectSchema, listSchema, uploadFieldsSchema } from '../../schema/openai.js';
-import { createFile, deleteFile, getFile, listFiles, toFileObject, type FileDeps } from '../files.js';
+import { createFile, deleteFile, getFile, listFiles, openFileContent, toFileObject, type FileDeps } from '../files.js';
 import { errorResponses, json, security, type App } from './common.js';
 
 const fileIdParams = z.object({ file_id: z.string().min(1) });
@@ -89,11 +89,13 @@ export function registerFileRoutes(app: App, deps: FileDeps): void {
     responses: { 200: { description: 'The file bytes', content: { 'application/octet-stream': { schema: z.string().meta({ format: 'binary' }) } } }, ...errorResponses },
   });
   app.get('/v1/files/:file_id/content', async (c) => {
-    const file = await getFile(deps.db, c.get('project'), c.req.param('file_id'));
-    const body = Readable.toWeb(deps.store.read(file.storage_key)) as ReadableStream<Uint8Array>;
+    const { file, bytes, body: content } = await openFileContent(deps, c.get('project'), c.req.param('file_id'));
+    // A store that fails mid-body cuts the download short (the client sees a short body); it is logged, never a crash.
+    content.on('error', () => undefined);
+    const body = Readable.toWeb(content) as ReadableStream<Uint8Array>;
     return c.body(body, 200, {
       'content-type': 'application/octet-stream',
-      'content-length': String(file.bytes),
+      'content-length': String(bytes),
       'content-disposition': contentDisposition(file.filename),
     });
   });

@@ -1,100 +1,27 @@
 // `npm start` as a user runs it: every process of the stack comes up on real services, a batch
 // submitted with the official SDK completes and is visible in Temporal with its search attributes,
 // a killed worker is restarted, and Ctrl-C stops everything.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
-import getPort from 'get-port';
 import OpenAI from 'openai';
-import { parse, stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BatchStatusKey } from '../../workflows/search-attributes.js';
+import { alive, childrenOf, startDevStack, type DevStack, type DevStackPorts } from '../support/dev-stack.js';
 import { batchLines, uploadBatchFile, waitForBatch } from '../support/stack.js';
 
-function childrenOf(pid: number): { pid: number; args: string }[] {
-  try {
-    return execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(pid)], { encoding: 'utf8' })
-      .split('\n')
-      .filter((l) => l.trim() !== '')
-      .map((l) => {
-        const m = /^\s*(\d+)\s+(.*)$/.exec(l);
-        return { pid: Number(m?.[1]), args: m?.[2] ?? '' };
-      });
-  } catch {
-    return [];
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 describe('npm start', () => {
-  let dir: string;
-  let stack: ChildProcess;
+  let dev: DevStack;
+  let ports: DevStackPorts;
   let output = '';
-  let ports: { api: number; sim: number; pg: number; temporal: number; ui: number; orchestrator: number; gpu: number; importer: number };
-
-  const waitForOutput = async (text: string, timeoutMs: number, from = 0): Promise<void> => {
-    const deadline = Date.now() + timeoutMs;
-    while (!output.slice(from).includes(text)) {
-      if (Date.now() > deadline) throw new Error(`"${text}" did not appear in the stack's output:\n${output.slice(-4000)}`);
-      if (stack.exitCode !== null) throw new Error(`the stack exited (${stack.exitCode}):\n${output.slice(-4000)}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  };
 
   beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'npm-start-'));
-    await chmod(dir, 0o755);
-    ports = {
-      api: await getPort(),
-      sim: await getPort(),
-      pg: await getPort(),
-      temporal: await getPort(),
-      ui: await getPort(),
-      orchestrator: await getPort(),
-      gpu: await getPort(),
-      importer: await getPort(),
-    };
-    const yaml = parse(await readFile('temporal-dev.yaml', 'utf8')) as Record<string, unknown>;
-    const devConfig = { ...yaml, port: ports.temporal, uiPort: ports.ui, httpPort: await getPort(), metricsPort: await getPort(), dbFile: path.join(dir, 'temporal.db') };
-    await writeFile(path.join(dir, 'temporal-dev.yaml'), stringify(devConfig));
-
-    // The stack must bring up its own services: none of the test run's may leak in.
-    const { DATABASE_URL: _db, TEMPORAL_ADDRESS: _temporal, VLLM_BASE_URL: _engine, API_KEYS: _keys, ...inherited } = process.env;
-    const env: NodeJS.ProcessEnv = { ...inherited };
-    Object.assign(env, {
-      DATA_DIR: path.join(dir, 'data'),
-      API_PORT: String(ports.api),
-      SIM_PORT: String(ports.sim),
-      EMBEDDED_PG_PORT: String(ports.pg),
-      ORCHESTRATOR_METRICS_PORT: String(ports.orchestrator),
-      GPU_METRICS_PORT: String(ports.gpu),
-      IMPORT_METRICS_PORT: String(ports.importer),
-      TEMPORAL_DEV_CONFIG: path.join(dir, 'temporal-dev.yaml'),
-      TEMPORAL_CLI_PATH: inject('services').temporalCliPath,
-      SIM_TOKEN_LATENCY_MS: '1',
-      SIM_OUTPUT_TOKENS: '4-16',
-      LOG_FORMAT: 'json',
-      LOG_LEVEL: 'info',
-    });
-    stack = spawn(process.execPath, ['--import', 'tsx', 'workers/dev.ts'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    stack.stdout?.on('data', (c: Buffer) => (output += c.toString()));
-    stack.stderr?.on('data', (c: Buffer) => (output += c.toString()));
-    await waitForOutput('The stack is up.', 120_000);
+    dev = await startDevStack();
+    ports = dev.ports;
+    output = dev.output();
   });
 
   afterAll(async () => {
-    if (stack.exitCode === null) stack.kill('SIGKILL');
-    await rm(dir, { recursive: true, force: true });
+    await dev.destroy();
   });
 
   it('prints where the API and the Temporal UI are, and that outputs are simulated', () => {
@@ -143,12 +70,12 @@ describe('npm start', () => {
   });
 
   it('restarts a GPU worker killed with SIGKILL, and keeps serving batches', async () => {
-    const gpu = childrenOf(stack.pid!).find((c) => c.args.includes('workers/gpu.ts'));
+    const gpu = childrenOf(dev.process.pid!).find((c) => c.args.includes('workers/gpu.ts'));
     expect(gpu).toBeDefined();
-    const mark = output.length;
+    const mark = dev.output().length;
     process.kill(gpu!.pid, 'SIGKILL');
-    await waitForOutput('gpu-worker-0 restarted', 30_000, mark);
-    await waitForOutput('GPU worker ready', 60_000, mark);
+    await dev.waitForOutput('gpu-worker-0 restarted', 30_000, mark);
+    await dev.waitForOutput('GPU worker ready', 60_000, mark);
 
     const openai = new OpenAI({ baseURL: `http://127.0.0.1:${ports.api}/v1`, apiKey: 'sk-local', maxRetries: 0 });
     const file = await uploadBatchFile(openai, batchLines({ model: 'sim-llama-8b', count: 20 }));
@@ -157,19 +84,19 @@ describe('npm start', () => {
   });
 
   it('stops every process on Ctrl-C', async () => {
-    const children = childrenOf(stack.pid!);
+    const children = childrenOf(dev.process.pid!);
     const commands = children.map((c) => c.args).join('\n');
     for (const part of ['lib/embedded-postgres.ts', 'temporal server start-dev', 'simulator/main.ts', 'workers/orchestrator.ts', 'workers/gpu.ts', 'api/server.ts']) {
       expect(commands).toContain(part);
     }
-    const exited = new Promise<number | null>((resolve) => stack.once('exit', (code) => { resolve(code); }));
-    stack.kill('SIGINT');
+    const exited = new Promise<number | null>((resolve) => dev.process.once('exit', (code) => { resolve(code); }));
+    dev.process.kill('SIGINT');
     expect(await exited).toBe(0);
     // Orphans are reaped by init a moment after their parent exits.
     for (let i = 0; i < 50 && children.some((c) => alive(c.pid)); i++) await new Promise((r) => setTimeout(r, 100));
     expect(children.filter((c) => alive(c.pid)).map((c) => c.args)).toEqual([]);
     // Postgres itself is a grandchild: it must be gone too.
-    const leftovers = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dir));
+    const leftovers = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dev.dir));
     expect(leftovers).toEqual([]);
   });
 });

@@ -57,7 +57,8 @@ describe('a batch end to end with the openai SDK', () => {
     const lines = batchLines({
       model,
       count: 6,
-      // The simulator's context is 4096 tokens, so odd lines ask for too much, as with vLLM.
+      // The simulator's context is 4096 tokens: odd lines ask for more output than the whole context,
+      // which vLLM refuses (a prompt + max_tokens over it would be served, cut to the room left).
       body: (i) => ({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: i % 2 === 1 ? 100_000 : 8 }),
     });
     const file = await uploadBatchFile(stack.openai, lines);
@@ -71,15 +72,15 @@ describe('a batch end to end with the openai SDK', () => {
     for (const line of errors) {
       expect(line.error).toBeNull();
       expect(line.response?.status_code).toBe(400);
-      expect(line.response?.body).toMatchObject({ error: { type: 'BadRequestError', code: 400 } });
-      expect(JSON.stringify(line.response?.body)).toContain('maximum context length');
+      expect(line.response?.body).toMatchObject({ error: { type: 'BadRequestError', param: 'max_tokens', code: 400 } });
+      expect(JSON.stringify(line.response?.body)).toContain('max_tokens=100000 cannot be greater than max_model_len=4096');
     }
     expect((await fileLines(stack.openai, batch.output_file_id)).map((l) => l.custom_id)).toEqual(['req-0', 'req-2', 'req-4']);
 
     // Each refused request is also a dead letter, with the engine's answer to every attempt.
     const letters = await stack.db.selectFrom('dead_letters').selectAll().where('batch_id', '=', batch.id).orderBy('line').execute();
     expect(letters.map((l) => [l.custom_id, l.attempts])).toEqual([['req-1', 1], ['req-3', 1], ['req-5', 1]]);
-    expect(letters[0]?.errors).toEqual([{ at: expect.any(String), status: 400, message: expect.stringContaining('maximum context length') }]);
+    expect(letters[0]?.errors).toEqual([{ at: expect.any(String), status: 400, message: expect.stringContaining('cannot be greater than max_model_len') }]);
   });
 
   it('lists the live models', async () => {

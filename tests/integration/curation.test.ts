@@ -4,6 +4,8 @@ import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { createCurationActivities, type ImportPlan } from '../../activities/curation.js';
 import { loadCurationSchemas } from '../../lib/curation.js';
+import OpenAI, { toFile } from 'openai';
+import { addKey } from '../../api/keys.js';
 import { LabelStudio } from '../../lib/label-studio.js';
 import { runCli } from '../support/cli.js';
 import { startTestLabelStudio, type TestLabelStudio } from '../support/label-studio.js';
@@ -85,14 +87,20 @@ describe('auto-import into Label Studio', () => {
     await ls.destroy();
   });
 
+  let projectId: string;
+  beforeAll(async () => {
+    projectId = (await stack.db.selectFrom('projects').select('id').where('name', '=', 'default').executeTakeFirstOrThrow()).id;
+  });
+
   it("puts a batch's results in the schema's project as tasks with the answer pre-filled", async () => {
     const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 25 }))).id);
     const curation = await waitForCuration(stack, batch.id);
     expect(curation).toMatchObject({ status: 'completed', reason: null, schema: 'review', tasks_total: 25, tasks_imported: 25, pages_total: 3, pages_done: 3 });
     expect(curation.label_studio_url).toBe(`${ls.url}/projects/${curation.label_studio_project_id}/data`);
 
+    // One Label Studio project per API project and schema, named for both.
     const projects = await lsProjects(ls);
-    expect(projects.filter((p) => p.title === 'gpu-batch review').map((p) => p.id)).toEqual([curation.label_studio_project_id]);
+    expect(projects.filter((p) => p.title === `gpu-batch review ${projectId}`).map((p) => p.id)).toEqual([curation.label_studio_project_id]);
     const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
     expect(tasks.map((t) => t.data.custom_id).sort()).toEqual(Array.from({ length: 25 }, (_, i) => `req-${i}`).sort());
     const outputs = new Map(
@@ -113,10 +121,29 @@ describe('auto-import into Label Studio', () => {
     // A second batch with the same schema goes to the same project.
     const second = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 5 }))).id);
     expect((await waitForCuration(stack, second.id)).label_studio_project_id).toBe(curation.label_studio_project_id);
-    expect((await lsProjects(ls)).filter((p) => p.title === 'gpu-batch review')).toHaveLength(1);
+    expect((await lsProjects(ls)).filter((p) => p.title === `gpu-batch review ${projectId}`)).toHaveLength(1);
+
+    // Another API project's batch goes to a Label Studio project of its own: tenants never share one.
+    const otherKey = 'sk-other-tenant';
+    await addKey(stack.db, 'other-tenant', otherKey);
+    const other = new OpenAI({ baseURL: `${stack.apiUrl}/v1`, apiKey: otherKey, maxRetries: 0 });
+    const otherFile = await other.files.create({ file: await toFile(Buffer.from(batchLines({ model, count: 3 })), 'other.jsonl'), purpose: 'batch' });
+    const otherBatch = await waitForBatch(other, (await other.batches.create({ input_file_id: otherFile.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).id);
+    const otherCuration = await waitForCuration({ ...stack, openai: other }, otherBatch.id);
+    expect(otherCuration).toMatchObject({ status: 'completed', tasks_imported: 3 });
+    expect(otherCuration.label_studio_project_id).not.toBe(curation.label_studio_project_id);
+    // Nor can it name the first tenant's project to import into it (or learn whether it exists).
+    const intruder = await waitForBatch(other, (await other.batches.create({ input_file_id: otherFile.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { curation_project: String(curation.label_studio_project_id) } })).id);
+    expect(await waitForCuration({ ...stack, openai: other }, intruder.id)).toMatchObject({
+      status: 'failed',
+      reason: expect.stringContaining(`Label Studio project ${curation.label_studio_project_id} (metadata curation_project) is not one this project may import into`) as unknown,
+    });
+    const stranger = await waitForBatch(other, (await other.batches.create({ input_file_id: otherFile.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { curation_project: '99999' } })).id);
+    expect(await waitForCuration({ ...stack, openai: other }, stranger.id)).toMatchObject({ status: 'failed', reason: expect.stringContaining('Label Studio project 99999 (metadata curation_project) is not one this project may import into') as unknown });
+    expect((await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === intruder.id)).toHaveLength(0);
   });
 
-  it('makes a project per batch for a per-batch schema, and honours an existing project named in metadata', async () => {
+  it('makes a project per batch for a per-batch schema, and honours a project an operator granted', async () => {
     const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 4 }));
     const labelled = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { curation_schema: 'label' } });
     await waitForBatch(stack.openai, labelled.id);
@@ -129,9 +156,18 @@ describe('auto-import into Label Studio', () => {
     const review = loadCurationSchemas('schema/curation').get('review')!;
     const mine = await client.createProject({ title: 'Curators own project', description: '', label_config: review.label_config });
     await client.close();
-    const named = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { curation_project: String(mine.id) } });
-    await waitForBatch(stack.openai, named.id);
-    expect(await waitForCuration(stack, named.id)).toMatchObject({ status: 'completed', label_studio_project_id: mine.id, tasks_imported: 4 });
+    const name = async (): Promise<string> => {
+      const named = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata: { curation_project: String(mine.id) } });
+      await waitForBatch(stack.openai, named.id);
+      return named.id;
+    };
+    // Not this project's until an operator says so.
+    expect(await waitForCuration(stack, await name())).toMatchObject({ status: 'failed', reason: expect.stringContaining('is not one this project may import into') as unknown });
+    const granted = await runCli(['curation', 'grant', String(mine.id), '--project', 'default'], { DATABASE_URL: stack.processEnv().DATABASE_URL ?? '' });
+    expect(granted.code).toBe(0);
+    expect(granted.stdout).toContain(`may now import into Label Studio project ${mine.id}`);
+    const named = await name();
+    expect(await waitForCuration(stack, named)).toMatchObject({ status: 'completed', label_studio_project_id: mine.id, tasks_imported: 4 });
     expect(await tasksIn(ls, mine.id)).toHaveLength(4);
   });
 
@@ -139,7 +175,7 @@ describe('auto-import into Label Studio', () => {
     const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 2 }));
     for (const [metadata, reason] of [
       [{ curation_schema: 'nope' }, 'unknown curation schema "nope" (known: label, review)'],
-      [{ curation_project: '99999' }, 'Label Studio project 99999 (metadata curation_project) does not exist'],
+      [{ curation_project: '99999' }, 'Label Studio project 99999 (metadata curation_project) is not one this project may import into; an operator can allow it with `gpu-batch curation grant`'],
     ] as const) {
       const created = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h', metadata });
       const batch = await waitForBatch(stack.openai, created.id);
@@ -202,7 +238,7 @@ describe('auto-import into Label Studio', () => {
     const out = `${stack.config.paths.fileStoreDir}/export.jsonl`;
     const cli = await runCli(['curation', 'export', batch.id, '--output', out], { OPENAI_BASE_URL: `${stack.apiUrl}/v1`, OPENAI_API_KEY: stack.apiKey });
     expect(cli.code).toBe(0);
-    expect(cli.stdout).toContain('2 fine-tuning examples from 3 reviewed tasks');
+    expect(cli.stdout).toContain('2 fine-tuning examples written to');
     const { readFile } = await import('node:fs/promises');
     expect((await readFile(out, 'utf8')).trim().split('\n')).toHaveLength(2);
 

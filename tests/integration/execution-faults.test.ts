@@ -59,8 +59,8 @@ describe('batch execution against a flaky engine', () => {
     await engine.close();
   });
 
-  it('retries 429s (honouring Retry-After), 5xx, timeouts and dropped connections until every request succeeds', async () => {
-    await setFaults(engine, { errorRates: { '429': 0.15, '500': 0.1, '503': 0.05 }, retryAfterSeconds: 0.1, hangRate: 0.03, dropRate: 0.03 });
+  it('retries 429s (honouring Retry-After), 502s, 503s, timeouts and dropped connections until every request succeeds', async () => {
+    await setFaults(engine, { errorRates: { '429': 0.15, '502': 0.1, '503': 0.05 }, retryAfterSeconds: 0.1, hangRate: 0.03, dropRate: 0.03 });
     const count = 300;
     const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id, 120_000);
     await setFaults(engine, {});
@@ -72,6 +72,21 @@ describe('batch execution against a flaky engine', () => {
     const { counts } = await outputsByCustomId(stack.openai, batch);
     expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
     expect(await stack.db.selectFrom('dead_letters').selectAll().where('batch_id', '=', batch.id).execute()).toEqual([]);
+  });
+
+  it("writes vLLM's 500s to the error file at once, without retrying them, while the engine is healthy", async () => {
+    await setFaults(engine, { errorRates: { '500': 0.2 } });
+    const count = 200;
+    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id, 120_000);
+    await setFaults(engine, {});
+    expect(batch.status).toBe('completed');
+    const { failed, counts } = await outputsByCustomId(stack.openai, batch);
+    expect(counts.size).toBe(count);
+    expect(failed.length).toBeGreaterThan(10);
+    for (const line of failed) expect(line.response?.status_code).toBe(500);
+    const letters = await stack.db.selectFrom('dead_letters').select(['attempts']).where('batch_id', '=', batch.id).execute();
+    expect(letters).toHaveLength(failed.length);
+    expect(letters.every((l) => l.attempts === 1)).toBe(true);
   });
 
   it('pauses through a one-minute engine outage and resumes without failing anything', async () => {

@@ -111,8 +111,14 @@ describe('metrics from every process', () => {
     expect(sample(api, 'gpu_batch_batches', { status: 'completed' })).toBe(1);
     expect(sample(api, 'gpu_batch_http_requests_total', { method: 'GET', route: '/v1/batches/:batch_id', status: '200' })).toBeGreaterThan(0);
     expect(sample(api, 'gpu_batch_http_requests_total', { method: 'POST', route: '/v1/batches', status: '200' })).toBe(1);
-    // Import progress: no Label Studio here, so the import was recorded as skipped.
-    expect(sample(api, 'gpu_batch_curation_imports', { status: 'skipped' })).toBe(1);
+    // Import progress: no Label Studio here, so the import (which starts once the batch has ended) is recorded as skipped.
+    const imported = Date.now() + 10_000;
+    let skipped = sample(api, 'gpu_batch_curation_imports', { status: 'skipped' });
+    while (skipped !== 1 && Date.now() < imported) {
+      await new Promise((r) => setTimeout(r, 250));
+      skipped = sample(await scrape(stack.apiUrl), 'gpu_batch_curation_imports', { status: 'skipped' });
+    }
+    expect(skipped).toBe(1);
   });
 
   it('has every metric the Grafana dashboard queries', async () => {
@@ -131,7 +137,9 @@ describe('metrics from every process', () => {
       expect(ready.status).toBe('ready');
     }
     const gpuReady = (await (await fetch(`${base(ports.gpu)}/readyz`)).json()) as { checks: Record<string, { ok: boolean }> };
-    expect(Object.keys(gpuReady.checks).sort()).toEqual(['database', 'engine', 'file_store', 'temporal']);
+    expect(Object.keys(gpuReady.checks).sort()).toEqual(['database', 'engine', 'file_store', 'temporal', 'temporal_worker']);
+    // Ready means its Temporal worker runs and Temporal lists it among the task queue's pollers.
+    expect(gpuReady.checks.temporal_worker?.ok).toBe(true);
   });
 
   it('logs structured JSON naming the batch, the chunk and the worker', () => {
@@ -140,7 +148,7 @@ describe('metrics from every process', () => {
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines.find((l) => l.msg === 'GPU worker ready')).toMatchObject({ worker: expect.stringMatching(/^gpu2@/), level: 30 });
+    expect(lines.find((l) => l.msg === 'GPU worker ready')).toMatchObject({ worker: expect.stringMatching(/^gpu-worker-2@/), level: 30 });
     const orchestratorLines = orchestrator
       .output()
       .split('\n')

@@ -46,9 +46,9 @@ export function spawnEntry(script: string, env: Record<string, string>, nodeArgs
   };
 }
 
-/** A GPU worker process on this stack, feeding the given engine. */
-export async function spawnGpuWorker(stack: TestStack, engineUrl: string, env: Record<string, string> = {}): Promise<ChildUnderTest> {
+/** A GPU worker process on this stack, feeding the given engine (a worker starting its own vLLM takes minutes). */
+export async function spawnGpuWorker(stack: TestStack, engineUrl: string, env: Record<string, string> = {}, readyTimeoutMs = env.VLLM_COMMAND === undefined ? 60_000 : 600_000): Promise<ChildUnderTest> {
   const worker = spawnEntry('workers/gpu.ts', { ...stack.processEnv(), VLLM_BASE_URL: engineUrl, ...env });
-  await worker.waitFor('GPU worker ready');
+  await worker.waitFor('GPU worker ready', readyTimeoutMs);
   return worker;
 }

@@ -12,14 +12,14 @@ import OpenAI, { toFile } from 'openai';
 import { inject } from 'vitest';
 import { startApiServer, type RunningApi } from '../../api/server.js';
 import { loadConfig, type Config } from '../../lib/config.js';
-import { openDatabase, type Db } from '../../lib/db.js';
+import { dbOptions, openDatabase, type Db } from '../../lib/db.js';
 import { loadCurationSchemas } from '../../lib/curation.js';
 import { ensureDatabase } from '../../lib/embedded-postgres.js';
 import { labelStudioClient } from '../../lib/label-studio.js';
 import { createFileStore, type FileStore } from '../../lib/file-store.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import { ensureBucket } from '../../lib/minio.js';
-import { connectWorker, installRuntime, type RunningWorker } from '../../workers/common.js';
+import { connectWorker, installRuntime, workerIdentity, type RunningWorker } from '../../workers/common.js';
 import { startGpuWorker, type RunningGpuWorker } from '../../workers/gpu.js';
 import { startImportWorker } from '../../workers/import.js';
 import { startOrchestratorWorker } from '../../workers/orchestrator.js';
@@ -127,7 +127,7 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
   });
   const log = createLogger(name, config.log);
   installRuntime(log);
-  const db = await openDatabase(databaseUrl, 10);
+  const db = await openDatabase(databaseUrl, dbOptions(config));
   const store = createFileStore(config);
   const connection: NativeConnection = await connectWorker(config);
   const clientConnection = await Connection.connect({ address: config.temporal.address ?? services.temporalAddress });
@@ -150,14 +150,16 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
   const workerMetrics = new Registry();
   const addGpuWorker = async (engineUrl = services.simulatorUrl, gpu: Partial<Config['gpu']> = {}): Promise<RunningGpuWorker> => {
     const workerConfig: Config = { ...config, gpu: { ...config.gpu, ...gpu } };
-    const worker = await startGpuWorker({ config: workerConfig, db, store, log, connection, engineUrl, registry: workerMetrics });
+    const identity = workerIdentity(`${name}-gpu${workerConfig.gpu.index}-${gpuWorkers.length}`);
+    const worker = await startGpuWorker({ config: workerConfig, db, store, log, connection, engineUrl, registry: workerMetrics, identity, progress: () => undefined });
     gpuWorkers.push(worker);
     workers.push(worker);
     return worker;
   };
   try {
-    if (options.noOrchestrator !== true) workers.push(await startOrchestratorWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath, registry: workerMetrics }));
-    if (options.noImportWorker !== true) workers.push(await startImportWorker({ config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath, registry: workerMetrics }));
+    const common = { config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath, registry: workerMetrics, progress: () => undefined };
+    if (options.noOrchestrator !== true) workers.push(await startOrchestratorWorker({ ...common, identity: workerIdentity(`${name}-orchestrator`) }));
+    if (options.noImportWorker !== true) workers.push(await startImportWorker({ ...common, identity: workerIdentity(`${name}-import`) }));
     // One process can hold one worker per task queue; more GPU workers for a model are spawned as processes.
     for (const engine of options.engines ?? [services.simulatorUrl]) await addGpuWorker(engine);
     if (options.noApi !== true) api = await startApiServer({ config, db, store, temporal, log, registry, labelStudio }, { host: '127.0.0.1', port: options.apiPort ?? 0 });

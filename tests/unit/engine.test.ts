@@ -25,26 +25,28 @@ describe('Engine', () => {
 
   it('sends the body as given and returns the parsed answer and request id', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: `${s.url}/v1`, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
+    const engine = new Engine({ baseUrl: `${s.url}/v1`, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'ok', status: 200, attempts: 1 });
     if (outcome.kind !== 'ok') throw new Error('unreachable');
-    expect(outcome.requestId).toMatch(/^[0-9a-f]{32}$/);
+    // Our own request id went with it (vLLM sends none back by default, and takes ours as its own).
+    expect(outcome.requestId).toMatch(/^batch_req_[A-Za-z0-9]{24}$/);
     expect(outcome.body).toMatchObject({ object: 'chat.completion' });
   });
 
   it('does not retry a 4xx and keeps the engine error body whole', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
     const outcome = await engine.send('/v1/chat/completions', { ...body, model: 'nope' }, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'http', status: 404, attempts: 1 });
     if (outcome.kind !== 'http') throw new Error('unreachable');
-    expect(outcome.body).toEqual({ error: { message: 'The model `nope` does not exist.', type: 'NotFoundError', param: 'model', code: 404 } });
+    expect(outcome.body).toMatchObject({ error: { type: 'NotFoundError', param: 'model', code: 404 } });
+    expect((outcome.body as { error: { message: string } }).error.message).toContain('The model `nope` does not exist.');
   });
 
   it('retries 429 after at least Retry-After, and 5xx, until the engine recovers', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
     await setFaults(s, { errorRates: { '429': 1 }, retryAfterSeconds: 0.3 });
     const started = Date.now();
     const pending = engine.send('/v1/chat/completions', body, policy, undefined);
@@ -59,9 +61,23 @@ describe('Engine', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(300);
   });
 
+  it("does not retry vLLM's 500 and 501 (they say the same again), but does retry 502", async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
+    for (const status of ['500', '501']) {
+      await setFaults(s, { errorRates: { [status]: 1 } });
+      expect(await engine.send('/v1/chat/completions', body, policy, undefined)).toMatchObject({ kind: 'http', status: Number(status), attempts: 1 });
+    }
+    await setFaults(s, { errorRates: { '502': 1 } });
+    setTimeout(() => void setFaults(s, {}), 200);
+    const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
+    expect(outcome.kind).toBe('ok');
+    expect(outcome.errors.map((e) => e.status)).toContain(502);
+  });
+
   it('gives up on dropped connections when the budget runs out, reporting every attempt', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
     await setFaults(s, { dropRate: 1 });
     const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 300, initialMs: 20, maxMs: 50 }, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: false });
@@ -71,7 +87,7 @@ describe('Engine', () => {
 
   it('counts the body in the request timeout: a stalled answer times out', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 300, connections: 16 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 300, connections: 16, keepAliveMs: 4000 });
     await setFaults(s, { stallRate: 1 });
     const started = Date.now();
     const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
@@ -81,7 +97,7 @@ describe('Engine', () => {
 
   it('retries an answer cut off half-way', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
     await setFaults(s, { truncateRate: 1 });
     setTimeout(() => void setFaults(s, {}), 300);
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
@@ -92,7 +108,7 @@ describe('Engine', () => {
 
   it('times out a hung request', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 150, connections: 16 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 150, connections: 16, keepAliveMs: 4000 });
     await setFaults(s, { hangRate: 1 });
     const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
@@ -100,7 +116,7 @@ describe('Engine', () => {
 
   it('stops at once when aborted', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
     await setFaults(s, { hangRate: 1 });
     const controller = new AbortController();
     setTimeout(() => { controller.abort(); }, 100);

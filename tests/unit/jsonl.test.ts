@@ -36,6 +36,28 @@ describe('readLines', () => {
     expect(tail).toEqual(all.slice(2));
   });
 
+  it('never holds a line over the cap: it comes back empty and marked, with its true offsets', async () => {
+    const huge = 'y'.repeat(50_000);
+    const text = `ok\n${huge}\nafter\n${huge}`;
+    const chunks = [];
+    for (let i = 0; i < text.length; i += 700) chunks.push(text.slice(i, i + 700));
+    const lines = await collect(chunks, { maxLineBytes: 1000 });
+    expect(lines.map((l) => [l.number, l.text, l.problem])).toEqual([
+      [1, 'ok', undefined],
+      [2, '', 'too_long'],
+      [3, 'after', undefined],
+      [4, '', 'too_long'],
+    ]);
+    expect(lines[1]).toMatchObject({ start: 3, end: 3 + huge.length + 1 });
+    expect(lines[3]?.end).toBe(Buffer.byteLength(text));
+  });
+
+  it('marks lines that are not UTF-8 when asked, and reads them as they are otherwise', async () => {
+    const bytes = Buffer.concat([Buffer.from('{"a":"'), Buffer.from([0xc3, 0x28]), Buffer.from('"}\n{"b":1}\n')]);
+    expect((await collect([bytes], { checkUtf8: true })).map((l) => l.problem)).toEqual(['not_utf8', undefined]);
+    expect((await collect([bytes])).map((l) => l.problem)).toEqual([undefined, undefined]);
+  });
+
   it('handles one line larger than any chunk', async () => {
     const big = 'x'.repeat(100_000);
     const chunks = [];

@@ -14,6 +14,17 @@ describe('private networks', () => {
     for (const a of ['8.8.8.8', '1.1.1.1', '172.32.0.1', '2606:4700:4700::1111', 'example.com']) expect(isPrivateAddress(a), a).toBe(false);
   });
 
+  it('looks inside IPv6 addresses that carry an IPv4 one, and refuses the deprecated and tunnelled ranges', () => {
+    // NAT64, 6to4 and IPv4-compatible forms of loopback, private and cloud-metadata addresses.
+    for (const a of ['64:ff9b::7f00:1', '64:ff9b::127.0.0.1', '64:ff9b::a9fe:a9fe', '2002:7f00:1::', '2002:a00:1::1', '::127.0.0.1', '::a9fe:a9fe', '::10.1.2.3']) {
+      expect(isPrivateAddress(a), a).toBe(true);
+    }
+    // Site-local, Teredo (its IPv4 part is obfuscated), documentation, discard.
+    for (const a of ['fec0::1', 'feff::1', '2001::1', '2001:0:4136:e378::1', '2001:db8::1', '100::1']) expect(isPrivateAddress(a), a).toBe(true);
+    // The same forms around public IPv4 addresses stay public.
+    for (const a of ['64:ff9b::808:808', '64:ff9b::8.8.8.8', '2002:808:808::1']) expect(isPrivateAddress(a), a).toBe(false);
+  });
+
   it('refuses URLs whose host is a private address or this machine, and lets names through to be resolved', () => {
     expect(privateHostReason('http://[::1]:8080/x')).toMatch(/::1 is a private/);
     expect(privateHostReason('https://LOCALHOST/x')).toMatch(/localhost is this machine/);

@@ -1,6 +1,7 @@
 // The simulator is the one stand-in in the system, so it is held to vLLM's HTTP behaviour.
+import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { RunningSimulator } from '../../simulator/server.js';
+import { VLLM_VERSION, type RunningSimulator } from '../../simulator/server.js';
 import { parseFaultSpec } from '../../simulator/faults.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';
 
@@ -41,18 +42,18 @@ describe('vLLM simulator: the HTTP API', () => {
     expect(res.usage.completion_tokens).toBe(3);
   });
 
-  it('serves completions, embeddings (float and base64) and responses', async () => {
-    const s = await sim({ embeddingDim: 8 });
+  it('serves completions, embeddings (float and base64, from an embedding model) and responses', async () => {
+    const s = await sim({ models: ['sim-test', 'sim-embed'], embeddingDim: 8 });
     const completion = (await (await post(s, '/v1/completions', { model: 'sim-test', prompt: ['a', 'b'], max_tokens: 5 })).json()) as Record<string, any>;
     expect(completion).toMatchObject({ object: 'text_completion' });
     expect(completion.choices).toHaveLength(2);
 
-    const floats = (await (await post(s, '/v1/embeddings', { model: 'sim-test', input: ['x', 'y'] })).json()) as Record<string, any>;
+    const floats = (await (await post(s, '/v1/embeddings', { model: 'sim-embed', input: ['x', 'y'] })).json()) as Record<string, any>;
     expect(floats.data).toHaveLength(2);
     expect(floats.data[0].embedding).toHaveLength(8);
     const norm = Math.sqrt((floats.data[0].embedding as number[]).reduce((s2, v) => s2 + v * v, 0));
     expect(norm).toBeCloseTo(1, 5);
-    const b64 = (await (await post(s, '/v1/embeddings', { model: 'sim-test', input: 'x', encoding_format: 'base64' })).json()) as Record<string, any>;
+    const b64 = (await (await post(s, '/v1/embeddings', { model: 'sim-embed', input: 'x', encoding_format: 'base64' })).json()) as Record<string, any>;
     const raw = Buffer.from(b64.data[0].embedding as string, 'base64');
     const decoded = Array.from(new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4));
     expect(decoded).toEqual(floats.data[0].embedding);
@@ -62,17 +63,135 @@ describe('vLLM simulator: the HTTP API', () => {
     expect(response.usage).toMatchObject({ input_tokens: expect.any(Number), output_tokens: expect.any(Number), total_tokens: expect.any(Number) });
   });
 
-  it('refuses like vLLM: unknown model 404, too long 400, missing fields 400, in its error shape', async () => {
+  it('serves each route only for its kind of model, as vLLM mounts them: 404 {"detail":"Not Found"} otherwise', async () => {
+    const mixed = await sim({ models: ['sim-test', 'sim-embed'] });
+    // A generative model has no embeddings, an embedding model no chat (each would be its own vLLM).
+    for (const [path, body] of [
+      ['/v1/embeddings', { model: 'sim-test', input: 'x' }],
+      ['/v1/chat/completions', chat('x', { model: 'sim-embed' })],
+      ['/v1/completions', { model: 'sim-embed', prompt: 'x' }],
+    ] as const) {
+      const res = await post(mixed, path, body);
+      expect([path, res.status, await res.json()]).toEqual([path, 404, { detail: 'Not Found' }]);
+    }
+    const unknown = await post(mixed, '/v1/embeddings', { model: 'nope', input: 'x' });
+    expect(await unknown.json()).toMatchObject({ error: { message: 'The model `nope` does not exist. Valid aliases: sim-embed.', param: 'model', code: 404 } });
+    // Only generative models (the default unless a name contains "embed", or embeddingModels says otherwise): no route at all.
+    const generative = await sim();
+    const res = await fetch(`${generative.url}/v1/embeddings`, { method: 'POST', body: '{not json' });
+    expect([res.status, await res.json()]).toEqual([404, { detail: 'Not Found' }]);
+    const chosen = await sim({ models: ['a', 'b'], embeddingModels: ['b'] });
+    expect((await post(chosen, '/v1/embeddings', { model: 'b', input: 'x' })).status).toBe(200);
+    expect((await post(chosen, '/v1/embeddings', { model: 'a', input: 'x' })).status).toBe(404);
+  });
+
+  it('refuses like vLLM: unknown model 404, max_tokens or the prompt alone over the context 400, bad fields 400, in its error shapes', async () => {
     const s = await sim({ maxModelLen: 100 });
     const unknown = await post(s, '/v1/chat/completions', { ...chat('x'), model: 'gpt-4' });
     expect(unknown.status).toBe(404);
-    expect(await unknown.json()).toEqual({ error: { message: 'The model `gpt-4` does not exist.', type: 'NotFoundError', param: 'model', code: 404 } });
-    const tooLong = await post(s, '/v1/chat/completions', chat('x', { max_tokens: 500 }));
+    expect(await unknown.json()).toEqual({ error: { message: 'The model `gpt-4` does not exist. Valid aliases: sim-test.', type: 'NotFoundError', param: 'model', code: 404 } });
+    const tooMany = await post(s, '/v1/chat/completions', chat('x', { max_tokens: 500 }));
+    expect(tooMany.status).toBe(400);
+    expect(await tooMany.json()).toEqual({
+      error: {
+        message: 'max_tokens=500 cannot be greater than max_model_len=100. Please request fewer output tokens. (parameter=max_tokens, value=500)',
+        type: 'BadRequestError',
+        param: 'max_tokens',
+        code: 400,
+      },
+    });
+    // A chat message of 4n characters is n + 10 tokens here.
+    const tooLong = await post(s, '/v1/chat/completions', chat('x'.repeat(400), { max_tokens: 5 }));
     expect(tooLong.status).toBe(400);
-    expect(((await tooLong.json()) as { error: { message: string } }).error.message).toMatch(/maximum context length is 100 tokens/);
-    expect((await post(s, '/v1/chat/completions', { model: 'sim-test' })).status).toBe(400);
+    expect(await tooLong.json()).toEqual({
+      error: {
+        message:
+          "This model's maximum context length is 100 tokens. However, your prompt contains at least 101 input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value=101)",
+        type: 'BadRequestError',
+        param: 'input_tokens',
+        code: 400,
+      },
+    });
+    const full = await post(s, '/v1/chat/completions', chat('x'.repeat(360)));
+    expect(await full.json()).toMatchObject({ error: { message: 'max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)', param: 'max_tokens' } });
+    const missing = await post(s, '/v1/chat/completions', { model: 'sim-test' });
+    expect(missing.status).toBe(400);
+    expect(await missing.json()).toEqual({
+      error: { message: "1 validation error:\n  {'type': 'missing', 'loc': 'body.messages', 'msg': 'Field required', 'input': '<dict of 1 items>'}", type: 'Bad Request', param: 'body.messages', code: 400 },
+    });
     const badJson = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', body: '{nope' });
     expect(badJson.status).toBe(400);
+    expect(await badJson.json()).toMatchObject({ error: { type: 'Bad Request', param: 'body.1', code: 400 } });
+    const hot = await post(s, '/v1/chat/completions', chat('x', { temperature: -1 }));
+    expect(await hot.json()).toEqual({ error: { message: 'temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)', type: 'BadRequestError', param: 'temperature', code: 400 } });
+  });
+
+  it('cuts prompt + max_tokens over the context to the room left (200, finish_reason length), as vLLM >= 0.11 does', async () => {
+    const s = await sim({ maxModelLen: 100, outputTokens: { min: 1000, max: 1000 } });
+    // 80 characters: 20 tokens of content, 30 with the chat template; 70 left of the 100.
+    const cut = (await (await post(s, '/v1/chat/completions', chat('x'.repeat(80), { max_tokens: 90 }))).json()) as Record<string, any>;
+    expect(cut.choices[0].finish_reason).toBe('length');
+    expect(cut.usage).toMatchObject({ prompt_tokens: 30, completion_tokens: 70, total_tokens: 100 });
+    // No max_tokens: the room left too; completions default to 16.
+    const open = (await (await post(s, '/v1/chat/completions', chat('x'.repeat(80)))).json()) as Record<string, any>;
+    expect(open.usage.completion_tokens).toBe(70);
+    const completion = (await (await post(s, '/v1/completions', { model: 'sim-test', prompt: 'x'.repeat(80) })).json()) as Record<string, any>;
+    expect(completion.usage).toMatchObject({ prompt_tokens: 21, completion_tokens: 16 });
+    const response = (await (await post(s, '/v1/responses', { model: 'sim-test', input: 'x'.repeat(80), max_output_tokens: 90 })).json()) as Record<string, any>;
+    expect(response).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, max_output_tokens: 69, usage: { input_tokens: 31, output_tokens: 69 } });
+  });
+
+  it('answers unknown routes and wrong methods as FastAPI does, and says which vLLM it copies', async () => {
+    const s = await sim();
+    for (const [method, path] of [['GET', '/v1/nope'], ['POST', '/nope'], ['GET', '/v1/models/sim-test']] as const) {
+      const res = await fetch(`${s.url}${path}`, { method });
+      expect([method, path, res.status, await res.json()]).toEqual([method, path, 404, { detail: 'Not Found' }]);
+    }
+    const wrong = await fetch(`${s.url}/v1/chat/completions`);
+    expect([wrong.status, wrong.headers.get('allow'), await wrong.json()]).toEqual([405, 'POST', { detail: 'Method Not Allowed' }]);
+    expect((await fetch(`${s.url}/health`, { method: 'HEAD' })).status).toBe(405);
+    expect(await (await fetch(`${s.url}/version`)).json()).toEqual({ version: VLLM_VERSION });
+  });
+
+  it('guards /v1/* with --api-key as vLLM does: 401 {"error":"Unauthorized"}; /health, /metrics and /control stay open', async () => {
+    const s = await sim({ apiKey: 'sk-sim' });
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { 'x-api-key': 'sk-sim' }, { authorization: 'sk-sim' }] as Record<string, string>[]) {
+      const res = await post(s, '/v1/chat/completions', chat('x'), { headers: { 'content-type': 'application/json', ...headers } });
+      expect([res.status, await res.text(), res.headers.get('vary')]).toEqual([401, '{"error":"Unauthorized"}', null]);
+    }
+    expect((await fetch(`${s.url}/v1/nope`)).status).toBe(401);
+    expect((await fetch(`${s.url}/v1/models`, { headers: { authorization: 'bearer sk-sim' } })).status).toBe(200);
+    expect((await post(s, '/v1/chat/completions', chat('x'), { headers: { 'content-type': 'application/json', authorization: 'Bearer sk-sim' } })).status).toBe(200);
+    for (const path of ['/health', '/metrics', '/version', '/control/stats']) expect([path, (await fetch(`${s.url}${path}`)).status]).toEqual([path, 200]);
+    expect((await fetch(`${s.url}/nope`)).status).toBe(404);
+  });
+
+  it('sends no X-Request-Id unless asked to (--enable-request-id-headers); a client\'s X-Request-Id becomes the id', async () => {
+    const plain = await sim();
+    const res = await post(plain, '/v1/chat/completions', chat('x'), { headers: { 'content-type': 'application/json', 'x-request-id': 'mine' } });
+    expect(res.headers.get('x-request-id')).toBeNull();
+    expect(((await res.json()) as { id: string }).id).toBe('chatcmpl-mine');
+    expect(((await (await post(plain, '/v1/completions', { model: 'sim-test', prompt: 'x' })).json()) as { id: string }).id).toMatch(/^cmpl-[0-9a-f]{16}$/);
+    const headed = await sim({ enableRequestIdHeaders: true });
+    expect((await post(headed, '/v1/chat/completions', chat('x'), { headers: { 'content-type': 'application/json', 'x-request-id': 'mine' } })).headers.get('x-request-id')).toBe('mine');
+    expect((await fetch(`${headed.url}/health`)).headers.get('x-request-id')).toMatch(/^[0-9a-f]{32}$/);
+  });
+
+  it('closes idle keep-alive connections (5 s by default, as vLLM\'s uvicorn)', async () => {
+    const s = await sim({ keepAliveTimeoutMs: 300 });
+    const { hostname, port } = new URL(s.url);
+    const closedAfter = await new Promise<number>((resolve, reject) => {
+      const socket = connect(Number(port), hostname, () => socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
+      let answered = 0;
+      socket.on('data', () => { answered ||= performance.now(); });
+      socket.on('close', () => { resolve(performance.now() - answered); });
+      socket.on('error', reject);
+    });
+    expect(closedAfter).toBeGreaterThan(250);
+    expect(closedAfter).toBeLessThan(2000);
+    // Like uvicorn, it does not announce the timeout (no Keep-Alive header): clients must not count on a hint.
+    const defaults = await sim();
+    expect((await fetch(`${defaults.url}/health`)).headers.get('keep-alive')).toBeNull();
   });
 
   it('lists models, reports health and a version, and exposes vLLM metrics', async () => {
@@ -80,10 +199,12 @@ describe('vLLM simulator: the HTTP API', () => {
     const models = (await (await fetch(`${s.url}/v1/models`)).json()) as { data: { id: string; owned_by: string; max_model_len: number }[] };
     expect(models.data.map((m) => m.id)).toEqual(['a', 'b']);
     expect(models.data[0]).toMatchObject({ owned_by: 'vllm', max_model_len: 4096 });
-    expect((await fetch(`${s.url}/health`)).status).toBe(200);
+    const health = await fetch(`${s.url}/health`);
+    expect([health.status, await health.text(), health.headers.get('content-type')]).toEqual([200, '', null]);
     await post(s, '/v1/chat/completions', { ...chat('x'), model: 'b' });
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
-    expect(metrics).toMatch(/vllm:request_success_total\{model_name="b",finished_reason="(stop|length)"\} 1/);
+    // One engine serves every name; like vLLM's, its metrics carry engine="0" and the first served name.
+    expect(metrics).toMatch(/vllm:request_success_total\{engine="0",finished_reason="(stop|length)",model_name="a"\} 1/);
     expect(metrics).toContain('vllm:num_requests_running');
     expect(metrics).toContain('vllm:generation_tokens_total');
   });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ValidationParams } from '../../activities/validate.js';
 import { readLines } from '../../lib/jsonl.js';
 
-const params: ValidationParams = { endpoint: '/v1/chat/completions', maxRequests: 50_000, maxErrors: 100, chunkSize: 2 };
+const params: ValidationParams = { endpoint: '/v1/chat/completions', maxRequests: 50_000, maxErrors: 100, chunkSize: 2, maxDepth: 64, maxCustomIdChars: 512, maxLineBytes: 1 << 20 };
 
 const line = (customId: string, over: Record<string, unknown> = {}, body: Record<string, unknown> = {}): string =>
   JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { model: 'm', messages: [], ...body }, ...over });

@@ -1,0 +1,93 @@
+// The reconciler ends batches the database says are live but whose workflow is gone: terminated by
+// an operator mid-run (finalized from what is stored), or never started at all (failed, saying why).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newId, nowSeconds } from '../../lib/ids.js';
+import type { RunningSimulator } from '../../simulator/server.js';
+import { startTestSimulator } from '../support/simulator.js';
+import { batchLines, expectedIds, outputsByCustomId, startTestStack, submitBatch, uploadBatchFile, waitForBatch, waitForProgress, type TestStack } from '../support/stack.js';
+
+describe('the reconciler', () => {
+  let stack: TestStack;
+  let engine: RunningSimulator;
+  const model = 'reconcile-model';
+
+  beforeAll(async () => {
+    // About 100 ms a request and 8 in flight: a 300-line batch runs for seconds.
+    engine = await startTestSimulator({ models: [model], tokenLatencyMs: 10, outputTokens: { min: 10, max: 10 } });
+    stack = await startTestStack({ engines: [engine.url], env: { RECONCILE_INTERVAL_MS: '500', RECONCILE_GRACE_SECONDS: '1', GPU_MAX_INFLIGHT: '8' } });
+  });
+  afterAll(async () => {
+    await stack.stop();
+    await engine.close();
+  });
+
+  it('finalizes a batch whose workflow was terminated mid-run: finished lines kept, the rest failed once', async () => {
+    const count = 300;
+    const created = await submitBatch(stack, batchLines({ model, count }));
+    await waitForProgress(stack.openai, created.id, 40);
+    await stack.temporal.workflow.getHandle(created.id).terminate('an operator pressed terminate');
+
+    const batch = await waitForBatch(stack.openai, created.id, 30_000);
+    expect(batch.status).toBe('failed');
+    expect(batch.errors?.data?.[0]).toMatchObject({ code: 'batch_aborted', line: null });
+    expect(batch.errors?.data?.[0]?.message).toContain('its workflow is terminated');
+    const { ok, failed, counts } = await outputsByCustomId(stack.openai, batch);
+    expect(ok.length).toBeGreaterThanOrEqual(40);
+    expect(failed.length).toBeGreaterThan(0);
+    for (const line of failed) expect(line.error?.code).toBe('batch_aborted');
+    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    expect(batch.request_counts).toEqual({ total: count, completed: ok.length, failed: failed.length });
+    // Its input is no longer held by a live batch.
+    await expect(stack.openai.files.delete(batch.input_file_id)).resolves.toMatchObject({ deleted: true });
+  });
+
+  it('fails a batch that has no workflow at all, saying so', async () => {
+    const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 3 }));
+    const project = await stack.db.selectFrom('projects').select('id').where('name', '=', 'default').executeTakeFirstOrThrow();
+    const id = newId('batch_');
+    // As if the API recorded it and died before starting its workflow.
+    await stack.db
+      .insertInto('batches')
+      .values({
+        id,
+        project_id: project.id,
+        endpoint: '/v1/chat/completions',
+        model: null,
+        input_file_id: file.id,
+        completion_window: '24h',
+        status: 'validating',
+        output_file_id: null,
+        error_file_id: null,
+        errors: null,
+        metadata: null,
+        output_expires_after: null,
+        priority: null,
+        retry_of: null,
+        created_at: nowSeconds() - 10,
+        expires_at: nowSeconds() + 86_400,
+        in_progress_at: null,
+        finalizing_at: null,
+        completed_at: null,
+        failed_at: null,
+        expired_at: null,
+        cancelling_at: null,
+        cancelled_at: null,
+      })
+      .execute();
+    const batch = await waitForBatch(stack.openai, id, 30_000);
+    expect(batch.status).toBe('failed');
+    expect(batch.errors?.data).toEqual([{ code: 'batch_aborted', message: 'The batch stopped before its requests ran: its workflow does not exist.', param: null, line: null }]);
+  });
+
+  it('ends a cancelling batch whose workflow was terminated as cancelled', async () => {
+    const created = await submitBatch(stack, batchLines({ model, count: 300 }));
+    await waitForProgress(stack.openai, created.id, 10);
+    await stack.temporal.workflow.getHandle(created.id).terminate('gone before it could cancel');
+    await stack.db.updateTable('batches').set({ status: 'cancelling', cancelling_at: nowSeconds() }).where('id', '=', created.id).execute();
+    const batch = await waitForBatch(stack.openai, created.id, 30_000);
+    expect(batch.status).toBe('cancelled');
+    const { counts } = await outputsByCustomId(stack.openai, batch);
+    expect(counts.size).toBe(300);
+  });
+});

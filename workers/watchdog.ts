@@ -1,0 +1,163 @@
+// Is this process's Temporal worker really working? The SDK keeps a worker object alive even when it
+// no longer takes tasks: every activity slot held by work that makes no progress, or pollers that
+// Temporal no longer sees. The watchdog asks both sides — the worker's own status and Temporal's list
+// of pollers on each task queue — makes /readyz say so, and ends the process when the worker is
+// wedged while Temporal itself answers, so that its supervisor starts a fresh one.
+import type { NativeConnection, Worker } from '@temporalio/worker';
+import proto from '@temporalio/proto';
+import { tsToMs } from '@temporalio/common/lib/time.js';
+import { withTimeout } from '../lib/abortable.js';
+import type { Logger } from '../lib/logger.js';
+import type { ReadinessCheck } from '../lib/ops.js';
+
+export interface WatchedQueue {
+  worker: Worker;
+  taskQueue: string;
+  /** Workflow tasks too (orchestrator, import worker), or only activities (GPU worker). */
+  workflows: boolean;
+  /** The worker's maxConcurrentActivityTaskExecutions: all of them busy means it polls for no more. */
+  activitySlots: number;
+}
+
+export interface WatchdogOptions {
+  connection: NativeConnection;
+  namespace: string;
+  /** The identity the workers were created with, as Temporal lists it among pollers. */
+  identity: string;
+  queues: WatchedQueue[];
+  /** How often to look. */
+  intervalMs: number;
+  /** Not listed as a poller (while not busy) for this long: not ready; for twice this long: exit. */
+  pollStaleMs: number;
+  /** Every activity slot busy with no progress for this long: not ready, and exit. */
+  stallMs: number;
+  /** Timeout of each question to Temporal. */
+  timeoutMs: number;
+  log: Logger;
+  /** When an activity of this process last got something done (a request finished, a page written). */
+  lastProgress: () => number;
+  /** Called once with the reason when the worker is wedged; the process should exit. */
+  onWedged: (reason: string) => void;
+}
+
+/** Where activities report that they got something done; the watchdog reads it. */
+export class ProgressClock {
+  at = Date.now();
+
+  readonly note = (): void => {
+    this.at = Date.now();
+  };
+}
+
+// A CommonJS package: its namespace comes through the default export under ES modules.
+const { TaskQueueType } = proto.temporal.api.enums.v1;
+
+export class Watchdog {
+  private readonly lastPolling = new Map<string, number>();
+  private readonly busySince = new Map<string, number>();
+  private problem: string | undefined = 'starting';
+  private timer: NodeJS.Timeout | undefined;
+  private wedged = false;
+
+  constructor(private readonly options: WatchdogOptions) {
+    for (const q of options.queues) this.lastPolling.set(q.taskQueue, Date.now());
+  }
+
+  /** The readiness check: fails with the reason while the worker is not working. */
+  readonly check: ReadinessCheck = {
+    name: 'temporal_worker',
+    check: () => (this.problem === undefined ? Promise.resolve() : Promise.reject(new Error(this.problem))),
+  };
+
+  start(): void {
+    const tick = (): void => {
+      this.evaluate()
+        .catch((err: unknown) => {
+          this.problem = `the watchdog could not look: ${(err as Error).message}`;
+        })
+        .finally(() => {
+          if (!this.wedged) this.timer = setTimeout(tick, this.options.intervalMs);
+        });
+    };
+    void this.evaluate().finally(() => {
+      this.timer = setTimeout(tick, this.options.intervalMs);
+    });
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.wedged = true;
+  }
+
+  /** Temporal's pollers of the queue whose identity is ours, by task type, or undefined if Temporal does not answer. */
+  private async listed(taskQueue: string, type: proto.temporal.api.enums.v1.TaskQueueType): Promise<boolean | undefined> {
+    const { connection, namespace, identity, timeoutMs } = this.options;
+    try {
+      const res = await withTimeout(
+        connection.workflowService.describeTaskQueue({ namespace, taskQueue: { name: taskQueue }, taskQueueType: type }),
+        timeoutMs,
+      );
+      const now = Date.now();
+      return res.pollers.some((p) => {
+        if (p.identity !== identity) return false;
+        return p.lastAccessTime !== undefined && p.lastAccessTime !== null && now - tsToMs(p.lastAccessTime) < this.options.pollStaleMs;
+      });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Slots that only just filled are not stalled, however long ago the last progress was. */
+  private lastBusySince(taskQueue: string, now: number): number {
+    const since = this.busySince.get(taskQueue) ?? now;
+    this.busySince.set(taskQueue, since);
+    return since;
+  }
+
+  private async evaluate(): Promise<void> {
+    const now = Date.now();
+    const problems: string[] = [];
+    let fatal: string | undefined;
+    for (const q of this.options.queues) {
+      const status = q.worker.getStatus();
+      if (status.runState !== 'RUNNING') {
+        problems.push(`the worker on ${q.taskQueue} is ${status.runState.toLowerCase()}`);
+        continue;
+      }
+      if (status.activityPollerState === 'FAILED' || (q.workflows && status.workflowPollerState === 'FAILED')) {
+        fatal = `the worker's poller on ${q.taskQueue} failed`;
+        continue;
+      }
+      const busy = status.numInFlightActivities >= q.activitySlots;
+      if (!busy) this.busySince.delete(q.taskQueue);
+      if (busy) {
+        // A worker with every slot taken does not poll; that is right while its work moves.
+        this.lastPolling.set(q.taskQueue, now);
+        const still = now - Math.max(this.options.lastProgress(), this.lastBusySince(q.taskQueue, now));
+        if (still > this.options.stallMs) fatal = `every activity slot on ${q.taskQueue} has been busy without progress for ${Math.round(still / 1000)} s`;
+        continue;
+      }
+      const types = q.workflows ? [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY] : [TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY];
+      const answers = await Promise.all(types.map((t) => this.listed(q.taskQueue, t)));
+      if (answers.some((a) => a === undefined)) {
+        // Temporal is away: say so, but a restart would not bring it back.
+        problems.push(`Temporal does not answer about ${q.taskQueue}`);
+        continue;
+      }
+      if (answers.every((a) => a === true)) {
+        this.lastPolling.set(q.taskQueue, now);
+        continue;
+      }
+      const absent = now - (this.lastPolling.get(q.taskQueue) ?? now);
+      if (absent > 2 * this.options.pollStaleMs) fatal = `Temporal has listed no poller of this worker on ${q.taskQueue} for ${Math.round(absent / 1000)} s`;
+      else if (absent > this.options.pollStaleMs) problems.push(`Temporal lists no poller of this worker on ${q.taskQueue} (for ${Math.round(absent / 1000)} s)`);
+    }
+    if (fatal !== undefined) problems.unshift(fatal);
+    this.problem = problems.length === 0 ? undefined : problems.join('; ');
+    if (fatal !== undefined && !this.wedged) {
+      this.wedged = true;
+      this.options.log.error({ reason: fatal }, 'the Temporal worker is wedged; exiting so that it is restarted');
+      this.options.onWedged(fatal);
+    }
+  }
+}

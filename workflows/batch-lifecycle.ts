@@ -1,0 +1,95 @@
+// How a BatchWorkflow and the workflows it leaves behind are started, from outside a workflow: the
+// API starts batches, and the reconciler ends batches whose workflow is gone and then starts what
+// the workflow would have (webhook deliveries, the curation import). Inputs are built here from the
+// configuration, once, so no caller assembles them. Not imported by workflow code (not bundled).
+import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import { CURATION_NOT_RETRYABLE } from '../activities/curation.js';
+import type { Config } from '../lib/config.js';
+import { withTemporalDeadline } from '../lib/temporal.js';
+import type { AutoImportInput } from './auto-import.js';
+import type { BatchWorkflowInput } from './batch.js';
+import { BatchEndpointKey, BatchProjectKey, BatchStatusKey } from './search-attributes.js';
+import type { WebhookDeliveryInput } from './webhook-delivery.js';
+
+/** How long and how often a delivery is retried; the attempt's own timeout is the request's plus room to record it. */
+export function webhookRetry(config: Config): WebhookDeliveryInput['retry'] {
+  const w = config.webhooks;
+  return { attemptTimeoutMs: w.timeoutMs * 2, windowSeconds: w.retryWindowSeconds, initialMs: w.retryInitialMs, maxMs: w.retryMaxMs };
+}
+
+function curationActivity(config: Config): AutoImportInput['activity'] {
+  return {
+    startToCloseMs: config.curation.stepTimeoutMs,
+    retryHours: config.curation.retryHours,
+    retryInitialMs: config.batch.control.retryInitialMs,
+    retryMaxMs: config.batch.control.retryMaxMs,
+    notRetryable: CURATION_NOT_RETRYABLE,
+  };
+}
+
+export function batchWorkflowInput(config: Config, batchId: string, expiresAt: number): BatchWorkflowInput {
+  return {
+    batchId,
+    expiresAt,
+    control: config.batch.control,
+    webhooks: { taskQueue: config.temporal.orchestratorTaskQueue, retry: webhookRetry(config) },
+    curation: { taskQueue: config.curation.taskQueue, activity: curationActivity(config) },
+  };
+}
+
+export interface BatchStart {
+  id: string;
+  expiresAt: number;
+  endpoint: string;
+  projectName: string;
+  inputFileId: string;
+  priority: number | null;
+}
+
+/** Starts a batch's workflow (workflowId = batch id), with what the Temporal UI shows and searches by. */
+export async function startBatchWorkflow(client: Client, config: Config, batch: BatchStart): Promise<void> {
+  await withTemporalDeadline(client, config, () =>
+    client.workflow.start('BatchWorkflow', {
+      workflowId: batch.id,
+      taskQueue: config.temporal.orchestratorTaskQueue,
+      args: [batchWorkflowInput(config, batch.id, batch.expiresAt)],
+      typedSearchAttributes: [
+        { key: BatchStatusKey, value: 'validating' },
+        { key: BatchProjectKey, value: batch.projectName },
+        { key: BatchEndpointKey, value: batch.endpoint },
+      ],
+      memo: { inputFileId: batch.inputFileId, project: batch.projectName },
+      // Chunk activities inherit it: their task queue hands out higher-priority work first.
+      ...(batch.priority !== null ? { priority: { priorityKey: batch.priority } } : {}),
+    }),
+  );
+}
+
+/** A start that finds its workflow already there (same fixed id) has nothing left to do. */
+async function startOnce(start: () => Promise<unknown>): Promise<void> {
+  try {
+    await start();
+  } catch (err) {
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+  }
+}
+
+/** What a batch's workflow does once the batch has ended, for a batch the reconciler ended instead. */
+export async function startAfterEnd(client: Client, config: Config, batchId: string, deliveryIds: string[]): Promise<void> {
+  for (const deliveryId of deliveryIds) {
+    await startOnce(() =>
+      withTemporalDeadline(client, config, () =>
+        client.workflow.start('WebhookDeliveryWorkflow', { workflowId: deliveryId, taskQueue: config.temporal.orchestratorTaskQueue, args: [{ deliveryId, retry: webhookRetry(config) }] }),
+      ),
+    );
+  }
+  await startOnce(() =>
+    withTemporalDeadline(client, config, () =>
+      client.workflow.start('AutoImportWorkflow', {
+        workflowId: `${batchId}-curation`,
+        taskQueue: config.curation.taskQueue,
+        args: [{ batchId, activity: curationActivity(config) }],
+      }),
+    ),
+  );
+}
