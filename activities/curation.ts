@@ -109,7 +109,8 @@ export function createCurationActivities(deps: CurationDeps) {
   async function setStatus(batchId: string, status: CurationStatus, reason: string | null): Promise<void> {
     await db
       .updateTable('curations')
-      .set({ status, reason, ...(status === 'running' ? {} : { finished_at: nowSeconds() }) })
+      // Reasons quote Label Studio's answers, which may quote what a client sent.
+      .set({ status, reason: reason === null ? null : safeText(reason, 1000), ...(status === 'running' ? {} : { finished_at: nowSeconds() }) })
       .where('batch_id', '=', batchId)
       .execute();
     if (status !== 'running') log.info({ batchId, status, reason }, 'curation import ended');

@@ -10,6 +10,7 @@ import { nowSeconds, stableId } from '../lib/ids.js';
 import { webhookAttemptsTotal } from '../lib/metrics.js';
 import { publicOnlyAgent } from '../lib/private-network.js';
 import type { Logger } from '../lib/logger.js';
+import { safeText } from '../lib/sanitize.js';
 import type { BatchStatus, WebhookEvent } from '../schema/tables.js';
 
 export interface WebhookDeps {
@@ -112,7 +113,8 @@ export function createWebhookActivities(deps: WebhookDeps) {
         await res.body.dump();
         if (status < 200 || status >= 300) error = `the endpoint answered ${status}`;
       } catch (err) {
-        error = `could not reach the endpoint: ${(err as Error).message}`;
+        // The message names the endpoint's URL, which a client gave.
+        error = `could not reach the endpoint: ${safeText((err as Error).message, 500)}`;
       }
       const duration = Math.round(performance.now() - started);
       webhookAttemptsTotal.inc({ outcome: error === null ? 'delivered' : 'failed' });

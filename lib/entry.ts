@@ -10,8 +10,16 @@ export function isEntryPoint(moduleUrl: string): boolean {
   return resolved === self || resolved === self.replace(/\.ts$/, '');
 }
 
-/** Runs a process's main function; a failure is printed plainly and exits non-zero. */
+/**
+ * Runs a process's main function; a failure is printed plainly and exits non-zero. A promise rejected
+ * with nobody to hear it (a bug: every await has its handler) is reported, not allowed to end a process
+ * that serves others: one stray rejection must not take an API replica or a GPU worker down.
+ */
 export function runEntryPoint(main: () => Promise<void>): void {
+  process.on('unhandledRejection', (reason: unknown) => {
+    const err = reason instanceof Error ? (reason.stack ?? reason.message) : String(reason);
+    process.stderr.write(`${JSON.stringify({ level: 50, time: Date.now(), msg: 'a promise was rejected with no handler; the process keeps running', err })}\n`);
+  });
   main().catch((err: unknown) => {
     console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
     process.exit(1);

@@ -35,7 +35,9 @@ export async function AutoImportWorkflow(input: AutoImportInput): Promise<Curati
     scheduleToCloseTimeout: activity.retryHours * 3600 * 1000,
     retry: { initialInterval: activity.retryInitialMs, maximumInterval: activity.retryMaxMs, backoffCoefficient: 2, nonRetryableErrorTypes: activity.notRetryable },
   });
-  const recordEnd = proxyActivities<CurationActivities>({ startToCloseTimeout: activity.startToCloseMs, retry: { initialInterval: activity.retryInitialMs, maximumInterval: activity.retryMaxMs } });
+  // Recording the end is retried for as long as the steps were, then given up: the import's workflow then
+  // ends failed in Temporal, saying why, though its row may still read `running`.
+  const recordEnd = proxyActivities<CurationActivities>({ startToCloseTimeout: activity.startToCloseMs, scheduleToCloseTimeout: activity.retryHours * 3600 * 1000, retry: { initialInterval: activity.retryInitialMs, maximumInterval: activity.retryMaxMs } });
 
   const progress: CurationProgress = { status: 'planning', pages: 0, pagesDone: 0, reason: null };
   setHandler(curationProgressQuery, () => progress);

@@ -15,7 +15,12 @@ export async function WebhookDeliveryWorkflow(input: WebhookDeliveryInput): Prom
     scheduleToCloseTimeout: retry.windowSeconds * 1000,
     retry: { initialInterval: retry.initialMs, maximumInterval: retry.maxMs, backoffCoefficient: 2 },
   });
-  const { markUndelivered } = proxyActivities<WebhookActivities>({ startToCloseTimeout: retry.attemptTimeoutMs, retry: { initialInterval: retry.initialMs, maximumInterval: retry.maxMs } });
+  const { markUndelivered } = proxyActivities<WebhookActivities>({
+    startToCloseTimeout: retry.attemptTimeoutMs,
+    // Bounded too: a database away for a whole retry window ends the workflow failed, as Temporal shows.
+    scheduleToCloseTimeout: retry.windowSeconds * 1000,
+    retry: { initialInterval: retry.initialMs, maximumInterval: retry.maxMs },
+  });
   try {
     await deliver(input.deliveryId);
     return 'delivered';

@@ -150,10 +150,10 @@ describe('a GPU worker that runs its own real vLLM', () => {
   it('restarts its vLLM after kill -9 mid-batch, and every custom_id comes out once', async () => {
     const port = await getPort();
     worker = await spawnGpuWorker(stack, `http://127.0.0.1:${port}`, ownEngine(port, undefined));
-    const count = 240;
-    const content = lines(...Array.from({ length: count }, (_, i) => line(`req-${i}`, '/v1/chat/completions', { model, messages: [{ role: 'user', content: `question ${i}` }], max_tokens: 24, ignore_eos: true })));
+    const count = 160;
+    const content = lines(...Array.from({ length: count }, (_, i) => line(`req-${i}`, '/v1/chat/completions', { model, messages: [{ role: 'user', content: `question ${i}` }], max_tokens: 16, ignore_eos: true })));
     const created = await submitBatch(stack, content);
-    await waitForProgress(stack.openai, created.id, 40, 240_000);
+    await waitForProgress(stack.openai, created.id, 30, 240_000);
     const server = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
       .split('\n')
       .find((l) => l.includes('vllm.entrypoints.openai.api_server') && l.includes(`--port ${port}`));
