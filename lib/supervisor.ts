@@ -1,6 +1,7 @@
 // Keeps the processes of the local stack running: a process that dies is restarted (with a log
 // line and a growing delay), and stopAll() shuts everything down in reverse start order.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { sleep } from './abortable.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
@@ -14,6 +15,16 @@ export interface ProcessSpec {
   stdio?: StdioOptions;
   /** Called with each piped output line (when stdio pipes). */
   onLine?: (line: string) => void;
+  /**
+   * Runs it in a process group of its own, ended whole when it exits: for a server whose children
+   * would outlive it (vLLM's engine core, holding the GPU's memory) and keep a restart from starting.
+   */
+  group?: boolean;
+  /**
+   * With `group`: where the group's id is kept, so that a group left running by a supervisor that was
+   * itself killed is ended before this one starts (it would hold the port and the GPU).
+   */
+  pidFile?: string;
 }
 
 interface Managed {
@@ -34,6 +45,39 @@ export function supervisorOptions(config: Config, log: Logger): SupervisorOption
   return { log, ...config.supervisor };
 }
 
+/**
+ * Ends the process group named in a pid file, if it still runs what was started (its command line
+ * shares a long word with `command`: a pid since reused by something else is left alone).
+ */
+function endStaleGroup(pidFile: string, command: string, log: Logger): void {
+  let pid: number;
+  let cmdline: string;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+    cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ');
+  } catch {
+    return;
+  }
+  const words = command.split(/\s+/).filter((w) => w.length >= 8);
+  if (!Number.isInteger(pid) || pid <= 1 || !words.some((w) => cmdline.includes(w))) return;
+  try {
+    process.kill(-pid, 'SIGKILL');
+    log.warn({ pid, pidFile }, 'ended a process group left running by an earlier start');
+  } catch {
+    // not running
+  }
+}
+
+/** Ends what is left of a process group whose leader has exited. */
+function endGroup(child: ChildProcess): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // nothing left
+  }
+}
+
 export class Supervisor {
   private readonly managed: Managed[] = [];
   private stopping = false;
@@ -41,6 +85,7 @@ export class Supervisor {
   constructor(private readonly options: SupervisorOptions) {}
 
   start(spec: ProcessSpec): ChildProcess {
+    if (spec.group === true && spec.pidFile !== undefined) endStaleGroup(spec.pidFile, [spec.command, ...spec.args].join(' '), this.options.log);
     const entry: Managed = { spec, child: undefined, restarts: 0, startedAt: 0 };
     this.managed.push(entry);
     return this.launch(entry);
@@ -53,9 +98,10 @@ export class Supervisor {
 
   private launch(entry: Managed): ChildProcess {
     const { spec } = entry;
-    const child = spawn(spec.command, spec.args, { env: spec.env, stdio: spec.stdio ?? ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(spec.command, spec.args, { env: spec.env, stdio: spec.stdio ?? ['ignore', 'pipe', 'pipe'], detached: spec.group === true });
     entry.child = child;
     entry.startedAt = Date.now();
+    if (spec.pidFile !== undefined && child.pid !== undefined) writeFileSync(spec.pidFile, `${child.pid}\n`);
     const forward = (chunk: Buffer): void => {
       // Once stopping, a child's farewell chatter is noise.
       if (this.stopping) return;
@@ -69,6 +115,7 @@ export class Supervisor {
   }
 
   private async onExit(entry: Managed, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+    if (entry.spec.group === true) endGroup(child);
     if (this.stopping || entry.child !== child) return;
     const { log, restartDelayMs, maxRestartDelayMs } = this.options;
     // A process that ran a while before dying starts over from the shortest delay.

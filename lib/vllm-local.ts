@@ -327,6 +327,21 @@ export async function startVllm(s: LocalVllmSettings, log: Logger, options: { ti
  * it log a dead-engine error); SIGKILL to the whole group after the grace time, and to whatever of the
  * group is left once the server has exited.
  */
+/** Ends the process group of a server this command started earlier and did not stop (its wrapper was killed). */
+async function stopStaleServer(pidFile: string, log: Logger): Promise<void> {
+  const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim());
+  if (!Number.isInteger(pid) || pid <= 0) return;
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+  if (!cmdline.includes('vllm')) return;
+  log.warn({ pid }, 'stopping a vLLM left running by an earlier start');
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 async function stopGroup(child: ChildProcess, graceMs: number): Promise<void> {
   const pid = child.pid;
   if (pid === undefined) return;
@@ -464,8 +479,12 @@ if (isEntryPoint(import.meta.url)) {
       return;
     }
     const extraArgs = mode === 'serve' ? rest : process.argv.slice(2);
+    // A server left by a wrapper that was killed (its own process group outlives it) holds the port.
+    const pidFile = path.join(vllmVenv(toolsDir, version), `serve-${port}.pid`);
+    await stopStaleServer(pidFile, log);
     log.info({ port }, 'starting vLLM on the CPU (about a minute)');
     const vllm = await startVllm({ python, modelDir, host: config.host, port, extraArgs }, log, { timeoutMs: startTimeoutMs, echo: true });
+    await writeFile(pidFile, `${vllm.process.pid ?? ''}\n`);
     console.log(`vLLM ${version} is serving the model "${TINY_MODEL_NAME}" at ${vllm.url}/v1 (Ctrl-C stops it)`);
     let stopping = false;
     onShutdown(() => {
@@ -475,7 +494,8 @@ if (isEntryPoint(import.meta.url)) {
     vllm.process.once('exit', (code, signal) => {
       if (stopping) return;
       log.error({ code, signal }, 'vLLM exited');
-      process.exit(1);
+      // Its engine core runs in a process of its own: it goes with the server, not after it.
+      void vllm.stop().finally(() => process.exit(1));
     });
   });
 }

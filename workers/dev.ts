@@ -147,6 +147,9 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
     if (engine === undefined && options.withVllm === true) {
       engine = await startLocalVllm(config, log, node);
       env.VLLM_BASE_URL = engine;
+      // It runs 8 sequences at once (lib/vllm-local.ts): twice that in flight keeps it full without
+      // a long queue of requests waiting inside it toward their timeout.
+      env.GPU_MAX_INFLIGHT = process.env.GPU_MAX_INFLIGHT ?? '16';
     }
     if (engine === undefined) {
       node('vllm-sim', 'simulator/main.ts');

@@ -1,7 +1,9 @@
 // A GPU worker: one process per GPU, next to the vLLM server that owns that GPU. It polls the task
 // queue of each model it serves, runs chunks against its engine with one shared in-flight limit,
 // and announces itself so the API knows which models are live. `npm run worker:gpu`.
+import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
+import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { Engine, engineRoot } from '../activities/engine.js';
 import { BATCH_ENDPOINTS } from '../schema/openai.js';
@@ -74,6 +76,7 @@ async function servedByEngine(config: Config, engine: Engine, log: Logger): Prom
  */
 function startOwnEngine(config: Config, command: string, log: Logger): Supervisor {
   const engineLog = log.child({ process: 'vllm' });
+  mkdirSync(config.paths.dataDir, { recursive: true });
   const supervisor = new Supervisor(supervisorOptions(config, engineLog));
   supervisor.start({
     name: `vllm-gpu${config.gpu.index}`,
@@ -81,6 +84,8 @@ function startOwnEngine(config: Config, command: string, log: Logger): Superviso
     args: ['-c', command],
     env: { ...process.env, CUDA_VISIBLE_DEVICES: config.gpu.index },
     onLine: (line) => { engineLog.info(line); },
+    group: true,
+    pidFile: path.join(config.paths.dataDir, `engine-gpu${config.gpu.index}.pid`),
   });
   log.info({ command, gpu: config.gpu.index }, 'started the engine');
   return supervisor;

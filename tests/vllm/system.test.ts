@@ -162,6 +162,9 @@ describe('a GPU worker that runs its own real vLLM', () => {
     const mark = worker.output().length;
     process.kill(pid, 'SIGKILL');
     await worker.waitFor('restarted', 30_000, mark);
+    // Its engine core (a process of its own) went with it: nothing of its group holds memory or the port.
+    const group = execFileSync('ps', ['-eo', 'pgid=,args='], { encoding: 'utf8' }).split('\n').filter((l) => Number(/^\s*(\d+)/.exec(l)?.[1]) === pid);
+    expect(group).toEqual([]);
 
     const batch = await waitForBatch(stack.openai, created.id, 600_000);
     expect(batch.status).toBe('completed');
