@@ -133,7 +133,9 @@ async function persistIfLive(db: Db, batchId: string, rows: ResultRow[]): Promis
   return db.transaction().execute(async (trx) => {
     const inserted = await trx
       .insertInto('batch_results')
-      .values(rows.map(({ deadLetter: _dl, ...row }) => row))
+      // In line order: two writers of overlapping lines (a zombie attempt and its retry) then take the
+      // index's locks in the same order and cannot deadlock.
+      .values([...rows].sort((a, b) => a.line - b.line).map(({ deadLetter: _dl, ...row }) => row))
       .onConflict((c) => c.columns(['batch_id', 'line']).doNothing())
       .returning(['line', 'ok', 'input_tokens', 'cached_tokens', 'output_tokens', 'reasoning_tokens'])
       .execute();

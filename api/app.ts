@@ -7,8 +7,10 @@ import type { Db } from '../lib/db.js';
 import type { FileStore } from '../lib/file-store.js';
 import type { Logger } from '../lib/logger.js';
 import { rateLimiter, type RateLimitInfo } from 'hono-rate-limiter';
-import type { Context } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { createMiddleware } from 'hono/factory';
+import { mediaType } from './media-type.js';
 import { safeText } from '../lib/sanitize.js';
 import { requireApiKey, type AuthEnv } from './auth.js';
 import { idempotent } from './idempotency.js';
@@ -35,6 +37,10 @@ export interface ApiDeps {
   labelStudio: LabelStudio | undefined;
 }
 
+function isUpload(request: Request): boolean {
+  return request.method === 'POST' && new URL(request.url).pathname === '/v1/files' && mediaType(request) === 'multipart/form-data';
+}
+
 function tooLarge(limit: number): ApiError {
   return new ApiError(413, `The request body is larger than the ${limit}-byte limit.`, 'request_too_large');
 }
@@ -46,7 +52,7 @@ function refuseTooLarge(c: Context, limit: number): Response {
 }
 
 export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
-  const jsonLimit = bodyLimit({ maxSize: deps.config.api.maxBodyBytes, onError: (c) => refuseTooLarge(c, deps.config.api.maxBodyBytes) });
+  const jsonLimit: MiddlewareHandler<AuthEnv> = bodyLimit({ maxSize: deps.config.api.maxBodyBytes, onError: (c) => refuseTooLarge(c, deps.config.api.maxBodyBytes) });
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: async (result, c) => {
       if (result.success) return undefined;
@@ -58,7 +64,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   });
   app.use('*', requestIds, accessLog(deps.log));
   // JSON bodies are read whole: bound them before anything reads one (uploads stream, with their own limit).
-  for (const path of ['/v1/batches', '/v1/batches/*', '/v1/webhooks', '/v1/webhooks/*']) app.use(path, jsonLimit);
+  // Everything under /v1 but the multipart upload, whose stream busboy bounds as it reads.
+  app.use('/v1/*', createMiddleware<AuthEnv>(async (c, next) => (isUpload(c.req.raw) ? next() : jsonLimit(c, next))));
   app.use(WEBHOOK_PATH, bodyLimit({ maxSize: deps.config.batch.maxLineBytes, onError: (c) => refuseTooLarge(c, deps.config.batch.maxLineBytes) }));
   app.onError(errorHandler(deps.log));
   app.notFound((c) => errorResponse(c, new ApiError(404, `Unknown request URL: ${c.req.method} ${safeText(c.req.path, 300)}.`, 'unknown_url')));

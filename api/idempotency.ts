@@ -6,6 +6,7 @@ import { createMiddleware } from 'hono/factory';
 import type { Db } from '../lib/db.js';
 import { nowSeconds } from '../lib/ids.js';
 import type { AuthEnv } from './auth.js';
+import { mediaType } from './media-type.js';
 import { ApiError } from './errors.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
@@ -28,7 +29,8 @@ export function idempotent(db: Db, options: IdempotencyOptions) {
     }
     const project = c.get('project');
     const route = `POST ${c.req.path}`;
-    const isJson = (c.req.header('content-type') ?? '').includes('application/json');
+    // Only a JSON body is hashed (read whole: the body limit bounds it); an upload's stream is not read here.
+    const isJson = mediaType(c.req.raw) === 'application/json';
     // Hono keeps the body it read, so the route's own validator still sees it.
     const requestHash = isJson ? createHash('sha256').update(await c.req.text()).digest('hex') : null;
     const now = nowSeconds();

@@ -36,7 +36,9 @@ export async function sweepOldBatches(deps: RetentionDeps): Promise<number> {
       const files = await db.selectFrom('files').select(['id', 'storage_key', 'purpose']).where('id', 'in', fileIds).execute();
       for (const file of files) await removeFile(deps, file);
     }
-    // Results, dead letters and curation records go with it (foreign keys cascade).
+    // Results, dead letters and curation records go with it (foreign keys cascade), and the reviews
+    // Label Studio reported for its tasks (kept by Label Studio's ids, not tied to the batch row).
+    await db.deleteFrom('curation_reviews').where('batch_id', '=', batch.id).execute();
     await db.deleteFrom('batches').where('id', '=', batch.id).execute();
   }
   return old.length;

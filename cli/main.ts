@@ -19,17 +19,16 @@ async function withDatabase<T>(use: (db: Db) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const url = databaseUrl(config);
   // An operator's command: a database that is not there is said at once, not waited for.
-  const db = createDb(url, { ...dbOptions(config), poolSize: 1 });
   try {
-    await migrateToLatest(db);
+    await migrateToLatest(url, { ...dbOptions(config), poolSize: 1 });
   } catch (err) {
-    await db.destroy();
     throw new Error(
       `cannot reach the database at ${url.replace(/\/\/[^@]*@/, '//')}: ${(err as Error).message}\n` +
         'Start the stack (npm start) or set DATABASE_URL.',
       { cause: err },
     );
   }
+  const db = createDb(url, { ...dbOptions(config), poolSize: 1 });
   try {
     return await use(db);
   } finally {

@@ -101,10 +101,11 @@ const envSchema = z.object({
   CONTROL_HEARTBEAT_TIMEOUT_MS: positiveInt.default(2 * 60 * 1000),
   CONTROL_RETRY_INITIAL_MS: positiveInt.default(1000),
   CONTROL_RETRY_MAX_MS: positiveInt.default(60_000),
-  CONTROL_MAX_ATTEMPTS: positiveInt.default(10),
+  CONTROL_MAX_ATTEMPTS: positiveInt.default(20),
   RECONCILE_INTERVAL_MS: positiveInt.default(60_000),
   RECONCILE_GRACE_SECONDS: positiveInt.default(120),
   RECONCILE_BATCHES_PER_PASS: positiveInt.default(200),
+  RECONCILE_MAX_TRIES: positiveInt.default(10),
   RESULT_FLUSH_ROWS: positiveInt.default(200),
   RESULT_FLUSH_MS: positiveInt.default(250),
 
@@ -323,7 +324,7 @@ export interface Config {
     heartbeatThrottleMs: number;
   };
   /** The orchestrators' sweep that ends batches whose workflow is gone. */
-  reconciler: { intervalMs: number; graceSeconds: number; batchesPerPass: number };
+  reconciler: { intervalMs: number; graceSeconds: number; batchesPerPass: number; maxTries: number };
   worker: {
     shutdownGraceMs: number;
     /** Activities an orchestrator or import worker runs at once (a GPU worker: GPU_CONCURRENT_CHUNKS). */
@@ -532,7 +533,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       heartbeatMs: e.WORKER_HEARTBEAT_MS,
       heartbeatThrottleMs: e.CHUNK_HEARTBEAT_THROTTLE_MS,
     },
-    reconciler: { intervalMs: e.RECONCILE_INTERVAL_MS, graceSeconds: e.RECONCILE_GRACE_SECONDS, batchesPerPass: e.RECONCILE_BATCHES_PER_PASS },
+    reconciler: { intervalMs: e.RECONCILE_INTERVAL_MS, graceSeconds: e.RECONCILE_GRACE_SECONDS, batchesPerPass: e.RECONCILE_BATCHES_PER_PASS, maxTries: e.RECONCILE_MAX_TRIES },
     worker: {
       shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS,
       activitySlots: e.WORKER_ACTIVITY_SLOTS,

@@ -81,8 +81,23 @@ export function jsonb<T>(value: T): RawBuilder<T> {
   return sql<T>`cast(${JSON.stringify(value)} as jsonb)`;
 }
 
-/** Brings the schema up to date; safe to call from several processes at once (Kysely locks). */
-export async function migrateToLatest(db: Db): Promise<void> {
+/** How long a migration may take: an index on a large table outlasts any ordinary query. */
+const MIGRATION_TIMEOUT_MS = 24 * 3600 * 1000;
+
+/**
+ * Brings the schema up to date; safe to call from several processes at once (Kysely locks). It runs on
+ * a connection of its own, without the ordinary query timeouts.
+ */
+export async function migrateToLatest(url: string, options: DbOptions): Promise<void> {
+  const db = createDb(url, { ...options, poolSize: 1, queryTimeoutMs: MIGRATION_TIMEOUT_MS });
+  try {
+    await migrate(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+async function migrate(db: Db): Promise<void> {
   const migrator = new Migrator({ db, provider: { getMigrations: () => Promise.resolve(migrations) } });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
@@ -121,14 +136,8 @@ export function isDatabaseUnavailable(err: unknown): boolean {
  * ending the process; `signal` stops the wait.
  */
 export async function openDatabase(url: string, options: DbOptions & Omit<KeepTryingOptions, 'isTransient'>): Promise<Db> {
-  const db = createDb(url, options);
-  try {
-    await keepTrying('the database', () => migrateToLatest(db), { ...options, isTransient: isDatabaseUnavailable });
-  } catch (err) {
-    await db.destroy();
-    throw err;
-  }
-  return db;
+  await keepTrying('the database', () => migrateToLatest(url, options), { ...options, isTransient: isDatabaseUnavailable });
+  return createDb(url, options);
 }
 
 /** The pool settings every process takes from its config. */

@@ -16,7 +16,7 @@ import { databaseCheck, fileStoreCheck, startOpsServer, temporalCheck, type Read
 import { Registry } from 'prom-client';
 import { ensureSearchAttributes, temporalConnectionOptions } from '../lib/temporal.js';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
-import { ProgressClock, Watchdog, type WatchedQueue } from './watchdog.js';
+import { progressInterceptor, ProgressClock, Watchdog, type WatchedQueue } from './watchdog.js';
 
 export interface RunningWorker {
   /** Settles when the worker has stopped (after shutdown, or on a fatal error). */
@@ -87,6 +87,7 @@ export async function startWorkflowWorker(
       workflowBundle: { codePath: bundle.codePath },
       activities: options.activities,
       maxConcurrentActivityTaskExecutions: slots,
+      interceptors: { activity: [progressInterceptor(deps.progress)] },
       shutdownGraceTime: config.worker.shutdownGraceMs,
     });
   } finally {

@@ -18,6 +18,7 @@ import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { announceWorker, withdrawWorker } from '../lib/worker-registry.js';
 import { runWorkerProcess, type RunningWorker, type WorkerProcessDeps } from './common.js';
+import { progressInterceptor } from './watchdog.js';
 
 export interface GpuWorkerDeps extends WorkerProcessDeps {
   /** The vLLM server this worker feeds (VLLM_BASE_URL). */
@@ -131,6 +132,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
         activities,
         // Two chunks at a time share the in-flight limit: when one drains, the other keeps the GPU busy.
         maxConcurrentActivityTaskExecutions: config.gpu.concurrentChunks,
+        interceptors: { activity: [progressInterceptor(deps.progress)] },
         maxHeartbeatThrottleInterval: config.gpu.heartbeatThrottleMs,
         shutdownGraceTime: config.worker.shutdownGraceMs,
       }),

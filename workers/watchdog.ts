@@ -3,7 +3,7 @@
 // Temporal no longer sees. The watchdog asks both sides — the worker's own status and Temporal's list
 // of pollers on each task queue — makes /readyz say so, and ends the process when the worker is
 // wedged while Temporal itself answers, so that its supervisor starts a fresh one.
-import type { NativeConnection, Worker } from '@temporalio/worker';
+import type { ActivityInterceptorsFactory, NativeConnection, Worker } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import { tsToMs } from '@temporalio/common/lib/time.js';
 import { withTimeout } from '../lib/abortable.js';
@@ -40,6 +40,24 @@ export interface WatchdogOptions {
   onWedged: (reason: string) => void;
 }
 
+/**
+ * Progress as the watchdog sees it: every activity that ends (in success or failure) counts, so a
+ * worker whose slots stay full of activities that come and go is busy, not wedged.
+ */
+export function progressInterceptor(progress: () => void): ActivityInterceptorsFactory {
+  return () => ({
+    inbound: {
+      execute: async (input, next) => {
+        try {
+          return await next(input);
+        } finally {
+          progress();
+        }
+      },
+    },
+  });
+}
+
 /** Where activities report that they got something done; the watchdog reads it. */
 export class ProgressClock {
   at = Date.now();
@@ -50,12 +68,15 @@ export class ProgressClock {
 }
 
 // A CommonJS package: its namespace comes through the default export under ES modules.
-const { TaskQueueType } = proto.temporal.api.enums.v1;
+const { TaskQueueType, DescribeTaskQueueMode } = proto.temporal.api.enums.v1;
+const GRPC_INVALID_ARGUMENT = 3;
+const GRPC_UNIMPLEMENTED = 12;
 
 export class Watchdog {
   private readonly lastPolling = new Map<string, number>();
   private readonly busySince = new Map<string, number>();
   private problem: string | undefined = 'starting';
+  private enhanced = true;
   private timer: NodeJS.Timeout | undefined;
   private wedged = false;
 
@@ -89,19 +110,36 @@ export class Watchdog {
     this.wedged = true;
   }
 
-  /** Temporal's pollers of the queue whose identity is ours, by task type, or undefined if Temporal does not answer. */
+  /** Whether these pollers include ours, recently. */
+  private ours(pollers: proto.temporal.api.taskqueue.v1.IPollerInfo[]): boolean {
+    const now = Date.now();
+    return pollers.some((p) => p.identity === this.options.identity && p.lastAccessTime !== undefined && p.lastAccessTime !== null && now - tsToMs(p.lastAccessTime) < this.options.pollStaleMs);
+  }
+
+  /**
+   * Whether Temporal lists a poller of ours on the queue for this task type, or undefined if Temporal
+   * does not answer. Asked in the enhanced mode, which merges every partition of the queue (a cluster
+   * splits each queue in four by default, and a poll lands on one of them); a server without it is
+   * asked the plain way, which lists the root partition's pollers.
+   */
   private async listed(taskQueue: string, type: proto.temporal.api.enums.v1.TaskQueueType): Promise<boolean | undefined> {
-    const { connection, namespace, identity, timeoutMs } = this.options;
+    const { connection, namespace, timeoutMs } = this.options;
+    const describe = connection.workflowService.describeTaskQueue.bind(connection.workflowService);
     try {
-      const res = await withTimeout(
-        connection.workflowService.describeTaskQueue({ namespace, taskQueue: { name: taskQueue }, taskQueueType: type }),
-        timeoutMs,
-      );
-      const now = Date.now();
-      return res.pollers.some((p) => {
-        if (p.identity !== identity) return false;
-        return p.lastAccessTime !== undefined && p.lastAccessTime !== null && now - tsToMs(p.lastAccessTime) < this.options.pollStaleMs;
-      });
+      if (this.enhanced) {
+        try {
+          const res = await withTimeout(
+            describe({ namespace, taskQueue: { name: taskQueue }, apiMode: DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED, versions: { unversioned: true }, taskQueueTypes: [type], reportPollers: true }),
+            timeoutMs,
+          );
+          return this.ours(Object.values(res.versionsInfo).flatMap((v) => v.typesInfo?.[String(type)]?.pollers ?? []));
+        } catch (err) {
+          const code = (err as { code?: unknown }).code;
+          if (code !== GRPC_INVALID_ARGUMENT && code !== GRPC_UNIMPLEMENTED) throw err;
+          this.enhanced = false;
+        }
+      }
+      return this.ours((await withTimeout(describe({ namespace, taskQueue: { name: taskQueue }, taskQueueType: type }), timeoutMs)).pollers);
     } catch {
       return undefined;
     }
@@ -140,8 +178,10 @@ export class Watchdog {
       const types = q.workflows ? [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY] : [TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY];
       const answers = await Promise.all(types.map((t) => this.listed(q.taskQueue, t)));
       if (answers.some((a) => a === undefined)) {
-        // Temporal is away: say so, but a restart would not bring it back.
+        // Temporal is away: say so, but a restart would not bring it back; and its absence is not the
+        // worker's (once Temporal is back, pollers get a fresh allowance to be seen again).
         problems.push(`Temporal does not answer about ${q.taskQueue}`);
+        this.lastPolling.set(q.taskQueue, now);
         continue;
       }
       if (answers.every((a) => a === true)) {

@@ -61,6 +61,9 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
     { name: 'an expiry that is not a number', method: 'POST', path: '/v1/files', ...form(multipart('B', [good, purpose, { name: 'expires_after[anchor]', content: 'created_at' }, { name: 'expires_after[seconds]', content: 'soon' }])), status: 400 },
     { name: 'no file part at all', method: 'POST', path: '/v1/files', ...form(multipart('B', [purpose])), status: 400, code: 'missing_required_parameter' },
     { name: 'an upload that is plain text', method: 'POST', path: '/v1/files', headers: { 'content-type': 'text/plain' }, body: chat('a'), status: 415 },
+    { name: 'a 2 MB JSON body to the upload route, with an Idempotency-Key', method: 'POST', path: '/v1/files', headers: { 'content-type': 'application/json', 'idempotency-key': 'k1' }, body: JSON.stringify({ pad: 'p'.repeat(2 * 1024 * 1024) }), status: 413 },
+    { name: 'a 2 MB JSON body to an unknown route', method: 'POST', path: '/v1/nothing-here', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pad: 'p'.repeat(2 * 1024 * 1024) }), status: 413 },
+    { name: 'a multipart boundary that says application/json', method: 'POST', path: '/v1/files', headers: { 'content-type': 'multipart/form-data; boundary="application/json"', 'idempotency-key': 'k2' }, body: multipart('application/json', [good, purpose]), status: 200 },
     { name: 'a part with a broken header', method: 'POST', path: '/v1/files', ...form(Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\nX: \u0000\r\n\r\nabc\r\n--B--\r\n')), status: 400 },
     // Headers
     { name: 'a 60 KB Authorization header', path: '/v1/files', raw: () => `GET /v1/files HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${'k'.repeat(60_000)}\r\nconnection: close\r\n\r\n`, status: 431, code: 'headers_too_large' },
@@ -207,6 +210,8 @@ describe('a corpus of hostile input', () => {
         body = await res.text();
       }
       expect(status, body.slice(0, 500)).toBe(c.status);
+      expect(api.child.exitCode).toBeNull();
+      if (status < 400) return;
       const error = (JSON.parse(body) as { error: { message: string; type: string; param: string | null; code: string | null } }).error;
       expect(error.message.length).toBeGreaterThan(5);
       expect(typeof error.type).toBe('string');

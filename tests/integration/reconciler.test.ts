@@ -80,6 +80,21 @@ describe('the reconciler', () => {
     expect(batch.errors?.data).toEqual([{ code: 'batch_aborted', message: 'The batch stopped before its requests ran: its workflow does not exist.', param: null, line: null }]);
   });
 
+  it('completes a batch whose every request ran when its workflow ended before it could finalize', async () => {
+    const created = await submitBatch(stack, batchLines({ model, count: 20 }));
+    const done = await waitForBatch(stack.openai, created.id, 60_000);
+    expect(done.status).toBe('completed');
+    // As if the workflow had failed in finalize: every result stored, the batch still live, no files.
+    await stack.db.updateTable('batches').set({ status: 'finalizing', output_file_id: null, error_file_id: null, completed_at: null }).where('id', '=', created.id).execute();
+    await stack.db.deleteFrom('files').where('id', '=', done.output_file_id ?? '').execute();
+    const batch = await waitForBatch(stack.openai, created.id, 30_000);
+    expect(batch.status).toBe('completed');
+    expect(batch.errors).toBeNull();
+    const { ok, counts } = await outputsByCustomId(stack.openai, batch);
+    expect(ok).toHaveLength(20);
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+  });
+
   it('ends a cancelling batch whose workflow was terminated as cancelled', async () => {
     const created = await submitBatch(stack, batchLines({ model, count: 300 }));
     await waitForProgress(stack.openai, created.id, 10);

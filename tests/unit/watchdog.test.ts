@@ -23,10 +23,13 @@ function watchdogFor(world: World, overrides: { pollStaleMs?: number; stallMs?: 
   } as unknown as Worker;
   const connection = {
     workflowService: {
-      describeTaskQueue: () => {
+      // As the server answers: in the enhanced mode, every partition's pollers by version and type.
+      describeTaskQueue: (request: { apiMode?: number; taskQueueTypes?: number[] }) => {
         if (world.pollers === 'down') return Promise.reject(new Error('UNAVAILABLE'));
         const now = Date.now();
-        return Promise.resolve({ pollers: world.pollers.map((p) => ({ identity: p.identity, lastAccessTime: msNumberToTs(now - p.agoMs) })) });
+        const pollers = world.pollers.map((p) => ({ identity: p.identity, lastAccessTime: msNumberToTs(now - p.agoMs) }));
+        if (request.apiMode === 1) return Promise.resolve({ versionsInfo: { '': { typesInfo: { [String(request.taskQueueTypes?.[0])]: { pollers } } } } });
+        return Promise.resolve({ pollers });
       },
     },
   } as unknown as NativeConnection;
@@ -68,6 +71,22 @@ describe('the worker watchdog', () => {
     await look();
     expect(await ready()).toMatch(/Temporal does not answer/);
     expect(wedged).toEqual([]);
+  });
+
+  it('gives a worker back its allowance when Temporal returns after an outage longer than it', async () => {
+    const world: World = { status: {}, pollers: 'down', progressAt: Date.now() };
+    const { ready, look, wedged } = watchdogFor(world, { pollStaleMs: 50 });
+    for (let i = 0; i < 4; i++) {
+      await look();
+      await sleep(60);
+    }
+    // Back, but its pollers have not polled again yet: not listed, and still not wedged.
+    world.pollers = [];
+    await look();
+    expect(wedged).toEqual([]);
+    world.pollers = [{ identity: 'me@host:1', agoMs: 0 }];
+    await look();
+    expect(await ready()).toBeUndefined();
   });
 
   it('ends a worker Temporal no longer lists while Temporal itself answers', async () => {
