@@ -1,20 +1,26 @@
 // What the benchmarks run on: the real stack as separate processes (like `npm start` or a
 // deployment), on a Temporal dev server and a Postgres of their own, with simulators as engines.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
 import OpenAI, { toFile } from 'openai';
 import { loadConfig } from '../lib/config.js';
-import { createDb, type Db } from '../lib/db.js';
+import { createDb, dbOptions, type Db } from '../lib/db.js';
 import { ensureDatabase, startEmbeddedPostgres, type RunningPostgres } from '../lib/embedded-postgres.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
 import { parseTemporalDevConfig } from '../lib/temporal-dev-config.js';
 import { startTemporalDevServer, type DevServer } from '../lib/temporal-dev-server.js';
+import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME } from '../lib/vllm-local.js';
+import { H100_LLAMA_8B, resolveCapacity } from '../simulator/capacity.js';
+import { simulate } from '../simulator/engine.js';
+import type { EngineRequestInput } from '../simulator/scheduler.js';
 import type { SimulatorStats } from '../simulator/server.js';
+import { countTokens } from '../simulator/text.js';
 import { spawnEntry, type ChildUnderTest } from '../tests/support/processes.js';
 
 export const log: Logger = createLogger('bench', { level: 'info', format: 'pretty' });
@@ -55,44 +61,177 @@ export async function startInfra(): Promise<Infra> {
   };
 }
 
+/**
+ * A simulated engine: vLLM's v1 scheduler (simulator/README.md). Whatever is left out is the calibrated
+ * H100 / Llama-3.1-8B value (simulator/capacity.ts): 1024 sequences, 8192 tokens a step, 27,648 KV
+ * blocks of 16 tokens, a step of 6 ms + 0.05 ms per token in it, prefix caching on.
+ */
 export interface EngineOptions {
   model: string;
-  maxNumSeqs: number;
-  prefillMs: number;
-  tokenLatencyMs: number;
-  outputTokens: string;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  numGpuBlocks?: number;
+  stepBaseMs?: number;
+  stepTokenMs?: number;
+  /** Natural answer length, N or MIN-MAX (a request with ignore_eos runs to its max_tokens instead). */
+  outputTokens?: string;
+  maxModelLen?: number;
 }
 
-export interface Engine {
+export type EngineSettings = Required<EngineOptions>;
+
+/** The options with the simulator's defaults filled in: what the engine will do, for setup texts and ideal rates. */
+export function engineSettings(o: EngineOptions): EngineSettings {
+  const d = H100_LLAMA_8B;
+  return {
+    model: o.model,
+    maxNumSeqs: o.maxNumSeqs ?? d.maxNumSeqs,
+    maxNumBatchedTokens: o.maxNumBatchedTokens ?? d.maxNumBatchedTokens,
+    numGpuBlocks: o.numGpuBlocks ?? d.numGpuBlocks,
+    stepBaseMs: o.stepBaseMs ?? d.stepBaseMs,
+    stepTokenMs: o.stepTokenMs ?? d.stepTokenMs,
+    outputTokens: o.outputTokens ?? '16-256',
+    maxModelLen: o.maxModelLen ?? 32_768,
+  };
+}
+
+/** Where requests go: a simulator this benchmark started, or a real vLLM. */
+export interface EngineEndpoint {
   url: string;
+  model: string;
+}
+
+export interface Engine extends EngineEndpoint {
+  settings: EngineSettings;
   process: ChildUnderTest;
   stats(): Promise<SimulatorStats>;
   resetStats(): Promise<void>;
 }
 
 export async function startEngine(o: EngineOptions): Promise<Engine> {
+  const settings = engineSettings(o);
   const port = await getPort();
+  // Every capacity knob is given, so nothing in this shell's SIM_* variables changes what is measured.
   const child = spawnEntry('simulator/main.ts', {
     HOST: '127.0.0.1',
     SIM_PORT: String(port),
-    SIM_MODELS: o.model,
-    SIM_MAX_NUM_SEQS: String(o.maxNumSeqs),
-    SIM_PREFILL_MS: String(o.prefillMs),
-    SIM_PREFILL_TOKENS_PER_SEC: '0',
-    SIM_TOKEN_LATENCY_MS: String(o.tokenLatencyMs),
-    SIM_OUTPUT_TOKENS: o.outputTokens,
-    SIM_MAX_MODEL_LEN: '32768',
+    SIM_MODELS: settings.model,
+    SIM_MAX_NUM_SEQS: String(settings.maxNumSeqs),
+    SIM_MAX_NUM_BATCHED_TOKENS: String(settings.maxNumBatchedTokens),
+    SIM_NUM_GPU_BLOCKS: String(settings.numGpuBlocks),
+    SIM_BLOCK_SIZE: String(H100_LLAMA_8B.blockSize),
+    SIM_STEP_BASE_MS: String(settings.stepBaseMs),
+    SIM_STEP_TOKEN_MS: String(settings.stepTokenMs),
+    SIM_ENABLE_PREFIX_CACHING: 'true',
+    // As the deployment guide runs vLLM: cached tokens reach the batch's usage.
+    SIM_ENABLE_PROMPT_TOKENS_DETAILS: 'true',
+    SIM_OUTPUT_TOKENS: settings.outputTokens,
+    SIM_MAX_MODEL_LEN: String(settings.maxModelLen),
   });
   await child.waitFor('vLLM simulator ready');
   const url = `http://127.0.0.1:${port}`;
   return {
     url,
+    model: settings.model,
+    settings,
     process: child,
     stats: async () => (await (await fetch(`${url}/control/stats`)).json()) as SimulatorStats,
     resetStats: async () => {
       await fetch(`${url}/control/stats/reset`, { method: 'POST' });
     },
   };
+}
+
+/**
+ * Requests a second the simulated engine manages at most on these requests: the simulator's own
+ * scheduler run in simulated time (as its calibration runs it), every request waiting from the start,
+ * so the engine is never short of work. Needs bodies with max_tokens and ignore_eos (fixed lengths).
+ */
+export function idealRate(settings: EngineSettings, lines: string[]): number {
+  const { scheduler, timing } = resolveCapacity(settings);
+  const inputs: EngineRequestInput[] = lines.map((line, r) => {
+    const body = (JSON.parse(line) as { body: { messages: { content: string }[]; max_tokens?: number; ignore_eos?: boolean } }).body;
+    if (body.max_tokens === undefined || body.ignore_eos !== true) throw new Error('idealRate needs requests with max_tokens and ignore_eos');
+    // Llama 3's chat template around one message: k + 10 tokens (simulator/server.ts, chatTokens).
+    const tokens = body.messages.reduce((n, m) => n + countTokens(m.content.trim()) + 6, 4);
+    // Distinct prompts (each request's text differs in its first block), so nothing comes from the prefix cache.
+    return { prompt: Array.from({ length: tokens }, (_, t) => `${r}:${t}`), maxTokens: body.max_tokens, finishReason: 'length' };
+  });
+  return lines.length / (simulate(scheduler, timing, inputs).durationMs / 1000);
+}
+
+/** vLLM's CPU build serving the tiny random-weight model (lib/vllm-local.ts), started for a scenario. */
+export interface LocalVllm extends EngineEndpoint {
+  /** Its process group: the API server, its engine core and worker. */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+export async function startCpuVllm(o: { maxNumSeqs: number; maxModelLen?: number }): Promise<LocalVllm> {
+  const config = loadConfig({ ...process.env, LOG_LEVEL: 'warn' });
+  const { version, startTimeoutMs } = config.vllmLocal;
+  const python = await ensureVllm(config.paths.toolsDir, version, log, { python: config.vllmLocal.python });
+  const modelDir = await ensureTinyModel(config.paths.toolsDir, version, log);
+  const port = await getPort();
+  log.info({ port, maxNumSeqs: o.maxNumSeqs }, 'starting vLLM on the CPU (one to two minutes)');
+  const vllm = await startVllm({ python, modelDir, host: '127.0.0.1', port, maxNumSeqs: o.maxNumSeqs, maxModelLen: o.maxModelLen ?? 2048 }, log, { timeoutMs: startTimeoutMs });
+  return { url: vllm.url, model: TINY_MODEL_NAME, pid: vllm.process.pid ?? 0, stop: () => vllm.stop() };
+}
+
+/**
+ * Watches an engine through its Prometheus /metrics (vLLM's and the simulator's alike): when it first
+ * and last had a request running, and how many ran on average in between.
+ */
+export function probeEngine(url: string, everyMs = 250): () => Promise<{ busySeconds: number; meanRunning: number; samples: number }> {
+  const samples: { at: number; running: number }[] = [];
+  let stopped = false;
+  const poll = async (): Promise<void> => {
+    while (!stopped) {
+      const at = Date.now();
+      try {
+        const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+        samples.push({ at, running: gauge(text, 'vllm:num_requests_running') });
+      } catch {
+        // a missed sample
+      }
+      await new Promise((r) => setTimeout(r, Math.max(0, everyMs - (Date.now() - at))));
+    }
+  };
+  const loop = poll();
+  return async () => {
+    stopped = true;
+    await loop;
+    const busy = samples.filter((s) => s.running > 0);
+    const first = busy[0];
+    const last = busy.at(-1);
+    if (first === undefined || last === undefined) return { busySeconds: 0, meanRunning: 0, samples: 0 };
+    const within = samples.filter((s) => s.at >= first.at && s.at <= last.at);
+    return { busySeconds: (last.at - first.at) / 1000, meanRunning: within.reduce((n, s) => n + s.running, 0) / within.length, samples: within.length };
+  };
+}
+
+/** The sum of a metric's samples (all label sets) in a Prometheus exposition. */
+export function gauge(exposition: string, name: string): number {
+  let sum = 0;
+  for (const line of exposition.split('\n')) {
+    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (Number.isFinite(value)) sum += value;
+  }
+  return sum;
+}
+
+/** A metric of a stack process, from its /metrics (the URL it logs when it starts serving them): the sum, and each label set's value. */
+export async function processMetric(child: ChildUnderTest, name: string): Promise<{ total: number; byLabels: Record<string, number> }> {
+  const url = /"url":"(http:\/\/[^"]+)"[^\n]*serving \/metrics|serving \/metrics[^\n]*"url":"(http:\/\/[^"]+)"/.exec(child.output());
+  const base = url?.[1] ?? url?.[2];
+  if (base === undefined) throw new Error('the process did not say where it serves /metrics');
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const byLabels: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name}{`)) byLabels[line.slice(name.length, line.lastIndexOf(' '))] = Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return { total: gauge(text, name), byLabels };
 }
 
 export interface Stack {
@@ -107,7 +246,7 @@ export interface Stack {
 
 export interface StackOptions {
   /** GPU worker processes: one per engine listed. */
-  engines: Engine[];
+  engines: EngineEndpoint[];
   env?: Record<string, string>;
   /** Node arguments for the GPU workers (the benchmark's --profile passes --cpu-prof). */
   gpuNodeArgs?: string[];
@@ -138,7 +277,7 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
   const api = spawnEntry('api/server.ts', env);
   await Promise.all([orchestrator.waitFor('orchestrator worker ready'), api.waitFor('API ready'), ...gpuWorkers.map((w) => w.waitFor('GPU worker ready'))]);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const db = createDb(env.DATABASE_URL ?? '', { poolSize: 2 });
+  const db = createDb(env.DATABASE_URL ?? '', { ...dbOptions(loadConfig()), poolSize: 2 });
   return {
     apiUrl,
     openai: new OpenAI({ baseURL: `${apiUrl}/v1`, apiKey, maxRetries: 2 }),
@@ -153,13 +292,24 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
   };
 }
 
+export interface LineOptions {
+  /** Prompt length in characters (about four a token); 64 by default. */
+  promptChars?: number;
+  /** The request's max_tokens: one for all, or each line's own. */
+  maxTokens?: number | ((index: number) => number);
+  /** vLLM's ignore_eos: each answer runs to its max_tokens, so lengths are the same on every engine and every run. */
+  ignoreEos?: boolean;
+}
+
 /** One JSONL line per request; prompts are padded to roughly `promptChars` characters. */
-export function requestLines(model: string, count: number, options: { promptChars?: number; maxTokens?: number } = {}): string[] {
+export function requestLines(model: string, count: number, options: LineOptions = {}): string[] {
   const pad = 'x'.repeat(Math.max(0, (options.promptChars ?? 64) - 24));
   const lines: string[] = new Array<string>(count);
   for (let i = 0; i < count; i++) {
     const body: Record<string, unknown> = { model, messages: [{ role: 'user', content: `Request ${i}. ${pad}` }] };
-    if (options.maxTokens !== undefined) body.max_tokens = options.maxTokens;
+    const maxTokens = typeof options.maxTokens === 'function' ? options.maxTokens(i) : options.maxTokens;
+    if (maxTokens !== undefined) body.max_tokens = maxTokens;
+    if (options.ignoreEos === true) body.ignore_eos = true;
     lines[i] = JSON.stringify({ custom_id: `r${i}`, method: 'POST', url: '/v1/chat/completions', body });
   }
   return lines;
@@ -206,4 +356,146 @@ export function sampleRss(pids: Record<string, number>, everyMs = 50): () => Rec
     clearInterval(timer);
     return peak;
   };
+}
+
+// --- Where the CPU goes -------------------------------------------------------------------------
+
+/** Seconds of CPU a clock tick is (USER_HZ, 100 on Linux). */
+const TICK_S = 0.01;
+
+interface Proc {
+  pid: number;
+  ppid: number;
+  pgrp: number;
+  comm: string;
+  /** Its own CPU and that of the children it has reaped, in ticks. */
+  ticks: number;
+}
+
+function readProcs(): Map<number, Proc> {
+  const procs = new Map<number, Proc>();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const close = stat.lastIndexOf(')');
+      const f = stat.slice(close + 2).split(' ');
+      // After the command: state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime
+      procs.set(Number(name), {
+        pid: Number(name),
+        ppid: Number(f[1]),
+        pgrp: Number(f[2]),
+        comm: stat.slice(stat.indexOf('(') + 1, close),
+        ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]),
+      });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return procs;
+}
+
+/** Busy ticks of the whole machine (all CPUs), from /proc/stat. */
+function machineTicks(): number {
+  const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
+}
+
+export interface CpuUse {
+  /** Core-seconds per group over the interval. */
+  seconds: Record<string, number>;
+  wallSeconds: number;
+}
+
+/**
+ * Counts CPU by who used it: this process (`bench`: the direct client, the pollers), a vLLM process
+ * group (`vllm`), each process this benchmark started (named by `names`, else by its command: postgres,
+ * temporal...) with its descendants, and `outside`: everything else on the machine (other people's work).
+ */
+export function cpuMeter(names: Record<number, string>, vllmGroup?: number): () => CpuUse {
+  const self = process.pid;
+  const groupOf = (p: Proc, procs: Map<number, Proc>): string => {
+    if (vllmGroup !== undefined && p.pgrp === vllmGroup) return 'vllm';
+    if (p.pid === self) return 'bench';
+    for (let cur: Proc | undefined = p, hops = 0; cur !== undefined && hops < 64; cur = procs.get(cur.ppid), hops++) {
+      // tsx's esbuild service works for this process.
+      if (cur.ppid === self) return names[cur.pid] ?? (cur.comm === 'esbuild' ? 'bench' : cur.comm);
+    }
+    return 'outside';
+  };
+  const tally = (): { groups: Map<string, number>; machine: number } => {
+    const procs = readProcs();
+    const groups = new Map<string, number>();
+    for (const p of procs.values()) {
+      const g = groupOf(p, procs);
+      if (g !== 'outside') groups.set(g, (groups.get(g) ?? 0) + p.ticks);
+    }
+    return { groups, machine: machineTicks() };
+  };
+  const start = tally();
+  const started = performance.now();
+  return () => {
+    const end = tally();
+    const seconds: Record<string, number> = {};
+    let ours = 0;
+    for (const [g, ticks] of end.groups) {
+      const used = Math.max(0, ticks - (start.groups.get(g) ?? 0)) * TICK_S;
+      seconds[g] = used;
+      ours += used;
+    }
+    seconds.outside = Math.max(0, (end.machine - start.machine) * TICK_S - ours);
+    return { seconds, wallSeconds: (performance.now() - started) / 1000 };
+  };
+}
+
+/**
+ * How busy the machine was while a scenario ran: the 1-minute load average (sampled every 5 s; it counts
+ * the benchmark's own processes too), and the CPU that processes outside this benchmark used (other
+ * people's work on a shared machine). Returns a note for the report; the figures are called noisy when
+ * the load was above 4 with more than a quarter of a core going to work outside the benchmark.
+ */
+export function watchMachine(): () => { note: string; noisy: boolean } {
+  const loads: number[] = [];
+  const sample = (): void => { loads.push(loadavg()[0] ?? 0); };
+  sample();
+  const timer = setInterval(sample, 5000);
+  const meter = cpuMeter({});
+  return () => {
+    clearInterval(timer);
+    sample();
+    const cpu = meter();
+    const sorted = [...loads].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
+    const max = sorted.at(-1) ?? 0;
+    const outside = (cpu.seconds.outside ?? 0) / Math.max(1, cpu.wallSeconds);
+    const noisy = median > 4 && outside > 0.25;
+    const note =
+      `Machine while measuring: 1-minute load average ${median.toFixed(1)} (median; at most ${max.toFixed(1)}; the benchmark's own processes count in it); work outside this benchmark used ${outside.toFixed(2)} of the 2 cores on average.` +
+      (noisy ? ' **The machine was very busy with other work (load above 4): these figures are noisy.**' : '');
+    return { note, noisy };
+  };
+}
+
+/**
+ * Diagnosis only: vLLM's process group (all threads) on one CPU, this process and everything else it
+ * started on the other, so the system under test cannot take CPU from the engine (other people's work
+ * on the machine still can). Processes started later inherit their parent's CPU.
+ */
+export function pinApart(vllmGroup: number, engineCpu = 1, restCpu = 0): void {
+  const procs = readProcs();
+  const self = process.pid;
+  const inTree = (p: Proc): boolean => {
+    for (let cur: Proc | undefined = p, hops = 0; cur !== undefined && hops < 64; cur = procs.get(cur.ppid), hops++) if (cur.pid === self) return true;
+    return false;
+  };
+  for (const p of procs.values()) {
+    if (!inTree(p)) continue;
+    const cpu = p.pgrp === vllmGroup ? engineCpu : restCpu;
+    try {
+      execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(p.pid)], { stdio: 'ignore' });
+    } catch {
+      // gone meanwhile
+    }
+  }
 }

@@ -74,15 +74,27 @@ export function toJson(results: ScenarioResult[]): string {
   )}\n`;
 }
 
-export function toMarkdown(results: ScenarioResult[]): string {
+export const KEPT_START = '<!-- written by hand: kept when npm run bench writes this file again -->';
+export const KEPT_END = '<!-- end of the part written by hand -->';
+
+/** The hand-written part of a report (markers included), if it has one. */
+export function keptSection(markdown: string): string | undefined {
+  const start = markdown.indexOf(KEPT_START);
+  const end = markdown.indexOf(KEPT_END);
+  return start >= 0 && end > start ? markdown.slice(start, end + KEPT_END.length) : undefined;
+}
+
+export function toMarkdown(results: ScenarioResult[], kept?: string): string {
   const m = machine();
   const lines = [
     '# Benchmarks',
     '',
     `Measured by \`npm run bench\` on ${m.cpus} × ${m.cpu}, ${m.memoryGb} GiB, Node ${m.node}. Targets are judged on the median`,
-    'run. The engine is the vLLM simulator (its capacity model stands in for a GPU); everything else is the real',
-    'stack, each part its own process. Reproduce with `npm run bench` (about half an hour), or one scenario with',
-    '`npm run bench -- --scenario ceiling`.',
+    'run. The engine is the vLLM simulator (vLLM\'s v1 scheduler, calibrated to an H100 serving Llama-3.1-8B:',
+    '`simulator/README.md`), except in "Real vLLM (CPU)", which runs vLLM\'s CPU build; everything else is the',
+    'real stack, each part its own process. Reproduce with `npm run bench` (about 45 minutes), or one scenario',
+    'with `npm run bench -- --scenario ceiling`; on a machine with an NVIDIA GPU, `bench/gpu/overhead.sh` runs',
+    'the overhead scenario on real vLLM with a real model.',
     '',
     '| Scenario | Metric | Target | Min | Median | Max | Met |',
     '|---|---|---|---|---|---|---|',
@@ -96,6 +108,7 @@ export function toMarkdown(results: ScenarioResult[]): string {
     }
   }
   lines.push('');
+  if (kept !== undefined) lines.push(kept, '');
   for (const r of results) {
     const when = r.date === undefined ? '' : ` Measured ${r.date.slice(0, 10)}, ${r.runs ?? 1} run${r.runs === 1 ? '' : 's'}${r.quick === true ? ' (--quick)' : ''}.`;
     lines.push(`## ${r.title}`, '', `${r.setup}${when}`, '');
