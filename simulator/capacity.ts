@@ -24,14 +24,23 @@ export const H100_LLAMA_8B = {
 
 /** What the simulator's options say about capacity; everything but the context length may be left out. */
 export interface CapacityOptions {
-  maxNumSeqs?: number;
+  /** Context length of the model (vLLM's max_model_len). */
   maxModelLen: number;
+  /** Sequences running at once (vLLM's max_num_seqs; default 1024, vLLM's on an H100). */
+  maxNumSeqs?: number;
+  /** Token budget of one engine step (vLLM's max_num_batched_tokens; default 8192). */
   maxNumBatchedTokens?: number;
+  /** Tokens per KV block (default 16, vLLM's on a GPU; its CPU build uses 128). */
   blockSize?: number;
+  /** KV cache size in blocks (vLLM's num_gpu_blocks; default 27,648: an H100 with Llama-3.1-8B). */
   numGpuBlocks?: number;
+  /** Fixed time of a step, ms (default calibrated: see simulator/README.md). */
   stepBaseMs?: number;
+  /** Time per token in a step, ms (default calibrated). */
   stepTokenMs?: number;
+  /** Automatic prefix caching (default on, as in vLLM). */
   enablePrefixCaching?: boolean;
+  /** fcfs (default) or priority (lower `priority` in the request first). */
   schedulingPolicy?: SchedulingPolicy;
   /** Old knob, still accepted: time per output token, i.e. the step time of a small batch (stepBaseMs). */
   tokenLatencyMs?: number;

@@ -10,11 +10,11 @@ import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { Counter, Registry } from 'prom-client';
 import { aborted, AbortedError, sleep } from '../lib/abortable.js';
-import { resolveCapacity } from './capacity.js';
+import { resolveCapacity, type CapacityOptions } from './capacity.js';
 import { Engine } from './engine.js';
 import { decideFault, faultsSchema, noFaults, type Faults } from './faults.js';
 import { VllmMetrics } from './metrics.js';
-import type { EngineRequest, EngineRequestInput, SchedulingPolicy } from './scheduler.js';
+import type { EngineRequest, EngineRequestInput } from './scheduler.js';
 import { embeddingVector, generateText, prng, seedOf, tokenize } from './text.js';
 import {
   checkOutputLimit,
@@ -32,9 +32,8 @@ import {
 /** The vLLM release whose HTTP behaviour the simulator copies (what GET /version answers). */
 export const VLLM_VERSION = '0.32.0';
 
-export interface SimulatorOptions {
+export interface SimulatorOptions extends CapacityOptions {
   models: string[];
-  maxModelLen: number;
   /**
    * Which served names are embedding (pooling) models; the others are generative. vLLM mounts
    * /v1/embeddings only for a pooling model, and chat, completions and responses only for a
@@ -47,30 +46,10 @@ export interface SimulatorOptions {
   enableRequestIdHeaders?: boolean;
   /** How long an idle keep-alive connection stays open, ms (vLLM's VLLM_HTTP_TIMEOUT_KEEP_ALIVE: 5 s). */
   keepAliveTimeoutMs?: number;
-  /** Sequences running at once (vLLM's max_num_seqs; default 1024, vLLM's on an H100). */
-  maxNumSeqs?: number;
-  /** Token budget of one engine step (vLLM's max_num_batched_tokens; default 8192). */
-  maxNumBatchedTokens?: number;
-  /** Tokens per KV block (default 16, vLLM's on a GPU; its CPU build uses 128). */
-  blockSize?: number;
-  /** KV cache size in blocks (vLLM's num_gpu_blocks; default 27,648: an H100 with Llama-3.1-8B). */
-  numGpuBlocks?: number;
-  /** Fixed time of a step, ms (default calibrated: see simulator/README.md). */
-  stepBaseMs?: number;
-  /** Time per token in a step, ms (default calibrated). */
-  stepTokenMs?: number;
-  /** Automatic prefix caching (default on, as in vLLM). */
-  enablePrefixCaching?: boolean;
   /** usage.prompt_tokens_details (cached and created cache tokens); default off, as in vLLM. */
   enablePromptTokensDetails?: boolean;
-  /** fcfs (default) or priority (lower `priority` in the request first). */
-  schedulingPolicy?: SchedulingPolicy;
   /** Fixed time before a request reaches the engine (the server's own work), ms; default 0. */
   prefillMs?: number;
-  /** Old name, still accepted: the time per output token of a small batch, i.e. stepBaseMs. */
-  tokenLatencyMs?: number;
-  /** Old name, still accepted: prompt tokens a second, i.e. 1000 / stepTokenMs (0: tokens take no time). */
-  prefillTokensPerSec?: number;
   /** Where a sequence would stop by itself (its EOS), in tokens; max_tokens and the context cut it shorter. */
   outputTokens: { min: number; max: number };
   embeddingDim: number;
