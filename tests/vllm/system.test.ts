@@ -163,8 +163,16 @@ describe('a GPU worker that runs its own real vLLM', () => {
     process.kill(pid, 'SIGKILL');
     await worker.waitFor('restarted', 30_000, mark);
     // Its engine core (a process of its own) went with it: nothing of its group holds memory or the port.
-    const group = execFileSync('ps', ['-eo', 'pgid=,args='], { encoding: 'utf8' }).split('\n').filter((l) => Number(/^\s*(\d+)/.exec(l)?.[1]) === pid);
-    expect(group).toEqual([]);
+    // A zombie holds neither (it waits only for init to reap it); a process still running would.
+    const running = (): string[] =>
+      execFileSync('ps', ['-eo', 'pgid=,stat=,args='], { encoding: 'utf8' })
+        .split('\n')
+        .map((l) => /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null && Number(m[1]) === pid && !(m[2] ?? '').startsWith('Z'))
+        .map((m) => m[0]);
+    const deadline = Date.now() + 10_000;
+    while (running().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+    expect(running()).toEqual([]);
 
     const batch = await waitForBatch(stack.openai, created.id, 600_000);
     expect(batch.status).toBe('completed');
