@@ -10,7 +10,7 @@ import { jsonb, type Db } from '../lib/db.js';
 import { writeChunk, type FileStore } from '../lib/file-store.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
-import { safeText } from '../lib/sanitize.js';
+import { describeValue, safeText } from '../lib/sanitize.js';
 import type { Logger } from '../lib/logger.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
@@ -177,13 +177,31 @@ export function createControlActivities(deps: ControlDeps) {
     try {
       let after = 0;
       for (;;) {
+        // A page is up to 2,000 rows and about RESULT_STATEMENT_BYTES of output (at least one row):
+        // sizes first (octet_length reads a stored value's header, not the value), then the rows.
+        const sizes = await db
+          .selectFrom('batch_results')
+          .select(['line', sql<number>`octet_length(output)`.as('bytes')])
+          .where('batch_id', '=', batchId)
+          .where('line', '>', after)
+          .orderBy('line')
+          .limit(2000)
+          .execute();
+        if (sizes.length === 0) break;
+        let last = sizes[0]?.line ?? after;
+        let bytes = 0;
+        for (const size of sizes) {
+          bytes += size.bytes;
+          if (bytes > config.batch.resultStatementBytes && size.line !== sizes[0]?.line) break;
+          last = size.line;
+        }
         const page = await db
           .selectFrom('batch_results')
           .select(['line', 'ok', 'output'])
           .where('batch_id', '=', batchId)
           .where('line', '>', after)
+          .where('line', '<=', last)
           .orderBy('line')
-          .limit(2000)
           .execute();
         if (page.length === 0) break;
         for (const row of page) {
@@ -277,6 +295,7 @@ export function createControlActivities(deps: ControlDeps) {
           maxDepth: config.batch.validationMaxDepth,
           maxCustomIdChars: config.batch.validationMaxCustomIdChars,
           maxLineBytes: config.batch.maxLineBytes,
+          maxEmbeddingInputs: config.batch.validationMaxEmbeddingInputs,
         },
       );
       const errors = result.errors;
@@ -291,7 +310,7 @@ export function createControlActivities(deps: ControlDeps) {
           const known = served.map((m) => m.model).join(', ') || 'none';
           errors.push({
             code: 'model_not_found',
-            message: `The model '${result.model}' is not served by any GPU worker (serving now: ${safeText(known, 500)}).`,
+            message: `The model ${describeValue(result.model)} is not served by any GPU worker (serving now: ${safeText(known, 500)}).`,
             param: 'body.model',
             line: result.modelLine,
           });
@@ -299,7 +318,7 @@ export function createControlActivities(deps: ControlDeps) {
           // vLLM serves only the routes of its model's kind: a generative model has no embeddings.
           errors.push({
             code: 'unsupported_endpoint',
-            message: `The model '${result.model}' is not served on ${batch.endpoint} (its engines serve ${live.endpoints.join(', ') || 'no batch endpoint'}).`,
+            message: `The model ${describeValue(result.model)} is not served on ${batch.endpoint} (its engines serve ${live.endpoints.join(', ') || 'no batch endpoint'}).`,
             param: 'endpoint',
             line: result.modelLine,
           });
@@ -326,7 +345,7 @@ export function createControlActivities(deps: ControlDeps) {
         minChunkSize: minInFlight,
       });
       const chunks = joinPieces(result.chunks, chunkSize);
-      log.info({ batchId, model: result.model, requests: result.requests, workers, chunkSize, chunks: chunks.length }, 'batch validated');
+      log.info({ batchId, model: safeText(result.model), requests: result.requests, workers, chunkSize, chunks: chunks.length }, 'batch validated');
       return {
         ok: true,
         model: result.model,

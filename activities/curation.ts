@@ -107,13 +107,14 @@ export function createCurationActivities(deps: CurationDeps) {
   }
 
   async function setStatus(batchId: string, status: CurationStatus, reason: string | null): Promise<void> {
+    // Reasons quote Label Studio's answers, which may quote what a client sent.
+    const safeReason = reason === null ? null : safeText(reason, 1000);
     await db
       .updateTable('curations')
-      // Reasons quote Label Studio's answers, which may quote what a client sent.
-      .set({ status, reason: reason === null ? null : safeText(reason, 1000), ...(status === 'running' ? {} : { finished_at: nowSeconds() }) })
+      .set({ status, reason: safeReason, ...(status === 'running' ? {} : { finished_at: nowSeconds() }) })
       .where('batch_id', '=', batchId)
       .execute();
-    if (status !== 'running') log.info({ batchId, status, reason }, 'curation import ended');
+    if (status !== 'running') log.info({ batchId, status, reason: safeReason }, 'curation import ended');
   }
 
   /** A project named in metadata: only one this API project's imports made, or an operator granted it. */

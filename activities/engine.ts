@@ -16,6 +16,8 @@ export interface EngineOptions {
   connections: number;
   /** How long an idle connection is kept: below the engine's own (vLLM closes them after 5 s). */
   keepAliveMs: number;
+  /** Largest answer read from the engine; a larger one is the request's error, not the worker's memory. */
+  maxResponseBytes: number;
 }
 
 export interface RetryPolicy {
@@ -28,7 +30,8 @@ export interface RetryPolicy {
 export type Attempt =
   | { kind: 'ok'; status: number; requestId: string | null; body: unknown; raw: string }
   | { kind: 'http'; status: number; requestId: string | null; body: unknown; retryAfterMs: number | undefined }
-  | { kind: 'network'; message: string; timeout: boolean };
+  | { kind: 'network'; message: string; timeout: boolean }
+  | { kind: 'too_large'; message: string };
 
 export type FinalOutcome = { attempts: number; errors: AttemptError[] } & (
   /** `raw` is the engine's answer as it sent it; `body` is the same, parsed. */
@@ -37,7 +40,16 @@ export type FinalOutcome = { attempts: number; errors: AttemptError[] } & (
   | { kind: 'network'; message: string; timeout: boolean }
   /** The body could not be written as JSON at all: no attempt can succeed, so none is made. */
   | { kind: 'unsendable'; message: string }
+  /** The engine's answer was over ENGINE_MAX_RESPONSE_BYTES: asking again would bring the same. */
+  | { kind: 'too_large'; message: string }
 );
+
+/** An engine answer longer than the cap: reading stopped there, and the connection was dropped. */
+export class ResponseTooLargeError extends Error {
+  constructor(readonly limit: number) {
+    super(`the engine's answer is larger than ${limit} bytes (ENGINE_MAX_RESPONSE_BYTES)`);
+  }
+}
 
 export interface AttemptError {
   at: string;
@@ -69,7 +81,7 @@ class EngineClient extends OpenAI {
  * it, so the SDK's timeout covers the body too, and a connection lost mid-body is an ordinary,
  * retryable connection error.
  */
-function engineFetch(agent: Agent): typeof fetch {
+function engineFetch(agent: Agent, maxBytes: number): typeof fetch {
   return async (input, init) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
     const res = await request(url, {
@@ -79,7 +91,24 @@ function engineFetch(agent: Agent): typeof fetch {
       signal: init?.signal ?? undefined,
       dispatcher: agent,
     });
-    const body = await res.body.arrayBuffer();
+    // Dropping a body that is too large aborts it; the abort is expected, and reading reports any other error.
+    res.body.on('error', () => undefined);
+    const declared = Number(res.headers['content-length']);
+    if (declared > maxBytes) {
+      res.body.destroy();
+      throw new ResponseTooLargeError(maxBytes);
+    }
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const part of res.body as AsyncIterable<Buffer>) {
+      size += part.length;
+      if (size > maxBytes) {
+        res.body.destroy();
+        throw new ResponseTooLargeError(maxBytes);
+      }
+      parts.push(part);
+    }
+    const body = Buffer.concat(parts, size);
     const headers = new Headers();
     for (const [name, value] of Object.entries(res.headers)) {
       if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
@@ -139,7 +168,7 @@ export class Engine {
       apiKey: options.apiKey ?? 'EMPTY',
       maxRetries: 0,
       timeout: options.requestTimeoutMs,
-      fetch: engineFetch(this.agent),
+      fetch: engineFetch(this.agent, options.maxResponseBytes),
       logLevel: 'off',
     });
   }
@@ -214,6 +243,9 @@ export class Engine {
       if (err instanceof EngineStatusError) {
         return { kind: 'http', status: err.status, requestId: err.headers.get('x-request-id') ?? sentId, body: err.body, retryAfterMs: retryAfterMs(err.headers) };
       }
+      if (err instanceof ResponseTooLargeError || (err instanceof APIConnectionError && err.cause instanceof ResponseTooLargeError)) {
+        return { kind: 'too_large', message: err instanceof ResponseTooLargeError ? err.message : (err.cause as Error).message };
+      }
       if (err instanceof APIConnectionTimeoutError) return { kind: 'network', message: 'request to the engine timed out', timeout: true };
       if (err instanceof APIConnectionError) {
         const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
@@ -254,8 +286,10 @@ export class Engine {
       errors.push({
         at: new Date().toISOString(),
         status: result.kind === 'http' ? result.status : null,
-        message: result.kind === 'http' ? describeEngineBody(result.body) : result.message,
+        // An error's own words can quote the answer (a JSON parse error does): stored through the sanitizer.
+        message: result.kind === 'http' ? describeEngineBody(result.body) : safeText(result.message, 500),
       });
+      if (result.kind === 'too_large') return { ...result, attempts: attempt, errors };
       const retryable = result.kind === 'network' || isRetryableStatus(result.status);
       const backoff = Math.min(policy.maxMs, policy.initialMs * 2 ** (attempt - 1));
       // Full jitter spreads a crowd of failed requests out; Retry-After, when given, is a floor.

@@ -14,6 +14,7 @@ import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
 import type { Release, Semaphore } from '../lib/semaphore.js';
 import { chunksTotal, inflightRequests, requestsTotal, tokensTotal } from '../lib/metrics.js';
+import { safeText } from '../lib/sanitize.js';
 import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine.js';
 import { resultRow, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
@@ -94,7 +95,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
 
       const { done } = await chunkCounts(batchId, chunk);
-      const writer = new ResultWriter(db, batchId, { flushRows: config.batch.resultFlushRows, flushMs: config.batch.resultFlushMs });
+      const writer = new ResultWriter(db, batchId, { flushRows: config.batch.resultFlushRows, flushBytes: config.batch.resultStatementBytes, flushMs: config.batch.resultFlushMs });
       const pending = new Set<Promise<void>>();
       let sent = 0;
       // The task queue is the model's own: metrics name the model even for a chunk that sends nothing.
@@ -150,7 +151,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
           requestsTotal.inc({ model, outcome: row.ok ? 'completed' : 'failed' });
           tokensTotal.inc({ model, kind: 'prompt' }, row.input_tokens);
           tokensTotal.inc({ model, kind: 'completion' }, row.output_tokens);
-          if (!row.ok) log.debug({ line: lineNumber, customId: request.custom_id, requestId: outcome.kind === 'network' || outcome.kind === 'unsendable' ? null : outcome.requestId, attempts: outcome.attempts }, 'request failed');
+          if (!row.ok) log.debug({ line: lineNumber, customId: safeText(request.custom_id), requestId: 'requestId' in outcome ? outcome.requestId : null, attempts: outcome.attempts }, 'request failed');
         } finally {
           letGo();
         }

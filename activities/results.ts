@@ -85,6 +85,9 @@ export function resultRow(batchId: string, line: number, customId: string, outco
   if (outcome.kind === 'unsendable') {
     return { ...base, ...zero, ok: false, output: outputLine(customId, null, { code: 'invalid_request', message: outcome.message }), deadLetter };
   }
+  if (outcome.kind === 'too_large') {
+    return { ...base, ...zero, ok: false, output: outputLine(customId, null, { code: 'response_too_large', message: outcome.message }), deadLetter };
+  }
   return {
     ...base,
     ...zero,
@@ -196,6 +199,7 @@ async function persistIfLive(db: Db, batchId: string, rows: ResultRow[]): Promis
  */
 export class ResultWriter {
   private buffer: ResultRow[] = [];
+  private bufferedChars = 0;
   private writing: Promise<void> = Promise.resolve();
   private failure: unknown;
   private timer: NodeJS.Timeout | undefined;
@@ -204,14 +208,17 @@ export class ResultWriter {
   constructor(
     private readonly db: Db,
     private readonly batchId: string,
-    private readonly options: { flushRows: number; flushMs: number },
+    /** A flush goes when `flushRows` rows or `flushBytes` of output lines are waiting, or after `flushMs`. */
+    private readonly options: { flushRows: number; flushBytes: number; flushMs: number },
     private readonly onPersisted: (rows: ResultRow[]) => void = () => undefined,
   ) {}
 
   add(row: ResultRow): void {
     if (this.failure !== undefined) throw asError(this.failure);
     this.buffer.push(row);
-    if (this.buffer.length >= this.options.flushRows) void this.flush().catch(() => undefined);
+    // Characters stand in for bytes: a UTF-8 byte count per row would cost more than it saves.
+    this.bufferedChars += row.output.length;
+    if (this.buffer.length >= this.options.flushRows || this.bufferedChars >= this.options.flushBytes) void this.flush().catch(() => undefined);
     else this.timer ??= setTimeout(() => { void this.flush().catch(() => undefined); }, this.options.flushMs);
   }
 
@@ -223,6 +230,7 @@ export class ResultWriter {
     }
     const rows = this.buffer;
     this.buffer = [];
+    this.bufferedChars = 0;
     if (rows.length > 0) {
       this.writing = this.writing.then(async () => {
         if (this.failure !== undefined) return;

@@ -28,6 +28,8 @@ export interface ValidationParams {
   maxCustomIdChars: number;
   /** For messages: the line length cap readLines applied. */
   maxLineBytes: number;
+  /** Most inputs in one embeddings request (OpenAI's: 2,048). */
+  maxEmbeddingInputs: number;
 }
 
 export interface ValidationOutcome {
@@ -128,6 +130,10 @@ function checkLine(
     report('streaming_unsupported', 'Streaming is not supported in a batch; remove body.stream.', 'body.stream');
   }
   const units = params.endpoint === '/v1/embeddings' ? embeddingInputs(body) : 1;
+  // A list of texts (or of token lists) is that many inputs; one embeddings request takes a bounded number.
+  if (units > params.maxEmbeddingInputs) {
+    report('invalid_request', `body.input has ${units} inputs; one embeddings request takes at most ${params.maxEmbeddingInputs}.`, 'body.input');
+  }
   return model === undefined ? { units } : { model, units };
 }
 

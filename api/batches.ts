@@ -196,14 +196,19 @@ export async function cancelBatch(deps: BatchDeps, project: Project, id: string)
 export async function retryBatch(deps: BatchDeps, project: Project, id: string, body: BatchRetry): Promise<BatchRow> {
   const { db } = deps;
   const batch = await getBatch(db, project, id);
-  if (batch.status !== 'completed' && batch.status !== 'expired' && batch.status !== 'cancelled') {
+  // A batch that failed after it ran (stopped by the reconciler, say) has lines to retry; one that failed validation has none.
+  const ran = batch.status === 'failed' && batch.in_progress_at !== null;
+  if (batch.status !== 'completed' && batch.status !== 'expired' && batch.status !== 'cancelled' && !ran) {
     const why = batch.status === 'failed' ? 'it failed validation, so none of its requests ran' : 'it has not finished';
     throw new ApiError(409, `Batch ${id} cannot be retried: ${why} (status '${batch.status}').`, 'batch_not_retryable', 'batch_id');
   }
-  const failed = new Set(
-    (await db.selectFrom('batch_results').select('line').where('batch_id', '=', id).where('ok', '=', false).execute()).map((r) => r.line),
+  // Every request without a successful result is retried: those that failed, expired or were
+  // cancelled, and those a failed batch never got to.
+  const succeeded = new Set(
+    (await db.selectFrom('batch_results').select('line').where('batch_id', '=', id).where('ok', '=', true).execute()).map((r) => r.line),
   );
-  if (failed.size === 0) throw new ApiError(409, `Batch ${id} has no failed, expired or cancelled requests to retry.`, 'nothing_to_retry', 'batch_id');
+  const toRetry = batch.request_total - succeeded.size;
+  if (toRetry <= 0) throw new ApiError(409, `Batch ${id} has no failed, expired or cancelled requests to retry.`, 'nothing_to_retry', 'batch_id');
   const input = await db
     .selectFrom('files')
     .select(['filename', 'storage_key'])
@@ -215,7 +220,7 @@ export async function retryBatch(deps: BatchDeps, project: Project, id: string, 
   }
   const file = await createDerivedFile(deps, project, `${input.filename.replace(/\.jsonl$/i, '')}.retry-${id}.jsonl`, async (writer) => {
     for await (const line of readLines(deps.store.read(input.storage_key))) {
-      if (!isBlank(line) && failed.has(line.number)) await writeChunk(writer.stream, `${line.text}\n`);
+      if (!isBlank(line) && !succeeded.has(line.number)) await writeChunk(writer.stream, `${line.text}\n`);
     }
   });
   const created = await createBatch(
@@ -230,6 +235,6 @@ export async function retryBatch(deps: BatchDeps, project: Project, id: string, 
     },
     { retryOf: id },
   );
-  deps.log.info({ batchId: created.id, retryOf: id, requests: failed.size }, 'batch retried');
+  deps.log.info({ batchId: created.id, retryOf: id, requests: toRetry }, 'batch retried');
   return created;
 }

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { Config } from '../lib/config.js';
 import { fineTuningLine, type CurationRegistry } from '../lib/curation.js';
 import type { Db } from '../lib/db.js';
-import { nowSeconds } from '../lib/ids.js';
+import { isWellFormedId, nowSeconds } from '../lib/ids.js';
 import type { LabelStudio } from '../lib/label-studio.js';
 import { getBatch } from './batches.js';
 import { ApiError } from './errors.js';
@@ -146,7 +146,8 @@ export async function receiveWebhook(db: Db, body: unknown): Promise<'recorded' 
   let outcome: 'recorded' | 'removed' | 'ignored' = 'ignored';
   if ((event.action === 'ANNOTATION_CREATED' || event.action === 'ANNOTATION_UPDATED') && event.task !== undefined && event.project !== undefined) {
     const data = event.task.data ?? {};
-    const batchId = typeof data.batch_id === 'string' ? data.batch_id : null;
+    // A task's data is whatever was imported (or edited in Label Studio since): only one of our ids is a batch id.
+    const batchId = typeof data.batch_id === 'string' && isWellFormedId(data.batch_id) ? data.batch_id : null;
     await db
       .insertInto('curation_reviews')
       .values({

@@ -6,13 +6,14 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import busboy from 'busboy';
 import type { Config } from '../lib/config.js';
 import type { Db } from '../lib/db.js';
+import type { Logger } from '../lib/logger.js';
 import type { FileStore, FileWriter } from '../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
 import { uploadFieldsSchema, type FileObject } from '../schema/openai.js';
 import { LIVE_BATCH_STATES, type FileRow } from '../schema/tables.js';
 import { asError } from '../lib/errors.js';
 import { safeText, isStorableText } from '../lib/sanitize.js';
-import { ApiError, fromZodError, notFound } from './errors.js';
+import { ApiError, fromZodError, notFound, serviceUnavailable } from './errors.js';
 import type { Project } from './keys.js';
 
 export interface FileDeps {
@@ -20,6 +21,9 @@ export interface FileDeps {
   store: FileStore;
   config: Config;
 }
+
+/** An upload also reports its file store's failures, which the client is told only as a 503. */
+export type UploadDeps = FileDeps & { log: Logger };
 
 export function toFileObject(row: FileRow): FileObject {
   return {
@@ -40,7 +44,7 @@ interface ParsedUpload {
   file?: { filename: string; truncated: boolean; writer: FileWriter };
 }
 
-async function parseMultipart(request: Request, deps: FileDeps, storageKey: string): Promise<ParsedUpload> {
+async function parseMultipart(request: Request, deps: UploadDeps, storageKey: string): Promise<ParsedUpload> {
   const contentType = request.headers.get('content-type') ?? '';
   if (request.body === null) throw new ApiError(400, 'The request has no body.', 'invalid_request');
   let parser: busboy.Busboy;
@@ -57,6 +61,8 @@ async function parseMultipart(request: Request, deps: FileDeps, storageKey: stri
   const result: ParsedUpload = { fields: new Map() };
   const writes: Promise<void>[] = [];
   let partFailure: Error | undefined;
+  // The file store's own failure (no space, S3 away): not the client's fault, and worth a retry.
+  let storeFailure: Error | undefined;
   parser.on('field', (name, value) => result.fields.set(name, value));
   parser.on('file', (name, stream, info) => {
     // Every part's stream fails with the form ("Unexpected end of form" when the body is cut); its
@@ -69,14 +75,26 @@ async function parseMultipart(request: Request, deps: FileDeps, storageKey: stri
       return;
     }
     const write = (async () => {
-      const writer = await deps.store.createWriter(storageKey);
+      const writer = await deps.store.createWriter(storageKey).catch((err: unknown) => {
+        storeFailure ??= asError(err);
+        // Nothing will read this part now: drain it, or the form (and the request) never ends.
+        stream.resume();
+        throw err;
+      });
+      // A cut body reaches the writer too, after the part's own error; only an error before that is the store's.
+      writer.stream.on('error', (err: Error) => {
+        if (partFailure === undefined) storeFailure ??= err;
+      });
       result.file = { filename: info.filename ?? 'upload', truncated: false, writer };
       await pipeline(stream, writer.stream);
       // busboy stops at the size limit and marks the stream; the caller refuses such a file.
       result.file.truncated = stream.truncated === true;
     })();
-    // Settled below in every case; until then a failure must not count as unhandled.
-    write.catch(() => undefined);
+    // Settled below in every case; until then a failure must not count as unhandled. When the store
+    // failed, the form is ended here: nothing would read the rest of the body.
+    write.catch(() => {
+      if (storeFailure !== undefined) parser.destroy(storeFailure);
+    });
     writes.push(write);
   });
   let failure: unknown;
@@ -88,6 +106,11 @@ async function parseMultipart(request: Request, deps: FileDeps, storageKey: stri
   // Wait for the file's own write whatever happened (a client that hangs up fails both).
   for (const outcome of await Promise.allSettled(writes)) if (outcome.status === 'rejected') failure ??= outcome.reason;
   failure ??= partFailure;
+  if (storeFailure !== undefined) {
+    await result.file?.writer.abort();
+    deps.log.error({ err: storeFailure.message }, 'the file store failed during an upload');
+    throw serviceUnavailable('The file store');
+  }
   if (failure !== undefined) {
     await result.file?.writer.abort();
     throw new ApiError(400, `Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`, 'invalid_request');
@@ -105,7 +128,7 @@ function formatBytes(n: number): string {
 }
 
 /** POST /v1/files: stream the upload into the store, then record it. */
-export async function createFile(deps: FileDeps, project: Project, request: Request): Promise<FileRow> {
+export async function createFile(deps: UploadDeps, project: Project, request: Request): Promise<FileRow> {
   const contentType = request.headers.get('content-type') ?? '';
   if (!contentType.toLowerCase().startsWith('multipart/form-data')) {
     throw new ApiError(415, "Files are uploaded as multipart/form-data with fields 'file' and 'purpose'.", 'unsupported_media_type');

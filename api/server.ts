@@ -68,7 +68,7 @@ export async function startApiServer(deps: ApiDeps, at: { host: string; port: nu
   const stopSweeper = startSweeper(deps);
   let server: HttpServer;
   try {
-    server = await listen(app.fetch, at);
+    server = await listen(app.fetch, at, { idleTimeoutMs: deps.config.api.idleTimeoutMs, onError: (err) => { deps.log.error({ err }, 'the HTTP server failed'); } });
   } catch (err) {
     stopSweeper();
     throw err;

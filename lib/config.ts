@@ -24,6 +24,7 @@ const envSchema = z.object({
   API_KEYS: list.default([]),
   API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(3000),
   API_MAX_BODY_BYTES: positiveInt.default(1024 * 1024),
+  API_IDLE_TIMEOUT_MS: positiveInt.default(120_000),
   IDEMPOTENCY_TTL_SECONDS: positiveInt.default(86400),
   IDEMPOTENCY_LEASE_SECONDS: positiveInt.default(300),
   SWEEP_INTERVAL_MS: positiveInt.default(10 * 60 * 1000),
@@ -91,6 +92,7 @@ const envSchema = z.object({
   VALIDATION_MAX_ERRORS: positiveInt.default(100),
   VALIDATION_MAX_DEPTH: positiveInt.default(64),
   VALIDATION_MAX_CUSTOM_ID_CHARS: positiveInt.default(512),
+  VALIDATION_MAX_EMBEDDING_INPUTS: positiveInt.default(2048),
   BATCH_MAX_LINE_BYTES: positiveInt.default(16 * 1024 * 1024),
   CHUNK_HEARTBEAT_TIMEOUT_MS: positiveInt.default(60_000),
   CHUNK_START_TO_CLOSE_MS: positiveInt.default(2 * 60 * 60 * 1000),
@@ -108,6 +110,7 @@ const envSchema = z.object({
   RECONCILE_MAX_TRIES: positiveInt.default(10),
   RESULT_FLUSH_ROWS: positiveInt.default(200),
   RESULT_FLUSH_MS: positiveInt.default(250),
+  RESULT_STATEMENT_BYTES: positiveInt.default(16 * 1024 * 1024),
 
   // Engine (vLLM) and GPU worker
   VLLM_BASE_URL: optionalString,
@@ -131,6 +134,7 @@ const envSchema = z.object({
   ENGINE_RETRY_MAX_MS: positiveInt.default(30_000),
   ENGINE_HEALTH_TIMEOUT_MS: positiveInt.default(10 * 60 * 1000),
   ENGINE_KEEP_ALIVE_MS: positiveInt.default(4000),
+  ENGINE_MAX_RESPONSE_BYTES: positiveInt.default(64 * 1024 * 1024),
 
   // Metrics, health and readiness (/metrics, /healthz, /readyz): the API serves them on its own
   // port; each worker on a port of its own
@@ -226,6 +230,8 @@ export interface Config {
     rateLimitPerMinute: number;
     /** Largest JSON request body (uploads have MAX_UPLOAD_BYTES). */
     maxBodyBytes: number;
+    /** A connection idle this long (no byte either way) is closed, on the API and on every ops server. */
+    idleTimeoutMs: number;
     idempotencyTtlSeconds: number;
     idempotencyLeaseSeconds: number;
     /** How often expired files and idempotency keys are removed. */
@@ -287,6 +293,7 @@ export interface Config {
     /** Deepest nesting of arrays and objects in one input line. */
     validationMaxDepth: number;
     validationMaxCustomIdChars: number;
+    validationMaxEmbeddingInputs: number;
     /** Longest input line; longer ones are never buffered, and fail validation. */
     maxLineBytes: number;
     chunkHeartbeatTimeoutMs: number;
@@ -298,6 +305,8 @@ export interface Config {
     control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number; maxAttempts: number };
     resultFlushRows: number;
     resultFlushMs: number;
+    /** Most bytes of output lines one statement writes (a flush) or reads (a page of finalize). */
+    resultStatementBytes: number;
   };
   engine: {
     baseUrl: string | undefined;
@@ -311,6 +320,7 @@ export interface Config {
     healthTimeoutMs: number;
     /** Idle connections to the engine are closed after this: below vLLM's own 5 s, so a request never meets a connection the engine just closed. */
     keepAliveMs: number;
+    maxResponseBytes: number;
   };
   gpu: {
     index: string;
@@ -434,6 +444,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       seedKeys: e.API_KEYS,
       rateLimitPerMinute: e.API_RATE_LIMIT_PER_MINUTE,
       maxBodyBytes: e.API_MAX_BODY_BYTES,
+      idleTimeoutMs: e.API_IDLE_TIMEOUT_MS,
       idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
       idempotencyLeaseSeconds: e.IDEMPOTENCY_LEASE_SECONDS,
       sweepIntervalMs: e.SWEEP_INTERVAL_MS,
@@ -497,6 +508,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       validationMaxErrors: e.VALIDATION_MAX_ERRORS,
       validationMaxDepth: e.VALIDATION_MAX_DEPTH,
       validationMaxCustomIdChars: e.VALIDATION_MAX_CUSTOM_ID_CHARS,
+      validationMaxEmbeddingInputs: e.VALIDATION_MAX_EMBEDDING_INPUTS,
       maxLineBytes: e.BATCH_MAX_LINE_BYTES,
       chunkHeartbeatTimeoutMs: e.CHUNK_HEARTBEAT_TIMEOUT_MS,
       chunkStartToCloseMs: e.CHUNK_START_TO_CLOSE_MS,
@@ -512,6 +524,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       },
       resultFlushRows: e.RESULT_FLUSH_ROWS,
       resultFlushMs: e.RESULT_FLUSH_MS,
+      resultStatementBytes: e.RESULT_STATEMENT_BYTES,
     },
     engine: {
       baseUrl: e.VLLM_BASE_URL,
@@ -523,6 +536,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retryMaxMs: e.ENGINE_RETRY_MAX_MS,
       healthTimeoutMs: e.ENGINE_HEALTH_TIMEOUT_MS,
       keepAliveMs: e.ENGINE_KEEP_ALIVE_MS,
+      maxResponseBytes: e.ENGINE_MAX_RESPONSE_BYTES,
     },
     gpu: {
       index: e.GPU_INDEX,

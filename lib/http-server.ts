@@ -25,13 +25,26 @@ function answerUnparsable(err: Error & { code?: string }, socket: Duplex): void 
   socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
 }
 
-export async function listen(fetch: (request: Request) => Response | Promise<Response>, at: { host: string; port: number }): Promise<HttpServer> {
+export interface ListenOptions {
+  /**
+   * A connection on which no byte has moved either way for this long is closed: a client that
+   * trickles a body (or stops reading an answer) cannot hold the server's memory indefinitely.
+   */
+  idleTimeoutMs: number;
+  /** Errors of the listening server after it started (accept failing when out of descriptors, say). */
+  onError: (err: Error) => void;
+}
+
+export async function listen(fetch: (request: Request) => Response | Promise<Response>, at: { host: string; port: number }, options: ListenOptions): Promise<HttpServer> {
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const s = serve({ fetch, hostname: at.host, port: at.port }, () => { resolve(s); });
     s.once('error', reject);
   });
+  server.on('error', options.onError);
   // A 200 MB upload or download takes a while; Node's default request timeout would cut it off.
+  // Idleness is bounded instead (a socket timeout with no listener destroys the socket).
   if ('requestTimeout' in server) server.requestTimeout = 0;
+  server.setTimeout(options.idleTimeoutMs);
   server.on('clientError', answerUnparsable);
   const { port } = server.address() as AddressInfo;
   const host = at.host.includes(':') ? `[${at.host}]` : at.host;

@@ -118,7 +118,7 @@ export async function collectSafely(gauge: string, timeoutMs: number, read: () =
 }
 
 /** The outcome label of one engine attempt. */
-export function attemptOutcome(result: { kind: 'ok' } | { kind: 'http'; status: number } | { kind: 'network' }): string {
+export function attemptOutcome(result: { kind: 'ok' } | { kind: 'http'; status: number } | { kind: 'network' } | { kind: 'too_large' }): string {
   if (result.kind === 'http') return result.status === 429 ? 'http_429' : `http_${Math.floor(result.status / 100)}xx`;
   return result.kind;
 }

@@ -83,10 +83,10 @@ export function registerOpsRoutes<E extends Env>(app: Hono<E>, options: OpsOptio
 }
 
 /** A worker's own little server for the three routes. */
-export async function startOpsServer(options: OpsOptions & { host: string; port: number; log: Logger }): Promise<HttpServer> {
+export async function startOpsServer(options: OpsOptions & { host: string; port: number; log: Logger; idleTimeoutMs: number }): Promise<HttpServer> {
   const app = new Hono();
   registerOpsRoutes(app, options);
-  const server = await listen(app.fetch, options);
+  const server = await listen(app.fetch, options, { idleTimeoutMs: options.idleTimeoutMs, onError: (err) => { options.log.error({ err }, 'the ops HTTP server failed'); } });
   options.log.info({ url: server.url }, 'serving /metrics, /healthz and /readyz');
   return server;
 }

@@ -43,8 +43,14 @@ export async function startHttpService(spec: {
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
+  let failed = false;
+  // A command that cannot start is an 'error' event, not an exit.
+  child.on('error', (err) => {
+    failed = true;
+    output += `\n${err.message}`;
+  });
   try {
-    await waitUntil(spec.name, spec.timeoutMs, () => httpOk(spec.healthUrl), () => child.exitCode !== null);
+    await waitUntil(spec.name, spec.timeoutMs, () => httpOk(spec.healthUrl), () => failed || child.exitCode !== null);
   } catch (err) {
     await stopProcess(child, 2000);
     throw new Error(`${(err as Error).message}\n${output}`, { cause: err });

@@ -109,7 +109,11 @@ export class Supervisor {
     };
     child.stdout?.on('data', forward);
     child.stderr?.on('data', forward);
-    child.on('error', (err) => { this.options.log.error({ process: spec.name, err: err.message }, 'could not start process'); });
+    child.on('error', (err) => {
+      this.options.log.error({ process: spec.name, err: err.message }, 'could not start process');
+      // A process that never started sends no 'exit': try again after the same backoff as a crash.
+      if (child.pid === undefined) void this.onExit(entry, child, null, null);
+    });
     child.on('exit', (code, signal) => { void this.onExit(entry, child, code, signal); });
     return child;
   }

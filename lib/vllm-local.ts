@@ -310,10 +310,16 @@ export async function startVllm(s: LocalVllmSettings, log: Logger, options: { ti
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
+  // A command that cannot start (not installed, say) is an 'error' event, not an exit: say so in the output.
+  let failed = false;
+  child.on('error', (err) => {
+    failed = true;
+    output += `\n${err.message}`;
+  });
   const stop = (): Promise<void> => stopGroup(child, options.stopGraceMs ?? 15_000);
   const started = Date.now();
   try {
-    await waitUntil(`vLLM at ${url}`, options.timeoutMs, () => httpOk(`${url}/health`), () => child.exitCode !== null || child.signalCode !== null);
+    await waitUntil(`vLLM at ${url}`, options.timeoutMs, () => httpOk(`${url}/health`), () => failed || child.exitCode !== null || child.signalCode !== null);
   } catch (err) {
     await stop();
     throw new Error(`${(err as Error).message}\n${output}`, { cause: err });

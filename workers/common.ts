@@ -47,8 +47,15 @@ export function installRuntime(log: Logger): void {
   });
 }
 
-export async function connectWorker(config: Config): Promise<NativeConnection> {
-  return NativeConnection.connect(temporalConnectionOptions(config));
+/**
+ * Connects a worker to Temporal; with `keepTrying`, waits for a Temporal that is not up yet. The
+ * options (TLS files read) come first, outside any retry: a missing certificate is a configuration
+ * error to report at once, not an outage to wait out.
+ */
+export async function connectWorker(config: Config, keepTrying?: (connect: () => Promise<NativeConnection>) => Promise<NativeConnection>): Promise<NativeConnection> {
+  const options = temporalConnectionOptions(config);
+  const connect = (): Promise<NativeConnection> => NativeConnection.connect(options);
+  return keepTrying === undefined ? connect() : keepTrying(connect);
 }
 
 /**
@@ -155,11 +162,11 @@ export function runWorkerProcess(kind: WorkerProcess): void {
     const registry = new Registry();
     // The health server comes first: a busy port stops the process before a worker polls, and
     // liveness answers while a GPU worker waits (minutes, maybe) for its engine to load.
-    const ops = await startOpsServer({ host: config.metrics.host, port: kind.metricsPort(config), log, timeoutMs: config.metrics.readyTimeoutMs, checks, registry });
+    const ops = await startOpsServer({ host: config.metrics.host, port: kind.metricsPort(config), log, timeoutMs: config.metrics.readyTimeoutMs, idleTimeoutMs: config.api.idleTimeoutMs, checks, registry });
     const db = await openDatabase(databaseUrl(config), { ...dbOptions(config), log });
     const store = createFileStore(config);
     waitingFor = 'Temporal';
-    const connection = await keepTrying('Temporal', () => connectWorker(config), { log });
+    const connection = await connectWorker(config, (connect) => keepTrying('Temporal', connect, { log }));
     checks.unshift(databaseCheck(db), temporalCheck(connection), fileStoreCheck(store));
     waitingFor = 'the worker to start';
     const identity = workerIdentity(name);

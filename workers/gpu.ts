@@ -104,6 +104,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     requestTimeoutMs: config.engine.requestTimeoutMs,
     connections: config.gpu.maxInFlight,
     keepAliveMs: config.engine.keepAliveMs,
+    maxResponseBytes: config.engine.maxResponseBytes,
   });
   let models: string[];
   let endpoints: string[];

@@ -10,7 +10,7 @@ import { sql } from 'kysely';
 import type { ControlActivities } from '../activities/batch-control.js';
 import type { WebhookActivities } from '../activities/webhooks.js';
 import type { Config } from '../lib/config.js';
-import type { Db } from '../lib/db.js';
+import { isDatabaseUnavailable, type Db } from '../lib/db.js';
 import type { FileStore } from '../lib/file-store.js';
 import { nowSeconds } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
@@ -40,6 +40,17 @@ async function workflowGone(client: Client, config: Config, batchId: string): Pr
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return 'its workflow does not exist';
     throw err;
+  }
+}
+
+/** Whether a failure came with the database or the file store away. */
+async function dependencyDown(deps: ReconcilerDeps, err: unknown): Promise<boolean> {
+  if (isDatabaseUnavailable(err)) return true;
+  try {
+    await deps.store.check();
+    return false;
+  } catch {
+    return true;
   }
 }
 
@@ -104,6 +115,9 @@ export async function reconcileOnce(deps: ReconcilerDeps, state: ReconcilerState
             await endBatch(deps, batch, reason);
             state.failures.delete(batch.id);
           } catch (err) {
+            // An outage of the database or the file store is waited out: giving up then would fail a
+            // batch whose results are all there. Only a failure with both at hand counts as a try.
+            if (await dependencyDown(deps, err)) throw err;
             state.failures.set(batch.id, tries);
             if (tries < config.reconciler.maxTries) throw err;
             await deps.control.failBatch({ batchId: batch.id, code: 'batch_aborted', message: `The batch stopped (${reason}) and could not be finalized after ${tries} tries: ${(err as Error).message}` });

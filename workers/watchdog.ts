@@ -100,9 +100,7 @@ export class Watchdog {
           if (!this.wedged) this.timer = setTimeout(tick, this.options.intervalMs);
         });
     };
-    void this.evaluate().finally(() => {
-      this.timer = setTimeout(tick, this.options.intervalMs);
-    });
+    tick();
   }
 
   stop(): void {

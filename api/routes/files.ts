@@ -2,7 +2,7 @@ import { createRoute } from '@hono/zod-openapi';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
 import { fileObjectSchema, listSchema, uploadFieldsSchema } from '../../schema/openai.js';
-import { createFile, deleteFile, getFile, listFiles, openFileContent, toFileObject, type FileDeps } from '../files.js';
+import { createFile, deleteFile, getFile, listFiles, openFileContent, toFileObject, type UploadDeps } from '../files.js';
 import { errorResponses, json, security, type App } from './common.js';
 
 const fileIdParams = z.object({ file_id: z.string().min(1) });
@@ -51,7 +51,7 @@ function contentDisposition(filename: string): string {
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
 }
 
-export function registerFileRoutes(app: App, deps: FileDeps): void {
+export function registerFileRoutes(app: App, deps: UploadDeps): void {
   // Uploads are streamed with busboy rather than parsed by the validator, so this route is documented by hand.
   app.openAPIRegistry.registerPath({
     method: 'post',

@@ -70,7 +70,7 @@ describe('fuzzing the JSONL validator', () => {
     await fc.assert(
       fc.asyncProperty(hostileFile, async (file) => {
         const lines = readLines(Readable.from([file]), { maxLineBytes: MAX_LINE_BYTES, checkUtf8: true });
-        const outcome = await validateLines(lines, { endpoint: '/v1/chat/completions', maxRequests: 8, maxErrors: 20, chunkSize: 3, maxDepth: MAX_DEPTH, maxCustomIdChars: 64, maxLineBytes: MAX_LINE_BYTES });
+        const outcome = await validateLines(lines, { endpoint: '/v1/chat/completions', maxRequests: 8, maxErrors: 20, chunkSize: 3, maxDepth: MAX_DEPTH, maxCustomIdChars: 64, maxLineBytes: MAX_LINE_BYTES, maxEmbeddingInputs: 2048 });
         const lineCount = file.toString('latin1').split('\n').length;
         for (const error of outcome.errors) {
           expect(isStorableText(error.message), error.message).toBe(true);

@@ -1,5 +1,7 @@
 // The Files and Batches API through the official openai SDK: pagination, isolation between
 // projects, the extensions (Idempotency-Key, retry, priority), limits, deletion and expiry.
+import { rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { createKey } from '../../api/keys.js';
@@ -113,6 +115,29 @@ describe('the OpenAI Files and Batches API', () => {
       const first = await stack.openai.files.create({ file: content, purpose: 'batch' }, once);
       const again = await stack.openai.files.create({ file: await toFile(Buffer.from(batchLines({ model, count: 1 })), 'once.jsonl'), purpose: 'batch' }, once);
       expect(again.id).toBe(first.id);
+    });
+
+    it('answers 503 when the file store fails during an upload, and does not remember it for the key', async () => {
+      // The store's folder for uploads made a plain file: the store cannot write, whatever the client sends.
+      const uploads = path.join(stack.config.paths.fileStoreDir, 'uploads');
+      await rm(uploads, { recursive: true, force: true });
+      await writeFile(uploads, 'not a folder');
+      const upload = () => {
+        const form = new FormData();
+        form.set('purpose', 'batch');
+        form.set('file', new Blob([batchLines({ model, count: 1 })]), 'store-down.jsonl');
+        return fetch(`${stack.apiUrl}/v1/files`, { method: 'POST', body: form, headers: { authorization: `Bearer ${stack.apiKey}`, 'idempotency-key': 'store-down' } });
+      };
+      try {
+        const refused = await upload();
+        expect(refused.status).toBe(503);
+        expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('service_unavailable');
+      } finally {
+        await rm(uploads, { force: true });
+      }
+      const accepted = await upload();
+      expect(accepted.status).toBe(200);
+      expect(((await accepted.json()) as { id: string }).id).toMatch(/^file-/);
     });
   });
 

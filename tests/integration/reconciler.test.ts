@@ -1,5 +1,6 @@
 // The reconciler ends batches the database says are live but whose workflow is gone: terminated by
 // an operator mid-run (finalized from what is stored), or never started at all (failed, saying why).
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newId, nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
@@ -38,6 +39,12 @@ describe('the reconciler', () => {
     expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
     expect([...counts.values()].every((n) => n === 1)).toBe(true);
     expect(batch.request_counts).toEqual({ total: count, completed: ok.length, failed: failed.length });
+    // It ran, so its unfinished lines can be retried: exactly those, in a new batch that runs them.
+    const retried = (await stack.openai.post(`/batches/${batch.id}/retry`, { body: {} })) as OpenAI.Batches.Batch;
+    const input = await (await stack.openai.files.content(retried.input_file_id)).text();
+    const retriedIds = input.trim().split('\n').map((l) => (JSON.parse(l) as { custom_id: string }).custom_id);
+    expect(retriedIds.sort()).toEqual(failed.map((l) => l.custom_id).sort());
+    expect((await waitForBatch(stack.openai, retried.id, 60_000)).request_counts).toEqual({ total: failed.length, completed: failed.length, failed: 0 });
     // Its input is no longer held by a live batch.
     await expect(stack.openai.files.delete(batch.input_file_id)).resolves.toMatchObject({ deleted: true });
   });

@@ -25,7 +25,7 @@ describe('Engine', () => {
 
   it('sends the body as given and returns the parsed answer and request id', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: `${s.url}/v1`, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: `${s.url}/v1`, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'ok', status: 200, attempts: 1 });
     if (outcome.kind !== 'ok') throw new Error('unreachable');
@@ -34,9 +34,22 @@ describe('Engine', () => {
     expect(outcome.body).toMatchObject({ object: 'chat.completion' });
   });
 
+  it('reads no more of an answer than ENGINE_MAX_RESPONSE_BYTES, and does not ask again', async () => {
+    const s = await sim();
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 200 });
+    for (let i = 0; i < 2; i++) {
+      const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
+      expect(outcome).toMatchObject({ kind: 'too_large', attempts: 1 });
+      if (outcome.kind !== 'too_large') throw new Error('unreachable');
+      expect(outcome.message).toContain('larger than 200 bytes (ENGINE_MAX_RESPONSE_BYTES)');
+    }
+    expect(((await (await fetch(`${s.url}/control/stats`)).json()) as { received: number }).received).toBe(2);
+    await engine.close();
+  });
+
   it('does not retry a 4xx and keeps the engine error body whole', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     const outcome = await engine.send('/v1/chat/completions', { ...body, model: 'nope' }, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'http', status: 404, attempts: 1 });
     if (outcome.kind !== 'http') throw new Error('unreachable');
@@ -46,7 +59,7 @@ describe('Engine', () => {
 
   it('retries 429 after at least Retry-After, and 5xx, until the engine recovers', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     await setFaults(s, { errorRates: { '429': 1 }, retryAfterSeconds: 0.3 });
     const started = Date.now();
     const pending = engine.send('/v1/chat/completions', body, policy, undefined);
@@ -63,7 +76,7 @@ describe('Engine', () => {
 
   it("does not retry vLLM's 500 and 501 (they say the same again), but does retry 502", async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     for (const status of ['500', '501']) {
       await setFaults(s, { errorRates: { [status]: 1 } });
       expect(await engine.send('/v1/chat/completions', body, policy, undefined)).toMatchObject({ kind: 'http', status: Number(status), attempts: 1 });
@@ -77,7 +90,7 @@ describe('Engine', () => {
 
   it('gives up on dropped connections when the budget runs out, reporting every attempt', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     await setFaults(s, { dropRate: 1 });
     const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 300, initialMs: 20, maxMs: 50 }, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: false });
@@ -87,7 +100,7 @@ describe('Engine', () => {
 
   it('counts the body in the request timeout: a stalled answer times out', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 300, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 300, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     await setFaults(s, { stallRate: 1 });
     const started = Date.now();
     const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
@@ -97,7 +110,7 @@ describe('Engine', () => {
 
   it('retries an answer cut off half-way', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     await setFaults(s, { truncateRate: 1 });
     setTimeout(() => void setFaults(s, {}), 300);
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
@@ -108,7 +121,7 @@ describe('Engine', () => {
 
   it('times out a hung request', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 150, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 150, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     await setFaults(s, { hangRate: 1 });
     const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
@@ -116,7 +129,7 @@ describe('Engine', () => {
 
   it('stops at once when aborted', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000 });
+    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
     await setFaults(s, { hangRate: 1 });
     const controller = new AbortController();
     setTimeout(() => { controller.abort(); }, 100);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ValidationParams } from '../../activities/validate.js';
 import { readLines } from '../../lib/jsonl.js';
 
-const params: ValidationParams = { endpoint: '/v1/chat/completions', maxRequests: 50_000, maxErrors: 100, chunkSize: 2, maxDepth: 64, maxCustomIdChars: 512, maxLineBytes: 1 << 20 };
+const params: ValidationParams = { endpoint: '/v1/chat/completions', maxRequests: 50_000, maxErrors: 100, chunkSize: 2, maxDepth: 64, maxCustomIdChars: 512, maxLineBytes: 1 << 20, maxEmbeddingInputs: 2048 };
 
 const line = (customId: string, over: Record<string, unknown> = {}, body: Record<string, unknown> = {}): string =>
   JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { model: 'm', messages: [], ...body }, ...over });
@@ -72,6 +72,9 @@ describe('validating a batch input file', () => {
     // A list of token ids is one input.
     const tokens = await validate([embed('a', [1, 2, 3, 4])], { endpoint: '/v1/embeddings', maxRequests: 1 });
     expect(tokens.errors).toEqual([]);
+    // One line may not carry more inputs than one embeddings request takes.
+    const wide = await validate([embed('a', ['x', 'y', 'z']), embed('b', ['w'])], { endpoint: '/v1/embeddings', maxEmbeddingInputs: 2 });
+    expect(wide.errors.map((e) => [e.code, e.line, e.param])).toEqual([['invalid_request', 1, 'body.input']]);
   });
 
   it('caps the list of errors and says how many more there were', async () => {
