@@ -21,6 +21,33 @@ export async function httpOk(url: string): Promise<boolean> {
   return res.ok;
 }
 
+/** A child process with its last output kept (for an error message) and a failed start noticed. */
+export interface WatchedChild {
+  child: ChildProcess;
+  /** Its last 4,000 characters of output, and why it could not start, if it could not. */
+  output: () => string;
+  /** It failed to start, or has exited. */
+  ended: () => boolean;
+}
+
+export function spawnWatched(command: string, args: string[], options: { env: NodeJS.ProcessEnv; detached?: boolean; echo?: boolean }): WatchedChild {
+  const child = spawn(command, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached === true });
+  let output = '';
+  let failed = false;
+  const keep = (c: Buffer): void => {
+    output = (output + c.toString()).slice(-4000);
+    if (options.echo === true) process.stderr.write(c);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  // A command that cannot start (not installed, say) is an 'error' event, not an exit.
+  child.on('error', (err) => {
+    failed = true;
+    output += `\n${err.message}`;
+  });
+  return { child, output: () => output, ended: () => failed || child.exitCode !== null || child.signalCode !== null };
+}
+
 export interface HttpService {
   process: ChildProcess;
   stop(): Promise<void>;
@@ -36,24 +63,12 @@ export async function startHttpService(spec: {
   timeoutMs: number;
   stopGraceMs: number;
 }): Promise<HttpService> {
-  const child = spawn(spec.command, spec.args, { env: spec.env, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const keep = (c: Buffer): void => {
-    output = (output + c.toString()).slice(-4000);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  let failed = false;
-  // A command that cannot start is an 'error' event, not an exit.
-  child.on('error', (err) => {
-    failed = true;
-    output += `\n${err.message}`;
-  });
+  const { child, output, ended } = spawnWatched(spec.command, spec.args, { env: spec.env });
   try {
-    await waitUntil(spec.name, spec.timeoutMs, () => httpOk(spec.healthUrl), () => failed || child.exitCode !== null);
+    await waitUntil(spec.name, spec.timeoutMs, () => httpOk(spec.healthUrl), ended);
   } catch (err) {
     await stopProcess(child, 2000);
-    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
+    throw new Error(`${(err as Error).message}\n${output()}`, { cause: err });
   }
   return { process: child, stop: () => stopProcess(child, spec.stopGraceMs) };
 }

