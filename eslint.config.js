@@ -41,7 +41,7 @@ export default tseslint.config(
       'no-restricted-imports': ['error', {
         patterns: [
           { group: ['node:*', 'fs', 'path', 'crypto', 'http', 'https', 'child_process'], message: 'Workflows must stay deterministic: no Node APIs.' },
-          { group: ['../activities/*', '../lib/*', '../api/*'], allowTypeImports: true, message: 'Workflows may only import types from outside workflows/.' },
+          { group: ['../activities/*', '../lib/*', '../api/*', '../schema/*', '../wire/*', '../dev/*'], allowTypeImports: true, message: 'Workflows may only import types from outside workflows/.' },
         ],
       }],
     },

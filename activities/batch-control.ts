@@ -6,7 +6,7 @@ import { heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import type { Config } from '../lib/config.js';
-import { jsonb, type Db } from '../lib/db.js';
+import { jsonb, type Db } from '../schema/db.js';
 import { writeChunk, type FileStore } from '../lib/file-store.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';

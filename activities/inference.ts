@@ -7,7 +7,7 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
-import type { Db } from '../lib/db.js';
+import type { Db } from '../schema/db.js';
 import { asError } from '../lib/errors.js';
 import type { FileStore } from '../lib/file-store.js';
 import { isBlank, readLines } from '../lib/jsonl.js';

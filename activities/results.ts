@@ -2,10 +2,10 @@
 // and the batch's counters change in one statement, and (batch, line) makes a repeat a no-op, so a
 // retried chunk can never count or write a line twice.
 import { sql } from 'kysely';
-import { jsonb, type Db } from '../lib/db.js';
+import { jsonb, type Db } from '../schema/db.js';
 import { asError } from '../lib/errors.js';
 import { newId, nowSeconds } from '../lib/ids.js';
-import type { OutputLine } from '../schema/openai.js';
+import type { OutputLine } from '../wire/openai.js';
 import { LIVE_BATCH_STATES, type NewBatchResult } from '../schema/tables.js';
 import type { AttemptError, FinalOutcome } from './engine.js';
 

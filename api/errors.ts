@@ -4,10 +4,10 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
-import { isDatabaseUnavailable } from '../lib/db.js';
+import { isDatabaseUnavailable } from '../schema/db.js';
 import type { Logger } from '../lib/logger.js';
 import { safeText } from '../lib/sanitize.js';
-import type { ErrorResponse } from '../schema/openai.js';
+import type { ErrorResponse } from '../wire/openai.js';
 
 export type ErrorType =
   | 'invalid_request_error'

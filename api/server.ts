@@ -1,19 +1,19 @@
 // The API process: `npm run api`.
 import { databaseUrl, loadConfig } from '../lib/config.js';
-import { dbOptions, openDatabase } from '../lib/db.js';
+import { dbOptions, openDatabase } from '../schema/db.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore } from '../lib/file-store.js';
 import { listen, type HttpServer } from '../lib/http-server.js';
-import { loadCurationSchemas } from '../lib/curation.js';
+import { loadCurationSchemas } from '../lib/curation-tasks.js';
 import { labelStudioClient } from '../lib/label-studio.js';
 import { createLogger } from '../lib/logger.js';
 import { lazyClient } from '../lib/temporal.js';
 import { createApp, type ApiDeps } from './app.js';
-import { sweepExpiredFiles } from './files.js';
-import { sweepGoneWorkers, sweepOldBatches, sweepOldDeadLetters, sweepPartialWrites } from './retention.js';
-import { sweepExpiredKeys } from './idempotency.js';
-import { sweepOldDeliveries } from './webhooks.js';
-import { seedKeys } from './keys.js';
+import { sweepExpiredFiles } from './services/files.js';
+import { sweepGoneWorkers, sweepOldBatches, sweepOldDeadLetters, sweepPartialWrites } from './services/retention.js';
+import { sweepExpiredKeys } from './middleware/idempotency.js';
+import { sweepOldDeliveries } from './services/webhooks.js';
+import { seedKeys } from './services/keys.js';
 
 export interface RunningApi {
   url: string;

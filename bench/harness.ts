@@ -9,13 +9,13 @@ import path from 'node:path';
 import getPort from 'get-port';
 import OpenAI, { toFile } from 'openai';
 import { loadConfig } from '../lib/config.js';
-import { createDb, dbOptions, type Db } from '../lib/db.js';
-import { ensureDatabase, startEmbeddedPostgres, type RunningPostgres } from '../lib/embedded-postgres.js';
+import { createDb, dbOptions, type Db } from '../schema/db.js';
+import { ensureDatabase, startEmbeddedPostgres, type RunningPostgres } from '../dev/embedded-postgres.js';
 import { createLogger, type Logger } from '../lib/logger.js';
-import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
-import { parseTemporalDevConfig } from '../lib/temporal-dev-config.js';
-import { startTemporalDevServer, type DevServer } from '../lib/temporal-dev-server.js';
-import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME } from '../lib/vllm-local.js';
+import { cliOptions, resolveTemporalCli } from '../dev/temporal-cli.js';
+import { parseTemporalDevConfig } from '../dev/temporal-dev-config.js';
+import { startTemporalDevServer, type DevServer } from '../dev/temporal-dev-server.js';
+import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME } from '../dev/vllm-local.js';
 import { H100_LLAMA_8B, resolveCapacity } from '../simulator/capacity.js';
 import { simulate } from '../simulator/engine.js';
 import type { EngineRequestInput } from '../simulator/scheduler.js';
@@ -160,7 +160,7 @@ export function idealRate(settings: EngineSettings, lines: string[]): number {
   return lines.length / (simulate(scheduler, timing, inputs).durationMs / 1000);
 }
 
-/** vLLM's CPU build serving the tiny random-weight model (lib/vllm-local.ts), started for a scenario. */
+/** vLLM's CPU build serving the tiny random-weight model (dev/vllm-local.ts), started for a scenario. */
 export interface LocalVllm extends EngineEndpoint {
   /** Its process group: the API server, its engine core and worker. */
   pid: number;

@@ -1,7 +1,7 @@
 // The benchmark scenarios. Each starts what it needs, runs `runs` times, and reports its figures.
 import { Connection, Client } from '@temporalio/client';
 import { loadConfig } from '../lib/config.js';
-import { TINY_MODEL_NAME } from '../lib/vllm-local.js';
+import { TINY_MODEL_NAME } from '../dev/vllm-local.js';
 import { H100_LLAMA_8B } from '../simulator/capacity.js';
 import { runDirect } from './direct.js';
 import {

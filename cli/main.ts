@@ -4,12 +4,12 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import OpenAI from 'openai';
-import { setCurationGrant, type CurationObject } from '../api/curation.js';
-import type { DeliveryObject, WebhookObject } from '../api/webhooks.js';
+import { setCurationGrant, type CurationObject } from '../api/services/curation.js';
+import type { DeliveryObject, WebhookObject } from '../api/services/webhooks.js';
 import { EXIT, registerBatchCommands } from './batch-commands.js';
-import { createKey, listKeys, revokeKey } from '../api/keys.js';
+import { createKey, listKeys, revokeKey } from '../api/services/keys.js';
 import { databaseUrl, loadConfig } from '../lib/config.js';
-import { createDb, dbOptions, migrateToLatest, type Db } from '../lib/db.js';
+import { createDb, dbOptions, migrateToLatest, type Db } from '../schema/db.js';
 
 function print(json: boolean, data: unknown, human: () => string): void {
   process.stdout.write(`${json ? JSON.stringify(data, null, 2) : human()}\n`);

@@ -169,7 +169,7 @@ const envSchema = z.object({
   CURATION_RETRY_HOURS: positiveInt.default(24),
   CURATION_STEP_TIMEOUT_MS: positiveInt.default(5 * 60 * 1000),
   CURATION_DEFAULT_SCHEMA: z.string().min(1).default('review'),
-  CURATION_SCHEMAS_DIR: z.string().default('schema/curation'),
+  CURATION_SCHEMAS_DIR: z.string().default('curation-schemas'),
   CURATION_WEBHOOK_URL: optionalString,
   CURATION_WEBHOOK_SECRET: optionalString,
   LABEL_STUDIO_VERSION: z.string().default('1.23.2'),

@@ -6,7 +6,7 @@ import { sql } from 'kysely';
 import { Hono, type Env } from 'hono';
 import { Registry } from 'prom-client';
 import { withTimeout } from './abortable.js';
-import type { Db } from './db.js';
+import type { Db } from '../schema/db.js';
 import type { FileStore } from './file-store.js';
 import { listen, type HttpServer } from './http-server.js';
 import type { Logger } from './logger.js';

@@ -5,7 +5,7 @@ import { Client, Connection, type TLSConfig } from '@temporalio/client';
 import { encodeSearchAttributeIndexedValueType, type SearchAttributeType } from '@temporalio/common/lib/search-attributes.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
-import { devServerAddress, readTemporalDevConfig } from './temporal-dev-config.js';
+import { devServerAddress, readTemporalDevConfig } from '../dev/temporal-dev-config.js';
 
 export function temporalAddress(config: Config): string {
   return config.temporal.address ?? devServerAddress(readTemporalDevConfig(config.temporal.devConfigPath));

@@ -1,8 +1,8 @@
 // GPU workers announce the models they serve; the API answers /v1/models and refuses batches for
 // models nobody serves from this table. A worker that stops heartbeating drops out by itself.
 import { sql } from 'kysely';
-import { BATCH_ENDPOINTS } from '../schema/openai.js';
-import { jsonb, type Db } from './db.js';
+import { BATCH_ENDPOINTS } from '../wire/openai.js';
+import { jsonb, type Db } from '../schema/db.js';
 import { nowSeconds } from './ids.js';
 
 export interface WorkerAnnouncement {

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
 import { keepTrying } from '../lib/abortable.js';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
-import { dbOptions, openDatabase, type Db } from '../lib/db.js';
+import { dbOptions, openDatabase, type Db } from '../schema/db.js';
 import { onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore, type FileStore } from '../lib/file-store.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -66,7 +66,7 @@ export async function connectWorker(config: Config, keepTrying?: (connect: () =>
 export async function workflowBundle(config: Config, prebuilt: string | undefined): Promise<{ codePath: string; cleanup(): Promise<void> }> {
   const given = prebuilt ?? config.temporal.workflowBundlePath;
   if (given !== undefined) return { codePath: given, cleanup: () => Promise.resolve() };
-  const { bundleInChild } = await import('./bundle-workflows.js');
+  const { bundleInChild } = await import('../dev/bundle-workflows.js');
   const codePath = await bundleInChild(path.join(config.paths.dataDir, `workflow-bundle-${process.pid}-${Date.now()}.js`));
   return { codePath, cleanup: () => rm(codePath, { force: true }) };
 }

@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 import { Engine, engineRoot } from '../activities/engine.js';
-import { BATCH_ENDPOINTS } from '../schema/openai.js';
+import { BATCH_ENDPOINTS } from '../wire/openai.js';
 import { createInferenceActivities } from '../activities/inference.js';
 import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';

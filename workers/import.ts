@@ -1,7 +1,7 @@
 // The import worker: runs AutoImportWorkflow and the activities that talk to Label Studio, on its
 // own task queue, so curation never competes with batches for workers. `npm run worker:import`.
-import { createCurationActivities } from '../activities/curation.js';
-import { loadCurationSchemas } from '../lib/curation.js';
+import { createCurationActivities } from '../activities/auto-import.js';
+import { loadCurationSchemas } from '../lib/curation-tasks.js';
 import { isEntryPoint } from '../lib/entry.js';
 import { labelStudioClient } from '../lib/label-studio.js';
 import { runWorkerProcess, startWorkflowWorker, type RunningWorker, type WorkerProcessDeps } from './common.js';

@@ -1,7 +1,7 @@
 // The orchestrator worker: runs BatchWorkflow and the control activities (validate, finalize,
 // dead-letter). It never talks to an engine. `npm run worker:orchestrator`.
 import { createControlActivities } from '../activities/batch-control.js';
-import { createWebhookActivities } from '../activities/webhooks.js';
+import { createWebhookActivities } from '../activities/webhook-delivery.js';
 import { Client } from '@temporalio/client';
 import { isEntryPoint } from '../lib/entry.js';
 import { startReconciler } from './reconciler.js';

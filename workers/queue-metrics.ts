@@ -5,7 +5,7 @@ import type { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
 import { Gauge, type Registry } from 'prom-client';
 import type { Config } from '../lib/config.js';
-import type { Db } from '../lib/db.js';
+import type { Db } from '../schema/db.js';
 import { collectSafely } from '../lib/metrics.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';

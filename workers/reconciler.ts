@@ -8,9 +8,9 @@
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { sql } from 'kysely';
 import type { ControlActivities } from '../activities/batch-control.js';
-import type { WebhookActivities } from '../activities/webhooks.js';
+import type { WebhookActivities } from '../activities/webhook-delivery.js';
 import type { Config } from '../lib/config.js';
-import { isDatabaseUnavailable, type Db } from '../lib/db.js';
+import { isDatabaseUnavailable, type Db } from '../schema/db.js';
 import type { FileStore } from '../lib/file-store.js';
 import { nowSeconds } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';

@@ -2,7 +2,7 @@
 // the batch (a child the batch abandons), so a Label Studio outage delays curation but never holds
 // up or fails a batch; every step is idempotent, so retries and restarts never duplicate a task.
 import { defineQuery, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
-import type { CurationActivities, ImportPlan } from '../activities/curation.js';
+import type { CurationActivities, ImportPlan } from '../activities/auto-import.js';
 import { CurationStatusKey } from './search-attributes.js';
 
 export interface AutoImportInput {

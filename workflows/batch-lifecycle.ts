@@ -3,7 +3,7 @@
 // the workflow would have (webhook deliveries, the curation import). Inputs are built here from the
 // configuration, once, so no caller assembles them. Not imported by workflow code (not bundled).
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
-import { CURATION_NOT_RETRYABLE } from '../activities/curation.js';
+import { CURATION_NOT_RETRYABLE } from '../activities/auto-import.js';
 import type { Config } from '../lib/config.js';
 import { withTemporalDeadline } from '../lib/temporal.js';
 import type { AutoImportInput } from './auto-import.js';

@@ -17,7 +17,7 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import type { BatchPlan, ControlActivities, FinalSummary, Outcome } from '../activities/batch-control.js';
-import type { WebhookActivities } from '../activities/webhooks.js';
+import type { WebhookActivities } from '../activities/webhook-delivery.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { ChunkPlan } from '../activities/validate.js';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';

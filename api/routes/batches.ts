@@ -1,7 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { batchCreateSchema, batchObjectSchema, batchRetrySchema, listSchema } from '../../schema/openai.js';
-import { cancelBatch, createBatch, getBatch, listBatches, retryBatch, toBatchObject, type BatchDeps } from '../batches.js';
+import { batchCreateSchema, batchObjectSchema, batchRetrySchema, listSchema } from '../../wire/openai.js';
+import { cancelBatch, createBatch, getBatch, listBatches, retryBatch, toBatchObject, type BatchDeps } from '../services/batches.js';
 import { errorResponses, json, security, type App } from './common.js';
 
 const batchIdParams = z.object({ batch_id: z.string().min(1) });

@@ -1,7 +1,7 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { errorResponseSchema } from '../../schema/openai.js';
-import type { AuthEnv } from '../auth.js';
+import { errorResponseSchema } from '../../wire/openai.js';
+import type { AuthEnv } from '../middleware/auth.js';
 
 export type App = OpenAPIHono<AuthEnv>;
 

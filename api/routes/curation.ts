@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { curationObjectSchema, exportFineTuning, getCuration, receiveWebhook, type CurationDeps } from '../curation.js';
+import { curationObjectSchema, exportFineTuning, getCuration, receiveWebhook, type CurationDeps } from '../services/curation.js';
 import { ApiError } from '../errors.js';
 import { errorResponses, json, security, type App } from './common.js';
 

@@ -1,8 +1,8 @@
 import { createRoute } from '@hono/zod-openapi';
 import { Readable } from 'node:stream';
 import { z } from 'zod';
-import { fileObjectSchema, listSchema, uploadFieldsSchema } from '../../schema/openai.js';
-import { createFile, deleteFile, getFile, listFiles, openFileContent, toFileObject, type UploadDeps } from '../files.js';
+import { fileObjectSchema, listSchema, uploadFieldsSchema } from '../../wire/openai.js';
+import { createFile, deleteFile, getFile, listFiles, openFileContent, toFileObject, type UploadDeps } from '../services/files.js';
 import { errorResponses, json, security, type App } from './common.js';
 
 const fileIdParams = z.object({ file_id: z.string().min(1) });

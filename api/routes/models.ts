@@ -1,7 +1,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 import type { Config } from '../../lib/config.js';
-import type { Db } from '../../lib/db.js';
+import type { Db } from '../../schema/db.js';
 import { liveModels } from '../../lib/worker-registry.js';
 import { errorResponses, json, security, type App } from './common.js';
 

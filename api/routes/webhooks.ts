@@ -1,6 +1,6 @@
 import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
-import { createWebhook, deleteWebhook, deliveryObjectSchema, listDeliveries, listWebhooks, redeliver, webhookCreateSchema, webhookObjectSchema, type WebhookDeps } from '../webhooks.js';
+import { createWebhook, deleteWebhook, deliveryObjectSchema, listDeliveries, listWebhooks, redeliver, webhookCreateSchema, webhookObjectSchema, type WebhookDeps } from '../services/webhooks.js';
 import { errorResponses, json, security, type App } from './common.js';
 
 const webhookParams = z.object({ webhook_id: z.string().min(1) });

@@ -86,7 +86,7 @@ describe('npm start', () => {
   it('stops every process on Ctrl-C', async () => {
     const children = childrenOf(dev.process.pid!);
     const commands = children.map((c) => c.args).join('\n');
-    for (const part of ['lib/embedded-postgres.ts', 'temporal server start-dev', 'simulator/main.ts', 'workers/orchestrator.ts', 'workers/gpu.ts', 'api/server.ts']) {
+    for (const part of ['dev/embedded-postgres.ts', 'temporal server start-dev', 'simulator/main.ts', 'workers/orchestrator.ts', 'workers/gpu.ts', 'api/server.ts']) {
       expect(commands).toContain(part);
     }
     const exited = new Promise<number | null>((resolve) => dev.process.once('exit', (code) => { resolve(code); }));

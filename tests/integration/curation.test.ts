@@ -2,10 +2,10 @@
 // and projects; no duplicates after faults; and reviews that come back as fine-tuning data.
 import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { createCurationActivities, type ImportPlan } from '../../activities/curation.js';
-import { loadCurationSchemas } from '../../lib/curation.js';
+import { createCurationActivities, type ImportPlan } from '../../activities/auto-import.js';
+import { loadCurationSchemas } from '../../lib/curation-tasks.js';
 import OpenAI, { toFile } from 'openai';
-import { addKey } from '../../api/keys.js';
+import { addKey } from '../../api/services/keys.js';
 import { LabelStudio } from '../../lib/label-studio.js';
 import { runCli } from '../support/cli.js';
 import { startTestLabelStudio, type TestLabelStudio } from '../support/label-studio.js';
@@ -153,7 +153,7 @@ describe('auto-import into Label Studio', () => {
     expect(title).toBe(`gpu-batch labels ${labelled.id}`);
 
     const client = new LabelStudio({ url: ls.url, apiKey: ls.token, timeoutMs: 10_000, retries: 1 });
-    const review = loadCurationSchemas('schema/curation').get('review')!;
+    const review = loadCurationSchemas('curation-schemas').get('review')!;
     const mine = await client.createProject({ title: 'Curators own project', description: '', label_config: review.label_config });
     await client.close();
     const name = async (): Promise<string> => {
@@ -197,7 +197,7 @@ describe('auto-import into Label Studio', () => {
     // As if the worker died after Label Studio took page 0 but before it was recorded as done.
     await stack.db.updateTable('curation_pages').set({ status: 'posting' }).where('batch_id', '=', batch.id).where('page', '=', 0).execute();
     const client = new LabelStudio({ url: ls.url, apiKey: ls.token, timeoutMs: 10_000, retries: 1 });
-    const activities = createCurationActivities({ db: stack.db, store: stack.store, config: stack.config, log: stack.log, registry: loadCurationSchemas('schema/curation'), labelStudio: client });
+    const activities = createCurationActivities({ db: stack.db, store: stack.store, config: stack.config, log: stack.log, registry: loadCurationSchemas('curation-schemas'), labelStudio: client });
     const plan = (await activities.planImport(batch.id)) as Extract<ImportPlan, { schema: string }>;
     expect(await activities.importPage({ batchId: batch.id, projectId, plan, page: plan.pages[0]! })).toBe(0);
     // A page already done is not even looked at.
@@ -251,7 +251,7 @@ describe('auto-import into Label Studio', () => {
     const pat = ((await created.json()) as { token: string }).token;
     const client = new LabelStudio({ url: ls.url, apiKey: pat, timeoutMs: 10_000, retries: 1 });
     expect((await client.whoami()).id).toBeGreaterThan(0);
-    const project = await client.createProject({ title: 'Made with a PAT', description: '', label_config: loadCurationSchemas('schema/curation').get('review')!.label_config });
+    const project = await client.createProject({ title: 'Made with a PAT', description: '', label_config: loadCurationSchemas('curation-schemas').get('review')!.label_config });
     expect((await client.importTasks(project.id, [{ data: { prompt: 'p', response: 'r' } }])).count).toBe(1);
     await client.close();
   });

@@ -8,7 +8,7 @@ import getPort from 'get-port';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { validateLines } from '../../activities/validate.js';
-import { jsonb } from '../../lib/db.js';
+import { jsonb } from '../../schema/db.js';
 import { readLines } from '../../lib/jsonl.js';
 import { isStorableText } from '../../lib/sanitize.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';

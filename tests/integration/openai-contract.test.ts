@@ -4,7 +4,7 @@ import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { createKey } from '../../api/keys.js';
+import { createKey } from '../../api/services/keys.js';
 import { nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { startTestSimulator } from '../support/simulator.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { startEmbeddedPostgres, type RunningPostgres } from '../../lib/embedded-postgres.js';
+import { startEmbeddedPostgres, type RunningPostgres } from '../../dev/embedded-postgres.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { spawnEntry, spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';

@@ -5,8 +5,8 @@ import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sweepExpiredFiles } from '../../api/files.js';
-import { sweepGoneWorkers, sweepOldBatches, sweepPartialWrites } from '../../api/retention.js';
+import { sweepExpiredFiles } from '../../api/services/files.js';
+import { sweepGoneWorkers, sweepOldBatches, sweepPartialWrites } from '../../api/services/retention.js';
 import { nowSeconds } from '../../lib/ids.js';
 import { startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
 

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import { S3FileStore, writeChunk, type FileStore } from '../../lib/file-store.js';
-import { ensureBucket } from '../../lib/minio.js';
+import { ensureBucket } from '../../dev/minio.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { batchLines, expectedIds, outputsByCustomId, startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
 

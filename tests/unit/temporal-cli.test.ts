@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../lib/logger.js';
-import { cachedCliPath, resolveTemporalCli, TemporalCliNotFound } from '../../lib/temporal-cli.js';
+import { cachedCliPath, resolveTemporalCli, TemporalCliNotFound } from '../../dev/temporal-cli.js';
 
 const log = createLogger('test', { level: 'silent', format: 'json' });
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { devServerAddress, devServerUiUrl, parseTemporalDevConfig, startDevArgs } from '../../lib/temporal-dev-config.js';
+import { devServerAddress, devServerUiUrl, parseTemporalDevConfig, startDevArgs } from '../../dev/temporal-dev-config.js';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes.js';
 
 const repoYaml = path.resolve('temporal-dev.yaml');

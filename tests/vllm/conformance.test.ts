@@ -14,7 +14,7 @@ const suite = provided === undefined ? describe.skip : describe;
 const real: RealVllm = provided ?? { url: '', model: 'tiny', ...REAL_VLLM_DEFAULTS, extraArgs: [], python: '', modelDir: '' };
 const KEY = 'sk-conformance-key';
 
-/** The simulator configured as the shared real server runs (lib/vllm-local.ts), with vLLM's CPU block size. */
+/** The simulator configured as the shared real server runs (dev/vllm-local.ts), with vLLM's CPU block size. */
 const MIRROR: SimulatorOptions = {
   models: [real.model],
   maxModelLen: real.maxModelLen,

@@ -1,5 +1,5 @@
 // Real vLLM for the real-vLLM tier (`npm run test:vllm`): vLLM's CPU build serving the tiny
-// random-weight model, installed into the tools folder on first use (lib/vllm-local.ts caches it
+// random-weight model, installed into the tools folder on first use (dev/vllm-local.ts caches it
 // there) and started ONCE for the whole run, on a free port. Its URL reaches the tests through
 // vitest's provide/inject (`inject('vllm')`). startRealVllm is exported so that other setups, and
 // tests that need a second server (another flag set), start it the same way.
@@ -7,7 +7,7 @@ import getPort from 'get-port';
 import type { TestProject } from 'vitest/node';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
-import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME, type LocalVllmSettings } from '../../lib/vllm-local.js';
+import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME, type LocalVllmSettings } from '../../dev/vllm-local.js';
 
 /** What the tests are told about the shared real vLLM. */
 export interface RealVllm {
@@ -17,7 +17,7 @@ export interface RealVllm {
   model: string;
   maxModelLen: number;
   maxNumSeqs: number;
-  /** The flags it runs with beyond the defaults of lib/vllm-local.ts (none for the shared one). */
+  /** The flags it runs with beyond the defaults of dev/vllm-local.ts (none for the shared one). */
   extraArgs: string[];
   /** The venv's Python and the model folder, to start another server the same way. */
   python: string;
@@ -35,7 +35,7 @@ export interface StartedVllm {
   stop(): Promise<void>;
 }
 
-/** The shared server's settings: those of `npm run vllm` (lib/vllm-local.ts) and of the real-vLLM reference. */
+/** The shared server's settings: those of `npm run vllm` (dev/vllm-local.ts) and of the real-vLLM reference. */
 export const REAL_VLLM_DEFAULTS = { maxModelLen: 2048, maxNumSeqs: 8 } as const;
 
 /**

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { TINY_MODEL_NAME, vllmCommand } from '../../lib/vllm-local.js';
+import { TINY_MODEL_NAME, vllmCommand } from '../../dev/vllm-local.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { expectedIds, outputsByCustomId, startTestStack, submitBatch, waitForBatch, waitForProgress, type TestStack } from '../support/stack.js';
 

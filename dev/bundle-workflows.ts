@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
-import { workflowsPath } from './common.js';
+import { workflowsPath } from '../workers/common.js';
 
 export async function writeWorkflowBundle(out: string): Promise<void> {
   const silent = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };

@@ -6,9 +6,9 @@ import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { loadConfig } from './config.js';
-import { isEntryPoint, runEntryPoint } from './entry.js';
-import { createLogger, type Logger } from './logger.js';
+import { loadConfig } from '../lib/config.js';
+import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 import { httpOk, startHttpService, waitUntil } from './service-process.js';
 
 const run = promisify(execFile);

@@ -1,13 +1,13 @@
 // Curation through the API (extensions): where a batch's import into Label Studio stands, the
 // reviewed results as an OpenAI chat fine-tuning dataset, and Label Studio's annotation webhooks.
 import { z } from 'zod';
-import type { Config } from '../lib/config.js';
-import { fineTuningLine, type CurationRegistry } from '../lib/curation.js';
-import type { Db } from '../lib/db.js';
-import { isWellFormedId, nowSeconds } from '../lib/ids.js';
-import type { LabelStudio } from '../lib/label-studio.js';
+import type { Config } from '../../lib/config.js';
+import { fineTuningLine, type CurationRegistry } from '../../lib/curation-tasks.js';
+import type { Db } from '../../schema/db.js';
+import { isWellFormedId, nowSeconds } from '../../lib/ids.js';
+import type { LabelStudio } from '../../lib/label-studio.js';
 import { getBatch } from './batches.js';
-import { ApiError } from './errors.js';
+import { ApiError } from '../errors.js';
 import type { Project } from './keys.js';
 
 export interface CurationDeps {

@@ -2,7 +2,7 @@
 // Label Studio task with predictions, and how a reviewed task becomes a fine-tuning example.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { curationSchemaFileSchema, EXTRACTORS, type CurationSchema, type Extractor } from '../schema/curation.js';
+import { curationSchemaFileSchema, EXTRACTORS, type CurationSchema, type Extractor } from './curation-schema.js';
 
 export class CurationSchemaError extends Error {}
 

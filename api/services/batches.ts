@@ -1,17 +1,17 @@
 // Batches: create (record it, start its BatchWorkflow, answer `validating` at once), read, list,
 // cancel. The workflow does the work; the database is what the API reads back.
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { jsonb, type Db } from '../lib/db.js';
-import { writeChunk } from '../lib/file-store.js';
-import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
-import { isBlank, readLines } from '../lib/jsonl.js';
-import type { Logger } from '../lib/logger.js';
-import { withTemporalDeadline } from '../lib/temporal.js';
-import { batchEndpointSchema, parseDuration, type BatchCreate, type BatchObject, type BatchRetry } from '../schema/openai.js';
-import type { BatchRow, BatchStatus } from '../schema/tables.js';
-import { startBatchWorkflow } from '../workflows/batch-lifecycle.js';
-import { cancelSignal } from '../workflows/messages.js';
-import { ApiError, notFound } from './errors.js';
+import { jsonb, type Db } from '../../schema/db.js';
+import { writeChunk } from '../../lib/file-store.js';
+import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
+import { isBlank, readLines } from '../../lib/jsonl.js';
+import type { Logger } from '../../lib/logger.js';
+import { withTemporalDeadline } from '../../lib/temporal.js';
+import { batchEndpointSchema, parseDuration, type BatchCreate, type BatchObject, type BatchRetry } from '../../wire/openai.js';
+import type { BatchRow, BatchStatus } from '../../schema/tables.js';
+import { startBatchWorkflow } from '../../workflows/batch-lifecycle.js';
+import { cancelSignal } from '../../workflows/messages.js';
+import { ApiError, notFound } from '../errors.js';
 import { createDerivedFile, liveFiles, type FileDeps } from './files.js';
 import type { Project } from './keys.js';
 

@@ -11,14 +11,14 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
-import { assertPortFree, ensureLabelStudio, labelStudioCommand, waitForLabelStudio } from '../lib/label-studio-local.js';
+import { assertPortFree, ensureLabelStudio, labelStudioCommand, waitForLabelStudio } from './label-studio-local.js';
 import { createLogger, type Logger } from '../lib/logger.js';
-import { httpOk, waitUntil } from '../lib/service-process.js';
+import { httpOk, waitUntil } from './service-process.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
-import { ensureTinyModel, ensureVllm, TINY_MODEL_NAME } from '../lib/vllm-local.js';
-import { cliOptions, resolveTemporalCli } from '../lib/temporal-cli.js';
-import { devServerAddress, devServerUiUrl, readTemporalDevConfig, startDevArgs } from '../lib/temporal-dev-config.js';
-import { logServerLine, prepareDevServer, waitForTemporal } from '../lib/temporal-dev-server.js';
+import { ensureTinyModel, ensureVllm, TINY_MODEL_NAME } from './vllm-local.js';
+import { cliOptions, resolveTemporalCli } from './temporal-cli.js';
+import { devServerAddress, devServerUiUrl, readTemporalDevConfig, startDevArgs } from './temporal-dev-config.js';
+import { logServerLine, prepareDevServer, waitForTemporal } from './temporal-dev-server.js';
 import { WEBHOOK_PATH } from '../api/routes/curation.js';
 
 const root = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
@@ -85,7 +85,7 @@ async function startLocalVllm(config: Config, log: Logger, start: (name: string,
   const { version, python, port, startTimeoutMs } = config.vllmLocal;
   await ensureVllm(config.paths.toolsDir, version, log, { python });
   await ensureTinyModel(config.paths.toolsDir, version, log);
-  start('vllm', 'lib/vllm-local.ts', ['serve']);
+  start('vllm', 'dev/vllm-local.ts', ['serve']);
   const url = `http://127.0.0.1:${port}`;
   log.info({ url }, 'starting real vLLM on the CPU (about a minute)');
   await waitUntil('vLLM', startTimeoutMs, () => httpOk(`${url}/health`));
@@ -117,7 +117,7 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
 
   try {
     if (config.database.url === undefined) {
-      node('postgres', 'lib/embedded-postgres.ts');
+      node('postgres', 'dev/embedded-postgres.ts');
       await waitUntil('Postgres', timeout, () => postgresUp(databaseUrl(config)));
     }
     env.DATABASE_URL = databaseUrl(config);
@@ -147,7 +147,7 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
     if (engine === undefined && options.withVllm === true) {
       engine = await startLocalVllm(config, log, node);
       env.VLLM_BASE_URL = engine;
-      // It runs 8 sequences at once (lib/vllm-local.ts): twice that in flight keeps it full without
+      // It runs 8 sequences at once (dev/vllm-local.ts): twice that in flight keeps it full without
       // a long queue of requests waiting inside it toward their timeout.
       env.GPU_MAX_INFLIGHT = process.env.GPU_MAX_INFLIGHT ?? '16';
     }

@@ -4,16 +4,16 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import busboy from 'busboy';
-import type { Config } from '../lib/config.js';
-import type { Db } from '../lib/db.js';
-import type { Logger } from '../lib/logger.js';
-import type { FileStore, FileWriter } from '../lib/file-store.js';
-import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
-import { uploadFieldsSchema, type FileObject } from '../schema/openai.js';
-import { LIVE_BATCH_STATES, type FileRow } from '../schema/tables.js';
-import { asError } from '../lib/errors.js';
-import { safeText, isStorableText } from '../lib/sanitize.js';
-import { ApiError, fromZodError, notFound, serviceUnavailable } from './errors.js';
+import type { Config } from '../../lib/config.js';
+import type { Db } from '../../schema/db.js';
+import type { Logger } from '../../lib/logger.js';
+import type { FileStore, FileWriter } from '../../lib/file-store.js';
+import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
+import { uploadFieldsSchema, type FileObject } from '../../wire/openai.js';
+import { LIVE_BATCH_STATES, type FileRow } from '../../schema/tables.js';
+import { asError } from '../../lib/errors.js';
+import { safeText, isStorableText } from '../../lib/sanitize.js';
+import { ApiError, fromZodError, notFound, serviceUnavailable } from '../errors.js';
 import type { Project } from './keys.js';
 
 export interface FileDeps {

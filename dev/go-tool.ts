@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { access, constants, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import which from 'which';
-import type { Logger } from './logger.js';
+import type { Logger } from '../lib/logger.js';
 
 export interface GoTool {
   /** The binary's name, on PATH and in the cache. */

@@ -1,14 +1,14 @@
-// Retention: what the service keeps, and for how long. Files go at their expiry (api/files.ts, which
+// Retention: what the service keeps, and for how long. Files go at their expiry (api/services/files.ts, which
 // also takes what Postgres holds of an output or error file's content with it); ended batches, with
 // their results, dead letters and curation records, after BATCH_RETENTION_SECONDS; dead letters after
 // DEAD_LETTER_RETENTION_SECONDS; unfinished uploads after FILE_STORE_PARTIAL_MAX_AGE_SECONDS; GPU
 // workers that stopped announcing themselves (killed, or their host lost) after a while.
 import { sql } from 'kysely';
-import type { Config } from '../lib/config.js';
-import type { Db } from '../lib/db.js';
-import type { FileStore } from '../lib/file-store.js';
-import { nowSeconds } from '../lib/ids.js';
-import { LIVE_BATCH_STATES } from '../schema/tables.js';
+import type { Config } from '../../lib/config.js';
+import type { Db } from '../../schema/db.js';
+import type { FileStore } from '../../lib/file-store.js';
+import { nowSeconds } from '../../lib/ids.js';
+import { LIVE_BATCH_STATES } from '../../schema/tables.js';
 import { removeFile } from './files.js';
 
 export interface RetentionDeps {

@@ -1,4 +1,4 @@
-// The format of a curation schema file (schema/curation/*.json): how a batch's results become
+// The format of a curation schema file (curation-schemas/*.json): how a batch's results become
 // Label Studio tasks and predictions, and how reviewed tasks become fine-tuning examples.
 import { z } from 'zod';
 

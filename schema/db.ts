@@ -5,9 +5,9 @@
 // terminates backends and restarts the server under load to keep it that way.)
 import { Kysely, Migrator, PostgresDialect, sql, type RawBuilder } from 'kysely';
 import pg from 'pg';
-import { migrations } from '../schema/migrations/index.js';
-import type { Database } from '../schema/tables.js';
-import { keepTrying, type KeepTryingOptions } from './abortable.js';
+import { migrations } from './migrations/index.js';
+import type { Database } from './tables.js';
+import { keepTrying, type KeepTryingOptions } from '../lib/abortable.js';
 
 export type Db = Kysely<Database>;
 

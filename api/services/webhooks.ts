@@ -3,17 +3,17 @@
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
-import type { Config } from '../lib/config.js';
-import { jsonb, type Db } from '../lib/db.js';
-import { isWellFormedId, newId, nowSeconds } from '../lib/ids.js';
-import { privateHostReason } from '../lib/private-network.js';
-import { safeText } from '../lib/sanitize.js';
-import { withTemporalDeadline } from '../lib/temporal.js';
-import { storable } from '../schema/openai.js';
-import { WEBHOOK_EVENTS, type WebhookEvent } from '../schema/tables.js';
-import { webhookRetry } from '../workflows/batch-lifecycle.js';
-import type { WebhookDeliveryWorkflow } from '../workflows/webhook-delivery.js';
-import { ApiError } from './errors.js';
+import type { Config } from '../../lib/config.js';
+import { jsonb, type Db } from '../../schema/db.js';
+import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
+import { privateHostReason } from '../../lib/private-network.js';
+import { safeText } from '../../lib/sanitize.js';
+import { withTemporalDeadline } from '../../lib/temporal.js';
+import { storable } from '../../wire/openai.js';
+import { WEBHOOK_EVENTS, type WebhookEvent } from '../../schema/tables.js';
+import { webhookRetry } from '../../workflows/batch-lifecycle.js';
+import type { WebhookDeliveryWorkflow } from '../../workflows/webhook-delivery.js';
+import { ApiError } from '../errors.js';
 import type { Project } from './keys.js';
 
 export interface WebhookDeps {

@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
 import type { Config } from '../lib/config.js';
-import type { Db } from '../lib/db.js';
+import type { Db } from '../schema/db.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { webhookAttemptsTotal } from '../lib/metrics.js';
 import { publicOnlyAgent } from '../lib/private-network.js';

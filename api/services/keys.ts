@@ -1,7 +1,7 @@
 // API keys: stored as sha256 hashes, each belonging to a project. API_KEYS seeds keys for local use.
 import { createHash, randomBytes } from 'node:crypto';
-import type { Db } from '../lib/db.js';
-import { newId, nowSeconds } from '../lib/ids.js';
+import type { Db } from '../../schema/db.js';
+import { newId, nowSeconds } from '../../lib/ids.js';
 
 export interface Project {
   id: string;

@@ -4,10 +4,10 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { loadConfig, type Config } from './config.js';
-import { isEntryPoint, onShutdown, runEntryPoint } from './entry.js';
+import { loadConfig, type Config } from '../lib/config.js';
+import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { resolveGoTool, type GoTool, type GoToolOptions, type ResolvedTool } from './go-tool.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 import { startHttpService } from './service-process.js';
 
 const MODULE = 'github.com/minio/minio';

@@ -7,11 +7,11 @@ import { requestId } from 'hono/request-id';
 import { routePath } from 'hono/route';
 import { sql } from 'kysely';
 import { Gauge, Registry } from 'prom-client';
-import type { Db } from '../lib/db.js';
-import type { Logger } from '../lib/logger.js';
-import { safeText } from '../lib/sanitize.js';
-import { collectSafely, httpRequestSeconds, httpRequestsTotal } from '../lib/metrics.js';
-import type { Project } from './keys.js';
+import type { Db } from '../../schema/db.js';
+import type { Logger } from '../../lib/logger.js';
+import { safeText } from '../../lib/sanitize.js';
+import { collectSafely, httpRequestSeconds, httpRequestsTotal } from '../../lib/metrics.js';
+import type { Project } from '../services/keys.js';
 
 export type RequestEnv = { Variables: { requestId: string; project?: Project } };
 

@@ -4,9 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Connection } from '@temporalio/client';
-import { loadConfig } from './config.js';
-import { isEntryPoint, onShutdown, runEntryPoint } from './entry.js';
-import { createLogger, type Logger } from './logger.js';
+import { loadConfig } from '../lib/config.js';
+import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 import { cliOptions, resolveTemporalCli } from './temporal-cli.js';
 import {
   devServerAddress,

@@ -1,7 +1,7 @@
 import { createMiddleware } from 'hono/factory';
-import type { Db } from '../lib/db.js';
-import { ApiError } from './errors.js';
-import { projectForKey, type Project } from './keys.js';
+import type { Db } from '../../schema/db.js';
+import { ApiError } from '../errors.js';
+import { projectForKey, type Project } from '../services/keys.js';
 
 export type AuthEnv = { Variables: { project: Project } };
 

@@ -1,7 +1,7 @@
 // Starting a helper server as a child process and waiting until it answers over HTTP: Label Studio
 // and MinIO for `npm start` and the tests, and the parts of `npm start` itself.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { sleep } from './abortable.js';
+import { sleep } from '../lib/abortable.js';
 import { stopProcess } from './temporal-dev-server.js';
 
 /** Polls `probe` until it says yes; fails after the timeout, or at once if the process has exited. */

@@ -3,11 +3,11 @@
 // bound to one route and (for JSON bodies) one set of parameters, and forgotten after a while.
 import { createHash } from 'node:crypto';
 import { createMiddleware } from 'hono/factory';
-import type { Db } from '../lib/db.js';
-import { nowSeconds } from '../lib/ids.js';
+import type { Db } from '../../schema/db.js';
+import { nowSeconds } from '../../lib/ids.js';
 import type { AuthEnv } from './auth.js';
-import { mediaType } from './media-type.js';
-import { ApiError } from './errors.js';
+import { mediaType } from '../media-type.js';
+import { ApiError } from '../errors.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 

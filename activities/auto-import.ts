@@ -5,15 +5,15 @@ import { curationPagesTotal, curationTasksImportedTotal } from '../lib/metrics.j
 import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 import type { Config } from '../lib/config.js';
-import { buildTask, curationKey, type CurationRegistry } from '../lib/curation.js';
-import { jsonb, type Db } from '../lib/db.js';
+import { buildTask, curationKey, type CurationRegistry } from '../lib/curation-tasks.js';
+import { jsonb, type Db } from '../schema/db.js';
 import { safeText } from '../lib/sanitize.js';
 import type { FileStore } from '../lib/file-store.js';
 import { nowSeconds } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import { LabelStudioAuthError, LabelStudioError, type LabelStudio } from '../lib/label-studio.js';
 import type { Logger } from '../lib/logger.js';
-import type { CurationSchema } from '../schema/curation.js';
+import type { CurationSchema } from '../lib/curation-schema.js';
 import type { CurationStatus } from '../schema/tables.js';
 
 export interface CurationDeps {
