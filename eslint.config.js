@@ -38,12 +38,22 @@ export default tseslint.config(
     files: ['workflows/**/*.ts'],
     ignores: ['workflows/*-lifecycle.ts'],
     rules: {
-      'no-restricted-imports': ['error', {
-        patterns: [
-          { group: ['node:*', 'fs', 'path', 'crypto', 'http', 'https', 'child_process'], message: 'Workflows must stay deterministic: no Node APIs.' },
-          { group: ['../activities/*', '../lib/*', '../api/*', '../schema/*', '../wire/*', '../dev/*'], allowTypeImports: true, message: 'Workflows may only import types from outside workflows/.' },
-        ],
-      }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['node:*', 'fs', 'path', 'crypto', 'http', 'https', 'child_process'],
+              message: 'Workflows must stay deterministic: no Node APIs.',
+            },
+            {
+              group: ['../activities/*', '../lib/*', '../api/*', '../schema/*', '../wire/*', '../dev/*'],
+              allowTypeImports: true,
+              message: 'Workflows may only import types from outside workflows/.',
+            },
+          ],
+        },
+      ],
     },
   },
 );

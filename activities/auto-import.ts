@@ -1,19 +1,20 @@
 // The import worker's activities: plan a batch's import into Label Studio, make sure its project
 // exists (exactly once), import page by page (exactly once), and record the outcome. A Label Studio
 // that is down is the caller's to retry; wrong credentials or an unusable schema end the import.
-import { curationPagesTotal, curationTasksImportedTotal } from '../lib/metrics.js';
 import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
+
 import type { Config } from '../lib/config.js';
+import type { CurationSchema } from '../lib/curation-schema.js';
 import { buildTask, curationKey, type CurationRegistry } from '../lib/curation-tasks.js';
-import { jsonb, type Db } from '../schema/db.js';
-import { safeText } from '../lib/sanitize.js';
 import type { FileStore } from '../lib/file-store.js';
 import { nowSeconds } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import { LabelStudioAuthError, LabelStudioError, type LabelStudio } from '../lib/label-studio.js';
 import type { Logger } from '../lib/logger.js';
-import type { CurationSchema } from '../lib/curation-schema.js';
+import { curationPagesTotal, curationTasksImportedTotal } from '../lib/metrics.js';
+import { safeText } from '../lib/sanitize.js';
+import { jsonb, type Db } from '../schema/db.js';
 import type { CurationStatus } from '../schema/tables.js';
 
 export interface CurationDeps {
@@ -47,7 +48,8 @@ export interface PageSource {
   inputKey: string;
 }
 
-export type ImportPlan = { ended: CurationStatus; reason: string } | (PageSource & { tasks: number; pages: ImportPage[] });
+export type ImportPlan =
+  { ended: CurationStatus; reason: string } | (PageSource & { tasks: number; pages: ImportPage[] });
 
 interface BatchForCuration {
   id: string;
@@ -65,7 +67,8 @@ function choiceError(message: string): ApplicationFailure {
 /** Label Studio errors as Temporal should treat them: credentials and refusals are final. */
 function asActivityError(err: unknown): unknown {
   if (err instanceof LabelStudioAuthError) return ApplicationFailure.nonRetryable(err.message, 'LabelStudioAuthError');
-  if (err instanceof LabelStudioError && !err.retryable) return ApplicationFailure.nonRetryable(err.message, 'LabelStudioRefused');
+  if (err instanceof LabelStudioError && !err.retryable)
+    return ApplicationFailure.nonRetryable(err.message, 'LabelStudioRefused');
   return err;
 }
 
@@ -84,7 +87,14 @@ export function createCurationActivities(deps: CurationDeps) {
     const batch = await db
       .selectFrom('batches')
       .leftJoin('files', 'files.id', 'batches.input_file_id')
-      .select(['batches.id', 'batches.project_id', 'batches.endpoint', 'batches.model', 'batches.metadata', 'files.storage_key'])
+      .select([
+        'batches.id',
+        'batches.project_id',
+        'batches.endpoint',
+        'batches.model',
+        'batches.metadata',
+        'files.storage_key',
+      ])
       .where('batches.id', '=', batchId)
       .executeTakeFirst();
     if (batch === undefined) throw ApplicationFailure.nonRetryable(`batch ${batchId} does not exist`, 'BatchNotFound');
@@ -94,9 +104,12 @@ export function createCurationActivities(deps: CurationDeps) {
   function schemaFor(batch: BatchForCuration): CurationSchema {
     const name = batch.metadata?.curation_schema ?? config.curation.defaultSchema;
     const schema = registry.get(name);
-    if (schema === undefined) throw choiceError(`unknown curation schema "${name}" (known: ${registry.names().join(', ')})`);
+    if (schema === undefined)
+      throw choiceError(`unknown curation schema "${name}" (known: ${registry.names().join(', ')})`);
     if (!(schema.endpoints as readonly string[]).includes(batch.endpoint)) {
-      throw choiceError(`curation schema "${name}" does not take ${batch.endpoint} results (it takes ${schema.endpoints.join(', ')})`);
+      throw choiceError(
+        `curation schema "${name}" does not take ${batch.endpoint} results (it takes ${schema.endpoints.join(', ')})`,
+      );
     }
     return schema;
   }
@@ -120,19 +133,33 @@ export function createCurationActivities(deps: CurationDeps) {
   /** A project named in metadata: only one this API project's imports made, or an operator granted it. */
   async function grantedProject(ls: LabelStudio, ownerProjectId: string, named: string): Promise<number> {
     const projectId = Number(named);
-    if (!Number.isInteger(projectId) || projectId <= 0) throw choiceError(`metadata curation_project "${safeText(named, 40)}" is not a Label Studio project id`);
+    if (!Number.isInteger(projectId) || projectId <= 0)
+      throw choiceError(`metadata curation_project "${safeText(named, 40)}" is not a Label Studio project id`);
     const [made, granted] = await Promise.all([
-      db.selectFrom('curation_projects').select('key').where('ls_project_id', '=', projectId).where('owner_project_id', '=', ownerProjectId).executeTakeFirst(),
-      db.selectFrom('curation_grants').select('ls_project_id').where('ls_project_id', '=', projectId).where('project_id', '=', ownerProjectId).executeTakeFirst(),
+      db
+        .selectFrom('curation_projects')
+        .select('key')
+        .where('ls_project_id', '=', projectId)
+        .where('owner_project_id', '=', ownerProjectId)
+        .executeTakeFirst(),
+      db
+        .selectFrom('curation_grants')
+        .select('ls_project_id')
+        .where('ls_project_id', '=', projectId)
+        .where('project_id', '=', ownerProjectId)
+        .executeTakeFirst(),
     ]);
     // The same answer whether or not the project exists: an API key must not learn which ids do.
     if (made === undefined && granted === undefined) {
-      throw choiceError(`Label Studio project ${projectId} (metadata curation_project) is not one this project may import into; an operator can allow it with \`gpu-batch curation grant\``);
+      throw choiceError(
+        `Label Studio project ${projectId} (metadata curation_project) is not one this project may import into; an operator can allow it with \`gpu-batch curation grant\``,
+      );
     }
     try {
       await ls.getProject(projectId);
     } catch (err) {
-      if (err instanceof LabelStudioError && err.status === 404) throw choiceError(`Label Studio project ${projectId} (metadata curation_project) does not exist`);
+      if (err instanceof LabelStudioError && err.status === 404)
+        throw choiceError(`Label Studio project ${projectId} (metadata curation_project) does not exist`);
       throw err;
     }
     return projectId;
@@ -144,12 +171,25 @@ export function createCurationActivities(deps: CurationDeps) {
    * than a step's timeout belongs to a worker that died and is taken over. A create whose answer was
    * lost is found again by its title. The annotation webhook is set up until it is.
    */
-  async function ownProject(ls: LabelStudio, schema: CurationSchema, target: { key: string; suffix: string }, ownerProjectId: string): Promise<number> {
+  async function ownProject(
+    ls: LabelStudio,
+    schema: CurationSchema,
+    target: { key: string; suffix: string },
+    ownerProjectId: string,
+  ): Promise<number> {
     const { key } = target;
     const title = `${schema.title.slice(0, 19)} ${target.suffix}`.slice(0, 50);
     await db
       .insertInto('curation_projects')
-      .values({ key, title, schema: schema.name, ls_project_id: null, created_at: nowSeconds(), owner_project_id: ownerProjectId, claimed_at: null })
+      .values({
+        key,
+        title,
+        schema: schema.name,
+        ls_project_id: null,
+        created_at: nowSeconds(),
+        owner_project_id: ownerProjectId,
+        claimed_at: null,
+      })
       .onConflict((c) => c.column('key').doNothing())
       .execute();
     let row = await db.selectFrom('curation_projects').selectAll().where('key', '=', key).executeTakeFirstOrThrow();
@@ -160,17 +200,36 @@ export function createCurationActivities(deps: CurationDeps) {
         .set({ claimed_at: now })
         .where('key', '=', key)
         .where('ls_project_id', 'is', null)
-        .where((eb) => eb.or([eb('claimed_at', 'is', null), eb('claimed_at', '<', now - Math.ceil(config.curation.stepTimeoutMs / 1000))]))
+        .where((eb) =>
+          eb.or([
+            eb('claimed_at', 'is', null),
+            eb('claimed_at', '<', now - Math.ceil(config.curation.stepTimeoutMs / 1000)),
+          ]),
+        )
         .executeTakeFirst();
-      if (claimed.numUpdatedRows === 0n) throw ApplicationFailure.retryable(`the Label Studio project for ${key} is being created by another import`, 'CurationProjectBusy');
+      if (claimed.numUpdatedRows === 0n)
+        throw ApplicationFailure.retryable(
+          `the Label Studio project for ${key} is being created by another import`,
+          'CurationProjectBusy',
+        );
       const existing = await ls.projectsTitled(row.title);
       let id = existing.map((p) => p.id).sort((a, b) => a - b)[0];
       if (id === undefined) {
         await ls.validateConfig(schema.label_config);
-        id = (await ls.createProject({ title: row.title, description: schema.description, label_config: schema.label_config })).id;
+        id = (
+          await ls.createProject({
+            title: row.title,
+            description: schema.description,
+            label_config: schema.label_config,
+          })
+        ).id;
         log.info({ key, project: id, title: row.title }, 'created a Label Studio project');
       }
-      await db.updateTable('curation_projects').set({ ls_project_id: id, claimed_at: null }).where('key', '=', key).execute();
+      await db
+        .updateTable('curation_projects')
+        .set({ ls_project_id: id, claimed_at: null })
+        .where('key', '=', key)
+        .execute();
       row = { ...row, ls_project_id: id };
     }
     const projectId = row.ls_project_id ?? 0;
@@ -178,7 +237,12 @@ export function createCurationActivities(deps: CurationDeps) {
     if (!row.webhook_registered && webhookUrl !== undefined && webhookSecret !== undefined) {
       // Looked for first: a registration whose answer was lost must not make a second webhook.
       if (!(await ls.webhookUrls(projectId)).includes(webhookUrl)) {
-        await ls.createWebhook({ project: projectId, url: webhookUrl, headers: { 'x-curation-secret': webhookSecret }, actions: ['ANNOTATION_CREATED', 'ANNOTATION_UPDATED', 'ANNOTATIONS_DELETED'] });
+        await ls.createWebhook({
+          project: projectId,
+          url: webhookUrl,
+          headers: { 'x-curation-secret': webhookSecret },
+          actions: ['ANNOTATION_CREATED', 'ANNOTATION_UPDATED', 'ANNOTATIONS_DELETED'],
+        });
       }
       await db.updateTable('curation_projects').set({ webhook_registered: true }).where('key', '=', key).execute();
     }
@@ -191,24 +255,42 @@ export function createCurationActivities(deps: CurationDeps) {
       const batch = await loadBatch(batchId);
       await db
         .insertInto('curations')
-        .values({ batch_id: batchId, status: 'running', reason: null, schema: null, ls_project_id: null, started_at: nowSeconds(), finished_at: null })
+        .values({
+          batch_id: batchId,
+          status: 'running',
+          reason: null,
+          schema: null,
+          ls_project_id: null,
+          started_at: nowSeconds(),
+          finished_at: null,
+        })
         .onConflict((c) => c.column('batch_id').doNothing())
         .execute();
       const end = async (ended: CurationStatus, reason: string): Promise<ImportPlan> => {
         await setStatus(batchId, ended, reason);
         return { ended, reason };
       };
-      if (deps.labelStudio === undefined) return end('skipped', 'Label Studio is not configured (LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are unset)');
-      if (batch.metadata?.curation === 'off') return end('skipped', 'turned off for this batch (metadata curation=off)');
+      if (deps.labelStudio === undefined)
+        return end('skipped', 'Label Studio is not configured (LABEL_STUDIO_URL and LABEL_STUDIO_API_KEY are unset)');
+      if (batch.metadata?.curation === 'off')
+        return end('skipped', 'turned off for this batch (metadata curation=off)');
       let schema: CurationSchema;
       try {
         schema = schemaFor(batch);
       } catch (err) {
         return end('failed', (err as Error).message);
       }
-      if (batch.model === null || batch.storage_key === null) return end('skipped', 'the batch has no results to review');
+      if (batch.model === null || batch.storage_key === null)
+        return end('skipped', 'the batch has no results to review');
       const okLines = new Set(
-        (await db.selectFrom('batch_results').select('line').where('batch_id', '=', batchId).where('ok', '=', true).execute()).map((r) => r.line),
+        (
+          await db
+            .selectFrom('batch_results')
+            .select('line')
+            .where('batch_id', '=', batchId)
+            .where('ok', '=', true)
+            .execute()
+        ).map((r) => r.line),
       );
       if (okLines.size === 0) return end('skipped', 'the batch has no successful requests to review');
 
@@ -218,7 +300,14 @@ export function createCurationActivities(deps: CurationDeps) {
       for await (const line of readLines(store.read(batch.storage_key))) {
         if (!okLines.has(line.number)) continue;
         if (current === undefined || current.tasks >= config.curation.pageSize) {
-          current = { page: pages.length, tasks: 0, firstLine: line.number, lastLine: line.number, byteStart: line.start, byteEnd: line.end };
+          current = {
+            page: pages.length,
+            tasks: 0,
+            firstLine: line.number,
+            lastLine: line.number,
+            byteStart: line.start,
+            byteEnd: line.end,
+          };
           pages.push(current);
         }
         current.tasks++;
@@ -230,7 +319,14 @@ export function createCurationActivities(deps: CurationDeps) {
         .set({ schema: schema.name, tasks_total: okLines.size, pages_total: pages.length })
         .where('batch_id', '=', batchId)
         .execute();
-      return { schema: schema.name, endpoint: batch.endpoint, model: batch.model, inputKey: batch.storage_key, tasks: okLines.size, pages };
+      return {
+        schema: schema.name,
+        endpoint: batch.endpoint,
+        model: batch.model,
+        inputKey: batch.storage_key,
+        tasks: okLines.size,
+        pages,
+      };
     },
 
     /**
@@ -245,7 +341,14 @@ export function createCurationActivities(deps: CurationDeps) {
         const named = batch.metadata?.curation_project;
         const projectId =
           named === undefined
-            ? await ownProject(ls, schema, schema.project === 'per_schema' ? { key: `project:${batch.project_id}:schema:${schema.name}`, suffix: batch.project_id } : { key: `batch:${batchId}`, suffix: batchId }, batch.project_id)
+            ? await ownProject(
+                ls,
+                schema,
+                schema.project === 'per_schema'
+                  ? { key: `project:${batch.project_id}:schema:${schema.name}`, suffix: batch.project_id }
+                  : { key: `batch:${batchId}`, suffix: batchId },
+                batch.project_id,
+              )
             : await grantedProject(ls, batch.project_id, named);
         await db.updateTable('curations').set({ ls_project_id: projectId }).where('batch_id', '=', batchId).execute();
         return projectId;
@@ -256,13 +359,24 @@ export function createCurationActivities(deps: CurationDeps) {
      * Imports one page, exactly once: marked "posting" before it is sent and "done" after. A page found
      * "posting" may or may not have arrived, so Label Studio is asked which of its tasks it has.
      */
-    async importPage(input: { batchId: string; projectId: number; plan: PageSource; page: ImportPage }): Promise<number> {
+    async importPage(input: {
+      batchId: string;
+      projectId: number;
+      plan: PageSource;
+      page: ImportPage;
+    }): Promise<number> {
       return guarded(async () => {
         const { batchId, projectId, plan, page } = input;
         const schema = registry.get(plan.schema);
-        if (schema === undefined) throw choiceError(`unknown curation schema "${plan.schema}" (known: ${registry.names().join(', ')})`);
+        if (schema === undefined)
+          throw choiceError(`unknown curation schema "${plan.schema}" (known: ${registry.names().join(', ')})`);
         const ls = client();
-        const record = await db.selectFrom('curation_pages').select('status').where('batch_id', '=', batchId).where('page', '=', page.page).executeTakeFirst();
+        const record = await db
+          .selectFrom('curation_pages')
+          .select('status')
+          .where('batch_id', '=', batchId)
+          .where('page', '=', page.page)
+          .executeTakeFirst();
         if (record?.status === 'done') return 0;
 
         const outputs = new Map(
@@ -278,37 +392,74 @@ export function createCurationActivities(deps: CurationDeps) {
           ).map((r) => [r.line, r]),
         );
         const tasks: { key: string; task: unknown }[] = [];
-        const lines = readLines(store.read(plan.inputKey, { start: page.byteStart, end: page.byteEnd }), { firstLine: page.firstLine, startOffset: page.byteStart });
+        const lines = readLines(store.read(plan.inputKey, { start: page.byteStart, end: page.byteEnd }), {
+          firstLine: page.firstLine,
+          startOffset: page.byteStart,
+        });
         for await (const line of lines) {
           const result = outputs.get(line.number);
           if (result === undefined || isBlank(line)) continue;
           const request = (JSON.parse(line.text) as { body?: unknown }).body;
           const response = (JSON.parse(result.output) as { response?: { body?: unknown } }).response?.body;
-          const task = buildTask(schema, { batchId, model: plan.model, endpoint: plan.endpoint, line: line.number, customId: result.custom_id, request, response });
+          const task = buildTask(schema, {
+            batchId,
+            model: plan.model,
+            endpoint: plan.endpoint,
+            line: line.number,
+            customId: result.custom_id,
+            request,
+            response,
+          });
           tasks.push({ key: curationKey(batchId, line.number), task });
         }
 
         let toSend = tasks;
         let presentIds: number[] = [];
         if (record?.status === 'posting') {
-          const present = await ls.findTasks(projectId, 'curation_key', tasks.map((t) => t.key));
+          const present = await ls.findTasks(
+            projectId,
+            'curation_key',
+            tasks.map((t) => t.key),
+          );
           presentIds = [...present.values()];
           toSend = tasks.filter((t) => !present.has(t.key));
-          log.info({ batchId, page: page.page, present: present.size, resending: toSend.length }, 'resuming a page whose import outcome was unknown');
+          log.info(
+            { batchId, page: page.page, present: present.size, resending: toSend.length },
+            'resuming a page whose import outcome was unknown',
+          );
         } else {
           await db
             .insertInto('curation_pages')
-            .values({ batch_id: batchId, page: page.page, status: 'posting', tasks: tasks.length, ls_task_ids: null, updated_at: nowSeconds() })
-            .onConflict((c) => c.columns(['batch_id', 'page']).doUpdateSet({ status: 'posting', updated_at: nowSeconds() }))
+            .values({
+              batch_id: batchId,
+              page: page.page,
+              status: 'posting',
+              tasks: tasks.length,
+              ls_task_ids: null,
+              updated_at: nowSeconds(),
+            })
+            .onConflict((c) =>
+              c.columns(['batch_id', 'page']).doUpdateSet({ status: 'posting', updated_at: nowSeconds() }),
+            )
             .execute();
         }
-        const imported = toSend.length === 0 ? { count: 0, taskIds: [] } : await ls.importTasks(projectId, toSend.map((t) => t.task));
+        const imported =
+          toSend.length === 0
+            ? { count: 0, taskIds: [] }
+            : await ls.importTasks(
+                projectId,
+                toSend.map((t) => t.task),
+              );
         curationTasksImportedTotal.inc(imported.count);
         const pageDone = await db.transaction().execute(async (trx) => {
           const done = await trx
             .updateTable('curation_pages')
             // Every task of the page, found or sent: the export asks Label Studio for exactly these.
-            .set({ status: 'done', ls_task_ids: imported.taskIds === undefined ? null : jsonb([...presentIds, ...imported.taskIds]), updated_at: nowSeconds() })
+            .set({
+              status: 'done',
+              ls_task_ids: imported.taskIds === undefined ? null : jsonb([...presentIds, ...imported.taskIds]),
+              updated_at: nowSeconds(),
+            })
             .where('batch_id', '=', batchId)
             .where('page', '=', page.page)
             .where('status', '=', 'posting')

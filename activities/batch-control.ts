@@ -1,19 +1,20 @@
 // The orchestrator's activities: validate and plan a batch, dead-letter a chunk that could not run,
 // and finalize (fill in lines that never ran, write the output and error files, set the end state).
 // Each is idempotent, so a retry after a crash at any point converges on the same result.
-import { batchesFinishedTotal, deadLetteredChunksTotal } from '../lib/metrics.js';
 import { heartbeat } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
+
 import type { Config } from '../lib/config.js';
-import { jsonb, type Db } from '../schema/db.js';
 import { writeChunk, type FileStore } from '../lib/file-store.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
-import { describeValue, safeText } from '../lib/sanitize.js';
 import type { Logger } from '../lib/logger.js';
+import { batchesFinishedTotal, deadLetteredChunksTotal } from '../lib/metrics.js';
+import { describeValue, safeText } from '../lib/sanitize.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
+import { jsonb, type Db } from '../schema/db.js';
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { notRunRow, persistResults, type ResultRow } from './results.js';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
@@ -149,8 +150,14 @@ export function createControlActivities(deps: ControlDeps) {
     let query = db.selectFrom('batch_results').select('line').where('batch_id', '=', batchId);
     if (range !== undefined) query = query.where('line', '>=', range.firstLine).where('line', '<=', range.lastLine);
     const done = new Set((await query.execute()).map((r) => r.line));
-    const source = store.read(inputKey, range === undefined ? undefined : { start: range.byteStart, end: range.byteEnd });
-    const lines = readLines(source, range === undefined ? {} : { firstLine: range.firstLine, startOffset: range.byteStart });
+    const source = store.read(
+      inputKey,
+      range === undefined ? undefined : { start: range.byteStart, end: range.byteEnd },
+    );
+    const lines = readLines(
+      source,
+      range === undefined ? {} : { firstLine: range.firstLine, startOffset: range.byteStart },
+    );
     let pending: ResultRow[] = [];
     let filled = 0;
     const flush = async (): Promise<void> => {
@@ -161,7 +168,8 @@ export function createControlActivities(deps: ControlDeps) {
     for await (const line of lines) {
       if (isBlank(line) || done.has(line.number)) continue;
       const row = notRunRow(batchId, line.number, customIdOf(line.text, line.number), code, message);
-      if (deadLetter) row.deadLetter = { attempts: 0, errors: [{ at: new Date().toISOString(), status: null, message }] };
+      if (deadLetter)
+        row.deadLetter = { attempts: 0, errors: [{ at: new Date().toISOString(), status: null, message }] };
       pending.push(row);
       if (pending.length >= 1000) await flush();
     }
@@ -264,25 +272,45 @@ export function createControlActivities(deps: ControlDeps) {
       if (!isLive(batch.status)) return { ok: false, errors: 0 };
       if (batch.storage_key === null || batch.purpose !== 'batch') {
         return failValidation(batchId, [
-          { code: 'invalid_request', message: `The input file ${batch.id} is missing or is not a batch input file.`, param: 'input_file_id', line: null },
+          {
+            code: 'invalid_request',
+            message: `The input file ${batch.id} is missing or is not a batch input file.`,
+            param: 'input_file_id',
+            line: null,
+          },
         ]);
       }
       const inputKey = batch.storage_key;
       const size = await store.size(inputKey);
       if (size === undefined) {
-        return failValidation(batchId, [{ code: 'invalid_request', message: `The content of the input file is missing from the file store.`, param: 'input_file_id', line: null }]);
+        return failValidation(batchId, [
+          {
+            code: 'invalid_request',
+            message: `The content of the input file is missing from the file store.`,
+            param: 'input_file_id',
+            line: null,
+          },
+        ]);
       }
       // (An empty object has no range to ask for: S3 answers 416.)
       const encoding = size >= 2 ? utf16Of(await readPrefix(store, inputKey, 2)) : undefined;
       if (encoding !== undefined) {
         return failValidation(batchId, [
-          { code: 'invalid_json_line', message: `The file is ${encoding} text (it starts with a ${encoding} byte-order mark); batch files must be UTF-8.`, param: null, line: 1 },
+          {
+            code: 'invalid_json_line',
+            message: `The file is ${encoding} text (it starts with a ${encoding} byte-order mark); batch files must be UTF-8.`,
+            param: null,
+            line: 1,
+          },
         ]);
       }
       let seen = 0;
       const result = await validateLines(
         (async function* () {
-          for await (const line of readLines(store.read(inputKey), { maxLineBytes: config.batch.maxLineBytes, checkUtf8: true })) {
+          for await (const line of readLines(store.read(inputKey), {
+            maxLineBytes: config.batch.maxLineBytes,
+            checkUtf8: true,
+          })) {
             if (++seen % 5000 === 0) safeHeartbeat({ lines: seen });
             yield line;
           }
@@ -345,7 +373,17 @@ export function createControlActivities(deps: ControlDeps) {
         minChunkSize: minInFlight,
       });
       const chunks = joinPieces(result.chunks, chunkSize);
-      log.info({ batchId, model: safeText(result.model), requests: result.requests, workers, chunkSize, chunks: chunks.length }, 'batch validated');
+      log.info(
+        {
+          batchId,
+          model: safeText(result.model),
+          requests: result.requests,
+          workers,
+          chunkSize,
+          chunks: chunks.length,
+        },
+        'batch validated',
+      );
       return {
         ok: true,
         model: result.model,
@@ -357,7 +395,10 @@ export function createControlActivities(deps: ControlDeps) {
         chunks,
         // Enough chunks in flight to keep every GPU serving the model busy (two each, plus one
         // queued behind each), but far below Temporal's limit on pending activities.
-        maxPendingChunks: Math.min(MAX_PENDING_CHUNKS_CAP, Math.max(config.batch.maxPendingChunks, workers * (config.gpu.concurrentChunks + 1))),
+        maxPendingChunks: Math.min(
+          MAX_PENDING_CHUNKS_CAP,
+          Math.max(config.batch.maxPendingChunks, workers * (config.gpu.concurrentChunks + 1)),
+        ),
         chunkActivity: {
           taskQueue: inferenceTaskQueue(config, result.model),
           startToCloseMs: config.batch.chunkStartToCloseMs,
@@ -374,7 +415,9 @@ export function createControlActivities(deps: ControlDeps) {
      * lines it had finished, if any, stay in its results). A batch that already ended is left alone.
      */
     async failBatch(input: { batchId: string; code: string; message: string }): Promise<void> {
-      const errors: ValidationError[] = [{ code: input.code, message: safeText(input.message, 1000), param: null, line: null }];
+      const errors: ValidationError[] = [
+        { code: input.code, message: safeText(input.message, 1000), param: null, line: null },
+      ];
       const updated = await db
         .updateTable('batches')
         .set({ status: 'failed', failed_at: nowSeconds(), errors: jsonb(errors) })
@@ -386,7 +429,12 @@ export function createControlActivities(deps: ControlDeps) {
     },
 
     /** A chunk that ran out of Temporal retries: its unfinished lines fail, and the batch goes on. */
-    async deadLetterChunk(input: { batchId: string; inputKey: string; chunk: ChunkPlan; reason: string }): Promise<{ completed: number; failed: number }> {
+    async deadLetterChunk(input: {
+      batchId: string;
+      inputKey: string;
+      chunk: ChunkPlan;
+      reason: string;
+    }): Promise<{ completed: number; failed: number }> {
       const filled = await fillMissing(
         input.batchId,
         input.inputKey,
@@ -395,12 +443,18 @@ export function createControlActivities(deps: ControlDeps) {
         `The request could not be run: its chunk failed repeatedly (${input.reason}).`,
         true,
       );
-      log.warn({ batchId: input.batchId, chunk: input.chunk.index, failed: filled, reason: input.reason }, 'chunk dead-lettered');
+      log.warn(
+        { batchId: input.batchId, chunk: input.chunk.index, failed: filled, reason: input.reason },
+        'chunk dead-lettered',
+      );
       deadLetteredChunksTotal.inc();
       // The whole chunk's counts, including what earlier attempts finished, for the workflow's progress.
       const counts = await db
         .selectFrom('batch_results')
-        .select([sql<number>`count(*) filter (where ok)`.as('completed'), sql<number>`count(*) filter (where not ok)`.as('failed')])
+        .select([
+          sql<number>`count(*) filter (where ok)`.as('completed'),
+          sql<number>`count(*) filter (where not ok)`.as('failed'),
+        ])
         .where('batch_id', '=', input.batchId)
         .where('line', '>=', input.chunk.firstLine)
         .where('line', '<=', input.chunk.lastLine)
@@ -417,13 +471,24 @@ export function createControlActivities(deps: ControlDeps) {
         .execute();
     },
 
-    async finalizeBatch(input: { batchId: string; inputKey: string; outcome: Outcome; reason?: string }): Promise<FinalSummary> {
+    async finalizeBatch(input: {
+      batchId: string;
+      inputKey: string;
+      outcome: Outcome;
+      reason?: string;
+    }): Promise<FinalSummary> {
       const { batchId, inputKey, outcome } = input;
       const batch = await loadBatch(batchId);
       // Already final (a retry after the status was written, or the reconciler got there first):
       // writing the files again would bring back ones the user has deleted since.
       if (!isLive(batch.status)) {
-        return { status: batch.status, completed: batch.request_completed, failed: batch.request_failed, outputFileId: batch.output_file_id, errorFileId: batch.error_file_id };
+        return {
+          status: batch.status,
+          completed: batch.request_completed,
+          failed: batch.request_failed,
+          outputFileId: batch.output_file_id,
+          errorFileId: batch.error_file_id,
+        };
       }
       const [code, message] =
         outcome === 'cancelled'
@@ -431,21 +496,44 @@ export function createControlActivities(deps: ControlDeps) {
           : outcome === 'expired'
             ? ['batch_expired', 'This request could not be executed before the completion window expired.']
             : outcome === 'aborted'
-              ? ['batch_aborted', `This request was not executed: the batch stopped unexpectedly (${safeText(input.reason ?? 'its workflow ended', 300)}).`]
+              ? [
+                  'batch_aborted',
+                  `This request was not executed: the batch stopped unexpectedly (${safeText(input.reason ?? 'its workflow ended', 300)}).`,
+                ]
               : ['request_not_executed', 'This request was not executed.'];
       const filled = await fillMissing(batchId, inputKey, undefined, code, message, outcome === 'completed');
-      if (filled > 0 && outcome === 'completed') log.error({ batchId, filled }, 'lines without a result at finalize were reported as failed');
+      if (filled > 0 && outcome === 'completed')
+        log.error({ batchId, filled }, 'lines without a result at finalize were reported as failed');
 
       const lifetime = batch.output_expires_after ?? config.files.outputLifetimeSeconds;
       const files = await writeOutputs(batchId, batch.project_id, lifetime);
       const now = nowSeconds();
       const final = await db.transaction().execute(async (trx) => {
-        const current = await trx.selectFrom('batches').select('status').where('id', '=', batchId).forUpdate().executeTakeFirstOrThrow();
+        const current = await trx
+          .selectFrom('batches')
+          .select('status')
+          .where('id', '=', batchId)
+          .forUpdate()
+          .executeTakeFirstOrThrow();
         if (!isLive(current.status)) return { status: current.status, changed: false };
         // A cancel that arrived while finishing still ends as cancelled: the API already said so.
-        const status: BatchStatus = current.status === 'cancelling' || outcome === 'cancelled' ? 'cancelled' : outcome === 'aborted' ? 'failed' : outcome;
+        const status: BatchStatus =
+          current.status === 'cancelling' || outcome === 'cancelled'
+            ? 'cancelled'
+            : outcome === 'aborted'
+              ? 'failed'
+              : outcome;
         const errors: ValidationError[] | undefined =
-          status === 'failed' ? [{ code: 'batch_aborted', message: `The batch stopped unexpectedly (${safeText(input.reason ?? 'its workflow ended', 300)}); finished requests are in its files, the rest in its error file.`, param: null, line: null }] : undefined;
+          status === 'failed'
+            ? [
+                {
+                  code: 'batch_aborted',
+                  message: `The batch stopped unexpectedly (${safeText(input.reason ?? 'its workflow ended', 300)}); finished requests are in its files, the rest in its error file.`,
+                  param: null,
+                  line: null,
+                },
+              ]
+            : undefined;
         await trx
           .updateTable('batches')
           .set({

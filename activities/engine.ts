@@ -1,12 +1,13 @@
 // Talking to one vLLM server through the official openai SDK, with each request's own body, and
 // retrying what is worth retrying (timeouts, connection errors, 408, 429, 5xx) with backoff and
 // jitter inside a time budget. The SDK's own retries are off: the budget is ours.
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
 import { Agent, request, type Dispatcher } from 'undici';
+
 import { sleep } from '../lib/abortable.js';
 import { newId } from '../lib/ids.js';
-import { safeText } from '../lib/sanitize.js';
 import { attemptOutcome, engineRequestSeconds, engineRetriesTotal } from '../lib/metrics.js';
-import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai';
+import { safeText } from '../lib/sanitize.js';
 
 export interface EngineOptions {
   baseUrl: string;
@@ -33,16 +34,17 @@ export type Attempt =
   | { kind: 'network'; message: string; timeout: boolean }
   | { kind: 'too_large'; message: string };
 
-export type FinalOutcome = { attempts: number; errors: AttemptError[] } & (
+export type FinalOutcome = { attempts: number; errors: AttemptError[] } &
   /** `raw` is the engine's answer as it sent it; `body` is the same, parsed. */
-  | { kind: 'ok'; status: number; requestId: string | null; body: unknown; raw: string }
-  | { kind: 'http'; status: number; requestId: string | null; body: unknown }
-  | { kind: 'network'; message: string; timeout: boolean }
-  /** The body could not be written as JSON at all: no attempt can succeed, so none is made. */
-  | { kind: 'unsendable'; message: string }
-  /** The engine's answer was over ENGINE_MAX_RESPONSE_BYTES: asking again would bring the same. */
-  | { kind: 'too_large'; message: string }
-);
+  (
+    | { kind: 'ok'; status: number; requestId: string | null; body: unknown; raw: string }
+    | { kind: 'http'; status: number; requestId: string | null; body: unknown }
+    | { kind: 'network'; message: string; timeout: boolean }
+    /** The body could not be written as JSON at all: no attempt can succeed, so none is made. */
+    | { kind: 'unsendable'; message: string }
+    /** The engine's answer was over ENGINE_MAX_RESPONSE_BYTES: asking again would bring the same. */
+    | { kind: 'too_large'; message: string }
+  );
 
 /** An engine answer longer than the cap: reading stopped there, and the connection was dropped. */
 export class ResponseTooLargeError extends Error {
@@ -70,8 +72,18 @@ class EngineStatusError extends APIError<number, Headers> {
 }
 
 class EngineClient extends OpenAI {
-  protected override makeStatusError(status: number, error: object | undefined, message: string | undefined, headers: Headers): APIError {
-    return new EngineStatusError(status, error ?? (message !== undefined ? { error: { message } } : null), message, headers);
+  protected override makeStatusError(
+    status: number,
+    error: object | undefined,
+    message: string | undefined,
+    headers: Headers,
+  ): APIError {
+    return new EngineStatusError(
+      status,
+      error ?? (message !== undefined ? { error: { message } } : null),
+      message,
+      headers,
+    );
   }
 }
 
@@ -183,12 +195,19 @@ export class Engine {
 
   /** The models the engine serves (its /v1/models); a refused key says so plainly. */
   async models(timeoutMs = 10_000): Promise<string[]> {
-    const res = await request(`${engineRoot(this.options.baseUrl)}/v1/models`, { headers: this.authHeaders(), dispatcher: this.agent, signal: AbortSignal.timeout(timeoutMs) });
+    const res = await request(`${engineRoot(this.options.baseUrl)}/v1/models`, {
+      headers: this.authHeaders(),
+      dispatcher: this.agent,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     const text = await res.body.text();
     if (res.statusCode === 401 || res.statusCode === 403) {
-      throw new Error(`the engine at ${engineRoot(this.options.baseUrl)} refused this worker's credentials (VLLM_API_KEY): ${res.statusCode} ${safeText(text, 200)}`);
+      throw new Error(
+        `the engine at ${engineRoot(this.options.baseUrl)} refused this worker's credentials (VLLM_API_KEY): ${res.statusCode} ${safeText(text, 200)}`,
+      );
     }
-    if (res.statusCode !== 200) throw new Error(`the engine's /v1/models answered ${res.statusCode}: ${safeText(text, 200)}`);
+    if (res.statusCode !== 200)
+      throw new Error(`the engine's /v1/models answered ${res.statusCode}: ${safeText(text, 200)}`);
     const body = JSON.parse(text) as { data?: { id?: unknown }[] };
     return (body.data ?? []).map((m) => m.id).filter((id): id is string => typeof id === 'string');
   }
@@ -235,25 +254,54 @@ export class Engine {
     const sentId = newId('batch_req_');
     try {
       // A string body with its content type goes out as it is: serialised once, not on every attempt.
-      const response = await this.client.post<unknown>(url, { body: payload, headers: { 'content-type': 'application/json', 'x-request-id': sentId }, signal }).asResponse();
+      const response = await this.client
+        .post<unknown>(url, {
+          body: payload,
+          headers: { 'content-type': 'application/json', 'x-request-id': sentId },
+          signal,
+        })
+        .asResponse();
       const raw = await response.text();
-      return { kind: 'ok', status: response.status, requestId: response.headers.get('x-request-id') ?? sentId, body: JSON.parse(raw) as unknown, raw };
+      return {
+        kind: 'ok',
+        status: response.status,
+        requestId: response.headers.get('x-request-id') ?? sentId,
+        body: JSON.parse(raw) as unknown,
+        raw,
+      };
     } catch (err) {
       if (err instanceof APIUserAbortError) throw err;
       if (err instanceof EngineStatusError) {
-        return { kind: 'http', status: err.status, requestId: err.headers.get('x-request-id') ?? sentId, body: err.body, retryAfterMs: retryAfterMs(err.headers) };
+        return {
+          kind: 'http',
+          status: err.status,
+          requestId: err.headers.get('x-request-id') ?? sentId,
+          body: err.body,
+          retryAfterMs: retryAfterMs(err.headers),
+        };
       }
-      if (err instanceof ResponseTooLargeError || (err instanceof APIConnectionError && err.cause instanceof ResponseTooLargeError)) {
-        return { kind: 'too_large', message: err instanceof ResponseTooLargeError ? err.message : (err.cause as Error).message };
+      if (
+        err instanceof ResponseTooLargeError ||
+        (err instanceof APIConnectionError && err.cause instanceof ResponseTooLargeError)
+      ) {
+        return {
+          kind: 'too_large',
+          message: err instanceof ResponseTooLargeError ? err.message : (err.cause as Error).message,
+        };
       }
-      if (err instanceof APIConnectionTimeoutError) return { kind: 'network', message: 'request to the engine timed out', timeout: true };
+      if (err instanceof APIConnectionTimeoutError)
+        return { kind: 'network', message: 'request to the engine timed out', timeout: true };
       if (err instanceof APIConnectionError) {
         const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
         return { kind: 'network', message: `${err.message}${cause}`, timeout: false };
       }
       // Anything else (an answer that is not JSON, say) is the engine misbehaving: retry it.
       if (signal?.aborted === true) throw new APIUserAbortError();
-      return { kind: 'network', message: `unreadable answer from the engine: ${err instanceof Error ? err.message : String(err)}`, timeout: false };
+      return {
+        kind: 'network',
+        message: `unreadable answer from the engine: ${err instanceof Error ? err.message : String(err)}`,
+        timeout: false,
+      };
     }
   }
 
@@ -276,7 +324,12 @@ export class Engine {
       payload = JSON.stringify(body);
     } catch (err) {
       // Validation bounds nesting, so this is a body that changed shape since; retrying cannot help.
-      return { kind: 'unsendable', message: `the request body cannot be written as JSON: ${err instanceof Error ? err.message : String(err)}`, attempts: 0, errors };
+      return {
+        kind: 'unsendable',
+        message: `the request body cannot be written as JSON: ${err instanceof Error ? err.message : String(err)}`,
+        attempts: 0,
+        errors,
+      };
     }
     for (let attempt = 1; ; attempt++) {
       const sentAt = performance.now();
@@ -296,7 +349,15 @@ export class Engine {
       let delay = Math.random() * backoff;
       if (result.kind === 'http' && result.retryAfterMs !== undefined) delay = Math.max(delay, result.retryAfterMs);
       if (!retryable || Date.now() - started + delay > policy.budgetMs) {
-        if (result.kind === 'http') return { kind: 'http', status: result.status, requestId: result.requestId, body: result.body, attempts: attempt, errors };
+        if (result.kind === 'http')
+          return {
+            kind: 'http',
+            status: result.status,
+            requestId: result.requestId,
+            body: result.body,
+            attempts: attempt,
+            errors,
+          };
         return { ...result, attempts: attempt, errors };
       }
       engineRetriesTotal.inc({ model, reason: attemptOutcome(result) });
@@ -313,7 +374,9 @@ export function modelOf(body: unknown): string {
 
 /** The engine's error message for the dead-letter record: it may quote the request, so it goes through safeText. */
 export function describeEngineBody(body: unknown): string {
-  const message = (body as { error?: { message?: unknown }; message?: unknown } | null)?.error?.message ?? (body as { message?: unknown } | null)?.message;
+  const message =
+    (body as { error?: { message?: unknown }; message?: unknown } | null)?.error?.message ??
+    (body as { message?: unknown } | null)?.message;
   if (typeof message === 'string') return safeText(message, 1000);
   try {
     return safeText(JSON.stringify(body), 1000);

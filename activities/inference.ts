@@ -5,16 +5,17 @@
 import { setMaxListeners } from 'node:events';
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+
 import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
-import type { Db } from '../schema/db.js';
 import { asError } from '../lib/errors.js';
 import type { FileStore } from '../lib/file-store.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
-import type { Release, Semaphore } from '../lib/semaphore.js';
 import { chunksTotal, inflightRequests, requestsTotal, tokensTotal } from '../lib/metrics.js';
 import { safeText } from '../lib/sanitize.js';
+import type { Release, Semaphore } from '../lib/semaphore.js';
+import type { Db } from '../schema/db.js';
 import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine.js';
 import { resultRow, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
@@ -56,7 +57,6 @@ interface RequestLine {
   body: unknown;
 }
 
-
 export function createInferenceActivities(deps: InferenceDeps) {
   const { db, store, engine, inFlight, config } = deps;
   const policy: RetryPolicy = {
@@ -65,7 +65,10 @@ export function createInferenceActivities(deps: InferenceDeps) {
     maxMs: config.engine.retryMaxMs,
   };
 
-  async function chunkCounts(batchId: string, chunk: ChunkPlan): Promise<{ completed: number; failed: number; done: Set<number> }> {
+  async function chunkCounts(
+    batchId: string,
+    chunk: ChunkPlan,
+  ): Promise<{ completed: number; failed: number; done: Set<number> }> {
     const rows = await db
       .selectFrom('batch_results')
       .select(['line', 'ok'])
@@ -91,11 +94,17 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const stop = new AbortController();
       const signal = stop.signal;
       setMaxListeners(0, signal);
-      const onCancel = (): void => { stop.abort(); };
+      const onCancel = (): void => {
+        stop.abort();
+      };
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
 
       const { done } = await chunkCounts(batchId, chunk);
-      const writer = new ResultWriter(db, batchId, { flushRows: config.batch.resultFlushRows, flushBytes: config.batch.resultStatementBytes, flushMs: config.batch.resultFlushMs });
+      const writer = new ResultWriter(db, batchId, {
+        flushRows: config.batch.resultFlushRows,
+        flushBytes: config.batch.resultStatementBytes,
+        flushMs: config.batch.resultFlushMs,
+      });
       const pending = new Set<Promise<void>>();
       let sent = 0;
       // The task queue is the model's own: metrics name the model even for a chunk that sends nothing.
@@ -107,7 +116,9 @@ export function createInferenceActivities(deps: InferenceDeps) {
         failure ??= err;
         stop.abort();
       };
-      const beat = (): void => { ctx.heartbeat({ persisted: done.size + writer.persisted, sent }); };
+      const beat = (): void => {
+        ctx.heartbeat({ persisted: done.size + writer.persisted, sent });
+      };
       // Beat on a clock, not only on progress: a slow or recovering engine must not look like a dead worker.
       const heartbeatTimer = setInterval(beat, 1000);
       if (done.size > 0) log.info({ alreadyDone: done.size, of: chunk.requests }, 'resuming chunk');
@@ -139,11 +150,17 @@ export function createInferenceActivities(deps: InferenceDeps) {
               ENGINE_AUTH_FAILED,
             );
           }
-          if ((outcome.kind === 'network' || (outcome.kind === 'http' && outcome.status >= 500)) && !(await engine.healthy())) {
+          if (
+            (outcome.kind === 'network' || (outcome.kind === 'http' && outcome.status >= 500)) &&
+            !(await engine.healthy())
+          ) {
             // The engine itself is gone, not this request: fail the chunk so Temporal retries it
             // (perhaps on another GPU) instead of writing off every request it holds.
             const why = outcome.kind === 'network' ? outcome.message : `it answered ${outcome.status}`;
-            throw ApplicationFailure.retryable(`the engine at ${engine.options.baseUrl} is unavailable: ${why}`, ENGINE_UNAVAILABLE);
+            throw ApplicationFailure.retryable(
+              `the engine at ${engine.options.baseUrl} is unavailable: ${why}`,
+              ENGINE_UNAVAILABLE,
+            );
           }
           const row = resultRow(batchId, lineNumber, request.custom_id, outcome);
           writer.add(row);
@@ -151,7 +168,16 @@ export function createInferenceActivities(deps: InferenceDeps) {
           requestsTotal.inc({ model, outcome: row.ok ? 'completed' : 'failed' });
           tokensTotal.inc({ model, kind: 'prompt' }, row.input_tokens);
           tokensTotal.inc({ model, kind: 'completion' }, row.output_tokens);
-          if (!row.ok) log.debug({ line: lineNumber, customId: safeText(request.custom_id), requestId: 'requestId' in outcome ? outcome.requestId : null, attempts: outcome.attempts }, 'request failed');
+          if (!row.ok)
+            log.debug(
+              {
+                line: lineNumber,
+                customId: safeText(request.custom_id),
+                requestId: 'requestId' in outcome ? outcome.requestId : null,
+                attempts: outcome.attempts,
+              },
+              'request failed',
+            );
         } finally {
           letGo();
         }

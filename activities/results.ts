@@ -2,11 +2,12 @@
 // and the batch's counters change in one statement, and (batch, line) makes a repeat a no-op, so a
 // retried chunk can never count or write a line twice.
 import { sql } from 'kysely';
-import { jsonb, type Db } from '../schema/db.js';
+
 import { asError } from '../lib/errors.js';
 import { newId, nowSeconds } from '../lib/ids.js';
-import type { OutputLine } from '../wire/openai.js';
+import { jsonb, type Db } from '../schema/db.js';
 import { LIVE_BATCH_STATES, type NewBatchResult } from '../schema/tables.js';
+import type { OutputLine } from '../wire/openai.js';
 import type { AttemptError, FinalOutcome } from './engine.js';
 
 export interface ResultRow extends NewBatchResult {
@@ -64,7 +65,13 @@ export function resultRow(batchId: string, line: number, customId: string, outco
     return {
       ...base,
       ok: true,
-      output: successLine(customId, outcome.status, outcome.requestId ?? newId('batch_req_'), outcome.raw, outcome.body),
+      output: successLine(
+        customId,
+        outcome.status,
+        outcome.requestId ?? newId('batch_req_'),
+        outcome.raw,
+        outcome.body,
+      ),
       input_tokens: usage.input,
       cached_tokens: usage.cached,
       output_tokens: usage.output,
@@ -78,15 +85,31 @@ export function resultRow(batchId: string, line: number, customId: string, outco
       ...base,
       ...zero,
       ok: false,
-      output: outputLine(customId, { status_code: outcome.status, request_id: outcome.requestId ?? newId('batch_req_'), body: outcome.body }, null),
+      output: outputLine(
+        customId,
+        { status_code: outcome.status, request_id: outcome.requestId ?? newId('batch_req_'), body: outcome.body },
+        null,
+      ),
       deadLetter,
     };
   }
   if (outcome.kind === 'unsendable') {
-    return { ...base, ...zero, ok: false, output: outputLine(customId, null, { code: 'invalid_request', message: outcome.message }), deadLetter };
+    return {
+      ...base,
+      ...zero,
+      ok: false,
+      output: outputLine(customId, null, { code: 'invalid_request', message: outcome.message }),
+      deadLetter,
+    };
   }
   if (outcome.kind === 'too_large') {
-    return { ...base, ...zero, ok: false, output: outputLine(customId, null, { code: 'response_too_large', message: outcome.message }), deadLetter };
+    return {
+      ...base,
+      ...zero,
+      ok: false,
+      output: outputLine(customId, null, { code: 'response_too_large', message: outcome.message }),
+      deadLetter,
+    };
   }
   return {
     ...base,
@@ -218,8 +241,12 @@ export class ResultWriter {
     this.buffer.push(row);
     // Characters stand in for bytes: a UTF-8 byte count per row would cost more than it saves.
     this.bufferedChars += row.output.length;
-    if (this.buffer.length >= this.options.flushRows || this.bufferedChars >= this.options.flushBytes) void this.flush().catch(() => undefined);
-    else this.timer ??= setTimeout(() => { void this.flush().catch(() => undefined); }, this.options.flushMs);
+    if (this.buffer.length >= this.options.flushRows || this.bufferedChars >= this.options.flushBytes)
+      void this.flush().catch(() => undefined);
+    else
+      this.timer ??= setTimeout(() => {
+        void this.flush().catch(() => undefined);
+      }, this.options.flushMs);
   }
 
   /** Writes everything added so far; rejects if any write failed. */

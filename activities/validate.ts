@@ -63,7 +63,10 @@ function checkLine(
 ): { model?: string; units: number } {
   // `units` counts toward the request limit; a line that is not a request object counts for none.
   if (line.problem === 'too_long') {
-    report('invalid_request', `This line is ${line.end - line.start} bytes long, more than the ${params.maxLineBytes}-byte limit for one request.`);
+    report(
+      'invalid_request',
+      `This line is ${line.end - line.start} bytes long, more than the ${params.maxLineBytes}-byte limit for one request.`,
+    );
     return { units: 0 };
   }
   if (line.problem === 'not_utf8') {
@@ -90,11 +93,23 @@ function checkLine(
   if (typeof customId !== 'string' || customId === '') {
     report('missing_required_parameter', 'Missing required parameter: custom_id (a non-empty string).', 'custom_id');
   } else if (customId.length > params.maxCustomIdChars) {
-    report('invalid_request', `The custom_id is ${customId.length} characters long; the limit is ${params.maxCustomIdChars}.`, 'custom_id');
+    report(
+      'invalid_request',
+      `The custom_id is ${customId.length} characters long; the limit is ${params.maxCustomIdChars}.`,
+      'custom_id',
+    );
   } else if (!isStorableText(customId)) {
-    report('invalid_request', `The custom_id ${describeValue(customId)} contains a NUL character or an unpaired surrogate (\\ud800-\\udfff), which cannot be stored exactly.`, 'custom_id');
+    report(
+      'invalid_request',
+      `The custom_id ${describeValue(customId)} contains a NUL character or an unpaired surrogate (\\ud800-\\udfff), which cannot be stored exactly.`,
+      'custom_id',
+    );
   } else if (state.seen.has(customId)) {
-    report('duplicate_custom_id', `The custom_id ${describeValue(customId)} is used more than once; each must be unique within the file.`, 'custom_id');
+    report(
+      'duplicate_custom_id',
+      `The custom_id ${describeValue(customId)} is used more than once; each must be unique within the file.`,
+      'custom_id',
+    );
   } else if (state.keepIds) {
     state.seen.add(customId);
   }
@@ -108,7 +123,11 @@ function checkLine(
   if (typeof parsed.url !== 'string') {
     report('missing_required_parameter', 'Missing required parameter: url.', 'url');
   } else if (parsed.url !== params.endpoint) {
-    report('invalid_url', `The url ${describeValue(parsed.url)} does not match the batch endpoint '${params.endpoint}'.`, 'url');
+    report(
+      'invalid_url',
+      `The url ${describeValue(parsed.url)} does not match the batch endpoint '${params.endpoint}'.`,
+      'url',
+    );
   }
 
   const body = parsed.body;
@@ -120,9 +139,17 @@ function checkLine(
   if (typeof body.model !== 'string' || body.model === '') {
     report('missing_required_parameter', 'Missing required parameter: body.model.', 'body.model');
   } else if (body.model.length > 256 || !isStorableText(body.model)) {
-    report('invalid_request', `body.model ${describeValue(body.model)} is not a model name (at most 256 characters, no NUL or unpaired surrogate).`, 'body.model');
+    report(
+      'invalid_request',
+      `body.model ${describeValue(body.model)} is not a model name (at most 256 characters, no NUL or unpaired surrogate).`,
+      'body.model',
+    );
   } else if (state.model !== null && body.model !== state.model) {
-    report('mismatched_model', `The model ${describeValue(body.model)} differs from ${describeValue(state.model)} used earlier in the file; a batch uses one model.`, 'body.model');
+    report(
+      'mismatched_model',
+      `The model ${describeValue(body.model)} differs from ${describeValue(state.model)} used earlier in the file; a batch uses one model.`,
+      'body.model',
+    );
   } else {
     model = body.model;
   }
@@ -132,7 +159,11 @@ function checkLine(
   const units = params.endpoint === '/v1/embeddings' ? embeddingInputs(body) : 1;
   // A list of texts (or of token lists) is that many inputs; one embeddings request takes a bounded number.
   if (units > params.maxEmbeddingInputs) {
-    report('invalid_request', `body.input has ${units} inputs; one embeddings request takes at most ${params.maxEmbeddingInputs}.`, 'body.input');
+    report(
+      'invalid_request',
+      `body.input has ${units} inputs; one embeddings request takes at most ${params.maxEmbeddingInputs}.`,
+      'body.input',
+    );
   }
   return model === undefined ? { units } : { model, units };
 }
@@ -157,7 +188,14 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
     if (isBlank(line)) continue;
     requests++;
     if (current === undefined || current.requests >= params.chunkSize) {
-      current = { index: chunks.length, firstLine: line.number, lastLine: line.number, requests: 0, byteStart: line.start, byteEnd: line.end };
+      current = {
+        index: chunks.length,
+        firstLine: line.number,
+        lastLine: line.number,
+        requests: 0,
+        byteStart: line.start,
+        byteEnd: line.end,
+      };
       chunks.push(current);
     }
     current.requests++;
@@ -166,10 +204,16 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
 
     let checked: { model?: string; units: number };
     try {
-      checked = checkLine(line, params, state, (code, message, param = null) => { report(code, message, line.number, param); });
+      checked = checkLine(line, params, state, (code, message, param = null) => {
+        report(code, message, line.number, param);
+      });
     } catch (err) {
       // A check that throws is a bug of ours, but it must end as this line's error, not a stuck batch.
-      report('invalid_request', `This line could not be checked: ${safeText(err instanceof Error ? err.message : String(err))}`, line.number);
+      report(
+        'invalid_request',
+        `This line could not be checked: ${safeText(err instanceof Error ? err.message : String(err))}`,
+        line.number,
+      );
       checked = { units: 0 };
     }
     if (checked.model !== undefined && state.model === null) {
@@ -183,13 +227,22 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
       state.keepIds = false;
       state.seen.clear();
       const what = params.endpoint === '/v1/embeddings' ? 'embedding inputs' : 'requests';
-      report('too_many_tasks', `The file has more than ${params.maxRequests} ${what}, the limit for one batch.`, line.number);
+      report(
+        'too_many_tasks',
+        `The file has more than ${params.maxRequests} ${what}, the limit for one batch.`,
+        line.number,
+      );
     }
   }
 
   if (requests === 0) report('empty_batch', 'The input file contains no requests.', null);
   if (suppressed > 0) {
-    errors.push({ code: 'too_many_errors', message: `${suppressed} more errors were found and are not listed.`, param: null, line: null });
+    errors.push({
+      code: 'too_many_errors',
+      message: `${suppressed} more errors were found and are not listed.`,
+      param: null,
+      line: null,
+    });
   }
   return { errors, requests, model: state.model, modelLine, chunks };
 }
@@ -199,7 +252,13 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
  * share out evenly between the model's GPU workers (in the last wave most of them would sit idle while
  * a few finish), but never so small that one chunk cannot fill a worker's in-flight slots by itself.
  */
-export function chunkSizeFor(o: { requests: number; workers: number; chunkSize: number; chunksPerWorker: number; minChunkSize: number }): number {
+export function chunkSizeFor(o: {
+  requests: number;
+  workers: number;
+  chunkSize: number;
+  chunksPerWorker: number;
+  minChunkSize: number;
+}): number {
   if (o.workers <= 1) return o.chunkSize;
   const even = Math.ceil(o.requests / Math.max(1, o.workers * o.chunksPerWorker));
   return Math.max(1, Math.min(o.chunkSize, Math.max(o.minChunkSize, even)));

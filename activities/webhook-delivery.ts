@@ -4,13 +4,14 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
+
 import type { Config } from '../lib/config.js';
-import type { Db } from '../schema/db.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
+import type { Logger } from '../lib/logger.js';
 import { webhookAttemptsTotal } from '../lib/metrics.js';
 import { publicOnlyAgent } from '../lib/private-network.js';
-import type { Logger } from '../lib/logger.js';
 import { safeText } from '../lib/sanitize.js';
+import type { Db } from '../schema/db.js';
 import type { BatchStatus, WebhookEvent } from '../schema/tables.js';
 
 export interface WebhookDeps {
@@ -41,10 +42,19 @@ export function createWebhookActivities(deps: WebhookDeps) {
      * The event follows the stored status, which is what the API shows.
      */
     async prepareDeliveries(input: { batchId: string }): Promise<string[]> {
-      const batch = await db.selectFrom('batches').select(['project_id', 'status']).where('id', '=', input.batchId).executeTakeFirst();
+      const batch = await db
+        .selectFrom('batches')
+        .select(['project_id', 'status'])
+        .where('id', '=', input.batchId)
+        .executeTakeFirst();
       const type = batch === undefined ? undefined : EVENT_OF[batch.status];
       if (batch === undefined || type === undefined) return [];
-      const hooks = await db.selectFrom('webhooks').select(['id', 'events']).where('project_id', '=', batch.project_id).where('deleted_at', 'is', null).execute();
+      const hooks = await db
+        .selectFrom('webhooks')
+        .select(['id', 'events'])
+        .where('project_id', '=', batch.project_id)
+        .where('deleted_at', 'is', null)
+        .execute();
       const eventId = stableId('evt_', `${input.batchId}:${type}`);
       const now = nowSeconds();
       const payload = eventPayload(eventId, type, now, input.batchId);
@@ -64,7 +74,11 @@ export function createWebhookActivities(deps: WebhookDeps) {
       }));
       // In slices: one INSERT of thousands of rows would pass Postgres's limit on parameters.
       for (let i = 0; i < rows.length; i += 500) {
-        await db.insertInto('webhook_deliveries').values(rows.slice(i, i + 500)).onConflict((c) => c.columns(['webhook_id', 'event_id']).doNothing()).execute();
+        await db
+          .insertInto('webhook_deliveries')
+          .values(rows.slice(i, i + 500))
+          .onConflict((c) => c.columns(['webhook_id', 'event_id']).doNothing())
+          .execute();
       }
       return rows.map((r) => r.id);
     },
@@ -74,12 +88,24 @@ export function createWebhookActivities(deps: WebhookDeps) {
       const delivery = await db
         .selectFrom('webhook_deliveries')
         .innerJoin('webhooks', 'webhooks.id', 'webhook_deliveries.webhook_id')
-        .select(['webhook_deliveries.id', 'webhook_deliveries.status', 'webhook_deliveries.payload', 'webhook_deliveries.event_id', 'webhooks.url', 'webhooks.secret', 'webhooks.deleted_at'])
+        .select([
+          'webhook_deliveries.id',
+          'webhook_deliveries.status',
+          'webhook_deliveries.payload',
+          'webhook_deliveries.event_id',
+          'webhooks.url',
+          'webhooks.secret',
+          'webhooks.deleted_at',
+        ])
         .where('webhook_deliveries.id', '=', deliveryId)
         .executeTakeFirst();
       if (delivery === undefined || delivery.status === 'delivered') return;
       if (delivery.deleted_at !== null) {
-        await db.updateTable('webhook_deliveries').set({ status: 'failed', last_error: 'the endpoint was deleted' }).where('id', '=', deliveryId).execute();
+        await db
+          .updateTable('webhook_deliveries')
+          .set({ status: 'failed', last_error: 'the endpoint was deleted' })
+          .where('id', '=', deliveryId)
+          .execute();
         return;
       }
       const attempt = await db
@@ -118,18 +144,37 @@ export function createWebhookActivities(deps: WebhookDeps) {
       }
       const duration = Math.round(performance.now() - started);
       webhookAttemptsTotal.inc({ outcome: error === null ? 'delivered' : 'failed' });
-      await db.insertInto('webhook_attempts').values({ delivery_id: deliveryId, attempt: attempt.attempts, at: nowSeconds(), status_code: status, error, duration_ms: duration }).execute();
+      await db
+        .insertInto('webhook_attempts')
+        .values({
+          delivery_id: deliveryId,
+          attempt: attempt.attempts,
+          at: nowSeconds(),
+          status_code: status,
+          error,
+          duration_ms: duration,
+        })
+        .execute();
       if (error !== null) {
         await db.updateTable('webhook_deliveries').set({ last_error: error }).where('id', '=', deliveryId).execute();
         log.info({ deliveryId, attempt: attempt.attempts, error }, 'webhook attempt failed; it will be retried');
         throw ApplicationFailure.retryable(error, 'WebhookDeliveryFailed');
       }
-      await db.updateTable('webhook_deliveries').set({ status: 'delivered', delivered_at: nowSeconds(), last_error: null }).where('id', '=', deliveryId).execute();
+      await db
+        .updateTable('webhook_deliveries')
+        .set({ status: 'delivered', delivered_at: nowSeconds(), last_error: null })
+        .where('id', '=', deliveryId)
+        .execute();
     },
 
     /** Out of retries: kept as failed, to be re-driven through the API. */
     async markUndelivered(deliveryId: string): Promise<void> {
-      await db.updateTable('webhook_deliveries').set({ status: 'failed' }).where('id', '=', deliveryId).where('status', '=', 'pending').execute();
+      await db
+        .updateTable('webhook_deliveries')
+        .set({ status: 'failed' })
+        .where('id', '=', deliveryId)
+        .where('status', '=', 'pending')
+        .execute();
       log.warn({ deliveryId }, 'webhook delivery gave up');
     },
   };

@@ -2,28 +2,29 @@
 // shape, and an OpenAPI document generated from the same zod schemas that validate requests.
 import { OpenAPIHono } from '@hono/zod-openapi';
 import type { Client } from '@temporalio/client';
-import type { Config } from '../lib/config.js';
-import type { Db } from '../schema/db.js';
-import type { FileStore } from '../lib/file-store.js';
-import type { Logger } from '../lib/logger.js';
-import { rateLimiter, type RateLimitInfo } from 'hono-rate-limiter';
 import type { Context, MiddlewareHandler } from 'hono';
+import { rateLimiter, type RateLimitInfo } from 'hono-rate-limiter';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
-import { mediaType } from './media-type.js';
+
+import type { Config } from '../lib/config.js';
+import type { CurationRegistry } from '../lib/curation-tasks.js';
+import type { FileStore } from '../lib/file-store.js';
+import type { LabelStudio } from '../lib/label-studio.js';
+import type { Logger } from '../lib/logger.js';
+import { databaseCheck, fileStoreCheck, registerOpsRoutes, temporalCheck } from '../lib/ops.js';
 import { safeText } from '../lib/sanitize.js';
+import type { Db } from '../schema/db.js';
+import { ApiError, errorHandler, errorResponse, fromZodError } from './errors.js';
+import { mediaType } from './media-type.js';
 import { requireApiKey, type AuthEnv } from './middleware/auth.js';
 import { idempotent } from './middleware/idempotency.js';
-import { ApiError, errorHandler, errorResponse, fromZodError } from './errors.js';
-import type { CurationRegistry } from '../lib/curation-tasks.js';
-import type { LabelStudio } from '../lib/label-studio.js';
+import { accessLog, databaseGauges, requestIds } from './middleware/observability.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCurationRoutes, registerWebhookReceiver, WEBHOOK_PATH } from './routes/curation.js';
-import { registerWebhookRoutes } from './routes/webhooks.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerModelRoutes } from './routes/models.js';
-import { accessLog, databaseGauges, requestIds } from './middleware/observability.js';
-import { databaseCheck, fileStoreCheck, registerOpsRoutes, temporalCheck } from '../lib/ops.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
 
 type RateLimitedEnv = { Variables: AuthEnv['Variables'] & { rateLimit: RateLimitInfo } };
 
@@ -38,7 +39,11 @@ export interface ApiDeps {
 }
 
 function isUpload(request: Request): boolean {
-  return request.method === 'POST' && new URL(request.url).pathname === '/v1/files' && mediaType(request) === 'multipart/form-data';
+  return (
+    request.method === 'POST' &&
+    new URL(request.url).pathname === '/v1/files' &&
+    mediaType(request) === 'multipart/form-data'
+  );
 }
 
 function tooLarge(limit: number): ApiError {
@@ -52,23 +57,44 @@ function refuseTooLarge(c: Context, limit: number): Response {
 }
 
 export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
-  const jsonLimit: MiddlewareHandler<AuthEnv> = bodyLimit({ maxSize: deps.config.api.maxBodyBytes, onError: (c) => refuseTooLarge(c, deps.config.api.maxBodyBytes) });
+  const jsonLimit: MiddlewareHandler<AuthEnv> = bodyLimit({
+    maxSize: deps.config.api.maxBodyBytes,
+    onError: (c) => refuseTooLarge(c, deps.config.api.maxBodyBytes),
+  });
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: async (result, c) => {
       if (result.success) return undefined;
       // What was sent, to tell a missing parameter from a wrong one (Hono keeps the parsed body).
       const input =
-        result.target === 'json' ? await c.req.json<unknown>().catch(() => undefined) : result.target === 'query' ? c.req.query() : c.req.param();
+        result.target === 'json'
+          ? await c.req.json<unknown>().catch(() => undefined)
+          : result.target === 'query'
+            ? c.req.query()
+            : c.req.param();
       return errorResponse(c, fromZodError(result.error, input));
     },
   });
   app.use('*', requestIds, accessLog(deps.log));
   // JSON bodies are read whole: bound them before anything reads one (uploads stream, with their own limit).
   // Everything under /v1 but the multipart upload, whose stream busboy bounds as it reads.
-  app.use('/v1/*', createMiddleware<AuthEnv>(async (c, next) => (isUpload(c.req.raw) ? next() : jsonLimit(c, next))));
-  app.use(WEBHOOK_PATH, bodyLimit({ maxSize: deps.config.batch.maxLineBytes, onError: (c) => refuseTooLarge(c, deps.config.batch.maxLineBytes) }));
+  app.use(
+    '/v1/*',
+    createMiddleware<AuthEnv>(async (c, next) => (isUpload(c.req.raw) ? next() : jsonLimit(c, next))),
+  );
+  app.use(
+    WEBHOOK_PATH,
+    bodyLimit({
+      maxSize: deps.config.batch.maxLineBytes,
+      onError: (c) => refuseTooLarge(c, deps.config.batch.maxLineBytes),
+    }),
+  );
   app.onError(errorHandler(deps.log));
-  app.notFound((c) => errorResponse(c, new ApiError(404, `Unknown request URL: ${c.req.method} ${safeText(c.req.path, 300)}.`, 'unknown_url')));
+  app.notFound((c) =>
+    errorResponse(
+      c,
+      new ApiError(404, `Unknown request URL: ${c.req.method} ${safeText(c.req.path, 300)}.`, 'unknown_url'),
+    ),
+  );
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'bearerAuth', { type: 'http', scheme: 'bearer' });
   app.doc31('/openapi.json', {
@@ -76,7 +102,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
     info: {
       title: 'GPU batch inference',
       version: '1.0.0',
-      description: "OpenAI's Files and Batches API for self-hosted GPUs. Point the official openai SDK's baseURL at /v1.",
+      description:
+        "OpenAI's Files and Batches API for self-hosted GPUs. Point the official openai SDK's baseURL at /v1.",
     },
   });
 
@@ -85,7 +112,11 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   registerOpsRoutes(app, {
     // Optionally, Temporal only degrades the API: it still lists, reads and downloads without it, and
     // taking every replica out of the load balancer at once would stop those too.
-    checks: [databaseCheck(deps.db), { ...temporalCheck(deps.temporal.connection), optional: deps.config.metrics.apiReadyWithoutTemporal }, fileStoreCheck(deps.store)],
+    checks: [
+      databaseCheck(deps.db),
+      { ...temporalCheck(deps.temporal.connection), optional: deps.config.metrics.apiReadyWithoutTemporal },
+      fileStoreCheck(deps.store),
+    ],
     timeoutMs: deps.config.metrics.readyTimeoutMs,
     registry: databaseGauges(deps.db, deps.config.metrics.readyTimeoutMs),
   });
@@ -107,13 +138,25 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
           c.header('retry-after', String(Math.max(1, Math.ceil((reset - Date.now()) / 1000))));
           return errorResponse(
             c,
-            new ApiError(429, `Rate limit reached: ${perMinute} requests per minute for this project. Retry after the time in the Retry-After header.`, 'rate_limit_exceeded', null, 'rate_limit_error'),
+            new ApiError(
+              429,
+              `Rate limit reached: ${perMinute} requests per minute for this project. Retry after the time in the Retry-After header.`,
+              'rate_limit_exceeded',
+              null,
+              'rate_limit_error',
+            ),
           );
         },
       }),
     );
   }
-  app.use('/v1/*', idempotent(deps.db, { ttlSeconds: deps.config.api.idempotencyTtlSeconds, leaseSeconds: deps.config.api.idempotencyLeaseSeconds }));
+  app.use(
+    '/v1/*',
+    idempotent(deps.db, {
+      ttlSeconds: deps.config.api.idempotencyTtlSeconds,
+      leaseSeconds: deps.config.api.idempotencyLeaseSeconds,
+    }),
+  );
   registerFileRoutes(app, deps);
   registerBatchRoutes(app, deps);
   registerModelRoutes(app, deps);

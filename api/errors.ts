@@ -4,9 +4,10 @@ import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
-import { isDatabaseUnavailable } from '../schema/db.js';
+
 import type { Logger } from '../lib/logger.js';
 import { safeText } from '../lib/sanitize.js';
+import { isDatabaseUnavailable } from '../schema/db.js';
 import type { ErrorResponse } from '../wire/openai.js';
 
 export type ErrorType =
@@ -23,7 +24,11 @@ export class ApiError extends Error {
     message: string,
     readonly code: string | null = null,
     readonly param: string | null = null,
-    readonly type: ErrorType = status === 401 ? 'authentication_error' : status >= 500 ? 'server_error' : 'invalid_request_error',
+    readonly type: ErrorType = status === 401
+      ? 'authentication_error'
+      : status >= 500
+        ? 'server_error'
+        : 'invalid_request_error',
   ) {
     super(message);
     this.name = 'ApiError';
@@ -53,8 +58,10 @@ export function fromZodError(error: ZodError, input: unknown): ApiError {
   const issue = error.issues[0];
   if (issue === undefined) return new ApiError(400, 'Invalid request.', 'invalid_request');
   const param = issue.path.length > 0 ? issue.path.map(String).join('.') : null;
-  const missing = issue.path.length > 0 && valueAt(input, issue.path) === undefined && typeof input === 'object' && input !== null;
-  if (missing) return new ApiError(400, `Missing required parameter: '${param ?? 'body'}'.`, 'missing_required_parameter', param);
+  const missing =
+    issue.path.length > 0 && valueAt(input, issue.path) === undefined && typeof input === 'object' && input !== null;
+  if (missing)
+    return new ApiError(400, `Missing required parameter: '${param ?? 'body'}'.`, 'missing_required_parameter', param);
   return new ApiError(400, `Invalid value for '${param ?? 'body'}': ${issue.message}`, 'invalid_value', param);
 }
 
@@ -65,12 +72,23 @@ function isDataException(err: Error): boolean {
 }
 
 export function serviceUnavailable(what: string): ApiError {
-  return new ApiError(503, `${what} is unavailable right now; try again shortly.`, 'service_unavailable', null, 'server_error');
+  return new ApiError(
+    503,
+    `${what} is unavailable right now; try again shortly.`,
+    'service_unavailable',
+    null,
+    'server_error',
+  );
 }
 
 function isBodyReadError(err: Error): boolean {
   const code = (err as { code?: unknown }).code;
-  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || err.name === 'AbortError' || (err instanceof TypeError && /^(terminated|aborted)/i.test(err.message));
+  return (
+    code === 'ECONNRESET' ||
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    err.name === 'AbortError' ||
+    (err instanceof TypeError && /^(terminated|aborted)/i.test(err.message))
+  );
 }
 
 export function errorResponse(c: Context, err: ApiError): Response {
@@ -83,11 +101,21 @@ export function errorHandler(log: Logger) {
     if (err instanceof HTTPException) {
       // Hono's own refusals: malformed JSON bodies and the like.
       const status = err.status;
-      return errorResponse(c, new ApiError(status, err.message || 'Invalid request.', status === 400 ? 'invalid_request' : null));
+      return errorResponse(
+        c,
+        new ApiError(status, err.message || 'Invalid request.', status === 400 ? 'invalid_request' : null),
+      );
     }
     // Postgres refuses a value (text with a NUL character, a number out of range): the request's fault.
     if (isDataException(err)) {
-      return errorResponse(c, new ApiError(400, 'The request contains a value that cannot be stored (e.g. a NUL character or an unpaired surrogate).', 'invalid_value'));
+      return errorResponse(
+        c,
+        new ApiError(
+          400,
+          'The request contains a value that cannot be stored (e.g. a NUL character or an unpaired surrogate).',
+          'invalid_value',
+        ),
+      );
     }
     // The database is restarting or away: the client should retry, and the process stays up.
     if (isDatabaseUnavailable(err)) {
@@ -98,7 +126,19 @@ export function errorHandler(log: Logger) {
     if (isBodyReadError(err)) {
       return errorResponse(c, new ApiError(400, 'The request body could not be read to its end.', 'invalid_request'));
     }
-    log.error({ err, requestId: c.get('requestId'), method: c.req.method, path: safeText(c.req.path, 300) }, 'unhandled error');
-    return errorResponse(c, new ApiError(500, 'The server had an error while processing your request.', 'internal_error', null, 'server_error'));
+    log.error(
+      { err, requestId: c.get('requestId'), method: c.req.method, path: safeText(c.req.path, 300) },
+      'unhandled error',
+    );
+    return errorResponse(
+      c,
+      new ApiError(
+        500,
+        'The server had an error while processing your request.',
+        'internal_error',
+        null,
+        'server_error',
+      ),
+    );
   };
 }

@@ -1,19 +1,19 @@
 // The API process: `npm run api`.
 import { databaseUrl, loadConfig } from '../lib/config.js';
-import { dbOptions, openDatabase } from '../schema/db.js';
+import { loadCurationSchemas } from '../lib/curation-tasks.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore } from '../lib/file-store.js';
 import { listen, type HttpServer } from '../lib/http-server.js';
-import { loadCurationSchemas } from '../lib/curation-tasks.js';
 import { labelStudioClient } from '../lib/label-studio.js';
 import { createLogger } from '../lib/logger.js';
 import { lazyClient } from '../lib/temporal.js';
+import { dbOptions, openDatabase } from '../schema/db.js';
 import { createApp, type ApiDeps } from './app.js';
-import { sweepExpiredFiles } from './services/files.js';
-import { sweepGoneWorkers, sweepOldBatches, sweepOldDeadLetters, sweepPartialWrites } from './services/retention.js';
 import { sweepExpiredKeys } from './middleware/idempotency.js';
-import { sweepOldDeliveries } from './services/webhooks.js';
+import { sweepExpiredFiles } from './services/files.js';
 import { seedKeys } from './services/keys.js';
+import { sweepGoneWorkers, sweepOldBatches, sweepOldDeadLetters, sweepPartialWrites } from './services/retention.js';
+import { sweepOldDeliveries } from './services/webhooks.js';
 
 export interface RunningApi {
   url: string;
@@ -68,7 +68,12 @@ export async function startApiServer(deps: ApiDeps, at: { host: string; port: nu
   const stopSweeper = startSweeper(deps);
   let server: HttpServer;
   try {
-    server = await listen(app.fetch, at, { idleTimeoutMs: deps.config.api.idleTimeoutMs, onError: (err) => { deps.log.error({ err }, 'the HTTP server failed'); } });
+    server = await listen(app.fetch, at, {
+      idleTimeoutMs: deps.config.api.idleTimeoutMs,
+      onError: (err) => {
+        deps.log.error({ err }, 'the HTTP server failed');
+      },
+    });
   } catch (err) {
     stopSweeper();
     throw err;
@@ -93,7 +98,10 @@ if (isEntryPoint(import.meta.url)) {
     const store = createFileStore(config);
     const registry = loadCurationSchemas(config.curation.schemasDir);
     const labelStudio = labelStudioClient(config);
-    const api = await startApiServer({ config, db, store, temporal, log, registry, labelStudio }, { host: config.host, port: config.api.port });
+    const api = await startApiServer(
+      { config, db, store, temporal, log, registry, labelStudio },
+      { host: config.host, port: config.api.port },
+    );
     log.info({ url: `${api.url}/v1` }, 'API ready');
     onShutdown(async () => {
       await api.close();

@@ -7,7 +7,11 @@ interface Line {
   body: unknown;
 }
 
-export async function runDirect(engineUrl: string, lines: string[], concurrency: number): Promise<{ seconds: number; ok: number; failed: number }> {
+export async function runDirect(
+  engineUrl: string,
+  lines: string[],
+  concurrency: number,
+): Promise<{ seconds: number; ok: number; failed: number }> {
   const requests = lines.map((l) => JSON.parse(l) as Line);
   // A keep-alive pool as large as the concurrency, like any serious client.
   const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
@@ -15,10 +19,20 @@ export async function runDirect(engineUrl: string, lines: string[], concurrency:
   const send = (line: Line): Promise<number> =>
     new Promise((resolve, reject) => {
       const payload = JSON.stringify(line.body);
-      const req = request(`${engineUrl}${line.url}`, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } }, (res) => {
-        res.resume();
-        res.on('end', () => { resolve(res.statusCode ?? 0); });
-      });
+      const req = request(
+        `${engineUrl}${line.url}`,
+        {
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            resolve(res.statusCode ?? 0);
+          });
+        },
+      );
       req.on('error', reject);
       req.end(payload);
     });

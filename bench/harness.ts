@@ -8,14 +8,15 @@ import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
 import OpenAI, { toFile } from 'openai';
-import { loadConfig } from '../lib/config.js';
-import { createDb, dbOptions, type Db } from '../schema/db.js';
+
 import { ensureDatabase, startEmbeddedPostgres, type RunningPostgres } from '../dev/embedded-postgres.js';
-import { createLogger, type Logger } from '../lib/logger.js';
 import { cliOptions, resolveTemporalCli } from '../dev/temporal-cli.js';
 import { parseTemporalDevConfig } from '../dev/temporal-dev-config.js';
 import { startTemporalDevServer, type DevServer } from '../dev/temporal-dev-server.js';
 import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME } from '../dev/vllm-local.js';
+import { loadConfig } from '../lib/config.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { createDb, dbOptions, type Db } from '../schema/db.js';
 import { H100_LLAMA_8B, resolveCapacity } from '../simulator/capacity.js';
 import { simulate } from '../simulator/engine.js';
 import type { EngineRequestInput } from '../simulator/scheduler.js';
@@ -40,7 +41,10 @@ export async function startInfra(): Promise<Infra> {
   await chmod(dir, 0o755);
   const cli = await resolveTemporalCli(cliOptions(config, quiet));
   const devConfig = {
-    ...parseTemporalDevConfig(await readFile(config.temporal.devConfigPath, 'utf8'), path.dirname(config.temporal.devConfigPath)),
+    ...parseTemporalDevConfig(
+      await readFile(config.temporal.devConfigPath, 'utf8'),
+      path.dirname(config.temporal.devConfigPath),
+    ),
     port: await getPort(),
     httpPort: await getPort(),
     metricsPort: await getPort(),
@@ -48,7 +52,12 @@ export async function startInfra(): Promise<Infra> {
     dbFile: undefined,
   };
   const temporal = await startTemporalDevServer(cli.path, devConfig, quiet);
-  const postgres = await startEmbeddedPostgres({ dataDir: path.join(dir, 'postgres'), port: await getPort(), database: 'postgres', log: quiet });
+  const postgres = await startEmbeddedPostgres({
+    dataDir: path.join(dir, 'postgres'),
+    port: await getPort(),
+    database: 'postgres',
+    log: quiet,
+  });
   return {
     temporal,
     postgres,
@@ -150,12 +159,19 @@ export async function startEngine(o: EngineOptions): Promise<Engine> {
 export function idealRate(settings: EngineSettings, lines: string[]): number {
   const { scheduler, timing } = resolveCapacity(settings);
   const inputs: EngineRequestInput[] = lines.map((line, r) => {
-    const body = (JSON.parse(line) as { body: { messages: { content: string }[]; max_tokens?: number; ignore_eos?: boolean } }).body;
-    if (body.max_tokens === undefined || body.ignore_eos !== true) throw new Error('idealRate needs requests with max_tokens and ignore_eos');
+    const body = (
+      JSON.parse(line) as { body: { messages: { content: string }[]; max_tokens?: number; ignore_eos?: boolean } }
+    ).body;
+    if (body.max_tokens === undefined || body.ignore_eos !== true)
+      throw new Error('idealRate needs requests with max_tokens and ignore_eos');
     // Llama 3's chat template around one message: k + 10 tokens (simulator/server.ts, chatTokens).
     const tokens = body.messages.reduce((n, m) => n + countTokens(m.content.trim()) + 6, 4);
     // Distinct prompts (each request's text differs in its first block), so nothing comes from the prefix cache.
-    return { prompt: Array.from({ length: tokens }, (_, t) => `${r}:${t}`), maxTokens: body.max_tokens, finishReason: 'length' };
+    return {
+      prompt: Array.from({ length: tokens }, (_, t) => `${r}:${t}`),
+      maxTokens: body.max_tokens,
+      finishReason: 'length',
+    };
   });
   return lines.length / (simulate(scheduler, timing, inputs).durationMs / 1000);
 }
@@ -174,7 +190,11 @@ export async function startCpuVllm(o: { maxNumSeqs: number; maxModelLen?: number
   const modelDir = await ensureTinyModel(config.paths.toolsDir, version, log);
   const port = await getPort();
   log.info({ port, maxNumSeqs: o.maxNumSeqs }, 'starting vLLM on the CPU (one to two minutes)');
-  const vllm = await startVllm({ python, modelDir, host: '127.0.0.1', port, maxNumSeqs: o.maxNumSeqs, maxModelLen: o.maxModelLen ?? 2048 }, log, { timeoutMs: startTimeoutMs });
+  const vllm = await startVllm(
+    { python, modelDir, host: '127.0.0.1', port, maxNumSeqs: o.maxNumSeqs, maxModelLen: o.maxModelLen ?? 2048 },
+    log,
+    { timeoutMs: startTimeoutMs },
+  );
   return { url: vllm.url, model: TINY_MODEL_NAME, pid: vllm.process.pid ?? 0, stop: () => vllm.stop() };
 }
 
@@ -182,7 +202,10 @@ export async function startCpuVllm(o: { maxNumSeqs: number; maxModelLen?: number
  * Watches an engine through its Prometheus /metrics (vLLM's and the simulator's alike): when it first
  * and last had a request running, and how many ran on average in between.
  */
-export function probeEngine(url: string, everyMs = 250): () => Promise<{ busySeconds: number; meanRunning: number; samples: number }> {
+export function probeEngine(
+  url: string,
+  everyMs = 250,
+): () => Promise<{ busySeconds: number; meanRunning: number; samples: number }> {
   const samples: { at: number; running: number }[] = [];
   let stopped = false;
   const poll = async (): Promise<void> => {
@@ -206,7 +229,11 @@ export function probeEngine(url: string, everyMs = 250): () => Promise<{ busySec
     const last = busy.at(-1);
     if (first === undefined || last === undefined) return { busySeconds: 0, meanRunning: 0, samples: 0 };
     const within = samples.filter((s) => s.at >= first.at && s.at <= last.at);
-    return { busySeconds: (last.at - first.at) / 1000, meanRunning: within.reduce((n, s) => n + s.running, 0) / within.length, samples: within.length };
+    return {
+      busySeconds: (last.at - first.at) / 1000,
+      meanRunning: within.reduce((n, s) => n + s.running, 0) / within.length,
+      samples: within.length,
+    };
   };
 }
 
@@ -222,14 +249,20 @@ export function gauge(exposition: string, name: string): number {
 }
 
 /** A metric of a stack process, from its /metrics (the URL it logs when it starts serving them): the sum, and each label set's value. */
-export async function processMetric(child: ChildUnderTest, name: string): Promise<{ total: number; byLabels: Record<string, number> }> {
-  const url = /"url":"(http:\/\/[^"]+)"[^\n]*serving \/metrics|serving \/metrics[^\n]*"url":"(http:\/\/[^"]+)"/.exec(child.output());
+export async function processMetric(
+  child: ChildUnderTest,
+  name: string,
+): Promise<{ total: number; byLabels: Record<string, number> }> {
+  const url = /"url":"(http:\/\/[^"]+)"[^\n]*serving \/metrics|serving \/metrics[^\n]*"url":"(http:\/\/[^"]+)"/.exec(
+    child.output(),
+  );
   const base = url?.[1] ?? url?.[2];
   if (base === undefined) throw new Error('the process did not say where it serves /metrics');
   const text = await (await fetch(`${base}/metrics`)).text();
   const byLabels: Record<string, number> = {};
   for (const line of text.split('\n')) {
-    if (line.startsWith(`${name}{`)) byLabels[line.slice(name.length, line.lastIndexOf(' '))] = Number(line.slice(line.lastIndexOf(' ') + 1));
+    if (line.startsWith(`${name}{`))
+      byLabels[line.slice(name.length, line.lastIndexOf(' '))] = Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return { total: gauge(text, name), byLabels };
 }
@@ -273,9 +306,15 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
     ...options.env,
   };
   const orchestrator = spawnEntry('workers/orchestrator.ts', env);
-  const gpuWorkers = options.engines.map((engine, i) => spawnEntry('workers/gpu.ts', { ...env, GPU_INDEX: String(i), VLLM_BASE_URL: engine.url }, options.gpuNodeArgs));
+  const gpuWorkers = options.engines.map((engine, i) =>
+    spawnEntry('workers/gpu.ts', { ...env, GPU_INDEX: String(i), VLLM_BASE_URL: engine.url }, options.gpuNodeArgs),
+  );
   const api = spawnEntry('api/server.ts', env);
-  await Promise.all([orchestrator.waitFor('orchestrator worker ready'), api.waitFor('API ready'), ...gpuWorkers.map((w) => w.waitFor('GPU worker ready'))]);
+  await Promise.all([
+    orchestrator.waitFor('orchestrator worker ready'),
+    api.waitFor('API ready'),
+    ...gpuWorkers.map((w) => w.waitFor('GPU worker ready')),
+  ]);
   const apiUrl = `http://127.0.0.1:${apiPort}`;
   const db = createDb(env.DATABASE_URL ?? '', { ...dbOptions(loadConfig()), poolSize: 2 });
   return {
@@ -316,16 +355,27 @@ export function requestLines(model: string, count: number, options: LineOptions 
 }
 
 export async function upload(stack: Stack, lines: string[]): Promise<string> {
-  const file = await stack.openai.files.create({ file: await toFile(Buffer.from(`${lines.join('\n')}\n`), 'bench.jsonl'), purpose: 'batch' });
+  const file = await stack.openai.files.create({
+    file: await toFile(Buffer.from(`${lines.join('\n')}\n`), 'bench.jsonl'),
+    purpose: 'batch',
+  });
   return file.id;
 }
 
 const TERMINAL = new Set(['completed', 'failed', 'expired', 'cancelled']);
 
 /** Polls until the batch ends; returns it and when its status was first seen in each state. */
-export async function runBatch(stack: Stack, fileId: string, pollMs = 100): Promise<{ batch: OpenAI.Batches.Batch; createdAt: number; seen: Record<string, number> }> {
+export async function runBatch(
+  stack: Stack,
+  fileId: string,
+  pollMs = 100,
+): Promise<{ batch: OpenAI.Batches.Batch; createdAt: number; seen: Record<string, number> }> {
   const createdAt = Date.now();
-  let batch = await stack.openai.batches.create({ input_file_id: fileId, endpoint: '/v1/chat/completions', completion_window: '24h' });
+  let batch = await stack.openai.batches.create({
+    input_file_id: fileId,
+    endpoint: '/v1/chat/completions',
+    completion_window: '24h',
+  });
   const seen: Record<string, number> = { [batch.status]: createdAt };
   while (!TERMINAL.has(batch.status)) {
     await new Promise((r) => setTimeout(r, pollMs));
@@ -457,7 +507,9 @@ export function cpuMeter(names: Record<number, string>, vllmGroup?: number): () 
  */
 export function watchMachine(): () => { note: string; noisy: boolean } {
   const loads: number[] = [];
-  const sample = (): void => { loads.push(loadavg()[0] ?? 0); };
+  const sample = (): void => {
+    loads.push(loadavg()[0] ?? 0);
+  };
   sample();
   const timer = setInterval(sample, 5000);
   const meter = cpuMeter({});
@@ -486,7 +538,8 @@ export function pinApart(vllmGroup: number, engineCpu = 1, restCpu = 0): void {
   const procs = readProcs();
   const self = process.pid;
   const inTree = (p: Proc): boolean => {
-    for (let cur: Proc | undefined = p, hops = 0; cur !== undefined && hops < 64; cur = procs.get(cur.ppid), hops++) if (cur.pid === self) return true;
+    for (let cur: Proc | undefined = p, hops = 0; cur !== undefined && hops < 64; cur = procs.get(cur.ppid), hops++)
+      if (cur.pid === self) return true;
     return false;
   };
   for (const p of procs.values()) {

@@ -56,7 +56,13 @@ function fmt(n: number): string {
 }
 
 export function machine(): Record<string, string | number> {
-  return { cpus: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', memoryGb: Math.round(totalmem() / 2 ** 30), node: process.version, platform: process.platform };
+  return {
+    cpus: cpus().length,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    memoryGb: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    platform: process.platform,
+  };
 }
 
 export function toJson(results: ScenarioResult[]): string {
@@ -90,7 +96,7 @@ export function toMarkdown(results: ScenarioResult[], kept?: string): string {
     '# Benchmarks',
     '',
     `Measured by \`npm run bench\` on ${m.cpus} × ${m.cpu}, ${m.memoryGb} GiB, Node ${m.node}. Targets are judged on the median`,
-    'run. The engine is the vLLM simulator (vLLM\'s v1 scheduler, calibrated to an H100 serving Llama-3.1-8B:',
+    "run. The engine is the vLLM simulator (vLLM's v1 scheduler, calibrated to an H100 serving Llama-3.1-8B:",
     '`simulator/README.md`), except in "Real vLLM (CPU)", which runs vLLM\'s CPU build; everything else is the',
     'real stack, each part its own process. Reproduce with `npm run bench` (about 45 minutes), or one scenario',
     'with `npm run bench -- --scenario ceiling`; on a machine with an NVIDIA GPU, `bench/gpu/overhead.sh` runs',
@@ -104,13 +110,18 @@ export function toMarkdown(results: ScenarioResult[], kept?: string): string {
       const s = summarise(metric.values);
       const target = metric.target === undefined ? '' : `${metric.target.op} ${fmt(metric.target.value)}`;
       const met = meets(metric);
-      lines.push(`| ${r.title} | ${metric.name} (${metric.unit}) | ${target} | ${fmt(s.min)} | ${fmt(s.median)} | ${fmt(s.max)} | ${met === undefined ? '' : met ? 'yes' : '**no**'} |`);
+      lines.push(
+        `| ${r.title} | ${metric.name} (${metric.unit}) | ${target} | ${fmt(s.min)} | ${fmt(s.median)} | ${fmt(s.max)} | ${met === undefined ? '' : met ? 'yes' : '**no**'} |`,
+      );
     }
   }
   lines.push('');
   if (kept !== undefined) lines.push(kept, '');
   for (const r of results) {
-    const when = r.date === undefined ? '' : ` Measured ${r.date.slice(0, 10)}, ${r.runs ?? 1} run${r.runs === 1 ? '' : 's'}${r.quick === true ? ' (--quick)' : ''}.`;
+    const when =
+      r.date === undefined
+        ? ''
+        : ` Measured ${r.date.slice(0, 10)}, ${r.runs ?? 1} run${r.runs === 1 ? '' : 's'}${r.quick === true ? ' (--quick)' : ''}.`;
     lines.push(`## ${r.title}`, '', `${r.setup}${when}`, '');
     for (const note of r.notes) lines.push(`- ${note}`);
     if (r.notes.length > 0) lines.push('');

@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+
 import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
 import { log, watchMachine } from './harness.js';
 import { keptSection, toJson, toMarkdown, type ScenarioResult } from './report.js';
@@ -71,7 +72,10 @@ if (isEntryPoint(import.meta.url)) {
     const given = engineFlags.filter((f) => values[f] !== undefined);
     if (values.pin && names.some((name) => name !== 'vllm')) throw new Error('--pin applies to the vllm scenario only');
     const others = names.filter((name) => !ENGINE_SCENARIOS.includes(name));
-    if (given.length > 0 && others.length > 0) throw new Error(`--${given.join(', --')} apply to ${ENGINE_SCENARIOS.join(' and ')} only, not ${others.join(', ')}: name the scenario with --scenario`);
+    if (given.length > 0 && others.length > 0)
+      throw new Error(
+        `--${given.join(', --')} apply to ${ENGINE_SCENARIOS.join(' and ')} only, not ${others.join(', ')}: name the scenario with --scenario`,
+      );
     const stackEnv: Record<string, string> = {};
     for (const pair of values['stack-env'] ?? []) {
       const at = pair.indexOf('=');
@@ -91,12 +95,16 @@ if (isEntryPoint(import.meta.url)) {
       stackEnv,
       pin: values.pin,
     };
-    if (Object.keys(stackEnv).length > 0) log.warn({ stackEnv }, 'the stack runs with settings of your own: these figures are not the published ones');
+    if (Object.keys(stackEnv).length > 0)
+      log.warn({ stackEnv }, 'the stack runs with settings of your own: these figures are not the published ones');
 
     const jsonPath = path.join(values.out, 'benchmarks.json');
-    const previous: ScenarioResult[] = existsSync(jsonPath) ? ((JSON.parse(await readFile(jsonPath, 'utf8')) as { scenarios?: ScenarioResult[] }).scenarios ?? []) : [];
+    const previous: ScenarioResult[] = existsSync(jsonPath)
+      ? ((JSON.parse(await readFile(jsonPath, 'utf8')) as { scenarios?: ScenarioResult[] }).scenarios ?? [])
+      : [];
     const results = new Map(previous.map((r) => [r.name, r]));
-    const ordered = (): ScenarioResult[] => (Object.keys(SCENARIOS) as ScenarioName[]).flatMap((n) => results.get(n) ?? []);
+    const ordered = (): ScenarioResult[] =>
+      (Object.keys(SCENARIOS) as ScenarioName[]).flatMap((n) => results.get(n) ?? []);
     await mkdir(values.out, { recursive: true });
     // Sections written by hand (between the markers) are kept when the report is written again.
     const mdPath = path.join(values.out, 'benchmarks.md');
@@ -108,11 +116,21 @@ if (isEntryPoint(import.meta.url)) {
       const result = await SCENARIOS[name](options);
       const busy = machine();
       result.notes.push(busy.note);
-      if (Object.keys(stackEnv).length > 0) result.notes.push(`Run with ${Object.entries(stackEnv).map(([k, v]) => `${k}=${v}`).join(' ')} for the stack.`);
+      if (Object.keys(stackEnv).length > 0)
+        result.notes.push(
+          `Run with ${Object.entries(stackEnv)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')} for the stack.`,
+        );
       if (values.pin) result.notes.push('Run with --pin: vLLM on CPU 1, the system and the client on CPU 0.');
       // Some scenarios measure once whatever --runs says (a history size does not vary): say how often they did.
       const measured = Math.max(1, ...result.metrics.map((m) => m.values.length));
-      results.set(name, { ...result, runs: Math.min(runs, measured), date: new Date().toISOString(), quick: values.quick });
+      results.set(name, {
+        ...result,
+        runs: Math.min(runs, measured),
+        date: new Date().toISOString(),
+        quick: values.quick,
+      });
       log.info({ scenario: name, seconds: Math.round((Date.now() - started) / 1000) }, 'done');
       // Written after each scenario, so one that fails late loses nothing measured before it.
       await writeFile(jsonPath, toJson(ordered()));

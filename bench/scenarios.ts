@@ -1,16 +1,17 @@
 // The benchmark scenarios. Each starts what it needs, runs `runs` times, and reports its figures.
-import { Connection, Client } from '@temporalio/client';
-import { loadConfig } from '../lib/config.js';
+import { Client, Connection } from '@temporalio/client';
+
 import { TINY_MODEL_NAME } from '../dev/vllm-local.js';
+import { loadConfig } from '../lib/config.js';
 import { H100_LLAMA_8B } from '../simulator/capacity.js';
 import { runDirect } from './direct.js';
 import {
   cpuMeter,
   engineSettings,
   gauge,
-  pinApart,
   idealRate,
   log,
+  pinApart,
   probeEngine,
   processMetric,
   requestLines,
@@ -78,14 +79,19 @@ const fixed = (x: number, digits = 1): string => x.toFixed(digits);
 
 /** What a simulated engine is, in a sentence. */
 function describeEngine(s: EngineSettings): string {
-  if (s.stepBaseMs === 0 && s.stepTokenMs === 0) return `the simulator's vLLM scheduler with steps that take no time (up to ${int(s.maxNumSeqs)} sequences; a request is admitted, prefilled and given all its tokens within a turn or two of the engine's event loop)`;
+  if (s.stepBaseMs === 0 && s.stepTokenMs === 0)
+    return `the simulator's vLLM scheduler with steps that take no time (up to ${int(s.maxNumSeqs)} sequences; a request is admitted, prefilled and given all its tokens within a turn or two of the engine's event loop)`;
   const calibrated = s.stepBaseMs === H100_LLAMA_8B.stepBaseMs && s.stepTokenMs === H100_LLAMA_8B.stepTokenMs;
   return `the simulator's vLLM scheduler with ${calibrated ? "the H100 / Llama-3.1-8B calibration's step time, " : 'steps of '}${s.stepBaseMs} ms + ${s.stepTokenMs} ms per token in the step, at most ${int(s.maxNumBatchedTokens)} tokens a step and ${int(s.maxNumSeqs)} sequences, ${int(s.numGpuBlocks)} KV blocks of 16 tokens, prefix caching on`;
 }
 
 /** The names cpuMeter gives a stack's processes (and its simulated engines', if any). */
 function processNames(infra: Infra, stack: Stack, engines: Engine[] = []): Record<number, string> {
-  const names: Record<number, string> = { [stack.api.child.pid ?? -1]: 'API', [stack.orchestrator.child.pid ?? -1]: 'orchestrator', [infra.temporal.process.pid ?? -1]: 'Temporal' };
+  const names: Record<number, string> = {
+    [stack.api.child.pid ?? -1]: 'API',
+    [stack.orchestrator.child.pid ?? -1]: 'orchestrator',
+    [infra.temporal.process.pid ?? -1]: 'Temporal',
+  };
   for (const w of stack.gpuWorkers) names[w.child.pid ?? -1] = 'GPU workers';
   for (const e of engines) names[e.process.child.pid ?? -1] = 'simulated engines';
   return names;
@@ -99,7 +105,8 @@ function coresByGroup(uses: CpuUse[]): string {
     wall += use.wallSeconds;
     for (const [group, seconds] of Object.entries(use.seconds)) totals.set(group, (totals.get(group) ?? 0) + seconds);
   }
-  const label = (group: string): string => (group === 'bench' ? 'the benchmark itself' : group === 'outside' ? 'work outside this benchmark' : group);
+  const label = (group: string): string =>
+    group === 'bench' ? 'the benchmark itself' : group === 'outside' ? 'work outside this benchmark' : group;
   return [...totals.entries()]
     .map(([group, seconds]) => ({ group, cores: seconds / Math.max(wall, 1e-9) }))
     .filter((g) => g.cores >= 0.005)
@@ -116,11 +123,17 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
   const concurrency = o.concurrency ?? 256;
   const requests = o.requests ?? (o.quick ? 2000 : 10_000);
   const external = o.engineUrl;
-  if (external !== undefined && o.model === undefined) throw new Error('--engine-url needs --model: the name the engine serves');
+  if (external !== undefined && o.model === undefined)
+    throw new Error('--engine-url needs --model: the name the engine serves');
   // An H100 serving Llama-3.1-8B, as calibrated: every capacity setting is the simulator's default.
   const engineOptions: EngineOptions = { model: o.model ?? 'llama-sim' };
-  const lengths = o.maxTokens === undefined ? 'answers of 100 to 300 tokens (mean 200)' : `answers of ${o.maxTokens} tokens`;
-  const lines = requestLines(engineOptions.model, requests, { promptChars: 200, maxTokens: o.maxTokens ?? spreadTokens, ignoreEos: true });
+  const lengths =
+    o.maxTokens === undefined ? 'answers of 100 to 300 tokens (mean 200)' : `answers of ${o.maxTokens} tokens`;
+  const lines = requestLines(engineOptions.model, requests, {
+    promptChars: 200,
+    maxTokens: o.maxTokens ?? spreadTokens,
+    ignoreEos: true,
+  });
   const ratio = metric('throughput vs direct client', 'ratio', 'higher', { op: '>=', value: 0.97 });
   const direct = metric('direct client time', 's', 'lower');
   const system = metric('system time, create to completed', 's', 'lower');
@@ -130,13 +143,18 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
     const engine = external === undefined ? await startEngine(engineOptions) : undefined;
     settings = engine?.settings;
     const endpoint = engine ?? { url: external ?? '', model: o.model ?? '' };
-    const stack = await startStack(infra, { engines: [endpoint], env: { GPU_MAX_INFLIGHT: String(concurrency), ...o.stackEnv }, gpuNodeArgs: o.gpuNodeArgs });
+    const stack = await startStack(infra, {
+      engines: [endpoint],
+      env: { GPU_MAX_INFLIGHT: String(concurrency), ...o.stackEnv },
+      gpuNodeArgs: o.gpuNodeArgs,
+    });
     try {
       // A real engine: one direct pass first, not counted, so both sides of every run meet the same
       // prefix cache (each prompt seen once before) and a warm engine.
       if (engine === undefined) await runDirect(endpoint.url, lines, concurrency);
       // Prompt tokens the engine found in its prefix cache: both sides should find (about) the same.
-      const cacheHits = async (): Promise<number> => gauge(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:prefix_cache_hits_total');
+      const cacheHits = async (): Promise<number> =>
+        gauge(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:prefix_cache_hits_total');
       for (let run = 0; run < o.runs; run++) {
         await engine?.resetStats();
         const hits0 = await cacheHits();
@@ -152,7 +170,9 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
         const hits2 = await cacheHits();
         log.info({ run, cachedPromptTokens: { direct: hits1 - hits0, system: hits2 - hits1 } }, 'prefix cache');
         system.values.push(seconds);
-        engineBusy.values.push(engine === undefined ? ((await probe?.())?.busySeconds ?? 0) : span([await engine.stats()]));
+        engineBusy.values.push(
+          engine === undefined ? ((await probe?.())?.busySeconds ?? 0) : span([await engine.stats()]),
+        );
         ratio.values.push(d.seconds / seconds);
         log.info({ run, direct: d.seconds, system: seconds, ratio: d.seconds / seconds }, 'overhead run');
       }
@@ -161,16 +181,20 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
       await engine?.process.stop();
     }
   });
-  const notes = ['The ratio is direct time ÷ system time: 1.0 means the system adds nothing over sending the requests yourself.'];
+  const notes = [
+    'The ratio is direct time ÷ system time: 1.0 means the system adds nothing over sending the requests yourself.',
+  ];
   let on: string;
   if (settings === undefined) {
     on = `an engine already running at ${external ?? ''} (model \`${o.model ?? ''}\`), after one direct pass over every request that is not counted (so both sides meet the same prefix cache)`;
-    notes.push('The engine span is sampled from the engine\'s vllm:num_requests_running every 250 ms.');
+    notes.push("The engine span is sampled from the engine's vllm:num_requests_running every 250 ms.");
   } else {
     // What the engine could do at most with these requests, never short of work: its scheduler in simulated time.
     const ideal = requests / idealRate({ ...settings, maxNumSeqs: Math.min(settings.maxNumSeqs, concurrency) }, lines);
     on = `the same simulated engine: ${describeEngine(settings)}. With ${concurrency} running, a decode step takes about ${fixed(settings.stepBaseMs + settings.stepTokenMs * concurrency)} ms`;
-    notes.push(`The engine alone, never short of work (its scheduler in simulated time, ${concurrency} at a time), would take ${fixed(ideal)} s: ${fixed((concurrency * ideal) / requests, 2)} s a request.`);
+    notes.push(
+      `The engine alone, never short of work (its scheduler in simulated time, ${concurrency} at a time), would take ${fixed(ideal)} s: ${fixed((concurrency * ideal) / requests, 2)} s a request.`,
+    );
   }
   return {
     name: 'overhead',
@@ -185,7 +209,13 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
 export async function ceiling(o: Options): Promise<ScenarioResult> {
   const requests = o.quick ? 5000 : 20_000;
   const gpuWorkers = 2;
-  const engineOptions: EngineOptions = { model: 'instant', maxNumSeqs: 1024, stepBaseMs: 0, stepTokenMs: 0, outputTokens: '16' };
+  const engineOptions: EngineOptions = {
+    model: 'instant',
+    maxNumSeqs: 1024,
+    stepBaseMs: 0,
+    stepTokenMs: 0,
+    outputTokens: '16',
+  };
   const rate = metric('requests per second (engine span)', 'req/s', 'higher', { op: '>=', value: 2000 });
   const endToEnd = metric('requests per second (create to completed)', 'req/s', 'higher');
   const cpu: CpuUse[] = [];
@@ -193,7 +223,11 @@ export async function ceiling(o: Options): Promise<ScenarioResult> {
   await withInfra(async (infra) => {
     const engine = await startEngine(engineOptions);
     settings = engine.settings;
-    const stack = await startStack(infra, { engines: Array.from({ length: gpuWorkers }, () => engine), env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv }, gpuNodeArgs: o.gpuNodeArgs });
+    const stack = await startStack(infra, {
+      engines: Array.from({ length: gpuWorkers }, () => engine),
+      env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv },
+      gpuNodeArgs: o.gpuNodeArgs,
+    });
     try {
       const lines = requestLines(engine.model, requests, { maxTokens: 16, ignoreEos: true });
       // One batch first, not counted: the GPU workers' JIT needs a few seconds of this load to warm up.
@@ -221,9 +255,9 @@ export async function ceiling(o: Options): Promise<ScenarioResult> {
     metrics: [rate, endToEnd],
     notes: [
       'The engine span (first request to last at the engine) is the sustained rate; create-to-completed adds validation, planning and finalize.',
-      'The simulated engine still does a scheduler\'s work on this machine\'s CPU for every request (admission, a prefix-cache lookup, KV blocks, a step per token), which the GPU would not take from the orchestrator\'s cores.',
+      "The simulated engine still does a scheduler's work on this machine's CPU for every request (admission, a prefix-cache lookup, KV blocks, a step per token), which the GPU would not take from the orchestrator's cores.",
       `CPU in cores from create to completed (mean of the runs): ${coresByGroup(cpu)}.`,
-      'At about 32 requests a second per GPU for an 8B model on an H100 (the simulator\'s calibration), this is enough to feed dozens of GPUs from one orchestrator.',
+      "At about 32 requests a second per GPU for an 8B model on an H100 (the simulator's calibration), this is enough to feed dozens of GPUs from one orchestrator.",
     ],
   };
 }
@@ -235,7 +269,8 @@ export async function scaleOut(o: Options): Promise<ScenarioResult> {
   // A small GPU: the H100 calibration's step time, but 32 sequences at most.
   const engineOptions: EngineOptions = { model: 'scaled', maxNumSeqs: seqs };
   const settings = engineSettings(engineOptions);
-  const linesFor = (count: number): string[] => requestLines(engineOptions.model, count, { maxTokens: outputTokens, ignoreEos: true });
+  const linesFor = (count: number): string[] =>
+    requestLines(engineOptions.model, count, { maxTokens: outputTokens, ignoreEos: true });
   // What one engine can do at most: its scheduler in simulated time, never short of work.
   const perGpu = idealRate(settings, linesFor(seqs * 40));
   const seconds = o.quick ? 6 : 15;
@@ -244,12 +279,21 @@ export async function scaleOut(o: Options): Promise<ScenarioResult> {
   const cpuNotes: string[] = [];
   for (const gpus of sizes) {
     const cpu: CpuUse[] = [];
-    const efficiency = metric(`${gpus} GPU${gpus === 1 ? '' : 's'}: throughput ÷ linear`, 'ratio', 'higher', gpus === 1 ? undefined : { op: '>=', value: 0.9 });
+    const efficiency = metric(
+      `${gpus} GPU${gpus === 1 ? '' : 's'}: throughput ÷ linear`,
+      'ratio',
+      'higher',
+      gpus === 1 ? undefined : { op: '>=', value: 0.9 },
+    );
     const throughput = metric(`${gpus} GPU${gpus === 1 ? '' : 's'}: throughput`, 'req/s', 'higher');
     const requests = Math.round(gpus * perGpu * seconds);
     await withInfra(async (infra) => {
       const engines: Engine[] = await Promise.all(Array.from({ length: gpus }, () => startEngine(engineOptions)));
-      const stack = await startStack(infra, { engines, env: { GPU_MAX_INFLIGHT: String(seqs), BATCH_CHUNK_SIZE: String(seqs * 4), ...o.stackEnv }, gpuNodeArgs: o.gpuNodeArgs });
+      const stack = await startStack(infra, {
+        engines,
+        env: { GPU_MAX_INFLIGHT: String(seqs), BATCH_CHUNK_SIZE: String(seqs * 4), ...o.stackEnv },
+        gpuNodeArgs: o.gpuNodeArgs,
+      });
       try {
         const lines = linesFor(requests);
         for (let run = 0; run < o.runs; run++) {
@@ -277,7 +321,7 @@ export async function scaleOut(o: Options): Promise<ScenarioResult> {
     setup: `N simulated GPUs, each its own engine process (${describeEngine(settings)}; requests of about 24 prompt and ${outputTokens} output tokens: with 32 running, a step takes about ${fixed(settings.stepBaseMs + settings.stepTokenMs * seqs)} ms plus the prompts admitted in it, and the engine manages ${fixed(perGpu)} requests a second at most, its scheduler's figure in simulated time with requests always waiting) with its own GPU worker process (${seqs} in flight); one batch of ${seconds} seconds of ideal work (N × ${int(Math.round(perGpu * seconds))} requests) in chunks of at most ${seqs * 4} (BATCH_CHUNK_SIZE), which shrink to give each GPU worker 16 of them (BATCH_CHUNKS_PER_WORKER) but never below its ${seqs} in flight. Linear is N × ${fixed(perGpu)} requests a second.`,
     metrics,
     notes: [
-      'All the processes of all the GPUs share this machine\'s two cores, which a real fleet would not.',
+      "All the processes of all the GPUs share this machine's two cores, which a real fleet would not.",
       `With ${seqs} in flight and ${seqs} sequences, a finished request's slot stays empty until the GPU worker's next request arrives, which the engine admits at its next step: about one step in ${outputTokens + 1} is lost to that even with one GPU.`,
       'With fixed chunks of 128, 8 GPUs reached 0.875 of linear: 60 chunks over 8 workers is 7.5 each, so in the last wave half the GPUs sat idle. Sizing chunks by the number of live workers fixed that.',
       `CPU in cores while the batch ran (mean of the runs): ${cpuNotes.join('; ')}.`,
@@ -290,7 +334,13 @@ export async function memory(o: Options): Promise<ScenarioResult> {
   const requests = 50_000;
   // About 200 MB (decimal) at full size: the issue's figure, and under the 200 MiB upload limit.
   const promptChars = o.quick ? 400 : 3860;
-  const engineOptions: EngineOptions = { model: 'big-file', maxNumSeqs: 1024, stepBaseMs: 0, stepTokenMs: 0, outputTokens: '8' };
+  const engineOptions: EngineOptions = {
+    model: 'big-file',
+    maxNumSeqs: 1024,
+    stepBaseMs: 0,
+    stepTokenMs: 0,
+    outputTokens: '8',
+  };
   const apiRss = metric('API peak RSS while receiving the upload', 'MB', 'lower', { op: '<=', value: 300 });
   const orchestratorRss = metric('orchestrator peak RSS while validating', 'MB', 'lower', { op: '<=', value: 300 });
   const gpuRss = metric('GPU worker peak RSS while running it', 'MB', 'lower');
@@ -300,7 +350,11 @@ export async function memory(o: Options): Promise<ScenarioResult> {
   const bytes = lines.reduce((sum, l) => sum + Buffer.byteLength(l) + 1, 0);
   await withInfra(async (infra) => {
     const engine = await startEngine(engineOptions);
-    const stack = await startStack(infra, { engines: [engine], env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv }, gpuNodeArgs: o.gpuNodeArgs });
+    const stack = await startStack(infra, {
+      engines: [engine],
+      env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv },
+      gpuNodeArgs: o.gpuNodeArgs,
+    });
     try {
       for (let run = 0; run < o.runs; run++) {
         size.values.push(bytes / 1e6);
@@ -308,13 +362,26 @@ export async function memory(o: Options): Promise<ScenarioResult> {
         const stopApi = sampleRss({ api: stack.api.child.pid ?? 0 });
         const fileId = await upload(stack, lines);
         apiRss.values.push(stopApi().api ?? 0);
-        const stopWorkers = sampleRss({ orchestrator: stack.orchestrator.child.pid ?? 0, gpu: stack.gpuWorkers[0]?.child.pid ?? 0 });
+        const stopWorkers = sampleRss({
+          orchestrator: stack.orchestrator.child.pid ?? 0,
+          gpu: stack.gpuWorkers[0]?.child.pid ?? 0,
+        });
         const { seen } = await runBatch(stack, fileId, 25);
         const peaks = stopWorkers();
         orchestratorRss.values.push(peaks.orchestrator ?? 0);
         gpuRss.values.push(peaks.gpu ?? 0);
         validation.values.push(((seen.in_progress ?? 0) - (seen.validating ?? 0)) / 1000);
-        log.info({ run, mb: bytes / 1e6, apiBefore: baseline.api, peaks, apiPeak: apiRss.values.at(-1), validation: validation.values.at(-1) }, 'memory run');
+        log.info(
+          {
+            run,
+            mb: bytes / 1e6,
+            apiBefore: baseline.api,
+            peaks,
+            apiPeak: apiRss.values.at(-1),
+            validation: validation.values.at(-1),
+          },
+          'memory run',
+        );
       }
     } finally {
       await stack.stop();
@@ -326,18 +393,37 @@ export async function memory(o: Options): Promise<ScenarioResult> {
     title: 'Memory and validation',
     setup: `A ${Math.round(bytes / 1e6)} MB file of ${requests.toLocaleString('en-US')} requests (prompts of ${promptChars} characters), uploaded with the openai SDK, validated by the orchestrator and run on one GPU worker (256 in flight) against an engine that takes no time (${describeEngine(engineSettings(engineOptions))}; 8 tokens an answer). RSS is sampled from /proc every 50 ms.`,
     metrics: [apiRss, orchestratorRss, gpuRss, validation, size],
-    notes: ['Validation runs in the orchestrator worker (streaming the file); the API only streams the upload to the file store.'],
+    notes: [
+      'Validation runs in the orchestrator worker (streaming the file); the API only streams the upload to the file store.',
+    ],
   };
 }
 
 /** 5. Temporal history events per batch at 1k, 10k and 50k requests. */
 export async function history(o: Options): Promise<ScenarioResult> {
   const sizes = o.quick ? [1000, 10_000] : [1000, 10_000, 50_000];
-  const engineOptions: EngineOptions = { model: 'history', maxNumSeqs: 1024, stepBaseMs: 0, stepTokenMs: 0, outputTokens: '8' };
-  const metrics = sizes.map((n) => metric(`${n.toLocaleString('en-US')} requests`, 'events', 'lower', n === 50_000 ? { op: '<=', value: 1000 } : undefined));
+  const engineOptions: EngineOptions = {
+    model: 'history',
+    maxNumSeqs: 1024,
+    stepBaseMs: 0,
+    stepTokenMs: 0,
+    outputTokens: '8',
+  };
+  const metrics = sizes.map((n) =>
+    metric(
+      `${n.toLocaleString('en-US')} requests`,
+      'events',
+      'lower',
+      n === 50_000 ? { op: '<=', value: 1000 } : undefined,
+    ),
+  );
   await withInfra(async (infra) => {
     const engine = await startEngine(engineOptions);
-    const stack = await startStack(infra, { engines: [engine], env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv }, gpuNodeArgs: o.gpuNodeArgs });
+    const stack = await startStack(infra, {
+      engines: [engine],
+      env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv },
+      gpuNodeArgs: o.gpuNodeArgs,
+    });
     const connection = await Connection.connect({ address: infra.temporal.address });
     const client = new Client({ connection });
     try {
@@ -368,14 +454,23 @@ export async function history(o: Options): Promise<ScenarioResult> {
 
 /** 6. From POST /v1/batches to the first request at the engine. */
 export async function latency(o: Options): Promise<ScenarioResult> {
-  const engineOptions: EngineOptions = { model: 'first', maxNumSeqs: 256, stepBaseMs: 0, stepTokenMs: 0, outputTokens: '8' };
+  const engineOptions: EngineOptions = {
+    model: 'first',
+    maxNumSeqs: 256,
+    stepBaseMs: 0,
+    stepTokenMs: 0,
+    outputTokens: '8',
+  };
   const small = metric('100-request batch', 'ms', 'lower', { op: '<=', value: 1000 });
   const large = metric('10,000-request batch (validated in full first)', 'ms', 'lower');
   await withInfra(async (infra) => {
     const engine = await startEngine(engineOptions);
     const stack = await startStack(infra, { engines: [engine], env: { ...o.stackEnv }, gpuNodeArgs: o.gpuNodeArgs });
     try {
-      for (const [target, n] of [[small, 100], [large, 10_000]] as const) {
+      for (const [target, n] of [
+        [small, 100],
+        [large, 10_000],
+      ] as const) {
         const fileId = await upload(stack, requestLines(engineOptions.model, n, { maxTokens: 8, ignoreEos: true }));
         for (let run = 0; run < Math.max(o.runs, 3); run++) {
           await engine.resetStats();
@@ -393,12 +488,15 @@ export async function latency(o: Options): Promise<ScenarioResult> {
     title: 'Latency to first request',
     setup: `From the \`batches.create\` call to the first request arriving at the engine: workflow start, validation of the whole file, planning, and the first chunk reaching a GPU worker (default settings: 256 in flight, chunks of 500). The engine takes no time (${describeEngine(engineSettings(engineOptions))}), so each run ends soon after; its speed does not enter the figure.`,
     metrics: [small, large],
-    notes: ['OpenAI\'s contract has the whole file validated before any request runs, so a larger file waits for its validation.'],
+    notes: [
+      "OpenAI's contract has the whole file validated before any request runs, so a larger file waits for its validation.",
+    ],
   };
 }
 
 /** Mean of the values (0 for none). */
-const mean = (values: number[]): number => (values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length);
+const mean = (values: number[]): number =>
+  values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
 
 /**
  * 7. The system against a direct client on real vLLM: its CPU build serving the tiny random-weight
@@ -423,9 +521,13 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
   const runningSystem = metric('sequences running at the engine while busy, system', 'mean', 'higher');
   const vllmCpuDirect = metric('vLLM CPU per request, direct client', 'core-ms', 'lower');
   const vllmCpuSystem = metric('vLLM CPU per request, system', 'core-ms', 'lower');
-  const stackCpu = metric('the system\'s own processes during its run (API, orchestrator, GPU worker, Temporal, Postgres)', 'cores', 'lower');
-  const outsideDirect = metric('other work on the machine, direct client\'s runs', 'cores', 'lower');
-  const outsideSystem = metric('other work on the machine, system\'s runs', 'cores', 'lower');
+  const stackCpu = metric(
+    "the system's own processes during its run (API, orchestrator, GPU worker, Temporal, Postgres)",
+    'cores',
+    'lower',
+  );
+  const outsideDirect = metric("other work on the machine, direct client's runs", 'cores', 'lower');
+  const outsideSystem = metric("other work on the machine, system's runs", 'cores', 'lower');
   const retries = metric('engine requests retried by the GPU worker', 'requests', 'lower');
   const breakdown = new Map<string, number[]>();
   const model = o.model ?? TINY_MODEL_NAME;
@@ -434,7 +536,11 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
   await withInfra(async (infra) => {
     started = o.engineUrl === undefined ? await startCpuVllm({ maxNumSeqs: concurrency }) : undefined;
     const endpoint = started ?? { url: o.engineUrl ?? '', model };
-    const stack = await startStack(infra, { engines: [endpoint], env: { GPU_MAX_INFLIGHT: String(concurrency), ...o.stackEnv }, gpuNodeArgs: o.gpuNodeArgs });
+    const stack = await startStack(infra, {
+      engines: [endpoint],
+      env: { GPU_MAX_INFLIGHT: String(concurrency), ...o.stackEnv },
+      gpuNodeArgs: o.gpuNodeArgs,
+    });
     const gpu = stack.gpuWorkers[0];
     const names = processNames(infra, stack);
     if (o.pin === true) {
@@ -444,15 +550,25 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
     }
     const perRequestMs = (cpu: CpuUse): number => ((cpu.seconds.vllm ?? 0) * 1000) / requests;
     const stackSeconds = (cpu: CpuUse): number =>
-      Object.entries(cpu.seconds).reduce((sum, [group, s]) => (group === 'vllm' || group === 'bench' || group === 'outside' ? sum : sum + s), 0);
+      Object.entries(cpu.seconds).reduce(
+        (sum, [group, s]) => (group === 'vllm' || group === 'bench' || group === 'outside' ? sum : sum + s),
+        0,
+      );
     try {
       // Not counted: vLLM's first requests are slow, and the prefix cache gets every prompt once, so
       // both sides of every run find the same in it; the stack's JIT warms up on a small batch.
       await runDirect(endpoint.url, lines, concurrency);
       await runBatch(stack, await upload(stack, lines.slice(0, Math.min(lines.length, 2 * concurrency))));
       // vLLM's histogram of tokens per engine step counts the steps: the same work in more steps is emptier steps.
-      const engineSteps = async (): Promise<number> => gauge(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:iteration_tokens_total_count');
-      const runDirectSide = async (): Promise<{ seconds: number; cpu: CpuUse; running: number; busy: number; steps: number }> => {
+      const engineSteps = async (): Promise<number> =>
+        gauge(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:iteration_tokens_total_count');
+      const runDirectSide = async (): Promise<{
+        seconds: number;
+        cpu: CpuUse;
+        running: number;
+        busy: number;
+        steps: number;
+      }> => {
         const steps0 = await engineSteps();
         const probe = probeEngine(endpoint.url, 500);
         const meter = cpuMeter(names, started?.pid);
@@ -460,12 +576,28 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
         const cpu = meter();
         const p = await probe();
         if (d.failed > 0) throw new Error(`the direct client saw ${d.failed} failures`);
-        return { seconds: d.seconds, cpu, running: p.meanRunning, busy: p.busySeconds, steps: (await engineSteps()) - steps0 };
+        return {
+          seconds: d.seconds,
+          cpu,
+          running: p.meanRunning,
+          busy: p.busySeconds,
+          steps: (await engineSteps()) - steps0,
+        };
       };
-      const runSystemSide = async (): Promise<{ seconds: number; cpu: CpuUse; running: number; busy: number; retried: number; seen: Record<string, number>; createdAt: number; steps: number }> => {
+      const runSystemSide = async (): Promise<{
+        seconds: number;
+        cpu: CpuUse;
+        running: number;
+        busy: number;
+        retried: number;
+        seen: Record<string, number>;
+        createdAt: number;
+        steps: number;
+      }> => {
         const fileId = await upload(stack, lines);
         const steps0 = await engineSteps();
-        const retriedBefore = gpu === undefined ? undefined : await processMetric(gpu, 'gpu_batch_engine_retries_total');
+        const retriedBefore =
+          gpu === undefined ? undefined : await processMetric(gpu, 'gpu_batch_engine_retries_total');
         const probe = probeEngine(endpoint.url, 500);
         const meter = cpuMeter(names, started?.pid);
         const { createdAt, seen } = await runBatch(stack, fileId);
@@ -474,8 +606,21 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
         const p = await probe();
         const retriedAfter = gpu === undefined ? undefined : await processMetric(gpu, 'gpu_batch_engine_retries_total');
         const retried = (retriedAfter?.total ?? 0) - (retriedBefore?.total ?? 0);
-        if (retried > 0) log.warn({ before: retriedBefore?.byLabels, after: retriedAfter?.byLabels }, 'the GPU worker retried engine requests');
-        return { seconds, cpu, running: p.meanRunning, busy: p.busySeconds, retried, seen, createdAt, steps: (await engineSteps()) - steps0 };
+        if (retried > 0)
+          log.warn(
+            { before: retriedBefore?.byLabels, after: retriedAfter?.byLabels },
+            'the GPU worker retried engine requests',
+          );
+        return {
+          seconds,
+          cpu,
+          running: p.meanRunning,
+          busy: p.busySeconds,
+          retried,
+          seen,
+          createdAt,
+          steps: (await engineSteps()) - steps0,
+        };
       };
       for (let run = 0; run < o.runs; run++) {
         // Alternating which side goes first, so a machine getting busier or quieter favours neither.
@@ -507,8 +652,21 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
         outsideDirect.values.push((d.cpu.seconds.outside ?? 0) / d.cpu.wallSeconds);
         outsideSystem.values.push((sys.cpu.seconds.outside ?? 0) / sys.cpu.wallSeconds);
         retries.values.push(sys.retried);
-        for (const [group, s] of Object.entries(sys.cpu.seconds)) breakdown.set(group, [...(breakdown.get(group) ?? []), s / sys.cpu.wallSeconds]);
-        log.info({ run, direct: d.seconds, system: sys.seconds, ratio: d.seconds / sys.seconds, running: { direct: d.running, system: sys.running }, cpuDirect: d.cpu.seconds, cpuSystem: sys.cpu.seconds, retried: sys.retried }, 'vllm run');
+        for (const [group, s] of Object.entries(sys.cpu.seconds))
+          breakdown.set(group, [...(breakdown.get(group) ?? []), s / sys.cpu.wallSeconds]);
+        log.info(
+          {
+            run,
+            direct: d.seconds,
+            system: sys.seconds,
+            ratio: d.seconds / sys.seconds,
+            running: { direct: d.running, system: sys.running },
+            cpuDirect: d.cpu.seconds,
+            cpuSystem: sys.cpu.seconds,
+            retried: sys.retried,
+          },
+          'vllm run',
+        );
       }
     } finally {
       await stack.stop();
@@ -520,17 +678,38 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
     .map(([group, values]) => ({ group, cores: mean(values) }))
     .sort((a, b) => b.cores - a.cores)
     .map(({ group, cores }) => `${group === 'bench' ? 'this benchmark (polling)' : group} ${fixed(cores, 2)}`);
-  const engine = o.engineUrl === undefined
-    ? `vLLM ${loadConfig({ ...process.env, LOG_LEVEL: 'warn' }).vllmLocal.version}'s CPU build serving the tiny random-weight Llama (\`npm run vllm\`; 2 layers, hidden size 128), started once for the scenario with \`--max-num-seqs ${concurrency} --max-model-len 2048 --enforce-eager --enable-prompt-tokens-details\`, prefix caching on (its default)`
-    : `the vLLM already running at ${o.engineUrl} (model \`${model}\`)`;
+  const engine =
+    o.engineUrl === undefined
+      ? `vLLM ${loadConfig({ ...process.env, LOG_LEVEL: 'warn' }).vllmLocal.version}'s CPU build serving the tiny random-weight Llama (\`npm run vllm\`; 2 layers, hidden size 128), started once for the scenario with \`--max-num-seqs ${concurrency} --max-model-len 2048 --enforce-eager --enable-prompt-tokens-details\`, prefix caching on (its default)`
+      : `the vLLM already running at ${o.engineUrl} (model \`${model}\`)`;
   return {
     name: 'vllm',
     title: 'Real vLLM (CPU)',
     setup: `${int(requests)} chat requests (prompts of about 20 tokens, answers of ${maxTokens} tokens: max_tokens with ignore_eos) through the whole system (from \`batches.create\` to \`completed\`) against the minimal direct client, both at ${concurrency} concurrent requests, on real vLLM: ${engine}. One GPU worker with GPU_MAX_INFLIGHT=${concurrency}, default chunk size (500: one chunk). **CPU vLLM shares this machine's two cores with the whole system under test — API, orchestrator, GPU worker, Temporal, Postgres — and with this benchmark's client**, which a GPU does not: on a GPU the engine's speed does not depend on what the system's processes use. Before the runs, one direct pass over every request and one small batch through the system (not counted) warm vLLM, its prefix cache and the stack up; then each run times both sides on the same request bodies, the direct client first in odd runs and the system first in even ones.`,
-    metrics: [ratio, direct, system, directBusy, systemBusy, validating, finalizing, stepsDirect, stepsSystem, stepMsDirect, stepMsSystem, runningDirect, runningSystem, vllmCpuDirect, vllmCpuSystem, stackCpu, outsideDirect, outsideSystem, retries],
+    metrics: [
+      ratio,
+      direct,
+      system,
+      directBusy,
+      systemBusy,
+      validating,
+      finalizing,
+      stepsDirect,
+      stepsSystem,
+      stepMsDirect,
+      stepMsSystem,
+      runningDirect,
+      runningSystem,
+      vllmCpuDirect,
+      vllmCpuSystem,
+      stackCpu,
+      outsideDirect,
+      outsideSystem,
+      retries,
+    ],
     notes: [
       'The ratio is direct time ÷ system time. Before this issue it was measured at 0.71 and 0.94 in two runs (same concurrency and request count).',
-      'Sequences running are sampled from vLLM\'s vllm:num_requests_running every 500 ms while it had any. CPU is read from /proc: vLLM\'s process group (API server, engine core, worker), each process the benchmark started, and the rest of the machine ("other work": other people\'s jobs on this shared machine).',
+      "Sequences running are sampled from vLLM's vllm:num_requests_running every 500 ms while it had any. CPU is read from /proc: vLLM's process group (API server, engine core, worker), each process the benchmark started, and the rest of the machine (\"other work\": other people's jobs on this shared machine).",
       `CPU in cores during the system's runs (mean): ${shares.join(', ')}.`,
     ],
   };

@@ -13,6 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { Option, type Command } from 'commander';
 import type OpenAI from 'openai';
 import { toFile } from 'openai';
+
 import { watchBatch } from './watch.js';
 
 type Batch = OpenAI.Batches.Batch;
@@ -25,7 +26,8 @@ export interface CliContext {
   print: (json: boolean, data: unknown, human: () => string) => void;
 }
 
-const date = (s: number | null | undefined): string => (s === null || s === undefined ? '-' : new Date(s * 1000).toISOString().replace('.000Z', 'Z'));
+const date = (s: number | null | undefined): string =>
+  s === null || s === undefined ? '-' : new Date(s * 1000).toISOString().replace('.000Z', 'Z');
 
 function mb(bytes: number): string {
   return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
@@ -78,10 +80,24 @@ async function download(openai: OpenAI, fileId: string, target: string): Promise
 }
 
 /** Downloads a finished batch's files; returns what was written. */
-async function downloadResults(openai: OpenAI, batch: Batch, targets: { output?: string; errors?: string }): Promise<{ file: string; kind: string; bytes: number }[]> {
+async function downloadResults(
+  openai: OpenAI,
+  batch: Batch,
+  targets: { output?: string; errors?: string },
+): Promise<{ file: string; kind: string; bytes: number }[]> {
   const written: { file: string; kind: string; bytes: number }[] = [];
-  if (targets.output !== undefined && batch.output_file_id) written.push({ file: targets.output, kind: 'output', bytes: await download(openai, batch.output_file_id, targets.output) });
-  if (targets.errors !== undefined && batch.error_file_id) written.push({ file: targets.errors, kind: 'errors', bytes: await download(openai, batch.error_file_id, targets.errors) });
+  if (targets.output !== undefined && batch.output_file_id)
+    written.push({
+      file: targets.output,
+      kind: 'output',
+      bytes: await download(openai, batch.output_file_id, targets.output),
+    });
+  if (targets.errors !== undefined && batch.error_file_id)
+    written.push({
+      file: targets.errors,
+      kind: 'errors',
+      bytes: await download(openai, batch.error_file_id, targets.errors),
+    });
   return written;
 }
 
@@ -90,8 +106,10 @@ function summary(batch: Batch): string {
   const lines = [`${batch.id} ${batch.status}: ${c.total} requests, ${c.completed} completed, ${c.failed} failed`];
   if (batch.output_file_id) lines.push(`  output file  ${batch.output_file_id}`);
   if (batch.error_file_id) lines.push(`  error file   ${batch.error_file_id}`);
-  for (const e of batch.errors?.data?.slice(0, 10) ?? []) lines.push(`  line ${e.line ?? '-'}: ${e.message ?? e.code ?? ''}`);
-  if ((batch.errors?.data?.length ?? 0) > 10) lines.push(`  ... ${(batch.errors?.data?.length ?? 0) - 10} more errors (gpu-batch status ${batch.id} --json)`);
+  for (const e of batch.errors?.data?.slice(0, 10) ?? [])
+    lines.push(`  line ${e.line ?? '-'}: ${e.message ?? e.code ?? ''}`);
+  if ((batch.errors?.data?.length ?? 0) > 10)
+    lines.push(`  ... ${(batch.errors?.data?.length ?? 0) - 10} more errors (gpu-batch status ${batch.id} --json)`);
   if (batch.output_file_id || batch.error_file_id) lines.push(`  download with: gpu-batch download ${batch.id}`);
   return lines.join('\n');
 }
@@ -114,7 +132,13 @@ function details(batch: Batch): string {
     ...(batch.expired_at ? [`  expired      ${date(batch.expired_at)}`] : []),
     ...(batch.cancelled_at ? [`  cancelled    ${date(batch.cancelled_at)}`] : []),
     ...(extra.retry_of ? [`  retry of     ${extra.retry_of}`] : []),
-    ...(batch.metadata && Object.keys(batch.metadata).length > 0 ? [`  metadata     ${Object.entries(batch.metadata).map(([k, v]) => `${k}=${v}`).join(' ')}`] : []),
+    ...(batch.metadata && Object.keys(batch.metadata).length > 0
+      ? [
+          `  metadata     ${Object.entries(batch.metadata)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`,
+        ]
+      : []),
     ...(batch.errors?.data ?? []).slice(0, 20).map((e) => `  line ${e.line ?? '-'}: ${e.message ?? e.code ?? ''}`),
   ].join('\n');
 }
@@ -131,12 +155,18 @@ interface WatchFlags {
 async function follow(ctx: CliContext, batch: Batch, flags: WatchFlags): Promise<void> {
   const openai = ctx.api();
   if (!flags.wait) {
-    ctx.print(flags.json === true, batch, () => `${batch.id} ${batch.status}\n  watch it with: gpu-batch watch ${batch.id}`);
+    ctx.print(
+      flags.json === true,
+      batch,
+      () => `${batch.id} ${batch.status}\n  watch it with: gpu-batch watch ${batch.id}`,
+    );
     return;
   }
   const intervalMs = Math.max(200, Number(flags.interval) * 1000 || 2000);
   const interrupt = new AbortController();
-  const onSigint = (): void => { interrupt.abort(new Error('interrupted')); };
+  const onSigint = (): void => {
+    interrupt.abort(new Error('interrupted'));
+  };
   process.once('SIGINT', onSigint);
   let final: Batch;
   try {
@@ -149,8 +179,13 @@ async function follow(ctx: CliContext, batch: Batch, flags: WatchFlags): Promise
   } finally {
     process.removeListener('SIGINT', onSigint);
   }
-  const written = await downloadResults(openai, final, { ...(flags.output !== undefined ? { output: flags.output } : {}), ...(flags.errors !== undefined ? { errors: flags.errors } : {}) });
-  ctx.print(flags.json === true, final, () => [summary(final), ...written.map((w) => `  wrote ${w.kind} to ${w.file} (${mb(w.bytes)})`)].join('\n'));
+  const written = await downloadResults(openai, final, {
+    ...(flags.output !== undefined ? { output: flags.output } : {}),
+    ...(flags.errors !== undefined ? { errors: flags.errors } : {}),
+  });
+  ctx.print(flags.json === true, final, () =>
+    [summary(final), ...written.map((w) => `  wrote ${w.kind} to ${w.file} (${mb(w.bytes)})`)].join('\n'),
+  );
   process.exitCode = exitCodeOf(final);
 }
 
@@ -171,27 +206,41 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
       .description('upload a JSONL batch file, create a batch on it, and watch it to the end')
       .option('--endpoint <url>', 'the endpoint the requests are for (default: the first line\'s "url")')
       .option('--window <duration>', 'completion window, e.g. 24h or 2d', '24h')
-      .option('--metadata <key=value>', 'metadata to attach (repeat for more)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+      .option(
+        '--metadata <key=value>',
+        'metadata to attach (repeat for more)',
+        (value: string, previous: string[]) => [...previous, value],
+        [] as string[],
+      )
       .option('--priority <1-5>', 'scheduling priority: 1 runs first, 5 last (default 3)'),
   )
     .addOption(json)
-    .action(async (file: string, opts: WatchFlags & { endpoint?: string; window: string; metadata?: string[]; priority?: string }) => {
-      const openai = ctx.api();
-      const size = (await stat(file)).size;
-      const endpoint = (opts.endpoint as Endpoint | undefined) ?? (await endpointOf(file));
-      const metadata = parseMetadata(opts.metadata);
-      const quiet = opts.json === true;
-      if (!quiet) process.stderr.write(`Uploading ${path.basename(file)} (${mb(size)})...\n`);
-      const started = Date.now();
-      const uploaded = await openai.files.create({ file: await toFile(createReadStream(file), path.basename(file)), purpose: 'batch' });
-      if (!quiet) process.stderr.write(`Uploaded as ${uploaded.id} in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
-      const body: Record<string, unknown> = { input_file_id: uploaded.id, endpoint, completion_window: opts.window };
-      if (metadata !== undefined) body.metadata = metadata;
-      if (opts.priority !== undefined) body.priority = Number(opts.priority);
-      const batch = await openai.batches.create(body as unknown as OpenAI.Batches.BatchCreateParams);
-      if (!quiet) process.stderr.write(`Created ${batch.id} (${endpoint})\n`);
-      await follow(ctx, batch, opts);
-    });
+    .action(
+      async (
+        file: string,
+        opts: WatchFlags & { endpoint?: string; window: string; metadata?: string[]; priority?: string },
+      ) => {
+        const openai = ctx.api();
+        const size = (await stat(file)).size;
+        const endpoint = (opts.endpoint as Endpoint | undefined) ?? (await endpointOf(file));
+        const metadata = parseMetadata(opts.metadata);
+        const quiet = opts.json === true;
+        if (!quiet) process.stderr.write(`Uploading ${path.basename(file)} (${mb(size)})...\n`);
+        const started = Date.now();
+        const uploaded = await openai.files.create({
+          file: await toFile(createReadStream(file), path.basename(file)),
+          purpose: 'batch',
+        });
+        if (!quiet)
+          process.stderr.write(`Uploaded as ${uploaded.id} in ${((Date.now() - started) / 1000).toFixed(1)}s\n`);
+        const body: Record<string, unknown> = { input_file_id: uploaded.id, endpoint, completion_window: opts.window };
+        if (metadata !== undefined) body.metadata = metadata;
+        if (opts.priority !== undefined) body.priority = Number(opts.priority);
+        const batch = await openai.batches.create(body as unknown as OpenAI.Batches.BatchCreateParams);
+        if (!quiet) process.stderr.write(`Created ${batch.id} (${endpoint})\n`);
+        await follow(ctx, batch, opts);
+      },
+    );
 
   watchOptions(program.command('watch <batchId>').description('watch a batch with a progress bar until it ends'))
     .addOption(json)
@@ -215,7 +264,9 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
     .option('--after <batchId>', 'continue after this batch')
     .addOption(json)
     .action(async (opts: { limit: string; after?: string; json?: boolean }) => {
-      const page = await ctx.api().batches.list({ limit: Number(opts.limit), ...(opts.after !== undefined ? { after: opts.after } : {}) });
+      const page = await ctx
+        .api()
+        .batches.list({ limit: Number(opts.limit), ...(opts.after !== undefined ? { after: opts.after } : {}) });
       const rows = page.data;
       ctx.print(opts.json === true, { data: rows, has_more: page.has_more }, () => {
         if (rows.length === 0) return 'No batches.';
@@ -241,11 +292,13 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
     program
       .command('retry <batchId>')
       .description("run a finished batch's failed, expired or cancelled requests again, as a new batch")
-      .option('--window <duration>', 'completion window of the new batch (default: the original\'s)'),
+      .option('--window <duration>', "completion window of the new batch (default: the original's)"),
   )
     .addOption(json)
     .action(async (batchId: string, opts: WatchFlags & { window?: string }) => {
-      const batch: Batch = await ctx.api().post(`/batches/${batchId}/retry`, { body: opts.window !== undefined ? { completion_window: opts.window } : {} });
+      const batch: Batch = await ctx.api().post(`/batches/${batchId}/retry`, {
+        body: opts.window !== undefined ? { completion_window: opts.window } : {},
+      });
       if (opts.json !== true) process.stderr.write(`Created ${batch.id} to retry the failed requests of ${batchId}\n`);
       await follow(ctx, batch, opts);
     });
@@ -259,9 +312,14 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
     .action(async (batchId: string, opts: { output?: string; errors?: string; json?: boolean }) => {
       const openai = ctx.api();
       const batch = await openai.batches.retrieve(batchId);
-      if (batch.output_file_id == null && batch.error_file_id == null) throw new Error(`${batchId} has no files yet (it is ${batch.status})`);
-      const written = await downloadResults(openai, batch, { output: opts.output ?? `${batchId}.output.jsonl`, errors: opts.errors ?? `${batchId}.errors.jsonl` });
-      ctx.print(opts.json === true, written, () => written.map((w) => `wrote ${w.kind} to ${w.file} (${mb(w.bytes)})`).join('\n'));
+      if (batch.output_file_id == null && batch.error_file_id == null)
+        throw new Error(`${batchId} has no files yet (it is ${batch.status})`);
+      const written = await downloadResults(openai, batch, {
+        output: opts.output ?? `${batchId}.output.jsonl`,
+        errors: opts.errors ?? `${batchId}.errors.jsonl`,
+      });
+      ctx.print(opts.json === true, written, () =>
+        written.map((w) => `wrote ${w.kind} to ${w.file} (${mb(w.bytes)})`).join('\n'),
+      );
     });
 }
-

@@ -4,12 +4,13 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import OpenAI from 'openai';
+
 import { setCurationGrant, type CurationObject } from '../api/services/curation.js';
-import type { DeliveryObject, WebhookObject } from '../api/services/webhooks.js';
-import { EXIT, registerBatchCommands } from './batch-commands.js';
 import { createKey, listKeys, revokeKey } from '../api/services/keys.js';
+import type { DeliveryObject, WebhookObject } from '../api/services/webhooks.js';
 import { databaseUrl, loadConfig } from '../lib/config.js';
 import { createDb, dbOptions, migrateToLatest, type Db } from '../schema/db.js';
+import { EXIT, registerBatchCommands } from './batch-commands.js';
 
 function print(json: boolean, data: unknown, human: () => string): void {
   process.stdout.write(`${json ? JSON.stringify(data, null, 2) : human()}\n`);
@@ -50,7 +51,7 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .addHelpText(
       'after',
-      '\nThe API is OPENAI_BASE_URL (default: this machine\'s, http://127.0.0.1:$API_PORT/v1) with OPENAI_API_KEY.\n' +
+      "\nThe API is OPENAI_BASE_URL (default: this machine's, http://127.0.0.1:$API_PORT/v1) with OPENAI_API_KEY.\n" +
         'Exit codes: 0 done and every request succeeded; 2 done but some requests failed; 1 the batch failed,\n' +
         'expired or was cancelled, or the command failed; 130 stopped watching with Ctrl-C (the batch goes on).',
     );
@@ -67,7 +68,13 @@ export function buildProgram(): Command {
     .action(async (opts: { project: string; name: string; json?: boolean }) => {
       const created = await withDatabase((db) => createKey(db, opts.project, opts.name));
       print(opts.json === true, { id: created.id, key: created.key, project: created.project.name }, () =>
-        [`Created key ${created.id} for project "${created.project.name}":`, '', `  ${created.key}`, '', 'Store it now: it is not shown again.'].join('\n'),
+        [
+          `Created key ${created.id} for project "${created.project.name}":`,
+          '',
+          `  ${created.key}`,
+          '',
+          'Store it now: it is not shown again.',
+        ].join('\n'),
       );
     });
   keys
@@ -80,7 +87,12 @@ export function buildProgram(): Command {
       print(opts.json === true, rows, () =>
         rows.length === 0
           ? 'No keys.'
-          : rows.map((k) => `${k.id}  ${k.project.padEnd(16)}  ${k.name.padEnd(12)}  ${k.prefix}  created ${date(k.createdAt)}  ${k.revokedAt === null ? 'active' : `revoked ${date(k.revokedAt)}`}`).join('\n'),
+          : rows
+              .map(
+                (k) =>
+                  `${k.id}  ${k.project.padEnd(16)}  ${k.name.padEnd(12)}  ${k.prefix}  created ${date(k.createdAt)}  ${k.revokedAt === null ? 'active' : `revoked ${date(k.revokedAt)}`}`,
+              )
+              .join('\n'),
       );
     });
   keys
@@ -92,7 +104,9 @@ export function buildProgram(): Command {
       if (!revoked) throw new Error(`no active key with id ${keyId}`);
       print(opts.json === true, { id: keyId, revoked: true }, () => `Revoked ${keyId}.`);
     });
-  const curation = program.command('curation').description("a batch's review in Label Studio, and the fine-tuning data it gives");
+  const curation = program
+    .command('curation')
+    .description("a batch's review in Label Studio, and the fine-tuning data it gives");
   curation
     .command('status <batchId>')
     .description('where the import into Label Studio stands')
@@ -109,7 +123,9 @@ export function buildProgram(): Command {
     });
   curation
     .command('grant <labelStudioProjectId>')
-    .description("let a project import into a Label Studio project it did not make (metadata curation_project); an operator's job, like keys")
+    .description(
+      "let a project import into a Label Studio project it did not make (metadata curation_project); an operator's job, like keys",
+    )
     .requiredOption('--project <name>', 'the API project')
     .option('--revoke', 'take the permission back')
     .addOption(json)
@@ -119,7 +135,9 @@ export function buildProgram(): Command {
       const allowed = opts.revoke !== true;
       const project = await withDatabase((db) => setCurationGrant(db, opts.project, id, allowed));
       print(opts.json === true, { project: project.name, label_studio_project_id: id, allowed }, () =>
-        allowed ? `Project "${project.name}" may now import into Label Studio project ${id}.` : `Project "${project.name}" may no longer import into Label Studio project ${id}.`,
+        allowed
+          ? `Project "${project.name}" may now import into Label Studio project ${id}.`
+          : `Project "${project.name}" may no longer import into Label Studio project ${id}.`,
       );
     });
   curation
@@ -143,16 +161,32 @@ export function buildProgram(): Command {
 }
 
 function registerWebhookCommands(program: Command, json: Option): void {
-  const webhooks = program.command('webhooks').description("endpoints told when this project's batches end (signed per Standard Webhooks)");
+  const webhooks = program
+    .command('webhooks')
+    .description("endpoints told when this project's batches end (signed per Standard Webhooks)");
   webhooks
     .command('add <url>')
     .description('register an endpoint; its signing secret is shown once')
-    .option('--events <types>', 'which events, comma-separated (default: all)', (value: string, previous: string[] | undefined) => [...(previous ?? []), ...value.split(',').filter((e) => e !== '')])
+    .option(
+      '--events <types>',
+      'which events, comma-separated (default: all)',
+      (value: string, previous: string[] | undefined) => [
+        ...(previous ?? []),
+        ...value.split(',').filter((e) => e !== ''),
+      ],
+    )
     .addOption(json)
     .action(async (url: string, opts: { events?: string[]; json?: boolean }) => {
-      const created: WebhookObject = await api().post('/webhooks', { body: { url, ...(opts.events !== undefined ? { events: opts.events } : {}) } });
+      const created: WebhookObject = await api().post('/webhooks', {
+        body: { url, ...(opts.events !== undefined ? { events: opts.events } : {}) },
+      });
       print(opts.json === true, created, () =>
-        [`Registered ${created.id} for ${created.events.join(', ')}:`, `  ${created.url}`, '', `Signing secret (shown once): ${created.secret ?? ''}`].join('\n'),
+        [
+          `Registered ${created.id} for ${created.events.join(', ')}:`,
+          `  ${created.url}`,
+          '',
+          `Signing secret (shown once): ${created.secret ?? ''}`,
+        ].join('\n'),
       );
     });
   webhooks
@@ -161,7 +195,11 @@ function registerWebhookCommands(program: Command, json: Option): void {
     .addOption(json)
     .action(async (opts: { json?: boolean }) => {
       const list: { data: WebhookObject[] } = await api().get('/webhooks');
-      print(opts.json === true, list.data, () => (list.data.length === 0 ? 'No webhook endpoints.' : list.data.map((w) => `${w.id}  ${w.url}  ${w.events.join(',')}`).join('\n')));
+      print(opts.json === true, list.data, () =>
+        list.data.length === 0
+          ? 'No webhook endpoints.'
+          : list.data.map((w) => `${w.id}  ${w.url}  ${w.events.join(',')}`).join('\n'),
+      );
     });
   webhooks
     .command('remove <webhookId>')
@@ -194,7 +232,11 @@ function registerWebhookCommands(program: Command, json: Option): void {
     .addOption(json)
     .action(async (deliveryId: string, opts: { json?: boolean }) => {
       const delivery: DeliveryObject = await api().post(`/webhooks/deliveries/${deliveryId}/redeliver`);
-      print(opts.json === true, delivery, () => `Sending ${delivery.id} (${delivery.event_type} for ${delivery.batch_id}) again.`);
+      print(
+        opts.json === true,
+        delivery,
+        () => `Sending ${delivery.id} (${delivery.event_type} for ${delivery.batch_id}) again.`,
+      );
     });
 }
 

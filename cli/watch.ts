@@ -3,6 +3,7 @@
 // one line per update; standard output stays free for results and --json.
 import { SingleBar } from 'cli-progress';
 import type OpenAI from 'openai';
+
 import { sleep } from '../lib/abortable.js';
 
 type Batch = OpenAI.Batches.Batch;
@@ -56,7 +57,12 @@ async function retrieveOnce(openai: OpenAI, batchId: string, signal: AbortSignal
   }
 }
 
-export async function watchBatch(openai: OpenAI, batchId: string, options: WatchOptions, signal?: AbortSignal): Promise<Batch> {
+export async function watchBatch(
+  openai: OpenAI,
+  batchId: string,
+  options: WatchOptions,
+  signal?: AbortSignal,
+): Promise<Batch> {
   const stream = options.stream ?? process.stderr;
   const bar = options.quiet
     ? undefined

@@ -6,6 +6,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
+
 import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
 import { workflowsPath } from '../workers/common.js';
 
@@ -20,7 +21,9 @@ export async function writeWorkflowBundle(out: string): Promise<void> {
 export async function bundleInChild(out: string): Promise<string> {
   const script = fileURLToPath(import.meta.url);
   const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, script, out], { stdio: ['ignore', 'ignore', 'inherit'] });
+    const child = spawn(process.execPath, [...process.execArgv, script, out], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
     child.on('error', reject);
     child.on('exit', resolve);
   });

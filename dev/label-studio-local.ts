@@ -6,6 +6,7 @@ import { cp, mkdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
+
 import { loadConfig } from '../lib/config.js';
 import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -33,9 +34,16 @@ export async function ensureLabelStudio(toolsDir: string, version: string, log: 
   try {
     await run('python3', ['-m', 'venv', venv]);
   } catch (err) {
-    throw new Error(`could not create a Python virtualenv (Label Studio needs Python 3.10 or newer with venv): ${(err as Error).message}`, { cause: err });
+    throw new Error(
+      `could not create a Python virtualenv (Label Studio needs Python 3.10 or newer with venv): ${(err as Error).message}`,
+      { cause: err },
+    );
   }
-  await run(path.join(venv, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', `label-studio==${version}`], { maxBuffer: 64 * 1024 * 1024 });
+  await run(
+    path.join(venv, 'bin', 'pip'),
+    ['install', '--quiet', '--disable-pip-version-check', `label-studio==${version}`],
+    { maxBuffer: 64 * 1024 * 1024 },
+  );
   await writeFile(marker, `${version}\n`);
   return binary;
 }
@@ -56,10 +64,27 @@ function labelStudioEnv(dataDir: string, token: string): NodeJS.ProcessEnv {
   };
 }
 
-export function labelStudioCommand(s: LocalLabelStudioSettings): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
+export function labelStudioCommand(s: LocalLabelStudioSettings): {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+} {
   return {
     command: s.binary,
-    args: ['start', '--no-browser', '--internal-host', '127.0.0.1', '--port', String(s.port), '--username', s.user, '--password', s.password, '--user-token', s.token],
+    args: [
+      'start',
+      '--no-browser',
+      '--internal-host',
+      '127.0.0.1',
+      '--port',
+      String(s.port),
+      '--username',
+      s.user,
+      '--password',
+      s.password,
+      '--user-token',
+      s.token,
+    ],
     env: labelStudioEnv(s.dataDir, s.token),
   };
 }
@@ -68,8 +93,14 @@ export function labelStudioCommand(s: LocalLabelStudioSettings): { command: stri
 export async function assertPortFree(port: number): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const server = createServer();
-    server.once('error', () => { reject(new Error(`port ${port} is in use; set LABEL_STUDIO_PORT to a free one`)); });
-    server.listen(port, '127.0.0.1', () => server.close(() => { resolve(); }));
+    server.once('error', () => {
+      reject(new Error(`port ${port} is in use; set LABEL_STUDIO_PORT to a free one`));
+    });
+    server.listen(port, '127.0.0.1', () =>
+      server.close(() => {
+        resolve();
+      }),
+    );
   });
 }
 
@@ -83,11 +114,21 @@ export interface RunningLabelStudio {
   stop(): Promise<void>;
 }
 
-export async function startLabelStudio(s: LocalLabelStudioSettings, log: Logger, timeoutMs = 180_000): Promise<RunningLabelStudio> {
+export async function startLabelStudio(
+  s: LocalLabelStudioSettings,
+  log: Logger,
+  timeoutMs = 180_000,
+): Promise<RunningLabelStudio> {
   await assertPortFree(s.port);
   await mkdir(s.dataDir, { recursive: true });
   const url = `http://127.0.0.1:${s.port}`;
-  const service = await startHttpService({ name: `Label Studio at ${url}`, ...labelStudioCommand(s), healthUrl: `${url}/health`, timeoutMs, stopGraceMs: 10_000 });
+  const service = await startHttpService({
+    name: `Label Studio at ${url}`,
+    ...labelStudioCommand(s),
+    healthUrl: `${url}/health`,
+    timeoutMs,
+    stopGraceMs: 10_000,
+  });
   log.info({ url }, 'Label Studio ready');
   return { url, ...service };
 }
@@ -96,7 +137,11 @@ export async function startLabelStudio(s: LocalLabelStudioSettings, log: Logger,
  * A data folder already migrated, with the given user and token, for copying: a first start takes
  * half a minute of migrations, a copy starts in a few seconds.
  */
-export async function ensureTemplate(template: string, s: Omit<LocalLabelStudioSettings, 'dataDir'>, log: Logger): Promise<void> {
+export async function ensureTemplate(
+  template: string,
+  s: Omit<LocalLabelStudioSettings, 'dataDir'>,
+  log: Logger,
+): Promise<void> {
   if (existsSync(path.join(template, '.ready'))) return;
   await rm(template, { recursive: true, force: true });
   const ls = await startLabelStudio({ ...s, dataDir: template }, log);

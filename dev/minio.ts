@@ -4,10 +4,11 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
+
 import { loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
-import { resolveGoTool, type GoTool, type GoToolOptions, type ResolvedTool } from './go-tool.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { resolveGoTool, type GoTool, type GoToolOptions, type ResolvedTool } from './go-tool.js';
 import { startHttpService } from './service-process.js';
 
 const MODULE = 'github.com/minio/minio';
@@ -24,7 +25,13 @@ const MINIO: GoTool = {
 };
 
 export function minioOptions(config: Config, log: Logger): GoToolOptions {
-  return { configuredPath: config.minio.path, configuredName: 'MINIO_PATH', toolsDir: config.paths.toolsDir, version: config.minio.version, log };
+  return {
+    configuredPath: config.minio.path,
+    configuredName: 'MINIO_PATH',
+    toolsDir: config.paths.toolsDir,
+    version: config.minio.version,
+    log,
+  };
 }
 
 export function resolveMinio(options: GoToolOptions): Promise<ResolvedTool> {
@@ -54,7 +61,13 @@ export async function startMinio(s: MinioSettings, log: Logger, timeoutMs = 60_0
     name: `MinIO at ${endpoint}`,
     command: s.binary,
     args: ['server', s.dataDir, '--address', `127.0.0.1:${s.port}`, '--quiet'],
-    env: { ...process.env, MINIO_ROOT_USER: s.accessKeyId, MINIO_ROOT_PASSWORD: s.secretAccessKey, MINIO_BROWSER: 'off', MINIO_UPDATE: 'off' },
+    env: {
+      ...process.env,
+      MINIO_ROOT_USER: s.accessKeyId,
+      MINIO_ROOT_PASSWORD: s.secretAccessKey,
+      MINIO_BROWSER: 'off',
+      MINIO_UPDATE: 'off',
+    },
     healthUrl: `${endpoint}/minio/health/ready`,
     timeoutMs,
     stopGraceMs: 5000,
@@ -63,7 +76,13 @@ export async function startMinio(s: MinioSettings, log: Logger, timeoutMs = 60_0
   return {
     endpoint,
     ...service,
-    client: () => new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey } }),
+    client: () =>
+      new S3Client({
+        endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: { accessKeyId: s.accessKeyId, secretAccessKey: s.secretAccessKey },
+      }),
   };
 }
 
@@ -107,6 +126,10 @@ if (isEntryPoint(import.meta.url)) {
       `serving; run the stack with FILE_STORE=s3 S3_ENDPOINT=${minio.endpoint} S3_BUCKET=${bucket} S3_FORCE_PATH_STYLE=true` +
         (s3.accessKeyId === undefined ? ' S3_ACCESS_KEY_ID=minioadmin S3_SECRET_ACCESS_KEY=minioadmin' : ''),
     );
-    await new Promise<void>((resolve) => minio.process.once('exit', () => { resolve(); }));
+    await new Promise<void>((resolve) =>
+      minio.process.once('exit', () => {
+        resolve();
+      }),
+    );
   });
 }

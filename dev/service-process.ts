@@ -1,11 +1,17 @@
 // Starting a helper server as a child process and waiting until it answers over HTTP: Label Studio
 // and MinIO for `npm start` and the tests, and the parts of `npm start` itself.
 import { spawn, type ChildProcess } from 'node:child_process';
+
 import { sleep } from '../lib/abortable.js';
 import { stopProcess } from './temporal-dev-server.js';
 
 /** Polls `probe` until it says yes; fails after the timeout, or at once if the process has exited. */
-export async function waitUntil(what: string, timeoutMs: number, probe: () => Promise<boolean>, exited?: () => boolean): Promise<void> {
+export async function waitUntil(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<boolean>,
+  exited?: () => boolean,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (exited?.() === true) throw new Error(`${what} exited while starting`);
@@ -30,8 +36,16 @@ export interface WatchedChild {
   ended: () => boolean;
 }
 
-export function spawnWatched(command: string, args: string[], options: { env: NodeJS.ProcessEnv; detached?: boolean; echo?: boolean }): WatchedChild {
-  const child = spawn(command, args, { env: options.env, stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached === true });
+export function spawnWatched(
+  command: string,
+  args: string[],
+  options: { env: NodeJS.ProcessEnv; detached?: boolean; echo?: boolean },
+): WatchedChild {
+  const child = spawn(command, args, {
+    env: options.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached === true,
+  });
   let output = '';
   let failed = false;
   const keep = (c: Buffer): void => {

@@ -9,17 +9,18 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+
+import { WEBHOOK_PATH } from '../api/routes/curation.js';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
-import { assertPortFree, ensureLabelStudio, labelStudioCommand, waitForLabelStudio } from './label-studio-local.js';
 import { createLogger, type Logger } from '../lib/logger.js';
-import { httpOk, waitUntil } from './service-process.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
-import { ensureTinyModel, ensureVllm, TINY_MODEL_NAME } from './vllm-local.js';
+import { assertPortFree, ensureLabelStudio, labelStudioCommand, waitForLabelStudio } from './label-studio-local.js';
+import { httpOk, waitUntil } from './service-process.js';
 import { cliOptions, resolveTemporalCli } from './temporal-cli.js';
 import { devServerAddress, devServerUiUrl, readTemporalDevConfig, startDevArgs } from './temporal-dev-config.js';
 import { logServerLine, prepareDevServer, waitForTemporal } from './temporal-dev-server.js';
-import { WEBHOOK_PATH } from '../api/routes/curation.js';
+import { ensureTinyModel, ensureVllm, TINY_MODEL_NAME } from './vllm-local.js';
 
 const root = path.resolve(fileURLToPath(new URL('..', import.meta.url)));
 
@@ -56,7 +57,12 @@ async function localSecret(file: string): Promise<string> {
 }
 
 /** `--with-label-studio`: a local Label Studio, installed on first use, wired to the stack. */
-async function startLocalLabelStudio(config: Config, log: Logger, supervisor: Supervisor, env: NodeJS.ProcessEnv): Promise<string> {
+async function startLocalLabelStudio(
+  config: Config,
+  log: Logger,
+  supervisor: Supervisor,
+  env: NodeJS.ProcessEnv,
+): Promise<string> {
   const { version, port, user, password } = config.labelStudio.local;
   const binary = await ensureLabelStudio(config.paths.toolsDir, version, log);
   const dataDir = path.join(config.paths.dataDir, 'label-studio');
@@ -64,7 +70,13 @@ async function startLocalLabelStudio(config: Config, log: Logger, supervisor: Su
   const token = await localSecret(path.join(config.paths.dataDir, 'label-studio.token'));
   await assertPortFree(port);
   const lsLog = createLogger('label-studio', config.log);
-  supervisor.start({ name: 'label-studio', ...labelStudioCommand({ binary, dataDir, port, user, password, token }), onLine: (line) => { lsLog.debug(line); } });
+  supervisor.start({
+    name: 'label-studio',
+    ...labelStudioCommand({ binary, dataDir, port, user, password, token }),
+    onLine: (line) => {
+      lsLog.debug(line);
+    },
+  });
   if (firstStart) log.info('the first start of Label Studio sets up its database: about half a minute');
   const url = `http://127.0.0.1:${port}`;
   await waitForLabelStudio(url, config.dev.startTimeoutMs);
@@ -81,7 +93,11 @@ async function startLocalLabelStudio(config: Config, log: Logger, supervisor: Su
  * `--with-vllm`: real vLLM on the CPU (installed into `.tools/` on first use, a few minutes), serving
  * a tiny random-weight model, supervised like every other part. Returns its URL.
  */
-async function startLocalVllm(config: Config, log: Logger, start: (name: string, script: string, args: string[]) => void): Promise<string> {
+async function startLocalVllm(
+  config: Config,
+  log: Logger,
+  start: (name: string, script: string, args: string[]) => void,
+): Promise<string> {
   const { version, python, port, startTimeoutMs } = config.vllmLocal;
   await ensureVllm(config.paths.toolsDir, version, log, { python });
   await ensureTinyModel(config.paths.toolsDir, version, log);
@@ -92,7 +108,12 @@ async function startLocalVllm(config: Config, log: Logger, start: (name: string,
   return url;
 }
 
-export async function startStack(config: Config, log: Logger, supervisor: Supervisor, options: { withLabelStudio?: boolean; withVllm?: boolean } = {}): Promise<void> {
+export async function startStack(
+  config: Config,
+  log: Logger,
+  supervisor: Supervisor,
+  options: { withLabelStudio?: boolean; withVllm?: boolean } = {},
+): Promise<void> {
   const apiKeys = config.api.seedKeys.length > 0 ? config.api.seedKeys : [config.dev.apiKey];
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -133,7 +154,9 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
         command: cli.path,
         args: startDevArgs(devConfig),
         env: process.env,
-        onLine: (line) => { logServerLine(temporalLog, line); },
+        onLine: (line) => {
+          logServerLine(temporalLog, line);
+        },
       });
       env.TEMPORAL_ADDRESS = devServerAddress(devConfig);
       await waitForTemporal(env.TEMPORAL_ADDRESS, timeout);
@@ -141,7 +164,8 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
     }
 
     let labelStudio = config.labelStudio.url;
-    if (options.withLabelStudio === true && labelStudio === undefined) labelStudio = await startLocalLabelStudio(config, log, supervisor, env);
+    if (options.withLabelStudio === true && labelStudio === undefined)
+      labelStudio = await startLocalLabelStudio(config, log, supervisor, env);
 
     let engine = config.engine.baseUrl;
     if (engine === undefined && options.withVllm === true) {
@@ -167,7 +191,8 @@ export async function startStack(config: Config, log: Logger, supervisor: Superv
     await waitUntil('the API', timeout, () => httpOk(`${apiUrl}/openapi.json`));
     // Up means usable: a batch sent now must find its model served.
     const models = await waitForModels(`${apiUrl}/v1/models`, apiKeys[0] ?? '', timeout).catch(() => []);
-    if (models.length === 0) log.warn('no GPU worker has registered a model yet; batches will fail validation until one does');
+    if (models.length === 0)
+      log.warn('no GPU worker has registered a model yet; batches will fail validation until one does');
 
     const lines = [
       '',
@@ -201,7 +226,15 @@ if (isEntryPoint(import.meta.url)) {
     const log = createLogger('stack', config.log);
     const supervisor = new Supervisor(supervisorOptions(config, log));
     onShutdown(() => supervisor.stopAll(), log);
-    const { values } = parseArgs({ options: { 'with-label-studio': { type: 'boolean', default: false }, 'with-vllm': { type: 'boolean', default: false } } });
-    await startStack(config, log, supervisor, { withLabelStudio: values['with-label-studio'], withVllm: values['with-vllm'] });
+    const { values } = parseArgs({
+      options: {
+        'with-label-studio': { type: 'boolean', default: false },
+        'with-vllm': { type: 'boolean', default: false },
+      },
+    });
+    await startStack(config, log, supervisor, {
+      withLabelStudio: values['with-label-studio'],
+      withVllm: values['with-vllm'],
+    });
   });
 }

@@ -2,8 +2,8 @@
 // `temporal` on PATH → TEMPORAL_CLI_PATH → the cached build in the tools folder → `go install`.
 import { loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
-import { cachedToolPath, resolveGoTool, type GoTool, type GoToolOptions, type ResolvedTool } from './go-tool.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { cachedToolPath, resolveGoTool, type GoTool, type GoToolOptions, type ResolvedTool } from './go-tool.js';
 
 const MODULE = 'github.com/temporalio/cli/cmd/temporal';
 
@@ -21,7 +21,12 @@ export class TemporalCliNotFound extends Error {
   }
 }
 
-const TEMPORAL_CLI: GoTool = { binary: 'temporal', cacheName: 'temporal-cli', module: MODULE, notFound: (detail) => new TemporalCliNotFound(detail) };
+const TEMPORAL_CLI: GoTool = {
+  binary: 'temporal',
+  cacheName: 'temporal-cli',
+  module: MODULE,
+  notFound: (detail) => new TemporalCliNotFound(detail),
+};
 
 export function cachedCliPath(toolsDir: string, version: string): string {
   return cachedToolPath(TEMPORAL_CLI, toolsDir, version);
@@ -32,7 +37,13 @@ export function resolveTemporalCli(options: GoToolOptions): Promise<ResolvedTool
 }
 
 export function cliOptions(config: Config, log: Logger): GoToolOptions {
-  return { configuredPath: config.temporal.cliPath, configuredName: 'TEMPORAL_CLI_PATH', toolsDir: config.paths.toolsDir, version: config.temporal.cliVersion, log };
+  return {
+    configuredPath: config.temporal.cliPath,
+    configuredName: 'TEMPORAL_CLI_PATH',
+    toolsDir: config.paths.toolsDir,
+    version: config.temporal.cliVersion,
+    log,
+  };
 }
 
 // `npm run temporal:install`: make sure a CLI is available (CI calls this before the tests).

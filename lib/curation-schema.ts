@@ -3,7 +3,14 @@
 import { z } from 'zod';
 
 /** Where a value in a task comes from. */
-export const EXTRACTORS = ['request.last_user', 'request.conversation', 'response.text', 'custom_id', 'model', 'batch_id'] as const;
+export const EXTRACTORS = [
+  'request.last_user',
+  'request.conversation',
+  'response.text',
+  'custom_id',
+  'model',
+  'batch_id',
+] as const;
 export const extractorSchema = z.enum(EXTRACTORS);
 export type Extractor = z.infer<typeof extractorSchema>;
 

@@ -2,6 +2,7 @@
 // Label Studio task with predictions, and how a reviewed task becomes a fine-tuning example.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+
 import { curationSchemaFileSchema, EXTRACTORS, type CurationSchema, type Extractor } from './curation-schema.js';
 
 export class CurationSchemaError extends Error {}
@@ -19,10 +20,12 @@ function problemsOf(schema: CurationSchema): string[] {
     if (!(name in schema.data)) problems.push(`label_config uses $${name} but data has no "${name}"`);
   }
   for (const p of schema.predictions) {
-    if (!names.has(p.from_name)) problems.push(`prediction from_name "${p.from_name}" is not a tag name in label_config`);
+    if (!names.has(p.from_name))
+      problems.push(`prediction from_name "${p.from_name}" is not a tag name in label_config`);
     if (!names.has(p.to_name)) problems.push(`prediction to_name "${p.to_name}" is not a tag name in label_config`);
   }
-  if (!names.has(schema.export.answer_from)) problems.push(`export.answer_from "${schema.export.answer_from}" is not a tag name in label_config`);
+  if (!names.has(schema.export.answer_from))
+    problems.push(`export.answer_from "${schema.export.answer_from}" is not a tag name in label_config`);
   if (schema.export.accept !== undefined && !names.has(schema.export.accept.from_name)) {
     problems.push(`export.accept.from_name "${schema.export.accept.from_name}" is not a tag name in label_config`);
   }
@@ -59,11 +62,13 @@ export function loadCurationSchemas(dir: string): CurationRegistry {
       for (const issue of parsed.error.issues) problems.push(`${file}: ${issue.path.join('.')}: ${issue.message}`);
       continue;
     }
-    if (file !== `${parsed.data.name}.json`) problems.push(`${file}: its name is "${parsed.data.name}"; the file must be ${parsed.data.name}.json`);
+    if (file !== `${parsed.data.name}.json`)
+      problems.push(`${file}: its name is "${parsed.data.name}"; the file must be ${parsed.data.name}.json`);
     for (const p of problemsOf(parsed.data)) problems.push(`${file}: ${p}`);
     schemas.set(parsed.data.name, parsed.data);
   }
-  if (problems.length > 0) throw new CurationSchemaError(`invalid curation schemas in ${dir}:\n  ${problems.join('\n  ')}`);
+  if (problems.length > 0)
+    throw new CurationSchemaError(`invalid curation schemas in ${dir}:\n  ${problems.join('\n  ')}`);
   if (schemas.size === 0) throw new CurationSchemaError(`no curation schemas (*.json) in ${dir}`);
   return new CurationRegistry(schemas);
 }
@@ -94,17 +99,23 @@ function textOf(content: unknown): string {
 export function requestMessages(endpoint: string, body: unknown): Message[] {
   const b = (body ?? {}) as Record<string, unknown>;
   if (endpoint === '/v1/chat/completions' && Array.isArray(b.messages)) {
-    return (b.messages as { role?: unknown; content?: unknown }[]).map((m) => ({ role: typeof m.role === 'string' ? m.role : 'user', content: textOf(m.content) }));
+    return (b.messages as { role?: unknown; content?: unknown }[]).map((m) => ({
+      role: typeof m.role === 'string' ? m.role : 'user',
+      content: textOf(m.content),
+    }));
   }
   if (endpoint === '/v1/completions') {
-    const prompt = Array.isArray(b.prompt) ? b.prompt.filter((p): p is string => typeof p === 'string').join('\n') : textOf(b.prompt);
+    const prompt = Array.isArray(b.prompt)
+      ? b.prompt.filter((p): p is string => typeof p === 'string').join('\n')
+      : textOf(b.prompt);
     return [{ role: 'user', content: prompt }];
   }
   if (endpoint === '/v1/responses') {
     const messages: Message[] = typeof b.instructions === 'string' ? [{ role: 'system', content: b.instructions }] : [];
     if (typeof b.input === 'string') messages.push({ role: 'user', content: b.input });
     else if (Array.isArray(b.input)) {
-      for (const item of b.input as { role?: unknown; content?: unknown }[]) messages.push({ role: typeof item.role === 'string' ? item.role : 'user', content: textOf(item.content) });
+      for (const item of b.input as { role?: unknown; content?: unknown }[])
+        messages.push({ role: typeof item.role === 'string' ? item.role : 'user', content: textOf(item.content) });
     }
     return messages;
   }
@@ -115,7 +126,8 @@ export function requestMessages(endpoint: string, body: unknown): Message[] {
 export function responseText(endpoint: string, body: unknown): string {
   const b = (body ?? {}) as Record<string, unknown>;
   const choice = Array.isArray(b.choices) ? (b.choices[0] as Record<string, unknown> | undefined) : undefined;
-  if (endpoint === '/v1/chat/completions') return textOf((choice?.message as { content?: unknown } | undefined)?.content);
+  if (endpoint === '/v1/chat/completions')
+    return textOf((choice?.message as { content?: unknown } | undefined)?.content);
   if (endpoint === '/v1/completions') return textOf(choice?.text);
   if (endpoint === '/v1/responses' && Array.isArray(b.output)) {
     return (b.output as { content?: unknown }[])
@@ -170,15 +182,27 @@ export function buildTask(schema: CurationSchema, s: TaskSource): LabelStudioTas
   const data: Record<string, unknown> = {};
   for (const [key, extractor] of Object.entries(schema.data)) data[key] = extract(extractor, s, messages, answer);
   // Hidden from the labelling view, used to find tasks again and to build fine-tuning examples.
-  Object.assign(data, { curation_key: curationKey(s.batchId, s.line), batch_id: s.batchId, custom_id: s.customId, request_messages: messages, model_answer: answer });
+  Object.assign(data, {
+    curation_key: curationKey(s.batchId, s.line),
+    batch_id: s.batchId,
+    custom_id: s.customId,
+    request_messages: messages,
+    model_answer: answer,
+  });
   const result: Record<string, unknown>[] = [];
   for (const p of schema.predictions) {
     if (p.type === 'textarea') {
-      result.push({ from_name: p.from_name, to_name: p.to_name, type: 'textarea', value: { text: [extract(p.value, s, messages, answer)] } });
+      result.push({
+        from_name: p.from_name,
+        to_name: p.to_name,
+        type: 'textarea',
+        value: { text: [extract(p.value, s, messages, answer)] },
+      });
     } else {
       const value = (isExtractor(p.value) ? extract(p.value, s, messages, answer) : p.value).trim();
       const choice = p.choices.find((c) => c.toLowerCase() === value.toLowerCase());
-      if (choice !== undefined) result.push({ from_name: p.from_name, to_name: p.to_name, type: 'choices', value: { choices: [choice] } });
+      if (choice !== undefined)
+        result.push({ from_name: p.from_name, to_name: p.to_name, type: 'choices', value: { choices: [choice] } });
     }
   }
   return { data, predictions: result.length === 0 ? [] : [{ model_version: s.model, result }] };
@@ -192,7 +216,12 @@ function isExtractor(value: string): value is Extractor {
 
 export interface ExportedTask {
   data: Record<string, unknown>;
-  annotations?: { result?: { from_name?: string; type?: string; value?: Record<string, unknown> }[]; was_cancelled?: boolean; updated_at?: string; created_at?: string }[];
+  annotations?: {
+    result?: { from_name?: string; type?: string; value?: Record<string, unknown> }[];
+    was_cancelled?: boolean;
+    updated_at?: string;
+    created_at?: string;
+  }[];
 }
 
 /**
@@ -201,16 +230,26 @@ export interface ExportedTask {
  */
 export function fineTuningLine(schema: CurationSchema, task: ExportedTask): string | undefined {
   const annotations = (task.annotations ?? []).filter((a) => a.was_cancelled !== true);
-  const latest = annotations.sort((a, b) => (b.updated_at ?? b.created_at ?? '').localeCompare(a.updated_at ?? a.created_at ?? ''))[0];
+  const latest = annotations.sort((a, b) =>
+    (b.updated_at ?? b.created_at ?? '').localeCompare(a.updated_at ?? a.created_at ?? ''),
+  )[0];
   if (latest === undefined) return undefined;
   const results = latest.result ?? [];
   const answerItem = results.find((r) => r.from_name === schema.export.answer_from);
   const values = answerItem?.value?.text ?? answerItem?.value?.choices;
-  const curated = Array.isArray(values) ? values.filter((v): v is string => typeof v === 'string').join('\n').trim() : '';
+  const curated = Array.isArray(values)
+    ? values
+        .filter((v): v is string => typeof v === 'string')
+        .join('\n')
+        .trim()
+    : '';
   let answer = curated;
   if (answer === '' && schema.export.accept !== undefined) {
     const { from_name, choice } = schema.export.accept;
-    const accepted = results.some((r) => r.from_name === from_name && Array.isArray(r.value?.choices) && (r.value.choices as unknown[]).includes(choice));
+    const accepted = results.some(
+      (r) =>
+        r.from_name === from_name && Array.isArray(r.value?.choices) && (r.value.choices as unknown[]).includes(choice),
+    );
     if (accepted && typeof task.data.model_answer === 'string') answer = task.data.model_answer;
   }
   if (answer === '') return undefined;

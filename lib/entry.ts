@@ -18,7 +18,9 @@ export function isEntryPoint(moduleUrl: string): boolean {
 export function runEntryPoint(main: () => Promise<void>): void {
   process.on('unhandledRejection', (reason: unknown) => {
     const err = reason instanceof Error ? (reason.stack ?? reason.message) : String(reason);
-    process.stderr.write(`${JSON.stringify({ level: 50, time: Date.now(), msg: 'a promise was rejected with no handler; the process keeps running', err })}\n`);
+    process.stderr.write(
+      `${JSON.stringify({ level: 50, time: Date.now(), msg: 'a promise was rejected with no handler; the process keeps running', err })}\n`,
+    );
   });
   main().catch((err: unknown) => {
     console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
@@ -27,7 +29,10 @@ export function runEntryPoint(main: () => Promise<void>): void {
 }
 
 /** Runs `stop` once on SIGINT or SIGTERM, then exits; a second signal exits at once. */
-export function onShutdown(stop: () => Promise<void>, log: { info(msg: string): void; error(obj: unknown, msg: string): void }): void {
+export function onShutdown(
+  stop: () => Promise<void>,
+  log: { info(msg: string): void; error(obj: unknown, msg: string): void },
+): void {
   let stopping = false;
   const handler = (signal: NodeJS.Signals): void => {
     if (stopping) process.exit(1);
@@ -44,5 +49,8 @@ export function onShutdown(stop: () => Promise<void>, log: { info(msg: string): 
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
   // Started by `npm start` with an IPC channel: if that supervisor dies, stop rather than linger.
-  if (process.send !== undefined) process.on('disconnect', () => { handler('SIGTERM'); });
+  if (process.send !== undefined)
+    process.on('disconnect', () => {
+      handler('SIGTERM');
+    });
 }

@@ -1,9 +1,9 @@
 // Where file bytes live: uploaded inputs and the output/error files a batch produces. The database
 // holds the metadata; this holds the bytes. A local folder by default; an S3-compatible bucket for
 // deployments across hosts.
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { constants } from 'node:fs';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
 import { access, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable, type Writable } from 'node:stream';
@@ -17,8 +17,8 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+
 import type { Config } from './config.js';
-import { randomBytes } from 'node:crypto';
 
 export interface ByteRange {
   start: number;
@@ -66,7 +66,10 @@ export async function writeChunk(stream: Writable, chunk: string | Uint8Array): 
   if (stream.write(chunk)) return;
   const stop = new AbortController();
   try {
-    await Promise.race([once(stream, 'drain', { signal: stop.signal }), once(stream, 'close', { signal: stop.signal })]);
+    await Promise.race([
+      once(stream, 'drain', { signal: stop.signal }),
+      once(stream, 'close', { signal: stop.signal }),
+    ]);
   } finally {
     stop.abort();
   }
@@ -197,7 +200,12 @@ export class S3FileStore implements FileStore {
     stream.pipe(body);
     stream.on('error', () => undefined);
     body.on('error', () => undefined);
-    const upload = new Upload({ client: this.client, params: { Bucket: this.bucket, Key: this.keyOf(key), Body: body }, partSize: this.partBytes, queueSize: this.partConcurrency });
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key: this.keyOf(key), Body: body },
+      partSize: this.partBytes,
+      queueSize: this.partConcurrency,
+    });
     const done = upload.done();
     done.catch((err: unknown) => stream.destroy(err instanceof Error ? err : new Error(String(err))));
     return Promise.resolve({
@@ -218,7 +226,8 @@ export class S3FileStore implements FileStore {
 
   read(key: string, range?: ByteRange): Readable {
     if (range?.end !== undefined && range.end <= range.start) return Readable.from([]);
-    const Range = range === undefined ? undefined : `bytes=${range.start}-${range.end === undefined ? '' : range.end - 1}`;
+    const Range =
+      range === undefined ? undefined : `bytes=${range.start}-${range.end === undefined ? '' : range.end - 1}`;
     const { client, bucket } = this;
     const objectKey = this.keyOf(key);
     return Readable.from(
@@ -233,7 +242,8 @@ export class S3FileStore implements FileStore {
 
   async size(key: string): Promise<number | undefined> {
     try {
-      return (await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }))).ContentLength;
+      return (await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) })))
+        .ContentLength;
     } catch (err) {
       if ((err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 404) return undefined;
       throw err;
@@ -250,10 +260,24 @@ export class S3FileStore implements FileStore {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (let page = 0; page < 100; page++) {
-      const res = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }));
+      const res = await this.client.send(
+        new ListMultipartUploadsCommand({
+          Bucket: this.bucket,
+          Prefix: this.prefix,
+          KeyMarker: keyMarker,
+          UploadIdMarker: uploadIdMarker,
+        }),
+      );
       for (const upload of res.Uploads ?? []) {
-        if (upload.Key === undefined || upload.UploadId === undefined || (upload.Initiated?.getTime() ?? Date.now()) > cutoff) continue;
-        await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }));
+        if (
+          upload.Key === undefined ||
+          upload.UploadId === undefined ||
+          (upload.Initiated?.getTime() ?? Date.now()) > cutoff
+        )
+          continue;
+        await this.client.send(
+          new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: upload.Key, UploadId: upload.UploadId }),
+        );
         removed++;
       }
       if (res.IsTruncated !== true) break;
@@ -268,7 +292,10 @@ export class S3FileStore implements FileStore {
       await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
     } catch (err) {
       const status = (err as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      throw new Error(`bucket ${this.bucket}: ${status === 404 ? 'does not exist' : status === 403 ? 'access denied' : (err as Error).message}`, { cause: err });
+      throw new Error(
+        `bucket ${this.bucket}: ${status === 404 ? 'does not exist' : status === 403 ? 'access denied' : (err as Error).message}`,
+        { cause: err },
+      );
     }
   }
 }
@@ -283,7 +310,9 @@ export function createFileStore(config: Config): FileStore {
     requestHandler: { connectionTimeout: s3.connectTimeoutMs, requestTimeout: s3.requestTimeoutMs },
     maxAttempts: 3,
     ...(s3.endpoint !== undefined ? { endpoint: s3.endpoint } : {}),
-    ...(s3.accessKeyId !== undefined && s3.secretAccessKey !== undefined ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } } : {}),
+    ...(s3.accessKeyId !== undefined && s3.secretAccessKey !== undefined
+      ? { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } }
+      : {}),
   });
   if (s3.bucket === undefined) throw new Error('FILE_STORE=s3 needs S3_BUCKET');
   return new S3FileStore(client, s3.bucket, s3.prefix, s3.partBytes, s3.uploadConcurrency);

@@ -20,9 +20,22 @@ function answerUnparsable(err: Error & { code?: string }, socket: Duplex): void 
   }
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   const message =
-    status === 431 ? 'The request headers are too large (at most 16 KB in all).' : status === 408 ? 'The request took too long to arrive.' : 'The request could not be parsed as HTTP.';
-  const body = JSON.stringify({ error: { message, type: 'invalid_request_error', param: null, code: status === 431 ? 'headers_too_large' : 'invalid_request' } });
-  socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    status === 431
+      ? 'The request headers are too large (at most 16 KB in all).'
+      : status === 408
+        ? 'The request took too long to arrive.'
+        : 'The request could not be parsed as HTTP.';
+  const body = JSON.stringify({
+    error: {
+      message,
+      type: 'invalid_request_error',
+      param: null,
+      code: status === 431 ? 'headers_too_large' : 'invalid_request',
+    },
+  });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 export interface ListenOptions {
@@ -35,9 +48,15 @@ export interface ListenOptions {
   onError: (err: Error) => void;
 }
 
-export async function listen(fetch: (request: Request) => Response | Promise<Response>, at: { host: string; port: number }, options: ListenOptions): Promise<HttpServer> {
+export async function listen(
+  fetch: (request: Request) => Response | Promise<Response>,
+  at: { host: string; port: number },
+  options: ListenOptions,
+): Promise<HttpServer> {
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch, hostname: at.host, port: at.port }, () => { resolve(s); });
+    const s = serve({ fetch, hostname: at.host, port: at.port }, () => {
+      resolve(s);
+    });
     s.once('error', reject);
   });
   server.on('error', options.onError);
@@ -53,7 +72,9 @@ export async function listen(fetch: (request: Request) => Response | Promise<Res
     close: () =>
       new Promise<void>((resolve) => {
         if ('closeIdleConnections' in server) server.closeIdleConnections();
-        server.close(() => { resolve(); });
+        server.close(() => {
+          resolve();
+        });
       }),
   };
 }

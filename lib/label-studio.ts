@@ -4,6 +4,7 @@
 // every answer with zod.
 import { Agent, request } from 'undici';
 import { z } from 'zod';
+
 import { sleep } from './abortable.js';
 import type { Config } from './config.js';
 
@@ -34,18 +35,50 @@ export class LabelStudioAuthError extends LabelStudioError {
   }
 }
 
-const projectSchema = z.object({ id: z.number().int(), title: z.string(), label_config: z.string().optional() }).loose();
+const projectSchema = z
+  .object({ id: z.number().int(), title: z.string(), label_config: z.string().optional() })
+  .loose();
 export type Project = z.infer<typeof projectSchema>;
-const projectPageSchema = z.object({ count: z.number().int().optional(), next: z.string().nullable().optional(), results: z.array(projectSchema) }).loose();
-const syncImportSchema = z.object({ task_count: z.number().int(), task_ids: z.array(z.number().int()).optional() }).loose();
+const projectPageSchema = z
+  .object({
+    count: z.number().int().optional(),
+    next: z.string().nullable().optional(),
+    results: z.array(projectSchema),
+  })
+  .loose();
+const syncImportSchema = z
+  .object({ task_count: z.number().int(), task_ids: z.array(z.number().int()).optional() })
+  .loose();
 const asyncImportSchema = z.object({ import: z.number().int() }).loose();
-const importStatusSchema = z.object({ status: z.string(), task_count: z.number().int().optional(), task_ids: z.array(z.number().int()).optional() }).loose();
-const taskPageSchema = z.object({ total: z.number().int(), tasks: z.array(z.object({ id: z.number().int(), data: z.record(z.string(), z.unknown()) }).loose()) }).loose();
+const importStatusSchema = z
+  .object({
+    status: z.string(),
+    task_count: z.number().int().optional(),
+    task_ids: z.array(z.number().int()).optional(),
+  })
+  .loose();
+const taskPageSchema = z
+  .object({
+    total: z.number().int(),
+    tasks: z.array(z.object({ id: z.number().int(), data: z.record(z.string(), z.unknown()) }).loose()),
+  })
+  .loose();
 const exportedTaskSchema = z
   .object({
     id: z.number().int(),
     data: z.record(z.string(), z.unknown()),
-    annotations: z.array(z.object({ result: z.array(z.record(z.string(), z.unknown())).optional(), was_cancelled: z.boolean().optional(), created_at: z.string().optional(), updated_at: z.string().optional() }).loose()).optional(),
+    annotations: z
+      .array(
+        z
+          .object({
+            result: z.array(z.record(z.string(), z.unknown())).optional(),
+            was_cancelled: z.boolean().optional(),
+            created_at: z.string().optional(),
+            updated_at: z.string().optional(),
+          })
+          .loose(),
+      )
+      .optional(),
   })
   .loose();
 export type LsExportedTask = z.infer<typeof exportedTaskSchema>;
@@ -72,7 +105,8 @@ function describe(status: number, body: string): string {
   try {
     const parsed = JSON.parse(body) as { detail?: unknown; validation_errors?: unknown; label_config?: unknown };
     const detail = parsed.validation_errors ?? parsed.label_config ?? parsed.detail;
-    if (detail !== undefined) return `Label Studio answered ${status}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`;
+    if (detail !== undefined)
+      return `Label Studio answered ${status}: ${typeof detail === 'string' ? detail : JSON.stringify(detail)}`;
   } catch {
     // not JSON
   }
@@ -86,7 +120,12 @@ export class LabelStudio {
 
   constructor(private readonly options: LabelStudioOptions) {
     this.base = options.url.replace(/\/+$/, '');
-    this.agent = new Agent({ connections: 8, keepAliveTimeout: 30_000, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+    this.agent = new Agent({
+      connections: 8,
+      keepAliveTimeout: 30_000,
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
   }
 
   async close(): Promise<void> {
@@ -101,8 +140,17 @@ export class LabelStudio {
       dispatcher: this.agent,
     });
     const text = await res.body.text();
-    if (res.statusCode === 401 || res.statusCode === 403) throw new LabelStudioAuthError(`the personal access token was refused: ${describe(res.statusCode, text)}`, res.statusCode);
-    if (res.statusCode !== 200) throw new LabelStudioError(describe(res.statusCode, text), res.statusCode, res.statusCode >= 500 || res.statusCode === 429);
+    if (res.statusCode === 401 || res.statusCode === 403)
+      throw new LabelStudioAuthError(
+        `the personal access token was refused: ${describe(res.statusCode, text)}`,
+        res.statusCode,
+      );
+    if (res.statusCode !== 200)
+      throw new LabelStudioError(
+        describe(res.statusCode, text),
+        res.statusCode,
+        res.statusCode >= 500 || res.statusCode === 429,
+      );
     const access = z.object({ access: z.string() }).parse(JSON.parse(text)).access;
     this.access = access;
     return access;
@@ -114,14 +162,22 @@ export class LabelStudio {
   }
 
   /** One call, with quick retries of what may pass (network, timeouts, 5xx, 429) and one token refresh. */
-  async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE', path: string, schema: z.ZodType<T> | null, body?: unknown): Promise<T> {
+  async call<T>(
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE',
+    path: string,
+    schema: z.ZodType<T> | null,
+    body?: unknown,
+  ): Promise<T> {
     let refreshed = false;
     for (let attempt = 0; ; attempt++) {
       let status: number;
       let text: string;
       let retryAfterMs: number | undefined;
       try {
-        const headers: Record<string, string> = { authorization: await this.authorization(), accept: 'application/json' };
+        const headers: Record<string, string> = {
+          authorization: await this.authorization(),
+          accept: 'application/json',
+        };
         if (body !== undefined) headers['content-type'] = 'application/json';
         const res = await request(`${this.base}${path}`, {
           method,
@@ -137,7 +193,11 @@ export class LabelStudio {
       } catch (err) {
         if (err instanceof LabelStudioError && !err.retryable) throw err;
         if (attempt >= this.options.retries) {
-          throw new LabelStudioError(`Label Studio at ${this.base} is unreachable: ${(err as Error).message}`, null, true);
+          throw new LabelStudioError(
+            `Label Studio at ${this.base} is unreachable: ${(err as Error).message}`,
+            null,
+            true,
+          );
         }
         await sleep(Math.min(10_000, 250 * 2 ** attempt) * (0.5 + Math.random()));
         continue;
@@ -149,7 +209,8 @@ export class LabelStudio {
         attempt--;
         continue;
       }
-      if (status === 401 || status === 403) throw new LabelStudioAuthError(`Label Studio refused the API key: ${describe(status, text)}`, status);
+      if (status === 401 || status === 403)
+        throw new LabelStudioAuthError(`Label Studio refused the API key: ${describe(status, text)}`, status);
       if (status >= 500 || status === 429 || status === 408) {
         if (attempt >= this.options.retries) throw new LabelStudioError(describe(status, text), status, true);
         await sleep(retryAfterMs ?? Math.min(10_000, 250 * 2 ** attempt) * (0.5 + Math.random()));
@@ -158,13 +219,22 @@ export class LabelStudio {
       if (status >= 400) throw new LabelStudioError(describe(status, text), status, false);
       if (schema === null) return undefined as T;
       const parsed = schema.safeParse(text === '' ? null : JSON.parse(text));
-      if (!parsed.success) throw new LabelStudioError(`unexpected answer from Label Studio to ${method} ${path}: ${parsed.error.message}`, status, false);
+      if (!parsed.success)
+        throw new LabelStudioError(
+          `unexpected answer from Label Studio to ${method} ${path}: ${parsed.error.message}`,
+          status,
+          false,
+        );
       return parsed.data;
     }
   }
 
   whoami(): Promise<{ id: number; email?: string }> {
-    return this.call('GET', '/api/current-user/whoami', z.object({ id: z.number().int(), email: z.string().optional() }).loose());
+    return this.call(
+      'GET',
+      '/api/current-user/whoami',
+      z.object({ id: z.number().int(), email: z.string().optional() }).loose(),
+    );
   }
 
   /** Throws a non-retryable error with Label Studio's reason when the config is invalid. */
@@ -184,7 +254,11 @@ export class LabelStudio {
   async projectsTitled(title: string): Promise<Project[]> {
     const found: Project[] = [];
     for (let page = 1; ; page++) {
-      const res = await this.call('GET', `/api/projects/?title=${encodeURIComponent(title)}&page=${page}&page_size=100`, projectPageSchema);
+      const res = await this.call(
+        'GET',
+        `/api/projects/?title=${encodeURIComponent(title)}&page=${page}&page_size=100`,
+        projectPageSchema,
+      );
       found.push(...res.results.filter((p) => p.title === title));
       if (res.next === null || res.next === undefined || res.results.length === 0) return found;
     }
@@ -194,19 +268,43 @@ export class LabelStudio {
    * Imports tasks; resolves with their ids when Label Studio says them. The Community edition answers
    * at once; the Enterprise edition answers {import: id}, which is polled until it is done.
    */
-  async importTasks(projectId: number, tasks: unknown[], pollMs = 1000): Promise<{ count: number; taskIds: number[] | undefined }> {
-    const answer = await this.call('POST', `/api/projects/${projectId}/import?return_task_ids=true`, z.unknown(), tasks);
+  async importTasks(
+    projectId: number,
+    tasks: unknown[],
+    pollMs = 1000,
+  ): Promise<{ count: number; taskIds: number[] | undefined }> {
+    const answer = await this.call(
+      'POST',
+      `/api/projects/${projectId}/import?return_task_ids=true`,
+      z.unknown(),
+      tasks,
+    );
     const done = syncImportSchema.safeParse(answer);
     if (done.success) return { count: done.data.task_count, taskIds: done.data.task_ids };
     const pending = asyncImportSchema.safeParse(answer);
-    if (!pending.success) throw new LabelStudioError(`unexpected answer from Label Studio to an import: ${JSON.stringify(answer).slice(0, 300)}`, null, false);
+    if (!pending.success)
+      throw new LabelStudioError(
+        `unexpected answer from Label Studio to an import: ${JSON.stringify(answer).slice(0, 300)}`,
+        null,
+        false,
+      );
     // Polled for as long as one call may take; a retried page then looks for its tasks before re-sending.
     const deadline = Date.now() + this.options.timeoutMs;
     for (;;) {
-      const state = await this.call('GET', `/api/projects/${projectId}/imports/${pending.data.import}/`, importStatusSchema);
+      const state = await this.call(
+        'GET',
+        `/api/projects/${projectId}/imports/${pending.data.import}/`,
+        importStatusSchema,
+      );
       if (state.status === 'completed') return { count: state.task_count ?? tasks.length, taskIds: state.task_ids };
-      if (state.status === 'failed') throw new LabelStudioError(`Label Studio import ${pending.data.import} failed`, null, false);
-      if (Date.now() > deadline) throw new LabelStudioError(`Label Studio import ${pending.data.import} did not finish within ${this.options.timeoutMs} ms`, null, true);
+      if (state.status === 'failed')
+        throw new LabelStudioError(`Label Studio import ${pending.data.import} failed`, null, false);
+      if (Date.now() > deadline)
+        throw new LabelStudioError(
+          `Label Studio import ${pending.data.import} did not finish within ${this.options.timeoutMs} ms`,
+          null,
+          true,
+        );
       await sleep(pollMs);
     }
   }
@@ -217,12 +315,24 @@ export class LabelStudio {
     for (let i = 0; i < values.length; i += 100) {
       const group = values.slice(i, i + 100);
       const query = {
-        filters: { conjunction: 'or', items: group.map((value) => ({ filter: `filter:tasks:data.${key}`, operator: 'equal', type: 'String', value })) },
+        filters: {
+          conjunction: 'or',
+          items: group.map((value) => ({
+            filter: `filter:tasks:data.${key}`,
+            operator: 'equal',
+            type: 'String',
+            value,
+          })),
+        },
       };
       // Label Studio URL-decodes this parameter twice, so it is encoded twice.
       const q = encodeURIComponent(encodeURIComponent(JSON.stringify(query)));
       for (let page = 1; ; page++) {
-        const res = await this.call('GET', `/api/tasks?project=${projectId}&page=${page}&page_size=100&query=${q}`, taskPageSchema);
+        const res = await this.call(
+          'GET',
+          `/api/tasks?project=${projectId}&page=${page}&page_size=100&query=${q}`,
+          taskPageSchema,
+        );
         for (const task of res.tasks) {
           const value = task.data[key];
           if (typeof value === 'string') found.set(value, task.id);
@@ -244,13 +354,29 @@ export class LabelStudio {
     return this.call('GET', `/api/projects/${projectId}/export?exportType=JSON&${ids}`, z.array(exportedTaskSchema));
   }
 
-  async createWebhook(w: { project: number; url: string; headers: Record<string, string>; actions: string[] }): Promise<void> {
-    await this.call('POST', '/api/webhooks/', null, { ...w, send_payload: true, send_for_all_actions: false, is_active: true });
+  async createWebhook(w: {
+    project: number;
+    url: string;
+    headers: Record<string, string>;
+    actions: string[];
+  }): Promise<void> {
+    await this.call('POST', '/api/webhooks/', null, {
+      ...w,
+      send_payload: true,
+      send_for_all_actions: false,
+      is_active: true,
+    });
   }
 
   /** The URLs of the webhooks set up on a project. */
   async webhookUrls(projectId: number): Promise<string[]> {
-    const hooks = await this.call('GET', `/api/webhooks/?project=${projectId}`, z.array(z.object({ url: z.string(), project: z.number().int().nullable().optional() }).loose()));
-    return hooks.filter((h) => h.project === undefined || h.project === null || h.project === projectId).map((h) => h.url);
+    const hooks = await this.call(
+      'GET',
+      `/api/webhooks/?project=${projectId}`,
+      z.array(z.object({ url: z.string(), project: z.number().int().nullable().optional() }).loose()),
+    );
+    return hooks
+      .filter((h) => h.project === undefined || h.project === null || h.project === projectId)
+      .map((h) => h.url);
   }
 }

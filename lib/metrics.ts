@@ -4,6 +4,7 @@
 // batch outcomes, pending chunks and webhook attempts; the import worker import progress; the API
 // its HTTP traffic and the state of batches, imports and webhook deliveries as the database has it.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, register } from 'prom-client';
+
 import { withTimeout } from './abortable.js';
 
 let defaultsOn = false;
@@ -118,7 +119,9 @@ export async function collectSafely(gauge: string, timeoutMs: number, read: () =
 }
 
 /** The outcome label of one engine attempt. */
-export function attemptOutcome(result: { kind: 'ok' } | { kind: 'http'; status: number } | { kind: 'network' } | { kind: 'too_large' }): string {
+export function attemptOutcome(
+  result: { kind: 'ok' } | { kind: 'http'; status: number } | { kind: 'network' } | { kind: 'too_large' },
+): string {
   if (result.kind === 'http') return result.status === 429 ? 'http_429' : `http_${Math.floor(result.status / 100)}xx`;
   return result.kind;
 }

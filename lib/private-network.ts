@@ -44,7 +44,8 @@ function ipv6Groups(address: string): number[] | undefined {
   const parse = (part: string): number[] => (part === '' ? [] : part.split(':').map((g) => Number.parseInt(g, 16)));
   const front = parse(head);
   const back = tail === undefined ? [] : parse(tail);
-  const groups = tail === undefined ? front : [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
+  const groups =
+    tail === undefined ? front : [...front, ...Array<number>(8 - front.length - back.length).fill(0), ...back];
   return groups.length === 8 && groups.every((g) => Number.isInteger(g) && g >= 0 && g <= 0xffff) ? groups : undefined;
 }
 

@@ -16,7 +16,8 @@ export class Semaphore {
   private readonly waiting: Waiter[] = [];
 
   constructor(readonly permits: number) {
-    if (!Number.isInteger(permits) || permits < 1) throw new Error(`a semaphore needs at least one permit, got ${permits}`);
+    if (!Number.isInteger(permits) || permits < 1)
+      throw new Error(`a semaphore needs at least one permit, got ${permits}`);
   }
 
   get inUse(): number {

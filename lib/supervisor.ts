@@ -2,6 +2,7 @@
 // line and a growing delay), and stopAll() shuts everything down in reverse start order.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+
 import { sleep } from './abortable.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
@@ -85,7 +86,8 @@ export class Supervisor {
   constructor(private readonly options: SupervisorOptions) {}
 
   start(spec: ProcessSpec): ChildProcess {
-    if (spec.group === true && spec.pidFile !== undefined) endStaleGroup(spec.pidFile, [spec.command, ...spec.args].join(' '), this.options.log);
+    if (spec.group === true && spec.pidFile !== undefined)
+      endStaleGroup(spec.pidFile, [spec.command, ...spec.args].join(' '), this.options.log);
     const entry: Managed = { spec, child: undefined, restarts: 0, startedAt: 0 };
     this.managed.push(entry);
     return this.launch(entry);
@@ -98,7 +100,11 @@ export class Supervisor {
 
   private launch(entry: Managed): ChildProcess {
     const { spec } = entry;
-    const child = spawn(spec.command, spec.args, { env: spec.env, stdio: spec.stdio ?? ['ignore', 'pipe', 'pipe'], detached: spec.group === true });
+    const child = spawn(spec.command, spec.args, {
+      env: spec.env,
+      stdio: spec.stdio ?? ['ignore', 'pipe', 'pipe'],
+      detached: spec.group === true,
+    });
     entry.child = child;
     entry.startedAt = Date.now();
     if (spec.pidFile !== undefined && child.pid !== undefined) writeFileSync(spec.pidFile, `${child.pid}\n`);
@@ -114,11 +120,18 @@ export class Supervisor {
       // A process that never started sends no 'exit': try again after the same backoff as a crash.
       if (child.pid === undefined) void this.onExit(entry, child, null, null);
     });
-    child.on('exit', (code, signal) => { void this.onExit(entry, child, code, signal); });
+    child.on('exit', (code, signal) => {
+      void this.onExit(entry, child, code, signal);
+    });
     return child;
   }
 
-  private async onExit(entry: Managed, child: ChildProcess, code: number | null, signal: NodeJS.Signals | null): Promise<void> {
+  private async onExit(
+    entry: Managed,
+    child: ChildProcess,
+    code: number | null,
+    signal: NodeJS.Signals | null,
+  ): Promise<void> {
     if (entry.spec.group === true) endGroup(child);
     if (this.stopping || entry.child !== child) return;
     const { log, restartDelayMs, maxRestartDelayMs } = this.options;
@@ -146,7 +159,11 @@ export class Supervisor {
     for (const entry of [...this.managed].reverse()) {
       const child = entry.child;
       if (child === undefined || child.exitCode !== null || child.signalCode !== null) continue;
-      const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve(); }));
+      const exited = new Promise<void>((resolve) =>
+        child.once('exit', () => {
+          resolve();
+        }),
+      );
       child.kill('SIGTERM');
       const timer = setTimeout(() => {
         this.options.log.warn({ process: entry.spec.name }, 'did not stop in time; killing');

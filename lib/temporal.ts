@@ -2,10 +2,14 @@
 // API key) or, by default, the local dev server described by temporal-dev.yaml.
 import { readFileSync } from 'node:fs';
 import { Client, Connection, type TLSConfig } from '@temporalio/client';
-import { encodeSearchAttributeIndexedValueType, type SearchAttributeType } from '@temporalio/common/lib/search-attributes.js';
+import {
+  encodeSearchAttributeIndexedValueType,
+  type SearchAttributeType,
+} from '@temporalio/common/lib/search-attributes.js';
+
+import { devServerAddress, readTemporalDevConfig } from '../dev/temporal-dev-config.js';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
-import { devServerAddress, readTemporalDevConfig } from '../dev/temporal-dev-config.js';
 
 export function temporalAddress(config: Config): string {
   return config.temporal.address ?? devServerAddress(readTemporalDevConfig(config.temporal.devConfigPath));
@@ -38,7 +42,10 @@ export function temporalConnectionOptions(config: Config): TemporalConnectionOpt
  * so a process can start, and keep running, while Temporal is away (its calls fail meanwhile).
  */
 export function lazyClient(config: Config): Client {
-  return new Client({ connection: Connection.lazy(temporalConnectionOptions(config)), namespace: config.temporal.namespace });
+  return new Client({
+    connection: Connection.lazy(temporalConnectionOptions(config)),
+    namespace: config.temporal.namespace,
+  });
 }
 
 /** A call to Temporal that gives up after TEMPORAL_CALL_TIMEOUT_MS, so a server that hangs cannot hang a request. */
@@ -60,18 +67,27 @@ export interface SearchAttributeSpec {
  * database made before an attribute existed (start-dev registers them only for a new database).
  * A cluster that refuses (Temporal Cloud takes them through its own console) gets a warning.
  */
-export async function ensureSearchAttributes(config: Config, attributes: SearchAttributeSpec[], log: Logger): Promise<void> {
+export async function ensureSearchAttributes(
+  config: Config,
+  attributes: SearchAttributeSpec[],
+  log: Logger,
+): Promise<void> {
   const connection = await Connection.connect(temporalConnectionOptions(config));
   try {
     const namespace = config.temporal.namespace;
     const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
     const missing = attributes.filter((a) => customAttributes[a.name] === undefined);
     if (missing.length === 0) return;
-    const searchAttributes = Object.fromEntries(missing.map((a) => [a.name, encodeSearchAttributeIndexedValueType(a.type) ?? 0]));
+    const searchAttributes = Object.fromEntries(
+      missing.map((a) => [a.name, encodeSearchAttributeIndexedValueType(a.type) ?? 0]),
+    );
     await connection.operatorService.addSearchAttributes({ namespace, searchAttributes });
     log.info({ added: missing.map((a) => a.name), namespace }, 'registered missing search attributes');
   } catch (err) {
-    log.warn({ err: (err as Error).message, attributes: attributes.map((a) => `${a.name}=${a.type}`) }, 'could not check or register search attributes; register them on the cluster');
+    log.warn(
+      { err: (err as Error).message, attributes: attributes.map((a) => `${a.name}=${a.type}`) },
+      'could not check or register search attributes; register them on the cluster',
+    );
   } finally {
     await connection.close();
   }

@@ -1,8 +1,9 @@
 // GPU workers announce the models they serve; the API answers /v1/models and refuses batches for
 // models nobody serves from this table. A worker that stops heartbeating drops out by itself.
 import { sql } from 'kysely';
-import { BATCH_ENDPOINTS } from '../wire/openai.js';
+
 import { jsonb, type Db } from '../schema/db.js';
+import { BATCH_ENDPOINTS } from '../wire/openai.js';
 import { nowSeconds } from './ids.js';
 
 export interface WorkerAnnouncement {
@@ -65,7 +66,9 @@ export async function liveModels(db: Db, heartbeatMs: number): Promise<LiveModel
       sql<number>`min(started_at)`.as('since'),
       sql<number>`min(max_inflight)`.as('min_inflight'),
       // Workers registered before endpoints were recorded serve every endpoint, as they were taken to.
-      sql<string[]>`coalesce(jsonb_agg(distinct e.value) filter (where e.value is not null), '[]'::jsonb)`.as('endpoints'),
+      sql<string[]>`coalesce(jsonb_agg(distinct e.value) filter (where e.value is not null), '[]'::jsonb)`.as(
+        'endpoints',
+      ),
       sql<boolean>`bool_or(workers.endpoints is null)`.as('unknown_endpoints'),
     ])
     .leftJoin(sql<{ value: string }>`jsonb_array_elements_text(workers.endpoints)`.as('e'), (join) => join.onTrue())
@@ -73,5 +76,11 @@ export async function liveModels(db: Db, heartbeatMs: number): Promise<LiveModel
     .groupBy('model')
     .orderBy('model')
     .execute();
-  return rows.map((r) => ({ model: r.model, workers: r.workers, since: r.since, minInFlight: r.min_inflight, endpoints: r.unknown_endpoints ? [...BATCH_ENDPOINTS] : r.endpoints }));
+  return rows.map((r) => ({
+    model: r.model,
+    workers: r.workers,
+    since: r.since,
+    minInFlight: r.min_inflight,
+    endpoints: r.unknown_endpoints ? [...BATCH_ENDPOINTS] : r.endpoints,
+  }));
 }

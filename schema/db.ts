@@ -5,9 +5,10 @@
 // terminates backends and restarts the server under load to keep it that way.)
 import { Kysely, Migrator, PostgresDialect, sql, type RawBuilder } from 'kysely';
 import pg from 'pg';
+
+import { keepTrying, type KeepTryingOptions } from '../lib/abortable.js';
 import { migrations } from './migrations/index.js';
 import type { Database } from './tables.js';
-import { keepTrying, type KeepTryingOptions } from '../lib/abortable.js';
 
 export type Db = Kysely<Database>;
 
@@ -108,8 +109,28 @@ async function migrate(db: Db): Promise<void> {
 }
 
 /** Postgres's SQLSTATE codes for a connection refused, lost or shut down under us, and our own timeouts. */
-const UNAVAILABLE_CODES = new Set(['57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004', '53300', '57014']);
-const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+const UNAVAILABLE_CODES = new Set([
+  '57P01',
+  '57P02',
+  '57P03',
+  '08000',
+  '08003',
+  '08006',
+  '08001',
+  '08004',
+  '53300',
+  '57014',
+]);
+const UNAVAILABLE_ERRNO = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+]);
 const UNAVAILABLE_MESSAGES = [
   'Connection terminated',
   'timeout exceeded when trying to connect',
@@ -135,12 +156,24 @@ export function isDatabaseUnavailable(err: unknown): boolean {
  * not there yet (restarting, or started after this process) is waited for, saying so, rather than
  * ending the process; `signal` stops the wait.
  */
-export async function openDatabase(url: string, options: DbOptions & Omit<KeepTryingOptions, 'isTransient'>): Promise<Db> {
-  await keepTrying('the database', () => migrateToLatest(url, options), { ...options, isTransient: isDatabaseUnavailable });
+export async function openDatabase(
+  url: string,
+  options: DbOptions & Omit<KeepTryingOptions, 'isTransient'>,
+): Promise<Db> {
+  await keepTrying('the database', () => migrateToLatest(url, options), {
+    ...options,
+    isTransient: isDatabaseUnavailable,
+  });
   return createDb(url, options);
 }
 
 /** The pool settings every process takes from its config. */
-export function dbOptions(config: { database: { poolSize: number; queryTimeoutMs: number; connectTimeoutMs: number } }): DbOptions {
-  return { poolSize: config.database.poolSize, queryTimeoutMs: config.database.queryTimeoutMs, connectTimeoutMs: config.database.connectTimeoutMs };
+export function dbOptions(config: {
+  database: { poolSize: number; queryTimeoutMs: number; connectTimeoutMs: number };
+}): DbOptions {
+  return {
+    poolSize: config.database.poolSize,
+    queryTimeoutMs: config.database.queryTimeoutMs,
+    connectTimeoutMs: config.database.connectTimeoutMs,
+  };
 }

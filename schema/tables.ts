@@ -5,17 +5,15 @@ import type { Generated, Insertable, Selectable } from 'kysely';
 export type FilePurpose = 'batch' | 'batch_output';
 export type FileStatus = 'uploaded' | 'processed' | 'error';
 export type BatchStatus =
-  | 'validating'
-  | 'failed'
-  | 'in_progress'
-  | 'finalizing'
-  | 'completed'
-  | 'expired'
-  | 'cancelling'
-  | 'cancelled';
+  'validating' | 'failed' | 'in_progress' | 'finalizing' | 'completed' | 'expired' | 'cancelling' | 'cancelled';
 
 /** States in which a batch's workflow is still working (and reading its input file). */
-export const LIVE_BATCH_STATES = ['validating', 'in_progress', 'finalizing', 'cancelling'] as const satisfies readonly BatchStatus[];
+export const LIVE_BATCH_STATES = [
+  'validating',
+  'in_progress',
+  'finalizing',
+  'cancelling',
+] as const satisfies readonly BatchStatus[];
 
 export function isLive(status: BatchStatus): boolean {
   return (LIVE_BATCH_STATES as readonly BatchStatus[]).includes(status);

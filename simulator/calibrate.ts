@@ -3,6 +3,7 @@
 // sent at once, and prints requests/s and output tokens/s next to the published ~32 req/s and ~6.5k
 // tok/s. The defaults in capacity.ts are tuned so the two land close; simulator/README.md has the numbers.
 import { parseArgs } from 'node:util';
+
 import { isEntryPoint } from '../lib/entry.js';
 import { H100_LLAMA_8B, resolveCapacity } from './capacity.js';
 import { simulate, type StepTiming } from './engine.js';
@@ -50,7 +51,10 @@ export interface CalibrationResult {
   peakKvUsage: number;
 }
 
-export function runCalibration(timing: StepTiming = resolveCapacity({ maxModelLen: 8192 }).timing, count = 1000): CalibrationResult {
+export function runCalibration(
+  timing: StepTiming = resolveCapacity({ maxModelLen: 8192 }).timing,
+  count = 1000,
+): CalibrationResult {
   const { scheduler } = resolveCapacity({ maxModelLen: 8192 });
   const lengths = sharegptLikeLengths(count);
   // Distinct prompts (ShareGPT's share no long prefixes), so prefix caching plays no part here.
@@ -106,9 +110,19 @@ if (isEntryPoint(import.meta.url)) {
   const r = runCalibration(timing);
   const pct = (x: number, y: number): string => `${x >= y ? '+' : ''}${(((x - y) / y) * 100).toFixed(1)}%`;
   console.log(`step time = ${timing.stepBaseMs} ms + ${timing.stepTokenMs} ms × tokens in the step`);
-  console.log(`${r.requests} prompts at once, mean ${r.meanPromptTokens.toFixed(0)} prompt / ${r.meanOutputTokens.toFixed(0)} output tokens`);
-  console.log(`simulated ${r.durationS.toFixed(2)} s in ${r.steps} steps (${((performance.now() - started) / 1000).toFixed(2)} s of CPU)`);
-  console.log(`requests/s      ${r.requestsPerSec.toFixed(2)}  (published ${PUBLISHED.requestsPerSec}, ${pct(r.requestsPerSec, PUBLISHED.requestsPerSec)})`);
-  console.log(`output tokens/s ${r.outputTokensPerSec.toFixed(0)}  (published ${PUBLISHED.outputTokensPerSec}, ${pct(r.outputTokensPerSec, PUBLISHED.outputTokensPerSec)})`);
-  console.log(`mean TTFT ${r.meanTtftMs.toFixed(0)} ms, mean ITL ${r.meanItlMs.toFixed(1)} ms, peak running ${r.peakRunning}, peak KV usage ${(r.peakKvUsage * 100).toFixed(1)}%, preemptions ${r.preemptions}`);
+  console.log(
+    `${r.requests} prompts at once, mean ${r.meanPromptTokens.toFixed(0)} prompt / ${r.meanOutputTokens.toFixed(0)} output tokens`,
+  );
+  console.log(
+    `simulated ${r.durationS.toFixed(2)} s in ${r.steps} steps (${((performance.now() - started) / 1000).toFixed(2)} s of CPU)`,
+  );
+  console.log(
+    `requests/s      ${r.requestsPerSec.toFixed(2)}  (published ${PUBLISHED.requestsPerSec}, ${pct(r.requestsPerSec, PUBLISHED.requestsPerSec)})`,
+  );
+  console.log(
+    `output tokens/s ${r.outputTokensPerSec.toFixed(0)}  (published ${PUBLISHED.outputTokensPerSec}, ${pct(r.outputTokensPerSec, PUBLISHED.outputTokensPerSec)})`,
+  );
+  console.log(
+    `mean TTFT ${r.meanTtftMs.toFixed(0)} ms, mean ITL ${r.meanItlMs.toFixed(1)} ms, peak running ${r.peakRunning}, peak KV usage ${(r.peakKvUsage * 100).toFixed(1)}%, preemptions ${r.preemptions}`,
+  );
 }

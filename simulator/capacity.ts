@@ -55,7 +55,8 @@ export interface Capacity {
 
 export function resolveCapacity(o: CapacityOptions): Capacity {
   const d = H100_LLAMA_8B;
-  const legacyTokenMs = o.prefillTokensPerSec === undefined ? undefined : o.prefillTokensPerSec > 0 ? 1000 / o.prefillTokensPerSec : 0;
+  const legacyTokenMs =
+    o.prefillTokensPerSec === undefined ? undefined : o.prefillTokensPerSec > 0 ? 1000 / o.prefillTokensPerSec : 0;
   return {
     scheduler: {
       maxNumSeqs: o.maxNumSeqs ?? d.maxNumSeqs,

@@ -4,7 +4,14 @@
 // catches up with the wall clock, so throughput holds even at sub-millisecond steps, and the loop
 // yields to I/O every few steps. With nothing to do it sets no timer at all. In simulated time
 // (calibration, tests) the same steps run synchronously.
-import { Scheduler, type EngineRequest, type EngineRequestInput, type SchedulerConfig, type StepOutcome, type StepPlan } from './scheduler.js';
+import {
+  Scheduler,
+  type EngineRequest,
+  type EngineRequestInput,
+  type SchedulerConfig,
+  type StepOutcome,
+  type StepPlan,
+} from './scheduler.js';
 
 /**
  * A forward pass costs a fixed part (reading the weights, launching kernels, scheduling and
@@ -145,7 +152,12 @@ export interface SimulatedRun {
 }
 
 /** Runs requests that all arrive at time 0 to completion in simulated time (no timers). */
-export function simulate(config: SchedulerConfig, timing: StepTiming, inputs: readonly EngineRequestInput[], observer: EngineObserver = {}): SimulatedRun {
+export function simulate(
+  config: SchedulerConfig,
+  timing: StepTiming,
+  inputs: readonly EngineRequestInput[],
+  observer: EngineObserver = {},
+): SimulatedRun {
   const scheduler = new Scheduler(config);
   const requests = inputs.map((input) => scheduler.create(input));
   for (const request of requests) scheduler.add(request, 0);

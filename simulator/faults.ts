@@ -36,7 +36,10 @@ export const noFaults: Faults = faultsSchema.parse({});
  */
 export function parseFaultSpec(spec: string): Faults {
   const faults: Faults = { ...noFaults, errorRates: {} };
-  for (const part of spec.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+  for (const part of spec
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
     const [key = '', value = ''] = part.split('=', 2).map((s) => s.trim());
     const num = (s: string): number => {
       const n = Number(s);
@@ -54,7 +57,10 @@ export function parseFaultSpec(spec: string): Faults {
     else if (key === 'stall') faults.stallRate = num(value);
     else if (key === 'truncate') faults.truncateRate = num(value);
     else if (key === 'down') faults.down = value === '' || value === 'true';
-    else throw new Error(`unknown fault "${key}" (use a status code, retry-after, spike, hang, drop, stall, truncate or down)`);
+    else
+      throw new Error(
+        `unknown fault "${key}" (use a status code, retry-after, spike, hang, drop, stall, truncate or down)`,
+      );
   }
   return faultsSchema.parse(faults);
 }

@@ -1,5 +1,6 @@
 // `npm run sim -- [flags]`: a simulated vLLM server. Flags override the SIM_* configuration.
 import { parseArgs } from 'node:util';
+
 import { loadConfig, type Config } from '../lib/config.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createLogger } from '../lib/logger.js';
@@ -36,7 +37,10 @@ const USAGE = `Usage: npm run sim -- [options]
   --seed N                        seed for fault decisions (SIM_SEED)
   --record-requests               count requests per body at GET /control/requests`;
 
-export function simulatorOptions(config: Config['simulator'], argv: string[]): { options: SimulatorOptions; port: number; host?: string } {
+export function simulatorOptions(
+  config: Config['simulator'],
+  argv: string[],
+): { options: SimulatorOptions; port: number; host?: string } {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -78,21 +82,30 @@ export function simulatorOptions(config: Config['simulator'], argv: string[]): {
     if (!Number.isFinite(n) || n < 0) throw new Error(`--${flag} must be a non-negative number, got "${value}"`);
     return n;
   };
-  const optionalNum = (flag: string, value: string | undefined): number | undefined => (value === undefined ? undefined : num(flag, value, 0));
+  const optionalNum = (flag: string, value: string | undefined): number | undefined =>
+    value === undefined ? undefined : num(flag, value, 0);
   const int = (flag: string, value: string | undefined, fallback: number): number => {
     const n = num(flag, value, fallback);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer, got "${value ?? fallback}"`);
+    if (!Number.isInteger(n) || n < 1)
+      throw new Error(`--${flag} must be a positive integer, got "${value ?? fallback}"`);
     return n;
   };
-  const embeddingModels = values['embedding-model'] ?? (config.embeddingModels.length > 0 ? config.embeddingModels : undefined);
+  const embeddingModels =
+    values['embedding-model'] ?? (config.embeddingModels.length > 0 ? config.embeddingModels : undefined);
   const models = [...new Set([...(values['served-model-name'] ?? config.models), ...(embeddingModels ?? [])])];
   if (models.length === 0) throw new Error('serve at least one model');
   const policy = values['scheduling-policy'] ?? config.schedulingPolicy;
-  if (policy !== 'fcfs' && policy !== 'priority') throw new Error(`--scheduling-policy must be fcfs or priority, got "${policy}"`);
+  if (policy !== 'fcfs' && policy !== 'priority')
+    throw new Error(`--scheduling-policy must be fcfs or priority, got "${policy}"`);
   // The new knobs win over the old ones; flags over SIM_ variables (which lib/config.ts resolves the same way).
   const legacyRate = optionalNum('prefill-tokens-per-sec', values['prefill-tokens-per-sec']);
-  const stepBaseMs = optionalNum('step-base-ms', values['step-base-ms']) ?? optionalNum('token-latency-ms', values['token-latency-ms']) ?? config.stepBaseMs;
-  const stepTokenMs = optionalNum('step-token-ms', values['step-token-ms']) ?? (legacyRate === undefined ? config.stepTokenMs : legacyRate > 0 ? 1000 / legacyRate : 0);
+  const stepBaseMs =
+    optionalNum('step-base-ms', values['step-base-ms']) ??
+    optionalNum('token-latency-ms', values['token-latency-ms']) ??
+    config.stepBaseMs;
+  const stepTokenMs =
+    optionalNum('step-token-ms', values['step-token-ms']) ??
+    (legacyRate === undefined ? config.stepTokenMs : legacyRate > 0 ? 1000 / legacyRate : 0);
   const options: SimulatorOptions = {
     models,
     maxNumSeqs: int('max-num-seqs', values['max-num-seqs'], config.maxNumSeqs),
@@ -100,7 +113,12 @@ export function simulatorOptions(config: Config['simulator'], argv: string[]): {
     maxNumBatchedTokens: int('max-num-batched-tokens', values['max-num-batched-tokens'], config.maxNumBatchedTokens),
     blockSize: int('block-size', values['block-size'], config.blockSize),
     numGpuBlocks: int('num-gpu-blocks-override', values['num-gpu-blocks-override'], config.numGpuBlocks),
-    enablePrefixCaching: values['no-enable-prefix-caching'] === true ? false : values['enable-prefix-caching'] === true ? true : config.enablePrefixCaching,
+    enablePrefixCaching:
+      values['no-enable-prefix-caching'] === true
+        ? false
+        : values['enable-prefix-caching'] === true
+          ? true
+          : config.enablePrefixCaching,
     enablePromptTokensDetails: values['enable-prompt-tokens-details'] === true || config.enablePromptTokensDetails,
     schedulingPolicy: policy,
     stepBaseMs,
@@ -115,7 +133,10 @@ export function simulatorOptions(config: Config['simulator'], argv: string[]): {
   if (embeddingModels !== undefined) options.embeddingModels = embeddingModels;
   if (values['api-key'] !== undefined) options.apiKey = values['api-key'];
   if (values['enable-request-id-headers'] === true) options.enableRequestIdHeaders = true;
-  const result: { options: SimulatorOptions; port: number; host?: string } = { port: num('port', values.port, config.port), options };
+  const result: { options: SimulatorOptions; port: number; host?: string } = {
+    port: num('port', values.port, config.port),
+    options,
+  };
   if (values.host !== undefined) result.host = values.host;
   return result;
 }

@@ -2,14 +2,23 @@
 // help texts, buckets and labels {engine="0", model_name=<the first served name>}, all present from
 // start-up. Fed by the engine loop: scheduler state after every step, and each request's times.
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
 import type { EngineObserver } from './engine.js';
-import { pyFloat } from './validation.js';
 import type { EngineRequest, Scheduler, SchedulerConfig, StepOutcome, StepPlan } from './scheduler.js';
+import { pyFloat } from './validation.js';
 
 const FINISH_REASONS = ['stop', 'length', 'abort', 'error', 'repetition'] as const;
-const TTFT_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0];
-const ITL_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0];
-const REQUEST_LATENCY_BUCKETS = [0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0];
+const TTFT_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0,
+  640.0, 2560.0,
+];
+const ITL_BUCKETS = [
+  0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+];
+const REQUEST_LATENCY_BUCKETS = [
+  0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0,
+  7680.0,
+];
 const ITERATION_TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
 const REQUEST_PARAMS_N_BUCKETS = [1, 2, 5, 10, 20];
 const REQUEST_NUM_PREEMPTIONS_BUCKETS = [1, 2, 3, 4, 5, 10, 20];
@@ -65,13 +74,21 @@ export class VllmMetrics implements EngineObserver {
   >;
   private readonly seen = { queries: 0, hits: 0, preemptions: 0 };
 
-  constructor(registry: Registry, modelName: string, maxModelLen: number, cache?: Pick<SchedulerConfig, 'blockSize' | 'numGpuBlocks' | 'enablePrefixCaching'>) {
+  constructor(
+    registry: Registry,
+    modelName: string,
+    maxModelLen: number,
+    cache?: Pick<SchedulerConfig, 'blockSize' | 'numGpuBlocks' | 'enablePrefixCaching'>,
+  ) {
     this.labels = { engine: '0', model_name: modelName };
     const registers = [registry];
     const labelNames = ['engine', 'model_name'] as const;
-    const gauge = (name: string, help: string): Gauge<'engine' | 'model_name'> => new Gauge({ name, help, labelNames, registers });
-    const counter = (name: string, help: string): Counter<'engine' | 'model_name'> => new Counter({ name, help, labelNames, registers });
-    const histogram = (name: string, help: string, buckets: number[]): Histogram<'engine' | 'model_name'> => new Histogram({ name, help, labelNames, buckets, registers });
+    const gauge = (name: string, help: string): Gauge<'engine' | 'model_name'> =>
+      new Gauge({ name, help, labelNames, registers });
+    const counter = (name: string, help: string): Counter<'engine' | 'model_name'> =>
+      new Counter({ name, help, labelNames, registers });
+    const histogram = (name: string, help: string, buckets: number[]): Histogram<'engine' | 'model_name'> =>
+      new Histogram({ name, help, labelNames, buckets, registers });
     this.running = gauge('vllm:num_requests_running', 'Number of requests in model execution batches.');
     this.waiting = gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.');
     this.waitingByReason = new Gauge({
@@ -89,19 +106,39 @@ export class VllmMetrics implements EngineObserver {
       registers,
     });
     this.kvUsage = gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.');
-    this.prefixQueries = counter('vllm:prefix_cache_queries_total', 'Prefix cache queries, in terms of number of queried tokens.');
-    this.prefixHits = counter('vllm:prefix_cache_hits_total', 'Prefix cache hits, in terms of number of cached tokens.');
+    this.prefixQueries = counter(
+      'vllm:prefix_cache_queries_total',
+      'Prefix cache queries, in terms of number of queried tokens.',
+    );
+    this.prefixHits = counter(
+      'vllm:prefix_cache_hits_total',
+      'Prefix cache hits, in terms of number of cached tokens.',
+    );
     // No KV connector and no multi-modal cache: these stay at 0, as they do in a vLLM without them.
     const zero = [
-      counter('vllm:external_prefix_cache_queries_total', 'External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.'),
-      counter('vllm:external_prefix_cache_hits_total', 'External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.'),
+      counter(
+        'vllm:external_prefix_cache_queries_total',
+        'External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of queried tokens.',
+      ),
+      counter(
+        'vllm:external_prefix_cache_hits_total',
+        'External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of cached tokens.',
+      ),
       counter('vllm:mm_cache_queries_total', 'Multi-modal cache queries, in terms of number of queried items.'),
       counter('vllm:mm_cache_hits_total', 'Multi-modal cache hits, in terms of number of cached items.'),
     ];
     this.preemptions = counter('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.');
     this.promptTokens = counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.');
-    this.promptTokensBySource = new Counter({ name: 'vllm:prompt_tokens_by_source_total', help: 'Number of prompt tokens by source.', labelNames: ['engine', 'model_name', 'source'] as const, registers });
-    this.promptTokensCached = counter('vllm:prompt_tokens_cached_total', 'Number of cached prompt tokens (local + external).');
+    this.promptTokensBySource = new Counter({
+      name: 'vllm:prompt_tokens_by_source_total',
+      help: 'Number of prompt tokens by source.',
+      labelNames: ['engine', 'model_name', 'source'] as const,
+      registers,
+    });
+    this.promptTokensCached = counter(
+      'vllm:prompt_tokens_cached_total',
+      'Number of cached prompt tokens (local + external).',
+    );
     this.promptTokensCachedBySource = new Counter({
       name: 'vllm:prompt_tokens_cached_by_source_total',
       help:
@@ -127,34 +164,98 @@ export class VllmMetrics implements EngineObserver {
     const tokenBuckets = buckets125(maxModelLen);
     this.histograms = {
       promptTokensRequest: histogram('vllm:request_prompt_tokens', 'Number of prefill tokens processed.', tokenBuckets),
-      generationTokensRequest: histogram('vllm:request_generation_tokens', 'Number of generation tokens processed.', tokenBuckets),
-      iterationTokens: histogram('vllm:iteration_tokens_total', 'Histogram of number of tokens per engine_step.', ITERATION_TOKEN_BUCKETS),
-      maxNumGenerationTokens: histogram('vllm:request_max_num_generation_tokens', 'Histogram of maximum number of requested generation tokens.', tokenBuckets),
+      generationTokensRequest: histogram(
+        'vllm:request_generation_tokens',
+        'Number of generation tokens processed.',
+        tokenBuckets,
+      ),
+      iterationTokens: histogram(
+        'vllm:iteration_tokens_total',
+        'Histogram of number of tokens per engine_step.',
+        ITERATION_TOKEN_BUCKETS,
+      ),
+      maxNumGenerationTokens: histogram(
+        'vllm:request_max_num_generation_tokens',
+        'Histogram of maximum number of requested generation tokens.',
+        tokenBuckets,
+      ),
       paramsN: histogram('vllm:request_params_n', 'Histogram of the n request parameter.', REQUEST_PARAMS_N_BUCKETS),
-      paramsMaxTokens: histogram('vllm:request_params_max_tokens', 'Histogram of the max_tokens request parameter.', tokenBuckets),
+      paramsMaxTokens: histogram(
+        'vllm:request_params_max_tokens',
+        'Histogram of the max_tokens request parameter.',
+        tokenBuckets,
+      ),
       ttft: histogram('vllm:time_to_first_token_seconds', 'Histogram of time to first token in seconds.', TTFT_BUCKETS),
       itl: histogram('vllm:inter_token_latency_seconds', 'Histogram of inter-token latency in seconds.', ITL_BUCKETS),
-      timePerOutputToken: histogram('vllm:request_time_per_output_token_seconds', 'Histogram of time_per_output_token_seconds per request.', ITL_BUCKETS),
-      e2e: histogram('vllm:e2e_request_latency_seconds', 'Histogram of e2e request latency in seconds.', REQUEST_LATENCY_BUCKETS),
-      queue: histogram('vllm:request_queue_time_seconds', 'Histogram of time spent in WAITING phase for request.', REQUEST_LATENCY_BUCKETS),
-      inference: histogram('vllm:request_inference_time_seconds', 'Histogram of time spent in RUNNING phase for request.', REQUEST_LATENCY_BUCKETS),
-      prefill: histogram('vllm:request_prefill_time_seconds', 'Histogram of time spent in PREFILL phase for request.', REQUEST_LATENCY_BUCKETS),
-      decode: histogram('vllm:request_decode_time_seconds', 'Histogram of time spent in DECODE phase for request.', REQUEST_LATENCY_BUCKETS),
-      numPreemptions: histogram('vllm:request_num_preemptions', 'Histogram of the number of times a request was preempted.', REQUEST_NUM_PREEMPTIONS_BUCKETS),
-      prefillKvComputed: histogram('vllm:request_prefill_kv_computed_tokens', 'Histogram of new KV tokens computed during prefill (excluding cached tokens).', tokenBuckets),
+      timePerOutputToken: histogram(
+        'vllm:request_time_per_output_token_seconds',
+        'Histogram of time_per_output_token_seconds per request.',
+        ITL_BUCKETS,
+      ),
+      e2e: histogram(
+        'vllm:e2e_request_latency_seconds',
+        'Histogram of e2e request latency in seconds.',
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      queue: histogram(
+        'vllm:request_queue_time_seconds',
+        'Histogram of time spent in WAITING phase for request.',
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      inference: histogram(
+        'vllm:request_inference_time_seconds',
+        'Histogram of time spent in RUNNING phase for request.',
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      prefill: histogram(
+        'vllm:request_prefill_time_seconds',
+        'Histogram of time spent in PREFILL phase for request.',
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      decode: histogram(
+        'vllm:request_decode_time_seconds',
+        'Histogram of time spent in DECODE phase for request.',
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      numPreemptions: histogram(
+        'vllm:request_num_preemptions',
+        'Histogram of the number of times a request was preempted.',
+        REQUEST_NUM_PREEMPTIONS_BUCKETS,
+      ),
+      prefillKvComputed: histogram(
+        'vllm:request_prefill_kv_computed_tokens',
+        'Histogram of new KV tokens computed during prefill (excluding cached tokens).',
+        tokenBuckets,
+      ),
     };
     if (cache !== undefined) {
-      const info = new Gauge({ name: 'vllm:cache_config_info', help: 'Information of the LLMEngine CacheConfig', labelNames: Object.keys(cacheConfigLabels(cache, maxModelLen)), registers });
+      const info = new Gauge({
+        name: 'vllm:cache_config_info',
+        help: 'Information of the LLMEngine CacheConfig',
+        labelNames: Object.keys(cacheConfigLabels(cache, maxModelLen)),
+        registers,
+      });
       info.set(cacheConfigLabels(cache, maxModelLen), 1);
     }
     // Present from start-up, as vLLM's are.
     for (const g of [this.running, this.waiting, this.kvUsage]) g.set(this.labels, 0);
     for (const reason of ['capacity', 'deferred']) this.waitingByReason.set({ ...this.labels, reason }, 0);
-    for (const sleep_state of SLEEP_STATES) sleepState.set({ ...this.labels, sleep_state }, sleep_state === 'awake' ? 1 : 0);
-    for (const c of [this.prefixQueries, this.prefixHits, ...zero, this.preemptions, this.promptTokens, this.promptTokensCached, this.generationTokens]) c.inc(this.labels, 0);
+    for (const sleep_state of SLEEP_STATES)
+      sleepState.set({ ...this.labels, sleep_state }, sleep_state === 'awake' ? 1 : 0);
+    for (const c of [
+      this.prefixQueries,
+      this.prefixHits,
+      ...zero,
+      this.preemptions,
+      this.promptTokens,
+      this.promptTokensCached,
+      this.generationTokens,
+    ])
+      c.inc(this.labels, 0);
     for (const source of PROMPT_SOURCES) this.promptTokensBySource.inc({ ...this.labels, source }, 0);
     for (const source of CACHE_HIT_SOURCES) this.promptTokensCachedBySource.inc({ ...this.labels, source }, 0);
-    for (const finished_reason of FINISH_REASONS) this.success.inc({ engine: '0', finished_reason, model_name: modelName }, 0);
+    for (const finished_reason of FINISH_REASONS)
+      this.success.inc({ engine: '0', finished_reason, model_name: modelName }, 0);
     for (const reason of ADMISSION_REASONS) admissionRejections.inc({ model_name: modelName, reason }, 0);
     for (const h of Object.values(this.histograms)) h.zero(this.labels);
   }
@@ -217,7 +318,10 @@ export class VllmMetrics implements EngineObserver {
     this.histograms.inference.observe(this.labels, s(atMs - scheduled));
     this.histograms.prefill.observe(this.labels, s(firstToken - scheduled));
     this.histograms.decode.observe(this.labels, s(atMs - firstToken));
-    this.histograms.timePerOutputToken.observe(this.labels, request.numOutput > 1 ? s(atMs - firstToken) / (request.numOutput - 1) : 0);
+    this.histograms.timePerOutputToken.observe(
+      this.labels,
+      request.numOutput > 1 ? s(atMs - firstToken) / (request.numOutput - 1) : 0,
+    );
     this.histograms.numPreemptions.observe(this.labels, request.numPreemptions);
     this.histograms.prefillKvComputed.observe(this.labels, request.numPromptTokens - Math.max(0, request.numCached));
     this.histograms.promptTokensRequest.observe(this.labels, request.numPromptTokens);
@@ -236,7 +340,10 @@ export class VllmMetrics implements EngineObserver {
 }
 
 /** vLLM's vllm:cache_config_info labels (CacheConfig.metrics_info()), with the simulator's values. */
-function cacheConfigLabels(cache: Pick<SchedulerConfig, 'blockSize' | 'numGpuBlocks' | 'enablePrefixCaching'>, maxModelLen: number): Record<string, string> {
+function cacheConfigLabels(
+  cache: Pick<SchedulerConfig, 'blockSize' | 'numGpuBlocks' | 'enablePrefixCaching'>,
+  maxModelLen: number,
+): Record<string, string> {
   const py = (b: boolean): string => (b ? 'True' : 'False');
   const tokens = cache.numGpuBlocks * cache.blockSize;
   return {

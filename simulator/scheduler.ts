@@ -10,6 +10,7 @@
 // one output token. The scheduler is synchronous and knows nothing of time: the engine
 // (engine.ts) runs it, in real time for the HTTP server or in simulated time for calibration.
 import { createHash } from 'node:crypto';
+
 import { KVCacheManager, type CacheHit, type KVRequest } from './kv-cache.js';
 
 export type SchedulingPolicy = 'fcfs' | 'priority';
@@ -71,7 +72,10 @@ export class EngineRequest implements KVRequest {
   /** Told of each output token and of the end (set by whoever submitted the request). */
   listener: ((request: EngineRequest, event: 'token' | 'finish') => void) | undefined;
 
-  constructor(input: EngineRequestInput, private readonly blockSize: number) {
+  constructor(
+    input: EngineRequestInput,
+    private readonly blockSize: number,
+  ) {
     this.prompt = input.prompt;
     this.maxTokens = input.maxTokens;
     this.priority = input.priority ?? 0;
@@ -119,7 +123,11 @@ class WaitingQueue {
   }
 
   private before(a: EngineRequest, b: EngineRequest): boolean {
-    return a.priority !== b.priority ? a.priority < b.priority : a.arrivedAt !== b.arrivedAt ? a.arrivedAt < b.arrivedAt : a.id < b.id;
+    return a.priority !== b.priority
+      ? a.priority < b.priority
+      : a.arrivedAt !== b.arrivedAt
+        ? a.arrivedAt < b.arrivedAt
+        : a.id < b.id;
   }
 
   add(request: EngineRequest): void {
@@ -186,11 +194,25 @@ export class Scheduler {
   readonly kv: KVCacheManager;
   readonly running: EngineRequest[] = [];
   private readonly waitingQueue: WaitingQueue;
-  readonly counters: SchedulerCounters = { steps: 0, preemptions: 0, prefixQueries: 0, prefixHits: 0, promptTokens: 0, generationTokens: 0, computedPrefillTokens: 0 };
+  readonly counters: SchedulerCounters = {
+    steps: 0,
+    preemptions: 0,
+    prefixQueries: 0,
+    prefixHits: 0,
+    promptTokens: 0,
+    generationTokens: 0,
+    computedPrefillTokens: 0,
+  };
 
   constructor(readonly config: SchedulerConfig) {
     const { maxNumSeqs, maxNumBatchedTokens, blockSize, numGpuBlocks, maxModelLen } = config;
-    for (const [name, value] of Object.entries({ maxNumSeqs, maxNumBatchedTokens, blockSize, numGpuBlocks, maxModelLen })) {
+    for (const [name, value] of Object.entries({
+      maxNumSeqs,
+      maxNumBatchedTokens,
+      blockSize,
+      numGpuBlocks,
+      maxModelLen,
+    })) {
       if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${value}`);
     }
     // vLLM refuses to start when one sequence of max_model_len cannot fit in the KV cache.
@@ -214,8 +236,10 @@ export class Scheduler {
   }
 
   create(input: EngineRequestInput): EngineRequest {
-    if (!Number.isInteger(input.maxTokens) || input.maxTokens < 0) throw new Error(`maxTokens must be a non-negative integer, got ${input.maxTokens}`);
-    if (input.prompt.length === 0 && input.maxTokens > 0) throw new Error('a generation request needs at least one prompt token');
+    if (!Number.isInteger(input.maxTokens) || input.maxTokens < 0)
+      throw new Error(`maxTokens must be a non-negative integer, got ${input.maxTokens}`);
+    if (input.prompt.length === 0 && input.maxTokens > 0)
+      throw new Error('a generation request needs at least one prompt token');
     return new EngineRequest(input, this.config.blockSize);
   }
 
@@ -267,7 +291,13 @@ export class Scheduler {
         }
         let victim: EngineRequest | undefined;
         if (policy === 'priority') {
-          victim = this.running.reduce((worst, r) => (r.priority > worst.priority || (r.priority === worst.priority && r.arrivedAt > worst.arrivedAt) ? r : worst), request);
+          victim = this.running.reduce(
+            (worst, r) =>
+              r.priority > worst.priority || (r.priority === worst.priority && r.arrivedAt > worst.arrivedAt)
+                ? r
+                : worst,
+            request,
+          );
           const at = this.running.indexOf(victim);
           this.running.splice(at, 1);
           const given = scheduled.get(victim);

@@ -9,6 +9,7 @@ import { serve, type HttpBindings } from '@hono/node-server';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 import { streamSSE } from 'hono/streaming';
 import { Counter, Registry } from 'prom-client';
+
 import { aborted, AbortedError, sleep } from '../lib/abortable.js';
 import { resolveCapacity, type CapacityOptions } from './capacity.js';
 import { Engine } from './engine.js';
@@ -117,7 +118,15 @@ const BOS = '<|begin_of_text|>';
  */
 function chatTokens(messages: { role: string; content: unknown }[]): string[] {
   const tokens = [BOS];
-  for (const m of messages) tokens.push('<|start_header_id|>', `<|${m.role}|>`, '<|end_header_id|>', '\n\n', ...tokenize(textOfContent(m.content).trim()), '<|eot_id|>');
+  for (const m of messages)
+    tokens.push(
+      '<|start_header_id|>',
+      `<|${m.role}|>`,
+      '<|end_header_id|>',
+      '\n\n',
+      ...tokenize(textOfContent(m.content).trim()),
+      '<|eot_id|>',
+    );
   tokens.push('<|start_header_id|>', '<|assistant|>', '<|end_header_id|>', '\n\n');
   return tokens;
 }
@@ -179,10 +188,15 @@ export class SimulatorState {
     this.faults = options.faults ?? noFaults;
     this.random = prng(options.seed ?? 1);
     this.embeddingModels = embeddingModelsOf(options);
-    for (const m of this.embeddingModels) if (!options.models.includes(m)) throw new Error(`embedding model "${m}" is not a served model (${options.models.join(', ')})`);
+    for (const m of this.embeddingModels)
+      if (!options.models.includes(m))
+        throw new Error(`embedding model "${m}" is not a served model (${options.models.join(', ')})`);
     const capacity = resolveCapacity(options);
     const { scheduler, timing } = capacity;
-    this.fingerprint = `vllm-${VLLM_VERSION}-${createHash('sha256').update(JSON.stringify([options.models, options.maxModelLen, scheduler])).digest('hex').slice(0, 8)}`;
+    this.fingerprint = `vllm-${VLLM_VERSION}-${createHash('sha256')
+      .update(JSON.stringify([options.models, options.maxModelLen, scheduler]))
+      .digest('hex')
+      .slice(0, 8)}`;
     // One engine serves every model name, as vLLM does with several --served-model-name: its metrics carry the first.
     const metrics = new VllmMetrics(this.registry, this.defaultModel, options.maxModelLen, scheduler);
     this.metrics = metrics;
@@ -191,11 +205,22 @@ export class SimulatorState {
         metrics.onState(s);
         if (s.running.length > this.stats.maxRunning) this.stats.maxRunning = s.running.length;
       },
-      onStep: (plan, outcome) => { metrics.onStep(plan, outcome); },
-      onToken: (request, at) => { metrics.onToken(request, at); },
-      onFinish: (request, at) => { metrics.onFinish(request, at); },
+      onStep: (plan, outcome) => {
+        metrics.onStep(plan, outcome);
+      },
+      onToken: (request, at) => {
+        metrics.onToken(request, at);
+      },
+      onFinish: (request, at) => {
+        metrics.onFinish(request, at);
+      },
     });
-    this.faultCounter = new Counter({ name: 'sim_faults_injected_total', help: 'Faults the simulator injected, by kind.', labelNames: ['kind'], registers: [this.registry] });
+    this.faultCounter = new Counter({
+      name: 'sim_faults_injected_total',
+      help: 'Faults the simulator injected, by kind.',
+      labelNames: ['kind'],
+      registers: [this.registry],
+    });
   }
 
   snapshot(): SimulatorStats {
@@ -265,7 +290,10 @@ export class SimulatorState {
     if (kind === 'completions') {
       // A model validator that runs before the fields are checked.
       const prompt = raw.prompt;
-      if ((prompt === undefined || prompt === null || prompt === '') && (raw.prompt_embeds === undefined || raw.prompt_embeds === null)) {
+      if (
+        (prompt === undefined || prompt === null || prompt === '') &&
+        (raw.prompt_embeds === undefined || raw.prompt_embeds === null)
+      ) {
         throw parameterError('Either prompt or prompt_embeds must be provided and non-empty.', 'prompt');
       }
     }
@@ -284,19 +312,31 @@ export class SimulatorState {
         const requested = intOf(param);
         checkOutputLimit(requested ?? 0, param, limit);
         const messages = body.messages as Json[];
-        if (messages.length === 0) throw new RequestError(400, 'Cannot apply chat template to an empty conversation. Provide at least one message.');
+        if (messages.length === 0)
+          throw new RequestError(
+            400,
+            'Cannot apply chat template to an empty conversation. Provide at least one message.',
+          );
         const tokens = chatTokens(messages.map((m) => ({ role: String(m.role), content: m.content })));
         checkPromptLength(tokens.length, limit, true);
         const maxTokens = Math.min(limit - tokens.length, requested ?? Number.POSITIVE_INFINITY);
         const n = intOf('n') ?? 1;
         verifySampling(body, n, maxTokens);
-        return { ...base, id: `chatcmpl-${baseId ?? hexId()}`, n, promptTokens: tokens.length, prompts: [tokens], sequences: this.sequencesFor(seedBase, [maxTokens], n, ignoreEos) };
+        return {
+          ...base,
+          id: `chatcmpl-${baseId ?? hexId()}`,
+          n,
+          promptTokens: tokens.length,
+          prompts: [tokens],
+          sequences: this.sequencesFor(seedBase, [maxTokens], n, ignoreEos),
+        };
       }
       case 'completions': {
         const prompt = body.prompt;
         let prompts: unknown[];
         if (typeof prompt === 'string') prompts = [prompt];
-        else if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((p) => typeof p === 'number')) prompts = [prompt];
+        else if (Array.isArray(prompt) && prompt.length > 0 && prompt.every((p) => typeof p === 'number'))
+          prompts = [prompt];
         else if (Array.isArray(prompt)) prompts = prompt;
         else throw parameterError('Either prompt or prompt_embeds must be provided and non-empty.', 'prompt');
         if (prompts.length === 0) throw new RequestError(400, 'You must pass at least one prompt');
@@ -305,14 +345,27 @@ export class SimulatorState {
         const tokens = prompts.map((p) => {
           if (typeof p === 'string') return [BOS, ...tokenize(p)];
           if (Array.isArray(p) && p.every((id) => typeof id === 'number')) return p.map((id) => `#${String(id)}`);
-          throw new RequestError(400, 'prompt must be a string, a list of strings, a list of token ids or a list of lists of token ids', 'prompt');
+          throw new RequestError(
+            400,
+            'prompt must be a string, a list of strings, a list of token ids or a list of lists of token ids',
+            'prompt',
+          );
         });
-        tokens.forEach((t, i) => { checkPromptLength(t.length, limit, typeof prompts[i] === 'string'); });
+        tokens.forEach((t, i) => {
+          checkPromptLength(t.length, limit, typeof prompts[i] === 'string');
+        });
         const maxTokens = tokens.map((t) => Math.min(limit - t.length, requested));
         const n = intOf('n') ?? 1;
         verifySampling(body, n, Math.min(...maxTokens));
         const promptTokens = tokens.reduce((sum, t) => sum + t.length, 0);
-        return { ...base, id: `cmpl-${baseId ?? hexId()}`, n, promptTokens, prompts: tokens, sequences: this.sequencesFor(seedBase, maxTokens, n, ignoreEos) };
+        return {
+          ...base,
+          id: `cmpl-${baseId ?? hexId()}`,
+          n,
+          promptTokens,
+          prompts: tokens,
+          sequences: this.sequencesFor(seedBase, maxTokens, n, ignoreEos),
+        };
       }
       case 'responses': {
         const requested = intOf('max_output_tokens');
@@ -322,32 +375,55 @@ export class SimulatorState {
         const input = body.input;
         if (typeof input === 'string') messages.push({ role: 'user', content: input });
         else if (Array.isArray(input)) {
-          for (const item of input) if (isRecord(item) && typeof item.role === 'string') messages.push({ role: item.role, content: item.content });
+          for (const item of input)
+            if (isRecord(item) && typeof item.role === 'string')
+              messages.push({ role: item.role, content: item.content });
         }
-        if (messages.length === 0) throw new RequestError(400, 'Cannot apply chat template to an empty conversation. Provide at least one message.');
+        if (messages.length === 0)
+          throw new RequestError(
+            400,
+            'Cannot apply chat template to an empty conversation. Provide at least one message.',
+          );
         // The Responses API tokenizes the rendered template with special tokens: one <|begin_of_text|> more.
         const tokens = [BOS, ...chatTokens(messages)];
         checkPromptLength(tokens.length, limit, true);
         const maxTokens = Math.min(limit - tokens.length, requested ?? Number.POSITIVE_INFINITY);
         verifySampling(body, 1, maxTokens);
         const id = typeof body.request_id === 'string' ? body.request_id : `resp_${hexId()}`;
-        return { ...base, id, n: 1, promptTokens: tokens.length, prompts: [tokens], sequences: this.sequencesFor(seedBase, [maxTokens], 1, ignoreEos) };
+        return {
+          ...base,
+          id,
+          n: 1,
+          promptTokens: tokens.length,
+          prompts: [tokens],
+          sequences: this.sequencesFor(seedBase, [maxTokens], 1, ignoreEos),
+        };
       }
       case 'embeddings': {
         const input = body.input;
         let inputs: unknown[];
         if (typeof input === 'string') inputs = [input];
-        else if (Array.isArray(input) && input.length > 0 && input.every((p) => typeof p === 'number')) inputs = [input];
+        else if (Array.isArray(input) && input.length > 0 && input.every((p) => typeof p === 'number'))
+          inputs = [input];
         else if (Array.isArray(input) && input.length > 0) inputs = input;
         else throw new RequestError(400, 'You must pass at least one prompt');
         const tokens = inputs.map((p) => {
-          const t = typeof p === 'string' ? tokenize(p) : Array.isArray(p) ? p.map((id) => `#${String(id)}`) : undefined;
+          const t =
+            typeof p === 'string' ? tokenize(p) : Array.isArray(p) ? p.map((id) => `#${String(id)}`) : undefined;
           if (t === undefined) throw new RequestError(400, 'input must be strings or lists of token ids', 'input');
           checkPromptLength(t.length, limit, typeof p === 'string');
           return t;
         });
         const promptTokens = tokens.reduce((sum, t) => sum + t.length, 0);
-        return { ...base, id: `embd-${baseId ?? hexId()}`, n: 1, promptTokens, prompts: tokens, sequences: [], body: { ...body, input: inputs } };
+        return {
+          ...base,
+          id: `embd-${baseId ?? hexId()}`,
+          n: 1,
+          promptTokens,
+          prompts: tokens,
+          sequences: [],
+          body: { ...body, input: inputs },
+        };
       }
     }
   }
@@ -368,7 +444,12 @@ export class SimulatorState {
    * embedding input is one that ends with its prefill). Resolves when all have ended; rejects with
    * AbortedError (and frees their blocks) when the client goes away. onToken hears every output token.
    */
-  async execute(prepared: Prepared, extraLatencyMs: number, signal: AbortSignal, onToken?: (sequence: number, request: EngineRequest) => void): Promise<void> {
+  async execute(
+    prepared: Prepared,
+    extraLatencyMs: number,
+    signal: AbortSignal,
+    onToken?: (sequence: number, request: EngineRequest) => void,
+  ): Promise<void> {
     const delay = (this.options.prefillMs ?? 0) + extraLatencyMs;
     if (delay > 0) await sleep(delay, signal);
     // A prompt of no tokens still has the tokenizer's begin-of-text token; a cache salt changes the first token's identity.
@@ -380,7 +461,13 @@ export class SimulatorState {
     };
     const inputs: EngineRequestInput[] =
       prepared.sequences.length > 0
-        ? prepared.sequences.map((s) => ({ prompt: promptOf(s.prompt), maxTokens: s.tokens, finishReason: s.finish, priority: prepared.priority, outputSeed: s.seed }))
+        ? prepared.sequences.map((s) => ({
+            prompt: promptOf(s.prompt),
+            maxTokens: s.tokens,
+            finishReason: s.finish,
+            priority: prepared.priority,
+            outputSeed: s.seed,
+          }))
         : prepared.prompts.map((_, i) => ({ prompt: promptOf(i), maxTokens: 0, priority: prepared.priority }));
     const requests = await this.runOnEngine(inputs, signal, onToken);
     // vLLM reports each prompt's cached tokens once (the first sample's), summed over prompts; the
@@ -395,7 +482,11 @@ export class SimulatorState {
       counted.add(prompt);
       const cached = Math.max(0, request.numCached);
       prepared.cachedTokens += cached;
-      if (enablePrefixCaching) prepared.createdCacheTokens += Math.max(0, Math.floor(request.numPromptTokens / blockSize) * blockSize - cached);
+      if (enablePrefixCaching)
+        prepared.createdCacheTokens += Math.max(
+          0,
+          Math.floor(request.numPromptTokens / blockSize) * blockSize - cached,
+        );
     });
     if (prepared.sequences.length > 0) {
       this.metrics.onParentFinished(
@@ -408,7 +499,11 @@ export class SimulatorState {
     this.stats.lastServedAt = Date.now();
   }
 
-  private runOnEngine(inputs: EngineRequestInput[], signal: AbortSignal, onToken?: (sequence: number, request: EngineRequest) => void): Promise<EngineRequest[]> {
+  private runOnEngine(
+    inputs: EngineRequestInput[],
+    signal: AbortSignal,
+    onToken?: (sequence: number, request: EngineRequest) => void,
+  ): Promise<EngineRequest[]> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) {
         reject(new AbortedError());
@@ -447,7 +542,16 @@ export class SimulatorState {
   }
 
   resetStats(): void {
-    Object.assign(this.stats, { received: 0, served: 0, rejected: 0, aborted: 0, maxRunning: 0, firstRequestAt: null, lastRequestAt: null, lastServedAt: null });
+    Object.assign(this.stats, {
+      received: 0,
+      served: 0,
+      rejected: 0,
+      aborted: 0,
+      maxRunning: 0,
+      firstRequestAt: null,
+      lastRequestAt: null,
+      lastServedAt: null,
+    });
     this.stats.faults = { error: 0, hang: 0, drop: 0, spike: 0, stall: 0, truncate: 0 };
     this.requestCounts.clear();
   }
@@ -485,7 +589,13 @@ function usageOf(p: Prepared, details: boolean): Usage {
     prompt_tokens: p.promptTokens,
     total_tokens: p.promptTokens + completion,
     completion_tokens: completion,
-    prompt_tokens_details: details ? { cached_tokens: p.cachedTokens, created_cache_tokens: p.kind === 'chat' ? p.createdCacheTokens : null, multimodal_tokens: null } : null,
+    prompt_tokens_details: details
+      ? {
+          cached_tokens: p.cachedTokens,
+          created_cache_tokens: p.kind === 'chat' ? p.createdCacheTokens : null,
+          multimodal_tokens: null,
+        }
+      : null,
     completion_tokens_details: null,
   };
 }
@@ -503,7 +613,15 @@ function responseBody(p: Prepared, state: SimulatorState): Json {
         model: p.model,
         choices: p.sequences.map((s, index) => ({
           index,
-          message: { role: 'assistant', content: generateText(s.seed, s.tokens), refusal: null, annotations: null, audio: null, function_call: null, reasoning: null },
+          message: {
+            role: 'assistant',
+            content: generateText(s.seed, s.tokens),
+            refusal: null,
+            annotations: null,
+            audio: null,
+            function_call: null,
+            reasoning: null,
+          },
           logprobs: null,
           finish_reason: s.finish,
           stop_reason: null,
@@ -547,7 +665,8 @@ function responseBody(p: Prepared, state: SimulatorState): Json {
     case 'embeddings': {
       const inputs = p.body.input as unknown[];
       const base64 = p.body.encoding_format === 'base64';
-      const dims = typeof p.body.dimensions === 'number' && p.body.dimensions > 0 ? p.body.dimensions : state.options.embeddingDim;
+      const dims =
+        typeof p.body.dimensions === 'number' && p.body.dimensions > 0 ? p.body.dimensions : state.options.embeddingDim;
       return {
         id: p.id,
         object: 'list',
@@ -561,7 +680,12 @@ function responseBody(p: Prepared, state: SimulatorState): Json {
             embedding: base64 ? Buffer.from(new Float32Array(vector).buffer).toString('base64') : vector,
           };
         }),
-        usage: { prompt_tokens: p.promptTokens, total_tokens: p.promptTokens, completion_tokens: 0, prompt_tokens_details: null },
+        usage: {
+          prompt_tokens: p.promptTokens,
+          total_tokens: p.promptTokens,
+          completion_tokens: 0,
+          prompt_tokens_details: null,
+        },
       };
     }
     case 'responses': {
@@ -605,9 +729,19 @@ function responseBody(p: Prepared, state: SimulatorState): Json {
         // The Responses API reports cached tokens whatever --enable-prompt-tokens-details says.
         usage: {
           input_tokens: p.promptTokens,
-          input_tokens_details: { cached_tokens: p.cachedTokens, cache_write_tokens: p.createdCacheTokens, input_tokens_per_turn: [], cached_tokens_per_turn: [] },
+          input_tokens_details: {
+            cached_tokens: p.cachedTokens,
+            cache_write_tokens: p.createdCacheTokens,
+            input_tokens_per_turn: [],
+            cached_tokens_per_turn: [],
+          },
           output_tokens: s.tokens,
-          output_tokens_details: { reasoning_tokens: 0, tool_output_tokens: 0, output_tokens_per_turn: [], tool_output_tokens_per_turn: [] },
+          output_tokens_details: {
+            reasoning_tokens: 0,
+            tool_output_tokens: 0,
+            output_tokens_per_turn: [],
+            tool_output_tokens_per_turn: [],
+          },
           total_tokens: p.promptTokens + s.tokens,
         },
         user: null,
@@ -626,14 +760,21 @@ const JSON_TYPE = { 'content-type': 'application/json' };
 
 function errorResponse(c: Context<Env>, err: RequestError, retryAfter?: number): Response {
   const headers: Record<string, string> = { ...JSON_TYPE };
-  if (retryAfter !== undefined && (err.status === 429 || err.status === 503)) headers['retry-after'] = String(retryAfter);
+  if (retryAfter !== undefined && (err.status === 429 || err.status === 503))
+    headers['retry-after'] = String(retryAfter);
   const body = { error: { message: err.message, type: err.type, param: err.param, code: err.status } };
   return c.body(JSON.stringify(body), err.status as 400, headers);
 }
 
 /** The error type vLLM gives a status: its own exception names, else the HTTP phrase (as for its 503s). */
 function errorTypeOf(status: number): string {
-  const own: Record<number, string> = { 400: 'BadRequestError', 404: 'NotFoundError', 422: 'UnprocessableEntityError', 500: 'InternalServerError', 501: 'NotImplementedError' };
+  const own: Record<number, string> = {
+    400: 'BadRequestError',
+    404: 'NotFoundError',
+    422: 'UnprocessableEntityError',
+    500: 'InternalServerError',
+    501: 'NotImplementedError',
+  };
   return own[status] ?? STATUS_CODES[status] ?? 'Error';
 }
 
@@ -686,8 +827,10 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
     // then close idle connections in time; uvicorn announces nothing. A Connection header of our own
     // keeps Node from adding it, so clients meet the same 5-second close as with vLLM.
     const incoming = c.env.incoming;
-    if (incoming.httpVersion === '1.1' && !/\bclose\b/i.test(c.req.header('connection') ?? '')) c.res.headers.set('connection', 'keep-alive');
-    if (state.options.enableRequestIdHeaders === true) c.res.headers.set('x-request-id', c.req.header('x-request-id') ?? randomUUID().replaceAll('-', ''));
+    if (incoming.httpVersion === '1.1' && !/\bclose\b/i.test(c.req.header('connection') ?? ''))
+      c.res.headers.set('connection', 'keep-alive');
+    if (state.options.enableRequestIdHeaders === true)
+      c.res.headers.set('x-request-id', c.req.header('x-request-id') ?? randomUUID().replaceAll('-', ''));
   });
   const keys = state.options.apiKey === undefined ? [] : [state.options.apiKey].flat();
   if (keys.length > 0) app.use(authMiddleware(keys));
@@ -695,64 +838,71 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
   app.use(async (c, next) => {
     const methods = routes[c.req.path];
     if (methods === undefined) return notFound(c);
-    if (!methods.includes(c.req.method)) return c.body('{"detail":"Method Not Allowed"}', 405, { ...JSON_TYPE, allow: methods.join(', ') });
+    if (!methods.includes(c.req.method))
+      return c.body('{"detail":"Method Not Allowed"}', 405, { ...JSON_TYPE, allow: methods.join(', ') });
     return next();
   });
 
-  const inference = (kind: Endpoint) => async (c: Context<Env>): Promise<Response> => {
-    const raw = await c.req.text();
-    state.recordArrival(raw);
-    const signal = c.req.raw.signal;
+  const inference =
+    (kind: Endpoint) =>
+    async (c: Context<Env>): Promise<Response> => {
+      const raw = await c.req.text();
+      state.recordArrival(raw);
+      const signal = c.req.raw.signal;
 
-    const fault = state.rollFault();
-    if (fault.kind === 'drop') {
-      state.countFault('drop');
-      c.env.incoming.socket.destroy();
-      return c.body(null);
-    }
-    if (fault.kind === 'hang') {
-      state.countFault('hang');
-      await aborted(signal);
-      return c.body(null);
-    }
-    if (fault.extraLatencyMs > 0) state.countFault('spike');
-    if (fault.kind === 'error') {
-      state.countFault('error');
+      const fault = state.rollFault();
+      if (fault.kind === 'drop') {
+        state.countFault('drop');
+        c.env.incoming.socket.destroy();
+        return c.body(null);
+      }
+      if (fault.kind === 'hang') {
+        state.countFault('hang');
+        await aborted(signal);
+        return c.body(null);
+      }
+      if (fault.extraLatencyMs > 0) state.countFault('spike');
+      if (fault.kind === 'error') {
+        state.countFault('error');
+        try {
+          await sleep(fault.extraLatencyMs, signal);
+        } catch {
+          return c.body(null);
+        }
+        if (fault.status === 401) return unauthorized(c);
+        return errorResponse(
+          c,
+          new RequestError(fault.status, `simulated ${fault.status} error`, null, errorTypeOf(fault.status)),
+          state.faults.retryAfterSeconds,
+        );
+      }
+
+      let prepared: Prepared;
       try {
-        await sleep(fault.extraLatencyMs, signal);
-      } catch {
-        return c.body(null);
+        prepared = state.prepare(kind, parseBody(raw), c.req.header('x-request-id'));
+      } catch (err) {
+        state.countRejected();
+        if (err instanceof NotMounted) return notFound(c);
+        if (err instanceof RequestError) return errorResponse(c, err);
+        throw err;
       }
-      if (fault.status === 401) return unauthorized(c);
-      return errorResponse(c, new RequestError(fault.status, `simulated ${fault.status} error`, null, errorTypeOf(fault.status)), state.faults.retryAfterSeconds);
-    }
 
-    let prepared: Prepared;
-    try {
-      prepared = state.prepare(kind, parseBody(raw), c.req.header('x-request-id'));
-    } catch (err) {
-      state.countRejected();
-      if (err instanceof NotMounted) return notFound(c);
-      if (err instanceof RequestError) return errorResponse(c, err);
-      throw err;
-    }
-
-    if (prepared.body.stream === true && (kind === 'chat' || kind === 'completions')) {
-      return streamCompletion(c, state, kind, prepared, fault.extraLatencyMs, signal);
-    }
-    try {
-      await state.execute(prepared, fault.extraLatencyMs, signal);
-    } catch (err) {
-      if (err instanceof AbortedError) {
-        state.countAborted();
-        return c.body(null);
+      if (prepared.body.stream === true && (kind === 'chat' || kind === 'completions')) {
+        return streamCompletion(c, state, kind, prepared, fault.extraLatencyMs, signal);
       }
-      throw err;
-    }
-    const answer = JSON.stringify(responseBody(prepared, state));
-    if (fault.body !== undefined) return brokenAnswer(c, state, answer, fault.body, signal);
-    return c.body(answer, 200, JSON_TYPE);
-  };
+      try {
+        await state.execute(prepared, fault.extraLatencyMs, signal);
+      } catch (err) {
+        if (err instanceof AbortedError) {
+          state.countAborted();
+          return c.body(null);
+        }
+        throw err;
+      }
+      const answer = JSON.stringify(responseBody(prepared, state));
+      if (fault.body !== undefined) return brokenAnswer(c, state, answer, fault.body, signal);
+      return c.body(answer, 200, JSON_TYPE);
+    };
 
   app.post('/v1/chat/completions', inference('chat'));
   app.post('/v1/completions', inference('completions'));
@@ -796,13 +946,16 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
   app.post('/ping', (c) => c.body(null, state.faults.down ? 503 : 200));
   // vLLM counts in-flight requests here only with --enable-server-load-tracking, which the simulator does not model.
   app.get('/load', (c) => c.json({ server_load: 0 }));
-  app.get('/metrics', async (c) => c.body(await state.registry.metrics(), 200, { 'content-type': state.registry.contentType }));
+  app.get('/metrics', async (c) =>
+    c.body(await state.registry.metrics(), 200, { 'content-type': state.registry.contentType }),
+  );
 
   // The simulator's own controls (not part of vLLM; open even with an API key).
   app.get('/control/faults', (c) => c.json(state.faults));
   app.put('/control/faults', async (c) => {
     const parsed = faultsSchema.safeParse(await c.req.json().catch(() => undefined));
-    if (!parsed.success) return c.json({ error: { message: parsed.error.message, type: 'BadRequestError', param: null, code: 400 } }, 400);
+    if (!parsed.success)
+      return c.json({ error: { message: parsed.error.message, type: 'BadRequestError', param: null, code: 400 } }, 400);
     state.faults = parsed.data;
     return c.json(state.faults);
   });
@@ -819,7 +972,13 @@ export function createSimulatorApp(state: SimulatorState): Hono<Env> {
 }
 
 /** Status, headers and half the body, then nothing more (stall) or a dropped connection (truncate). */
-function brokenAnswer(c: Context<Env>, state: SimulatorState, answer: string, how: 'stall' | 'truncate', signal: AbortSignal): Response {
+function brokenAnswer(
+  c: Context<Env>,
+  state: SimulatorState,
+  answer: string,
+  how: 'stall' | 'truncate',
+  signal: AbortSignal,
+): Response {
   state.countFault(how);
   const half = answer.slice(0, Math.floor(answer.length / 2));
   const socket = c.env.incoming.socket;
@@ -827,7 +986,14 @@ function brokenAnswer(c: Context<Env>, state: SimulatorState, answer: string, ho
     start(controller) {
       controller.enqueue(new TextEncoder().encode(half));
       if (how === 'truncate') setTimeout(() => socket.destroy(), 20);
-      else signal.addEventListener('abort', () => { controller.close(); }, { once: true });
+      else
+        signal.addEventListener(
+          'abort',
+          () => {
+            controller.close();
+          },
+          { once: true },
+        );
     },
   });
   return c.body(body, 200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(answer)) });
@@ -838,24 +1004,39 @@ function brokenAnswer(c: Context<Env>, state: SimulatorState, answer: string, ho
  * last one of a sequence carries its finish_reason), with include_usage a last chunk of usage with no
  * choices, then [DONE].
  */
-function streamCompletion(c: Context<Env>, state: SimulatorState, kind: 'chat' | 'completions', p: Prepared, extraLatencyMs: number, signal: AbortSignal): Response {
+function streamCompletion(
+  c: Context<Env>,
+  state: SimulatorState,
+  kind: 'chat' | 'completions',
+  p: Prepared,
+  extraLatencyMs: number,
+  signal: AbortSignal,
+): Response {
   const object = kind === 'chat' ? 'chat.completion.chunk' : 'text_completion';
   const created = now();
   const includeUsage = isRecord(p.body.stream_options) && p.body.stream_options.include_usage === true;
   const details = state.options.enablePromptTokensDetails === true;
   const response = streamSSE(c, async (stream) => {
     const texts = p.sequences.map((s) => generateText(s.seed, s.tokens).split(' '));
-    const chunk = (choices: Json[], extra: Json = {}): string => JSON.stringify({ id: p.id, object, created, model: p.model, choices, ...extra });
+    const chunk = (choices: Json[], extra: Json = {}): string =>
+      JSON.stringify({ id: p.id, object, created, model: p.model, choices, ...extra });
     // Tokens come from the engine's steps; this loop writes them out as they come.
     const pending: { sequence: number; token: number }[] = [];
-    const run: { ended: boolean; failure: Error | null; wake: (() => void) | undefined } = { ended: false, failure: null, wake: undefined };
+    const run: { ended: boolean; failure: Error | null; wake: (() => void) | undefined } = {
+      ended: false,
+      failure: null,
+      wake: undefined,
+    };
     void state
       .execute(p, extraLatencyMs, signal, (sequence, request) => {
         pending.push({ sequence, token: request.numOutput - 1 });
         run.wake?.();
       })
       .then(
-        () => { run.ended = true; run.wake?.(); },
+        () => {
+          run.ended = true;
+          run.wake?.();
+        },
         (err: unknown) => {
           run.failure = err instanceof Error ? err : new Error(String(err));
           run.ended = true;
@@ -865,12 +1046,23 @@ function streamCompletion(c: Context<Env>, state: SimulatorState, kind: 'chat' |
     try {
       let started = false;
       for (;;) {
-        while (pending.length === 0 && !run.ended) await new Promise<void>((resolve) => { run.wake = resolve; });
+        while (pending.length === 0 && !run.ended)
+          await new Promise<void>((resolve) => {
+            run.wake = resolve;
+          });
         run.wake = undefined;
         if (run.failure !== null) throw run.failure;
         if (kind === 'chat' && !started) {
           await stream.writeSSE({
-            data: chunk(p.sequences.map((_, index) => ({ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null })), { prompt_token_ids: null, prompt_text: null }),
+            data: chunk(
+              p.sequences.map((_, index) => ({
+                index,
+                delta: { role: 'assistant', content: '' },
+                logprobs: null,
+                finish_reason: null,
+              })),
+              { prompt_token_ids: null, prompt_text: null },
+            ),
           });
         }
         started = true;
@@ -895,7 +1087,16 @@ function streamCompletion(c: Context<Env>, state: SimulatorState, kind: 'chat' |
         const streamed =
           prompt_tokens_details === null
             ? usage
-            : { ...usage, prompt_tokens_details: kind === 'chat' ? { cached_tokens: prompt_tokens_details.cached_tokens, created_cache_tokens: prompt_tokens_details.created_cache_tokens } : { cached_tokens: prompt_tokens_details.cached_tokens } };
+            : {
+                ...usage,
+                prompt_tokens_details:
+                  kind === 'chat'
+                    ? {
+                        cached_tokens: prompt_tokens_details.cached_tokens,
+                        created_cache_tokens: prompt_tokens_details.created_cache_tokens,
+                      }
+                    : { cached_tokens: prompt_tokens_details.cached_tokens },
+              };
         await stream.writeSSE({ data: chunk([], { usage: streamed, system_fingerprint: state.fingerprint }) });
       }
       await stream.writeSSE({ data: '[DONE]' });
@@ -916,11 +1117,16 @@ export interface RunningSimulator {
   close(): Promise<void>;
 }
 
-export async function startSimulator(options: SimulatorOptions, listen: { host: string; port: number }): Promise<RunningSimulator> {
+export async function startSimulator(
+  options: SimulatorOptions,
+  listen: { host: string; port: number },
+): Promise<RunningSimulator> {
   const state = new SimulatorState(options);
   const app = createSimulatorApp(state);
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: listen.host, port: listen.port }, () => { resolve(s); });
+    const s = serve({ fetch: app.fetch, hostname: listen.host, port: listen.port }, () => {
+      resolve(s);
+    });
     s.once('error', reject);
   });
   if ('requestTimeout' in server) {

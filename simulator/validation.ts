@@ -44,7 +44,8 @@ export function pyRepr(s: string): string {
     else if (ch === '\n') out += '\\n';
     else if (ch === '\r') out += '\\r';
     else if (ch === '\t') out += '\\t';
-    else if (ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f) out += `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`;
+    else if (ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f)
+      out += `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`;
     else out += ch;
   }
   return `${quote}${out}${quote}`;
@@ -71,7 +72,12 @@ interface FieldError {
 }
 
 function formatFieldError(e: FieldError): string {
-  const ctx = e.ctx === undefined ? '' : `, 'ctx': {${Object.entries(e.ctx).map(([k, v]) => `${pyRepr(k)}: ${pyRepr(v)}`).join(', ')}}`;
+  const ctx =
+    e.ctx === undefined
+      ? ''
+      : `, 'ctx': {${Object.entries(e.ctx)
+          .map(([k, v]) => `${pyRepr(k)}: ${pyRepr(v)}`)
+          .join(', ')}}`;
   return `{'type': ${pyRepr(e.type)}, 'loc': ${pyRepr(e.loc)}, 'msg': ${pyRepr(e.msg)}, 'input': ${errorInput(e.input)}${ctx}}`;
 }
 
@@ -80,7 +86,10 @@ export function validationError(errors: FieldError[]): RequestError {
   const count = errors.length;
   const label = count === 1 ? 'error' : 'errors';
   let message = `${count} validation ${label}:\n`;
-  message += errors.slice(0, 10).map((e) => `  ${formatFieldError(e)}\n`).join('');
+  message += errors
+    .slice(0, 10)
+    .map((e) => `  ${formatFieldError(e)}\n`)
+    .join('');
   if (count > 10) message += `  ...and ${count - 10} more ${label}\n`;
   return new RequestError(400, message.trimEnd(), errors[0]?.loc ?? null, 'Bad Request');
 }
@@ -97,10 +106,26 @@ export function parseBody(raw: string): Json {
     const text = (err as Error).message;
     const position = /position (\d+)/.exec(text)?.[1];
     const at = position === undefined ? raw.length : Number(position);
-    const reason = /property name/i.test(text) ? 'Expecting property name enclosed in double quotes' : /after property name/i.test(text) ? "Expecting ':' delimiter" : /after (array element|property value)/i.test(text) ? "Expecting ',' delimiter" : 'Expecting value';
-    throw validationError([{ type: 'json_invalid', loc: `body.${at}`, msg: 'JSON decode error', input: {}, ctx: { error: reason } }]);
+    const reason = /property name/i.test(text)
+      ? 'Expecting property name enclosed in double quotes'
+      : /after property name/i.test(text)
+        ? "Expecting ':' delimiter"
+        : /after (array element|property value)/i.test(text)
+          ? "Expecting ',' delimiter"
+          : 'Expecting value';
+    throw validationError([
+      { type: 'json_invalid', loc: `body.${at}`, msg: 'JSON decode error', input: {}, ctx: { error: reason } },
+    ]);
   }
-  if (!isRecord(body)) throw validationError([{ type: 'model_attributes_type', loc: 'body', msg: 'Input should be a valid dictionary or object to extract fields from', input: body }]);
+  if (!isRecord(body))
+    throw validationError([
+      {
+        type: 'model_attributes_type',
+        loc: 'body',
+        msg: 'Input should be a valid dictionary or object to extract fields from',
+        input: body,
+      },
+    ]);
   return body;
 }
 
@@ -112,30 +137,94 @@ type FieldSpec = readonly [name: string, kind: Kind | 'required', nullable?: boo
 // that order); from vLLM 0.32's ChatCompletionRequest, CompletionRequest, ResponsesRequest and
 // EmbeddingCompletionRequest. Nullable unless marked false.
 const CHAT_FIELDS: FieldSpec[] = [
-  ['messages', 'required'], ['model', 'str'], ['frequency_penalty', 'float'], ['logprobs', 'bool'], ['top_logprobs', 'int', false],
-  ['max_tokens', 'int'], ['max_completion_tokens', 'int'], ['n', 'int'], ['presence_penalty', 'float'], ['seed', 'int'], ['stream', 'bool'],
-  ['temperature', 'float'], ['top_p', 'float'], ['user', 'str'], ['top_k', 'int'], ['min_p', 'float'], ['repetition_penalty', 'float'],
-  ['ignore_eos', 'bool', false], ['min_tokens', 'int', false], ['echo', 'bool', false], ['add_generation_prompt', 'bool', false],
-  ['priority', 'int', false], ['request_id', 'str', false], ['return_token_ids', 'bool'], ['cache_salt', 'str'],
+  ['messages', 'required'],
+  ['model', 'str'],
+  ['frequency_penalty', 'float'],
+  ['logprobs', 'bool'],
+  ['top_logprobs', 'int', false],
+  ['max_tokens', 'int'],
+  ['max_completion_tokens', 'int'],
+  ['n', 'int'],
+  ['presence_penalty', 'float'],
+  ['seed', 'int'],
+  ['stream', 'bool'],
+  ['temperature', 'float'],
+  ['top_p', 'float'],
+  ['user', 'str'],
+  ['top_k', 'int'],
+  ['min_p', 'float'],
+  ['repetition_penalty', 'float'],
+  ['ignore_eos', 'bool', false],
+  ['min_tokens', 'int', false],
+  ['echo', 'bool', false],
+  ['add_generation_prompt', 'bool', false],
+  ['priority', 'int', false],
+  ['request_id', 'str', false],
+  ['return_token_ids', 'bool'],
+  ['cache_salt', 'str'],
 ];
 const COMPLETION_FIELDS: FieldSpec[] = [
-  ['model', 'str'], ['echo', 'bool'], ['frequency_penalty', 'float'], ['logprobs', 'int'], ['max_tokens', 'int'], ['n', 'int', false],
-  ['presence_penalty', 'float'], ['seed', 'int'], ['stream', 'bool'], ['suffix', 'str'], ['temperature', 'float'], ['top_p', 'float'],
-  ['user', 'str'], ['top_k', 'int'], ['min_p', 'float'], ['repetition_penalty', 'float'], ['ignore_eos', 'bool', false],
-  ['min_tokens', 'int', false], ['priority', 'int', false], ['request_id', 'str', false], ['return_token_ids', 'bool'], ['cache_salt', 'str'],
+  ['model', 'str'],
+  ['echo', 'bool'],
+  ['frequency_penalty', 'float'],
+  ['logprobs', 'int'],
+  ['max_tokens', 'int'],
+  ['n', 'int', false],
+  ['presence_penalty', 'float'],
+  ['seed', 'int'],
+  ['stream', 'bool'],
+  ['suffix', 'str'],
+  ['temperature', 'float'],
+  ['top_p', 'float'],
+  ['user', 'str'],
+  ['top_k', 'int'],
+  ['min_p', 'float'],
+  ['repetition_penalty', 'float'],
+  ['ignore_eos', 'bool', false],
+  ['min_tokens', 'int', false],
+  ['priority', 'int', false],
+  ['request_id', 'str', false],
+  ['return_token_ids', 'bool'],
+  ['cache_salt', 'str'],
 ];
 const RESPONSES_FIELDS: FieldSpec[] = [
-  ['background', 'bool'], ['input', 'required'], ['instructions', 'str'], ['max_output_tokens', 'int'], ['model', 'str'], ['stream', 'bool'],
-  ['temperature', 'float'], ['top_p', 'float'], ['top_k', 'int'], ['min_p', 'float'], ['user', 'str'], ['presence_penalty', 'float'],
-  ['frequency_penalty', 'float'], ['request_id', 'str', false], ['priority', 'int', false], ['cache_salt', 'str'],
-  ['repetition_penalty', 'float'], ['seed', 'int'], ['ignore_eos', 'bool', false],
+  ['background', 'bool'],
+  ['input', 'required'],
+  ['instructions', 'str'],
+  ['max_output_tokens', 'int'],
+  ['model', 'str'],
+  ['stream', 'bool'],
+  ['temperature', 'float'],
+  ['top_p', 'float'],
+  ['top_k', 'int'],
+  ['min_p', 'float'],
+  ['user', 'str'],
+  ['presence_penalty', 'float'],
+  ['frequency_penalty', 'float'],
+  ['request_id', 'str', false],
+  ['priority', 'int', false],
+  ['cache_salt', 'str'],
+  ['repetition_penalty', 'float'],
+  ['seed', 'int'],
+  ['ignore_eos', 'bool', false],
 ];
 const EMBEDDING_FIELDS: FieldSpec[] = [
-  ['dimensions', 'int'], ['input', 'required'], ['model', 'str'], ['user', 'str'], ['request_id', 'str', false], ['priority', 'int', false], ['cache_salt', 'str'],
+  ['dimensions', 'int'],
+  ['input', 'required'],
+  ['model', 'str'],
+  ['user', 'str'],
+  ['request_id', 'str', false],
+  ['priority', 'int', false],
+  ['cache_salt', 'str'],
 ];
 
 export type Endpoint = 'chat' | 'completions' | 'embeddings' | 'responses';
-const FIELDS: Record<Endpoint, FieldSpec[]> = { chat: CHAT_FIELDS, completions: COMPLETION_FIELDS, responses: RESPONSES_FIELDS, embeddings: EMBEDDING_FIELDS };
+const FIELDS: Record<Endpoint, FieldSpec[]> = {
+  chat: CHAT_FIELDS,
+  completions: COMPLETION_FIELDS,
+  responses: RESPONSES_FIELDS,
+  embeddings: EMBEDDING_FIELDS,
+};
 
 const TRUE_STRINGS = new Set(['1', 'on', 't', 'true', 'y', 'yes']);
 const FALSE_STRINGS = new Set(['0', 'off', 'f', 'false', 'n', 'no']);
@@ -151,21 +240,37 @@ function coerce(kind: Kind, loc: string, value: unknown): { error: FieldError } 
       if (typeof value === 'boolean') return { value: value ? 1 : 0 };
       if (typeof value === 'string') {
         const n = Number(value.trim());
-        return value.trim() !== '' && !Number.isNaN(n) ? { value: n } : fail('float_parsing', 'Input should be a valid number, unable to parse string as a number');
+        return value.trim() !== '' && !Number.isNaN(n)
+          ? { value: n }
+          : fail('float_parsing', 'Input should be a valid number, unable to parse string as a number');
       }
       return fail('float_type', 'Input should be a valid number');
     case 'int': {
       if (typeof value === 'boolean') return { value: value ? 1 : 0 };
-      const n = typeof value === 'number' ? value : typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : undefined;
-      if (n !== undefined) return Number.isInteger(n) ? { value: n } : fail('int_from_float', 'Input should be a valid integer, got a number with a fractional part');
-      if (typeof value === 'string') return fail('int_parsing', 'Input should be a valid integer, unable to parse string as an integer');
+      const n =
+        typeof value === 'number'
+          ? value
+          : typeof value === 'string' && /^\s*[+-]?\d+\s*$/.test(value)
+            ? Number(value)
+            : undefined;
+      if (n !== undefined)
+        return Number.isInteger(n)
+          ? { value: n }
+          : fail('int_from_float', 'Input should be a valid integer, got a number with a fractional part');
+      if (typeof value === 'string')
+        return fail('int_parsing', 'Input should be a valid integer, unable to parse string as an integer');
       return fail('int_type', 'Input should be a valid integer');
     }
     case 'bool':
       if (typeof value === 'boolean') return { value };
       if (value === 0 || value === 1) return { value: value === 1 };
-      if (typeof value === 'string' && (TRUE_STRINGS.has(value.toLowerCase()) || FALSE_STRINGS.has(value.toLowerCase()))) return { value: TRUE_STRINGS.has(value.toLowerCase()) };
-      if (typeof value === 'string' || typeof value === 'number') return fail('bool_parsing', 'Input should be a valid boolean, unable to interpret input');
+      if (
+        typeof value === 'string' &&
+        (TRUE_STRINGS.has(value.toLowerCase()) || FALSE_STRINGS.has(value.toLowerCase()))
+      )
+        return { value: TRUE_STRINGS.has(value.toLowerCase()) };
+      if (typeof value === 'string' || typeof value === 'number')
+        return fail('bool_parsing', 'Input should be a valid boolean, unable to interpret input');
       return fail('bool_type', 'Input should be a valid boolean');
   }
 }
@@ -186,12 +291,28 @@ function messageErrors(messages: unknown[]): FieldError[] {
   messages.forEach((m, i) => {
     const at = `body.messages.${i}`;
     if (!isRecord(m)) {
-      for (const t of MESSAGE_TYPES) errors.push({ type: 'dict_type', loc: `${at}.${t}`, msg: 'Input should be a valid dictionary', input: m });
-      errors.push({ type: 'model_attributes_type', loc: `${at}.Message`, msg: 'Input should be a valid dictionary or object to extract fields from', input: m });
+      for (const t of MESSAGE_TYPES)
+        errors.push({ type: 'dict_type', loc: `${at}.${t}`, msg: 'Input should be a valid dictionary', input: m });
+      errors.push({
+        type: 'model_attributes_type',
+        loc: `${at}.Message`,
+        msg: 'Input should be a valid dictionary or object to extract fields from',
+        input: m,
+      });
     } else if (!('role' in m)) {
-      const missing = (loc: string): FieldError => ({ type: 'missing', loc: `${at}.${loc}`, msg: 'Field required', input: m });
+      const missing = (loc: string): FieldError => ({
+        type: 'missing',
+        loc: `${at}.${loc}`,
+        msg: 'Field required',
+        input: m,
+      });
       errors.push(
-        ...['ChatCompletionDeveloperMessageParam', 'ChatCompletionSystemMessageParam', 'ChatCompletionUserMessageParam', 'ChatCompletionAssistantMessageParam'].map((t) => missing(`${t}.role`)),
+        ...[
+          'ChatCompletionDeveloperMessageParam',
+          'ChatCompletionSystemMessageParam',
+          'ChatCompletionUserMessageParam',
+          'ChatCompletionAssistantMessageParam',
+        ].map((t) => missing(`${t}.role`)),
         missing('ChatCompletionToolMessageParam.role'),
         missing('ChatCompletionToolMessageParam.tool_call_id'),
         missing('ChatCompletionFunctionMessageParam.name'),
@@ -201,9 +322,24 @@ function messageErrors(messages: unknown[]): FieldError[] {
         missing('Message.content'),
       );
     } else if (typeof m.role !== 'string') {
-      errors.push({ type: 'string_type', loc: `${at}.CustomChatCompletionMessageParam.role`, msg: 'Input should be a valid string', input: m.role });
-    } else if (m.content !== undefined && m.content !== null && typeof m.content !== 'string' && !Array.isArray(m.content)) {
-      errors.push({ type: 'string_type', loc: `${at}.ChatCompletionDeveloperMessageParam.content`, msg: 'Input should be a valid string', input: m.content });
+      errors.push({
+        type: 'string_type',
+        loc: `${at}.CustomChatCompletionMessageParam.role`,
+        msg: 'Input should be a valid string',
+        input: m.role,
+      });
+    } else if (
+      m.content !== undefined &&
+      m.content !== null &&
+      typeof m.content !== 'string' &&
+      !Array.isArray(m.content)
+    ) {
+      errors.push({
+        type: 'string_type',
+        loc: `${at}.ChatCompletionDeveloperMessageParam.content`,
+        msg: 'Input should be a valid string',
+        input: m.content,
+      });
     }
   });
   return errors;
@@ -221,9 +357,16 @@ export function validateFields(endpoint: Endpoint, body: Json): Json {
     const loc = `body.${name}`;
     if (kind === 'required') {
       // The Responses API's before-validators add one key to the body that pydantic then shows.
-      if (value === undefined) errors.push({ type: 'missing', loc, msg: 'Field required', input: endpoint === 'responses' ? { ...body, '\u0000': null } : body });
+      if (value === undefined)
+        errors.push({
+          type: 'missing',
+          loc,
+          msg: 'Field required',
+          input: endpoint === 'responses' ? { ...body, '\u0000': null } : body,
+        });
       else if (name === 'messages') {
-        if (!Array.isArray(value)) errors.push({ type: 'list_type', loc, msg: 'Input should be a valid list', input: value });
+        if (!Array.isArray(value))
+          errors.push({ type: 'list_type', loc, msg: 'Input should be a valid list', input: value });
         else errors.push(...messageErrors(value));
       }
       continue;
@@ -252,24 +395,40 @@ const num = (body: Json, key: string): number | undefined => (typeof body[key] =
 export function verifySampling(body: Json, n: number, maxTokens: number): void {
   if (n < 1) throw new RequestError(400, `n must be at least 1, got ${n}.`);
   const presence = num(body, 'presence_penalty') ?? 0;
-  if (presence < -2 || presence > 2) throw new RequestError(400, `presence_penalty must be in [-2, 2], got ${pyFloat(presence)}.`);
+  if (presence < -2 || presence > 2)
+    throw new RequestError(400, `presence_penalty must be in [-2, 2], got ${pyFloat(presence)}.`);
   const frequency = num(body, 'frequency_penalty') ?? 0;
-  if (frequency < -2 || frequency > 2) throw new RequestError(400, `frequency_penalty must be in [-2, 2], got ${pyFloat(frequency)}.`);
+  if (frequency < -2 || frequency > 2)
+    throw new RequestError(400, `frequency_penalty must be in [-2, 2], got ${pyFloat(frequency)}.`);
   const repetition = num(body, 'repetition_penalty') ?? 1;
-  if (repetition <= 0) throw new RequestError(400, `repetition_penalty must be greater than zero, got ${pyFloat(repetition)}.`);
+  if (repetition <= 0)
+    throw new RequestError(400, `repetition_penalty must be greater than zero, got ${pyFloat(repetition)}.`);
   const temperature = num(body, 'temperature') ?? 1;
-  if (temperature < 0) throw parameterError(`temperature must be non-negative, got ${pyFloat(temperature)}.`, 'temperature', pyFloat(temperature));
-  if (temperature > 2) throw parameterError(`temperature must be in [0, 2], got ${pyFloat(temperature)}.`, 'temperature', pyFloat(temperature));
+  if (temperature < 0)
+    throw parameterError(
+      `temperature must be non-negative, got ${pyFloat(temperature)}.`,
+      'temperature',
+      pyFloat(temperature),
+    );
+  if (temperature > 2)
+    throw parameterError(
+      `temperature must be in [0, 2], got ${pyFloat(temperature)}.`,
+      'temperature',
+      pyFloat(temperature),
+    );
   const topP = num(body, 'top_p') ?? 1;
-  if (!(topP > 0 && topP <= 1)) throw parameterError(`top_p must be in (0, 1], got ${pyFloat(topP)}.`, 'top_p', pyFloat(topP));
+  if (!(topP > 0 && topP <= 1))
+    throw parameterError(`top_p must be in (0, 1], got ${pyFloat(topP)}.`, 'top_p', pyFloat(topP));
   const topK = num(body, 'top_k') ?? 0;
   if (topK < -1) throw new RequestError(400, `top_k must be 0 (disable), or at least 1, got ${topK}.`);
   const minP = num(body, 'min_p') ?? 0;
   if (minP < 0 || minP > 1) throw new RequestError(400, `min_p must be in [0, 1], got ${pyFloat(minP)}.`);
-  if (maxTokens < 1) throw parameterError(`max_tokens must be at least 1, got ${maxTokens}.`, 'max_tokens', String(maxTokens));
+  if (maxTokens < 1)
+    throw parameterError(`max_tokens must be at least 1, got ${maxTokens}.`, 'max_tokens', String(maxTokens));
   const minTokens = num(body, 'min_tokens') ?? 0;
   if (minTokens < 0) throw new RequestError(400, `min_tokens must be greater than or equal to 0, got ${minTokens}.`);
-  if (minTokens > maxTokens) throw new RequestError(400, `min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${minTokens}.`);
+  if (minTokens > maxTokens)
+    throw new RequestError(400, `min_tokens must be less than or equal to max_tokens=${maxTokens}, got ${minTokens}.`);
   // Zero temperature is greedy sampling, which has one answer.
   if (temperature < 1e-5 && n > 1) throw new RequestError(400, `n must be 1 when using greedy sampling, got ${n}.`);
 }
@@ -277,7 +436,11 @@ export function verifySampling(body: Json, n: number, maxTokens: number): void {
 /** TokenizeParams' check, before the prompt is rendered: the output limit alone over the context. */
 export function checkOutputLimit(maxOutput: number | undefined, param: string, maxModelLen: number): void {
   if (maxOutput !== undefined && maxOutput > maxModelLen) {
-    throw parameterError(`${param}=${maxOutput} cannot be greater than max_model_len=${maxModelLen}. Please request fewer output tokens.`, param, String(maxOutput));
+    throw parameterError(
+      `${param}=${maxOutput} cannot be greater than max_model_len=${maxModelLen}. Please request fewer output tokens.`,
+      param,
+      String(maxOutput),
+    );
   }
 }
 

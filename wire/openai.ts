@@ -1,6 +1,7 @@
 // OpenAI's wire objects for Files and Batches, as zod schemas. The API validates with them and
 // generates its OpenAPI document from them; activities use the same types for the JSONL lines.
 import { z } from 'zod';
+
 import { isStorableText } from '../lib/sanitize.js';
 
 export const BATCH_ENDPOINTS = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings', '/v1/responses'] as const;
@@ -25,12 +26,16 @@ export const completionWindowSchema = z
       const s = parseDuration(w);
       return s !== undefined && s >= MIN_COMPLETION_WINDOW_SECONDS && s <= MAX_COMPLETION_WINDOW_SECONDS;
     },
-    { message: 'completion_window must be a duration such as 24h (extension: any value from 30s to 7d, e.g. 1h, 90m, 3d)' },
+    {
+      message:
+        'completion_window must be a duration such as 24h (extension: any value from 30s to 7d, e.g. 1h, 90m, 3d)',
+    },
   )
   .meta({ description: "OpenAI accepts only '24h'; this server also accepts durations from 30s to 7d." });
 
 /** Text that can be stored exactly: Postgres refuses NUL, and an unpaired surrogate would not come back as sent. */
-export const storable = <T extends z.ZodType<string>>(s: T) => s.refine(isStorableText, { message: 'must not contain NUL characters or unpaired surrogates' });
+export const storable = <T extends z.ZodType<string>>(s: T) =>
+  s.refine(isStorableText, { message: 'must not contain NUL characters or unpaired surrogates' });
 
 export const metadataSchema = z
   .record(
@@ -45,12 +50,10 @@ export const expiresAfterSchema = z.object({
   seconds: z.number().int().min(3600).max(2_592_000),
 });
 
-export const batchPrioritySchema = z
-  .number()
-  .int()
-  .min(1)
-  .max(5)
-  .meta({ description: 'Extension: 1 runs first, 5 last (default 3). Chunks of higher-priority batches are taken from the task queue first.' });
+export const batchPrioritySchema = z.number().int().min(1).max(5).meta({
+  description:
+    'Extension: 1 runs first, 5 last (default 3). Chunks of higher-priority batches are taken from the task queue first.',
+});
 
 export const batchCreateSchema = z
   .object({

@@ -6,17 +6,18 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel } from '@temporalio/worker';
+import { Registry } from 'prom-client';
+
 import { keepTrying } from '../lib/abortable.js';
 import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
-import { dbOptions, openDatabase, type Db } from '../schema/db.js';
 import { onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore, type FileStore } from '../lib/file-store.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { databaseCheck, fileStoreCheck, startOpsServer, temporalCheck, type ReadinessCheck } from '../lib/ops.js';
-import { Registry } from 'prom-client';
 import { ensureSearchAttributes, temporalConnectionOptions } from '../lib/temporal.js';
+import { dbOptions, openDatabase, type Db } from '../schema/db.js';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
-import { progressInterceptor, ProgressClock, Watchdog, type WatchedQueue } from './watchdog.js';
+import { ProgressClock, progressInterceptor, Watchdog, type WatchedQueue } from './watchdog.js';
 
 export interface RunningWorker {
   /** Settles when the worker has stopped (after shutdown, or on a fatal error). */
@@ -41,7 +42,8 @@ export function installRuntime(log: Logger): void {
     logger: new DefaultLogger(level, (entry) => {
       // A GPU worker registers no workflows on purpose; the SDK's warning about it is noise.
       if (entry.message.startsWith('No workflows registered')) return;
-      const method = entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
+      const method =
+        entry.level === 'ERROR' ? 'error' : entry.level === 'WARN' ? 'warn' : entry.level === 'INFO' ? 'info' : 'debug';
       log[method]({ ...entry.meta, sdk: 'temporal' }, entry.message);
     }),
   });
@@ -52,7 +54,10 @@ export function installRuntime(log: Logger): void {
  * options (TLS files read) come first, outside any retry: a missing certificate is a configuration
  * error to report at once, not an outage to wait out.
  */
-export async function connectWorker(config: Config, keepTrying?: (connect: () => Promise<NativeConnection>) => Promise<NativeConnection>): Promise<NativeConnection> {
+export async function connectWorker(
+  config: Config,
+  keepTrying?: (connect: () => Promise<NativeConnection>) => Promise<NativeConnection>,
+): Promise<NativeConnection> {
   const options = temporalConnectionOptions(config);
   const connect = (): Promise<NativeConnection> => NativeConnection.connect(options);
   return keepTrying === undefined ? connect() : keepTrying(connect);
@@ -63,11 +68,16 @@ export async function connectWorker(config: Config, keepTrying?: (connect: () =>
  * in a long-lived worker would keep webpack's few hundred megabytes in it for good). `cleanup`
  * removes a bundle built just for this worker once the worker has read it.
  */
-export async function workflowBundle(config: Config, prebuilt: string | undefined): Promise<{ codePath: string; cleanup(): Promise<void> }> {
+export async function workflowBundle(
+  config: Config,
+  prebuilt: string | undefined,
+): Promise<{ codePath: string; cleanup(): Promise<void> }> {
   const given = prebuilt ?? config.temporal.workflowBundlePath;
   if (given !== undefined) return { codePath: given, cleanup: () => Promise.resolve() };
   const { bundleInChild } = await import('../dev/bundle-workflows.js');
-  const codePath = await bundleInChild(path.join(config.paths.dataDir, `workflow-bundle-${process.pid}-${Date.now()}.js`));
+  const codePath = await bundleInChild(
+    path.join(config.paths.dataDir, `workflow-bundle-${process.pid}-${Date.now()}.js`),
+  );
   return { codePath, cleanup: () => rm(codePath, { force: true }) };
 }
 
@@ -157,12 +167,23 @@ export function runWorkerProcess(kind: WorkerProcess): void {
     const log = createLogger(name, config.log);
     installRuntime(log);
     let waitingFor = 'the database';
-    const starting: ReadinessCheck = { name: 'worker', check: () => Promise.reject(new Error(`starting: waiting for ${waitingFor}`)) };
+    const starting: ReadinessCheck = {
+      name: 'worker',
+      check: () => Promise.reject(new Error(`starting: waiting for ${waitingFor}`)),
+    };
     const checks: ReadinessCheck[] = [starting];
     const registry = new Registry();
     // The health server comes first: a busy port stops the process before a worker polls, and
     // liveness answers while a GPU worker waits (minutes, maybe) for its engine to load.
-    const ops = await startOpsServer({ host: config.metrics.host, port: kind.metricsPort(config), log, timeoutMs: config.metrics.readyTimeoutMs, idleTimeoutMs: config.api.idleTimeoutMs, checks, registry });
+    const ops = await startOpsServer({
+      host: config.metrics.host,
+      port: kind.metricsPort(config),
+      log,
+      timeoutMs: config.metrics.readyTimeoutMs,
+      idleTimeoutMs: config.api.idleTimeoutMs,
+      checks,
+      registry,
+    });
     const db = await openDatabase(databaseUrl(config), { ...dbOptions(config), log });
     const store = createFileStore(config);
     waitingFor = 'Temporal';

@@ -5,8 +5,8 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
+
 import { Engine, engineRoot } from '../activities/engine.js';
-import { BATCH_ENDPOINTS } from '../wire/openai.js';
 import { createInferenceActivities } from '../activities/inference.js';
 import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
@@ -17,6 +17,7 @@ import { Semaphore } from '../lib/semaphore.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { announceWorker, withdrawWorker } from '../lib/worker-registry.js';
+import { BATCH_ENDPOINTS } from '../wire/openai.js';
 import { runWorkerProcess, type RunningWorker, type WorkerProcessDeps } from './common.js';
 import { progressInterceptor } from './watchdog.js';
 
@@ -57,17 +58,25 @@ export async function waitForEngine(engineUrl: string, timeoutMs: number, log: L
  * the worker here, saying why; with it the worker starts, not ready, and each chunk it takes fails with
  * that reason (so a fleet with one misconfigured worker still shows where the problem is).
  */
-async function servedByEngine(config: Config, engine: Engine, log: Logger): Promise<{ models: string[]; endpoints: string[] }> {
+async function servedByEngine(
+  config: Config,
+  engine: Engine,
+  log: Logger,
+): Promise<{ models: string[]; endpoints: string[] }> {
   let listed: string[] = [];
   try {
     listed = await engine.models();
   } catch (err) {
     if (config.gpu.models.length === 0) throw err;
-    log.error({ err: (err as Error).message, models: config.gpu.models }, 'the engine does not list its models; serving GPU_MODELS as given');
+    log.error(
+      { err: (err as Error).message, models: config.gpu.models },
+      'the engine does not list its models; serving GPU_MODELS as given',
+    );
   }
   const models = config.gpu.models.length > 0 ? config.gpu.models : listed;
   if (models.length === 0) throw new Error("the engine's /v1/models lists no models; set GPU_MODELS");
-  const endpoints = config.gpu.endpoints.length > 0 ? config.gpu.endpoints : await engine.servedEndpoints(BATCH_ENDPOINTS);
+  const endpoints =
+    config.gpu.endpoints.length > 0 ? config.gpu.endpoints : await engine.servedEndpoints(BATCH_ENDPOINTS);
   return { models, endpoints };
 }
 
@@ -84,7 +93,9 @@ function startOwnEngine(config: Config, command: string, log: Logger): Superviso
     command: '/bin/sh',
     args: ['-c', command],
     env: { ...process.env, CUDA_VISIBLE_DEVICES: config.gpu.index },
-    onLine: (line) => { engineLog.info(line); },
+    onLine: (line) => {
+      engineLog.info(line);
+    },
     group: true,
     pidFile: path.join(config.paths.dataDir, `engine-gpu${config.gpu.index}.pid`),
   });
@@ -97,7 +108,8 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
   const id = deps.identity;
   // Every line this worker logs names it, so logs from many GPU hosts can be told apart.
   const log = deps.log.child({ worker: id });
-  const ownEngine = config.engine.command === undefined ? undefined : startOwnEngine(config, config.engine.command, log);
+  const ownEngine =
+    config.engine.command === undefined ? undefined : startOwnEngine(config, config.engine.command, log);
   const engine = new Engine({
     baseUrl: deps.engineUrl,
     apiKey: config.engine.apiKey,
@@ -118,7 +130,15 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
   }
   const inFlight = new Semaphore(config.gpu.maxInFlight);
   inflightLimit.set({ gpu: config.gpu.index }, config.gpu.maxInFlight);
-  const activities = createInferenceActivities({ db, store: deps.store, engine, inFlight, config, log, progress: deps.progress });
+  const activities = createInferenceActivities({
+    db,
+    store: deps.store,
+    engine,
+    inFlight,
+    config,
+    log,
+    progress: deps.progress,
+  });
 
   const queues = await Promise.all(
     models.map(async (model) => ({
@@ -153,11 +173,16 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
   };
   await announceWorker(db, announcement);
   const heartbeat = setInterval(() => {
-    announceWorker(db, announcement).catch((err: unknown) => { log.warn({ err }, 'could not refresh the worker registry'); });
+    announceWorker(db, announcement).catch((err: unknown) => {
+      log.warn({ err }, 'could not refresh the worker registry');
+    });
   }, config.gpu.heartbeatMs);
 
   const done = Promise.all(workers.map((w) => w.run())).then(() => undefined);
-  log.info({ id, models, endpoints, engine: engineRoot(deps.engineUrl), maxInFlight: config.gpu.maxInFlight }, 'GPU worker ready');
+  log.info(
+    { id, models, endpoints, engine: engineRoot(deps.engineUrl), maxInFlight: config.gpu.maxInFlight },
+    'GPU worker ready',
+  );
   return {
     id,
     models,
@@ -167,7 +192,8 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
       {
         name: 'engine',
         check: async () => {
-          if (!(await engine.healthy(config.metrics.readyTimeoutMs))) throw new Error(`${engineRoot(deps.engineUrl)}/health does not answer 200`);
+          if (!(await engine.healthy(config.metrics.readyTimeoutMs)))
+            throw new Error(`${engineRoot(deps.engineUrl)}/health does not answer 200`);
           // Up, and taking this worker's key.
           await engine.models(config.metrics.readyTimeoutMs);
         },
@@ -191,7 +217,8 @@ if (isEntryPoint(import.meta.url)) {
     metricsPort: (config) => config.metrics.gpuPort,
     start: async (deps) => {
       const engineUrl = deps.config.engine.baseUrl;
-      if (engineUrl === undefined) throw new Error('VLLM_BASE_URL is not set: a GPU worker needs the URL of its vLLM server');
+      if (engineUrl === undefined)
+        throw new Error('VLLM_BASE_URL is not set: a GPU worker needs the URL of its vLLM server');
       return startGpuWorker({ ...deps, engineUrl });
     },
   });

@@ -14,7 +14,8 @@ export async function startImportWorker(deps: ImportWorkerDeps): Promise<Running
   const { config, log } = deps;
   const registry = loadCurationSchemas(config.curation.schemasDir);
   const labelStudio = labelStudioClient(config);
-  if (labelStudio === undefined) log.warn('LABEL_STUDIO_URL or LABEL_STUDIO_API_KEY is unset: batches will record that curation was skipped');
+  if (labelStudio === undefined)
+    log.warn('LABEL_STUDIO_URL or LABEL_STUDIO_API_KEY is unset: batches will record that curation was skipped');
   const worker = await startWorkflowWorker(deps, {
     taskQueue: config.curation.taskQueue,
     activities: createCurationActivities({ ...deps, registry, labelStudio }),
@@ -22,10 +23,17 @@ export async function startImportWorker(deps: ImportWorkerDeps): Promise<Running
       await labelStudio?.close();
     },
   });
-  log.info({ taskQueue: config.curation.taskQueue, labelStudio: config.labelStudio.url ?? null, schemas: registry.names() }, 'import worker ready');
+  log.info(
+    { taskQueue: config.curation.taskQueue, labelStudio: config.labelStudio.url ?? null, schemas: registry.names() },
+    'import worker ready',
+  );
   return worker;
 }
 
 if (isEntryPoint(import.meta.url)) {
-  runWorkerProcess({ name: () => 'import-worker', metricsPort: (config) => config.metrics.importPort, start: startImportWorker });
+  runWorkerProcess({
+    name: () => 'import-worker',
+    metricsPort: (config) => config.metrics.importPort,
+    start: startImportWorker,
+  });
 }

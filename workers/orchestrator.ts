@@ -1,12 +1,13 @@
 // The orchestrator worker: runs BatchWorkflow and the control activities (validate, finalize,
 // dead-letter). It never talks to an engine. `npm run worker:orchestrator`.
+import { Client } from '@temporalio/client';
+
 import { createControlActivities } from '../activities/batch-control.js';
 import { createWebhookActivities } from '../activities/webhook-delivery.js';
-import { Client } from '@temporalio/client';
 import { isEntryPoint } from '../lib/entry.js';
-import { startReconciler } from './reconciler.js';
-import { queueGauges } from './queue-metrics.js';
 import { runWorkerProcess, startWorkflowWorker, type RunningWorker, type WorkerProcessDeps } from './common.js';
+import { queueGauges } from './queue-metrics.js';
+import { startReconciler } from './reconciler.js';
 
 export interface OrchestratorDeps extends WorkerProcessDeps {
   /** A prebuilt workflow bundle (tests build one once); else WORKFLOW_BUNDLE_PATH, else built at start. */
@@ -38,7 +39,10 @@ if (isEntryPoint(import.meta.url)) {
     metricsPort: (config) => config.metrics.orchestratorPort,
     start: async (deps) => {
       const worker = await startOrchestratorWorker(deps);
-      deps.log.info({ taskQueue: deps.config.temporal.orchestratorTaskQueue, namespace: deps.config.temporal.namespace }, 'orchestrator worker ready');
+      deps.log.info(
+        { taskQueue: deps.config.temporal.orchestratorTaskQueue, namespace: deps.config.temporal.namespace },
+        'orchestrator worker ready',
+      );
       return worker;
     },
   });

@@ -1,14 +1,15 @@
 // Pending chunks per model, as Temporal sees each model's inference task queue: chunks scheduled
 // and waiting for a GPU worker (the backlog), and how long the oldest has waited. Computed by the
 // orchestrator when Prometheus scrapes, for every model with a live worker or a running batch.
-import type { NativeConnection } from '@temporalio/worker';
 import proto from '@temporalio/proto';
+import type { NativeConnection } from '@temporalio/worker';
 import { Gauge, type Registry } from 'prom-client';
+
 import type { Config } from '../lib/config.js';
-import type { Db } from '../schema/db.js';
 import { collectSafely } from '../lib/metrics.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
+import type { Db } from '../schema/db.js';
 
 async function modelsToWatch(db: Db, config: Config): Promise<string[]> {
   const live = await liveModels(db, config.gpu.heartbeatMs);
@@ -19,7 +20,9 @@ async function modelsToWatch(db: Db, config: Config): Promise<string[]> {
     .where('status', 'in', ['in_progress', 'cancelling'])
     .where('model', 'is not', null)
     .execute();
-  return [...new Set([...live.map((m) => m.model), ...running.flatMap((r) => (r.model === null ? [] : [r.model]))])].sort();
+  return [
+    ...new Set([...live.map((m) => m.model), ...running.flatMap((r) => (r.model === null ? [] : [r.model]))]),
+  ].sort();
 }
 
 export function queueGauges(deps: { db: Db; config: Config; connection: NativeConnection; registry: Registry }): void {
@@ -38,7 +41,11 @@ export function queueGauges(deps: { db: Db; config: Config; connection: NativeCo
             reportStats: true,
           });
           const age = answer.stats?.approximateBacklogAge;
-          return { model, backlog: Number(answer.stats?.approximateBacklogCount ?? 0), ageSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9 };
+          return {
+            model,
+            backlog: Number(answer.stats?.approximateBacklogCount ?? 0),
+            ageSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9,
+          };
         }),
       );
       pending.reset();

@@ -7,15 +7,16 @@
 // the curation import.
 import { Client, WorkflowNotFoundError } from '@temporalio/client';
 import { sql } from 'kysely';
+
 import type { ControlActivities } from '../activities/batch-control.js';
 import type { WebhookActivities } from '../activities/webhook-delivery.js';
 import type { Config } from '../lib/config.js';
-import { isDatabaseUnavailable, type Db } from '../schema/db.js';
 import type { FileStore } from '../lib/file-store.js';
 import { nowSeconds } from '../lib/ids.js';
 import type { Logger } from '../lib/logger.js';
 import { batchesReconciledTotal } from '../lib/metrics.js';
 import { withTemporalDeadline } from '../lib/temporal.js';
+import { isDatabaseUnavailable, type Db } from '../schema/db.js';
 import { LIVE_BATCH_STATES } from '../schema/tables.js';
 import { startAfterEnd } from '../workflows/batch-lifecycle.js';
 
@@ -61,21 +62,38 @@ export interface ReconcilerState {
 }
 
 /** How a batch whose workflow is gone is ended: finished requests kept, and the rest said plainly. */
-async function endBatch(deps: ReconcilerDeps, batch: { id: string; status: string; model: string | null; storage_key: string | null; request_total: number }, reason: string): Promise<void> {
+async function endBatch(
+  deps: ReconcilerDeps,
+  batch: { id: string; status: string; model: string | null; storage_key: string | null; request_total: number },
+  reason: string,
+): Promise<void> {
   const { db, control, store } = deps;
   const inputThere = batch.storage_key !== null && (await store.size(batch.storage_key)) !== undefined;
   if (batch.model === null || batch.status === 'validating' || batch.storage_key === null) {
-    await control.failBatch({ batchId: batch.id, code: 'batch_aborted', message: `The batch stopped before its requests ran: ${reason}.` });
+    await control.failBatch({
+      batchId: batch.id,
+      code: 'batch_aborted',
+      message: `The batch stopped before its requests ran: ${reason}.`,
+    });
     return;
   }
   if (!inputThere) {
     // Without its input, the lines that never ran cannot be named: fail it, saying why.
-    await control.failBatch({ batchId: batch.id, code: 'batch_aborted', message: `The batch stopped (${reason}) and its input file is gone, so it cannot be finalized.` });
+    await control.failBatch({
+      batchId: batch.id,
+      code: 'batch_aborted',
+      message: `The batch stopped (${reason}) and its input file is gone, so it cannot be finalized.`,
+    });
     return;
   }
   // Every request has its result (its workflow failed while finishing, say): it completed.
-  const { n } = await db.selectFrom('batch_results').select((eb) => eb.fn.countAll<number>().as('n')).where('batch_id', '=', batch.id).executeTakeFirstOrThrow();
-  const outcome = batch.status !== 'cancelling' && batch.request_total > 0 && n >= batch.request_total ? 'completed' : 'aborted';
+  const { n } = await db
+    .selectFrom('batch_results')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('batch_id', '=', batch.id)
+    .executeTakeFirstOrThrow();
+  const outcome =
+    batch.status !== 'cancelling' && batch.request_total > 0 && n >= batch.request_total ? 'completed' : 'aborted';
   await control.finalizeBatch({ batchId: batch.id, inputKey: batch.storage_key, outcome, reason });
 }
 
@@ -85,25 +103,45 @@ async function endBatch(deps: ReconcilerDeps, batch: { id: string; status: strin
  * ended. A batch that cannot be ended is tried again on later passes, and after RECONCILE_MAX_TRIES
  * failed, saying why; one batch never stops the pass. Returns how many it ended.
  */
-export async function reconcileOnce(deps: ReconcilerDeps, state: ReconcilerState = { failures: new Map() }): Promise<number> {
+export async function reconcileOnce(
+  deps: ReconcilerDeps,
+  state: ReconcilerState = { failures: new Map() },
+): Promise<number> {
   const { db, config, log } = deps;
   return db.connection().execute(async (conn) => {
     // One reconciler at a time across orchestrators; the lock goes with the session if this process dies.
-    const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_lock(hashtext(${LOCK})) as locked`.execute(conn);
+    const { rows } = await sql<{ locked: boolean }>`select pg_try_advisory_lock(hashtext(${LOCK})) as locked`.execute(
+      conn,
+    );
     if (rows[0]?.locked !== true) return 0;
     try {
       let query = conn
         .selectFrom('batches')
         .leftJoin('files', 'files.id', 'batches.input_file_id')
-        .select(['batches.id', 'batches.status', 'batches.model', 'batches.created_at', 'batches.request_total', 'files.storage_key'])
+        .select([
+          'batches.id',
+          'batches.status',
+          'batches.model',
+          'batches.created_at',
+          'batches.request_total',
+          'files.storage_key',
+        ])
         .where('batches.status', 'in', LIVE_BATCH_STATES)
         .where('batches.created_at', '<', nowSeconds() - config.reconciler.graceSeconds);
       const after = state.after;
-      if (after !== undefined) query = query.where(sql<boolean>`(batches.created_at, batches.id) > (${after.createdAt}, ${after.id})`);
-      const candidates = await query.orderBy('batches.created_at').orderBy('batches.id').limit(config.reconciler.batchesPerPass).execute();
+      if (after !== undefined)
+        query = query.where(sql<boolean>`(batches.created_at, batches.id) > (${after.createdAt}, ${after.id})`);
+      const candidates = await query
+        .orderBy('batches.created_at')
+        .orderBy('batches.id')
+        .limit(config.reconciler.batchesPerPass)
+        .execute();
       const last = candidates.at(-1);
       // A short page is the end of the list: the next pass starts from the oldest again.
-      state.after = candidates.length < config.reconciler.batchesPerPass || last === undefined ? undefined : { createdAt: last.created_at, id: last.id };
+      state.after =
+        candidates.length < config.reconciler.batchesPerPass || last === undefined
+          ? undefined
+          : { createdAt: last.created_at, id: last.id };
       let ended = 0;
       for (const batch of candidates) {
         try {
@@ -120,16 +158,31 @@ export async function reconcileOnce(deps: ReconcilerDeps, state: ReconcilerState
             if (await dependencyDown(deps, err)) throw err;
             state.failures.set(batch.id, tries);
             if (tries < config.reconciler.maxTries) throw err;
-            await deps.control.failBatch({ batchId: batch.id, code: 'batch_aborted', message: `The batch stopped (${reason}) and could not be finalized after ${tries} tries: ${(err as Error).message}` });
+            await deps.control.failBatch({
+              batchId: batch.id,
+              code: 'batch_aborted',
+              message: `The batch stopped (${reason}) and could not be finalized after ${tries} tries: ${(err as Error).message}`,
+            });
             state.failures.delete(batch.id);
           }
           batchesReconciledTotal.inc();
           ended++;
-          await startAfterEnd(deps.client, config, batch.id, await deps.webhooks.prepareDeliveries({ batchId: batch.id })).catch((err: unknown) => {
-            log.warn({ batchId: batch.id, err: (err as Error).message }, 'could not start the webhook deliveries or the curation import of a reconciled batch');
+          await startAfterEnd(
+            deps.client,
+            config,
+            batch.id,
+            await deps.webhooks.prepareDeliveries({ batchId: batch.id }),
+          ).catch((err: unknown) => {
+            log.warn(
+              { batchId: batch.id, err: (err as Error).message },
+              'could not start the webhook deliveries or the curation import of a reconciled batch',
+            );
           });
         } catch (err) {
-          log.warn({ batchId: batch.id, err: (err as Error).message }, 'could not reconcile a batch; trying again on the next pass');
+          log.warn(
+            { batchId: batch.id, err: (err as Error).message },
+            'could not reconcile a batch; trying again on the next pass',
+          );
         }
       }
       return ended;

@@ -3,9 +3,10 @@
 // Temporal no longer sees. The watchdog asks both sides — the worker's own status and Temporal's list
 // of pollers on each task queue — makes /readyz say so, and ends the process when the worker is
 // wedged while Temporal itself answers, so that its supervisor starts a fresh one.
-import type { ActivityInterceptorsFactory, NativeConnection, Worker } from '@temporalio/worker';
-import proto from '@temporalio/proto';
 import { tsToMs } from '@temporalio/common/lib/time.js';
+import proto from '@temporalio/proto';
+import type { ActivityInterceptorsFactory, NativeConnection, Worker } from '@temporalio/worker';
+
 import { withTimeout } from '../lib/abortable.js';
 import type { Logger } from '../lib/logger.js';
 import type { ReadinessCheck } from '../lib/ops.js';
@@ -111,7 +112,13 @@ export class Watchdog {
   /** Whether these pollers include ours, recently. */
   private ours(pollers: proto.temporal.api.taskqueue.v1.IPollerInfo[]): boolean {
     const now = Date.now();
-    return pollers.some((p) => p.identity === this.options.identity && p.lastAccessTime !== undefined && p.lastAccessTime !== null && now - tsToMs(p.lastAccessTime) < this.options.pollStaleMs);
+    return pollers.some(
+      (p) =>
+        p.identity === this.options.identity &&
+        p.lastAccessTime !== undefined &&
+        p.lastAccessTime !== null &&
+        now - tsToMs(p.lastAccessTime) < this.options.pollStaleMs,
+    );
   }
 
   /**
@@ -120,14 +127,24 @@ export class Watchdog {
    * splits each queue in four by default, and a poll lands on one of them); a server without it is
    * asked the plain way, which lists the root partition's pollers.
    */
-  private async listed(taskQueue: string, type: proto.temporal.api.enums.v1.TaskQueueType): Promise<boolean | undefined> {
+  private async listed(
+    taskQueue: string,
+    type: proto.temporal.api.enums.v1.TaskQueueType,
+  ): Promise<boolean | undefined> {
     const { connection, namespace, timeoutMs } = this.options;
     const describe = connection.workflowService.describeTaskQueue.bind(connection.workflowService);
     try {
       if (this.enhanced) {
         try {
           const res = await withTimeout(
-            describe({ namespace, taskQueue: { name: taskQueue }, apiMode: DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED, versions: { unversioned: true }, taskQueueTypes: [type], reportPollers: true }),
+            describe({
+              namespace,
+              taskQueue: { name: taskQueue },
+              apiMode: DescribeTaskQueueMode.DESCRIBE_TASK_QUEUE_MODE_ENHANCED,
+              versions: { unversioned: true },
+              taskQueueTypes: [type],
+              reportPollers: true,
+            }),
             timeoutMs,
           );
           return this.ours(Object.values(res.versionsInfo).flatMap((v) => v.typesInfo?.[String(type)]?.pollers ?? []));
@@ -137,7 +154,10 @@ export class Watchdog {
           this.enhanced = false;
         }
       }
-      return this.ours((await withTimeout(describe({ namespace, taskQueue: { name: taskQueue }, taskQueueType: type }), timeoutMs)).pollers);
+      return this.ours(
+        (await withTimeout(describe({ namespace, taskQueue: { name: taskQueue }, taskQueueType: type }), timeoutMs))
+          .pollers,
+      );
     } catch {
       return undefined;
     }
@@ -170,10 +190,13 @@ export class Watchdog {
         // A worker with every slot taken does not poll; that is right while its work moves.
         this.lastPolling.set(q.taskQueue, now);
         const still = now - Math.max(this.options.lastProgress(), this.lastBusySince(q.taskQueue, now));
-        if (still > this.options.stallMs) fatal = `every activity slot on ${q.taskQueue} has been busy without progress for ${Math.round(still / 1000)} s`;
+        if (still > this.options.stallMs)
+          fatal = `every activity slot on ${q.taskQueue} has been busy without progress for ${Math.round(still / 1000)} s`;
         continue;
       }
-      const types = q.workflows ? [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY] : [TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY];
+      const types = q.workflows
+        ? [TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY]
+        : [TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY];
       const answers = await Promise.all(types.map((t) => this.listed(q.taskQueue, t)));
       if (answers.some((a) => a === undefined)) {
         // Temporal is away: say so, but a restart would not bring it back; and its absence is not the
@@ -187,8 +210,10 @@ export class Watchdog {
         continue;
       }
       const absent = now - (this.lastPolling.get(q.taskQueue) ?? now);
-      if (absent > 2 * this.options.pollStaleMs) fatal = `Temporal has listed no poller of this worker on ${q.taskQueue} for ${Math.round(absent / 1000)} s`;
-      else if (absent > this.options.pollStaleMs) problems.push(`Temporal lists no poller of this worker on ${q.taskQueue} (for ${Math.round(absent / 1000)} s)`);
+      if (absent > 2 * this.options.pollStaleMs)
+        fatal = `Temporal has listed no poller of this worker on ${q.taskQueue} for ${Math.round(absent / 1000)} s`;
+      else if (absent > this.options.pollStaleMs)
+        problems.push(`Temporal lists no poller of this worker on ${q.taskQueue} (for ${Math.round(absent / 1000)} s)`);
     }
     if (fatal !== undefined) problems.unshift(fatal);
     this.problem = problems.length === 0 ? undefined : problems.join('; ');

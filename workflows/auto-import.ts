@@ -2,13 +2,20 @@
 // the batch (a child the batch abandons), so a Label Studio outage delays curation but never holds
 // up or fails a batch; every step is idempotent, so retries and restarts never duplicate a task.
 import { defineQuery, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+
 import type { CurationActivities, ImportPlan } from '../activities/auto-import.js';
 import { CurationStatusKey } from './search-attributes.js';
 
 export interface AutoImportInput {
   batchId: string;
   /** From the API's config: how long a step may take, and how long Label Studio may be away. */
-  activity: { startToCloseMs: number; retryHours: number; retryInitialMs: number; retryMaxMs: number; notRetryable: string[] };
+  activity: {
+    startToCloseMs: number;
+    retryHours: number;
+    retryInitialMs: number;
+    retryMaxMs: number;
+    notRetryable: string[];
+  };
 }
 
 export interface CurationProgress {
@@ -33,11 +40,20 @@ export async function AutoImportWorkflow(input: AutoImportInput): Promise<Curati
     startToCloseTimeout: activity.startToCloseMs,
     // A Label Studio outage is ridden out for hours; bad credentials or choices end at once.
     scheduleToCloseTimeout: activity.retryHours * 3600 * 1000,
-    retry: { initialInterval: activity.retryInitialMs, maximumInterval: activity.retryMaxMs, backoffCoefficient: 2, nonRetryableErrorTypes: activity.notRetryable },
+    retry: {
+      initialInterval: activity.retryInitialMs,
+      maximumInterval: activity.retryMaxMs,
+      backoffCoefficient: 2,
+      nonRetryableErrorTypes: activity.notRetryable,
+    },
   });
   // Recording the end is retried for as long as the steps were, then given up: the import's workflow then
   // ends failed in Temporal, saying why, though its row may still read `running`.
-  const recordEnd = proxyActivities<CurationActivities>({ startToCloseTimeout: activity.startToCloseMs, scheduleToCloseTimeout: activity.retryHours * 3600 * 1000, retry: { initialInterval: activity.retryInitialMs, maximumInterval: activity.retryMaxMs } });
+  const recordEnd = proxyActivities<CurationActivities>({
+    startToCloseTimeout: activity.startToCloseMs,
+    scheduleToCloseTimeout: activity.retryHours * 3600 * 1000,
+    retry: { initialInterval: activity.retryInitialMs, maximumInterval: activity.retryMaxMs },
+  });
 
   const progress: CurationProgress = { status: 'planning', pages: 0, pagesDone: 0, reason: null };
   setHandler(curationProgressQuery, () => progress);

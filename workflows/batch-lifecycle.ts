@@ -3,6 +3,7 @@
 // the workflow would have (webhook deliveries, the curation import). Inputs are built here from the
 // configuration, once, so no caller assembles them. Not imported by workflow code (not bundled).
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+
 import { CURATION_NOT_RETRYABLE } from '../activities/auto-import.js';
 import type { Config } from '../lib/config.js';
 import { withTemporalDeadline } from '../lib/temporal.js';
@@ -14,7 +15,12 @@ import type { WebhookDeliveryInput } from './webhook-delivery.js';
 /** How long and how often a delivery is retried; the attempt's own timeout is the request's plus room to record it. */
 export function webhookRetry(config: Config): WebhookDeliveryInput['retry'] {
   const w = config.webhooks;
-  return { attemptTimeoutMs: w.timeoutMs * 2, windowSeconds: w.retryWindowSeconds, initialMs: w.retryInitialMs, maxMs: w.retryMaxMs };
+  return {
+    attemptTimeoutMs: w.timeoutMs * 2,
+    windowSeconds: w.retryWindowSeconds,
+    initialMs: w.retryInitialMs,
+    maxMs: w.retryMaxMs,
+  };
 }
 
 function curationActivity(config: Config): AutoImportInput['activity'] {
@@ -75,11 +81,20 @@ async function startOnce(start: () => Promise<unknown>): Promise<void> {
 }
 
 /** What a batch's workflow does once the batch has ended, for a batch the reconciler ended instead. */
-export async function startAfterEnd(client: Client, config: Config, batchId: string, deliveryIds: string[]): Promise<void> {
+export async function startAfterEnd(
+  client: Client,
+  config: Config,
+  batchId: string,
+  deliveryIds: string[],
+): Promise<void> {
   for (const deliveryId of deliveryIds) {
     await startOnce(() =>
       withTemporalDeadline(client, config, () =>
-        client.workflow.start('WebhookDeliveryWorkflow', { workflowId: deliveryId, taskQueue: config.temporal.orchestratorTaskQueue, args: [{ deliveryId, retry: webhookRetry(config) }] }),
+        client.workflow.start('WebhookDeliveryWorkflow', {
+          workflowId: deliveryId,
+          taskQueue: config.temporal.orchestratorTaskQueue,
+          args: [{ deliveryId, retry: webhookRetry(config) }],
+        }),
       ),
     );
   }

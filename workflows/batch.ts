@@ -1,6 +1,7 @@
 // BatchWorkflow: validate → plan chunks → run them in a bounded window on the model's GPU task
 // queue → finalize. Only ids, line ranges and counts pass through history; request bodies and
 // results stay in the file store and Postgres.
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   ActivityCancellationType,
   CancellationScope,
@@ -16,20 +17,26 @@ import {
   upsertMemo,
   upsertSearchAttributes,
 } from '@temporalio/workflow';
+
 import type { BatchPlan, ControlActivities, FinalSummary, Outcome } from '../activities/batch-control.js';
-import type { WebhookActivities } from '../activities/webhook-delivery.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { ChunkPlan } from '../activities/validate.js';
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import type { WebhookActivities } from '../activities/webhook-delivery.js';
 import { AutoImportWorkflow, type AutoImportInput } from './auto-import.js';
 import { cancelSignal, progressQuery, type BatchProgress } from './messages.js';
-import { WebhookDeliveryWorkflow, type WebhookDeliveryInput } from './webhook-delivery.js';
 import { BatchModelKey, BatchRequestCountKey, BatchStatusKey } from './search-attributes.js';
+import { WebhookDeliveryWorkflow, type WebhookDeliveryInput } from './webhook-delivery.js';
 
 export interface BatchWorkflowInput {
   batchId: string;
   /** Timeouts and attempts of the orchestrator's own activities (validate, finalize), from the API's config. */
-  control: { startToCloseMs: number; heartbeatTimeoutMs: number; retryInitialMs: number; retryMaxMs: number; maxAttempts?: number };
+  control: {
+    startToCloseMs: number;
+    heartbeatTimeoutMs: number;
+    retryInitialMs: number;
+    retryMaxMs: number;
+    maxAttempts?: number;
+  };
   /** Unix seconds: when the completion window closes (counted from creation, validation included). */
   expiresAt?: number;
   /** Where and how the import into Label Studio runs once the batch is done. */
@@ -57,7 +64,12 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     startToCloseTimeout: input.control.startToCloseMs,
     heartbeatTimeout: input.control.heartbeatTimeoutMs,
     // Bounded: a step that keeps failing ends the batch with the reason instead of retrying forever.
-    retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2, maximumAttempts: input.control.maxAttempts ?? 0 },
+    retry: {
+      initialInterval: input.control.retryInitialMs,
+      maximumInterval: input.control.retryMaxMs,
+      backoffCoefficient: 2,
+      maximumAttempts: input.control.maxAttempts ?? 0,
+    },
   });
 
   const progress: BatchProgress = {
@@ -104,7 +116,13 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     plan = await CancellationScope.nonCancellable(() => control.validateBatch(batchId));
   } catch (err) {
     if (!patched('bounded-control')) throw err;
-    await CancellationScope.nonCancellable(() => control.failBatch({ batchId, code: 'validation_error', message: `The input file could not be validated: ${reasonOf(err)}` }));
+    await CancellationScope.nonCancellable(() =>
+      control.failBatch({
+        batchId,
+        code: 'validation_error',
+        message: `The input file could not be validated: ${reasonOf(err)}`,
+      }),
+    );
     plan = { ok: false, errors: 1 };
   }
   if (!plan.ok) {
@@ -148,7 +166,12 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
     progress.completed = summary.completed;
     progress.failed = summary.failed;
     setStatus(summary.status);
-    upsertMemo({ completed: summary.completed, failed: summary.failed, outputFileId: summary.outputFileId, errorFileId: summary.errorFileId });
+    upsertMemo({
+      completed: summary.completed,
+      failed: summary.failed,
+      outputFileId: summary.outputFileId,
+      errorFileId: summary.errorFileId,
+    });
     await announce(input);
     // Curation runs on its own, outliving this workflow: Label Studio can never hold up a batch.
     if (patched('auto-import') && input.curation !== undefined) {
@@ -177,7 +200,12 @@ async function announce(input: BatchWorkflowInput): Promise<void> {
   if (!patched('webhooks') || webhooks === undefined) return;
   const { prepareDeliveries } = proxyActivities<WebhookActivities>({
     startToCloseTimeout: input.control.startToCloseMs,
-    retry: { initialInterval: input.control.retryInitialMs, maximumInterval: input.control.retryMaxMs, backoffCoefficient: 2, maximumAttempts: input.control.maxAttempts ?? 0 },
+    retry: {
+      initialInterval: input.control.retryInitialMs,
+      maximumInterval: input.control.retryMaxMs,
+      backoffCoefficient: 2,
+      maximumAttempts: input.control.maxAttempts ?? 0,
+    },
   });
   // Whole, even when the workflow is being cancelled: deliveries once prepared must also be started.
   await CancellationScope.nonCancellable(async () => {
@@ -187,7 +215,10 @@ async function announce(input: BatchWorkflowInput): Promise<void> {
     } catch (err) {
       // Webhooks tell of the end; they must never keep the batch from ending (or its curation from starting).
       if (!patched('bounded-control')) throw err;
-      log.error('could not prepare webhook deliveries; the batch ends without them', { batchId: input.batchId, reason: reasonOf(err) });
+      log.error('could not prepare webhook deliveries; the batch ends without them', {
+        batchId: input.batchId,
+        reason: reasonOf(err),
+      });
       return;
     }
     for (const deliveryId of deliveries) {
@@ -206,7 +237,13 @@ async function announce(input: BatchWorkflowInput): Promise<void> {
 }
 
 /** Runs every chunk with at most plan.maxPendingChunks scheduled at once. */
-async function runChunks(batchId: string, plan: RunnablePlan, control: ControlActivities, progress: BatchProgress, work: CancellationScope): Promise<void> {
+async function runChunks(
+  batchId: string,
+  plan: RunnablePlan,
+  control: ControlActivities,
+  progress: BatchProgress,
+  work: CancellationScope,
+): Promise<void> {
   const settings = plan.chunkActivity;
   const inference = proxyActivities<InferenceActivities>({
     taskQueue: settings.taskQueue,

@@ -10,4 +10,11 @@ export const BatchRequestCountKey = defineSearchAttributeKey('BatchRequestCount'
 /** Where a batch's import into Label Studio stands (on its AutoImportWorkflow). */
 export const CurationStatusKey = defineSearchAttributeKey('CurationStatus', SearchAttributeType.KEYWORD);
 
-export const ALL_SEARCH_ATTRIBUTES = [BatchStatusKey, BatchModelKey, BatchProjectKey, BatchEndpointKey, BatchRequestCountKey, CurationStatusKey];
+export const ALL_SEARCH_ATTRIBUTES = [
+  BatchStatusKey,
+  BatchModelKey,
+  BatchProjectKey,
+  BatchEndpointKey,
+  BatchRequestCountKey,
+  CurationStatusKey,
+];

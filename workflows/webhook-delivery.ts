@@ -1,6 +1,7 @@
 // WebhookDeliveryWorkflow: one event to one endpoint, retried with backoff for as long as the
 // settings say (a day and more by default), then kept as failed for a re-drive through the API.
 import { proxyActivities } from '@temporalio/workflow';
+
 import type { WebhookActivities } from '../activities/webhook-delivery.js';
 
 export interface WebhookDeliveryInput {

@@ -1,4 +1,5 @@
 import { createMiddleware } from 'hono/factory';
+
 import type { Db } from '../../schema/db.js';
 import { ApiError } from '../errors.js';
 import { projectForKey, type Project } from '../services/keys.js';

@@ -3,11 +3,12 @@
 // bound to one route and (for JSON bodies) one set of parameters, and forgotten after a while.
 import { createHash } from 'node:crypto';
 import { createMiddleware } from 'hono/factory';
-import type { Db } from '../../schema/db.js';
+
 import { nowSeconds } from '../../lib/ids.js';
-import type { AuthEnv } from './auth.js';
-import { mediaType } from '../media-type.js';
+import type { Db } from '../../schema/db.js';
 import { ApiError } from '../errors.js';
+import { mediaType } from '../media-type.js';
+import type { AuthEnv } from './auth.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 
@@ -25,14 +26,23 @@ export function idempotent(db: Db, options: IdempotencyOptions) {
       return;
     }
     if (key.length === 0 || key.length > 255) {
-      throw new ApiError(400, 'The Idempotency-Key header must be 1 to 255 characters.', 'invalid_value', 'Idempotency-Key');
+      throw new ApiError(
+        400,
+        'The Idempotency-Key header must be 1 to 255 characters.',
+        'invalid_value',
+        'Idempotency-Key',
+      );
     }
     const project = c.get('project');
     const route = `POST ${c.req.path}`;
     // Only a JSON body is hashed (read whole: the body limit bounds it); an upload's stream is not read here.
     const isJson = mediaType(c.req.raw) === 'application/json';
     // Hono keeps the body it read, so the route's own validator still sees it.
-    const requestHash = isJson ? createHash('sha256').update(await c.req.text()).digest('hex') : null;
+    const requestHash = isJson
+      ? createHash('sha256')
+          .update(await c.req.text())
+          .digest('hex')
+      : null;
     const now = nowSeconds();
 
     await db
@@ -40,27 +50,58 @@ export function idempotent(db: Db, options: IdempotencyOptions) {
       .where('project_id', '=', project.id)
       .where('key', '=', key)
       .where((eb) =>
-        eb.or([eb('created_at', '<', now - options.ttlSeconds), eb.and([eb('status', 'is', null), eb('created_at', '<', now - options.leaseSeconds)])]),
+        eb.or([
+          eb('created_at', '<', now - options.ttlSeconds),
+          eb.and([eb('status', 'is', null), eb('created_at', '<', now - options.leaseSeconds)]),
+        ]),
       )
       .execute();
     const claimed = await db
       .insertInto('idempotency_keys')
-      .values({ project_id: project.id, key, route, request_hash: requestHash, status: null, response: null, created_at: now })
+      .values({
+        project_id: project.id,
+        key,
+        route,
+        request_hash: requestHash,
+        status: null,
+        response: null,
+        created_at: now,
+      })
       .onConflict((oc) => oc.columns(['project_id', 'key']).doNothing())
       .returning('key')
       .executeTakeFirst();
 
     if (claimed === undefined) {
-      const earlier = await db.selectFrom('idempotency_keys').selectAll().where('project_id', '=', project.id).where('key', '=', key).executeTakeFirst();
+      const earlier = await db
+        .selectFrom('idempotency_keys')
+        .selectAll()
+        .where('project_id', '=', project.id)
+        .where('key', '=', key)
+        .executeTakeFirst();
       // Gone between our insert and this read: the first request failed and let go; try again.
       if (earlier === undefined) {
-        throw new ApiError(409, 'A request with this Idempotency-Key was just being processed; retry.', 'idempotency_key_in_use', 'Idempotency-Key');
+        throw new ApiError(
+          409,
+          'A request with this Idempotency-Key was just being processed; retry.',
+          'idempotency_key_in_use',
+          'Idempotency-Key',
+        );
       }
       if (earlier.route !== route || earlier.request_hash !== requestHash) {
-        throw new ApiError(400, 'This Idempotency-Key was already used for a different request; use a new key.', 'idempotency_key_reused', 'Idempotency-Key');
+        throw new ApiError(
+          400,
+          'This Idempotency-Key was already used for a different request; use a new key.',
+          'idempotency_key_reused',
+          'Idempotency-Key',
+        );
       }
       if (earlier.status === null || earlier.response === null) {
-        throw new ApiError(409, 'A request with this Idempotency-Key is still being processed; retry shortly.', 'idempotency_key_in_use', 'Idempotency-Key');
+        throw new ApiError(
+          409,
+          'A request with this Idempotency-Key is still being processed; retry shortly.',
+          'idempotency_key_in_use',
+          'Idempotency-Key',
+        );
       }
       c.res = new Response(earlier.response, {
         status: earlier.status,
@@ -93,6 +134,9 @@ export function idempotent(db: Db, options: IdempotencyOptions) {
 
 /** Keys older than the TTL, gone; returns how many. */
 export async function sweepExpiredKeys(db: Db, ttlSeconds: number): Promise<number> {
-  const swept = await db.deleteFrom('idempotency_keys').where('created_at', '<', nowSeconds() - ttlSeconds).executeTakeFirst();
+  const swept = await db
+    .deleteFrom('idempotency_keys')
+    .where('created_at', '<', nowSeconds() - ttlSeconds)
+    .executeTakeFirst();
   return Number(swept.numDeletedRows);
 }

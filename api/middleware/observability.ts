@@ -7,10 +7,11 @@ import { requestId } from 'hono/request-id';
 import { routePath } from 'hono/route';
 import { sql } from 'kysely';
 import { Gauge, Registry } from 'prom-client';
-import type { Db } from '../../schema/db.js';
+
 import type { Logger } from '../../lib/logger.js';
-import { safeText } from '../../lib/sanitize.js';
 import { collectSafely, httpRequestSeconds, httpRequestsTotal } from '../../lib/metrics.js';
+import { safeText } from '../../lib/sanitize.js';
+import type { Db } from '../../schema/db.js';
 import type { Project } from '../services/keys.js';
 
 export type RequestEnv = { Variables: { requestId: string; project?: Project } };
@@ -46,7 +47,13 @@ export function accessLog(log: Logger) {
 }
 
 /** A gauge of row counts by status, counted when scraped. */
-function statusGauge(registry: Registry, timeoutMs: number, name: string, help: string, count: () => Promise<{ status: string; n: number }[]>): void {
+function statusGauge(
+  registry: Registry,
+  timeoutMs: number,
+  name: string,
+  help: string,
+  count: () => Promise<{ status: string; n: number }[]>,
+): void {
   new Gauge({
     name,
     help,
@@ -72,8 +79,12 @@ export function databaseGauges(db: Db, timeoutMs: number): Registry {
   statusGauge(registry, timeoutMs, 'gpu_batch_curation_imports', 'Imports into Label Studio by status', () =>
     db.selectFrom('curations').select(['status', n]).groupBy('status').execute(),
   );
-  statusGauge(registry, timeoutMs, 'gpu_batch_webhook_deliveries', 'Webhook deliveries by status (pending: being tried; failed: out of retries, can be re-driven)', () =>
-    db.selectFrom('webhook_deliveries').select(['status', n]).groupBy('status').execute(),
+  statusGauge(
+    registry,
+    timeoutMs,
+    'gpu_batch_webhook_deliveries',
+    'Webhook deliveries by status (pending: being tried; failed: out of retries, can be re-driven)',
+    () => db.selectFrom('webhook_deliveries').select(['status', n]).groupBy('status').execute(),
   );
   new Gauge({
     name: 'gpu_batch_curation_import_tasks',
@@ -84,7 +95,10 @@ export function databaseGauges(db: Db, timeoutMs: number): Registry {
       await collectSafely('gpu_batch_curation_import_tasks', timeoutMs, async () => {
         const row = await db
           .selectFrom('curations')
-          .select([sql<number>`coalesce(sum(tasks_total), 0)`.as('total'), sql<number>`coalesce(sum(tasks_imported), 0)`.as('imported')])
+          .select([
+            sql<number>`coalesce(sum(tasks_total), 0)`.as('total'),
+            sql<number>`coalesce(sum(tasks_imported), 0)`.as('imported'),
+          ])
           .where('status', '=', 'running')
           .executeTakeFirstOrThrow();
         this.set({ state: 'total' }, row.total);

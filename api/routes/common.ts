@@ -1,5 +1,6 @@
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import { z } from 'zod';
+
 import { errorResponseSchema } from '../../wire/openai.js';
 import type { AuthEnv } from '../middleware/auth.js';
 

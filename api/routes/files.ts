@@ -1,8 +1,17 @@
-import { createRoute } from '@hono/zod-openapi';
 import { Readable } from 'node:stream';
+import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
+
 import { fileObjectSchema, listSchema, uploadFieldsSchema } from '../../wire/openai.js';
-import { createFile, deleteFile, getFile, listFiles, openFileContent, toFileObject, type UploadDeps } from '../services/files.js';
+import {
+  createFile,
+  deleteFile,
+  getFile,
+  listFiles,
+  openFileContent,
+  toFileObject,
+  type UploadDeps,
+} from '../services/files.js';
 import { errorResponses, json, security, type App } from './common.js';
 
 const fileIdParams = z.object({ file_id: z.string().min(1) });
@@ -27,7 +36,10 @@ const listFilesRoute = createRoute({
       after: z.string().optional(),
       limit: z.coerce.number().int().min(1).max(10_000).default(10_000),
       order: z.enum(['asc', 'desc']).default('desc'),
-      purpose: z.string().regex(/^[a-z_-]{1,64}$/, 'a purpose such as batch or batch_output').optional(),
+      purpose: z
+        .string()
+        .regex(/^[a-z_-]{1,64}$/, 'a purpose such as batch or batch_output')
+        .optional(),
     }),
   },
   responses: { 200: json(fileList, 'A page of files'), ...errorResponses },
@@ -40,7 +52,10 @@ const deleteFileRoute = createRoute({
   security,
   request: { params: fileIdParams },
   responses: {
-    200: json(z.object({ id: z.string(), object: z.literal('file'), deleted: z.boolean() }).meta({ id: 'FileDeleted' }), 'Deleted'),
+    200: json(
+      z.object({ id: z.string(), object: z.literal('file'), deleted: z.boolean() }).meta({ id: 'FileDeleted' }),
+      'Deleted',
+    ),
     ...errorResponses,
   },
 });
@@ -62,12 +77,19 @@ export function registerFileRoutes(app: App, deps: UploadDeps): void {
       body: {
         content: {
           'multipart/form-data': {
-            schema: z.object({ file: z.string().meta({ format: 'binary', description: 'A .jsonl file of at most 200 MB' }) }).and(uploadFieldsSchema),
+            schema: z
+              .object({ file: z.string().meta({ format: 'binary', description: 'A .jsonl file of at most 200 MB' }) })
+              .and(uploadFieldsSchema),
           },
         },
       },
     },
-    responses: { 200: json(fileObjectSchema, 'The stored file'), ...errorResponses, 413: errorResponses[400], 415: errorResponses[400] },
+    responses: {
+      200: json(fileObjectSchema, 'The stored file'),
+      ...errorResponses,
+      413: errorResponses[400],
+      415: errorResponses[400],
+    },
   });
   app.post('/v1/files', async (c) => c.json(toFileObject(await createFile(deps, c.get('project'), c.req.raw)), 200));
 
@@ -75,10 +97,21 @@ export function registerFileRoutes(app: App, deps: UploadDeps): void {
     const q = c.req.valid('query');
     const { rows, hasMore } = await listFiles(deps.db, c.get('project'), q);
     const data = rows.map(toFileObject);
-    return c.json({ object: 'list' as const, data, first_id: data[0]?.id ?? null, last_id: data.at(-1)?.id ?? null, has_more: hasMore }, 200);
+    return c.json(
+      {
+        object: 'list' as const,
+        data,
+        first_id: data[0]?.id ?? null,
+        last_id: data.at(-1)?.id ?? null,
+        has_more: hasMore,
+      },
+      200,
+    );
   });
 
-  app.openapi(retrieveFile, async (c) => c.json(toFileObject(await getFile(deps.db, c.get('project'), c.req.valid('param').file_id)), 200));
+  app.openapi(retrieveFile, async (c) =>
+    c.json(toFileObject(await getFile(deps.db, c.get('project'), c.req.valid('param').file_id)), 200),
+  );
 
   app.openAPIRegistry.registerPath({
     method: 'get',
@@ -86,7 +119,13 @@ export function registerFileRoutes(app: App, deps: UploadDeps): void {
     summary: 'Download the bytes of a file',
     security,
     request: { params: fileIdParams },
-    responses: { 200: { description: 'The file bytes', content: { 'application/octet-stream': { schema: z.string().meta({ format: 'binary' }) } } }, ...errorResponses },
+    responses: {
+      200: {
+        description: 'The file bytes',
+        content: { 'application/octet-stream': { schema: z.string().meta({ format: 'binary' }) } },
+      },
+      ...errorResponses,
+    },
   });
   app.get('/v1/files/:file_id/content', async (c) => {
     const { file, bytes, body: content } = await openFileContent(deps, c.get('project'), c.req.param('file_id'));

@@ -1,14 +1,21 @@
 // Batches: create (record it, start its BatchWorkflow, answer `validating` at once), read, list,
 // cancel. The workflow does the work; the database is what the API reads back.
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { jsonb, type Db } from '../../schema/db.js';
+
 import { writeChunk } from '../../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { isBlank, readLines } from '../../lib/jsonl.js';
 import type { Logger } from '../../lib/logger.js';
 import { withTemporalDeadline } from '../../lib/temporal.js';
-import { batchEndpointSchema, parseDuration, type BatchCreate, type BatchObject, type BatchRetry } from '../../wire/openai.js';
+import { jsonb, type Db } from '../../schema/db.js';
 import type { BatchRow, BatchStatus } from '../../schema/tables.js';
+import {
+  batchEndpointSchema,
+  parseDuration,
+  type BatchCreate,
+  type BatchObject,
+  type BatchRetry,
+} from '../../wire/openai.js';
 import { startBatchWorkflow } from '../../workflows/batch-lifecycle.js';
 import { cancelSignal } from '../../workflows/messages.js';
 import { ApiError, notFound } from '../errors.js';
@@ -63,15 +70,30 @@ export function toBatchObject(row: BatchRow): BatchObject {
 
 export async function getBatch(db: Db, project: Project, id: string): Promise<BatchRow> {
   if (!isWellFormedId(id)) throw notFound('Batch', id.slice(0, 200));
-  const row = await db.selectFrom('batches').selectAll().where('id', '=', id).where('project_id', '=', project.id).executeTakeFirst();
+  const row = await db
+    .selectFrom('batches')
+    .selectAll()
+    .where('id', '=', id)
+    .where('project_id', '=', project.id)
+    .executeTakeFirst();
   if (row === undefined) throw notFound('Batch', id);
   return row;
 }
 
-export async function createBatch(deps: BatchDeps, project: Project, body: BatchCreate, options: { retryOf?: string } = {}): Promise<BatchRow> {
+export async function createBatch(
+  deps: BatchDeps,
+  project: Project,
+  body: BatchCreate,
+  options: { retryOf?: string } = {},
+): Promise<BatchRow> {
   const { db, temporal, config } = deps;
   if (!isWellFormedId(body.input_file_id)) {
-    throw new ApiError(400, `Invalid 'input_file_id': no file ${body.input_file_id.slice(0, 200)} was found.`, 'invalid_request', 'input_file_id');
+    throw new ApiError(
+      400,
+      `Invalid 'input_file_id': no file ${body.input_file_id.slice(0, 200)} was found.`,
+      'invalid_request',
+      'input_file_id',
+    );
   }
   const now = nowSeconds();
   const window = parseDuration(body.completion_window) ?? 86400;
@@ -83,40 +105,50 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
       .forShare()
       .executeTakeFirst();
     if (file === undefined) {
-      throw new ApiError(400, `Invalid 'input_file_id': no file ${body.input_file_id} was found.`, 'invalid_request', 'input_file_id');
+      throw new ApiError(
+        400,
+        `Invalid 'input_file_id': no file ${body.input_file_id} was found.`,
+        'invalid_request',
+        'input_file_id',
+      );
     }
     if (file.purpose !== 'batch') {
-      throw new ApiError(400, `Invalid 'input_file_id': ${file.id} has purpose '${file.purpose}', not 'batch'.`, 'invalid_request', 'input_file_id');
+      throw new ApiError(
+        400,
+        `Invalid 'input_file_id': ${file.id} has purpose '${file.purpose}', not 'batch'.`,
+        'invalid_request',
+        'input_file_id',
+      );
     }
     return trx
-    .insertInto('batches')
-    .values({
-      id: newId('batch_'),
-      project_id: project.id,
-      endpoint: body.endpoint,
-      model: null,
-      input_file_id: body.input_file_id,
-      completion_window: body.completion_window,
-      status: 'validating',
-      output_file_id: null,
-      error_file_id: null,
-      errors: null,
-      metadata: body.metadata === null || body.metadata === undefined ? null : jsonb(body.metadata),
-      output_expires_after: body.output_expires_after?.seconds ?? null,
-      priority: body.priority ?? null,
-      retry_of: options.retryOf ?? null,
-      created_at: now,
-      expires_at: now + window,
-      in_progress_at: null,
-      finalizing_at: null,
-      completed_at: null,
-      failed_at: null,
-      expired_at: null,
-      cancelling_at: null,
-      cancelled_at: null,
-    })
-    .returningAll()
-    .executeTakeFirstOrThrow();
+      .insertInto('batches')
+      .values({
+        id: newId('batch_'),
+        project_id: project.id,
+        endpoint: body.endpoint,
+        model: null,
+        input_file_id: body.input_file_id,
+        completion_window: body.completion_window,
+        status: 'validating',
+        output_file_id: null,
+        error_file_id: null,
+        errors: null,
+        metadata: body.metadata === null || body.metadata === undefined ? null : jsonb(body.metadata),
+        output_expires_after: body.output_expires_after?.seconds ?? null,
+        priority: body.priority ?? null,
+        retry_of: options.retryOf ?? null,
+        created_at: now,
+        expires_at: now + window,
+        in_progress_at: null,
+        finalizing_at: null,
+        completed_at: null,
+        failed_at: null,
+        expired_at: null,
+        cancelling_at: null,
+        cancelled_at: null,
+      })
+      .returningAll()
+      .executeTakeFirstOrThrow();
   });
   try {
     await startBatchWorkflow(temporal, config, {
@@ -135,26 +167,56 @@ export async function createBatch(deps: BatchDeps, project: Project, body: Batch
     if (!started) {
       // Recorded as failed rather than deleted: should the workflow exist after all, it sees a
       // batch that is no longer live and stops at once.
-      const errors = [{ code: 'service_unavailable', message: 'The orchestrator could not be reached to start this batch.', param: null, line: null }];
+      const errors = [
+        {
+          code: 'service_unavailable',
+          message: 'The orchestrator could not be reached to start this batch.',
+          param: null,
+          line: null,
+        },
+      ];
       // If even this write fails, the reconciler ends the batch: it has no workflow.
-      await db.updateTable('batches').set({ status: 'failed', failed_at: nowSeconds(), errors: jsonb(errors) }).where('id', '=', row.id).execute().catch(() => undefined);
+      await db
+        .updateTable('batches')
+        .set({ status: 'failed', failed_at: nowSeconds(), errors: jsonb(errors) })
+        .where('id', '=', row.id)
+        .execute()
+        .catch(() => undefined);
       deps.log.error({ err, batchId: row.id }, 'could not start the batch workflow');
-      throw new ApiError(503, 'The batch could not be started because the orchestrator is unreachable; try again.', 'service_unavailable');
+      throw new ApiError(
+        503,
+        'The batch could not be started because the orchestrator is unreachable; try again.',
+        'service_unavailable',
+      );
     }
   }
   deps.log.info({ batchId: row.id, project: project.name, endpoint: body.endpoint }, 'batch created');
   return row;
 }
 
-export async function listBatches(db: Db, project: Project, q: { after?: string | undefined; limit: number }): Promise<{ rows: BatchRow[]; hasMore: boolean }> {
+export async function listBatches(
+  db: Db,
+  project: Project,
+  q: { after?: string | undefined; limit: number },
+): Promise<{ rows: BatchRow[]; hasMore: boolean }> {
   let query = db.selectFrom('batches').selectAll().where('project_id', '=', project.id);
   if (q.after !== undefined) {
-    if (!isWellFormedId(q.after)) throw new ApiError(400, "Invalid value for 'after': not a batch id.", 'invalid_value', 'after');
-    const cursor = await db.selectFrom('batches').select('seq').where('id', '=', q.after).where('project_id', '=', project.id).executeTakeFirst();
-    if (cursor === undefined) throw new ApiError(400, `Invalid value for 'after': no batch ${q.after}.`, 'invalid_value', 'after');
+    if (!isWellFormedId(q.after))
+      throw new ApiError(400, "Invalid value for 'after': not a batch id.", 'invalid_value', 'after');
+    const cursor = await db
+      .selectFrom('batches')
+      .select('seq')
+      .where('id', '=', q.after)
+      .where('project_id', '=', project.id)
+      .executeTakeFirst();
+    if (cursor === undefined)
+      throw new ApiError(400, `Invalid value for 'after': no batch ${q.after}.`, 'invalid_value', 'after');
     query = query.where('seq', '<', cursor.seq);
   }
-  const rows = await query.orderBy('seq', 'desc').limit(q.limit + 1).execute();
+  const rows = await query
+    .orderBy('seq', 'desc')
+    .limit(q.limit + 1)
+    .execute();
   return { rows: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
 }
 
@@ -176,12 +238,18 @@ export async function cancelBatch(deps: BatchDeps, project: Project, id: string)
   if (row.status === 'cancelling') {
     // Signalled again on a repeated cancel, so a cancel whose signal was lost is completed by a retry.
     try {
-      await withTemporalDeadline(deps.temporal, deps.config, () => deps.temporal.workflow.getHandle(id).signal(cancelSignal));
+      await withTemporalDeadline(deps.temporal, deps.config, () =>
+        deps.temporal.workflow.getHandle(id).signal(cancelSignal),
+      );
     } catch (err) {
       // A workflow that has just finished needs no signal: finalize turns `cancelling` into `cancelled`.
       if (!(err instanceof WorkflowNotFoundError)) {
         deps.log.error({ err, batchId: id }, 'could not signal cancel');
-        throw new ApiError(503, 'The cancel was recorded but the orchestrator is unreachable; try again.', 'service_unavailable');
+        throw new ApiError(
+          503,
+          'The cancel was recorded but the orchestrator is unreachable; try again.',
+          'service_unavailable',
+        );
       }
     }
   }
@@ -200,15 +268,28 @@ export async function retryBatch(deps: BatchDeps, project: Project, id: string, 
   const ran = batch.status === 'failed' && batch.in_progress_at !== null;
   if (batch.status !== 'completed' && batch.status !== 'expired' && batch.status !== 'cancelled' && !ran) {
     const why = batch.status === 'failed' ? 'it failed validation, so none of its requests ran' : 'it has not finished';
-    throw new ApiError(409, `Batch ${id} cannot be retried: ${why} (status '${batch.status}').`, 'batch_not_retryable', 'batch_id');
+    throw new ApiError(
+      409,
+      `Batch ${id} cannot be retried: ${why} (status '${batch.status}').`,
+      'batch_not_retryable',
+      'batch_id',
+    );
   }
   // Every request without a successful result is retried: those that failed, expired or were
   // cancelled, and those a failed batch never got to.
   const succeeded = new Set(
-    (await db.selectFrom('batch_results').select('line').where('batch_id', '=', id).where('ok', '=', true).execute()).map((r) => r.line),
+    (
+      await db.selectFrom('batch_results').select('line').where('batch_id', '=', id).where('ok', '=', true).execute()
+    ).map((r) => r.line),
   );
   const toRetry = batch.request_total - succeeded.size;
-  if (toRetry <= 0) throw new ApiError(409, `Batch ${id} has no failed, expired or cancelled requests to retry.`, 'nothing_to_retry', 'batch_id');
+  if (toRetry <= 0)
+    throw new ApiError(
+      409,
+      `Batch ${id} has no failed, expired or cancelled requests to retry.`,
+      'nothing_to_retry',
+      'batch_id',
+    );
   const input = await db
     .selectFrom('files')
     .select(['filename', 'storage_key'])
@@ -216,13 +297,23 @@ export async function retryBatch(deps: BatchDeps, project: Project, id: string, 
     .where('project_id', '=', project.id)
     .executeTakeFirst();
   if (input === undefined) {
-    throw new ApiError(409, `The input file ${batch.input_file_id} of batch ${id} is gone (deleted or expired), so its lines cannot be retried.`, 'input_file_unavailable', 'batch_id');
+    throw new ApiError(
+      409,
+      `The input file ${batch.input_file_id} of batch ${id} is gone (deleted or expired), so its lines cannot be retried.`,
+      'input_file_unavailable',
+      'batch_id',
+    );
   }
-  const file = await createDerivedFile(deps, project, `${input.filename.replace(/\.jsonl$/i, '')}.retry-${id}.jsonl`, async (writer) => {
-    for await (const line of readLines(deps.store.read(input.storage_key))) {
-      if (!isBlank(line) && !succeeded.has(line.number)) await writeChunk(writer.stream, `${line.text}\n`);
-    }
-  });
+  const file = await createDerivedFile(
+    deps,
+    project,
+    `${input.filename.replace(/\.jsonl$/i, '')}.retry-${id}.jsonl`,
+    async (writer) => {
+      for await (const line of readLines(deps.store.read(input.storage_key))) {
+        if (!isBlank(line) && !succeeded.has(line.number)) await writeChunk(writer.stream, `${line.text}\n`);
+      }
+    },
+  );
   const created = await createBatch(
     deps,
     project,

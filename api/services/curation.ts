@@ -1,13 +1,14 @@
 // Curation through the API (extensions): where a batch's import into Label Studio stands, the
 // reviewed results as an OpenAI chat fine-tuning dataset, and Label Studio's annotation webhooks.
 import { z } from 'zod';
+
 import type { Config } from '../../lib/config.js';
 import { fineTuningLine, type CurationRegistry } from '../../lib/curation-tasks.js';
-import type { Db } from '../../schema/db.js';
 import { isWellFormedId, nowSeconds } from '../../lib/ids.js';
 import type { LabelStudio } from '../../lib/label-studio.js';
-import { getBatch } from './batches.js';
+import type { Db } from '../../schema/db.js';
 import { ApiError } from '../errors.js';
+import { getBatch } from './batches.js';
 import type { Project } from './keys.js';
 
 export interface CurationDeps {
@@ -68,7 +69,8 @@ export async function getCuration(deps: CurationDeps, project: Project, batchId:
     reason: row.reason,
     schema: row.schema,
     label_studio_project_id: row.ls_project_id,
-    label_studio_url: row.ls_project_id !== null && base !== undefined ? `${base}/projects/${row.ls_project_id}/data` : null,
+    label_studio_url:
+      row.ls_project_id !== null && base !== undefined ? `${base}/projects/${row.ls_project_id}/data` : null,
     tasks_total: row.tasks_total,
     tasks_imported: row.tasks_imported,
     pages_total: row.pages_total,
@@ -88,17 +90,43 @@ const EXPORT_SLICE = 200;
  * refusal is an ordinary error answer); the lines then come as Label Studio gives them, a slice of
  * the batch's own task ids at a time, never the whole project in memory.
  */
-export async function exportFineTuning(deps: CurationDeps, project: Project, batchId: string): Promise<AsyncIterable<string>> {
+export async function exportFineTuning(
+  deps: CurationDeps,
+  project: Project,
+  batchId: string,
+): Promise<AsyncIterable<string>> {
   const curation = await getCuration(deps, project, batchId);
-  if (deps.labelStudio === undefined) throw new ApiError(409, 'Label Studio is not configured on this server, so there is nothing to export.', 'curation_unavailable', 'batch_id');
+  if (deps.labelStudio === undefined)
+    throw new ApiError(
+      409,
+      'Label Studio is not configured on this server, so there is nothing to export.',
+      'curation_unavailable',
+      'batch_id',
+    );
   if (curation.label_studio_project_id === null || curation.schema === null) {
-    throw new ApiError(409, `Batch ${batchId} has not been imported into Label Studio (curation is ${curation.status}${curation.reason === null ? '' : `: ${curation.reason}`}).`, 'curation_not_imported', 'batch_id');
+    throw new ApiError(
+      409,
+      `Batch ${batchId} has not been imported into Label Studio (curation is ${curation.status}${curation.reason === null ? '' : `: ${curation.reason}`}).`,
+      'curation_not_imported',
+      'batch_id',
+    );
   }
   const schema = deps.registry.get(curation.schema);
-  if (schema === undefined) throw new ApiError(409, `The curation schema "${curation.schema}" of batch ${batchId} is no longer defined.`, 'curation_schema_missing', 'batch_id');
+  if (schema === undefined)
+    throw new ApiError(
+      409,
+      `The curation schema "${curation.schema}" of batch ${batchId} is no longer defined.`,
+      'curation_schema_missing',
+      'batch_id',
+    );
   const { labelStudio } = deps;
   const lsProject = curation.label_studio_project_id;
-  const pages = await deps.db.selectFrom('curation_pages').select('ls_task_ids').where('batch_id', '=', curation.batch_id).orderBy('page').execute();
+  const pages = await deps.db
+    .selectFrom('curation_pages')
+    .select('ls_task_ids')
+    .where('batch_id', '=', curation.batch_id)
+    .orderBy('page')
+    .execute();
   const taskIds = pages.flatMap((p) => p.ls_task_ids ?? []);
   return (async function* () {
     for (let i = 0; i < taskIds.length; i += EXPORT_SLICE) {
@@ -116,13 +144,30 @@ export async function exportFineTuning(deps: CurationDeps, project: Project, bat
  * An operator lets a project import into a Label Studio project it did not make (metadata
  * curation_project); `allowed: false` takes that back. Returns the project it applied to.
  */
-export async function setCurationGrant(db: Db, projectName: string, lsProjectId: number, allowed: boolean): Promise<Project> {
-  const project = await db.selectFrom('projects').select(['id', 'name']).where('name', '=', projectName).executeTakeFirst();
+export async function setCurationGrant(
+  db: Db,
+  projectName: string,
+  lsProjectId: number,
+  allowed: boolean,
+): Promise<Project> {
+  const project = await db
+    .selectFrom('projects')
+    .select(['id', 'name'])
+    .where('name', '=', projectName)
+    .executeTakeFirst();
   if (project === undefined) throw new Error(`no project named "${projectName}"`);
   if (allowed) {
-    await db.insertInto('curation_grants').values({ project_id: project.id, ls_project_id: lsProjectId, created_at: nowSeconds() }).onConflict((c) => c.doNothing()).execute();
+    await db
+      .insertInto('curation_grants')
+      .values({ project_id: project.id, ls_project_id: lsProjectId, created_at: nowSeconds() })
+      .onConflict((c) => c.doNothing())
+      .execute();
   } else {
-    await db.deleteFrom('curation_grants').where('project_id', '=', project.id).where('ls_project_id', '=', lsProjectId).execute();
+    await db
+      .deleteFrom('curation_grants')
+      .where('project_id', '=', project.id)
+      .where('ls_project_id', '=', lsProjectId)
+      .execute();
   }
   return project;
 }
@@ -130,7 +175,10 @@ export async function setCurationGrant(db: Db, projectName: string, lsProjectId:
 const webhookSchema = z
   .object({
     action: z.string(),
-    task: z.object({ id: z.number().int(), data: z.record(z.string(), z.unknown()).optional() }).loose().optional(),
+    task: z
+      .object({ id: z.number().int(), data: z.record(z.string(), z.unknown()).optional() })
+      .loose()
+      .optional(),
     annotation: z.object({ id: z.number().int() }).loose().optional(),
     annotations: z.array(z.object({ id: z.number().int() }).loose()).optional(),
     project: z.object({ id: z.number().int() }).loose().optional(),
@@ -140,11 +188,20 @@ const webhookSchema = z
 /** Records review progress from Label Studio's ANNOTATION_* webhooks; returns what it did. */
 export async function receiveWebhook(db: Db, body: unknown): Promise<'recorded' | 'removed' | 'ignored'> {
   const parsed = webhookSchema.safeParse(body);
-  if (!parsed.success) throw new ApiError(400, `Not a Label Studio webhook: ${parsed.error.issues[0]?.message ?? 'invalid'}`, 'invalid_request');
+  if (!parsed.success)
+    throw new ApiError(
+      400,
+      `Not a Label Studio webhook: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+      'invalid_request',
+    );
   const event = parsed.data;
   const batchIds = new Set<string>();
   let outcome: 'recorded' | 'removed' | 'ignored' = 'ignored';
-  if ((event.action === 'ANNOTATION_CREATED' || event.action === 'ANNOTATION_UPDATED') && event.task !== undefined && event.project !== undefined) {
+  if (
+    (event.action === 'ANNOTATION_CREATED' || event.action === 'ANNOTATION_UPDATED') &&
+    event.task !== undefined &&
+    event.project !== undefined
+  ) {
     const data = event.task.data ?? {};
     // A task's data is whatever was imported (or edited in Label Studio since): only one of our ids is a batch id.
     const batchId = typeof data.batch_id === 'string' && isWellFormedId(data.batch_id) ? data.batch_id : null;
@@ -159,21 +216,39 @@ export async function receiveWebhook(db: Db, body: unknown): Promise<'recorded' 
         annotation_id: event.annotation?.id ?? null,
         received_at: nowSeconds(),
       })
-      .onConflict((c) => c.columns(['ls_project_id', 'ls_task_id']).doUpdateSet({ action: event.action, annotation_id: event.annotation?.id ?? null, received_at: nowSeconds() }))
+      .onConflict((c) =>
+        c.columns(['ls_project_id', 'ls_task_id']).doUpdateSet({
+          action: event.action,
+          annotation_id: event.annotation?.id ?? null,
+          received_at: nowSeconds(),
+        }),
+      )
       .execute();
     if (batchId !== null) batchIds.add(batchId);
     outcome = 'recorded';
-  } else if (event.action === 'ANNOTATIONS_DELETED' && event.annotations !== undefined && event.annotations.length > 0) {
+  } else if (
+    event.action === 'ANNOTATIONS_DELETED' &&
+    event.annotations !== undefined &&
+    event.annotations.length > 0
+  ) {
     const removed = await db
       .deleteFrom('curation_reviews')
-      .where('annotation_id', 'in', event.annotations.map((a) => a.id))
+      .where(
+        'annotation_id',
+        'in',
+        event.annotations.map((a) => a.id),
+      )
       .returning('batch_id')
       .execute();
     for (const r of removed) if (r.batch_id !== null) batchIds.add(r.batch_id);
     outcome = 'removed';
   }
   for (const batchId of batchIds) {
-    const { count } = await db.selectFrom('curation_reviews').select((eb) => eb.fn.countAll<number>().as('count')).where('batch_id', '=', batchId).executeTakeFirstOrThrow();
+    const { count } = await db
+      .selectFrom('curation_reviews')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('batch_id', '=', batchId)
+      .executeTakeFirstOrThrow();
     await db.updateTable('curations').set({ reviewed: count }).where('batch_id', '=', batchId).execute();
   }
   return outcome;

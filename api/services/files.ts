@@ -4,15 +4,16 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import busboy from 'busboy';
+
 import type { Config } from '../../lib/config.js';
-import type { Db } from '../../schema/db.js';
-import type { Logger } from '../../lib/logger.js';
+import { asError } from '../../lib/errors.js';
 import type { FileStore, FileWriter } from '../../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
-import { uploadFieldsSchema, type FileObject } from '../../wire/openai.js';
+import type { Logger } from '../../lib/logger.js';
+import { isStorableText, safeText } from '../../lib/sanitize.js';
+import type { Db } from '../../schema/db.js';
 import { LIVE_BATCH_STATES, type FileRow } from '../../schema/tables.js';
-import { asError } from '../../lib/errors.js';
-import { safeText, isStorableText } from '../../lib/sanitize.js';
+import { uploadFieldsSchema, type FileObject } from '../../wire/openai.js';
 import { ApiError, fromZodError, notFound, serviceUnavailable } from '../errors.js';
 import type { Project } from './keys.js';
 
@@ -113,7 +114,11 @@ async function parseMultipart(request: Request, deps: UploadDeps, storageKey: st
   }
   if (failure !== undefined) {
     await result.file?.writer.abort();
-    throw new ApiError(400, `Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`, 'invalid_request');
+    throw new ApiError(
+      400,
+      `Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`,
+      'invalid_request',
+    );
   }
   return result;
 }
@@ -131,7 +136,11 @@ function formatBytes(n: number): string {
 export async function createFile(deps: UploadDeps, project: Project, request: Request): Promise<FileRow> {
   const contentType = request.headers.get('content-type') ?? '';
   if (!contentType.toLowerCase().startsWith('multipart/form-data')) {
-    throw new ApiError(415, "Files are uploaded as multipart/form-data with fields 'file' and 'purpose'.", 'unsupported_media_type');
+    throw new ApiError(
+      415,
+      "Files are uploaded as multipart/form-data with fields 'file' and 'purpose'.",
+      'unsupported_media_type',
+    );
   }
   const id = newId('file-');
   const storageKey = `uploads/${id}`;
@@ -141,14 +150,37 @@ export async function createFile(deps: UploadDeps, project: Project, request: Re
     const sent = Object.fromEntries(upload.fields);
     const fields = uploadFieldsSchema.safeParse(sent);
     if (!fields.success) throw fromZodError(fields.error, sent);
-    if (file === undefined) throw new ApiError(400, "Missing required parameter: 'file'.", 'missing_required_parameter', 'file');
+    if (file === undefined)
+      throw new ApiError(400, "Missing required parameter: 'file'.", 'missing_required_parameter', 'file');
     if (file.truncated) {
-      throw new ApiError(413, `The file is larger than the ${formatBytes(deps.config.files.maxUploadBytes)} limit for batch input files.`, 'file_too_large', 'file');
+      throw new ApiError(
+        413,
+        `The file is larger than the ${formatBytes(deps.config.files.maxUploadBytes)} limit for batch input files.`,
+        'file_too_large',
+        'file',
+      );
     }
-    if (!isStorableText(file.filename)) throw new ApiError(400, 'The file name contains a NUL character or an unpaired surrogate.', 'invalid_value', 'file');
-    if (file.filename.length > MAX_FILENAME_CHARS) throw new ApiError(400, `The file name is longer than ${MAX_FILENAME_CHARS} characters.`, 'invalid_value', 'file');
+    if (!isStorableText(file.filename))
+      throw new ApiError(
+        400,
+        'The file name contains a NUL character or an unpaired surrogate.',
+        'invalid_value',
+        'file',
+      );
+    if (file.filename.length > MAX_FILENAME_CHARS)
+      throw new ApiError(
+        400,
+        `The file name is longer than ${MAX_FILENAME_CHARS} characters.`,
+        'invalid_value',
+        'file',
+      );
     if (!file.filename.toLowerCase().endsWith('.jsonl')) {
-      throw new ApiError(400, `Invalid file format for batch: '${safeText(file.filename)}'. Batch input files must be .jsonl.`, 'invalid_file_format', 'file');
+      throw new ApiError(
+        400,
+        `Invalid file format for batch: '${safeText(file.filename)}'. Batch input files must be .jsonl.`,
+        'invalid_file_format',
+        'file',
+      );
     }
     const lifetime = fields.data['expires_after[seconds]'] ?? deps.config.files.inputLifetimeSeconds;
     const { bytes } = await file.writer.commit();
@@ -198,7 +230,13 @@ export async function createDerivedFile(
   try {
     await write(writer);
     const { bytes } = await writer.commit();
-    return await recordInputFile(deps.db, project, { id, filename, bytes, storageKey, lifetime: deps.config.files.inputLifetimeSeconds });
+    return await recordInputFile(deps.db, project, {
+      id,
+      filename,
+      bytes,
+      storageKey,
+      lifetime: deps.config.files.inputLifetimeSeconds,
+    });
   } catch (err) {
     await writer.abort();
     await deps.store.delete(storageKey);
@@ -230,24 +268,48 @@ export interface FileListQuery {
   purpose?: string | undefined;
 }
 
-export async function listFiles(db: Db, project: Project, q: FileListQuery): Promise<{ rows: FileRow[]; hasMore: boolean }> {
+export async function listFiles(
+  db: Db,
+  project: Project,
+  q: FileListQuery,
+): Promise<{ rows: FileRow[]; hasMore: boolean }> {
   let query = liveFiles(db, project).selectAll();
   if (q.purpose !== undefined) query = query.where('purpose', '=', q.purpose as FileRow['purpose']);
   if (q.after !== undefined) {
-    if (!isWellFormedId(q.after)) throw new ApiError(400, "Invalid value for 'after': not a file id.", 'invalid_value', 'after');
-    const cursor = await db.selectFrom('files').select('seq').where('id', '=', q.after).where('project_id', '=', project.id).executeTakeFirst();
-    if (cursor === undefined) throw new ApiError(400, `Invalid value for 'after': no file ${q.after}.`, 'invalid_value', 'after');
+    if (!isWellFormedId(q.after))
+      throw new ApiError(400, "Invalid value for 'after': not a file id.", 'invalid_value', 'after');
+    const cursor = await db
+      .selectFrom('files')
+      .select('seq')
+      .where('id', '=', q.after)
+      .where('project_id', '=', project.id)
+      .executeTakeFirst();
+    if (cursor === undefined)
+      throw new ApiError(400, `Invalid value for 'after': no file ${q.after}.`, 'invalid_value', 'after');
     query = query.where('seq', q.order === 'desc' ? '<' : '>', cursor.seq);
   }
-  const rows = await query.orderBy('seq', q.order).limit(q.limit + 1).execute();
+  const rows = await query
+    .orderBy('seq', q.order)
+    .limit(q.limit + 1)
+    .execute();
   return { rows: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
 }
 
 /** The bytes of a live file; a file whose bytes are gone from the store is not found (not a body cut short). */
-export async function openFileContent(deps: FileDeps, project: Project, id: string): Promise<{ file: FileRow; bytes: number; body: Readable }> {
+export async function openFileContent(
+  deps: FileDeps,
+  project: Project,
+  id: string,
+): Promise<{ file: FileRow; bytes: number; body: Readable }> {
   const file = await getFile(deps.db, project, id);
   const bytes = await deps.store.size(file.storage_key);
-  if (bytes === undefined) throw new ApiError(404, `The content of file ${file.id} is no longer available.`, 'file_content_unavailable', 'file_id');
+  if (bytes === undefined)
+    throw new ApiError(
+      404,
+      `The content of file ${file.id} is no longer available.`,
+      'file_content_unavailable',
+      'file_id',
+    );
   return { file, bytes, body: deps.store.read(file.storage_key) };
 }
 
@@ -257,10 +319,20 @@ export async function deleteFile(deps: FileDeps, project: Project, id: string): 
   const file = await deps.db.transaction().execute(async (trx) => {
     const row = await liveFiles(trx, project).selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
     if (row === undefined) throw notFound('File', id);
-    const user = await trx.selectFrom('batches').select('id').where('input_file_id', '=', row.id).where('status', 'in', LIVE_BATCH_STATES).executeTakeFirst();
+    const user = await trx
+      .selectFrom('batches')
+      .select('id')
+      .where('input_file_id', '=', row.id)
+      .where('status', 'in', LIVE_BATCH_STATES)
+      .executeTakeFirst();
     // Its batch still reads it: deleting it now would lose requests.
     if (user !== undefined) {
-      throw new ApiError(409, `The file is the input of batch ${user.id}, which is still running; delete it once the batch has finished.`, 'file_in_use', 'file_id');
+      throw new ApiError(
+        409,
+        `The file is the input of batch ${user.id}, which is still running; delete it once the batch has finished.`,
+        'file_in_use',
+        'file_id',
+      );
     }
     await trx.updateTable('files').set({ deleted_at: nowSeconds() }).where('id', '=', row.id).execute();
     return row;
@@ -277,7 +349,8 @@ export async function removeFile(deps: FileDeps, file: Pick<FileRow, 'id' | 'sto
   if (file.purpose === 'batch_output') {
     await deps.db.transaction().execute(async (trx) => {
       const asOutput = await trx.selectFrom('batches').select('id').where('output_file_id', '=', file.id).execute();
-      for (const b of asOutput) await trx.deleteFrom('batch_results').where('batch_id', '=', b.id).where('ok', '=', true).execute();
+      for (const b of asOutput)
+        await trx.deleteFrom('batch_results').where('batch_id', '=', b.id).where('ok', '=', true).execute();
       const asErrors = await trx.selectFrom('batches').select('id').where('error_file_id', '=', file.id).execute();
       for (const b of asErrors) {
         await trx.deleteFrom('batch_results').where('batch_id', '=', b.id).where('ok', '=', false).execute();
@@ -300,12 +373,21 @@ export async function sweepExpiredFiles(deps: FileDeps): Promise<number> {
     .where((eb) =>
       eb.not(
         eb.exists(
-          eb.selectFrom('batches').select('batches.id').whereRef('batches.input_file_id', '=', 'files.id').where('batches.status', 'in', LIVE_BATCH_STATES),
+          eb
+            .selectFrom('batches')
+            .select('batches.id')
+            .whereRef('batches.input_file_id', '=', 'files.id')
+            .where('batches.status', 'in', LIVE_BATCH_STATES),
         ),
       ),
     )
     .execute();
-  const marked = await deps.db.selectFrom('files').select(['id', 'storage_key', 'purpose']).where('deleted_at', 'is not', null).limit(1000).execute();
+  const marked = await deps.db
+    .selectFrom('files')
+    .select(['id', 'storage_key', 'purpose'])
+    .where('deleted_at', 'is not', null)
+    .limit(1000)
+    .execute();
   for (const file of marked) await removeFile(deps, file);
   return marked.length;
 }

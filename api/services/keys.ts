@@ -1,7 +1,8 @@
 // API keys: stored as sha256 hashes, each belonging to a project. API_KEYS seeds keys for local use.
 import { createHash, randomBytes } from 'node:crypto';
-import type { Db } from '../../schema/db.js';
+
 import { newId, nowSeconds } from '../../lib/ids.js';
+import type { Db } from '../../schema/db.js';
 
 export interface Project {
   id: string;
@@ -22,7 +23,11 @@ function prefixOf(key: string): string {
 }
 
 export async function ensureProject(db: Db, name: string): Promise<Project> {
-  await db.insertInto('projects').values({ id: newId('proj_'), name, created_at: nowSeconds() }).onConflict((c) => c.column('name').doNothing()).execute();
+  await db
+    .insertInto('projects')
+    .values({ id: newId('proj_'), name, created_at: nowSeconds() })
+    .onConflict((c) => c.column('name').doNothing())
+    .execute();
   return db.selectFrom('projects').select(['id', 'name']).where('name', '=', name).executeTakeFirstOrThrow();
 }
 
@@ -31,7 +36,15 @@ export async function addKey(db: Db, projectName: string, key: string, keyName =
   const project = await ensureProject(db, projectName);
   await db
     .insertInto('api_keys')
-    .values({ id: newId('key_'), project_id: project.id, name: keyName, key_hash: hashKey(key), key_prefix: prefixOf(key), created_at: nowSeconds(), revoked_at: null })
+    .values({
+      id: newId('key_'),
+      project_id: project.id,
+      name: keyName,
+      key_hash: hashKey(key),
+      key_prefix: prefixOf(key),
+      created_at: nowSeconds(),
+      revoked_at: null,
+    })
     .onConflict((c) => c.column('key_hash').doNothing())
     .execute();
   return project;
@@ -63,10 +76,18 @@ export interface KeyInfo {
 }
 
 /** A new key for a project (created if needed); the key itself is returned only here. */
-export async function createKey(db: Db, projectName: string, keyName: string): Promise<{ id: string; key: string; project: Project }> {
+export async function createKey(
+  db: Db,
+  projectName: string,
+  keyName: string,
+): Promise<{ id: string; key: string; project: Project }> {
   const key = generateKey();
   const project = await addKey(db, projectName, key, keyName);
-  const row = await db.selectFrom('api_keys').select('id').where('key_hash', '=', hashKey(key)).executeTakeFirstOrThrow();
+  const row = await db
+    .selectFrom('api_keys')
+    .select('id')
+    .where('key_hash', '=', hashKey(key))
+    .executeTakeFirstOrThrow();
   return { id: row.id, key, project };
 }
 
@@ -74,14 +95,33 @@ export async function listKeys(db: Db, projectName?: string): Promise<KeyInfo[]>
   let query = db
     .selectFrom('api_keys')
     .innerJoin('projects', 'projects.id', 'api_keys.project_id')
-    .select(['api_keys.id', 'projects.name as project', 'api_keys.name', 'api_keys.key_prefix', 'api_keys.created_at', 'api_keys.revoked_at'])
+    .select([
+      'api_keys.id',
+      'projects.name as project',
+      'api_keys.name',
+      'api_keys.key_prefix',
+      'api_keys.created_at',
+      'api_keys.revoked_at',
+    ])
     .orderBy('api_keys.created_at');
   if (projectName !== undefined) query = query.where('projects.name', '=', projectName);
-  return (await query.execute()).map((r) => ({ id: r.id, project: r.project, name: r.name, prefix: r.key_prefix, createdAt: r.created_at, revokedAt: r.revoked_at }));
+  return (await query.execute()).map((r) => ({
+    id: r.id,
+    project: r.project,
+    name: r.name,
+    prefix: r.key_prefix,
+    createdAt: r.created_at,
+    revokedAt: r.revoked_at,
+  }));
 }
 
 /** Revokes a key by id; every request with it is refused from now on. False if there is no such key. */
 export async function revokeKey(db: Db, id: string): Promise<boolean> {
-  const result = await db.updateTable('api_keys').set({ revoked_at: nowSeconds() }).where('id', '=', id).where('revoked_at', 'is', null).executeTakeFirst();
+  const result = await db
+    .updateTable('api_keys')
+    .set({ revoked_at: nowSeconds() })
+    .where('id', '=', id)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirst();
   return result.numUpdatedRows > 0n;
 }

@@ -4,10 +4,11 @@
 // DEAD_LETTER_RETENTION_SECONDS; unfinished uploads after FILE_STORE_PARTIAL_MAX_AGE_SECONDS; GPU
 // workers that stopped announcing themselves (killed, or their host lost) after a while.
 import { sql } from 'kysely';
+
 import type { Config } from '../../lib/config.js';
-import type { Db } from '../../schema/db.js';
 import type { FileStore } from '../../lib/file-store.js';
 import { nowSeconds } from '../../lib/ids.js';
+import type { Db } from '../../schema/db.js';
 import { LIVE_BATCH_STATES } from '../../schema/tables.js';
 import { removeFile } from './files.js';
 
@@ -32,8 +33,17 @@ export async function sweepOldBatches(deps: RetentionDeps): Promise<number> {
   for (const batch of old) {
     const fileIds = [batch.output_file_id, batch.error_file_id].filter((id): id is string => id !== null);
     if (fileIds.length > 0) {
-      await db.updateTable('files').set({ deleted_at: nowSeconds() }).where('id', 'in', fileIds).where('deleted_at', 'is', null).execute();
-      const files = await db.selectFrom('files').select(['id', 'storage_key', 'purpose']).where('id', 'in', fileIds).execute();
+      await db
+        .updateTable('files')
+        .set({ deleted_at: nowSeconds() })
+        .where('id', 'in', fileIds)
+        .where('deleted_at', 'is', null)
+        .execute();
+      const files = await db
+        .selectFrom('files')
+        .select(['id', 'storage_key', 'purpose'])
+        .where('id', 'in', fileIds)
+        .execute();
       for (const file of files) await removeFile(deps, file);
     }
     // Results, dead letters and curation records go with it (foreign keys cascade), and the reviews
@@ -46,13 +56,19 @@ export async function sweepOldBatches(deps: RetentionDeps): Promise<number> {
 
 /** Dead letters older than their retention (they also go with their batch's error file). */
 export async function sweepOldDeadLetters(deps: RetentionDeps): Promise<number> {
-  const result = await deps.db.deleteFrom('dead_letters').where('created_at', '<', nowSeconds() - deps.config.retention.deadLetterSeconds).executeTakeFirst();
+  const result = await deps.db
+    .deleteFrom('dead_letters')
+    .where('created_at', '<', nowSeconds() - deps.config.retention.deadLetterSeconds)
+    .executeTakeFirst();
   return Number(result.numDeletedRows);
 }
 
 /** GPU workers that have not announced themselves for long (a killed process, a lost host). */
 export async function sweepGoneWorkers(deps: RetentionDeps): Promise<number> {
-  const result = await deps.db.deleteFrom('workers').where('last_seen_at', '<', nowSeconds() - deps.config.retention.goneWorkerSeconds).executeTakeFirst();
+  const result = await deps.db
+    .deleteFrom('workers')
+    .where('last_seen_at', '<', nowSeconds() - deps.config.retention.goneWorkerSeconds)
+    .executeTakeFirst();
   return Number(result.numDeletedRows);
 }
 

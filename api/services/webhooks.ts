@@ -3,14 +3,15 @@
 import { randomBytes } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 import { z } from 'zod';
+
 import type { Config } from '../../lib/config.js';
-import { jsonb, type Db } from '../../schema/db.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { privateHostReason } from '../../lib/private-network.js';
 import { safeText } from '../../lib/sanitize.js';
 import { withTemporalDeadline } from '../../lib/temporal.js';
-import { storable } from '../../wire/openai.js';
+import { jsonb, type Db } from '../../schema/db.js';
 import { WEBHOOK_EVENTS, type WebhookEvent } from '../../schema/tables.js';
+import { storable } from '../../wire/openai.js';
 import { webhookRetry } from '../../workflows/batch-lifecycle.js';
 import type { WebhookDeliveryWorkflow } from '../../workflows/webhook-delivery.js';
 import { ApiError } from '../errors.js';
@@ -54,7 +55,15 @@ export const deliveryObjectSchema = z
     created_at: z.number().int(),
     delivered_at: z.number().int().nullable(),
     last_error: z.string().nullable(),
-    attempts: z.array(z.object({ attempt: z.number().int(), at: z.number().int(), status_code: z.number().int().nullable(), error: z.string().nullable(), duration_ms: z.number().int() })),
+    attempts: z.array(
+      z.object({
+        attempt: z.number().int(),
+        at: z.number().int(),
+        status_code: z.number().int().nullable(),
+        error: z.string().nullable(),
+        duration_ms: z.number().int(),
+      }),
+    ),
   })
   .meta({ id: 'WebhookDelivery' });
 export type DeliveryObject = z.infer<typeof deliveryObjectSchema>;
@@ -63,21 +72,50 @@ function toObject(row: { id: string; url: string; events: WebhookEvent[]; create
   return { id: row.id, object: 'webhook_endpoint', url: row.url, events: row.events, created_at: row.created_at };
 }
 
-export async function createWebhook(db: Db, config: Config, project: Project, body: z.infer<typeof webhookCreateSchema>): Promise<WebhookObject> {
+export async function createWebhook(
+  db: Db,
+  config: Config,
+  project: Project,
+  body: z.infer<typeof webhookCreateSchema>,
+): Promise<WebhookObject> {
   const refused = config.webhooks.allowPrivateNetworks ? undefined : privateHostReason(body.url);
   if (refused !== undefined) {
-    throw new ApiError(400, `Webhooks may not call private networks: ${refused} (an operator can allow it with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true).`, 'invalid_url', 'url');
+    throw new ApiError(
+      400,
+      `Webhooks may not call private networks: ${refused} (an operator can allow it with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true).`,
+      'invalid_url',
+      'url',
+    );
   }
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
   const limit = config.webhooks.maxEndpointsPerProject;
   const row = await db.transaction().execute(async (trx) => {
     // The project row is locked while counting, so two creates at once cannot both take the last place.
     await trx.selectFrom('projects').select('id').where('id', '=', project.id).forUpdate().executeTakeFirst();
-    const { n } = await trx.selectFrom('webhooks').select((eb) => eb.fn.countAll<number>().as('n')).where('project_id', '=', project.id).where('deleted_at', 'is', null).executeTakeFirstOrThrow();
-    if (n >= limit) throw new ApiError(400, `This project already has ${n} webhook endpoints, the limit (WEBHOOK_MAX_ENDPOINTS); remove one first.`, 'too_many_webhooks', 'url');
+    const { n } = await trx
+      .selectFrom('webhooks')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('project_id', '=', project.id)
+      .where('deleted_at', 'is', null)
+      .executeTakeFirstOrThrow();
+    if (n >= limit)
+      throw new ApiError(
+        400,
+        `This project already has ${n} webhook endpoints, the limit (WEBHOOK_MAX_ENDPOINTS); remove one first.`,
+        'too_many_webhooks',
+        'url',
+      );
     return trx
       .insertInto('webhooks')
-      .values({ id: newId('wh_'), project_id: project.id, url: body.url, secret, events: jsonb(body.events ?? [...WEBHOOK_EVENTS]), created_at: nowSeconds(), deleted_at: null })
+      .values({
+        id: newId('wh_'),
+        project_id: project.id,
+        url: body.url,
+        secret,
+        events: jsonb(body.events ?? [...WEBHOOK_EVENTS]),
+        created_at: nowSeconds(),
+        deleted_at: null,
+      })
       .returning(['id', 'url', 'events', 'created_at'])
       .executeTakeFirstOrThrow();
   });
@@ -86,14 +124,26 @@ export async function createWebhook(db: Db, config: Config, project: Project, bo
 
 async function ownWebhook(db: Db, project: Project, id: string) {
   const row = isWellFormedId(id)
-    ? await db.selectFrom('webhooks').selectAll().where('id', '=', id).where('project_id', '=', project.id).where('deleted_at', 'is', null).executeTakeFirst()
+    ? await db
+        .selectFrom('webhooks')
+        .selectAll()
+        .where('id', '=', id)
+        .where('project_id', '=', project.id)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirst()
     : undefined;
   if (row === undefined) throw new ApiError(404, `No such webhook endpoint: ${id.slice(0, 200)}`, null, 'webhook_id');
   return row;
 }
 
 export async function listWebhooks(db: Db, project: Project): Promise<WebhookObject[]> {
-  const rows = await db.selectFrom('webhooks').selectAll().where('project_id', '=', project.id).where('deleted_at', 'is', null).orderBy('created_at').execute();
+  const rows = await db
+    .selectFrom('webhooks')
+    .selectAll()
+    .where('project_id', '=', project.id)
+    .where('deleted_at', 'is', null)
+    .orderBy('created_at')
+    .execute();
   return rows.map(toObject);
 }
 
@@ -111,7 +161,11 @@ async function deliveryObjects(db: Db, where: { webhookId?: string; deliveryId?:
   const attempts = await db
     .selectFrom('webhook_attempts')
     .selectAll()
-    .where('delivery_id', 'in', deliveries.map((d) => d.id))
+    .where(
+      'delivery_id',
+      'in',
+      deliveries.map((d) => d.id),
+    )
     .orderBy('attempt')
     .execute();
   return deliveries.map((d) => ({
@@ -125,7 +179,9 @@ async function deliveryObjects(db: Db, where: { webhookId?: string; deliveryId?:
     created_at: d.created_at,
     delivered_at: d.delivered_at,
     last_error: d.last_error,
-    attempts: attempts.filter((a) => a.delivery_id === d.id).map(({ attempt, at, status_code, error, duration_ms }) => ({ attempt, at, status_code, error, duration_ms })),
+    attempts: attempts
+      .filter((a) => a.delivery_id === d.id)
+      .map(({ attempt, at, status_code, error, duration_ms }) => ({ attempt, at, status_code, error, duration_ms })),
   }));
 }
 
@@ -147,7 +203,8 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
         .where('webhooks.deleted_at', 'is', null)
         .executeTakeFirst()
     : undefined;
-  if (delivery === undefined) throw new ApiError(404, `No such webhook delivery: ${safeText(deliveryId)}`, null, 'delivery_id');
+  if (delivery === undefined)
+    throw new ApiError(404, `No such webhook delivery: ${safeText(deliveryId)}`, null, 'delivery_id');
   const { n: pending } = await deps.db
     .selectFrom('webhook_deliveries')
     .innerJoin('webhooks', 'webhooks.id', 'webhook_deliveries.webhook_id')
@@ -156,7 +213,13 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
     .where('webhook_deliveries.status', '=', 'pending')
     .executeTakeFirstOrThrow();
   if (delivery.status !== 'pending' && pending >= deps.config.webhooks.maxPendingPerProject) {
-    throw new ApiError(429, `This project has ${pending} webhook deliveries being tried already (the limit, WEBHOOK_MAX_PENDING); try again once some are done.`, 'too_many_pending_deliveries', 'delivery_id', 'rate_limit_error');
+    throw new ApiError(
+      429,
+      `This project has ${pending} webhook deliveries being tried already (the limit, WEBHOOK_MAX_PENDING); try again once some are done.`,
+      'too_many_pending_deliveries',
+      'delivery_id',
+      'rate_limit_error',
+    );
   }
   // Pending before the start, so the attempt sends it even if it had been delivered; put back as it
   // was if the start fails, so nothing shows as being tried that is not.
@@ -172,8 +235,16 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
       }),
     );
   } catch (err) {
-    await deps.db.updateTable('webhook_deliveries').set({ status: delivery.status }).where('id', '=', delivery.id).execute();
-    throw new ApiError(503, `The delivery could not be re-sent because the orchestrator is unreachable (${(err as Error).message}); try again.`, 'service_unavailable');
+    await deps.db
+      .updateTable('webhook_deliveries')
+      .set({ status: delivery.status })
+      .where('id', '=', delivery.id)
+      .execute();
+    throw new ApiError(
+      503,
+      `The delivery could not be re-sent because the orchestrator is unreachable (${(err as Error).message}); try again.`,
+      'service_unavailable',
+    );
   }
   const [object] = await deliveryObjects(deps.db, { deliveryId: delivery.id });
   if (object === undefined) throw new ApiError(404, `No such webhook delivery: ${deliveryId}`, null, 'delivery_id');

@@ -110,7 +110,9 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .execute();
   await db.schema.createIndex('workers_model').on('workers').column('model').execute();
 
-  await sql`comment on table batch_results is 'one row per finished request; (batch_id, line) makes persistence idempotent'`.execute(db);
+  await sql`comment on table batch_results is 'one row per finished request; (batch_id, line) makes persistence idempotent'`.execute(
+    db,
+  );
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {

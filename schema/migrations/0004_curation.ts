@@ -58,5 +58,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
-  for (const table of ['curation_reviews', 'curation_pages', 'curations', 'curation_projects']) await db.schema.dropTable(table).ifExists().execute();
+  for (const table of ['curation_reviews', 'curation_pages', 'curations', 'curation_projects'])
+    await db.schema.dropTable(table).ifExists().execute();
 }

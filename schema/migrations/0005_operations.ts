@@ -49,5 +49,6 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropIndex('batches_status').ifExists().execute();
-  for (const table of ['webhook_attempts', 'webhook_deliveries', 'webhooks']) await db.schema.dropTable(table).ifExists().execute();
+  for (const table of ['webhook_attempts', 'webhook_deliveries', 'webhooks'])
+    await db.schema.dropTable(table).ifExists().execute();
 }

@@ -16,7 +16,10 @@ export async function up(db: Kysely<unknown>): Promise<void> {
   // lease) instead of holding a lock across Label Studio's answers; the webhook is set up until it is.
   await db.schema.alterTable('curation_projects').addColumn('owner_project_id', 'text').execute();
   await db.schema.alterTable('curation_projects').addColumn('claimed_at', 'bigint').execute();
-  await db.schema.alterTable('curation_projects').addColumn('webhook_registered', 'boolean', (c) => c.notNull().defaultTo(false)).execute();
+  await db.schema
+    .alterTable('curation_projects')
+    .addColumn('webhook_registered', 'boolean', (c) => c.notNull().defaultTo(false))
+    .execute();
   // Label Studio projects an operator lets an API project import into (metadata curation_project).
   await db.schema
     .createTable('curation_grants')
@@ -29,7 +32,8 @@ export async function up(db: Kysely<unknown>): Promise<void> {
 
 export async function down(db: Kysely<unknown>): Promise<void> {
   await db.schema.dropTable('curation_grants').ifExists().execute();
-  for (const column of ['webhook_registered', 'claimed_at', 'owner_project_id']) await db.schema.alterTable('curation_projects').dropColumn(column).execute();
+  for (const column of ['webhook_registered', 'claimed_at', 'owner_project_id'])
+    await db.schema.alterTable('curation_projects').dropColumn(column).execute();
   await db.schema.dropIndex('batches_created').ifExists().execute();
   await db.schema.alterTable('workers').dropColumn('endpoints').execute();
   await db.schema.dropIndex('files_expires').ifExists().execute();

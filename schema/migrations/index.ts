@@ -1,4 +1,5 @@
 import type { Migration } from 'kysely';
+
 import * as m0001 from './0001_initial.js';
 import * as m0002 from './0002_batch_priority.js';
 import * as m0003 from './0003_idempotency_and_retries.js';

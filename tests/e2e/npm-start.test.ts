@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { BatchStatusKey } from '../../workflows/search-attributes.js';
 import { alive, childrenOf, startDevStack, type DevStack, type DevStackPorts } from '../support/dev-stack.js';
 import { batchLines, uploadBatchFile, waitForBatch } from '../support/stack.js';
@@ -34,7 +35,11 @@ describe('npm start', () => {
     const openai = new OpenAI({ baseURL: `http://127.0.0.1:${ports.api}/v1`, apiKey: 'sk-local', maxRetries: 0 });
     expect((await openai.models.list()).data.map((m) => m.id)).toEqual(['sim-llama-8b']);
     const file = await uploadBatchFile(openai, batchLines({ model: 'sim-llama-8b', count: 40 }));
-    const created = await openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const created = await openai.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
     const batch = await waitForBatch(openai, created.id);
     expect(batch.status).toBe('completed');
     expect(batch.request_counts).toEqual({ total: 40, completed: 40, failed: 0 });
@@ -63,9 +68,13 @@ describe('npm start', () => {
       expect(await (await fetch(`${base}/metrics`)).text()).toContain('process_resident_memory_bytes');
     }
     // The GPU worker also checks its engine, and has counted the batch the test before ran.
-    const gpuReady = (await (await fetch(`http://127.0.0.1:${ports.gpu}/readyz`)).json()) as { checks: Record<string, { ok: boolean }> };
+    const gpuReady = (await (await fetch(`http://127.0.0.1:${ports.gpu}/readyz`)).json()) as {
+      checks: Record<string, { ok: boolean }>;
+    };
     expect(gpuReady.checks.engine?.ok).toBe(true);
-    expect(await (await fetch(`http://127.0.0.1:${ports.gpu}/metrics`)).text()).toMatch(/gpu_batch_requests_total\{model="sim-llama-8b",outcome="completed"\} 40/);
+    expect(await (await fetch(`http://127.0.0.1:${ports.gpu}/metrics`)).text()).toMatch(
+      /gpu_batch_requests_total\{model="sim-llama-8b",outcome="completed"\} 40/,
+    );
     expect(output).toContain(`Metrics       http://127.0.0.1:${ports.api}/metrics`);
   });
 
@@ -79,24 +88,41 @@ describe('npm start', () => {
 
     const openai = new OpenAI({ baseURL: `http://127.0.0.1:${ports.api}/v1`, apiKey: 'sk-local', maxRetries: 0 });
     const file = await uploadBatchFile(openai, batchLines({ model: 'sim-llama-8b', count: 20 }));
-    const created = await openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const created = await openai.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
     expect((await waitForBatch(openai, created.id)).status).toBe('completed');
   });
 
   it('stops every process on Ctrl-C', async () => {
     const children = childrenOf(dev.process.pid!);
     const commands = children.map((c) => c.args).join('\n');
-    for (const part of ['dev/embedded-postgres.ts', 'temporal server start-dev', 'simulator/main.ts', 'workers/orchestrator.ts', 'workers/gpu.ts', 'api/server.ts']) {
+    for (const part of [
+      'dev/embedded-postgres.ts',
+      'temporal server start-dev',
+      'simulator/main.ts',
+      'workers/orchestrator.ts',
+      'workers/gpu.ts',
+      'api/server.ts',
+    ]) {
       expect(commands).toContain(part);
     }
-    const exited = new Promise<number | null>((resolve) => dev.process.once('exit', (code) => { resolve(code); }));
+    const exited = new Promise<number | null>((resolve) =>
+      dev.process.once('exit', (code) => {
+        resolve(code);
+      }),
+    );
     dev.process.kill('SIGINT');
     expect(await exited).toBe(0);
     // Orphans are reaped by init a moment after their parent exits.
     for (let i = 0; i < 50 && children.some((c) => alive(c.pid)); i++) await new Promise((r) => setTimeout(r, 100));
     expect(children.filter((c) => alive(c.pid)).map((c) => c.args)).toEqual([]);
     // Postgres itself is a grandchild: it must be gone too.
-    const leftovers = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(dev.dir));
+    const leftovers = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.includes(dev.dir));
     expect(leftovers).toEqual([]);
   });
 });

@@ -1,7 +1,15 @@
 // One batch through every layer, driven by the official openai SDK: upload → create → BatchWorkflow
 // → chunk activities on the GPU worker → simulator → output file → retrieve and download.
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { batchLines, fileLines, startTestStack, uploadBatchFile, waitForBatch, type TestStack } from '../support/stack.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+import {
+  batchLines,
+  fileLines,
+  startTestStack,
+  uploadBatchFile,
+  waitForBatch,
+  type TestStack,
+} from '../support/stack.js';
 
 describe('a batch end to end with the openai SDK', () => {
   let stack: TestStack;
@@ -46,7 +54,10 @@ describe('a batch end to end with the openai SDK', () => {
       expect(line.response?.status_code).toBe(200);
       expect(line.response?.body).toMatchObject({ object: 'chat.completion', model });
     }
-    const outputTokens = lines.reduce((sum, l) => sum + ((l.response?.body.usage as { completion_tokens: number }).completion_tokens), 0);
+    const outputTokens = lines.reduce(
+      (sum, l) => sum + (l.response?.body.usage as { completion_tokens: number }).completion_tokens,
+      0,
+    );
     expect(batch.usage!.output_tokens).toBe(outputTokens);
 
     const output = await stack.openai.files.retrieve(batch.output_file_id!);
@@ -62,7 +73,11 @@ describe('a batch end to end with the openai SDK', () => {
       body: (i) => ({ model, messages: [{ role: 'user', content: 'hi' }], max_tokens: i % 2 === 1 ? 100_000 : 8 }),
     });
     const file = await uploadBatchFile(stack.openai, lines);
-    const created = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+    const created = await stack.openai.batches.create({
+      input_file_id: file.id,
+      endpoint: '/v1/chat/completions',
+      completion_window: '24h',
+    });
     const batch = await waitForBatch(stack.openai, created.id);
     expect(batch.status).toBe('completed');
     expect(batch.request_counts).toEqual({ total: 6, completed: 3, failed: 3 });
@@ -73,14 +88,31 @@ describe('a batch end to end with the openai SDK', () => {
       expect(line.error).toBeNull();
       expect(line.response?.status_code).toBe(400);
       expect(line.response?.body).toMatchObject({ error: { type: 'BadRequestError', param: 'max_tokens', code: 400 } });
-      expect(JSON.stringify(line.response?.body)).toContain('max_tokens=100000 cannot be greater than max_model_len=4096');
+      expect(JSON.stringify(line.response?.body)).toContain(
+        'max_tokens=100000 cannot be greater than max_model_len=4096',
+      );
     }
-    expect((await fileLines(stack.openai, batch.output_file_id)).map((l) => l.custom_id)).toEqual(['req-0', 'req-2', 'req-4']);
+    expect((await fileLines(stack.openai, batch.output_file_id)).map((l) => l.custom_id)).toEqual([
+      'req-0',
+      'req-2',
+      'req-4',
+    ]);
 
     // Each refused request is also a dead letter, with the engine's answer to every attempt.
-    const letters = await stack.db.selectFrom('dead_letters').selectAll().where('batch_id', '=', batch.id).orderBy('line').execute();
-    expect(letters.map((l) => [l.custom_id, l.attempts])).toEqual([['req-1', 1], ['req-3', 1], ['req-5', 1]]);
-    expect(letters[0]?.errors).toEqual([{ at: expect.any(String), status: 400, message: expect.stringContaining('cannot be greater than max_model_len') }]);
+    const letters = await stack.db
+      .selectFrom('dead_letters')
+      .selectAll()
+      .where('batch_id', '=', batch.id)
+      .orderBy('line')
+      .execute();
+    expect(letters.map((l) => [l.custom_id, l.attempts])).toEqual([
+      ['req-1', 1],
+      ['req-3', 1],
+      ['req-5', 1],
+    ]);
+    expect(letters[0]?.errors).toEqual([
+      { at: expect.any(String), status: 400, message: expect.stringContaining('cannot be greater than max_model_len') },
+    ]);
   });
 
   it('lists the live models', async () => {

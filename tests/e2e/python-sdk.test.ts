@@ -4,7 +4,8 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import { loadConfig } from '../../lib/config.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
@@ -47,7 +48,13 @@ describe('the official openai Python SDK', () => {
     expect(report.file_retrieved_same).toBe(true);
     expect(report.wait_for_processing).toBe('processed');
     expect(report.created_status).toBe('validating');
-    expect(report.batch).toEqual({ status: 'completed', counts: { total: 12, completed: 12, failed: 0 }, metadata: { sdk: 'python' }, model, has_usage: true });
+    expect(report.batch).toEqual({
+      status: 'completed',
+      counts: { total: 12, completed: 12, failed: 0 },
+      metadata: { sdk: 'python' },
+      model,
+      has_usage: true,
+    });
     expect(report.output_custom_ids).toEqual(Array.from({ length: 12 }, (_, i) => `py-${i}`));
     expect(report.batches_listed.length).toBeGreaterThanOrEqual(1);
     expect(report.files_listed).toContain(report.file.id);

@@ -3,9 +3,9 @@
 import getPort from 'get-port';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { runCli, type CliResult } from '../support/cli.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
-
 
 describe('gpu-batch keys', () => {
   let stack: TestStack;
@@ -16,7 +16,8 @@ describe('gpu-batch keys', () => {
     await stack.stop();
   });
 
-  const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> => runCli(args, { ...stack.processEnv(), ...env });
+  const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+    runCli(args, { ...stack.processEnv(), ...env });
 
   it('creates a key that works at once, lists it without the key, and revokes it', async () => {
     const created = await cli(['keys', 'create', '--project', 'team-a', '--name', 'ci', '--json']);
@@ -37,12 +38,18 @@ describe('gpu-batch keys', () => {
     expect(revoked.code).toBe(0);
     expect(revoked.stdout).toContain(`Revoked ${id}`);
     await expect(client.files.list()).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
-    expect((JSON.parse((await cli(['keys', 'list', '--json'])).stdout) as { id: string; revokedAt: number | null }[]).find((k) => k.id === id)?.revokedAt).not.toBeNull();
+    expect(
+      (JSON.parse((await cli(['keys', 'list', '--json'])).stdout) as { id: string; revokedAt: number | null }[]).find(
+        (k) => k.id === id,
+      )?.revokedAt,
+    ).not.toBeNull();
   });
 
   it('shows a new key once, plainly, for people', async () => {
     const created = await cli(['keys', 'create', '--project', 'team-b']);
-    expect(created.stdout).toMatch(/Created key key_\w+ for project "team-b":\n\n {2}sk-batch-\S+\n\nStore it now: it is not shown again\./);
+    expect(created.stdout).toMatch(
+      /Created key key_\w+ for project "team-b":\n\n {2}sk-batch-\S+\n\nStore it now: it is not shown again\./,
+    );
   });
 
   it('fails with a clear message and a non-zero exit', async () => {
@@ -50,7 +57,9 @@ describe('gpu-batch keys', () => {
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('no active key with id key_nope');
 
-    const noDb = await cli(['keys', 'list'], { DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${await getPort()}/x` });
+    const noDb = await cli(['keys', 'list'], {
+      DATABASE_URL: `postgres://postgres:postgres@127.0.0.1:${await getPort()}/x`,
+    });
     expect(noDb.code).toBe(1);
     expect(noDb.stderr).toContain('cannot reach the database');
 

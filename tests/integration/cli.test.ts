@@ -5,6 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import type { RunningSimulator } from '../../simulator/server.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { startTestSimulator } from '../support/simulator.js';
@@ -19,7 +20,11 @@ interface ProgressLine {
 
 /** The progress lines the bar printed (off a terminal, one per update). */
 function progressLines(stderr: string): ProgressLine[] {
-  return [...stderr.matchAll(/\|[#-]+\| (\d+)\/(\d+) done, (\d+) failed \| [\d.]+ req\/s \| ETA \S+/g)].map((m) => ({ done: Number(m[1]), total: Number(m[2]), failed: Number(m[3]) }));
+  return [...stderr.matchAll(/\|[#-]+\| (\d+)\/(\d+) done, (\d+) failed \| [\d.]+ req\/s \| ETA \S+/g)].map((m) => ({
+    done: Number(m[1]),
+    total: Number(m[2]),
+    failed: Number(m[3]),
+  }));
 }
 
 describe('the gpu-batch command line', () => {
@@ -31,10 +36,16 @@ describe('the gpu-batch command line', () => {
 
   beforeAll(async () => {
     // 40 ms a request and 16 in flight: 400 requests take about a second, so the bar has something to show.
-    engine = await startTestSimulator({ models: [model], tokenLatencyMs: 5, outputTokens: { min: 8, max: 8 }, maxModelLen: 2048 });
+    engine = await startTestSimulator({
+      models: [model],
+      tokenLatencyMs: 5,
+      outputTokens: { min: 8, max: 8 },
+      maxModelLen: 2048,
+    });
     stack = await startTestStack({ engines: [engine.url], env: { GPU_MAX_INFLIGHT: '16' } });
     dir = await mkdtemp(path.join(tmpdir(), 'cli-'));
-    cli = (args) => runCli(args, { OPENAI_BASE_URL: `${stack.apiUrl}/v1`, OPENAI_API_KEY: stack.apiKey, LOG_LEVEL: 'warn' }, dir);
+    cli = (args) =>
+      runCli(args, { OPENAI_BASE_URL: `${stack.apiUrl}/v1`, OPENAI_API_KEY: stack.apiKey, LOG_LEVEL: 'warn' }, dir);
   });
   afterAll(async () => {
     await stack.stop();
@@ -44,7 +55,18 @@ describe('the gpu-batch command line', () => {
 
   it('submits a file and watches it to the end with a progress bar, then writes the output', async () => {
     await writeFile(path.join(dir, 'questions.jsonl'), batchLines({ model, count: 400 }));
-    const result = await cli(['submit', '--metadata', 'team=search', '--metadata', 'run=7', 'questions.jsonl', '--interval', '0.2', '--output', 'answers.jsonl']);
+    const result = await cli([
+      'submit',
+      '--metadata',
+      'team=search',
+      '--metadata',
+      'run=7',
+      'questions.jsonl',
+      '--interval',
+      '0.2',
+      '--output',
+      'answers.jsonl',
+    ]);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toMatch(/Uploading questions\.jsonl \(\d+\.\d KB\)/);
     expect(result.stderr).toMatch(/Uploaded as file-\S+ in \d+\.\ds/);
@@ -61,7 +83,10 @@ describe('the gpu-batch command line', () => {
     const id = /^(batch_\S+) completed: 400 requests, 400 completed, 0 failed$/m.exec(result.stdout)?.[1];
     expect(id, result.stdout).toBeDefined();
     expect(result.stdout).toContain('wrote output to answers.jsonl');
-    const answers = (await readFile(path.join(dir, 'answers.jsonl'), 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as { custom_id: string });
+    const answers = (await readFile(path.join(dir, 'answers.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { custom_id: string });
     expect(answers).toHaveLength(400);
 
     const status = await cli(['status', id!]);
@@ -73,7 +98,11 @@ describe('the gpu-batch command line', () => {
 
   it('exits 2 when some requests failed, and writes the error file', async () => {
     // Lines asking for more tokens than the engine's context get vLLM's 400: error lines, not a failed batch.
-    const body = (i: number): Record<string, unknown> => ({ model, messages: [{ role: 'user', content: `q${i}` }], max_tokens: i % 10 === 0 ? 100_000 : 8 });
+    const body = (i: number): Record<string, unknown> => ({
+      model,
+      messages: [{ role: 'user', content: `q${i}` }],
+      max_tokens: i % 10 === 0 ? 100_000 : 8,
+    });
     await writeFile(path.join(dir, 'mixed.jsonl'), batchLines({ model, count: 50, body }));
     const result = await cli(['submit', 'mixed.jsonl', '--interval', '0.2', '--errors', 'mixed.errors.jsonl']);
     expect(result.code).toBe(2);
@@ -95,10 +124,17 @@ describe('the gpu-batch command line', () => {
     const result = await cli(['submit', 'small.jsonl', '--json', '--interval', '0.2']);
     expect(result.code).toBe(0);
     const batch = JSON.parse(result.stdout) as { id: string; object: string; status: string; request_counts: object };
-    expect(batch).toMatchObject({ object: 'batch', status: 'completed', request_counts: { total: 5, completed: 5, failed: 0 } });
+    expect(batch).toMatchObject({
+      object: 'batch',
+      status: 'completed',
+      request_counts: { total: 5, completed: 5, failed: 0 },
+    });
     expect(result.stderr).toBe('');
 
-    const list = JSON.parse((await cli(['list', '--json', '--limit', '2'])).stdout) as { data: { id: string }[]; has_more: boolean };
+    const list = JSON.parse((await cli(['list', '--json', '--limit', '2'])).stdout) as {
+      data: { id: string }[];
+      has_more: boolean;
+    };
     expect(list.data[0]?.id).toBe(batch.id);
     expect(list.has_more).toBe(true);
   });
@@ -126,7 +162,9 @@ describe('the gpu-batch command line', () => {
     const downloaded = await cli(['download', id]);
     expect(downloaded.code).toBe(0);
     expect(downloaded.stdout).toContain(`wrote errors to ${id}.errors.jsonl`);
-    expect((await readFile(path.join(dir, `${id}.errors.jsonl`), 'utf8')).trim().split('\n')).toHaveLength(cancelledCount);
+    expect((await readFile(path.join(dir, `${id}.errors.jsonl`), 'utf8')).trim().split('\n')).toHaveLength(
+      cancelledCount,
+    );
   });
 
   it('registers a webhook whose signed event arrives when a batch submitted from the CLI ends', async () => {
@@ -140,8 +178,13 @@ describe('the gpu-batch command line', () => {
       await writeFile(path.join(dir, 'hooked.jsonl'), batchLines({ model, count: 5 }));
       const id = (JSON.parse((await cli(['submit', 'hooked.jsonl', '--json'])).stdout) as { id: string }).id;
       await receiver.waitFor(() => receiver.about(id).length > 0);
-      expect(verified(endpoint.secret, receiver.about(id)[0]!)).toMatchObject({ type: 'batch.completed', data: { id } });
-      expect((await cli(['webhooks', 'deliveries', endpoint.id])).stdout).toMatch(new RegExp(`batch.completed +${id} +delivered +1 attempts, last 200`));
+      expect(verified(endpoint.secret, receiver.about(id)[0]!)).toMatchObject({
+        type: 'batch.completed',
+        data: { id },
+      });
+      expect((await cli(['webhooks', 'deliveries', endpoint.id])).stdout).toMatch(
+        new RegExp(`batch.completed +${id} +delivered +1 attempts, last 200`),
+      );
       expect((await cli(['webhooks', 'remove', endpoint.id])).code).toBe(0);
     } finally {
       await receiver.close();

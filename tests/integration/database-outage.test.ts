@@ -12,13 +12,23 @@ import { sql } from 'kysely';
 import OpenAI from 'openai';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, type Db } from '../../schema/db.js';
+
 import { startEmbeddedPostgres, type RunningPostgres } from '../../dev/embedded-postgres.js';
 import { createLogger } from '../../lib/logger.js';
+import { createDb, type Db } from '../../schema/db.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { spawnEntry, spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestSimulator } from '../support/simulator.js';
-import { batchLines, expectedIds, outputsByCustomId, startTestStack, submitBatch, waitForBatch, waitForProgress, type TestStack } from '../support/stack.js';
+import {
+  batchLines,
+  expectedIds,
+  outputsByCustomId,
+  startTestStack,
+  submitBatch,
+  waitForBatch,
+  waitForProgress,
+  type TestStack,
+} from '../support/stack.js';
 
 const log = createLogger('outage-pg', { level: 'warn', format: 'json' });
 
@@ -40,7 +50,13 @@ describe('the database driver when backends die or hang', () => {
   beforeAll(async () => {
     dir = await mkdtemp(path.join(tmpdir(), 'driver-'));
     await chmod(dir, 0o755);
-    postgres = await startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: await getPort(), database: 'driver', log, durable: false });
+    postgres = await startEmbeddedPostgres({
+      dataDir: path.join(dir, 'pg'),
+      port: await getPort(),
+      database: 'driver',
+      log,
+      durable: false,
+    });
     admin = new pg.Client({ connectionString: postgres.url });
     await admin.connect();
     db = createDb(postgres.url, { poolSize: 4, queryTimeoutMs: 500, connectTimeoutMs: 2000 });
@@ -80,7 +96,13 @@ describe('the database driver when backends die or hang', () => {
 
     // Frozen, not gone: every process of the server stopped, connections open, nothing answers.
     const postmaster = Number(readFileSync(path.join(dir, 'pg', 'postmaster.pid'), 'utf8').split('\n')[0]);
-    const server = [postmaster, ...execFileSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' }).split('\n').filter((l) => l.trim() !== '').map(Number)];
+    const server = [
+      postmaster,
+      ...execFileSync('pgrep', ['-P', String(postmaster)], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => l.trim() !== '')
+        .map(Number),
+    ];
     for (const pid of server) process.kill(pid, 'SIGSTOP');
     const frozen = Date.now();
     try {
@@ -109,7 +131,8 @@ describe('every process through Postgres outages during a batch', () => {
   let gpuUrl: string;
   const model = 'outage-model';
 
-  const startPostgres = (): Promise<RunningPostgres> => startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: pgPort, database: 'postgres', log, durable: false });
+  const startPostgres = (): Promise<RunningPostgres> =>
+    startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: pgPort, database: 'postgres', log, durable: false });
   const readiness = async (url: string): Promise<number> => {
     try {
       return (await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(5000) })).status;
@@ -128,13 +151,30 @@ describe('every process through Postgres outages during a batch', () => {
     postgres = await startPostgres();
     // About 100 ms a request, 16 in flight: a 600-line batch runs for a few seconds, long enough to hit.
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 10, outputTokens: { min: 10, max: 10 } });
-    stack = await startTestStack({ engines: [], noApi: true, noOrchestrator: true, noImportWorker: true, postgresServerUrl: postgres.serverUrl, env: { CHUNK_MAX_ATTEMPTS: '30', READY_TIMEOUT_MS: '1000' } });
-    const env = { ...stack.processEnv(), READY_TIMEOUT_MS: '1000', DATABASE_QUERY_TIMEOUT_MS: '5000', DATABASE_CONNECT_TIMEOUT_MS: '2000', CHUNK_MAX_ATTEMPTS: '30' };
+    stack = await startTestStack({
+      engines: [],
+      noApi: true,
+      noOrchestrator: true,
+      noImportWorker: true,
+      postgresServerUrl: postgres.serverUrl,
+      env: { CHUNK_MAX_ATTEMPTS: '30', READY_TIMEOUT_MS: '1000' },
+    });
+    const env = {
+      ...stack.processEnv(),
+      READY_TIMEOUT_MS: '1000',
+      DATABASE_QUERY_TIMEOUT_MS: '5000',
+      DATABASE_CONNECT_TIMEOUT_MS: '2000',
+      CHUNK_MAX_ATTEMPTS: '30',
+    };
     const apiPort = await getPort();
     const gpuPort = await getPort();
     api = spawnEntry('api/server.ts', { ...env, API_PORT: String(apiPort), API_KEYS: stack.apiKey });
     orchestrator = spawnEntry('workers/orchestrator.ts', env);
-    gpu = await spawnGpuWorker(stack, engine.url, { ...env, GPU_METRICS_PORT: String(gpuPort), GPU_MAX_INFLIGHT: '16' });
+    gpu = await spawnGpuWorker(stack, engine.url, {
+      ...env,
+      GPU_METRICS_PORT: String(gpuPort),
+      GPU_MAX_INFLIGHT: '16',
+    });
     await Promise.all([api.waitFor('API ready'), orchestrator.waitFor('orchestrator worker ready')]);
     apiUrl = `http://127.0.0.1:${apiPort}`;
     gpuUrl = `http://127.0.0.1:${gpuPort}`;
@@ -181,7 +221,9 @@ describe('every process through Postgres outages during a batch', () => {
     expect(await readiness(apiUrl)).toBe(503);
     expect(await readiness(gpuUrl)).toBe(503);
     // The API answers, in OpenAI's shape, that it cannot serve this now.
-    const down = await fetch(`${apiUrl}/v1/batches/${created.id}`, { headers: { authorization: `Bearer ${stack.apiKey}` } });
+    const down = await fetch(`${apiUrl}/v1/batches/${created.id}`, {
+      headers: { authorization: `Bearer ${stack.apiKey}` },
+    });
     expect(down.status).toBe(503);
     expect(((await down.json()) as { error: { code: string } }).error.code).toBe('service_unavailable');
     await new Promise((r) => setTimeout(r, 6000));

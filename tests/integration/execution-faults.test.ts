@@ -1,6 +1,7 @@
 // Batch execution when engines misbehave: several GPU workers, transient errors, an outage that
 // ends, and one that does not.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import type { RunningSimulator } from '../../simulator/server.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { expectHistoriesReplay } from '../support/replay.js';
@@ -52,7 +53,10 @@ describe('batch execution against a flaky engine', () => {
   beforeAll(async () => {
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 1, outputTokens: { min: 5, max: 10 } });
     // A short request timeout, so hung requests are timed out and retried quickly.
-    stack = await startTestStack({ engines: [engine.url], env: { ENGINE_REQUEST_TIMEOUT_MS: '1000', ENGINE_RETRY_MAX_MS: '300' } });
+    stack = await startTestStack({
+      engines: [engine.url],
+      env: { ENGINE_REQUEST_TIMEOUT_MS: '1000', ENGINE_RETRY_MAX_MS: '300' },
+    });
   });
   afterAll(async () => {
     await stack.stop();
@@ -60,9 +64,18 @@ describe('batch execution against a flaky engine', () => {
   });
 
   it('retries 429s (honouring Retry-After), 502s, 503s, timeouts and dropped connections until every request succeeds', async () => {
-    await setFaults(engine, { errorRates: { '429': 0.15, '502': 0.1, '503': 0.05 }, retryAfterSeconds: 0.1, hangRate: 0.03, dropRate: 0.03 });
+    await setFaults(engine, {
+      errorRates: { '429': 0.15, '502': 0.1, '503': 0.05 },
+      retryAfterSeconds: 0.1,
+      hangRate: 0.03,
+      dropRate: 0.03,
+    });
     const count = 300;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id, 120_000);
+    const batch = await waitForBatch(
+      stack.openai,
+      (await submitBatch(stack, batchLines({ model, count }))).id,
+      120_000,
+    );
     await setFaults(engine, {});
     expect(batch.status).toBe('completed');
     expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
@@ -71,20 +84,30 @@ describe('batch execution against a flaky engine', () => {
     expect(faults.hang + faults.drop).toBeGreaterThan(5);
     const { counts } = await outputsByCustomId(stack.openai, batch);
     expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
-    expect(await stack.db.selectFrom('dead_letters').selectAll().where('batch_id', '=', batch.id).execute()).toEqual([]);
+    expect(await stack.db.selectFrom('dead_letters').selectAll().where('batch_id', '=', batch.id).execute()).toEqual(
+      [],
+    );
   });
 
   it("writes vLLM's 500s to the error file at once, without retrying them, while the engine is healthy", async () => {
     await setFaults(engine, { errorRates: { '500': 0.2 } });
     const count = 200;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id, 120_000);
+    const batch = await waitForBatch(
+      stack.openai,
+      (await submitBatch(stack, batchLines({ model, count }))).id,
+      120_000,
+    );
     await setFaults(engine, {});
     expect(batch.status).toBe('completed');
     const { failed, counts } = await outputsByCustomId(stack.openai, batch);
     expect(counts.size).toBe(count);
     expect(failed.length).toBeGreaterThan(10);
     for (const line of failed) expect(line.response?.status_code).toBe(500);
-    const letters = await stack.db.selectFrom('dead_letters').select(['attempts']).where('batch_id', '=', batch.id).execute();
+    const letters = await stack.db
+      .selectFrom('dead_letters')
+      .select(['attempts'])
+      .where('batch_id', '=', batch.id)
+      .execute();
     expect(letters).toHaveLength(failed.length);
     expect(letters.every((l) => l.attempts === 1)).toBe(true);
   });
@@ -120,7 +143,10 @@ describe('a chunk whose engine stays down', () => {
 
   beforeAll(async () => {
     engine = await startTestSimulator({ models: [model] });
-    stack = await startTestStack({ engines: [engine.url], env: { ENGINE_RETRY_BUDGET_MS: '400', CHUNK_MAX_ATTEMPTS: '2' } });
+    stack = await startTestStack({
+      engines: [engine.url],
+      env: { ENGINE_RETRY_BUDGET_MS: '400', CHUNK_MAX_ATTEMPTS: '2' },
+    });
   });
   afterAll(async () => {
     await stack.stop();
@@ -149,17 +175,27 @@ describe('a chunk whose engine stays down', () => {
   it('is dead-lettered after its Temporal retries, and the batch still finalizes with every line accounted for', async () => {
     await setFaults(engine, { down: true });
     const count = 60;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id, 120_000);
+    const batch = await waitForBatch(
+      stack.openai,
+      (await submitBatch(stack, batchLines({ model, count }))).id,
+      120_000,
+    );
     expect(batch.status).toBe('completed');
     expect(batch.request_counts).toEqual({ total: count, completed: 0, failed: count });
     const { failed, counts } = await outputsByCustomId(stack.openai, batch);
     expect(counts.size).toBe(count);
     expect(new Set(failed.map((l) => l.error?.code))).toEqual(new Set(['chunk_failed']));
     expect(failed[0]?.error?.message).toMatch(/unavailable/);
-    const letters = await stack.db.selectFrom('dead_letters').select(['line', 'custom_id']).where('batch_id', '=', batch.id).execute();
+    const letters = await stack.db
+      .selectFrom('dead_letters')
+      .select(['line', 'custom_id'])
+      .where('batch_id', '=', batch.id)
+      .execute();
     expect(letters).toHaveLength(count);
     // The workflow dead-lettered each chunk: it says so in its progress.
-    const progress = await stack.temporal.workflow.getHandle(batch.id).query<{ chunks: { deadLettered: number; total: number } }>('progress');
+    const progress = await stack.temporal.workflow
+      .getHandle(batch.id)
+      .query<{ chunks: { deadLettered: number; total: number } }>('progress');
     expect(progress.chunks.deadLettered).toBe(progress.chunks.total);
   });
 
@@ -167,4 +203,3 @@ describe('a chunk whose engine stays down', () => {
     await expectHistoriesReplay(stack, 1);
   });
 });
-

@@ -1,6 +1,7 @@
 // GPU workers killed with SIGKILL mid-chunk: the batch completes, every custom_id appears exactly
 // once across the output and error files, and finished lines are not sent to the engine again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import type { RunningSimulator } from '../../simulator/server.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { expectHistoriesReplay } from '../support/replay.js';
@@ -27,7 +28,12 @@ describe('GPU workers killed mid-chunk', () => {
 
   beforeAll(async () => {
     // About 200 ms a request, so chunks are mid-flight when a worker dies.
-    engine = await startTestSimulator({ models: [model], tokenLatencyMs: 12.5, outputTokens: { min: 40, max: 40 }, recordRequests: true });
+    engine = await startTestSimulator({
+      models: [model],
+      tokenLatencyMs: 12.5,
+      outputTokens: { min: 40, max: 40 },
+      recordRequests: true,
+    });
     // No in-process GPU worker: all of them are processes this test can kill. Kills cost attempts,
     // so allow plenty; the batch must not lose a line however often its workers die.
     stack = await startTestStack({ engines: [], env: { CHUNK_MAX_ATTEMPTS: '50' } });

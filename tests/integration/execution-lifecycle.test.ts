@@ -1,10 +1,10 @@
 // How a running batch ends other than by finishing: cancel and expiry. And priority between batches.
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import type { RunningSimulator } from '../../simulator/server.js';
 import { expectHistoriesReplay } from '../support/replay.js';
 import { startTestSimulator } from '../support/simulator.js';
-import { startWebhookReceiver, verified, type WebhookReceiver } from '../support/webhook-receiver.js';
 import {
   batchLines,
   expectedIds,
@@ -15,6 +15,7 @@ import {
   waitForProgress,
   type TestStack,
 } from '../support/stack.js';
+import { startWebhookReceiver, verified, type WebhookReceiver } from '../support/webhook-receiver.js';
 
 describe('ending a running batch', () => {
   let stack: TestStack;

@@ -7,10 +7,11 @@ import fc from 'fast-check';
 import getPort from 'get-port';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { validateLines } from '../../activities/validate.js';
-import { jsonb } from '../../schema/db.js';
 import { readLines } from '../../lib/jsonl.js';
 import { isStorableText } from '../../lib/sanitize.js';
+import { jsonb } from '../../schema/db.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
 import { startTestStack, waitForBatch, type TestStack } from '../support/stack.js';
 
@@ -18,7 +19,13 @@ const MODEL = 'sim-test';
 const MAX_LINE_BYTES = 4096;
 const MAX_DEPTH = 16;
 
-const goodLine = (id: string): string => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 } });
+const goodLine = (id: string): string =>
+  JSON.stringify({
+    custom_id: id,
+    method: 'POST',
+    url: '/v1/chat/completions',
+    body: { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 },
+  });
 
 /** One line of a hostile file: good, broken, odd or huge, as text or raw bytes. */
 const hostileLine: fc.Arbitrary<Buffer> = fc.oneof(
@@ -26,8 +33,21 @@ const hostileLine: fc.Arbitrary<Buffer> = fc.oneof(
   // custom_ids of any UTF-16 (lone surrogates and NULs included), escaped the way JSON allows.
   fc.string({ unit: 'binary', maxLength: 20 }).map((id) => Buffer.from(goodLine(id))),
   fc.jsonValue({ maxDepth: 4 }).map((v) => Buffer.from(JSON.stringify(v))),
-  fc.record({ custom_id: fc.jsonValue({ maxDepth: 2 }), method: fc.jsonValue({ maxDepth: 2 }), url: fc.jsonValue({ maxDepth: 2 }), body: fc.jsonValue({ maxDepth: 3 }) }).map((r) => Buffer.from(JSON.stringify(r))),
-  fc.integer({ min: MAX_DEPTH - 2, max: 5000 }).map((d) => Buffer.from(`{"custom_id":"deep","method":${'['.repeat(d)}${']'.repeat(d)},"url":"/v1/chat/completions","body":{"model":"${MODEL}"}}`)),
+  fc
+    .record({
+      custom_id: fc.jsonValue({ maxDepth: 2 }),
+      method: fc.jsonValue({ maxDepth: 2 }),
+      url: fc.jsonValue({ maxDepth: 2 }),
+      body: fc.jsonValue({ maxDepth: 3 }),
+    })
+    .map((r) => Buffer.from(JSON.stringify(r))),
+  fc
+    .integer({ min: MAX_DEPTH - 2, max: 5000 })
+    .map((d) =>
+      Buffer.from(
+        `{"custom_id":"deep","method":${'['.repeat(d)}${']'.repeat(d)},"url":"/v1/chat/completions","body":{"model":"${MODEL}"}}`,
+      ),
+    ),
   fc.integer({ min: MAX_LINE_BYTES - 64, max: MAX_LINE_BYTES * 3 }).map((n) => Buffer.from(goodLine('x'.repeat(n)))),
   fc.uint8Array({ maxLength: 64 }).map((a) => Buffer.from(a)),
   fc.constantFrom(
@@ -45,12 +65,18 @@ const newline = fc.constantFrom('\n', '\r\n', '\n\n');
 
 /** A whole file: lines joined, maybe behind a byte-order mark, maybe re-encoded as UTF-16. */
 const hostileFile: fc.Arbitrary<Buffer> = fc
-  .tuple(fc.array(fc.tuple(hostileLine, newline), { maxLength: 12 }), fc.constantFrom('none', 'utf8-bom', 'utf16le', 'utf16be', 'cut'), fc.nat())
+  .tuple(
+    fc.array(fc.tuple(hostileLine, newline), { maxLength: 12 }),
+    fc.constantFrom('none', 'utf8-bom', 'utf16le', 'utf16be', 'cut'),
+    fc.nat(),
+  )
   .map(([lines, wrap, cut]) => {
     const body = Buffer.concat(lines.flatMap(([line, nl]) => [line, Buffer.from(nl)]));
     if (wrap === 'utf8-bom') return Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), body]);
-    if (wrap === 'utf16le') return Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(body.toString('utf8'), 'utf16le')]);
-    if (wrap === 'utf16be') return Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(body.toString('utf8'), 'utf16le').swap16()]);
+    if (wrap === 'utf16le')
+      return Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(body.toString('utf8'), 'utf16le')]);
+    if (wrap === 'utf16be')
+      return Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(body.toString('utf8'), 'utf16le').swap16()]);
     if (wrap === 'cut') return body.subarray(0, body.length === 0 ? 0 : cut % body.length);
     return body;
   });
@@ -59,7 +85,14 @@ describe('fuzzing the JSONL validator', () => {
   let stack: TestStack;
 
   beforeAll(async () => {
-    stack = await startTestStack({ env: { BATCH_MAX_LINE_BYTES: String(MAX_LINE_BYTES), VALIDATION_MAX_DEPTH: String(MAX_DEPTH), BATCH_MAX_REQUESTS: '8', API_RATE_LIMIT_PER_MINUTE: '0' } });
+    stack = await startTestStack({
+      env: {
+        BATCH_MAX_LINE_BYTES: String(MAX_LINE_BYTES),
+        VALIDATION_MAX_DEPTH: String(MAX_DEPTH),
+        BATCH_MAX_REQUESTS: '8',
+        API_RATE_LIMIT_PER_MINUTE: '0',
+      },
+    });
     await sql`create table fuzz_errors (errors jsonb not null)`.execute(stack.db);
   });
   afterAll(async () => {
@@ -70,7 +103,16 @@ describe('fuzzing the JSONL validator', () => {
     await fc.assert(
       fc.asyncProperty(hostileFile, async (file) => {
         const lines = readLines(Readable.from([file]), { maxLineBytes: MAX_LINE_BYTES, checkUtf8: true });
-        const outcome = await validateLines(lines, { endpoint: '/v1/chat/completions', maxRequests: 8, maxErrors: 20, chunkSize: 3, maxDepth: MAX_DEPTH, maxCustomIdChars: 64, maxLineBytes: MAX_LINE_BYTES, maxEmbeddingInputs: 2048 });
+        const outcome = await validateLines(lines, {
+          endpoint: '/v1/chat/completions',
+          maxRequests: 8,
+          maxErrors: 20,
+          chunkSize: 3,
+          maxDepth: MAX_DEPTH,
+          maxCustomIdChars: 64,
+          maxLineBytes: MAX_LINE_BYTES,
+          maxEmbeddingInputs: 2048,
+        });
         const lineCount = file.toString('latin1').split('\n').length;
         for (const error of outcome.errors) {
           expect(isStorableText(error.message), error.message).toBe(true);
@@ -89,7 +131,11 @@ describe('fuzzing the JSONL validator', () => {
     await fc.assert(
       fc.asyncProperty(hostileFile, async (bytes) => {
         const file = await stack.openai.files.create({ file: new File([bytes], 'fuzz.jsonl'), purpose: 'batch' });
-        const created = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+        const created = await stack.openai.batches.create({
+          input_file_id: file.id,
+          endpoint: '/v1/chat/completions',
+          completion_window: '24h',
+        });
         const batch = await waitForBatch(stack.openai, created.id, 20_000);
         expect(['completed', 'failed']).toContain(batch.status);
         if (batch.status === 'failed') {
@@ -107,25 +153,49 @@ const multipartCase = fc.record({
   boundary: fc.stringMatching(/^[A-Za-z0-9'()+_,./:=?-]{1,40}$/),
   parts: fc.array(
     fc.record({
-      name: fc.oneof(fc.constantFrom('file', 'purpose', 'expires_after[seconds]', 'expires_after[anchor]', 'other'), fc.string({ maxLength: 10 })),
-      filename: fc.option(fc.oneof(fc.constant('x.jsonl'), fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 20 })), { nil: undefined }),
-      content: fc.oneof(fc.constant('batch'), fc.constant(`${goodLine('a')}\n`), fc.string({ maxLength: 200 }), fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a).toString('latin1'))),
+      name: fc.oneof(
+        fc.constantFrom('file', 'purpose', 'expires_after[seconds]', 'expires_after[anchor]', 'other'),
+        fc.string({ maxLength: 10 }),
+      ),
+      filename: fc.option(
+        fc.oneof(fc.constant('x.jsonl'), fc.string({ maxLength: 300 }), fc.string({ unit: 'binary', maxLength: 20 })),
+        { nil: undefined },
+      ),
+      content: fc.oneof(
+        fc.constant('batch'),
+        fc.constant(`${goodLine('a')}\n`),
+        fc.string({ maxLength: 200 }),
+        fc.uint8Array({ maxLength: 200 }).map((a) => Buffer.from(a).toString('latin1')),
+      ),
       headerNoise: fc.option(fc.string({ maxLength: 40 }), { nil: undefined }),
     }),
     { maxLength: 5 },
   ),
   close: fc.boolean(),
   cutAt: fc.option(fc.nat(), { nil: undefined }),
-  contentType: fc.constantFrom('multipart/form-data; boundary=', 'multipart/form-data; boundary="', 'multipart/form-data;boundary=', 'multipart/mixed; boundary='),
+  contentType: fc.constantFrom(
+    'multipart/form-data; boundary=',
+    'multipart/form-data; boundary="',
+    'multipart/form-data;boundary=',
+    'multipart/mixed; boundary=',
+  ),
 });
 
-type MultipartCase = Omit<typeof multipartCase extends fc.Arbitrary<infer T> ? T : never, 'cutAt' | 'contentType'> & { cutAt?: number | undefined };
+type MultipartCase = Omit<typeof multipartCase extends fc.Arbitrary<infer T> ? T : never, 'cutAt' | 'contentType'> & {
+  cutAt?: number | undefined;
+};
 
 function multipartBody(c: MultipartCase): Buffer {
   const pieces: Buffer[] = [];
   for (const p of c.parts) {
     const disposition = `Content-Disposition: form-data; name="${p.name}"${p.filename === undefined ? '' : `; filename="${p.filename}"`}`;
-    pieces.push(Buffer.from(`--${c.boundary}\r\n${disposition}\r\n${p.headerNoise === undefined ? '' : `${p.headerNoise}\r\n`}\r\n`), Buffer.from(p.content, 'latin1'), Buffer.from('\r\n'));
+    pieces.push(
+      Buffer.from(
+        `--${c.boundary}\r\n${disposition}\r\n${p.headerNoise === undefined ? '' : `${p.headerNoise}\r\n`}\r\n`,
+      ),
+      Buffer.from(p.content, 'latin1'),
+      Buffer.from('\r\n'),
+    );
   }
   if (c.close) pieces.push(Buffer.from(`--${c.boundary}--\r\n`));
   const body = Buffer.concat(pieces);
@@ -159,7 +229,8 @@ describe('fuzzing the multipart upload', () => {
           body: multipartBody(c),
         });
         expect(res.status, await res.clone().text()).toBeLessThan(500);
-        if (res.status >= 400) expect(((await res.json()) as { error: { message: string } }).error.message.length).toBeGreaterThan(5);
+        if (res.status >= 400)
+          expect(((await res.json()) as { error: { message: string } }).error.message.length).toBeGreaterThan(5);
         expect(api.child.exitCode).toBeNull();
       }),
       { numRuns: 300 },
@@ -179,7 +250,9 @@ describe('fuzzing the multipart upload', () => {
             setTimeout(() => socket.destroy(), 20);
           });
           socket.on('error', () => undefined);
-          socket.on('close', () => { resolve(); });
+          socket.on('close', () => {
+            resolve();
+          });
         });
       }),
       { numRuns: 60 },

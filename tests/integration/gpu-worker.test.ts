@@ -6,10 +6,20 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import type { RunningSimulator } from '../../simulator/server.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestSimulator } from '../support/simulator.js';
-import { batchLines, expectedIds, outputsByCustomId, startTestStack, submitBatch, waitForBatch, waitForProgress, type TestStack } from '../support/stack.js';
+import {
+  batchLines,
+  expectedIds,
+  outputsByCustomId,
+  startTestStack,
+  submitBatch,
+  waitForBatch,
+  waitForProgress,
+  type TestStack,
+} from '../support/stack.js';
 
 function childPids(pid: number, pattern: string): number[] {
   try {
@@ -52,7 +62,10 @@ describe('a GPU worker running its own engine', () => {
   it('starts it pinned to its GPU, waits for its health, and announces the model it serves', async () => {
     expect((await readFile(path.join(dir, 'cuda'), 'utf8')).trim()).toBe('3');
     expect(await modelIds(stack)).toEqual(['own-model']);
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model: 'own-model', count: 30 }))).id);
+    const batch = await waitForBatch(
+      stack.openai,
+      (await submitBatch(stack, batchLines({ model: 'own-model', count: 30 }))).id,
+    );
     expect(batch.request_counts).toEqual({ total: 30, completed: 30, failed: 0 });
   });
 
@@ -62,7 +75,10 @@ describe('a GPU worker running its own engine', () => {
     const mark = worker.output().length;
     process.kill(engine!, 'SIGKILL');
     await worker.waitFor('restarted', 30_000, mark);
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model: 'own-model', count: 30 }))).id);
+    const batch = await waitForBatch(
+      stack.openai,
+      (await submitBatch(stack, batchLines({ model: 'own-model', count: 30 }))).id,
+    );
     expect(batch.status).toBe('completed');
     expect(batch.request_counts?.failed).toBe(0);
   });
@@ -84,7 +100,8 @@ describe('a GPU worker stopped gracefully mid-batch', () => {
   beforeAll(async () => {
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 12.5, outputTokens: { min: 40, max: 40 } });
     stack = await startTestStack({ engines: [] });
-    for (const gpu of ['0', '1']) workers.push(await spawnGpuWorker(stack, engine.url, { GPU_INDEX: gpu, GPU_MAX_INFLIGHT: '8' }));
+    for (const gpu of ['0', '1'])
+      workers.push(await spawnGpuWorker(stack, engine.url, { GPU_INDEX: gpu, GPU_MAX_INFLIGHT: '8' }));
   });
   afterAll(async () => {
     await Promise.all(workers.map((w) => w.kill9()));

@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import getPort from 'get-port';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
 import { batchLines, startTestStack, waitForBatch, type TestStack } from '../support/stack.js';
 
@@ -13,7 +14,13 @@ const MODEL = 'sim-test';
 const MAX_LINE_BYTES = 64 * 1024;
 
 const chat = (id: unknown, over: Record<string, unknown> = {}, body: Record<string, unknown> = {}): string =>
-  JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/chat/completions', body: { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ...body }, ...over });
+  JSON.stringify({
+    custom_id: id,
+    method: 'POST',
+    url: '/v1/chat/completions',
+    body: { model: MODEL, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ...body },
+    ...over,
+  });
 const deep = (n: number, leaf = '1'): string => `${'['.repeat(n)}${leaf}${']'.repeat(n)}`;
 
 interface RequestCase {
@@ -29,7 +36,11 @@ interface RequestCase {
 }
 
 /** A multipart body by hand: the parts, and whether the closing boundary is there. */
-function multipart(boundary: string, parts: { name: string; filename?: string; content: string }[], close = true): Buffer {
+function multipart(
+  boundary: string,
+  parts: { name: string; filename?: string; content: string }[],
+  close = true,
+): Buffer {
   let text = '';
   for (const p of parts) {
     text += `--${boundary}\r\nContent-Disposition: form-data; name="${p.name}"${p.filename === undefined ? '' : `; filename="${p.filename}"`}\r\n\r\n${p.content}\r\n`;
@@ -38,60 +49,328 @@ function multipart(boundary: string, parts: { name: string; filename?: string; c
   return Buffer.from(text);
 }
 
-const form = (body: Buffer, boundary = 'B'): Pick<RequestCase, 'headers' | 'body'> => ({ headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body });
-const jsonBody = (value: unknown): Pick<RequestCase, 'headers' | 'body'> => ({ headers: { 'content-type': 'application/json' }, body: typeof value === 'string' ? value : JSON.stringify(value) });
+const form = (body: Buffer, boundary = 'B'): Pick<RequestCase, 'headers' | 'body'> => ({
+  headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+  body,
+});
+const jsonBody = (value: unknown): Pick<RequestCase, 'headers' | 'body'> => ({
+  headers: { 'content-type': 'application/json' },
+  body: typeof value === 'string' ? value : JSON.stringify(value),
+});
 const good = { name: 'file', filename: 'x.jsonl', content: chat('a') };
 const purpose = { name: 'purpose', content: 'batch' };
 
 function requestCases(inputFileId: string, outputFileId: string): RequestCase[] {
-  const create = (over: Record<string, unknown>): Pick<RequestCase, 'headers' | 'body'> => jsonBody({ input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', ...over });
+  const create = (over: Record<string, unknown>): Pick<RequestCase, 'headers' | 'body'> =>
+    jsonBody({ input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', ...over });
   return [
     // Uploads
-    { name: 'a form cut before its closing boundary', method: 'POST', path: '/v1/files', ...form(Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\nabc')), status: 400 },
-    { name: 'a cut form whose part is not the file', method: 'POST', path: '/v1/files', ...form(Buffer.from('--B\r\nContent-Disposition: form-data; name="other"; filename="x.jsonl"\r\n\r\nabc')), status: 400 },
-    { name: 'a form without its boundary parameter', method: 'POST', path: '/v1/files', headers: { 'content-type': 'multipart/form-data' }, body: multipart('B', [good, purpose]), status: 400 },
+    {
+      name: 'a form cut before its closing boundary',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\nabc')),
+      status: 400,
+    },
+    {
+      name: 'a cut form whose part is not the file',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(Buffer.from('--B\r\nContent-Disposition: form-data; name="other"; filename="x.jsonl"\r\n\r\nabc')),
+      status: 400,
+    },
+    {
+      name: 'a form without its boundary parameter',
+      method: 'POST',
+      path: '/v1/files',
+      headers: { 'content-type': 'multipart/form-data' },
+      body: multipart('B', [good, purpose]),
+      status: 400,
+    },
     { name: 'an empty form', method: 'POST', path: '/v1/files', ...form(Buffer.alloc(0)), status: 400 },
-    { name: 'a form that is JSON', method: 'POST', path: '/v1/files', ...form(Buffer.from('{"file": "x"}')), status: 400 },
-    { name: 'a form whose boundary never appears', method: 'POST', path: '/v1/files', ...form(multipart('OTHER', [good, purpose]), 'B'), status: 400 },
-    { name: 'a file name with a NUL', method: 'POST', path: '/v1/files', ...form(Buffer.concat([Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8\'\'a%00b.jsonl\r\n\r\n'), Buffer.from(chat('a')), Buffer.from('\r\n--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--B--\r\n')])), status: 400 },
-    { name: 'a file name of a thousand characters', method: 'POST', path: '/v1/files', ...form(multipart('B', [{ ...good, filename: `${'n'.repeat(1000)}.jsonl` }, purpose])), status: 400, code: 'invalid_value' },
-    { name: 'a file that is not .jsonl', method: 'POST', path: '/v1/files', ...form(multipart('B', [{ ...good, filename: 'x.txt' }, purpose])), status: 400, code: 'invalid_file_format' },
+    {
+      name: 'a form that is JSON',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(Buffer.from('{"file": "x"}')),
+      status: 400,
+    },
+    {
+      name: 'a form whose boundary never appears',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(multipart('OTHER', [good, purpose]), 'B'),
+      status: 400,
+    },
+    {
+      name: 'a file name with a NUL',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(
+        Buffer.concat([
+          Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename*=UTF-8\'\'a%00b.jsonl\r\n\r\n'),
+          Buffer.from(chat('a')),
+          Buffer.from('\r\n--B\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n--B--\r\n'),
+        ]),
+      ),
+      status: 400,
+    },
+    {
+      name: 'a file name of a thousand characters',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(multipart('B', [{ ...good, filename: `${'n'.repeat(1000)}.jsonl` }, purpose])),
+      status: 400,
+      code: 'invalid_value',
+    },
+    {
+      name: 'a file that is not .jsonl',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(multipart('B', [{ ...good, filename: 'x.txt' }, purpose])),
+      status: 400,
+      code: 'invalid_file_format',
+    },
     { name: 'no purpose', method: 'POST', path: '/v1/files', ...form(multipart('B', [good])), status: 400 },
-    { name: 'a purpose of fine-tune', method: 'POST', path: '/v1/files', ...form(multipart('B', [good, { name: 'purpose', content: 'fine-tune' }])), status: 400 },
-    { name: 'an expiry that is not a number', method: 'POST', path: '/v1/files', ...form(multipart('B', [good, purpose, { name: 'expires_after[anchor]', content: 'created_at' }, { name: 'expires_after[seconds]', content: 'soon' }])), status: 400 },
-    { name: 'no file part at all', method: 'POST', path: '/v1/files', ...form(multipart('B', [purpose])), status: 400, code: 'missing_required_parameter' },
-    { name: 'an upload that is plain text', method: 'POST', path: '/v1/files', headers: { 'content-type': 'text/plain' }, body: chat('a'), status: 415 },
-    { name: 'a 2 MB JSON body to the upload route, with an Idempotency-Key', method: 'POST', path: '/v1/files', headers: { 'content-type': 'application/json', 'idempotency-key': 'k1' }, body: JSON.stringify({ pad: 'p'.repeat(2 * 1024 * 1024) }), status: 413 },
-    { name: 'a 2 MB JSON body to an unknown route', method: 'POST', path: '/v1/nothing-here', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ pad: 'p'.repeat(2 * 1024 * 1024) }), status: 413 },
-    { name: 'a multipart boundary that says application/json', method: 'POST', path: '/v1/files', headers: { 'content-type': 'multipart/form-data; boundary="application/json"', 'idempotency-key': 'k2' }, body: multipart('application/json', [good, purpose]), status: 200 },
-    { name: 'a part with a broken header', method: 'POST', path: '/v1/files', ...form(Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\nX: \u0000\r\n\r\nabc\r\n--B--\r\n')), status: 400 },
+    {
+      name: 'a purpose of fine-tune',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(multipart('B', [good, { name: 'purpose', content: 'fine-tune' }])),
+      status: 400,
+    },
+    {
+      name: 'an expiry that is not a number',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(
+        multipart('B', [
+          good,
+          purpose,
+          { name: 'expires_after[anchor]', content: 'created_at' },
+          { name: 'expires_after[seconds]', content: 'soon' },
+        ]),
+      ),
+      status: 400,
+    },
+    {
+      name: 'no file part at all',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(multipart('B', [purpose])),
+      status: 400,
+      code: 'missing_required_parameter',
+    },
+    {
+      name: 'an upload that is plain text',
+      method: 'POST',
+      path: '/v1/files',
+      headers: { 'content-type': 'text/plain' },
+      body: chat('a'),
+      status: 415,
+    },
+    {
+      name: 'a 2 MB JSON body to the upload route, with an Idempotency-Key',
+      method: 'POST',
+      path: '/v1/files',
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'k1' },
+      body: JSON.stringify({ pad: 'p'.repeat(2 * 1024 * 1024) }),
+      status: 413,
+    },
+    {
+      name: 'a 2 MB JSON body to an unknown route',
+      method: 'POST',
+      path: '/v1/nothing-here',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ pad: 'p'.repeat(2 * 1024 * 1024) }),
+      status: 413,
+    },
+    {
+      name: 'a multipart boundary that says application/json',
+      method: 'POST',
+      path: '/v1/files',
+      headers: { 'content-type': 'multipart/form-data; boundary="application/json"', 'idempotency-key': 'k2' },
+      body: multipart('application/json', [good, purpose]),
+      status: 200,
+    },
+    {
+      name: 'a part with a broken header',
+      method: 'POST',
+      path: '/v1/files',
+      ...form(
+        Buffer.from(
+          '--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\nX: \u0000\r\n\r\nabc\r\n--B--\r\n',
+        ),
+      ),
+      status: 400,
+    },
     // Headers
-    { name: 'a 60 KB Authorization header', path: '/v1/files', raw: () => `GET /v1/files HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${'k'.repeat(60_000)}\r\nconnection: close\r\n\r\n`, status: 431, code: 'headers_too_large' },
-    { name: 'a 10 KB unknown key', path: '/v1/files', headers: { authorization: `Bearer ${'k'.repeat(10_000)}` }, status: 401, code: 'invalid_api_key' },
+    {
+      name: 'a 60 KB Authorization header',
+      path: '/v1/files',
+      raw: () =>
+        `GET /v1/files HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${'k'.repeat(60_000)}\r\nconnection: close\r\n\r\n`,
+      status: 431,
+      code: 'headers_too_large',
+    },
+    {
+      name: 'a 10 KB unknown key',
+      path: '/v1/files',
+      headers: { authorization: `Bearer ${'k'.repeat(10_000)}` },
+      status: 401,
+      code: 'invalid_api_key',
+    },
     { name: 'a request line that is not HTTP', path: '/', raw: () => 'HELLO THERE\r\n\r\n', status: 400 },
-    { name: 'a path of 20,000 characters', path: '/', raw: (key) => `GET /v1/files/${'a'.repeat(20_000)} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\nconnection: close\r\n\r\n`, status: 431 },
-    { name: 'an Idempotency-Key of 300 characters', method: 'POST', path: '/v1/batches', ...create({}), headers: { 'content-type': 'application/json', 'idempotency-key': 'i'.repeat(300) }, status: 400 },
+    {
+      name: 'a path of 20,000 characters',
+      path: '/',
+      raw: (key) =>
+        `GET /v1/files/${'a'.repeat(20_000)} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\nconnection: close\r\n\r\n`,
+      status: 431,
+    },
+    {
+      name: 'an Idempotency-Key of 300 characters',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({}),
+      headers: { 'content-type': 'application/json', 'idempotency-key': 'i'.repeat(300) },
+      status: 400,
+    },
     // Batch creation
-    { name: 'metadata with an unpaired surrogate', method: 'POST', path: '/v1/batches', ...jsonBody(`{"input_file_id":"${inputFileId}","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"k":"\\ud800"}}`), status: 400 },
-    { name: 'metadata with a NUL', method: 'POST', path: '/v1/batches', ...create({ metadata: { k: 'a\u0000b' } }), status: 400 },
-    { name: 'a metadata key with an unpaired surrogate', method: 'POST', path: '/v1/batches', ...jsonBody(`{"input_file_id":"${inputFileId}","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"\\udfff":"v"}}`), status: 400 },
-    { name: 'seventeen metadata pairs', method: 'POST', path: '/v1/batches', ...create({ metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }), status: 400 },
-    { name: 'a metadata value of 513 characters', method: 'POST', path: '/v1/batches', ...create({ metadata: { k: 'v'.repeat(513) } }), status: 400 },
-    { name: 'a metadata value that is a number', method: 'POST', path: '/v1/batches', ...create({ metadata: { k: 1 } }), status: 400 },
-    { name: 'a 2 MB JSON body', method: 'POST', path: '/v1/batches', ...create({ metadata: { k: 'v' }, padding: 'p'.repeat(2 * 1024 * 1024) }), status: 413, code: 'request_too_large' },
+    {
+      name: 'metadata with an unpaired surrogate',
+      method: 'POST',
+      path: '/v1/batches',
+      ...jsonBody(
+        `{"input_file_id":"${inputFileId}","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"k":"\\ud800"}}`,
+      ),
+      status: 400,
+    },
+    {
+      name: 'metadata with a NUL',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ metadata: { k: 'a\u0000b' } }),
+      status: 400,
+    },
+    {
+      name: 'a metadata key with an unpaired surrogate',
+      method: 'POST',
+      path: '/v1/batches',
+      ...jsonBody(
+        `{"input_file_id":"${inputFileId}","endpoint":"/v1/chat/completions","completion_window":"24h","metadata":{"\\udfff":"v"}}`,
+      ),
+      status: 400,
+    },
+    {
+      name: 'seventeen metadata pairs',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }),
+      status: 400,
+    },
+    {
+      name: 'a metadata value of 513 characters',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ metadata: { k: 'v'.repeat(513) } }),
+      status: 400,
+    },
+    {
+      name: 'a metadata value that is a number',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ metadata: { k: 1 } }),
+      status: 400,
+    },
+    {
+      name: 'a 2 MB JSON body',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ metadata: { k: 'v' }, padding: 'p'.repeat(2 * 1024 * 1024) }),
+      status: 413,
+      code: 'request_too_large',
+    },
     { name: 'a body that is null', method: 'POST', path: '/v1/batches', ...jsonBody('null'), status: 400 },
-    { name: 'a body nested 100,000 deep', method: 'POST', path: '/v1/batches', ...jsonBody(deep(100_000)), status: 400 },
-    { name: 'a body that is not UTF-8', method: 'POST', path: '/v1/batches', headers: { 'content-type': 'application/json' }, body: Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]), status: 400 },
-    { name: 'a completion window of 0s', method: 'POST', path: '/v1/batches', ...create({ completion_window: '0s' }), status: 400 },
-    { name: 'a completion window of 10^21 days', method: 'POST', path: '/v1/batches', ...create({ completion_window: '999999999999999999999d' }), status: 400 },
-    { name: 'an endpoint that walks up', method: 'POST', path: '/v1/batches', ...create({ endpoint: '/v1/../etc/passwd' }), status: 400 },
-    { name: 'an input file id with a NUL', method: 'POST', path: '/v1/batches', ...create({ input_file_id: 'file-\u0000' }), status: 400 },
-    { name: 'an input file id of 10,000 characters', method: 'POST', path: '/v1/batches', ...create({ input_file_id: 'f'.repeat(10_000) }), status: 400 },
-    { name: "a batch's output file as input", method: 'POST', path: '/v1/batches', ...create({ input_file_id: outputFileId }), status: 400 },
+    {
+      name: 'a body nested 100,000 deep',
+      method: 'POST',
+      path: '/v1/batches',
+      ...jsonBody(deep(100_000)),
+      status: 400,
+    },
+    {
+      name: 'a body that is not UTF-8',
+      method: 'POST',
+      path: '/v1/batches',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]),
+      status: 400,
+    },
+    {
+      name: 'a completion window of 0s',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ completion_window: '0s' }),
+      status: 400,
+    },
+    {
+      name: 'a completion window of 10^21 days',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ completion_window: '999999999999999999999d' }),
+      status: 400,
+    },
+    {
+      name: 'an endpoint that walks up',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ endpoint: '/v1/../etc/passwd' }),
+      status: 400,
+    },
+    {
+      name: 'an input file id with a NUL',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ input_file_id: 'file-\u0000' }),
+      status: 400,
+    },
+    {
+      name: 'an input file id of 10,000 characters',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ input_file_id: 'f'.repeat(10_000) }),
+      status: 400,
+    },
+    {
+      name: "a batch's output file as input",
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ input_file_id: outputFileId }),
+      status: 400,
+    },
     { name: 'a priority of 0', method: 'POST', path: '/v1/batches', ...create({ priority: 0 }), status: 400 },
-    { name: 'a priority that is a word', method: 'POST', path: '/v1/batches', ...create({ priority: 'high' }), status: 400 },
-    { name: 'an output expiry of a minute', method: 'POST', path: '/v1/batches', ...create({ output_expires_after: { anchor: 'created_at', seconds: 60 } }), status: 400 },
-    { name: 'a retry body that is an array', method: 'POST', path: '/v1/batches/batch_none/retry', ...jsonBody('[1,2]'), status: 400 },
+    {
+      name: 'a priority that is a word',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ priority: 'high' }),
+      status: 400,
+    },
+    {
+      name: 'an output expiry of a minute',
+      method: 'POST',
+      path: '/v1/batches',
+      ...create({ output_expires_after: { anchor: 'created_at', seconds: 60 } }),
+      status: 400,
+    },
+    {
+      name: 'a retry body that is an array',
+      method: 'POST',
+      path: '/v1/batches/batch_none/retry',
+      ...jsonBody('[1,2]'),
+      status: 400,
+    },
     // Reads
     { name: 'a file id that is a NUL', path: '/v1/files/%00', status: 404 },
     { name: 'a batch id that walks up', path: '/v1/batches/..%2f..%2fetc', status: 404 },
@@ -102,20 +381,81 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
     { name: 'a list order sideways', path: '/v1/files?order=sideways', status: 400 },
     { name: 'a list cursor with a NUL', path: '/v1/files?after=%00', status: 400 },
     { name: 'a batch page of 1,000', path: '/v1/batches?limit=1000', status: 400 },
-    { name: 'cancelling a batch that does not exist', method: 'POST', path: '/v1/batches/batch_none/cancel', status: 404 },
+    {
+      name: 'cancelling a batch that does not exist',
+      method: 'POST',
+      path: '/v1/batches/batch_none/cancel',
+      status: 404,
+    },
     { name: 'deleting a file that does not exist', method: 'DELETE', path: '/v1/files/file-none', status: 404 },
     { name: 'content of a file that does not exist', path: '/v1/files/file-none/content', status: 404 },
     { name: 'an unknown route', method: 'POST', path: '/v1/zzz', status: 404, code: 'unknown_url' },
     // Webhooks
-    { name: 'a webhook to javascript:', method: 'POST', path: '/v1/webhooks', ...jsonBody({ url: 'javascript:alert(1)' }), status: 400 },
-    { name: 'a webhook URL with a NUL', method: 'POST', path: '/v1/webhooks', ...jsonBody({ url: 'https://example.com/\u0000' }), status: 400 },
-    { name: 'a webhook to loopback through NAT64', method: 'POST', path: '/v1/webhooks', ...jsonBody({ url: 'http://[64:ff9b::7f00:1]/hook' }), status: 400, code: 'invalid_url' },
-    { name: 'a webhook to cloud metadata through 6to4', method: 'POST', path: '/v1/webhooks', ...jsonBody({ url: 'http://[2002:a9fe:a9fe::1]/hook' }), status: 400, code: 'invalid_url' },
-    { name: 'a webhook to a site-local address', method: 'POST', path: '/v1/webhooks', ...jsonBody({ url: 'http://[fec0::1]/hook' }), status: 400, code: 'invalid_url' },
-    { name: 'a webhook URL of 3,000 characters', method: 'POST', path: '/v1/webhooks', ...jsonBody({ url: `https://example.com/${'p'.repeat(3000)}` }), status: 400 },
-    { name: 'a webhook with an unknown event', method: 'POST', path: '/v1/webhooks', ...jsonBody({ url: 'https://example.com/h', events: ['batch.exploded'] }), status: 400 },
-    { name: 're-driving a delivery that does not exist', method: 'POST', path: '/v1/webhooks/deliveries/whd_none/redeliver', status: 404 },
-    { name: 'the Label Studio receiver, which is off', method: 'POST', path: '/hooks/label-studio', ...jsonBody({ action: 'x' }), status: 404 },
+    {
+      name: 'a webhook to javascript:',
+      method: 'POST',
+      path: '/v1/webhooks',
+      ...jsonBody({ url: 'javascript:alert(1)' }),
+      status: 400,
+    },
+    {
+      name: 'a webhook URL with a NUL',
+      method: 'POST',
+      path: '/v1/webhooks',
+      ...jsonBody({ url: 'https://example.com/\u0000' }),
+      status: 400,
+    },
+    {
+      name: 'a webhook to loopback through NAT64',
+      method: 'POST',
+      path: '/v1/webhooks',
+      ...jsonBody({ url: 'http://[64:ff9b::7f00:1]/hook' }),
+      status: 400,
+      code: 'invalid_url',
+    },
+    {
+      name: 'a webhook to cloud metadata through 6to4',
+      method: 'POST',
+      path: '/v1/webhooks',
+      ...jsonBody({ url: 'http://[2002:a9fe:a9fe::1]/hook' }),
+      status: 400,
+      code: 'invalid_url',
+    },
+    {
+      name: 'a webhook to a site-local address',
+      method: 'POST',
+      path: '/v1/webhooks',
+      ...jsonBody({ url: 'http://[fec0::1]/hook' }),
+      status: 400,
+      code: 'invalid_url',
+    },
+    {
+      name: 'a webhook URL of 3,000 characters',
+      method: 'POST',
+      path: '/v1/webhooks',
+      ...jsonBody({ url: `https://example.com/${'p'.repeat(3000)}` }),
+      status: 400,
+    },
+    {
+      name: 'a webhook with an unknown event',
+      method: 'POST',
+      path: '/v1/webhooks',
+      ...jsonBody({ url: 'https://example.com/h', events: ['batch.exploded'] }),
+      status: 400,
+    },
+    {
+      name: 're-driving a delivery that does not exist',
+      method: 'POST',
+      path: '/v1/webhooks/deliveries/whd_none/redeliver',
+      status: 404,
+    },
+    {
+      name: 'the Label Studio receiver, which is off',
+      method: 'POST',
+      path: '/hooks/label-studio',
+      ...jsonBody({ action: 'x' }),
+      status: 404,
+    },
   ];
 }
 
@@ -127,27 +467,99 @@ interface FileCase {
 }
 
 const FILE_CASES: FileCase[] = [
-  { name: 'UTF-16LE, as PowerShell writes it', content: Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`${chat('a')}\r\n`, 'utf16le')]), expect: ['invalid_json_line', 1, null] },
-  { name: 'UTF-16BE', content: Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(`${chat('a')}\n`, 'utf16le').swap16()]), expect: ['invalid_json_line', 1, null] },
-  { name: 'a url with an escaped NUL', content: chat('a', { url: '/v1/chat/\u0000completions' }), expect: ['invalid_url', 1, 'url'] },
-  { name: 'two lines whose custom_id is an unpaired surrogate', content: `${chat('a').replace('"a"', '"\\ud800"')}\n${chat('b').replace('"b"', '"\\ud800"')}\n`, expect: ['invalid_request', 1, 'custom_id'] },
-  { name: 'a model that is an unpaired surrogate', content: chat('a').replace(`"${MODEL}"`, '"\\udc00"'), expect: ['invalid_request', 1, 'body.model'] },
-  { name: 'a method nested 20,000 deep', content: `{"custom_id":"a","method":${deep(20_000)},"url":"/v1/chat/completions","body":{"model":"${MODEL}"}}`, expect: ['invalid_request', 1, null] },
-  { name: 'a body nested 20,000 deep', content: chat('a', { body: { model: MODEL, messages: 'X' } }).replace('"X"', deep(20_000)), expect: ['invalid_request', 1, null] },
-  { name: 'a line longer than the limit', content: `${chat('a')}\n${chat('b', {}, { messages: [{ role: 'user', content: 'x'.repeat(MAX_LINE_BYTES) }] })}\n`, expect: ['invalid_request', 2, null] },
-  { name: 'a custom_id of 10,000 characters', content: chat('c'.repeat(10_000)), expect: ['invalid_request', 1, 'custom_id'] },
-  { name: 'bytes that are not UTF-8 inside a custom_id', content: Buffer.concat([Buffer.from('{"custom_id":"'), Buffer.from([0xff, 0xfe]), Buffer.from(`${chat('x').slice(chat('x').indexOf('","method') + 1)}\n`)]), expect: ['invalid_json_line', 1, null] },
-  { name: 'a raw NUL byte in a line', content: `${chat('a').slice(0, 10)}\u0000${chat('a').slice(10)}`, expect: ['invalid_json_line', 1, null] },
-  { name: 'old Mac line endings (CR only)', content: [chat('a'), chat('b')].join('\r'), expect: ['invalid_json_line', 1, null] },
+  {
+    name: 'UTF-16LE, as PowerShell writes it',
+    content: Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`${chat('a')}\r\n`, 'utf16le')]),
+    expect: ['invalid_json_line', 1, null],
+  },
+  {
+    name: 'UTF-16BE',
+    content: Buffer.concat([Buffer.from([0xfe, 0xff]), Buffer.from(`${chat('a')}\n`, 'utf16le').swap16()]),
+    expect: ['invalid_json_line', 1, null],
+  },
+  {
+    name: 'a url with an escaped NUL',
+    content: chat('a', { url: '/v1/chat/\u0000completions' }),
+    expect: ['invalid_url', 1, 'url'],
+  },
+  {
+    name: 'two lines whose custom_id is an unpaired surrogate',
+    content: `${chat('a').replace('"a"', '"\\ud800"')}\n${chat('b').replace('"b"', '"\\ud800"')}\n`,
+    expect: ['invalid_request', 1, 'custom_id'],
+  },
+  {
+    name: 'a model that is an unpaired surrogate',
+    content: chat('a').replace(`"${MODEL}"`, '"\\udc00"'),
+    expect: ['invalid_request', 1, 'body.model'],
+  },
+  {
+    name: 'a method nested 20,000 deep',
+    content: `{"custom_id":"a","method":${deep(20_000)},"url":"/v1/chat/completions","body":{"model":"${MODEL}"}}`,
+    expect: ['invalid_request', 1, null],
+  },
+  {
+    name: 'a body nested 20,000 deep',
+    content: chat('a', { body: { model: MODEL, messages: 'X' } }).replace('"X"', deep(20_000)),
+    expect: ['invalid_request', 1, null],
+  },
+  {
+    name: 'a line longer than the limit',
+    content: `${chat('a')}\n${chat('b', {}, { messages: [{ role: 'user', content: 'x'.repeat(MAX_LINE_BYTES) }] })}\n`,
+    expect: ['invalid_request', 2, null],
+  },
+  {
+    name: 'a custom_id of 10,000 characters',
+    content: chat('c'.repeat(10_000)),
+    expect: ['invalid_request', 1, 'custom_id'],
+  },
+  {
+    name: 'bytes that are not UTF-8 inside a custom_id',
+    content: Buffer.concat([
+      Buffer.from('{"custom_id":"'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from(`${chat('x').slice(chat('x').indexOf('","method') + 1)}\n`),
+    ]),
+    expect: ['invalid_json_line', 1, null],
+  },
+  {
+    name: 'a raw NUL byte in a line',
+    content: `${chat('a').slice(0, 10)}\u0000${chat('a').slice(10)}`,
+    expect: ['invalid_json_line', 1, null],
+  },
+  {
+    name: 'old Mac line endings (CR only)',
+    content: [chat('a'), chat('b')].join('\r'),
+    expect: ['invalid_json_line', 1, null],
+  },
   { name: 'only a byte-order mark', content: Buffer.from([0xef, 0xbb, 0xbf]), expect: ['empty_batch', null, null] },
   { name: 'a custom_id that is a number', content: chat(7), expect: ['missing_required_parameter', 1, 'custom_id'] },
-  { name: 'a custom_id that is an object', content: chat({ id: 'a' }), expect: ['missing_required_parameter', 1, 'custom_id'] },
-  { name: 'a model that is an array', content: chat('a', {}, { model: ['m'] }), expect: ['missing_required_parameter', 1, 'body.model'] },
-  { name: 'a method that is an object', content: chat('a', { method: { verb: 'POST' } }), expect: ['invalid_request', 1, 'method'] },
+  {
+    name: 'a custom_id that is an object',
+    content: chat({ id: 'a' }),
+    expect: ['missing_required_parameter', 1, 'custom_id'],
+  },
+  {
+    name: 'a model that is an array',
+    content: chat('a', {}, { model: ['m'] }),
+    expect: ['missing_required_parameter', 1, 'body.model'],
+  },
+  {
+    name: 'a method that is an object',
+    content: chat('a', { method: { verb: 'POST' } }),
+    expect: ['invalid_request', 1, 'method'],
+  },
   { name: 'a line that is a JSON string', content: '"just text"\n', expect: ['invalid_json_line', 1, null] },
   { name: 'a line that is a huge number', content: `${'9'.repeat(5000)}\n`, expect: ['invalid_json_line', 1, null] },
-  { name: 'a model of 300 characters', content: chat('a', {}, { model: 'm'.repeat(300) }), expect: ['invalid_request', 1, 'body.model'] },
-  { name: 'a prompt holding an unpaired surrogate and a NUL (fine: the engine gets them escaped)', content: chat('a', {}, { messages: [{ role: 'user', content: 'x' }] }).replace('"x"', '"\\ud800 and \\u0000"'), expect: 'completed' },
+  {
+    name: 'a model of 300 characters',
+    content: chat('a', {}, { model: 'm'.repeat(300) }),
+    expect: ['invalid_request', 1, 'body.model'],
+  },
+  {
+    name: 'a prompt holding an unpaired surrogate and a NUL (fine: the engine gets them escaped)',
+    content: chat('a', {}, { messages: [{ role: 'user', content: 'x' }] }).replace('"x"', '"\\ud800 and \\u0000"'),
+    expect: 'completed',
+  },
   { name: 'a custom_id with unicode from every plane (fine)', content: chat('é😀\u2028'), expect: 'completed' },
 ];
 
@@ -173,14 +585,35 @@ describe('a corpus of hostile input', () => {
   const ids = { input: '', output: '' };
 
   beforeAll(async () => {
-    const env = { BATCH_MAX_LINE_BYTES: String(MAX_LINE_BYTES), API_RATE_LIMIT_PER_MINUTE: '0', WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'false' };
+    const env = {
+      BATCH_MAX_LINE_BYTES: String(MAX_LINE_BYTES),
+      API_RATE_LIMIT_PER_MINUTE: '0',
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'false',
+    };
     stack = await startTestStack({ noApi: true, env });
     port = await getPort();
-    api = spawnEntry('api/server.ts', { ...stack.processEnv(), ...env, API_PORT: String(port), API_KEYS: stack.apiKey });
+    api = spawnEntry('api/server.ts', {
+      ...stack.processEnv(),
+      ...env,
+      API_PORT: String(port),
+      API_KEYS: stack.apiKey,
+    });
     await api.waitFor('API ready');
     openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
-    const file = await openai.files.create({ file: new File([batchLines({ model: MODEL, count: 2 })], 'ok.jsonl'), purpose: 'batch' });
-    const batch = await waitForBatch(openai, (await openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).id);
+    const file = await openai.files.create({
+      file: new File([batchLines({ model: MODEL, count: 2 })], 'ok.jsonl'),
+      purpose: 'batch',
+    });
+    const batch = await waitForBatch(
+      openai,
+      (
+        await openai.batches.create({
+          input_file_id: file.id,
+          endpoint: '/v1/chat/completions',
+          completion_window: '24h',
+        })
+      ).id,
+    );
     ids.input = file.id;
     ids.output = batch.output_file_id ?? '';
   });
@@ -212,7 +645,9 @@ describe('a corpus of hostile input', () => {
       expect(status, body.slice(0, 500)).toBe(c.status);
       expect(api.child.exitCode).toBeNull();
       if (status < 400) return;
-      const error = (JSON.parse(body) as { error: { message: string; type: string; param: string | null; code: string | null } }).error;
+      const error = (
+        JSON.parse(body) as { error: { message: string; type: string; param: string | null; code: string | null } }
+      ).error;
       expect(error.message.length).toBeGreaterThan(5);
       expect(typeof error.type).toBe('string');
       if (c.code !== undefined) expect(error.code).toBe(c.code);
@@ -223,7 +658,11 @@ describe('a corpus of hostile input', () => {
   describe('files', () => {
     it.each(FILE_CASES.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
       const file = await openai.files.create({ file: new File([c.content], 'hostile.jsonl'), purpose: 'batch' });
-      const created = await openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      const created = await openai.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
       const batch = await waitForBatch(openai, created.id, 30_000);
       if (c.expect === 'completed') {
         expect(batch.status).toBe('completed');
@@ -241,8 +680,20 @@ describe('a corpus of hostile input', () => {
 
   it('is still the same process afterwards, and still runs a good batch', async () => {
     expect(api.child.exitCode).toBeNull();
-    const file = await openai.files.create({ file: new File([batchLines({ model: MODEL, count: 5 })], 'after.jsonl'), purpose: 'batch' });
-    const batch = await waitForBatch(openai, (await openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).id);
+    const file = await openai.files.create({
+      file: new File([batchLines({ model: MODEL, count: 5 })], 'after.jsonl'),
+      purpose: 'batch',
+    });
+    const batch = await waitForBatch(
+      openai,
+      (
+        await openai.batches.create({
+          input_file_id: file.id,
+          endpoint: '/v1/chat/completions',
+          completion_window: '24h',
+        })
+      ).id,
+    );
     expect(batch.status).toBe('completed');
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
   });

@@ -3,7 +3,8 @@
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import OpenAI, { toFile } from 'openai';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import { createKey } from '../../api/services/keys.js';
 import { nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
@@ -27,8 +28,16 @@ describe('the OpenAI Files and Batches API', () => {
 
   beforeAll(async () => {
     // A second, slow model: four sequences at a time, a quarter second each.
-    slowEngine = await startTestSimulator({ models: [slowModel], maxNumSeqs: 4, tokenLatencyMs: 15, outputTokens: { min: 16, max: 16 } });
-    stack = await startTestStack({ engines: [inject('services').simulatorUrl, slowEngine.url], env: { SWEEP_INTERVAL_MS: '200', API_RATE_LIMIT_PER_MINUTE: '0' } });
+    slowEngine = await startTestSimulator({
+      models: [slowModel],
+      maxNumSeqs: 4,
+      tokenLatencyMs: 15,
+      outputTokens: { min: 16, max: 16 },
+    });
+    stack = await startTestStack({
+      engines: [inject('services').simulatorUrl, slowEngine.url],
+      env: { SWEEP_INTERVAL_MS: '200', API_RATE_LIMIT_PER_MINUTE: '0' },
+    });
   });
   afterAll(async () => {
     await stack.stop();
@@ -39,10 +48,19 @@ describe('the OpenAI Files and Batches API', () => {
     it('pages through more than 100 files and batches with the SDK, newest first, none twice', async () => {
       const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 1 }), 'page.jsonl');
       const files = [file.id];
-      for (let i = 0; i < 104; i++) files.push((await uploadBatchFile(stack.openai, batchLines({ model, count: 1 }), `page-${i}.jsonl`)).id);
+      for (let i = 0; i < 104; i++)
+        files.push((await uploadBatchFile(stack.openai, batchLines({ model, count: 1 }), `page-${i}.jsonl`)).id);
       const batches: string[] = [];
       for (let i = 0; i < 105; i++) {
-        batches.push((await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).id);
+        batches.push(
+          (
+            await stack.openai.batches.create({
+              input_file_id: file.id,
+              endpoint: '/v1/chat/completions',
+              completion_window: '24h',
+            })
+          ).id,
+        );
       }
 
       const listedBatches: string[] = [];
@@ -55,7 +73,8 @@ describe('the OpenAI Files and Batches API', () => {
       expect(firstPage.has_more).toBe(true);
 
       const listedFiles: string[] = [];
-      for await (const f of stack.openai.files.list({ limit: 30, order: 'asc', purpose: 'batch' })) listedFiles.push(f.id);
+      for await (const f of stack.openai.files.list({ limit: 30, order: 'asc', purpose: 'batch' }))
+        listedFiles.push(f.id);
       const ours = listedFiles.filter((id) => files.includes(id));
       expect(ours).toEqual(files);
       expect(new Set(listedFiles).size).toBe(listedFiles.length);
@@ -71,14 +90,20 @@ describe('the OpenAI Files and Batches API', () => {
       const other = await createKey(stack.db, 'other-team', 'test');
       const them = new OpenAI({ baseURL: `${stack.apiUrl}/v1`, apiKey: other.key, maxRetries: 0 });
       const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 2 }));
-      const batch = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      const batch = await stack.openai.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
 
       await expect(them.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
       await expect(them.files.content(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
       await expect(them.files.delete(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
       await expect(them.batches.retrieve(batch.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
       await expect(them.batches.cancel(batch.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-      await expect(them.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).rejects.toMatchObject({
+      await expect(
+        them.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' }),
+      ).rejects.toMatchObject({
         status: 400,
         param: 'input_file_id',
       });
@@ -94,7 +119,11 @@ describe('the OpenAI Files and Batches API', () => {
   describe('Idempotency-Key', () => {
     it('returns the same batch for a repeated create, and refuses the key for other parameters', async () => {
       const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 3 }));
-      const params = { input_file_id: file.id, endpoint: '/v1/chat/completions' as const, completion_window: '24h' as const };
+      const params = {
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions' as const,
+        completion_window: '24h' as const,
+      };
       // The SDK sends no key of its own: the header is passed like any other.
       const once = { headers: { 'Idempotency-Key': 'create-once' } };
       const first = await stack.openai.batches.create(params, once);
@@ -113,7 +142,10 @@ describe('the OpenAI Files and Batches API', () => {
       const content = await toFile(Buffer.from(batchLines({ model, count: 1 })), 'once.jsonl');
       const once = { headers: { 'Idempotency-Key': 'upload-once' } };
       const first = await stack.openai.files.create({ file: content, purpose: 'batch' }, once);
-      const again = await stack.openai.files.create({ file: await toFile(Buffer.from(batchLines({ model, count: 1 })), 'once.jsonl'), purpose: 'batch' }, once);
+      const again = await stack.openai.files.create(
+        { file: await toFile(Buffer.from(batchLines({ model, count: 1 })), 'once.jsonl'), purpose: 'batch' },
+        once,
+      );
       expect(again.id).toBe(first.id);
     });
 
@@ -126,7 +158,11 @@ describe('the OpenAI Files and Batches API', () => {
         const form = new FormData();
         form.set('purpose', 'batch');
         form.set('file', new Blob([batchLines({ model, count: 1 })]), 'store-down.jsonl');
-        return fetch(`${stack.apiUrl}/v1/files`, { method: 'POST', body: form, headers: { authorization: `Bearer ${stack.apiKey}`, 'idempotency-key': 'store-down' } });
+        return fetch(`${stack.apiUrl}/v1/files`, {
+          method: 'POST',
+          body: form,
+          headers: { authorization: `Bearer ${stack.apiKey}`, 'idempotency-key': 'store-down' },
+        });
       };
       try {
         const refused = await upload();
@@ -145,15 +181,24 @@ describe('the OpenAI Files and Batches API', () => {
     it('makes a new batch of only the lines that failed, in input order, keeping endpoint and window', async () => {
       const count = 10;
       // Odd lines ask for more than the model's context: vLLM refuses them with 400.
-      const content = batchLines({ model, count, body: (i) => ({ model, messages: [{ role: 'user', content: `q${i}` }], max_tokens: i % 2 === 1 ? 100_000 : 8 }) });
+      const content = batchLines({
+        model,
+        count,
+        body: (i) => ({ model, messages: [{ role: 'user', content: `q${i}` }], max_tokens: i % 2 === 1 ? 100_000 : 8 }),
+      });
       const first = await waitForBatch(stack.openai, (await submitBatch(stack, content)).id);
       expect(first.request_counts).toEqual({ total: count, completed: 5, failed: 5 });
 
-      const retried = (await stack.openai.post(`/batches/${first.id}/retry`, { body: { metadata: { attempt: '2' } } })) as OpenAI.Batches.Batch & { retry_of: string };
+      const retried = (await stack.openai.post(`/batches/${first.id}/retry`, {
+        body: { metadata: { attempt: '2' } },
+      })) as OpenAI.Batches.Batch & { retry_of: string };
       expect(retried.retry_of).toBe(first.id);
       expect(retried.metadata).toEqual({ attempt: '2' });
       const input = await (await stack.openai.files.content(retried.input_file_id)).text();
-      const lines = input.trim().split('\n').map((l) => JSON.parse(l) as { custom_id: string });
+      const lines = input
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { custom_id: string });
       expect(lines.map((l) => l.custom_id)).toEqual(['req-1', 'req-3', 'req-5', 'req-7', 'req-9']);
       expect(retried.endpoint).toBe(first.endpoint);
       expect(retried.completion_window).toBe(first.completion_window);
@@ -163,9 +208,15 @@ describe('the OpenAI Files and Batches API', () => {
 
       // A batch with nothing failed has nothing to retry; a validation failure never ran.
       const clean = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 2 }))).id);
-      await expect(stack.openai.post(`/batches/${clean.id}/retry`)).rejects.toMatchObject({ status: 409, code: 'nothing_to_retry' });
+      await expect(stack.openai.post(`/batches/${clean.id}/retry`)).rejects.toMatchObject({
+        status: 409,
+        code: 'nothing_to_retry',
+      });
       const invalid = await waitForBatch(stack.openai, (await submitBatch(stack, 'not json\n')).id);
-      await expect(stack.openai.post(`/batches/${invalid.id}/retry`)).rejects.toMatchObject({ status: 409, code: 'batch_not_retryable' });
+      await expect(stack.openai.post(`/batches/${invalid.id}/retry`)).rejects.toMatchObject({
+        status: 409,
+        code: 'batch_not_retryable',
+      });
     });
 
     it('re-runs the cancelled lines of a cancelled batch', async () => {
@@ -181,14 +232,20 @@ describe('the OpenAI Files and Batches API', () => {
       expect(done.request_counts).toEqual({ total: failedBefore, completed: failedBefore, failed: 0 });
       const firstRun = await outputsByCustomId(stack.openai, cancelled);
       const secondRun = await outputsByCustomId(stack.openai, done);
-      expect([...firstRun.ok.map((l) => l.custom_id), ...secondRun.ok.map((l) => l.custom_id)].sort()).toEqual(expectedIds(60).sort());
+      expect([...firstRun.ok.map((l) => l.custom_id), ...secondRun.ok.map((l) => l.custom_id)].sort()).toEqual(
+        expectedIds(60).sort(),
+      );
     });
   });
 
   describe('limits and lifecycle of files', () => {
     it('refuses to delete the input of a running batch, and allows it once the batch is done', async () => {
       const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 100 }));
-      const batch = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' });
+      const batch = await stack.openai.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      });
       await expect(stack.openai.files.delete(file.id)).rejects.toMatchObject({ status: 409, code: 'file_in_use' });
       await waitForBatch(stack.openai, batch.id);
       expect((await stack.openai.files.delete(file.id)).deleted).toBe(true);
@@ -201,13 +258,24 @@ describe('the OpenAI Files and Batches API', () => {
         expires_after: { anchor: 'created_at', seconds: 3600 },
       });
       expect(file.expires_at! - file.created_at).toBe(3600);
-      const stored = await stack.db.selectFrom('files').select('storage_key').where('id', '=', file.id).executeTakeFirstOrThrow();
+      const stored = await stack.db
+        .selectFrom('files')
+        .select('storage_key')
+        .where('id', '=', file.id)
+        .executeTakeFirstOrThrow();
       // An hour passes.
-      await stack.db.updateTable('files').set({ expires_at: nowSeconds() - 1 }).where('id', '=', file.id).execute();
+      await stack.db
+        .updateTable('files')
+        .set({ expires_at: nowSeconds() - 1 })
+        .where('id', '=', file.id)
+        .execute();
       await expect(stack.openai.files.retrieve(file.id)).rejects.toBeInstanceOf(OpenAI.NotFoundError);
-      for (let i = 0; i < 50 && (await stack.store.size(stored.storage_key)) !== undefined; i++) await new Promise((r) => setTimeout(r, 100));
+      for (let i = 0; i < 50 && (await stack.store.size(stored.storage_key)) !== undefined; i++)
+        await new Promise((r) => setTimeout(r, 100));
       expect(await stack.store.size(stored.storage_key)).toBeUndefined();
-      expect(await stack.db.selectFrom('files').select('id').where('id', '=', file.id).executeTakeFirst()).toBeUndefined();
+      expect(
+        await stack.db.selectFrom('files').select('id').where('id', '=', file.id).executeTakeFirst(),
+      ).toBeUndefined();
     });
   });
 
@@ -217,20 +285,53 @@ describe('the OpenAI Files and Batches API', () => {
       const batch = await waitForBatch(stack.openai, created.id);
       expect(Object.keys(batch).sort()).toEqual(
         [
-          'cancelled_at', 'cancelling_at', 'completed_at', 'completion_window', 'created_at', 'endpoint', 'error_file_id', 'errors', 'expired_at',
-          'expires_at', 'failed_at', 'finalizing_at', 'id', 'in_progress_at', 'input_file_id', 'metadata', 'model', 'object', 'output_file_id',
-          'priority', 'request_counts', 'retry_of', 'status', 'usage',
+          'cancelled_at',
+          'cancelling_at',
+          'completed_at',
+          'completion_window',
+          'created_at',
+          'endpoint',
+          'error_file_id',
+          'errors',
+          'expired_at',
+          'expires_at',
+          'failed_at',
+          'finalizing_at',
+          'id',
+          'in_progress_at',
+          'input_file_id',
+          'metadata',
+          'model',
+          'object',
+          'output_file_id',
+          'priority',
+          'request_counts',
+          'retry_of',
+          'status',
+          'usage',
         ].sort(),
       );
       expect(batch.error_file_id).toBeNull();
       expect(batch.finalizing_at).not.toBeNull();
 
       const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 1 }));
-      const base = { input_file_id: file.id, endpoint: '/v1/chat/completions' as const, completion_window: '24h' as const };
+      const base = {
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions' as const,
+        completion_window: '24h' as const,
+      };
       const seventeen = Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v']));
-      await expect(stack.openai.batches.create({ ...base, metadata: seventeen })).rejects.toMatchObject({ status: 400, param: 'metadata' });
-      await expect(stack.openai.batches.create({ ...base, metadata: { ['k'.repeat(65)]: 'v' } })).rejects.toMatchObject({ status: 400 });
-      await expect(stack.openai.batches.create({ ...base, metadata: { k: 'v'.repeat(513) } })).rejects.toMatchObject({ status: 400, param: 'metadata.k' });
+      await expect(stack.openai.batches.create({ ...base, metadata: seventeen })).rejects.toMatchObject({
+        status: 400,
+        param: 'metadata',
+      });
+      await expect(stack.openai.batches.create({ ...base, metadata: { ['k'.repeat(65)]: 'v' } })).rejects.toMatchObject(
+        { status: 400 },
+      );
+      await expect(stack.openai.batches.create({ ...base, metadata: { k: 'v'.repeat(513) } })).rejects.toMatchObject({
+        status: 400,
+        param: 'metadata.k',
+      });
       const sixteen = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`, 'v'.repeat(512)]));
       const ok = await stack.openai.batches.create({ ...base, metadata: sixteen });
       expect(ok.metadata).toEqual(sixteen);
@@ -239,12 +340,26 @@ describe('the OpenAI Files and Batches API', () => {
 
     it('accepts completion windows other than 24h, and refuses nonsense', async () => {
       const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 1 }));
-      const oneHour = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '1h' as '24h' });
+      const oneHour = await stack.openai.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '1h' as '24h',
+      });
       expect(oneHour.expires_at! - oneHour.created_at).toBe(3600);
-      const week = await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '7d' as '24h' });
+      const week = await stack.openai.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '7d' as '24h',
+      });
       expect(week.expires_at! - week.created_at).toBe(7 * 86400);
       for (const bad of ['8d', '1s', 'soon', '']) {
-        await expect(stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: bad as '24h' })).rejects.toMatchObject({
+        await expect(
+          stack.openai.batches.create({
+            input_file_id: file.id,
+            endpoint: '/v1/chat/completions',
+            completion_window: bad as '24h',
+          }),
+        ).rejects.toMatchObject({
           status: 400,
           param: 'completion_window',
         });
@@ -284,10 +399,12 @@ describe('the upload size limit', () => {
   });
 
   it('refuses a file over the size limit with 413 and keeps none of it', async () => {
-      const big = batchLines({ model, count: 100 });
-      expect(Buffer.byteLength(big)).toBeGreaterThan(4096);
-      await expect(uploadBatchFile(stack.openai, big, 'big.jsonl')).rejects.toMatchObject({ status: 413, code: 'file_too_large' });
-      expect((await stack.openai.files.list()).data.some((f) => f.filename === 'big.jsonl')).toBe(false);
+    const big = batchLines({ model, count: 100 });
+    expect(Buffer.byteLength(big)).toBeGreaterThan(4096);
+    await expect(uploadBatchFile(stack.openai, big, 'big.jsonl')).rejects.toMatchObject({
+      status: 413,
+      code: 'file_too_large',
     });
-
+    expect((await stack.openai.files.list()).data.some((f) => f.filename === 'big.jsonl')).toBe(false);
+  });
 });

@@ -5,7 +5,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import { startEmbeddedPostgres, type RunningPostgres } from '../../dev/embedded-postgres.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { spawnEntry, spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
@@ -42,15 +43,32 @@ describe('metrics from every process', () => {
 
   beforeAll(async () => {
     // 20 ms a token, 8 tokens: 160 ms a request, 16 in flight, one chunk at a time: chunks queue up.
-    engine = await startTestSimulator({ models: [model], tokenLatencyMs: 20, outputTokens: { min: 8, max: 8 }, maxModelLen: 2048 });
+    engine = await startTestSimulator({
+      models: [model],
+      tokenLatencyMs: 20,
+      outputTokens: { min: 8, max: 8 },
+      maxModelLen: 2048,
+    });
     stack = await startTestStack({ engines: [], noOrchestrator: true, noImportWorker: true });
     ports.orchestrator = await getPort();
     ports.gpu = await getPort();
     ports.importer = await getPort();
-    orchestrator = spawnEntry('workers/orchestrator.ts', { ...stack.processEnv(), ORCHESTRATOR_METRICS_PORT: String(ports.orchestrator) });
+    orchestrator = spawnEntry('workers/orchestrator.ts', {
+      ...stack.processEnv(),
+      ORCHESTRATOR_METRICS_PORT: String(ports.orchestrator),
+    });
     importer = spawnEntry('workers/import.ts', { ...stack.processEnv(), IMPORT_METRICS_PORT: String(ports.importer) });
-    gpu = await spawnGpuWorker(stack, engine.url, { GPU_METRICS_PORT: String(ports.gpu), GPU_MAX_INFLIGHT: '16', GPU_CONCURRENT_CHUNKS: '1', GPU_INDEX: '2' });
-    await Promise.all([orchestrator.waitFor('orchestrator worker ready'), importer.waitFor('import worker ready'), gpu.waitFor('serving /metrics')]);
+    gpu = await spawnGpuWorker(stack, engine.url, {
+      GPU_METRICS_PORT: String(ports.gpu),
+      GPU_MAX_INFLIGHT: '16',
+      GPU_CONCURRENT_CHUNKS: '1',
+      GPU_INDEX: '2',
+    });
+    await Promise.all([
+      orchestrator.waitFor('orchestrator worker ready'),
+      importer.waitFor('import worker ready'),
+      gpu.waitFor('serving /metrics'),
+    ]);
   });
   afterAll(async () => {
     await Promise.all([orchestrator.stop(), gpu.stop(), importer.stop()]);
@@ -61,7 +79,11 @@ describe('metrics from every process', () => {
   it('counts a batch in the API, the orchestrator and the GPU worker, and shows chunks waiting while it runs', async () => {
     // One line in ten asks for more than the context holds (vLLM's 400: an error line); one attempt in ten gets a 429.
     await setFaults(engine, { errorRates: { '429': 0.1 } });
-    const body = (i: number): Record<string, unknown> => ({ model, messages: [{ role: 'user', content: `q${i}` }], max_tokens: i % 10 === 0 ? 100_000 : 8 });
+    const body = (i: number): Record<string, unknown> => ({
+      model,
+      messages: [{ role: 'user', content: `q${i}` }],
+      max_tokens: i % 10 === 0 ? 100_000 : 8,
+    });
     const created = await submitBatch(stack, batchLines({ model, count: 300, body }));
 
     // While it runs: chunks wait for the one GPU worker, and it has requests at its engine.
@@ -90,8 +112,12 @@ describe('metrics from every process', () => {
     const attempts = sample(worker, 'gpu_batch_engine_request_duration_seconds_count', { model, outcome: 'ok' }) ?? 0;
     expect(attempts).toBe(270);
     // 160 ms a request: the median attempt sits between the 0.1 s and 0.25 s buckets.
-    expect(sample(worker, 'gpu_batch_engine_request_duration_seconds_bucket', { model, outcome: 'ok', le: '0.1' })).toBeLessThan(attempts / 2);
-    expect(sample(worker, 'gpu_batch_engine_request_duration_seconds_bucket', { model, outcome: 'ok', le: '0.5' })).toBeGreaterThan(attempts / 2);
+    expect(
+      sample(worker, 'gpu_batch_engine_request_duration_seconds_bucket', { model, outcome: 'ok', le: '0.1' }),
+    ).toBeLessThan(attempts / 2);
+    expect(
+      sample(worker, 'gpu_batch_engine_request_duration_seconds_bucket', { model, outcome: 'ok', le: '0.5' }),
+    ).toBeGreaterThan(attempts / 2);
     expect(sample(worker, 'gpu_batch_inflight_requests', { model })).toBe(0);
     expect(sample(worker, 'gpu_batch_inflight_limit', { gpu: '2' })).toBe(16);
     expect(sample(worker, 'gpu_batch_chunks_total', { model, outcome: 'completed' })).toBe(Math.ceil(300 / 25));
@@ -109,8 +135,12 @@ describe('metrics from every process', () => {
 
     const api = await scrape(stack.apiUrl);
     expect(sample(api, 'gpu_batch_batches', { status: 'completed' })).toBe(1);
-    expect(sample(api, 'gpu_batch_http_requests_total', { method: 'GET', route: '/v1/batches/:batch_id', status: '200' })).toBeGreaterThan(0);
-    expect(sample(api, 'gpu_batch_http_requests_total', { method: 'POST', route: '/v1/batches', status: '200' })).toBe(1);
+    expect(
+      sample(api, 'gpu_batch_http_requests_total', { method: 'GET', route: '/v1/batches/:batch_id', status: '200' }),
+    ).toBeGreaterThan(0);
+    expect(sample(api, 'gpu_batch_http_requests_total', { method: 'POST', route: '/v1/batches', status: '200' })).toBe(
+      1,
+    );
     // Import progress: no Label Studio here, so the import (which starts once the batch has ended) is recorded as skipped.
     const imported = Date.now() + 10_000;
     let skipped = sample(api, 'gpu_batch_curation_imports', { status: 'skipped' });
@@ -122,22 +152,50 @@ describe('metrics from every process', () => {
   });
 
   it('has every metric the Grafana dashboard queries', async () => {
-    const dashboard = JSON.parse(await readFile('deploy/grafana/gpu-batch.json', 'utf8')) as { panels: { targets?: { expr: string }[] }[] };
-    const queried = new Set(dashboard.panels.flatMap((p) => p.targets ?? []).flatMap((t) => [...t.expr.matchAll(/\b(gpu_batch_\w+|process_\w+)/g)].map((m) => m[1] ?? '')));
+    const dashboard = JSON.parse(await readFile('deploy/grafana/gpu-batch.json', 'utf8')) as {
+      panels: { targets?: { expr: string }[] }[];
+    };
+    const queried = new Set(
+      dashboard.panels
+        .flatMap((p) => p.targets ?? [])
+        .flatMap((t) => [...t.expr.matchAll(/\b(gpu_batch_\w+|process_\w+)/g)].map((m) => m[1] ?? '')),
+    );
     expect(queried.size).toBeGreaterThan(15);
-    const exposed = (await Promise.all([scrape(stack.apiUrl), scrape(base(ports.orchestrator)), scrape(base(ports.gpu)), scrape(base(ports.importer))])).join('\n');
-    const declared = new Set([...exposed.matchAll(/^# TYPE (\w+) (\w+)$/gm)].flatMap((m) => (m[2] === 'histogram' ? [`${m[1]}_bucket`, `${m[1]}_count`, `${m[1]}_sum`] : [m[1] ?? ''])));
+    const exposed = (
+      await Promise.all([
+        scrape(stack.apiUrl),
+        scrape(base(ports.orchestrator)),
+        scrape(base(ports.gpu)),
+        scrape(base(ports.importer)),
+      ])
+    ).join('\n');
+    const declared = new Set(
+      [...exposed.matchAll(/^# TYPE (\w+) (\w+)$/gm)].flatMap((m) =>
+        m[2] === 'histogram' ? [`${m[1]}_bucket`, `${m[1]}_count`, `${m[1]}_sum`] : [m[1] ?? ''],
+      ),
+    );
     expect([...queried].filter((name) => !declared.has(name))).toEqual([]);
   });
 
   it('answers health and readiness on every worker', async () => {
     for (const port of [ports.orchestrator, ports.gpu, ports.importer]) {
       expect((await fetch(`${base(port)}/healthz`)).status).toBe(200);
-      const ready = (await (await fetch(`${base(port)}/readyz`)).json()) as { status: string; checks: Record<string, { ok: boolean }> };
+      const ready = (await (await fetch(`${base(port)}/readyz`)).json()) as {
+        status: string;
+        checks: Record<string, { ok: boolean }>;
+      };
       expect(ready.status).toBe('ready');
     }
-    const gpuReady = (await (await fetch(`${base(ports.gpu)}/readyz`)).json()) as { checks: Record<string, { ok: boolean }> };
-    expect(Object.keys(gpuReady.checks).sort()).toEqual(['database', 'engine', 'file_store', 'temporal', 'temporal_worker']);
+    const gpuReady = (await (await fetch(`${base(ports.gpu)}/readyz`)).json()) as {
+      checks: Record<string, { ok: boolean }>;
+    };
+    expect(Object.keys(gpuReady.checks).sort()).toEqual([
+      'database',
+      'engine',
+      'file_store',
+      'temporal',
+      'temporal_worker',
+    ]);
     // Ready means its Temporal worker runs and Temporal lists it among the task queue's pollers.
     expect(gpuReady.checks.temporal_worker?.ok).toBe(true);
   });
@@ -148,13 +206,19 @@ describe('metrics from every process', () => {
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines.find((l) => l.msg === 'GPU worker ready')).toMatchObject({ worker: expect.stringMatching(/^gpu-worker-2@/), level: 30 });
+    expect(lines.find((l) => l.msg === 'GPU worker ready')).toMatchObject({
+      worker: expect.stringMatching(/^gpu-worker-2@/),
+      level: 30,
+    });
     const orchestratorLines = orchestrator
       .output()
       .split('\n')
       .filter((l) => l.startsWith('{'))
       .map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(orchestratorLines.find((l) => l.msg === 'batch finalized')).toMatchObject({ batchId: expect.stringMatching(/^batch_/), status: 'completed' });
+    expect(orchestratorLines.find((l) => l.msg === 'batch finalized')).toMatchObject({
+      batchId: expect.stringMatching(/^batch_/),
+      status: 'completed',
+    });
   });
 });
 
@@ -166,13 +230,24 @@ describe('readiness', () => {
   let pgPort: number;
   let gpuPort: number;
 
-  const ready = async (url: string): Promise<{ code: number; body: { status: string; checks: Record<string, { ok: boolean; error?: string }> } }> => {
+  const ready = async (
+    url: string,
+  ): Promise<{ code: number; body: { status: string; checks: Record<string, { ok: boolean; error?: string }> } }> => {
     const res = await fetch(`${url}/readyz`);
-    return { code: res.status, body: (await res.json()) as { status: string; checks: Record<string, { ok: boolean; error?: string }> } };
+    return {
+      code: res.status,
+      body: (await res.json()) as { status: string; checks: Record<string, { ok: boolean; error?: string }> },
+    };
   };
   const startPostgres = async (): Promise<RunningPostgres> => {
     const log = (await import('../../lib/logger.js')).createLogger('readiness-pg', { level: 'warn', format: 'json' });
-    return startEmbeddedPostgres({ dataDir: path.join(dir, 'pg'), port: pgPort, database: 'postgres', log, durable: false });
+    return startEmbeddedPostgres({
+      dataDir: path.join(dir, 'pg'),
+      port: pgPort,
+      database: 'postgres',
+      log,
+      durable: false,
+    });
   };
 
   beforeAll(async () => {
@@ -182,8 +257,15 @@ describe('readiness', () => {
     pgPort = await getPort();
     gpuPort = await getPort();
     postgres = await startPostgres();
-    stack = await startTestStack({ engines: [], postgresServerUrl: postgres.serverUrl, env: { READY_TIMEOUT_MS: '1000' } });
-    gpu = await spawnGpuWorker(stack, inject('services').simulatorUrl, { GPU_METRICS_PORT: String(gpuPort), READY_TIMEOUT_MS: '1000' });
+    stack = await startTestStack({
+      engines: [],
+      postgresServerUrl: postgres.serverUrl,
+      env: { READY_TIMEOUT_MS: '1000' },
+    });
+    gpu = await spawnGpuWorker(stack, inject('services').simulatorUrl, {
+      GPU_METRICS_PORT: String(gpuPort),
+      READY_TIMEOUT_MS: '1000',
+    });
     await gpu.waitFor('serving /metrics');
   });
   afterAll(async () => {
@@ -211,7 +293,9 @@ describe('readiness', () => {
     // Metrics still answer, with every series but the ones read from the database, and say what failed.
     await scrape(stack.apiUrl);
     const metrics = await scrape(stack.apiUrl); // a failure is counted by the scrape after the one it happened in
-    expect(sample(metrics, 'gpu_batch_scrape_read_errors_total', { gauge: 'gpu_batch_batches' })).toBeGreaterThanOrEqual(1);
+    expect(
+      sample(metrics, 'gpu_batch_scrape_read_errors_total', { gauge: 'gpu_batch_batches' }),
+    ).toBeGreaterThanOrEqual(1);
     expect(sample(metrics, 'process_resident_memory_bytes')).toBeGreaterThan(0);
 
     postgres = await startPostgres();

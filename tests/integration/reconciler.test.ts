@@ -2,10 +2,21 @@
 // an operator mid-run (finalized from what is stored), or never started at all (failed, saying why).
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { newId, nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { startTestSimulator } from '../support/simulator.js';
-import { batchLines, expectedIds, outputsByCustomId, startTestStack, submitBatch, uploadBatchFile, waitForBatch, waitForProgress, type TestStack } from '../support/stack.js';
+import {
+  batchLines,
+  expectedIds,
+  outputsByCustomId,
+  startTestStack,
+  submitBatch,
+  uploadBatchFile,
+  waitForBatch,
+  waitForProgress,
+  type TestStack,
+} from '../support/stack.js';
 
 describe('the reconciler', () => {
   let stack: TestStack;
@@ -15,7 +26,10 @@ describe('the reconciler', () => {
   beforeAll(async () => {
     // About 100 ms a request and 8 in flight: a 300-line batch runs for seconds.
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 10, outputTokens: { min: 10, max: 10 } });
-    stack = await startTestStack({ engines: [engine.url], env: { RECONCILE_INTERVAL_MS: '500', RECONCILE_GRACE_SECONDS: '1', GPU_MAX_INFLIGHT: '8' } });
+    stack = await startTestStack({
+      engines: [engine.url],
+      env: { RECONCILE_INTERVAL_MS: '500', RECONCILE_GRACE_SECONDS: '1', GPU_MAX_INFLIGHT: '8' },
+    });
   });
   afterAll(async () => {
     await stack.stop();
@@ -42,16 +56,27 @@ describe('the reconciler', () => {
     // It ran, so its unfinished lines can be retried: exactly those, in a new batch that runs them.
     const retried = (await stack.openai.post(`/batches/${batch.id}/retry`, { body: {} })) as OpenAI.Batches.Batch;
     const input = await (await stack.openai.files.content(retried.input_file_id)).text();
-    const retriedIds = input.trim().split('\n').map((l) => (JSON.parse(l) as { custom_id: string }).custom_id);
+    const retriedIds = input
+      .trim()
+      .split('\n')
+      .map((l) => (JSON.parse(l) as { custom_id: string }).custom_id);
     expect(retriedIds.sort()).toEqual(failed.map((l) => l.custom_id).sort());
-    expect((await waitForBatch(stack.openai, retried.id, 60_000)).request_counts).toEqual({ total: failed.length, completed: failed.length, failed: 0 });
+    expect((await waitForBatch(stack.openai, retried.id, 60_000)).request_counts).toEqual({
+      total: failed.length,
+      completed: failed.length,
+      failed: 0,
+    });
     // Its input is no longer held by a live batch.
     await expect(stack.openai.files.delete(batch.input_file_id)).resolves.toMatchObject({ deleted: true });
   });
 
   it('fails a batch that has no workflow at all, saying so', async () => {
     const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 3 }));
-    const project = await stack.db.selectFrom('projects').select('id').where('name', '=', 'default').executeTakeFirstOrThrow();
+    const project = await stack.db
+      .selectFrom('projects')
+      .select('id')
+      .where('name', '=', 'default')
+      .executeTakeFirstOrThrow();
     const id = newId('batch_');
     // As if the API recorded it and died before starting its workflow.
     await stack.db
@@ -84,7 +109,14 @@ describe('the reconciler', () => {
       .execute();
     const batch = await waitForBatch(stack.openai, id, 30_000);
     expect(batch.status).toBe('failed');
-    expect(batch.errors?.data).toEqual([{ code: 'batch_aborted', message: 'The batch stopped before its requests ran: its workflow does not exist.', param: null, line: null }]);
+    expect(batch.errors?.data).toEqual([
+      {
+        code: 'batch_aborted',
+        message: 'The batch stopped before its requests ran: its workflow does not exist.',
+        param: null,
+        line: null,
+      },
+    ]);
   });
 
   it('completes a batch whose every request ran when its workflow ended before it could finalize', async () => {
@@ -92,8 +124,15 @@ describe('the reconciler', () => {
     const done = await waitForBatch(stack.openai, created.id, 60_000);
     expect(done.status).toBe('completed');
     // As if the workflow had failed in finalize: every result stored, the batch still live, no files.
-    await stack.db.updateTable('batches').set({ status: 'finalizing', output_file_id: null, error_file_id: null, completed_at: null }).where('id', '=', created.id).execute();
-    await stack.db.deleteFrom('files').where('id', '=', done.output_file_id ?? '').execute();
+    await stack.db
+      .updateTable('batches')
+      .set({ status: 'finalizing', output_file_id: null, error_file_id: null, completed_at: null })
+      .where('id', '=', created.id)
+      .execute();
+    await stack.db
+      .deleteFrom('files')
+      .where('id', '=', done.output_file_id ?? '')
+      .execute();
     const batch = await waitForBatch(stack.openai, created.id, 30_000);
     expect(batch.status).toBe('completed');
     expect(batch.errors).toBeNull();
@@ -106,7 +145,11 @@ describe('the reconciler', () => {
     const created = await submitBatch(stack, batchLines({ model, count: 300 }));
     await waitForProgress(stack.openai, created.id, 10);
     await stack.temporal.workflow.getHandle(created.id).terminate('gone before it could cancel');
-    await stack.db.updateTable('batches').set({ status: 'cancelling', cancelling_at: nowSeconds() }).where('id', '=', created.id).execute();
+    await stack.db
+      .updateTable('batches')
+      .set({ status: 'cancelling', cancelling_at: nowSeconds() })
+      .where('id', '=', created.id)
+      .execute();
     const batch = await waitForBatch(stack.openai, created.id, 30_000);
     expect(batch.status).toBe('cancelled');
     const { counts } = await outputsByCustomId(stack.openai, batch);

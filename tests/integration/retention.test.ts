@@ -5,6 +5,7 @@ import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { sweepExpiredFiles } from '../../api/services/files.js';
 import { sweepGoneWorkers, sweepOldBatches, sweepPartialWrites } from '../../api/services/retention.js';
 import { nowSeconds } from '../../lib/ids.js';
@@ -12,10 +13,16 @@ import { startTestStack, submitBatch, waitForBatch, type TestStack } from '../su
 
 /** Rows of every table whose text holds the marker, by table. */
 async function rowsWith(stack: TestStack, marker: string): Promise<Record<string, number>> {
-  const tables = await sql<{ name: string }>`select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`.execute(stack.db);
+  const tables = await sql<{
+    name: string;
+  }>`select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`.execute(
+    stack.db,
+  );
   const found: Record<string, number> = {};
   for (const { name } of tables.rows) {
-    const { rows } = await sql<{ n: number }>`select count(*) as n from ${sql.table(name)} as t where t::text like ${`%${marker}%`}`.execute(stack.db);
+    const { rows } = await sql<{
+      n: number;
+    }>`select count(*) as n from ${sql.table(name)} as t where t::text like ${`%${marker}%`}`.execute(stack.db);
     if ((rows[0]?.n ?? 0) > 0) found[name] = rows[0]?.n ?? 0;
   }
   return found;
@@ -37,7 +44,11 @@ function markedLines(marker: string, model: string, count: number): string {
   const lines: string[] = [];
   for (let i = 0; i < count; i++) {
     // Every third asks for more tokens than the model holds: an engine 4xx, an error line, a dead letter.
-    const body = { model, messages: [{ role: 'user', content: `${marker} question ${i}` }], max_tokens: i % 3 === 0 ? 1_000_000 : 8 };
+    const body = {
+      model,
+      messages: [{ role: 'user', content: `${marker} question ${i}` }],
+      max_tokens: i % 3 === 0 ? 1_000_000 : 8,
+    };
     lines.push(JSON.stringify({ custom_id: `${marker}-${i}`, method: 'POST', url: '/v1/chat/completions', body }));
   }
   return `${lines.join('\n')}\n`;
@@ -63,16 +74,24 @@ describe('retention', () => {
     expect(Object.keys(await rowsWith(stack, marker)).sort()).toEqual(['batch_results', 'dead_letters']);
     expect((await storedWith(stack, marker)).length).toBe(3);
 
-    for (const id of [batch.output_file_id, batch.error_file_id, batch.input_file_id]) await stack.openai.files.delete(id ?? '');
+    for (const id of [batch.output_file_id, batch.error_file_id, batch.input_file_id])
+      await stack.openai.files.delete(id ?? '');
     expect(await rowsWith(stack, marker)).toEqual({});
     expect(await storedWith(stack, marker)).toEqual([]);
     // The batch itself stays (for its history), saying where its files were.
-    expect((await stack.openai.batches.retrieve(batch.id)).request_counts).toEqual({ total: 30, completed: 20, failed: 10 });
+    expect((await stack.openai.batches.retrieve(batch.id)).request_counts).toEqual({
+      total: 30,
+      completed: 20,
+      failed: 10,
+    });
   });
 
   it('does the same when the files expire, and keeps the output expiry the batch asked for', async () => {
     const marker = `EXPIRY${Date.now()}`;
-    const file = await stack.openai.files.create({ file: new File([markedLines(marker, model, 9)], 'expiring.jsonl'), purpose: 'batch' });
+    const file = await stack.openai.files.create({
+      file: new File([markedLines(marker, model, 9)], 'expiring.jsonl'),
+      purpose: 'batch',
+    });
     const created = await stack.openai.batches.create({
       input_file_id: file.id,
       endpoint: '/v1/chat/completions',
@@ -83,7 +102,11 @@ describe('retention', () => {
     const output = await stack.openai.files.retrieve(batch.output_file_id ?? '');
     expect(output.expires_at).toBe(output.created_at + 7200);
 
-    await stack.db.updateTable('files').set({ expires_at: nowSeconds() - 1 }).where('id', 'in', [file.id, batch.output_file_id ?? '', batch.error_file_id ?? '']).execute();
+    await stack.db
+      .updateTable('files')
+      .set({ expires_at: nowSeconds() - 1 })
+      .where('id', 'in', [file.id, batch.output_file_id ?? '', batch.error_file_id ?? ''])
+      .execute();
     expect(await sweepExpiredFiles(stack)).toBe(3);
     expect(await rowsWith(stack, marker)).toEqual({});
     expect(await storedWith(stack, marker)).toEqual([]);
@@ -93,13 +116,30 @@ describe('retention', () => {
     const marker = `OLD${Date.now()}`;
     const batch = await waitForBatch(stack.openai, (await submitBatch(stack, markedLines(marker, model, 6))).id);
     // A removal that died after marking the error file: the sweep finishes it.
-    await stack.db.updateTable('files').set({ deleted_at: nowSeconds() }).where('id', '=', batch.error_file_id ?? '').execute();
+    await stack.db
+      .updateTable('files')
+      .set({ deleted_at: nowSeconds() })
+      .where('id', '=', batch.error_file_id ?? '')
+      .execute();
     await expect(stack.openai.files.retrieve(batch.error_file_id ?? '')).rejects.toMatchObject({ status: 404 });
     await sweepExpiredFiles(stack);
-    expect(await stack.db.selectFrom('files').select('id').where('id', '=', batch.error_file_id ?? '').executeTakeFirst()).toBeUndefined();
+    expect(
+      await stack.db
+        .selectFrom('files')
+        .select('id')
+        .where('id', '=', batch.error_file_id ?? '')
+        .executeTakeFirst(),
+    ).toBeUndefined();
 
-    await stack.db.updateTable('batches').set({ created_at: nowSeconds() - 100, completed_at: nowSeconds() - 100 }).where('id', '=', batch.id).execute();
-    const swept = await sweepOldBatches({ ...stack, config: { ...stack.config, retention: { ...stack.config.retention, batchSeconds: 50 } } });
+    await stack.db
+      .updateTable('batches')
+      .set({ created_at: nowSeconds() - 100, completed_at: nowSeconds() - 100 })
+      .where('id', '=', batch.id)
+      .execute();
+    const swept = await sweepOldBatches({
+      ...stack,
+      config: { ...stack.config, retention: { ...stack.config.retention, batchSeconds: 50 } },
+    });
     expect(swept).toBeGreaterThanOrEqual(1);
     await expect(stack.openai.batches.retrieve(batch.id)).rejects.toMatchObject({ status: 404 });
     await expect(stack.openai.files.retrieve(batch.output_file_id ?? '')).rejects.toMatchObject({ status: 404 });
@@ -115,14 +155,33 @@ describe('retention', () => {
     await utimes(partial, old, old);
     const fresh = `${partial.slice(0, -4)}9999`;
     await writeFile(fresh, 'an upload under way');
-    expect(await sweepPartialWrites({ ...stack, config: { ...stack.config, retention: { ...stack.config.retention, partialWriteSeconds: 3600 } } })).toBe(1);
-    expect((await readdir(path.dirname(partial))).filter((n) => n.includes('.partial-'))).toEqual([path.basename(fresh)]);
+    expect(
+      await sweepPartialWrites({
+        ...stack,
+        config: { ...stack.config, retention: { ...stack.config.retention, partialWriteSeconds: 3600 } },
+      }),
+    ).toBe(1);
+    expect((await readdir(path.dirname(partial))).filter((n) => n.includes('.partial-'))).toEqual([
+      path.basename(fresh),
+    ]);
 
     await stack.db
       .insertInto('workers')
-      .values({ id: 'gpu9@lost-host:1', model, task_queue: 'q', gpu: '9', host: 'lost-host', engine_url: 'http://x', max_inflight: 1, started_at: 0, last_seen_at: nowSeconds() - 7200 })
+      .values({
+        id: 'gpu9@lost-host:1',
+        model,
+        task_queue: 'q',
+        gpu: '9',
+        host: 'lost-host',
+        engine_url: 'http://x',
+        max_inflight: 1,
+        started_at: 0,
+        last_seen_at: nowSeconds() - 7200,
+      })
       .execute();
     expect(await sweepGoneWorkers(stack)).toBe(1);
-    expect(await stack.db.selectFrom('workers').select('id').where('id', '=', 'gpu9@lost-host:1').executeTakeFirst()).toBeUndefined();
+    expect(
+      await stack.db.selectFrom('workers').select('id').where('id', '=', 'gpu9@lost-host:1').executeTakeFirst(),
+    ).toBeUndefined();
   });
 });

@@ -5,11 +5,20 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { S3FileStore, writeChunk, type FileStore } from '../../lib/file-store.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import { ensureBucket } from '../../dev/minio.js';
+import { S3FileStore, writeChunk, type FileStore } from '../../lib/file-store.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
-import { batchLines, expectedIds, outputsByCustomId, startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
+import {
+  batchLines,
+  expectedIds,
+  outputsByCustomId,
+  startTestStack,
+  submitBatch,
+  waitForBatch,
+  type TestStack,
+} from '../support/stack.js';
 
 async function text(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -19,7 +28,12 @@ async function text(stream: Readable): Promise<Buffer> {
 
 function client(): S3Client {
   const { s3 } = inject('services');
-  return new S3Client({ endpoint: s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } });
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+  });
 }
 
 async function keysIn(s3: S3Client, bucket: string): Promise<string[]> {
@@ -46,7 +60,8 @@ describe('the S3 file store', () => {
   it('streams a file larger than one multipart part, shows it only once committed, and reads it back whole and in ranges', async () => {
     const data = randomBytes(20 * 1024 * 1024 + 123);
     const writer = await store.createWriter('files/big.bin');
-    for (let at = 0; at < data.length; at += 1024 * 1024) await writeChunk(writer.stream, data.subarray(at, at + 1024 * 1024));
+    for (let at = 0; at < data.length; at += 1024 * 1024)
+      await writeChunk(writer.stream, data.subarray(at, at + 1024 * 1024));
     expect(await store.size('files/big.bin')).toBeUndefined();
     expect(await writer.commit()).toEqual({ bytes: data.length });
     expect(await store.size('files/big.bin')).toBe(data.length);
@@ -55,7 +70,9 @@ describe('the S3 file store', () => {
     const whole = await text(store.read('files/big.bin'));
     expect(createHash('sha256').update(whole).digest('hex')).toBe(createHash('sha256').update(data).digest('hex'));
     expect(await text(store.read('files/big.bin', { start: 5, end: 1000 }))).toEqual(data.subarray(5, 1000));
-    expect(await text(store.read('files/big.bin', { start: data.length - 10 }))).toEqual(data.subarray(data.length - 10));
+    expect(await text(store.read('files/big.bin', { start: data.length - 10 }))).toEqual(
+      data.subarray(data.length - 10),
+    );
     expect((await text(store.read('files/big.bin', { start: 7, end: 7 }))).length).toBe(0);
 
     await store.delete('files/big.bin');
@@ -73,7 +90,8 @@ describe('the S3 file store', () => {
   it('fails the writer, instead of leaving it waiting forever, when the upload underneath fails', async () => {
     const writer = await new S3FileStore(s3, 'no-such-bucket-here', '', PART_BYTES, 2).createWriter('files/lost.bin');
     const writeAll = async (): Promise<void> => {
-      for (let i = 0; i < 4 * (PART_BYTES / (1024 * 1024)); i++) await writeChunk(writer.stream, randomBytes(1024 * 1024));
+      for (let i = 0; i < 4 * (PART_BYTES / (1024 * 1024)); i++)
+        await writeChunk(writer.stream, randomBytes(1024 * 1024));
     };
     await expect(writeAll()).rejects.toThrow(/bucket does not exist/i);
     await expect(writer.commit()).rejects.toThrow(/bucket does not exist/i);
@@ -85,7 +103,9 @@ describe('the S3 file store', () => {
 
   it('is ready when its bucket answers, and says why not when it does not', async () => {
     await expect(store.check()).resolves.toBeUndefined();
-    await expect(new S3FileStore(s3, 'no-such-bucket-here', '', PART_BYTES, 2).check()).rejects.toThrow(/bucket no-such-bucket-here: does not exist/);
+    await expect(new S3FileStore(s3, 'no-such-bucket-here', '', PART_BYTES, 2).check()).rejects.toThrow(
+      /bucket no-such-bucket-here: does not exist/,
+    );
   });
 });
 

@@ -5,12 +5,22 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createLogger } from '../../lib/logger.js';
+
 import { parseTemporalDevConfig, type TemporalDevConfig } from '../../dev/temporal-dev-config.js';
 import { startTemporalDevServer, type DevServer } from '../../dev/temporal-dev-server.js';
+import { createLogger } from '../../lib/logger.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { startTestSimulator } from '../support/simulator.js';
-import { batchLines, expectedIds, outputsByCustomId, startTestStack, submitBatch, waitForBatch, waitForProgress, type TestStack } from '../support/stack.js';
+import {
+  batchLines,
+  expectedIds,
+  outputsByCustomId,
+  startTestStack,
+  submitBatch,
+  waitForBatch,
+  waitForProgress,
+  type TestStack,
+} from '../support/stack.js';
 
 describe('a Temporal server restarted mid-batch', () => {
   let dir: string;
@@ -35,7 +45,11 @@ describe('a Temporal server restarted mid-batch', () => {
     };
     server = await startTemporalDevServer(cli, devConfig, log);
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 12.5, outputTokens: { min: 40, max: 40 } });
-    stack = await startTestStack({ temporalAddress: server.address, engines: [engine.url], env: { GPU_MAX_INFLIGHT: '8' } });
+    stack = await startTestStack({
+      temporalAddress: server.address,
+      engines: [engine.url],
+      env: { GPU_MAX_INFLIGHT: '8' },
+    });
   });
   afterAll(async () => {
     await stack.stop();

@@ -2,7 +2,8 @@
 // own, told of each batch's end once in OpenAI's event shape, signed per Standard Webhooks,
 // retried after failures, recorded attempt by attempt, and re-driven after giving up.
 import OpenAI, { APIError } from 'openai';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import { createWebhookActivities } from '../../activities/webhook-delivery.js';
 import { createKey } from '../../api/services/keys.js';
 import { createWebhook, sweepOldDeliveries } from '../../api/services/webhooks.js';
@@ -32,12 +33,19 @@ async function deliveriesOf(openai: OpenAI, webhookId: string, batchId: string):
   return list.data.filter((d) => d.batch_id === batchId);
 }
 
-async function waitForDelivery(openai: OpenAI, webhookId: string, batchId: string, status: Delivery['status'], timeoutMs = 30_000): Promise<Delivery> {
+async function waitForDelivery(
+  openai: OpenAI,
+  webhookId: string,
+  batchId: string,
+  status: Delivery['status'],
+  timeoutMs = 30_000,
+): Promise<Delivery> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const [delivery] = await deliveriesOf(openai, webhookId, batchId);
     if (delivery?.status === status) return delivery;
-    if (Date.now() > deadline) throw new Error(`delivery for ${batchId} is ${delivery?.status ?? 'missing'}, not ${status}`);
+    if (Date.now() > deadline)
+      throw new Error(`delivery for ${batchId} is ${delivery?.status ?? 'missing'}, not ${status}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -51,7 +59,12 @@ describe('webhooks', () => {
   beforeAll(async () => {
     // Quick backoff and a five-second retry window, so giving up happens within the test.
     stack = await startTestStack({
-      env: { WEBHOOK_RETRY_INITIAL_MS: '200', WEBHOOK_RETRY_MAX_MS: '400', WEBHOOK_RETRY_WINDOW_SECONDS: '5', WEBHOOK_TIMEOUT_MS: '2000' },
+      env: {
+        WEBHOOK_RETRY_INITIAL_MS: '200',
+        WEBHOOK_RETRY_MAX_MS: '400',
+        WEBHOOK_RETRY_WINDOW_SECONDS: '5',
+        WEBHOOK_TIMEOUT_MS: '2000',
+      },
     });
     receiver = await startWebhookReceiver();
   });
@@ -62,9 +75,15 @@ describe('webhooks', () => {
 
   it('registers an endpoint with a secret of its own, shown once', async () => {
     endpoint = await stack.openai.post('/webhooks', { body: { url: receiver.url } });
-    expect(endpoint).toMatchObject({ object: 'webhook_endpoint', url: receiver.url, events: ['batch.completed', 'batch.failed', 'batch.expired', 'batch.cancelled'] });
+    expect(endpoint).toMatchObject({
+      object: 'webhook_endpoint',
+      url: receiver.url,
+      events: ['batch.completed', 'batch.failed', 'batch.expired', 'batch.cancelled'],
+    });
     expect(endpoint.secret).toMatch(/^whsec_[A-Za-z0-9+/=]{40,}$/);
-    const second: Endpoint = await stack.openai.post('/webhooks', { body: { url: `${receiver.url}?second`, events: ['batch.failed'] } });
+    const second: Endpoint = await stack.openai.post('/webhooks', {
+      body: { url: `${receiver.url}?second`, events: ['batch.failed'] },
+    });
     expect(second.secret).not.toBe(endpoint.secret);
 
     const list: { data: Endpoint[] } = await stack.openai.get('/webhooks');
@@ -74,7 +93,12 @@ describe('webhooks', () => {
   });
 
   it('refuses a bad registration with a clear error', async () => {
-    for (const body of [{ url: 'ftp://example.com/x' }, { url: 'not a url' }, { url: receiver.url, events: ['batch.started'] }, {}]) {
+    for (const body of [
+      { url: 'ftp://example.com/x' },
+      { url: 'not a url' },
+      { url: receiver.url, events: ['batch.started'] },
+      {},
+    ]) {
       const err = (await stack.openai.post('/webhooks', { body }).catch((e: unknown) => e)) as APIError;
       expect(err).toBeInstanceOf(OpenAI.BadRequestError);
       expect(err.error).toMatchObject({ type: 'invalid_request_error' });
@@ -94,16 +118,27 @@ describe('webhooks', () => {
     const requests = receiver.about(batch.id);
     expect(requests.map((r) => r.status)).toEqual([500, 500, 200]);
     const events = requests.map((r) => verified(endpoint.secret ?? '', r));
-    expect(events[0]).toEqual({ id: expect.stringMatching(/^evt_/), object: 'event', type: 'batch.completed', created_at: expect.any(Number), data: { id: batch.id } });
+    expect(events[0]).toEqual({
+      id: expect.stringMatching(/^evt_/),
+      object: 'event',
+      type: 'batch.completed',
+      created_at: expect.any(Number),
+      data: { id: batch.id },
+    });
     // Every attempt is the same message: one id for receivers to drop duplicates by.
     expect(new Set(requests.map((r) => r.headers['webhook-id']))).toEqual(new Set([events[0]?.id]));
     expect(events.every((e) => JSON.stringify(e) === JSON.stringify(events[0]))).toBe(true);
     // The openai SDK's own webhook helper accepts it too, as it would an event from OpenAI.
     const sdk = new OpenAI({ apiKey: 'unused', webhookSecret: endpoint.secret ?? '' });
     const lastHeaders = Object.fromEntries(Object.entries(requests[2]!.headers).map(([k, v]) => [k, String(v)]));
-    expect(await sdk.webhooks.unwrap(requests[2]!.body, lastHeaders)).toMatchObject({ type: 'batch.completed', data: { id: batch.id } });
+    expect(await sdk.webhooks.unwrap(requests[2]!.body, lastHeaders)).toMatchObject({
+      type: 'batch.completed',
+      data: { id: batch.id },
+    });
     // A wrong secret does not verify.
-    expect(() => verified(`whsec_${Buffer.from('some other secret of 32 bytes!!').toString('base64')}`, requests[2]!)).toThrow();
+    expect(() =>
+      verified(`whsec_${Buffer.from('some other secret of 32 bytes!!').toString('base64')}`, requests[2]!),
+    ).toThrow();
 
     const [delivery] = await deliveriesOf(stack.openai, endpoint.id, batch.id);
     expect(delivery).toMatchObject({ status: 'delivered', event_type: 'batch.completed', event_id: events[0]?.id });
@@ -116,7 +151,10 @@ describe('webhooks', () => {
     const batch = await waitForBatch(stack.openai, (await submitBatch(stack, '{"custom_id": "a", broken\n')).id);
     expect(batch.status).toBe('failed');
     await receiver.waitFor(() => receiver.about(batch.id).length > 0);
-    expect(verified(endpoint.secret ?? '', receiver.about(batch.id)[0]!)).toMatchObject({ type: 'batch.failed', data: { id: batch.id } });
+    expect(verified(endpoint.secret ?? '', receiver.about(batch.id)[0]!)).toMatchObject({
+      type: 'batch.failed',
+      data: { id: batch.id },
+    });
   });
 
   it('gives up after the retry window, keeps the delivery as failed, and re-drives it on request', async () => {
@@ -134,18 +172,24 @@ describe('webhooks', () => {
     const last = receiver.about(batch.id).at(-1)!;
     expect(verified(endpoint.secret ?? '', last)).toMatchObject({ id: failed.event_id, type: 'batch.completed' });
 
-    const missing = (await stack.openai.post('/webhooks/deliveries/whd_nope/redeliver').catch((e: unknown) => e)) as APIError;
+    const missing = (await stack.openai
+      .post('/webhooks/deliveries/whd_nope/redeliver')
+      .catch((e: unknown) => e)) as APIError;
     expect(missing.status).toBe(404);
   });
 
-  it("keeps projects apart, and a deleted endpoint hears nothing more", async () => {
+  it('keeps projects apart, and a deleted endpoint hears nothing more', async () => {
     const other = await createKey(stack.db, 'webhook-other', 'test');
     const otherApi = new OpenAI({ baseURL: `${stack.apiUrl}/v1`, apiKey: other.key, maxRetries: 0 });
     const otherReceiver = await startWebhookReceiver();
     try {
       const otherEndpoint: Endpoint = await otherApi.post('/webhooks', { body: { url: otherReceiver.url } });
-      expect(((await stack.openai.delete(`/webhooks/${otherEndpoint.id}`).catch((e: unknown) => e)) as APIError).status).toBe(404);
-      expect(((await otherApi.get(`/webhooks/${endpoint.id}/deliveries`).catch((e: unknown) => e)) as APIError).status).toBe(404);
+      expect(
+        ((await stack.openai.delete(`/webhooks/${otherEndpoint.id}`).catch((e: unknown) => e)) as APIError).status,
+      ).toBe(404);
+      expect(
+        ((await otherApi.get(`/webhooks/${endpoint.id}/deliveries`).catch((e: unknown) => e)) as APIError).status,
+      ).toBe(404);
 
       const mine = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 3 }))).id);
       await receiver.waitFor(() => receiver.about(mine.id).length > 0);
@@ -164,22 +208,53 @@ describe('webhooks', () => {
     // The suite's stack allows them (its receivers are on this machine); these use the default settings.
     const strict = { ...stack.config, webhooks: { ...stack.config.webhooks, allowPrivateNetworks: false } };
     const { project } = await createKey(stack.db, 'webhook-strict', 'test');
-    for (const url of ['http://127.0.0.1:8080/hook', 'http://169.254.169.254/latest/meta-data', 'http://[::1]/x', 'http://10.1.2.3/', 'http://localhost:3000/']) {
-      await expect(createWebhook(stack.db, strict, project, { url })).rejects.toMatchObject({ status: 400, param: 'url', message: expect.stringMatching(/private networks.*WEBHOOK_ALLOW_PRIVATE_NETWORKS/) });
+    for (const url of [
+      'http://127.0.0.1:8080/hook',
+      'http://169.254.169.254/latest/meta-data',
+      'http://[::1]/x',
+      'http://10.1.2.3/',
+      'http://localhost:3000/',
+    ]) {
+      await expect(createWebhook(stack.db, strict, project, { url })).rejects.toMatchObject({
+        status: 400,
+        param: 'url',
+        message: expect.stringMatching(/private networks.*WEBHOOK_ALLOW_PRIVATE_NETWORKS/),
+      });
     }
-    expect(await stack.db.selectFrom('webhooks').select('id').where('project_id', '=', project.id).execute()).toEqual([]);
+    expect(await stack.db.selectFrom('webhooks').select('id').where('project_id', '=', project.id).execute()).toEqual(
+      [],
+    );
 
     // A name is checked on the address it resolves to, when sending: registered while allowed, then refused.
     receiver.respond = () => 200;
-    const hook = await createWebhook(stack.db, stack.config, project, { url: receiver.url.replace('127.0.0.1', 'localhost') });
+    const hook = await createWebhook(stack.db, stack.config, project, {
+      url: receiver.url.replace('127.0.0.1', 'localhost'),
+    });
     const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 2 }))).id);
     await stack.db
       .insertInto('webhook_deliveries')
-      .values({ id: 'whd_strict', webhook_id: hook.id, event_id: 'evt_strict', event_type: 'batch.completed', batch_id: batch.id, payload: '{}', status: 'pending', last_error: null, created_at: 0, delivered_at: null })
+      .values({
+        id: 'whd_strict',
+        webhook_id: hook.id,
+        event_id: 'evt_strict',
+        event_type: 'batch.completed',
+        batch_id: batch.id,
+        payload: '{}',
+        status: 'pending',
+        last_error: null,
+        created_at: 0,
+        delivered_at: null,
+      })
       .execute();
     const strictActivities = createWebhookActivities({ db: stack.db, config: strict, log: stack.log });
-    await expect(strictActivities.deliver('whd_strict')).rejects.toThrow(/resolves to (127\.0\.0\.1|::1), a private address/);
-    const [attempt] = await stack.db.selectFrom('webhook_attempts').selectAll().where('delivery_id', '=', 'whd_strict').execute();
+    await expect(strictActivities.deliver('whd_strict')).rejects.toThrow(
+      /resolves to (127\.0\.0\.1|::1), a private address/,
+    );
+    const [attempt] = await stack.db
+      .selectFrom('webhook_attempts')
+      .selectAll()
+      .where('delivery_id', '=', 'whd_strict')
+      .execute();
     expect(attempt).toMatchObject({ status_code: null, error: expect.stringMatching(/private address/) });
     expect(receiver.received.filter((r) => r.body === '{}')).toEqual([]);
     // The same delivery goes through where private networks are allowed.
@@ -189,10 +264,33 @@ describe('webhooks', () => {
     // Finished deliveries older than the history setting are swept with their attempts; ones still being tried stay.
     await stack.db
       .insertInto('webhook_deliveries')
-      .values({ id: 'whd_still_trying', webhook_id: hook.id, event_id: 'evt_still_trying', event_type: 'batch.completed', batch_id: batch.id, payload: '{}', status: 'pending', last_error: null, created_at: 0, delivered_at: null })
+      .values({
+        id: 'whd_still_trying',
+        webhook_id: hook.id,
+        event_id: 'evt_still_trying',
+        event_type: 'batch.completed',
+        batch_id: batch.id,
+        payload: '{}',
+        status: 'pending',
+        last_error: null,
+        created_at: 0,
+        delivered_at: null,
+      })
       .execute();
     expect(await sweepOldDeliveries(stack.db, stack.config)).toBe(1);
-    expect(await stack.db.selectFrom('webhook_deliveries').select('id').where('id', 'in', ['whd_strict', 'whd_still_trying']).execute()).toEqual([{ id: 'whd_still_trying' }]);
-    expect(await stack.db.selectFrom('webhook_attempts').select('delivery_id').where('delivery_id', '=', 'whd_strict').execute()).toEqual([]);
+    expect(
+      await stack.db
+        .selectFrom('webhook_deliveries')
+        .select('id')
+        .where('id', 'in', ['whd_strict', 'whd_still_trying'])
+        .execute(),
+    ).toEqual([{ id: 'whd_still_trying' }]);
+    expect(
+      await stack.db
+        .selectFrom('webhook_attempts')
+        .select('delivery_id')
+        .where('delivery_id', '=', 'whd_strict')
+        .execute(),
+    ).toEqual([]);
   });
 });

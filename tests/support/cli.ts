@@ -13,7 +13,11 @@ export interface CliResult {
 
 export async function runCli(args: string[], env: Record<string, string>, cwd?: string): Promise<CliResult> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [`${process.cwd()}/cli/gpu-batch.mjs`, ...args], { env: { ...process.env, ...env }, ...(cwd !== undefined ? { cwd } : {}), maxBuffer: 64 * 1024 * 1024 });
+    const { stdout, stderr } = await run(process.execPath, [`${process.cwd()}/cli/gpu-batch.mjs`, ...args], {
+      env: { ...process.env, ...env },
+      ...(cwd !== undefined ? { cwd } : {}),
+      maxBuffer: 64 * 1024 * 1024,
+    });
     return { stdout, stderr, code: 0 };
   } catch (err) {
     const e = err as { stdout: string; stderr: string; code: number };

@@ -69,11 +69,24 @@ export async function startDevStack(env: Record<string, string> = {}, startTimeo
     importer: await getPort(),
   };
   const yaml = parse(await readFile('temporal-dev.yaml', 'utf8')) as Record<string, unknown>;
-  const devConfig = { ...yaml, port: ports.temporal, uiPort: ports.ui, httpPort: await getPort(), metricsPort: await getPort(), dbFile: path.join(dir, 'temporal.db') };
+  const devConfig = {
+    ...yaml,
+    port: ports.temporal,
+    uiPort: ports.ui,
+    httpPort: await getPort(),
+    metricsPort: await getPort(),
+    dbFile: path.join(dir, 'temporal.db'),
+  };
   await writeFile(path.join(dir, 'temporal-dev.yaml'), stringify(devConfig));
 
   // The stack must bring up its own services: none of the test run's may leak in.
-  const { DATABASE_URL: _db, TEMPORAL_ADDRESS: _temporal, VLLM_BASE_URL: _engine, API_KEYS: _keys, ...inherited } = process.env;
+  const {
+    DATABASE_URL: _db,
+    TEMPORAL_ADDRESS: _temporal,
+    VLLM_BASE_URL: _engine,
+    API_KEYS: _keys,
+    ...inherited
+  } = process.env;
   const childEnv: NodeJS.ProcessEnv = {
     ...inherited,
     DATA_DIR: path.join(dir, 'data'),
@@ -91,14 +104,18 @@ export async function startDevStack(env: Record<string, string> = {}, startTimeo
     LOG_LEVEL: 'info',
     ...env,
   };
-  const child = spawn(process.execPath, ['--import', 'tsx', 'dev/start.ts'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', 'dev/start.ts'], {
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let output = '';
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const waitForOutput = async (text: string, timeoutMs: number, from = 0): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
     while (!output.slice(from).includes(text)) {
-      if (Date.now() > deadline) throw new Error(`"${text}" did not appear in the stack's output:\n${output.slice(-4000)}`);
+      if (Date.now() > deadline)
+        throw new Error(`"${text}" did not appear in the stack's output:\n${output.slice(-4000)}`);
       if (child.exitCode !== null) throw new Error(`the stack exited (${child.exitCode}):\n${output.slice(-4000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -111,7 +128,7 @@ export async function startDevStack(env: Record<string, string> = {}, startTimeo
       .map((m) => ({ pid: Number(m[1]), ppid: Number(m[2]), args: m[3] ?? '' }));
     const found: { pid: number; ppid: number; args: string }[] = [];
     const parents = new Set([child.pid ?? -1]);
-    for (let grew = true; grew; ) {
+    for (let grew = true; grew;) {
       grew = false;
       for (const p of all) {
         if (parents.has(p.ppid) && !parents.has(p.pid)) {

@@ -6,18 +6,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
 import type { TestProject } from 'vitest/node';
-import { loadConfig } from '../../lib/config.js';
+
+import { writeWorkflowBundle } from '../../dev/bundle-workflows.js';
 import { startEmbeddedPostgres } from '../../dev/embedded-postgres.js';
-import { createLogger } from '../../lib/logger.js';
+import { ensureLabelStudio, ensureTemplate } from '../../dev/label-studio-local.js';
+import { minioOptions, resolveMinio, startMinio } from '../../dev/minio.js';
 import { cliOptions, resolveTemporalCli } from '../../dev/temporal-cli.js';
 import { parseTemporalDevConfig } from '../../dev/temporal-dev-config.js';
 import { startTemporalDevServer } from '../../dev/temporal-dev-server.js';
+import { loadConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
 import { startSimulator } from '../../simulator/server.js';
-import { writeWorkflowBundle } from '../../dev/bundle-workflows.js';
-import { ensureLabelStudio, ensureTemplate } from '../../dev/label-studio-local.js';
 import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
 import { MINIO_CREDENTIALS, type SharedServices } from './services.js';
-import { minioOptions, resolveMinio, startMinio } from '../../dev/minio.js';
 import { FAST_SIM } from './simulator.js';
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
@@ -46,15 +47,32 @@ export default async function setup(project: TestProject): Promise<() => Promise
     // Label Studio: installed once into the tools folder, and a data folder migrated once (half a
     // minute) that each test file copies instead of migrating again.
     const labelStudioBinary = await ensureLabelStudio(config.paths.toolsDir, config.labelStudio.local.version, log);
-    const labelStudioTemplate = path.join(config.paths.toolsDir, `label-studio-${config.labelStudio.local.version}`, 'test-template');
+    const labelStudioTemplate = path.join(
+      config.paths.toolsDir,
+      `label-studio-${config.labelStudio.local.version}`,
+      'test-template',
+    );
     const minioBinary = await resolveMinio(minioOptions(config, log));
     const starting = await Promise.allSettled([
       startTemporalDevServer(cli.path, devConfig, log),
-      startEmbeddedPostgres({ dataDir: path.join(tmpDir, 'postgres'), port: await getPort(), database: 'postgres', log, durable: false }),
+      startEmbeddedPostgres({
+        dataDir: path.join(tmpDir, 'postgres'),
+        port: await getPort(),
+        database: 'postgres',
+        log,
+        durable: false,
+      }),
       startSimulator(FAST_SIM, { host: '127.0.0.1', port: 0 }),
       writeWorkflowBundle(path.join(tmpDir, 'workflow-bundle.js')),
-      ensureTemplate(labelStudioTemplate, { binary: labelStudioBinary, port: await getPort(), user: LS_USER, password: LS_PASSWORD, token: LS_TOKEN }, log),
-      startMinio({ binary: minioBinary.path, dataDir: path.join(tmpDir, 'minio'), port: await getPort(), ...MINIO_CREDENTIALS }, log),
+      ensureTemplate(
+        labelStudioTemplate,
+        { binary: labelStudioBinary, port: await getPort(), user: LS_USER, password: LS_PASSWORD, token: LS_TOKEN },
+        log,
+      ),
+      startMinio(
+        { binary: minioBinary.path, dataDir: path.join(tmpDir, 'minio'), port: await getPort(), ...MINIO_CREDENTIALS },
+        log,
+      ),
     ] as const);
     // Whatever did start is stopped again at teardown, even if something else failed to.
     const [temporalStart, postgresStart, simulatorStart, bundleStart, labelStudioStart, minioStart] = starting;

@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import getPort from 'get-port';
 import { inject } from 'vitest';
-import { createLogger } from '../../lib/logger.js';
-import { copyTemplate, startLabelStudio, type RunningLabelStudio } from '../../dev/label-studio-local.js';
-import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
 
+import { copyTemplate, startLabelStudio, type RunningLabelStudio } from '../../dev/label-studio-local.js';
+import { createLogger } from '../../lib/logger.js';
+import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
 
 export interface TestLabelStudio {
   url: string;

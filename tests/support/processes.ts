@@ -1,5 +1,6 @@
 // Stack parts as real processes, for tests that kill them the hard way.
 import { spawn, type ChildProcess } from 'node:child_process';
+
 import type { TestStack } from './stack.js';
 
 export interface ChildUnderTest {
@@ -23,14 +24,19 @@ export function spawnEntry(script: string, env: Record<string, string>, nodeArgs
   let out = '';
   child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { resolve(code); }));
+  const exited = new Promise<number | null>((resolve) =>
+    child.once('exit', (code) => {
+      resolve(code);
+    }),
+  );
   return {
     child,
     output: () => out,
     waitFor: async (text, timeoutMs = 60_000, from = 0) => {
       const deadline = Date.now() + timeoutMs;
       while (!out.slice(from).includes(text)) {
-        if (child.exitCode !== null) throw new Error(`${script} exited (${child.exitCode}) before "${text}":\n${out.slice(-3000)}`);
+        if (child.exitCode !== null)
+          throw new Error(`${script} exited (${child.exitCode}) before "${text}":\n${out.slice(-3000)}`);
         if (Date.now() > deadline) throw new Error(`"${text}" did not appear from ${script}:\n${out.slice(-3000)}`);
         await new Promise((r) => setTimeout(r, 50));
       }
@@ -47,7 +53,12 @@ export function spawnEntry(script: string, env: Record<string, string>, nodeArgs
 }
 
 /** A GPU worker process on this stack, feeding the given engine (a worker starting its own vLLM takes minutes). */
-export async function spawnGpuWorker(stack: TestStack, engineUrl: string, env: Record<string, string> = {}, readyTimeoutMs = env.VLLM_COMMAND === undefined ? 60_000 : 600_000): Promise<ChildUnderTest> {
+export async function spawnGpuWorker(
+  stack: TestStack,
+  engineUrl: string,
+  env: Record<string, string> = {},
+  readyTimeoutMs = env.VLLM_COMMAND === undefined ? 60_000 : 600_000,
+): Promise<ChildUnderTest> {
   const worker = spawnEntry('workers/gpu.ts', { ...stack.processEnv(), VLLM_BASE_URL: engineUrl, ...env });
   await worker.waitFor('GPU worker ready', readyTimeoutMs);
   return worker;

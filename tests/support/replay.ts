@@ -1,5 +1,6 @@
 import { Worker } from '@temporalio/worker';
 import { expect, inject } from 'vitest';
+
 import type { TestStack } from './stack.js';
 
 /**
@@ -19,7 +20,15 @@ export async function expectHistoriesReplay(stack: TestStack, atLeast = 1, timeo
     await new Promise((r) => setTimeout(r, 250));
   }
   expect(ids.length).toBeGreaterThanOrEqual(atLeast);
-  const histories = await Promise.all(ids.map(async (workflowId) => ({ workflowId, history: await stack.temporal.workflow.getHandle(workflowId).fetchHistory() })));
-  const results = Worker.runReplayHistories({ workflowBundle: { codePath: inject('services').workflowBundlePath } }, histories);
+  const histories = await Promise.all(
+    ids.map(async (workflowId) => ({
+      workflowId,
+      history: await stack.temporal.workflow.getHandle(workflowId).fetchHistory(),
+    })),
+  );
+  const results = Worker.runReplayHistories(
+    { workflowBundle: { codePath: inject('services').workflowBundlePath } },
+    histories,
+  );
   for await (const result of results) expect(result.error, result.workflowId).toBeUndefined();
 }

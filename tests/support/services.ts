@@ -1,4 +1,5 @@
 import 'vitest';
+
 // What the global setup shares with every test file (through vitest's provide/inject).
 export interface SharedServices {
   temporalAddress: string;

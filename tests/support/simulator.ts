@@ -17,6 +17,10 @@ export function startTestSimulator(options: Partial<SimulatorOptions> = {}): Pro
 }
 
 export async function setFaults(sim: { url: string }, faults: Record<string, unknown>): Promise<void> {
-  const res = await fetch(`${sim.url}/control/faults`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(faults) });
+  const res = await fetch(`${sim.url}/control/faults`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(faults),
+  });
   if (!res.ok) throw new Error(`setting faults failed: ${res.status} ${await res.text()}`);
 }

@@ -1,24 +1,25 @@
 // A stack for one test file, on the shared real services: its own database, file store and task
 // queues (so files running side by side never take each other's work), the real API server, an
 // orchestrator worker and GPU workers, all in this process.
-import { Registry } from 'prom-client';
 import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
+import { S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
-import { S3Client } from '@aws-sdk/client-s3';
 import OpenAI, { toFile } from 'openai';
+import { Registry } from 'prom-client';
 import { inject } from 'vitest';
+
 import { startApiServer, type RunningApi } from '../../api/server.js';
-import { loadConfig, type Config } from '../../lib/config.js';
-import { dbOptions, openDatabase, type Db } from '../../schema/db.js';
-import { loadCurationSchemas } from '../../lib/curation-tasks.js';
 import { ensureDatabase } from '../../dev/embedded-postgres.js';
-import { labelStudioClient } from '../../lib/label-studio.js';
-import { createFileStore, type FileStore } from '../../lib/file-store.js';
-import { createLogger, type Logger } from '../../lib/logger.js';
 import { ensureBucket } from '../../dev/minio.js';
+import { loadConfig, type Config } from '../../lib/config.js';
+import { loadCurationSchemas } from '../../lib/curation-tasks.js';
+import { createFileStore, type FileStore } from '../../lib/file-store.js';
+import { labelStudioClient } from '../../lib/label-studio.js';
+import { createLogger, type Logger } from '../../lib/logger.js';
+import { dbOptions, openDatabase, type Db } from '../../schema/db.js';
 import { connectWorker, installRuntime, workerIdentity, type RunningWorker } from '../../workers/common.js';
 import { startGpuWorker, type RunningGpuWorker } from '../../workers/gpu.js';
 import { startImportWorker } from '../../workers/import.js';
@@ -109,7 +110,12 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
       S3_SECRET_ACCESS_KEY: services.s3.secretAccessKey,
       S3_FORCE_PATH_STYLE: 'true',
     });
-    const client = new S3Client({ endpoint: services.s3.endpoint, region: 'us-east-1', forcePathStyle: true, credentials: services.s3 });
+    const client = new S3Client({
+      endpoint: services.s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: services.s3,
+    });
     await ensureBucket(client, name);
     client.destroy();
   }
@@ -150,21 +156,49 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
   };
   // What the in-process workers compute on scrape; served by nothing here, as the tests' processes serve theirs.
   const workerMetrics = new Registry();
-  const addGpuWorker = async (engineUrl = services.simulatorUrl, gpu: Partial<Config['gpu']> = {}): Promise<RunningGpuWorker> => {
+  const addGpuWorker = async (
+    engineUrl = services.simulatorUrl,
+    gpu: Partial<Config['gpu']> = {},
+  ): Promise<RunningGpuWorker> => {
     const workerConfig: Config = { ...config, gpu: { ...config.gpu, ...gpu } };
     const identity = workerIdentity(`${name}-gpu${workerConfig.gpu.index}-${gpuWorkers.length}`);
-    const worker = await startGpuWorker({ config: workerConfig, db, store, log, connection, engineUrl, registry: workerMetrics, identity, progress: () => undefined });
+    const worker = await startGpuWorker({
+      config: workerConfig,
+      db,
+      store,
+      log,
+      connection,
+      engineUrl,
+      registry: workerMetrics,
+      identity,
+      progress: () => undefined,
+    });
     gpuWorkers.push(worker);
     workers.push(worker);
     return worker;
   };
   try {
-    const common = { config, db, store, log, connection, workflowBundlePath: services.workflowBundlePath, registry: workerMetrics, progress: () => undefined };
-    if (options.noOrchestrator !== true) workers.push(await startOrchestratorWorker({ ...common, identity: workerIdentity(`${name}-orchestrator`) }));
-    if (options.noImportWorker !== true) workers.push(await startImportWorker({ ...common, identity: workerIdentity(`${name}-import`) }));
+    const common = {
+      config,
+      db,
+      store,
+      log,
+      connection,
+      workflowBundlePath: services.workflowBundlePath,
+      registry: workerMetrics,
+      progress: () => undefined,
+    };
+    if (options.noOrchestrator !== true)
+      workers.push(await startOrchestratorWorker({ ...common, identity: workerIdentity(`${name}-orchestrator`) }));
+    if (options.noImportWorker !== true)
+      workers.push(await startImportWorker({ ...common, identity: workerIdentity(`${name}-import`) }));
     // One process can hold one worker per task queue; more GPU workers for a model are spawned as processes.
     for (const engine of options.engines ?? [services.simulatorUrl]) await addGpuWorker(engine);
-    if (options.noApi !== true) api = await startApiServer({ config, db, store, temporal, log, registry, labelStudio }, { host: '127.0.0.1', port: options.apiPort ?? 0 });
+    if (options.noApi !== true)
+      api = await startApiServer(
+        { config, db, store, temporal, log, registry, labelStudio },
+        { host: '127.0.0.1', port: options.apiPort ?? 0 },
+      );
   } catch (err) {
     await stop();
     throw err;
@@ -210,13 +244,21 @@ export function batchLines(o: RequestLineOptions): string {
   const url = o.endpoint ?? '/v1/chat/completions';
   const lines: string[] = [];
   for (let i = 0; i < o.count; i++) {
-    const body = o.body?.(i) ?? { model: o.model, messages: [{ role: 'user', content: `Question number ${i}` }], max_tokens: 16 };
+    const body = o.body?.(i) ?? {
+      model: o.model,
+      messages: [{ role: 'user', content: `Question number ${i}` }],
+      max_tokens: 16,
+    };
     lines.push(JSON.stringify({ custom_id: `req-${i}`, method: 'POST', url, body }));
   }
   return `${lines.join('\n')}\n`;
 }
 
-export async function uploadBatchFile(openai: OpenAI, content: string, filename = 'input.jsonl'): Promise<OpenAI.Files.FileObject> {
+export async function uploadBatchFile(
+  openai: OpenAI,
+  content: string,
+  filename = 'input.jsonl',
+): Promise<OpenAI.Files.FileObject> {
   return openai.files.create({ file: await toFile(Buffer.from(content), filename), purpose: 'batch' });
 }
 
@@ -255,7 +297,11 @@ export interface SubmitOptions {
 }
 
 /** Uploads the content and creates a batch on it; returns the new batch. */
-export async function submitBatch(stack: TestStack, content: string, options: SubmitOptions = {}): Promise<OpenAI.Batches.Batch> {
+export async function submitBatch(
+  stack: TestStack,
+  content: string,
+  options: SubmitOptions = {},
+): Promise<OpenAI.Batches.Batch> {
   const file = await uploadBatchFile(stack.openai, content);
   const body: Record<string, unknown> = {
     input_file_id: file.id,
@@ -267,20 +313,29 @@ export async function submitBatch(stack: TestStack, content: string, options: Su
 }
 
 /** Waits until the batch's counts reach `done` finished requests. */
-export async function waitForProgress(openai: OpenAI, id: string, done: number, timeoutMs = 60_000): Promise<OpenAI.Batches.Batch> {
+export async function waitForProgress(
+  openai: OpenAI,
+  id: string,
+  done: number,
+  timeoutMs = 60_000,
+): Promise<OpenAI.Batches.Batch> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const batch = await openai.batches.retrieve(id);
     const counts = batch.request_counts;
     if (counts !== undefined && counts.completed + counts.failed >= done) return batch;
-    if (TERMINAL.has(batch.status)) throw new Error(`batch ${id} ended ${batch.status} before ${done} requests finished`);
+    if (TERMINAL.has(batch.status))
+      throw new Error(`batch ${id} ended ${batch.status} before ${done} requests finished`);
     if (Date.now() > deadline) throw new Error(`batch ${id} did not reach ${done} finished requests`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
 /** Every custom_id of the input appears exactly once across the output and error files. */
-export async function outputsByCustomId(openai: OpenAI, batch: OpenAI.Batches.Batch): Promise<{ ok: ParsedOutputLine[]; failed: ParsedOutputLine[]; counts: Map<string, number> }> {
+export async function outputsByCustomId(
+  openai: OpenAI,
+  batch: OpenAI.Batches.Batch,
+): Promise<{ ok: ParsedOutputLine[]; failed: ParsedOutputLine[]; counts: Map<string, number> }> {
   const ok = await fileLines(openai, batch.output_file_id);
   const failed = await fileLines(openai, batch.error_file_id);
   const counts = new Map<string, number>();

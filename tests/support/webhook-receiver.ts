@@ -36,7 +36,9 @@ export function eventOf(r: Received): BatchEvent {
 
 /** Verifies the Standard Webhooks signature as a receiver would, with the endpoint's secret. */
 export function verified(secret: string, r: Received): BatchEvent {
-  const headers = Object.fromEntries(Object.entries(r.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : (v ?? '')]));
+  const headers = Object.fromEntries(
+    Object.entries(r.headers).map(([k, v]) => [k, Array.isArray(v) ? v.join(', ') : (v ?? '')]),
+  );
   return new Webhook(secret).verify(r.body, headers) as BatchEvent;
 }
 
@@ -49,11 +51,19 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
     waitFor: async (predicate, timeoutMs = 30_000) => {
       const deadline = Date.now() + timeoutMs;
       while (!predicate(receiver.received)) {
-        if (Date.now() > deadline) throw new Error(`the webhook receiver did not see what was expected; it has ${receiver.received.length} requests:\n${receiver.received.map((r) => `${r.status} ${r.body}`).join('\n')}`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `the webhook receiver did not see what was expected; it has ${receiver.received.length} requests:\n${receiver.received.map((r) => `${r.status} ${r.body}`).join('\n')}`,
+          );
         await new Promise((r) => setTimeout(r, 50));
       }
     },
-    close: () => new Promise<void>((resolve) => { server.close(() => { resolve(); }); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      }),
   };
   const server = createServer((req, res) => {
     const parts: Buffer[] = [];

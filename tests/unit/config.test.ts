@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+
 import { ConfigError, databaseUrl, loadConfig } from '../../lib/config.js';
 
 describe('config', () => {

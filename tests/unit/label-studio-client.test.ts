@@ -4,6 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+
 import { isPersonalAccessToken, LabelStudio, LabelStudioAuthError } from '../../lib/label-studio.js';
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
@@ -16,7 +17,9 @@ async function serve(handler: Handler): Promise<string> {
   const server = createServer((req, res) => {
     let body = '';
     req.on('data', (c: Buffer) => (body += c.toString()));
-    req.on('end', () => { handler(req, res, body); });
+    req.on('end', () => {
+      handler(req, res, body);
+    });
   });
   servers.push(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -29,7 +32,11 @@ function reply(res: ServerResponse, status: number, body: unknown, headers: Reco
 }
 
 const jwt = (payload: object): string =>
-  [Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url'), Buffer.from(JSON.stringify(payload)).toString('base64url'), 'sig'].join('.');
+  [
+    Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url'),
+    Buffer.from(JSON.stringify(payload)).toString('base64url'),
+    'sig',
+  ].join('.');
 
 describe('the Label Studio client', () => {
   it('tells personal access tokens (JWTs) from legacy tokens', () => {
@@ -50,7 +57,8 @@ describe('the Label Studio client', () => {
       }
       seen.push(req.headers.authorization ?? '');
       // The first access token has "expired" by the second call.
-      if (req.headers.authorization === 'Bearer access-1' && seen.length > 1) reply(res, 401, { detail: 'Authentication credentials were not provided.' });
+      if (req.headers.authorization === 'Bearer access-1' && seen.length > 1)
+        reply(res, 401, { detail: 'Authentication credentials were not provided.' });
       else reply(res, 200, { id: 1, email: 'a@b.c' });
     });
     const client = new LabelStudio({ url, apiKey: pat, timeoutMs: 2000, retries: 1 });
@@ -65,15 +73,24 @@ describe('the Label Studio client', () => {
       if (req.url === '/api/token/refresh/') reply(res, 401, { detail: 'Token is blacklisted' });
       else reply(res, 401, { detail: 'Invalid token.' });
     });
-    await expect(new LabelStudio({ url, apiKey: 'legacy-token', timeoutMs: 2000, retries: 3 }).whoami()).rejects.toBeInstanceOf(LabelStudioAuthError);
-    await expect(new LabelStudio({ url, apiKey: jwt({}), timeoutMs: 2000, retries: 3 }).whoami()).rejects.toThrow(/Token is blacklisted/);
+    await expect(
+      new LabelStudio({ url, apiKey: 'legacy-token', timeoutMs: 2000, retries: 3 }).whoami(),
+    ).rejects.toBeInstanceOf(LabelStudioAuthError);
+    await expect(new LabelStudio({ url, apiKey: jwt({}), timeoutMs: 2000, retries: 3 }).whoami()).rejects.toThrow(
+      /Token is blacklisted/,
+    );
   });
 
   it('follows an asynchronous import (Enterprise) until it completes', async () => {
     let polls = 0;
     const url = await serve((req, res) => {
       if (req.method === 'POST' && req.url?.startsWith('/api/projects/3/import')) reply(res, 201, { import: 42 });
-      else if (req.url === '/api/projects/3/imports/42/') reply(res, 200, ++polls < 3 ? { status: 'in_progress' } : { status: 'completed', task_count: 2, task_ids: [10, 11] });
+      else if (req.url === '/api/projects/3/imports/42/')
+        reply(
+          res,
+          200,
+          ++polls < 3 ? { status: 'in_progress' } : { status: 'completed', task_count: 2, task_ids: [10, 11] },
+        );
       else reply(res, 404, { detail: 'no' });
     });
     const client = new LabelStudio({ url, apiKey: 'token', timeoutMs: 2000, retries: 0 });
@@ -93,6 +110,10 @@ describe('the Label Studio client', () => {
     const client = new LabelStudio({ url, apiKey: 'token', timeoutMs: 2000, retries: 3 });
     expect(await client.whoami()).toEqual({ id: 1 });
     expect(calls).toBe(3);
-    await expect(client.getProject(9)).rejects.toMatchObject({ status: 404, retryable: false, message: expect.stringContaining('No Project matches') as unknown });
+    await expect(client.getProject(9)).rejects.toMatchObject({
+      status: 404,
+      retryable: false,
+      message: expect.stringContaining('No Project matches') as unknown,
+    });
   });
 });

@@ -2,6 +2,7 @@
 // failing readiness (the API without Temporal can still serve reads).
 import { Hono } from 'hono';
 import { describe, expect, it } from 'vitest';
+
 import { registerOpsRoutes, type ReadinessCheck } from '../../lib/ops.js';
 
 interface Readyz {
@@ -17,12 +18,19 @@ async function readyz(checks: ReadinessCheck[]): Promise<{ code: number; body: R
 }
 
 const ok: ReadinessCheck = { name: 'database', check: () => Promise.resolve() };
-const down = (name: string, optional = false): ReadinessCheck => ({ name, optional, check: () => Promise.reject(new Error(`${name} refused the connection`)) });
+const down = (name: string, optional = false): ReadinessCheck => ({
+  name,
+  optional,
+  check: () => Promise.reject(new Error(`${name} refused the connection`)),
+});
 const hung: ReadinessCheck = { name: 'file_store', check: () => new Promise(() => undefined) };
 
 describe('readiness', () => {
   it('is ready when every check passes', async () => {
-    expect(await readyz([ok])).toMatchObject({ code: 200, body: { status: 'ready', checks: { database: { ok: true } } } });
+    expect(await readyz([ok])).toMatchObject({
+      code: 200,
+      body: { status: 'ready', checks: { database: { ok: true } } },
+    });
   });
 
   it('is not ready, saying why, when a required check fails or hangs', async () => {

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+
 import { CONFIG_VARIABLES } from '../../lib/config.js';
 
 describe('README', () => {

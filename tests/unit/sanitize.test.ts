@@ -2,6 +2,7 @@
 // and that whatever it returns is text Postgres stores.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+
 import { describeValue, isStorableText, nestsDeeperThan, safeText } from '../../lib/sanitize.js';
 
 describe('safeText', () => {

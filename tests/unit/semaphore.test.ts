@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+
 import { AbortedError, sleep } from '../../lib/abortable.js';
 import { Semaphore } from '../../lib/semaphore.js';
 

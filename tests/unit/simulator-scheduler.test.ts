@@ -1,12 +1,18 @@
 // The simulator's capacity model is vLLM's v1 scheduler: one token budget per step, KV blocks,
 // preemption with recompute, prefix caching, a waiting queue, and step time growing with the batch.
 import { afterEach, describe, expect, it } from 'vitest';
+
 import { loadConfig } from '../../lib/config.js';
-import { runCalibration, PUBLISHED } from '../../simulator/calibrate.js';
+import { PUBLISHED, runCalibration } from '../../simulator/calibrate.js';
 import { H100_LLAMA_8B, resolveCapacity } from '../../simulator/capacity.js';
 import { simulate, stepMs, type StepTiming } from '../../simulator/engine.js';
 import { simulatorOptions } from '../../simulator/main.js';
-import { Scheduler, type EngineRequest, type EngineRequestInput, type SchedulerConfig } from '../../simulator/scheduler.js';
+import {
+  Scheduler,
+  type EngineRequest,
+  type EngineRequestInput,
+  type SchedulerConfig,
+} from '../../simulator/scheduler.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { startTestSimulator } from '../support/simulator.js';
 
@@ -21,30 +27,53 @@ const config = (over: Partial<SchedulerConfig> = {}): SchedulerConfig => ({
   ...over,
 });
 const prompt = (tag: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${tag}${i}`);
-const input = (tag: string, promptTokens: number, maxTokens: number, extra: Partial<EngineRequestInput> = {}): EngineRequestInput => ({
+const input = (
+  tag: string,
+  promptTokens: number,
+  maxTokens: number,
+  extra: Partial<EngineRequestInput> = {},
+): EngineRequestInput => ({
   prompt: prompt(tag, promptTokens),
   maxTokens,
   ...extra,
 });
 
 /** Runs the scheduler step by step in simulated time, recording what each step did. */
-function steps(cfg: SchedulerConfig, inputs: EngineRequestInput[], timing: StepTiming = { stepBaseMs: 1, stepTokenMs: 0 }) {
+function steps(
+  cfg: SchedulerConfig,
+  inputs: EngineRequestInput[],
+  timing: StepTiming = { stepBaseMs: 1, stepTokenMs: 0 },
+) {
   const record: { tokens: number; running: number; waiting: number; usage: number; preempted: EngineRequest[] }[] = [];
   const finished: EngineRequest[] = [];
   let scheduler: Scheduler | undefined;
   const run = simulate(cfg, timing, inputs, {
-    onState: (s) => { scheduler = s; },
-    onStep: (plan) => {
-      record.push({ tokens: plan.tokens, running: scheduler?.running.length ?? 0, waiting: scheduler?.numWaiting ?? 0, usage: scheduler?.kv.pool.usage ?? 0, preempted: plan.preempted });
+    onState: (s) => {
+      scheduler = s;
     },
-    onFinish: (r) => { finished.push(r); },
+    onStep: (plan) => {
+      record.push({
+        tokens: plan.tokens,
+        running: scheduler?.running.length ?? 0,
+        waiting: scheduler?.numWaiting ?? 0,
+        usage: scheduler?.kv.pool.usage ?? 0,
+        preempted: plan.preempted,
+      });
+    },
+    onFinish: (r) => {
+      finished.push(r);
+    },
   });
   return { run, record, finished };
 }
 
 describe('simulator scheduler (vLLM v1)', () => {
   it('keeps every step within the token budget, cutting long prompts into chunks', () => {
-    const { run, record } = steps(config({ maxNumBatchedTokens: 64 }), [input('a', 100, 3), input('b', 100, 3), input('c', 30, 3)]);
+    const { run, record } = steps(config({ maxNumBatchedTokens: 64 }), [
+      input('a', 100, 3),
+      input('b', 100, 3),
+      input('c', 30, 3),
+    ]);
     expect(Math.max(...record.map((r) => r.tokens))).toBeLessThanOrEqual(64);
     // 230 prompt tokens need at least four steps of 64 before the last prompt's first token.
     const [a, b, c] = run.requests;
@@ -57,7 +86,10 @@ describe('simulator scheduler (vLLM v1)', () => {
 
   it('caps running sequences by free KV blocks, not only by max_num_seqs', () => {
     // 8 usable blocks; each request holds 3 blocks (40 prompt tokens) once admitted, so two run at once.
-    const { run, record } = steps(config({ numGpuBlocks: 9, maxModelLen: 128 }), Array.from({ length: 6 }, (_, i) => input(`r${i}-`, 40, 4)));
+    const { run, record } = steps(
+      config({ numGpuBlocks: 9, maxModelLen: 128 }),
+      Array.from({ length: 6 }, (_, i) => input(`r${i}-`, 40, 4)),
+    );
     expect(Math.max(...record.map((r) => r.running))).toBe(2);
     expect(record.some((r) => r.waiting > 0)).toBe(true);
     expect(Math.max(...record.map((r) => r.usage))).toBeLessThanOrEqual(1);
@@ -67,7 +99,10 @@ describe('simulator scheduler (vLLM v1)', () => {
 
   it('preempts the newest running request when KV runs out; it is recomputed and still completes', () => {
     // Two requests of 16 + 60 tokens need 5 blocks each; 8 usable blocks cannot hold both to the end.
-    const { run, record, finished } = steps(config({ numGpuBlocks: 9, maxModelLen: 128 }), [input('old', 16, 60), input('new', 16, 60)]);
+    const { run, record, finished } = steps(config({ numGpuBlocks: 9, maxModelLen: 128 }), [
+      input('old', 16, 60),
+      input('new', 16, 60),
+    ]);
     const [first, second] = run.requests;
     const preempted = record.flatMap((r) => r.preempted);
     expect(preempted.length).toBeGreaterThan(0);
@@ -82,7 +117,11 @@ describe('simulator scheduler (vLLM v1)', () => {
   });
 
   it('with the priority policy, serves lower priority values first and preempts the highest', () => {
-    const inputs = [input('a', 16, 4, { priority: 5 }), input('b', 16, 4, { priority: 1 }), input('c', 16, 4, { priority: 0 })];
+    const inputs = [
+      input('a', 16, 4, { priority: 5 }),
+      input('b', 16, 4, { priority: 1 }),
+      input('c', 16, 4, { priority: 0 }),
+    ];
     const order = (policy: 'fcfs' | 'priority'): string[] =>
       steps(config({ maxNumSeqs: 1, policy }), inputs).finished.map((r) => r.prompt[0] ?? '');
     expect(order('fcfs')).toEqual(['a0', 'b0', 'c0']);
@@ -129,7 +168,11 @@ describe('simulator scheduler (vLLM v1)', () => {
     expect(stepMs(timing, 256)).toBeCloseTo(30.6);
     expect(stepMs(timing, 0)).toBe(0);
     const itl = (batch: number): number => {
-      const { run } = steps(config(), Array.from({ length: batch }, (_, i) => input(`q${i}-`, 8, 50)), timing);
+      const { run } = steps(
+        config(),
+        Array.from({ length: batch }, (_, i) => input(`q${i}-`, 8, 50)),
+        timing,
+      );
       const r = run.requests[0];
       return ((r?.lastTokenAt ?? 0) - (r?.firstTokenAt ?? 0)) / 49;
     };
@@ -137,7 +180,7 @@ describe('simulator scheduler (vLLM v1)', () => {
     expect(itl(64)).toBeCloseTo(5 + 0.1 * 64);
   });
 
-  it('frees an aborted request\'s blocks and takes it out of the queue', () => {
+  it("frees an aborted request's blocks and takes it out of the queue", () => {
     const scheduler = new Scheduler(config({ maxNumSeqs: 1 }));
     const [a, b, c] = ['a', 'b', 'c'].map((t) => scheduler.create(input(t, 40, 100)));
     for (const r of [a, b, c]) if (r !== undefined) scheduler.add(r, 0);
@@ -152,7 +195,9 @@ describe('simulator scheduler (vLLM v1)', () => {
   });
 
   it('refuses to start when one max_model_len sequence cannot fit in the KV cache, as vLLM does', () => {
-    expect(() => new Scheduler(config({ numGpuBlocks: 10, maxModelLen: 2048 }))).toThrow(/cannot hold one sequence of max_model_len 2048/);
+    expect(() => new Scheduler(config({ numGpuBlocks: 10, maxModelLen: 2048 }))).toThrow(
+      /cannot hold one sequence of max_model_len 2048/,
+    );
   });
 });
 
@@ -170,17 +215,50 @@ describe('simulator capacity options', () => {
       enablePromptTokensDetails: false,
       schedulingPolicy: 'fcfs',
     });
-    expect(resolveCapacity({ maxModelLen: 4096 }).timing).toEqual({ stepBaseMs: H100_LLAMA_8B.stepBaseMs, stepTokenMs: H100_LLAMA_8B.stepTokenMs });
+    expect(resolveCapacity({ maxModelLen: 4096 }).timing).toEqual({
+      stepBaseMs: H100_LLAMA_8B.stepBaseMs,
+      stepTokenMs: H100_LLAMA_8B.stepTokenMs,
+    });
   });
 
   it('still takes the old knobs: token latency is the step base, a prefill rate the per-token cost', () => {
-    expect(resolveCapacity({ maxModelLen: 64, tokenLatencyMs: 20, prefillTokensPerSec: 0 }).timing).toEqual({ stepBaseMs: 20, stepTokenMs: 0 });
-    expect(resolveCapacity({ maxModelLen: 64, tokenLatencyMs: 20, prefillTokensPerSec: 10_000, stepBaseMs: 3 }).timing).toEqual({ stepBaseMs: 3, stepTokenMs: 0.1 });
-    expect(loadConfig({ SIM_TOKEN_LATENCY_MS: '20', SIM_PREFILL_TOKENS_PER_SEC: '0' }).simulator).toMatchObject({ stepBaseMs: 20, stepTokenMs: 0 });
-    expect(loadConfig({ SIM_TOKEN_LATENCY_MS: '20', SIM_STEP_BASE_MS: '7', SIM_STEP_TOKEN_MS: '0.2' }).simulator).toMatchObject({ stepBaseMs: 7, stepTokenMs: 0.2 });
-    const { options } = simulatorOptions(loadConfig({}).simulator, ['--token-latency-ms', '2', '--prefill-tokens-per-sec', '1000', '--enable-prompt-tokens-details', '--scheduling-policy', 'priority', '--no-enable-prefix-caching', '--num-gpu-blocks-override', '600']);
-    expect(options).toMatchObject({ stepBaseMs: 2, stepTokenMs: 1, enablePromptTokensDetails: true, schedulingPolicy: 'priority', enablePrefixCaching: false, numGpuBlocks: 600 });
-    expect(() => simulatorOptions(loadConfig({}).simulator, ['--scheduling-policy', 'lifo'])).toThrow(/fcfs or priority/);
+    expect(resolveCapacity({ maxModelLen: 64, tokenLatencyMs: 20, prefillTokensPerSec: 0 }).timing).toEqual({
+      stepBaseMs: 20,
+      stepTokenMs: 0,
+    });
+    expect(
+      resolveCapacity({ maxModelLen: 64, tokenLatencyMs: 20, prefillTokensPerSec: 10_000, stepBaseMs: 3 }).timing,
+    ).toEqual({ stepBaseMs: 3, stepTokenMs: 0.1 });
+    expect(loadConfig({ SIM_TOKEN_LATENCY_MS: '20', SIM_PREFILL_TOKENS_PER_SEC: '0' }).simulator).toMatchObject({
+      stepBaseMs: 20,
+      stepTokenMs: 0,
+    });
+    expect(
+      loadConfig({ SIM_TOKEN_LATENCY_MS: '20', SIM_STEP_BASE_MS: '7', SIM_STEP_TOKEN_MS: '0.2' }).simulator,
+    ).toMatchObject({ stepBaseMs: 7, stepTokenMs: 0.2 });
+    const { options } = simulatorOptions(loadConfig({}).simulator, [
+      '--token-latency-ms',
+      '2',
+      '--prefill-tokens-per-sec',
+      '1000',
+      '--enable-prompt-tokens-details',
+      '--scheduling-policy',
+      'priority',
+      '--no-enable-prefix-caching',
+      '--num-gpu-blocks-override',
+      '600',
+    ]);
+    expect(options).toMatchObject({
+      stepBaseMs: 2,
+      stepTokenMs: 1,
+      enablePromptTokensDetails: true,
+      schedulingPolicy: 'priority',
+      enablePrefixCaching: false,
+      numGpuBlocks: 600,
+    });
+    expect(() => simulatorOptions(loadConfig({}).simulator, ['--scheduling-policy', 'lifo'])).toThrow(
+      /fcfs or priority/,
+    );
   });
 });
 
@@ -195,7 +273,12 @@ describe('simulator capacity over HTTP', () => {
     return s;
   }
   const post = (s: RunningSimulator, path: string, body: unknown, init: RequestInit = {}): Promise<Response> =>
-    fetch(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init });
+    fetch(`${s.url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      ...init,
+    });
   const until = async (condition: () => boolean, ms = 5000): Promise<void> => {
     const deadline = performance.now() + ms;
     while (!condition()) {
@@ -207,16 +290,28 @@ describe('simulator capacity over HTTP', () => {
   const longText = Array.from({ length: 800 }, (_, i) => `w${i}`).join(' ');
 
   it('reports cached tokens (whole blocks) for a repeated long prompt, with --enable-prompt-tokens-details, and runs it faster', async () => {
-    const s = await sim({ enablePromptTokensDetails: true, stepBaseMs: 1, stepTokenMs: 0.5, prefillMs: 0, outputTokens: { min: 1, max: 1 } });
+    const s = await sim({
+      enablePromptTokensDetails: true,
+      stepBaseMs: 1,
+      stepTokenMs: 0.5,
+      prefillMs: 0,
+      outputTokens: { min: 1, max: 1 },
+    });
     const timed = async (suffix: string): Promise<{ ms: number; usage: any }> => {
       const started = performance.now();
-      const res = (await (await post(s, '/v1/completions', { model: 'sim-test', prompt: `${longText}${suffix}`, max_tokens: 1 })).json()) as any;
+      const res = (await (
+        await post(s, '/v1/completions', { model: 'sim-test', prompt: `${longText}${suffix}`, max_tokens: 1 })
+      ).json()) as any;
       return { ms: performance.now() - started, usage: res.usage };
     };
     const first = await timed(' first');
     const second = await timed(' second, a different ending');
     // With the flag the details are always there; completions leave created_cache_tokens null, as vLLM's do.
-    expect(first.usage.prompt_tokens_details).toEqual({ cached_tokens: 0, created_cache_tokens: null, multimodal_tokens: null });
+    expect(first.usage.prompt_tokens_details).toEqual({
+      cached_tokens: 0,
+      created_cache_tokens: null,
+      multimodal_tokens: null,
+    });
     const cached = second.usage.prompt_tokens_details.cached_tokens as number;
     expect(cached % 16).toBe(0);
     expect(cached).toBeGreaterThan(900);
@@ -225,31 +320,51 @@ describe('simulator capacity over HTTP', () => {
     expect(first.ms).toBeGreaterThan(450);
     expect(second.ms).toBeLessThan(first.ms / 2);
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
-    expect(metrics).toMatch(new RegExp(`vllm:prefix_cache_hits_total\\{engine="0",model_name="sim-test"\\} ${cached}\\b`));
+    expect(metrics).toMatch(
+      new RegExp(`vllm:prefix_cache_hits_total\\{engine="0",model_name="sim-test"\\} ${cached}\\b`),
+    );
   });
 
   it('reports the full prompt blocks a chat wrote to the cache (created_cache_tokens), then finds them (cached_tokens)', async () => {
-    const s = await sim({ enablePromptTokensDetails: true, blockSize: 128, numGpuBlocks: 512, outputTokens: { min: 1, max: 1 } });
+    const s = await sim({
+      enablePromptTokensDetails: true,
+      blockSize: 128,
+      numGpuBlocks: 512,
+      outputTokens: { min: 1, max: 1 },
+    });
     // 4,000 characters: 1,000 tokens of content, 1,010 with the chat template, 7 full blocks of 128.
     const body = { model: 'sim-test', messages: [{ role: 'user', content: 'abcd'.repeat(1000) }], max_tokens: 1 };
     const first = (await (await post(s, '/v1/chat/completions', body)).json()) as any;
     const second = (await (await post(s, '/v1/chat/completions', body)).json()) as any;
-    expect(first.usage).toMatchObject({ prompt_tokens: 1010, prompt_tokens_details: { cached_tokens: 0, created_cache_tokens: 896, multimodal_tokens: null } });
-    expect(second.usage.prompt_tokens_details).toEqual({ cached_tokens: 896, created_cache_tokens: 0, multimodal_tokens: null });
+    expect(first.usage).toMatchObject({
+      prompt_tokens: 1010,
+      prompt_tokens_details: { cached_tokens: 0, created_cache_tokens: 896, multimodal_tokens: null },
+    });
+    expect(second.usage.prompt_tokens_details).toEqual({
+      cached_tokens: 896,
+      created_cache_tokens: 0,
+      multimodal_tokens: null,
+    });
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
-    expect(metrics).toContain('vllm:prompt_tokens_by_source_total{engine="0",model_name="sim-test",source="local_cache_hit"} 896');
-    expect(metrics).toContain('vllm:prompt_tokens_cached_by_source_total{engine="0",model_name="sim-test",source="device"} 896');
+    expect(metrics).toContain(
+      'vllm:prompt_tokens_by_source_total{engine="0",model_name="sim-test",source="local_cache_hit"} 896',
+    );
+    expect(metrics).toContain(
+      'vllm:prompt_tokens_cached_by_source_total{engine="0",model_name="sim-test",source="device"} 896',
+    );
     expect(metrics).toMatch(/vllm:cache_config_info\{[^}]*block_size="128"[^}]*\} 1/);
   });
 
   it('leaves prompt_tokens_details null without the flag, like vLLM', async () => {
     const s = await sim({ outputTokens: { min: 1, max: 1 } });
     await post(s, '/v1/completions', { model: 'sim-test', prompt: longText, max_tokens: 1 });
-    const res = (await (await post(s, '/v1/completions', { model: 'sim-test', prompt: longText, max_tokens: 1 })).json()) as any;
+    const res = (await (
+      await post(s, '/v1/completions', { model: 'sim-test', prompt: longText, max_tokens: 1 })
+    ).json()) as any;
     expect(res.usage.prompt_tokens_details).toBeNull();
   });
 
-  it('has vLLM\'s metrics from start-up and shows the waiting queue', async () => {
+  it("has vLLM's metrics from start-up and shows the waiting queue", async () => {
     const s = await sim({ maxNumSeqs: 2, stepBaseMs: 20, outputTokens: { min: 10, max: 10 } });
     const scrape = async (): Promise<string> => (await fetch(`${s.url}/metrics`)).text();
     const idle = await scrape();
@@ -266,12 +381,21 @@ describe('simulator capacity over HTTP', () => {
       expect(idle).toContain(`${name}{engine="0",model_name="sim-test"} 0`);
     }
     expect(idle).toContain('vllm:request_success_total{engine="0",finished_reason="stop",model_name="sim-test"} 0');
-    for (const name of ['time_to_first_token_seconds', 'inter_token_latency_seconds', 'request_queue_time_seconds', 'e2e_request_latency_seconds']) {
+    for (const name of [
+      'time_to_first_token_seconds',
+      'inter_token_latency_seconds',
+      'request_queue_time_seconds',
+      'e2e_request_latency_seconds',
+    ]) {
       expect(idle).toContain(`vllm:${name}_count{engine="0",model_name="sim-test"} 0`);
     }
     expect(idle).toContain('sim_faults_injected_total');
 
-    const answers = Promise.all(Array.from({ length: 6 }, (_, i) => post(s, '/v1/chat/completions', { model: 'sim-test', messages: [{ role: 'user', content: `q${i}` }] })));
+    const answers = Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        post(s, '/v1/chat/completions', { model: 'sim-test', messages: [{ role: 'user', content: `q${i}` }] }),
+      ),
+    );
     // Requests join at step boundaries (20 ms here), as in vLLM.
     await until(() => s.state.snapshot().running === 2 && s.state.snapshot().waiting === 4);
     const busy = await scrape();
@@ -289,17 +413,28 @@ describe('simulator capacity over HTTP', () => {
 
   it('runs n samples as sequences of their own', async () => {
     const s = await sim({ maxNumSeqs: 8, stepBaseMs: 1, outputTokens: { min: 5, max: 5 } });
-    const res = (await (await post(s, '/v1/chat/completions', { model: 'sim-test', messages: [{ role: 'user', content: 'x' }], n: 3 })).json()) as any;
+    const res = (await (
+      await post(s, '/v1/chat/completions', { model: 'sim-test', messages: [{ role: 'user', content: 'x' }], n: 3 })
+    ).json()) as any;
     expect(res.choices).toHaveLength(3);
     expect(s.state.snapshot().maxRunning).toBe(3);
   });
 
   it('frees the blocks of a request whose client went away, so a waiting one runs', async () => {
     const s = await sim({ maxNumSeqs: 1, stepBaseMs: 10, outputTokens: { min: 1000, max: 1000 } });
-    const gone = post(s, '/v1/chat/completions', { model: 'sim-test', messages: [{ role: 'user', content: longText }] }, { signal: AbortSignal.timeout(150) });
+    const gone = post(
+      s,
+      '/v1/chat/completions',
+      { model: 'sim-test', messages: [{ role: 'user', content: longText }] },
+      { signal: AbortSignal.timeout(150) },
+    );
     gone.catch(() => undefined);
     await until(() => s.state.snapshot().running === 1);
-    const next = post(s, '/v1/chat/completions', { model: 'sim-test', messages: [{ role: 'user', content: 'short' }], max_tokens: 2 });
+    const next = post(s, '/v1/chat/completions', {
+      model: 'sim-test',
+      messages: [{ role: 'user', content: 'short' }],
+      max_tokens: 2,
+    });
     await new Promise((r) => setTimeout(r, 40));
     expect(s.state.snapshot()).toMatchObject({ running: 1, waiting: 1 });
     expect(s.state.engine.scheduler.kv.pool.usage).toBeGreaterThan(0);
@@ -312,7 +447,11 @@ describe('simulator capacity over HTTP', () => {
   it('with zero-cost steps answers at once and sets no timer when idle (no spinning)', async () => {
     const s = await sim({ stepBaseMs: 0, stepTokenMs: 0, prefillMs: 0, outputTokens: { min: 200, max: 200 } });
     const started = performance.now();
-    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => post(s, '/v1/completions', { model: 'sim-test', prompt: `p${i}`, max_tokens: 200 })));
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        post(s, '/v1/completions', { model: 'sim-test', prompt: `p${i}`, max_tokens: 200 }),
+      ),
+    );
     expect(answers.every((r) => r.status === 200)).toBe(true);
     expect(performance.now() - started).toBeLessThan(1000);
     expect(s.state.engine.busy).toBe(false);

@@ -1,8 +1,9 @@
 // The simulator is the one stand-in in the system, so it is held to vLLM's HTTP behaviour.
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { VLLM_VERSION, type RunningSimulator } from '../../simulator/server.js';
+
 import { parseFaultSpec } from '../../simulator/faults.js';
+import { VLLM_VERSION, type RunningSimulator } from '../../simulator/server.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';
 
 const sims: RunningSimulator[] = [];
@@ -16,18 +17,34 @@ afterEach(async () => {
 });
 
 async function post(s: RunningSimulator, path: string, body: unknown, init: RequestInit = {}): Promise<Response> {
-  return fetch(`${s.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), ...init });
+  return fetch(`${s.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    ...init,
+  });
 }
 
-const chat = (content: string, extra: Record<string, unknown> = {}) => ({ model: 'sim-test', messages: [{ role: 'user', content }], ...extra });
+const chat = (content: string, extra: Record<string, unknown> = {}) => ({
+  model: 'sim-test',
+  messages: [{ role: 'user', content }],
+  ...extra,
+});
 
 describe('vLLM simulator: the HTTP API', () => {
   it('answers chat completions in OpenAI shape with usage, deterministically per request', async () => {
     const s = await sim();
     const a = (await (await post(s, '/v1/chat/completions', chat('hello'))).json()) as Record<string, any>;
     const b = (await (await post(s, '/v1/chat/completions', chat('hello'))).json()) as Record<string, any>;
-    const c = (await (await post(s, '/v1/chat/completions', chat('something else entirely'))).json()) as Record<string, any>;
-    expect(a).toMatchObject({ object: 'chat.completion', model: 'sim-test', choices: [{ index: 0, message: { role: 'assistant' } }] });
+    const c = (await (await post(s, '/v1/chat/completions', chat('something else entirely'))).json()) as Record<
+      string,
+      any
+    >;
+    expect(a).toMatchObject({
+      object: 'chat.completion',
+      model: 'sim-test',
+      choices: [{ index: 0, message: { role: 'assistant' } }],
+    });
     expect(a.id).toMatch(/^chatcmpl-/);
     expect(a.choices[0].message.content).toBe(b.choices[0].message.content);
     expect(a.choices[0].message.content).not.toBe(c.choices[0].message.content);
@@ -37,30 +54,50 @@ describe('vLLM simulator: the HTTP API', () => {
 
   it('stops at max_tokens with finish_reason length', async () => {
     const s = await sim({ outputTokens: { min: 50, max: 50 } });
-    const res = (await (await post(s, '/v1/chat/completions', chat('x', { max_tokens: 3 }))).json()) as Record<string, any>;
+    const res = (await (await post(s, '/v1/chat/completions', chat('x', { max_tokens: 3 }))).json()) as Record<
+      string,
+      any
+    >;
     expect(res.choices[0].finish_reason).toBe('length');
     expect(res.usage.completion_tokens).toBe(3);
   });
 
   it('serves completions, embeddings (float and base64, from an embedding model) and responses', async () => {
     const s = await sim({ models: ['sim-test', 'sim-embed'], embeddingDim: 8 });
-    const completion = (await (await post(s, '/v1/completions', { model: 'sim-test', prompt: ['a', 'b'], max_tokens: 5 })).json()) as Record<string, any>;
+    const completion = (await (
+      await post(s, '/v1/completions', { model: 'sim-test', prompt: ['a', 'b'], max_tokens: 5 })
+    ).json()) as Record<string, any>;
     expect(completion).toMatchObject({ object: 'text_completion' });
     expect(completion.choices).toHaveLength(2);
 
-    const floats = (await (await post(s, '/v1/embeddings', { model: 'sim-embed', input: ['x', 'y'] })).json()) as Record<string, any>;
+    const floats = (await (
+      await post(s, '/v1/embeddings', { model: 'sim-embed', input: ['x', 'y'] })
+    ).json()) as Record<string, any>;
     expect(floats.data).toHaveLength(2);
     expect(floats.data[0].embedding).toHaveLength(8);
     const norm = Math.sqrt((floats.data[0].embedding as number[]).reduce((s2, v) => s2 + v * v, 0));
     expect(norm).toBeCloseTo(1, 5);
-    const b64 = (await (await post(s, '/v1/embeddings', { model: 'sim-embed', input: 'x', encoding_format: 'base64' })).json()) as Record<string, any>;
+    const b64 = (await (
+      await post(s, '/v1/embeddings', { model: 'sim-embed', input: 'x', encoding_format: 'base64' })
+    ).json()) as Record<string, any>;
     const raw = Buffer.from(b64.data[0].embedding as string, 'base64');
     const decoded = Array.from(new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4));
     expect(decoded).toEqual(floats.data[0].embedding);
 
-    const response = (await (await post(s, '/v1/responses', { model: 'sim-test', input: 'hi' })).json()) as Record<string, any>;
-    expect(response).toMatchObject({ object: 'response', status: 'completed', output: [{ type: 'message', content: [{ type: 'output_text' }] }] });
-    expect(response.usage).toMatchObject({ input_tokens: expect.any(Number), output_tokens: expect.any(Number), total_tokens: expect.any(Number) });
+    const response = (await (await post(s, '/v1/responses', { model: 'sim-test', input: 'hi' })).json()) as Record<
+      string,
+      any
+    >;
+    expect(response).toMatchObject({
+      object: 'response',
+      status: 'completed',
+      output: [{ type: 'message', content: [{ type: 'output_text' }] }],
+    });
+    expect(response.usage).toMatchObject({
+      input_tokens: expect.any(Number),
+      output_tokens: expect.any(Number),
+      total_tokens: expect.any(Number),
+    });
   });
 
   it('serves each route only for its kind of model, as vLLM mounts them: 404 {"detail":"Not Found"} otherwise', async () => {
@@ -75,7 +112,9 @@ describe('vLLM simulator: the HTTP API', () => {
       expect([path, res.status, await res.json()]).toEqual([path, 404, { detail: 'Not Found' }]);
     }
     const unknown = await post(mixed, '/v1/embeddings', { model: 'nope', input: 'x' });
-    expect(await unknown.json()).toMatchObject({ error: { message: 'The model `nope` does not exist. Valid aliases: sim-embed.', param: 'model', code: 404 } });
+    expect(await unknown.json()).toMatchObject({
+      error: { message: 'The model `nope` does not exist. Valid aliases: sim-embed.', param: 'model', code: 404 },
+    });
     // Only generative models (the default unless a name contains "embed", or embeddingModels says otherwise): no route at all.
     const generative = await sim();
     const res = await fetch(`${generative.url}/v1/embeddings`, { method: 'POST', body: '{not json' });
@@ -89,12 +128,20 @@ describe('vLLM simulator: the HTTP API', () => {
     const s = await sim({ maxModelLen: 100 });
     const unknown = await post(s, '/v1/chat/completions', { ...chat('x'), model: 'gpt-4' });
     expect(unknown.status).toBe(404);
-    expect(await unknown.json()).toEqual({ error: { message: 'The model `gpt-4` does not exist. Valid aliases: sim-test.', type: 'NotFoundError', param: 'model', code: 404 } });
+    expect(await unknown.json()).toEqual({
+      error: {
+        message: 'The model `gpt-4` does not exist. Valid aliases: sim-test.',
+        type: 'NotFoundError',
+        param: 'model',
+        code: 404,
+      },
+    });
     const tooMany = await post(s, '/v1/chat/completions', chat('x', { max_tokens: 500 }));
     expect(tooMany.status).toBe(400);
     expect(await tooMany.json()).toEqual({
       error: {
-        message: 'max_tokens=500 cannot be greater than max_model_len=100. Please request fewer output tokens. (parameter=max_tokens, value=500)',
+        message:
+          'max_tokens=500 cannot be greater than max_model_len=100. Please request fewer output tokens. (parameter=max_tokens, value=500)',
         type: 'BadRequestError',
         param: 'max_tokens',
         code: 400,
@@ -113,78 +160,140 @@ describe('vLLM simulator: the HTTP API', () => {
       },
     });
     const full = await post(s, '/v1/chat/completions', chat('x'.repeat(360)));
-    expect(await full.json()).toMatchObject({ error: { message: 'max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)', param: 'max_tokens' } });
+    expect(await full.json()).toMatchObject({
+      error: { message: 'max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)', param: 'max_tokens' },
+    });
     const missing = await post(s, '/v1/chat/completions', { model: 'sim-test' });
     expect(missing.status).toBe(400);
     expect(await missing.json()).toEqual({
-      error: { message: "1 validation error:\n  {'type': 'missing', 'loc': 'body.messages', 'msg': 'Field required', 'input': '<dict of 1 items>'}", type: 'Bad Request', param: 'body.messages', code: 400 },
+      error: {
+        message:
+          "1 validation error:\n  {'type': 'missing', 'loc': 'body.messages', 'msg': 'Field required', 'input': '<dict of 1 items>'}",
+        type: 'Bad Request',
+        param: 'body.messages',
+        code: 400,
+      },
     });
     const badJson = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', body: '{nope' });
     expect(badJson.status).toBe(400);
     expect(await badJson.json()).toMatchObject({ error: { type: 'Bad Request', param: 'body.1', code: 400 } });
     const hot = await post(s, '/v1/chat/completions', chat('x', { temperature: -1 }));
-    expect(await hot.json()).toEqual({ error: { message: 'temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)', type: 'BadRequestError', param: 'temperature', code: 400 } });
+    expect(await hot.json()).toEqual({
+      error: {
+        message: 'temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)',
+        type: 'BadRequestError',
+        param: 'temperature',
+        code: 400,
+      },
+    });
   });
 
   it('cuts prompt + max_tokens over the context to the room left (200, finish_reason length), as vLLM >= 0.11 does', async () => {
     const s = await sim({ maxModelLen: 100, outputTokens: { min: 1000, max: 1000 } });
     // 80 characters: 20 tokens of content, 30 with the chat template; 70 left of the 100.
-    const cut = (await (await post(s, '/v1/chat/completions', chat('x'.repeat(80), { max_tokens: 90 }))).json()) as Record<string, any>;
+    const cut = (await (
+      await post(s, '/v1/chat/completions', chat('x'.repeat(80), { max_tokens: 90 }))
+    ).json()) as Record<string, any>;
     expect(cut.choices[0].finish_reason).toBe('length');
     expect(cut.usage).toMatchObject({ prompt_tokens: 30, completion_tokens: 70, total_tokens: 100 });
     // No max_tokens: the room left too; completions default to 16.
     const open = (await (await post(s, '/v1/chat/completions', chat('x'.repeat(80)))).json()) as Record<string, any>;
     expect(open.usage.completion_tokens).toBe(70);
-    const completion = (await (await post(s, '/v1/completions', { model: 'sim-test', prompt: 'x'.repeat(80) })).json()) as Record<string, any>;
+    const completion = (await (
+      await post(s, '/v1/completions', { model: 'sim-test', prompt: 'x'.repeat(80) })
+    ).json()) as Record<string, any>;
     expect(completion.usage).toMatchObject({ prompt_tokens: 21, completion_tokens: 16 });
-    const response = (await (await post(s, '/v1/responses', { model: 'sim-test', input: 'x'.repeat(80), max_output_tokens: 90 })).json()) as Record<string, any>;
-    expect(response).toMatchObject({ status: 'incomplete', incomplete_details: { reason: 'max_output_tokens' }, max_output_tokens: 69, usage: { input_tokens: 31, output_tokens: 69 } });
+    const response = (await (
+      await post(s, '/v1/responses', { model: 'sim-test', input: 'x'.repeat(80), max_output_tokens: 90 })
+    ).json()) as Record<string, any>;
+    expect(response).toMatchObject({
+      status: 'incomplete',
+      incomplete_details: { reason: 'max_output_tokens' },
+      max_output_tokens: 69,
+      usage: { input_tokens: 31, output_tokens: 69 },
+    });
   });
 
   it('answers unknown routes and wrong methods as FastAPI does, and says which vLLM it copies', async () => {
     const s = await sim();
-    for (const [method, path] of [['GET', '/v1/nope'], ['POST', '/nope'], ['GET', '/v1/models/sim-test']] as const) {
+    for (const [method, path] of [
+      ['GET', '/v1/nope'],
+      ['POST', '/nope'],
+      ['GET', '/v1/models/sim-test'],
+    ] as const) {
       const res = await fetch(`${s.url}${path}`, { method });
       expect([method, path, res.status, await res.json()]).toEqual([method, path, 404, { detail: 'Not Found' }]);
     }
     const wrong = await fetch(`${s.url}/v1/chat/completions`);
-    expect([wrong.status, wrong.headers.get('allow'), await wrong.json()]).toEqual([405, 'POST', { detail: 'Method Not Allowed' }]);
+    expect([wrong.status, wrong.headers.get('allow'), await wrong.json()]).toEqual([
+      405,
+      'POST',
+      { detail: 'Method Not Allowed' },
+    ]);
     expect((await fetch(`${s.url}/health`, { method: 'HEAD' })).status).toBe(405);
     expect(await (await fetch(`${s.url}/version`)).json()).toEqual({ version: VLLM_VERSION });
   });
 
   it('guards /v1/* with --api-key as vLLM does: 401 {"error":"Unauthorized"}; /health, /metrics and /control stay open', async () => {
     const s = await sim({ apiKey: 'sk-sim' });
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { 'x-api-key': 'sk-sim' }, { authorization: 'sk-sim' }] as Record<string, string>[]) {
-      const res = await post(s, '/v1/chat/completions', chat('x'), { headers: { 'content-type': 'application/json', ...headers } });
+    for (const headers of [
+      {},
+      { authorization: 'Bearer wrong' },
+      { 'x-api-key': 'sk-sim' },
+      { authorization: 'sk-sim' },
+    ] as Record<string, string>[]) {
+      const res = await post(s, '/v1/chat/completions', chat('x'), {
+        headers: { 'content-type': 'application/json', ...headers },
+      });
       expect([res.status, await res.text(), res.headers.get('vary')]).toEqual([401, '{"error":"Unauthorized"}', null]);
     }
     expect((await fetch(`${s.url}/v1/nope`)).status).toBe(401);
     expect((await fetch(`${s.url}/v1/models`, { headers: { authorization: 'bearer sk-sim' } })).status).toBe(200);
-    expect((await post(s, '/v1/chat/completions', chat('x'), { headers: { 'content-type': 'application/json', authorization: 'Bearer sk-sim' } })).status).toBe(200);
-    for (const path of ['/health', '/metrics', '/version', '/control/stats']) expect([path, (await fetch(`${s.url}${path}`)).status]).toEqual([path, 200]);
+    expect(
+      (
+        await post(s, '/v1/chat/completions', chat('x'), {
+          headers: { 'content-type': 'application/json', authorization: 'Bearer sk-sim' },
+        })
+      ).status,
+    ).toBe(200);
+    for (const path of ['/health', '/metrics', '/version', '/control/stats'])
+      expect([path, (await fetch(`${s.url}${path}`)).status]).toEqual([path, 200]);
     expect((await fetch(`${s.url}/nope`)).status).toBe(404);
   });
 
-  it('sends no X-Request-Id unless asked to (--enable-request-id-headers); a client\'s X-Request-Id becomes the id', async () => {
+  it("sends no X-Request-Id unless asked to (--enable-request-id-headers); a client's X-Request-Id becomes the id", async () => {
     const plain = await sim();
-    const res = await post(plain, '/v1/chat/completions', chat('x'), { headers: { 'content-type': 'application/json', 'x-request-id': 'mine' } });
+    const res = await post(plain, '/v1/chat/completions', chat('x'), {
+      headers: { 'content-type': 'application/json', 'x-request-id': 'mine' },
+    });
     expect(res.headers.get('x-request-id')).toBeNull();
     expect(((await res.json()) as { id: string }).id).toBe('chatcmpl-mine');
-    expect(((await (await post(plain, '/v1/completions', { model: 'sim-test', prompt: 'x' })).json()) as { id: string }).id).toMatch(/^cmpl-[0-9a-f]{16}$/);
+    expect(
+      ((await (await post(plain, '/v1/completions', { model: 'sim-test', prompt: 'x' })).json()) as { id: string }).id,
+    ).toMatch(/^cmpl-[0-9a-f]{16}$/);
     const headed = await sim({ enableRequestIdHeaders: true });
-    expect((await post(headed, '/v1/chat/completions', chat('x'), { headers: { 'content-type': 'application/json', 'x-request-id': 'mine' } })).headers.get('x-request-id')).toBe('mine');
+    expect(
+      (
+        await post(headed, '/v1/chat/completions', chat('x'), {
+          headers: { 'content-type': 'application/json', 'x-request-id': 'mine' },
+        })
+      ).headers.get('x-request-id'),
+    ).toBe('mine');
     expect((await fetch(`${headed.url}/health`)).headers.get('x-request-id')).toMatch(/^[0-9a-f]{32}$/);
   });
 
-  it('closes idle keep-alive connections (5 s by default, as vLLM\'s uvicorn)', async () => {
+  it("closes idle keep-alive connections (5 s by default, as vLLM's uvicorn)", async () => {
     const s = await sim({ keepAliveTimeoutMs: 300 });
     const { hostname, port } = new URL(s.url);
     const closedAfter = await new Promise<number>((resolve, reject) => {
       const socket = connect(Number(port), hostname, () => socket.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
       let answered = 0;
-      socket.on('data', () => { answered ||= performance.now(); });
-      socket.on('close', () => { resolve(performance.now() - answered); });
+      socket.on('data', () => {
+        answered ||= performance.now();
+      });
+      socket.on('close', () => {
+        resolve(performance.now() - answered);
+      });
       socket.on('error', reject);
     });
     expect(closedAfter).toBeGreaterThan(250);
@@ -196,7 +305,9 @@ describe('vLLM simulator: the HTTP API', () => {
 
   it('lists models, reports health and a version, and exposes vLLM metrics', async () => {
     const s = await sim({ models: ['a', 'b'] });
-    const models = (await (await fetch(`${s.url}/v1/models`)).json()) as { data: { id: string; owned_by: string; max_model_len: number }[] };
+    const models = (await (await fetch(`${s.url}/v1/models`)).json()) as {
+      data: { id: string; owned_by: string; max_model_len: number }[];
+    };
     expect(models.data.map((m) => m.id)).toEqual(['a', 'b']);
     expect(models.data[0]).toMatchObject({ owned_by: 'vllm', max_model_len: 4096 });
     const health = await fetch(`${s.url}/health`);
@@ -204,15 +315,22 @@ describe('vLLM simulator: the HTTP API', () => {
     await post(s, '/v1/chat/completions', { ...chat('x'), model: 'b' });
     const metrics = await (await fetch(`${s.url}/metrics`)).text();
     // One engine serves every name; like vLLM's, its metrics carry engine="0" and the first served name.
-    expect(metrics).toMatch(/vllm:request_success_total\{engine="0",finished_reason="(stop|length)",model_name="a"\} 1/);
+    expect(metrics).toMatch(
+      /vllm:request_success_total\{engine="0",finished_reason="(stop|length)",model_name="a"\} 1/,
+    );
     expect(metrics).toContain('vllm:num_requests_running');
     expect(metrics).toContain('vllm:generation_tokens_total');
   });
 
   it('streams chat completions as server-sent events ending in [DONE]', async () => {
     const s = await sim({ outputTokens: { min: 3, max: 3 } });
-    const text = await (await post(s, '/v1/chat/completions', chat('x', { stream: true, stream_options: { include_usage: true } }))).text();
-    const events = text.split('\n\n').filter((e) => e.startsWith('data: ')).map((e) => e.slice(6));
+    const text = await (
+      await post(s, '/v1/chat/completions', chat('x', { stream: true, stream_options: { include_usage: true } }))
+    ).text();
+    const events = text
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: '))
+      .map((e) => e.slice(6));
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e) as Record<string, any>);
     expect(chunks[0]?.choices[0].delta.role).toBe('assistant');
@@ -228,7 +346,9 @@ describe('vLLM simulator: capacity', () => {
     const poll = setInterval(() => {
       if (s.state.snapshot().waiting > 0) sawWaiting = true;
     }, 5);
-    await Promise.all(Array.from({ length: 12 }, (_, i) => post(s, '/v1/chat/completions', chat(`q${i}`)).then((r) => r.json())));
+    await Promise.all(
+      Array.from({ length: 12 }, (_, i) => post(s, '/v1/chat/completions', chat(`q${i}`)).then((r) => r.json())),
+    );
     clearInterval(poll);
     const elapsed = performance.now() - started;
     const stats = s.state.snapshot();
@@ -249,7 +369,9 @@ describe('vLLM simulator: capacity', () => {
 
 describe('vLLM simulator: faults', () => {
   it('parses fault specs', () => {
-    expect(parseFaultSpec('429=0.1,500=0.05,retry-after=2,spike=0.01:1500,hang=0.001,drop=0.002,stall=0.003,truncate=0.004')).toEqual({
+    expect(
+      parseFaultSpec('429=0.1,500=0.05,retry-after=2,spike=0.01:1500,hang=0.001,drop=0.002,stall=0.003,truncate=0.004'),
+    ).toEqual({
       errorRates: { '429': 0.1, '500': 0.05 },
       retryAfterSeconds: 2,
       spikeRate: 0.01,
@@ -295,7 +417,16 @@ describe('vLLM simulator: faults', () => {
     await setFaults(s, { stallRate: 1 });
     const stalled = await post(s, '/v1/chat/completions', chat('x'));
     expect(stalled.status).toBe(200);
-    await expect(Promise.race([stalled.text(), new Promise((_, reject) => setTimeout(() => { reject(new Error('still waiting')); }, 300))])).rejects.toThrow('still waiting');
+    await expect(
+      Promise.race([
+        stalled.text(),
+        new Promise((_, reject) =>
+          setTimeout(() => {
+            reject(new Error('still waiting'));
+          }, 300),
+        ),
+      ]),
+    ).rejects.toThrow('still waiting');
 
     await setFaults(s, { truncateRate: 1 });
     const truncated = await post(s, '/v1/chat/completions', chat('x'));

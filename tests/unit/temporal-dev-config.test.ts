@@ -1,7 +1,13 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { devServerAddress, devServerUiUrl, parseTemporalDevConfig, startDevArgs } from '../../dev/temporal-dev-config.js';
+
+import {
+  devServerAddress,
+  devServerUiUrl,
+  parseTemporalDevConfig,
+  startDevArgs,
+} from '../../dev/temporal-dev-config.js';
 import { ALL_SEARCH_ATTRIBUTES } from '../../workflows/search-attributes.js';
 
 const repoYaml = path.resolve('temporal-dev.yaml');
@@ -10,7 +16,9 @@ describe('temporal-dev.yaml', () => {
   const config = parseTemporalDevConfig(readFileSync(repoYaml, 'utf8'), path.dirname(repoYaml));
 
   it('registers every search attribute the workflows set, with the same type', () => {
-    const declared = Object.entries(config.searchAttributes).map(([name, type]) => `${name}:${type.toUpperCase()}`).sort();
+    const declared = Object.entries(config.searchAttributes)
+      .map(([name, type]) => `${name}:${type.toUpperCase()}`)
+      .sort();
     const used = ALL_SEARCH_ATTRIBUTES.map((k) => `${k.name}:${k.type}`).sort();
     expect(declared).toEqual(used);
   });
@@ -45,20 +53,34 @@ describe('start-dev flags', () => {
       '/srv',
     );
     expect(startDevArgs(config)).toEqual([
-      'server', 'start-dev',
-      '--ip', '0.0.0.0',
-      '--port', '7000',
-      '--log-level', 'error',
-      '--ui-port', '7001',
-      '--http-port', '7002',
-      '--metrics-port', '7003',
-      '--db-filename', '/srv/state/dev.db',
-      '--namespace', 'batches',
-      '--search-attribute', 'BatchStatus=Keyword',
-      '--search-attribute', 'BatchRequestCount=Int',
-      '--dynamic-config-value', 'limit.blobSize.warn=1000',
-      '--dynamic-config-value', 'frontend.enableUpdateWorkflowExecution=true',
-      '--dynamic-config-value', 'some.string="x"',
+      'server',
+      'start-dev',
+      '--ip',
+      '0.0.0.0',
+      '--port',
+      '7000',
+      '--log-level',
+      'error',
+      '--ui-port',
+      '7001',
+      '--http-port',
+      '7002',
+      '--metrics-port',
+      '7003',
+      '--db-filename',
+      '/srv/state/dev.db',
+      '--namespace',
+      'batches',
+      '--search-attribute',
+      'BatchStatus=Keyword',
+      '--search-attribute',
+      'BatchRequestCount=Int',
+      '--dynamic-config-value',
+      'limit.blobSize.warn=1000',
+      '--dynamic-config-value',
+      'frontend.enableUpdateWorkflowExecution=true',
+      '--dynamic-config-value',
+      'some.string="x"',
     ]);
     // A wildcard bind is reached on loopback.
     expect(devServerAddress(config)).toBe('127.0.0.1:7000');

@@ -1,12 +1,34 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ValidationParams } from '../../activities/validate.js';
+
+import {
+  chunkSizeFor,
+  joinPieces,
+  pieceSize,
+  validateLines,
+  type ValidationParams,
+} from '../../activities/validate.js';
 import { readLines } from '../../lib/jsonl.js';
 
-const params: ValidationParams = { endpoint: '/v1/chat/completions', maxRequests: 50_000, maxErrors: 100, chunkSize: 2, maxDepth: 64, maxCustomIdChars: 512, maxLineBytes: 1 << 20, maxEmbeddingInputs: 2048 };
+const params: ValidationParams = {
+  endpoint: '/v1/chat/completions',
+  maxRequests: 50_000,
+  maxErrors: 100,
+  chunkSize: 2,
+  maxDepth: 64,
+  maxCustomIdChars: 512,
+  maxLineBytes: 1 << 20,
+  maxEmbeddingInputs: 2048,
+};
 
 const line = (customId: string, over: Record<string, unknown> = {}, body: Record<string, unknown> = {}): string =>
-  JSON.stringify({ custom_id: customId, method: 'POST', url: '/v1/chat/completions', body: { model: 'm', messages: [], ...body }, ...over });
+  JSON.stringify({
+    custom_id: customId,
+    method: 'POST',
+    url: '/v1/chat/completions',
+    body: { model: 'm', messages: [], ...body },
+    ...over,
+  });
 
 async function validate(lines: string[], p: Partial<ValidationParams> = {}) {
   return validateLines(readLines(Readable.from([Buffer.from(lines.join('\n'))])), { ...params, ...p });
@@ -66,21 +88,34 @@ describe('validating a batch input file', () => {
     const many = await validate([line('a'), line('b'), line('c')], { maxRequests: 2 });
     expect(many.errors.map((e) => [e.code, e.line])).toEqual([['too_many_tasks', 3]]);
 
-    const embed = (id: string, input: unknown) => JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/embeddings', body: { model: 'm', input } });
-    const embeddings = await validate([embed('a', ['x', 'y']), embed('b', ['z', 'w'])], { endpoint: '/v1/embeddings', maxRequests: 3 });
+    const embed = (id: string, input: unknown) =>
+      JSON.stringify({ custom_id: id, method: 'POST', url: '/v1/embeddings', body: { model: 'm', input } });
+    const embeddings = await validate([embed('a', ['x', 'y']), embed('b', ['z', 'w'])], {
+      endpoint: '/v1/embeddings',
+      maxRequests: 3,
+    });
     expect(embeddings.errors.map((e) => e.code)).toEqual(['too_many_tasks']);
     // A list of token ids is one input.
     const tokens = await validate([embed('a', [1, 2, 3, 4])], { endpoint: '/v1/embeddings', maxRequests: 1 });
     expect(tokens.errors).toEqual([]);
     // One line may not carry more inputs than one embeddings request takes.
-    const wide = await validate([embed('a', ['x', 'y', 'z']), embed('b', ['w'])], { endpoint: '/v1/embeddings', maxEmbeddingInputs: 2 });
+    const wide = await validate([embed('a', ['x', 'y', 'z']), embed('b', ['w'])], {
+      endpoint: '/v1/embeddings',
+      maxEmbeddingInputs: 2,
+    });
     expect(wide.errors.map((e) => [e.code, e.line, e.param])).toEqual([['invalid_request', 1, 'body.input']]);
   });
 
   it('caps the list of errors and says how many more there were', async () => {
-    const result = await validate(Array.from({ length: 10 }, () => 'nope'), { maxErrors: 3 });
+    const result = await validate(
+      Array.from({ length: 10 }, () => 'nope'),
+      { maxErrors: 3 },
+    );
     expect(result.errors).toHaveLength(4);
-    expect(result.errors[3]).toMatchObject({ code: 'too_many_errors', message: '7 more errors were found and are not listed.' });
+    expect(result.errors[3]).toMatchObject({
+      code: 'too_many_errors',
+      message: '7 more errors were found and are not listed.',
+    });
   });
 });
 

@@ -4,6 +4,7 @@
 import { msNumberToTs } from '@temporalio/common/lib/time.js';
 import type { NativeConnection, Worker, WorkerStatus } from '@temporalio/worker';
 import { describe, expect, it } from 'vitest';
+
 import { createLogger } from '../../lib/logger.js';
 import { Watchdog } from '../../workers/watchdog.js';
 
@@ -19,7 +20,14 @@ interface World {
 function watchdogFor(world: World, overrides: { pollStaleMs?: number; stallMs?: number } = {}) {
   const wedged: string[] = [];
   const worker = {
-    getStatus: () => ({ runState: 'RUNNING', activityPollerState: 'POLLING', workflowPollerState: 'POLLING', numInFlightActivities: 0, ...world.status }) as WorkerStatus,
+    getStatus: () =>
+      ({
+        runState: 'RUNNING',
+        activityPollerState: 'POLLING',
+        workflowPollerState: 'POLLING',
+        numInFlightActivities: 0,
+        ...world.status,
+      }) as WorkerStatus,
   } as unknown as Worker;
   const connection = {
     workflowService: {
@@ -27,8 +35,14 @@ function watchdogFor(world: World, overrides: { pollStaleMs?: number; stallMs?: 
       describeTaskQueue: (request: { apiMode?: number; taskQueueTypes?: number[] }) => {
         if (world.pollers === 'down') return Promise.reject(new Error('UNAVAILABLE'));
         const now = Date.now();
-        const pollers = world.pollers.map((p) => ({ identity: p.identity, lastAccessTime: msNumberToTs(now - p.agoMs) }));
-        if (request.apiMode === 1) return Promise.resolve({ versionsInfo: { '': { typesInfo: { [String(request.taskQueueTypes?.[0])]: { pollers } } } } });
+        const pollers = world.pollers.map((p) => ({
+          identity: p.identity,
+          lastAccessTime: msNumberToTs(now - p.agoMs),
+        }));
+        if (request.apiMode === 1)
+          return Promise.resolve({
+            versionsInfo: { '': { typesInfo: { [String(request.taskQueueTypes?.[0])]: { pollers } } } },
+          });
         return Promise.resolve({ pollers });
       },
     },
@@ -46,7 +60,11 @@ function watchdogFor(world: World, overrides: { pollStaleMs?: number; stallMs?: 
     log,
     onWedged: (reason) => wedged.push(reason),
   });
-  const ready = async (): Promise<string | undefined> => dog.check.check().then(() => undefined, (err: unknown) => (err as Error).message);
+  const ready = async (): Promise<string | undefined> =>
+    dog.check.check().then(
+      () => undefined,
+      (err: unknown) => (err as Error).message,
+    );
   // One look, as the timer would take it.
   const look = (): Promise<void> => (dog as unknown as { evaluate(): Promise<void> }).evaluate();
   return { dog, wedged, ready, look };
@@ -56,7 +74,11 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 describe('the worker watchdog', () => {
   it('is ready while Temporal lists the worker among the pollers', async () => {
-    const { ready, look, wedged } = watchdogFor({ status: {}, pollers: [{ identity: 'me@host:1', agoMs: 100 }], progressAt: Date.now() });
+    const { ready, look, wedged } = watchdogFor({
+      status: {},
+      pollers: [{ identity: 'me@host:1', agoMs: 100 }],
+      progressAt: Date.now(),
+    });
     expect(await ready()).toBe('starting');
     await look();
     expect(await ready()).toBeUndefined();

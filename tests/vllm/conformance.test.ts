@@ -3,7 +3,8 @@
 // on generated text (the real model has random weights). Each deliberate difference (listed in
 // simulator/README.md) is asserted here as a difference, so that it cannot grow unnoticed.
 import { connect } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import { startSimulator, VLLM_VERSION, type RunningSimulator, type SimulatorOptions } from '../../simulator/server.js';
 import { REAL_VLLM_DEFAULTS, startRealVllm, type RealVllm, type StartedVllm } from './global-setup.js';
 
@@ -11,7 +12,14 @@ import { REAL_VLLM_DEFAULTS, startRealVllm, type RealVllm, type StartedVllm } fr
 // under a configuration that starts none it has nothing to compare with and is skipped.
 const provided = inject('vllm') as RealVllm | undefined;
 const suite = provided === undefined ? describe.skip : describe;
-const real: RealVllm = provided ?? { url: '', model: 'tiny', ...REAL_VLLM_DEFAULTS, extraArgs: [], python: '', modelDir: '' };
+const real: RealVllm = provided ?? {
+  url: '',
+  model: 'tiny',
+  ...REAL_VLLM_DEFAULTS,
+  extraArgs: [],
+  python: '',
+  modelDir: '',
+};
 const KEY = 'sk-conformance-key';
 
 /** The simulator configured as the shared real server runs (dev/vllm-local.ts), with vLLM's CPU block size. */
@@ -37,7 +45,13 @@ interface Answer {
   json: any;
 }
 
-async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Answer> {
+async function call(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+): Promise<Answer> {
   const init: RequestInit = { method, headers: { ...headers } };
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
@@ -55,8 +69,17 @@ async function call(base: string, method: string, path: string, body?: unknown, 
 }
 
 /** One request to each; sequential per server, so each sees the same history (its prefix cache). */
-async function both(targets: { real: string; sim: string }, method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ real: Answer; sim: Answer }> {
-  const [r, s] = await Promise.all([call(targets.real, method, path, body, headers), call(targets.sim, method, path, body, headers)]);
+async function both(
+  targets: { real: string; sim: string },
+  method: string,
+  path: string,
+  body?: unknown,
+  headers?: Record<string, string>,
+): Promise<{ real: Answer; sim: Answer }> {
+  const [r, s] = await Promise.all([
+    call(targets.real, method, path, body, headers),
+    call(targets.sim, method, path, body, headers),
+  ]);
   return { real: r, sim: s };
 }
 
@@ -64,7 +87,12 @@ async function both(targets: { real: string; sim: string }, method: string, path
 function shape(value: unknown): unknown {
   if (value === null) return 'null';
   if (Array.isArray(value)) return value.map(shape);
-  if (typeof value === 'object') return Object.fromEntries(Object.entries(value).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => [k, shape(v)]));
+  if (typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value)
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([k, v]) => [k, shape(v)]),
+    );
   return typeof value;
 }
 
@@ -87,15 +115,28 @@ suite('conformance with real vLLM', () => {
   beforeAll(async () => {
     // The second real server (--api-key, no --enable-prompt-tokens-details, --enable-request-id-headers)
     // starts now and comes up while the first tests run: it costs a minute or two of CPU, once.
-    realAuth = startRealVllm({ apiKey: KEY, extraArgs: ['--no-enable-prompt-tokens-details', '--enable-request-id-headers'] });
+    realAuth = startRealVllm({
+      apiKey: KEY,
+      extraArgs: ['--no-enable-prompt-tokens-details', '--enable-request-id-headers'],
+    });
     realAuth.catch(() => undefined);
     sim = await startSimulator(MIRROR, { host: '127.0.0.1', port: 0 });
-    simAuth = await startSimulator({ ...MIRROR, apiKey: KEY, enablePromptTokensDetails: false, enableRequestIdHeaders: true }, { host: '127.0.0.1', port: 0 });
+    simAuth = await startSimulator(
+      { ...MIRROR, apiKey: KEY, enablePromptTokensDetails: false, enableRequestIdHeaders: true },
+      { host: '127.0.0.1', port: 0 },
+    );
     targets = { real: real.url, sim: sim.url };
   });
 
   afterAll(async () => {
-    await Promise.all([sim.close(), simAuth.close(), realAuth.then((v) => v.stop(), () => undefined)]);
+    await Promise.all([
+      sim.close(),
+      simAuth.close(),
+      realAuth.then(
+        (v) => v.stop(),
+        () => undefined,
+      ),
+    ]);
   });
 
   describe('routes and discovery', () => {
@@ -103,7 +144,8 @@ suite('conformance with real vLLM', () => {
       const { real: r, sim: s } = await both(targets, 'GET', '/v1/models');
       expect([r.status, s.status]).toEqual([200, 200]);
       expect(shape(s.json)).toEqual(shape(r.json));
-      const summary = (a: Answer): unknown[] => (a.json.data as Record<string, unknown>[]).map((m) => [m.id, m.object, m.owned_by, m.max_model_len]);
+      const summary = (a: Answer): unknown[] =>
+        (a.json.data as Record<string, unknown>[]).map((m) => [m.id, m.object, m.owned_by, m.max_model_len]);
       expect(summary(s)).toEqual(summary(r));
       expect(s.json.data[0].permission[0].id).toMatch(/^modelperm-[0-9a-f]{16}$/);
       expect(r.json.data[0].permission[0].id).toMatch(/^modelperm-[0-9a-f]{16}$/);
@@ -132,7 +174,13 @@ suite('conformance with real vLLM', () => {
       for (const [method, path, body] of cases) {
         const { real: r, sim: s } = await both(targets, method, path, body);
         const what = `${method} ${path}`;
-        expect({ what, status: s.status, body: s.text, type: s.headers.get('content-type'), allow: s.headers.get('allow') }).toEqual({
+        expect({
+          what,
+          status: s.status,
+          body: s.text,
+          type: s.headers.get('content-type'),
+          allow: s.headers.get('allow'),
+        }).toEqual({
           what,
           status: r.status,
           body: r.text,
@@ -155,9 +203,27 @@ suite('conformance with real vLLM', () => {
   describe('answers', () => {
     it('answers a chat, a completion and a response with the same shape, usage and headers', async () => {
       const requests: [string, Record<string, unknown>, RegExp][] = [
-        ['/v1/chat/completions', { model: real.model, messages: [{ role: 'user', content: 'the the' }], max_tokens: 3, ignore_eos: true, cache_salt: SALT }, /^chatcmpl-[0-9a-f]{16}$/],
-        ['/v1/completions', { model: real.model, prompt: 'the the', max_tokens: 3, ignore_eos: true, cache_salt: SALT }, /^cmpl-[0-9a-f]{16}$/],
-        ['/v1/responses', { model: real.model, input: 'the the', max_output_tokens: 3, ignore_eos: true, cache_salt: SALT }, /^resp_[0-9a-f]{16}$/],
+        [
+          '/v1/chat/completions',
+          {
+            model: real.model,
+            messages: [{ role: 'user', content: 'the the' }],
+            max_tokens: 3,
+            ignore_eos: true,
+            cache_salt: SALT,
+          },
+          /^chatcmpl-[0-9a-f]{16}$/,
+        ],
+        [
+          '/v1/completions',
+          { model: real.model, prompt: 'the the', max_tokens: 3, ignore_eos: true, cache_salt: SALT },
+          /^cmpl-[0-9a-f]{16}$/,
+        ],
+        [
+          '/v1/responses',
+          { model: real.model, input: 'the the', max_output_tokens: 3, ignore_eos: true, cache_salt: SALT },
+          /^resp_[0-9a-f]{16}$/,
+        ],
       ];
       for (const [path, body, id] of requests) {
         const { real: r, sim: s } = await both(targets, 'POST', path, body);
@@ -171,9 +237,15 @@ suite('conformance with real vLLM', () => {
           expect(s.json.system_fingerprint).toMatch(/^vllm-0\.32\.0-[0-9a-f]{8}$/);
         }
         if (path === '/v1/responses') {
-          for (const a of [r, s]) expect([a.json.status, a.json.incomplete_details, a.json.max_output_tokens]).toEqual(['incomplete', { reason: 'max_output_tokens' }, 3]);
+          for (const a of [r, s])
+            expect([a.json.status, a.json.incomplete_details, a.json.max_output_tokens]).toEqual([
+              'incomplete',
+              { reason: 'max_output_tokens' },
+              3,
+            ]);
         } else {
-          const reasons = (a: Answer): unknown[] => (a.json.choices as Record<string, unknown>[]).map((c) => c.finish_reason);
+          const reasons = (a: Answer): unknown[] =>
+            (a.json.choices as Record<string, unknown>[]).map((c) => c.finish_reason);
           expect(reasons(s)).toEqual(reasons(r));
         }
         // Headers: the same set, no X-Request-Id by default.
@@ -186,9 +258,17 @@ suite('conformance with real vLLM', () => {
 
     it('differs at the connection level only as listed: no "server: uvicorn", Node\'s "connection: keep-alive"', async () => {
       const { real: r, sim: s } = await both(targets, 'GET', '/v1/models');
-      expect([r.headers.get('server'), r.headers.get('connection'), r.headers.get('keep-alive')]).toEqual(['uvicorn', null, null]);
+      expect([r.headers.get('server'), r.headers.get('connection'), r.headers.get('keep-alive')]).toEqual([
+        'uvicorn',
+        null,
+        null,
+      ]);
       // Neither announces its idle timeout: a client learns it only by being closed on.
-      expect([s.headers.get('server'), s.headers.get('connection'), s.headers.get('keep-alive')]).toEqual([null, 'keep-alive', null]);
+      expect([s.headers.get('server'), s.headers.get('connection'), s.headers.get('keep-alive')]).toEqual([
+        null,
+        'keep-alive',
+        null,
+      ]);
       const head = await both(targets, 'HEAD', '/health');
       expect([head.real.status, head.real.headers.get('content-length')]).toEqual([405, '31']);
       expect([head.sim.status, head.sim.headers.get('content-length')]).toEqual([405, null]);
@@ -202,13 +282,21 @@ suite('conformance with real vLLM', () => {
     });
 
     it('counts tokens as a 4-character tokenizer does, not as Llama 3\'s (deliberate; equal for text like "the the")', async () => {
-      const { real: r, sim: s } = await both(targets, 'POST', '/v1/completions', { model: real.model, prompt: 'Hello world', max_tokens: 1 });
+      const { real: r, sim: s } = await both(targets, 'POST', '/v1/completions', {
+        model: real.model,
+        prompt: 'Hello world',
+        max_tokens: 1,
+      });
       expect([r.json.usage.prompt_tokens, s.json.usage.prompt_tokens]).toEqual([3, 4]);
     });
 
     it('takes a client X-Request-Id as the id without echoing it', async () => {
       for (const [path, body, prefix] of [
-        ['/v1/chat/completions', { model: real.model, messages: [{ role: 'user', content: 'the' }], max_tokens: 1 }, 'chatcmpl-'],
+        [
+          '/v1/chat/completions',
+          { model: real.model, messages: [{ role: 'user', content: 'the' }], max_tokens: 1 },
+          'chatcmpl-',
+        ],
         ['/v1/completions', { model: real.model, prompt: 'the', max_tokens: 1 }, 'cmpl-'],
       ] as const) {
         const { real: r, sim: s } = await both(targets, 'POST', path, body, { 'x-request-id': 'my-id-123' });
@@ -219,7 +307,10 @@ suite('conformance with real vLLM', () => {
 
     it('answers n=2 with two choices, counting the prompt once', async () => {
       for (const [path, body] of [
-        ['/v1/chat/completions', { model: real.model, messages: [{ role: 'user', content: 'the' }], max_tokens: 3, n: 2, ignore_eos: true }],
+        [
+          '/v1/chat/completions',
+          { model: real.model, messages: [{ role: 'user', content: 'the' }], max_tokens: 3, n: 2, ignore_eos: true },
+        ],
         ['/v1/completions', { model: real.model, prompt: 'the', max_tokens: 3, n: 2, ignore_eos: true }],
       ] as const) {
         const { real: r, sim: s } = await both(targets, 'POST', path, body);
@@ -231,18 +322,45 @@ suite('conformance with real vLLM', () => {
     });
 
     it('accepts what vLLM accepts: no model, an unknown role, an unknown field, a priority', async () => {
-      const chat = (extra: Record<string, unknown>): Record<string, unknown> => ({ model: real.model, messages: [{ role: 'user', content: 'the' }], max_tokens: 1, ...extra });
-      for (const body of [{ messages: [{ role: 'user', content: 'the' }], max_tokens: 1 }, chat({ messages: [{ role: 'wizard', content: 'the' }] }), chat({ frobnicate: true }), chat({ priority: 1 }), chat({ model: null, max_tokens: true })]) {
+      const chat = (extra: Record<string, unknown>): Record<string, unknown> => ({
+        model: real.model,
+        messages: [{ role: 'user', content: 'the' }],
+        max_tokens: 1,
+        ...extra,
+      });
+      for (const body of [
+        { messages: [{ role: 'user', content: 'the' }], max_tokens: 1 },
+        chat({ messages: [{ role: 'wizard', content: 'the' }] }),
+        chat({ frobnicate: true }),
+        chat({ priority: 1 }),
+        chat({ model: null, max_tokens: true }),
+      ]) {
         const { real: r, sim: s } = await both(targets, 'POST', '/v1/chat/completions', body);
-        expect({ body, status: s.status, model: s.json.model }).toEqual({ body, status: r.status, model: r.json.model });
+        expect({ body, status: s.status, model: s.json.model }).toEqual({
+          body,
+          status: r.status,
+          model: r.json.model,
+        });
         expect(r.status).toBe(200);
       }
     });
 
     it('streams chat as vLLM does: the same events, chunk keys and usage', async () => {
-      const body = { model: real.model, messages: [{ role: 'user', content: 'the the' }], max_tokens: 3, ignore_eos: true, stream: true, stream_options: { include_usage: true }, cache_salt: SALT };
+      const body = {
+        model: real.model,
+        messages: [{ role: 'user', content: 'the the' }],
+        max_tokens: 3,
+        ignore_eos: true,
+        stream: true,
+        stream_options: { include_usage: true },
+        cache_salt: SALT,
+      };
       const { real: r, sim: s } = await both(targets, 'POST', '/v1/chat/completions', body);
-      const events = (a: Answer): string[] => a.text.split('\n\n').filter((e) => e !== '').map((e) => e.replace(/^data: /, ''));
+      const events = (a: Answer): string[] =>
+        a.text
+          .split('\n\n')
+          .filter((e) => e !== '')
+          .map((e) => e.replace(/^data: /, ''));
       expect(s.headers.get('content-type')).toBe(r.headers.get('content-type'));
       expect(headerNames(s.headers)).toEqual(headerNames(r.headers));
       const [re, se] = [events(r), events(s)];
@@ -255,7 +373,10 @@ suite('conformance with real vLLM', () => {
       expect(Object.keys(sc[1]).sort()).toEqual(Object.keys(rc[1]).sort());
       expect(Object.keys(sc[1].choices[0]).sort()).toEqual(Object.keys(rc[1].choices[0]).sort());
       const lastToken = (c: any[]): any => c.filter((x) => x.choices.length > 0).at(-1).choices[0];
-      expect([lastToken(sc).finish_reason, Object.keys(lastToken(sc)).sort()]).toEqual([lastToken(rc).finish_reason, Object.keys(lastToken(rc)).sort()]);
+      expect([lastToken(sc).finish_reason, Object.keys(lastToken(sc)).sort()]).toEqual([
+        lastToken(rc).finish_reason,
+        Object.keys(lastToken(rc)).sort(),
+      ]);
       expect(shape(sc.at(-1))).toEqual(shape(rc.at(-1)));
       expect(sc.at(-1).usage).toEqual(rc.at(-1).usage);
     });
@@ -263,14 +384,34 @@ suite('conformance with real vLLM', () => {
 
   describe('the context length', () => {
     const limit = real.maxModelLen;
-    const chat = (k: number, extra: Record<string, unknown> = {}): Record<string, unknown> => ({ model: real.model, messages: [{ role: 'user', content: words(k) }], ignore_eos: true, cache_salt: `${SALT}-ctx`, ...extra });
+    const chat = (k: number, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+      model: real.model,
+      messages: [{ role: 'user', content: words(k) }],
+      ignore_eos: true,
+      cache_salt: `${SALT}-ctx`,
+      ...extra,
+    });
 
     it('cuts prompt + max_tokens over the limit to the room left: 200, finish_reason length', async () => {
       const cases: [string, Record<string, unknown>, number][] = [
         // A chat message of k words is k + 10 tokens; a completion prompt k + 1; a response input k + 11.
         ['/v1/chat/completions', chat(1990, { max_tokens: 100 }), 2000],
-        ['/v1/completions', { model: real.model, prompt: words(2000), max_tokens: 100, ignore_eos: true, cache_salt: `${SALT}-ctx` }, 2001],
-        ['/v1/responses', { model: real.model, input: words(1989), max_output_tokens: 100, ignore_eos: true, cache_salt: `${SALT}-ctx` }, 2000],
+        [
+          '/v1/completions',
+          { model: real.model, prompt: words(2000), max_tokens: 100, ignore_eos: true, cache_salt: `${SALT}-ctx` },
+          2001,
+        ],
+        [
+          '/v1/responses',
+          {
+            model: real.model,
+            input: words(1989),
+            max_output_tokens: 100,
+            ignore_eos: true,
+            cache_salt: `${SALT}-ctx`,
+          },
+          2000,
+        ],
         // No max_tokens: the room left.
         ['/v1/chat/completions', chat(2000), 2010],
         ['/v1/chat/completions', chat(2037), 2047],
@@ -281,16 +422,29 @@ suite('conformance with real vLLM', () => {
         expect(shape(s.json)).toEqual(shape(r.json));
         expect(s.json.usage).toEqual(r.json.usage);
         if (path === '/v1/responses') {
-          expect(r.json.usage).toMatchObject({ input_tokens: prompt, output_tokens: limit - prompt, total_tokens: limit });
-          for (const a of [r, s]) expect([a.json.status, a.json.incomplete_details, a.json.max_output_tokens]).toEqual(['incomplete', { reason: 'max_output_tokens' }, limit - prompt]);
+          expect(r.json.usage).toMatchObject({
+            input_tokens: prompt,
+            output_tokens: limit - prompt,
+            total_tokens: limit,
+          });
+          for (const a of [r, s])
+            expect([a.json.status, a.json.incomplete_details, a.json.max_output_tokens]).toEqual([
+              'incomplete',
+              { reason: 'max_output_tokens' },
+              limit - prompt,
+            ]);
         } else {
-          expect(r.json.usage).toMatchObject({ prompt_tokens: prompt, completion_tokens: limit - prompt, total_tokens: limit });
+          expect(r.json.usage).toMatchObject({
+            prompt_tokens: prompt,
+            completion_tokens: limit - prompt,
+            total_tokens: limit,
+          });
           expect([r.json.choices[0].finish_reason, s.json.choices[0].finish_reason]).toEqual(['length', 'length']);
         }
       }
     });
 
-    it('refuses max_tokens alone over the limit, the prompt alone over it, and a prompt that fills it, with vLLM\'s words', async () => {
+    it("refuses max_tokens alone over the limit, the prompt alone over it, and a prompt that fills it, with vLLM's words", async () => {
       const cases: [string, Record<string, unknown>][] = [
         ['/v1/chat/completions', chat(1, { max_tokens: 5000 })],
         ['/v1/chat/completions', chat(1, { max_completion_tokens: 5000 })],
@@ -319,7 +473,12 @@ suite('conformance with real vLLM', () => {
 
   describe('validation errors', () => {
     it('words request errors as vLLM does: type, param, code and message', async () => {
-      const chat = (extra: Record<string, unknown>): Record<string, unknown> => ({ model: real.model, messages: [{ role: 'user', content: 'the' }], max_tokens: 2, ...extra });
+      const chat = (extra: Record<string, unknown>): Record<string, unknown> => ({
+        model: real.model,
+        messages: [{ role: 'user', content: 'the' }],
+        max_tokens: 2,
+        ...extra,
+      });
       const cases: [string, unknown][] = [
         ['/v1/chat/completions', { model: real.model, max_tokens: 2 }],
         ['/v1/chat/completions', chat({ messages: [] })],
@@ -361,10 +520,14 @@ suite('conformance with real vLLM', () => {
       }
     });
 
-    it('words a message of the wrong content type with the same param, listing fewer of pydantic\'s union errors (deliberate)', async () => {
+    it("words a message of the wrong content type with the same param, listing fewer of pydantic's union errors (deliberate)", async () => {
       const body = { model: real.model, messages: [{ role: 'user', content: 5 }], max_tokens: 2 };
       const { real: r, sim: s } = await both(targets, 'POST', '/v1/chat/completions', body);
-      expect([s.status, s.json.error.type, s.json.error.param]).toEqual([r.status, r.json.error.type, r.json.error.param]);
+      expect([s.status, s.json.error.type, s.json.error.param]).toEqual([
+        r.status,
+        r.json.error.type,
+        r.json.error.param,
+      ]);
       expect(r.json.error.message).toMatch(/^22 validation errors:/);
       expect(s.json.error.message).toMatch(/^1 validation error:/);
     });
@@ -373,17 +536,32 @@ suite('conformance with real vLLM', () => {
   describe('usage and the prefix cache', () => {
     it('reports cached and created cache tokens alike (blocks of 128 tokens on the CPU)', async () => {
       const salt = `${SALT}-cache`;
-      const chat = { model: real.model, messages: [{ role: 'user', content: words(1990) }], max_tokens: 1, cache_salt: salt };
+      const chat = {
+        model: real.model,
+        messages: [{ role: 'user', content: words(1990) }],
+        max_tokens: 1,
+        cache_salt: salt,
+      };
       const completion = { model: real.model, prompt: words(2000), max_tokens: 1, cache_salt: salt };
       const response = { model: real.model, input: words(1989), max_output_tokens: 1, cache_salt: salt };
       const seen: unknown[] = [];
-      for (const [path, body] of [['/v1/chat/completions', chat], ['/v1/chat/completions', chat], ['/v1/completions', completion], ['/v1/completions', completion], ['/v1/responses', response], ['/v1/responses', response]] as const) {
+      for (const [path, body] of [
+        ['/v1/chat/completions', chat],
+        ['/v1/chat/completions', chat],
+        ['/v1/completions', completion],
+        ['/v1/completions', completion],
+        ['/v1/responses', response],
+        ['/v1/responses', response],
+      ] as const) {
         const { real: r, sim: s } = await both(targets, 'POST', path, body);
         expect({ path, usage: s.json.usage }).toEqual({ path, usage: r.json.usage });
         seen.push(r.json.usage);
       }
       // The first chat wrote 15 full blocks; the same prompt again found them.
-      expect(seen[0]).toMatchObject({ prompt_tokens: 2000, prompt_tokens_details: { cached_tokens: 0, created_cache_tokens: 1920 } });
+      expect(seen[0]).toMatchObject({
+        prompt_tokens: 2000,
+        prompt_tokens_details: { cached_tokens: 0, created_cache_tokens: 1920 },
+      });
       expect(seen[1]).toMatchObject({ prompt_tokens_details: { cached_tokens: 1920, created_cache_tokens: 0 } });
       expect(seen[3]).toMatchObject({ prompt_tokens_details: { cached_tokens: 1920, created_cache_tokens: null } });
     });
@@ -446,7 +624,8 @@ suite('conformance with real vLLM', () => {
       const out = new Map<string, Family>();
       for (const line of text.split('\n')) {
         const m = /^# TYPE (vllm:\S+) (\S+)$/.exec(line);
-        if (m?.[1] !== undefined && m[2] !== undefined && !m[1].endsWith('_created')) out.set(m[1], { type: m[2], labels: [], buckets: [] });
+        if (m?.[1] !== undefined && m[2] !== undefined && !m[1].endsWith('_created'))
+          out.set(m[1], { type: m[2], labels: [], buckets: [] });
       }
       for (const line of text.split('\n')) {
         const m = /^(vllm:[^{\s]+)\{([^}]*)\}/.exec(line);
@@ -468,7 +647,7 @@ suite('conformance with real vLLM', () => {
       return out;
     }
 
-    it('has vLLM\'s metric families, types, labels and buckets, present from start-up', async () => {
+    it("has vLLM's metric families, types, labels and buckets, present from start-up", async () => {
       // A fresh simulator: its metrics exist before any request, as vLLM's do.
       const fresh = await startSimulator(MIRROR, { host: '127.0.0.1', port: 0 });
       try {
@@ -476,7 +655,11 @@ suite('conformance with real vLLM', () => {
         expect([r.status, s.status]).toEqual([200, 200]);
         const [rf, sf] = [families(r.text), families(s.text)];
         // Deliberate: no model, so no FLOPs or memory-traffic estimates (simulator/README.md).
-        const notModelled = ['vllm:estimated_flops_per_gpu_total', 'vllm:estimated_read_bytes_per_gpu_total', 'vllm:estimated_write_bytes_per_gpu_total'];
+        const notModelled = [
+          'vllm:estimated_flops_per_gpu_total',
+          'vllm:estimated_read_bytes_per_gpu_total',
+          'vllm:estimated_write_bytes_per_gpu_total',
+        ];
         for (const name of notModelled) {
           expect(rf.has(name)).toBe(true);
           expect(sf.has(name)).toBe(false);
@@ -525,7 +708,12 @@ suite('conformance with real vLLM', () => {
       for (const [method, path, body, headers] of cases) {
         const { real: r, sim: s } = await both(auth, method, path, body, headers);
         const what = `${method} ${path} ${JSON.stringify(headers)}`;
-        expect({ what, status: s.status, body: s.text, names: headerNames(s.headers) }).toEqual({ what, status: r.status, body: r.text, names: headerNames(r.headers) });
+        expect({ what, status: s.status, body: s.text, names: headerNames(s.headers) }).toEqual({
+          what,
+          status: r.status,
+          body: r.text,
+          names: headerNames(r.headers),
+        });
       }
       const ok = await both(auth, 'POST', '/v1/chat/completions', chat, { authorization: `bearer ${KEY}` });
       expect([ok.real.status, ok.sim.status]).toEqual([200, 200]);
@@ -533,10 +721,16 @@ suite('conformance with real vLLM', () => {
       expect([metrics.real.status, metrics.sim.status]).toEqual([200, 200]);
     });
 
-    it('sends X-Request-Id on every answer with --enable-request-id-headers (the client\'s, or a new one)', async () => {
+    it("sends X-Request-Id on every answer with --enable-request-id-headers (the client's, or a new one)", async () => {
       const chat = { model: real.model, messages: [{ role: 'user', content: 'the' }], max_tokens: 1 };
-      const given = await both(auth, 'POST', '/v1/chat/completions', chat, { authorization: `Bearer ${KEY}`, 'x-request-id': 'mine-1' });
-      expect([given.real.headers.get('x-request-id'), given.sim.headers.get('x-request-id')]).toEqual(['mine-1', 'mine-1']);
+      const given = await both(auth, 'POST', '/v1/chat/completions', chat, {
+        authorization: `Bearer ${KEY}`,
+        'x-request-id': 'mine-1',
+      });
+      expect([given.real.headers.get('x-request-id'), given.sim.headers.get('x-request-id')]).toEqual([
+        'mine-1',
+        'mine-1',
+      ]);
       expect([given.real.json.id, given.sim.json.id]).toEqual(['chatcmpl-mine-1', 'chatcmpl-mine-1']);
       for (const path of ['/health', '/nope']) {
         const fresh = await both(auth, 'GET', path);

@@ -5,9 +5,16 @@
 // tests that need a second server (another flag set), start it the same way.
 import getPort from 'get-port';
 import type { TestProject } from 'vitest/node';
+
+import {
+  ensureTinyModel,
+  ensureVllm,
+  startVllm,
+  TINY_MODEL_NAME,
+  type LocalVllmSettings,
+} from '../../dev/vllm-local.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
-import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME, type LocalVllmSettings } from '../../dev/vllm-local.js';
 
 /** What the tests are told about the shared real vLLM. */
 export interface RealVllm {
@@ -42,7 +49,10 @@ export const REAL_VLLM_DEFAULTS = { maxModelLen: 2048, maxNumSeqs: 8 } as const;
  * Installs vLLM and the tiny model if they are missing (minutes, once; cached in the tools folder),
  * then starts a server on a free port and waits for its /health (about 60–120 s on two cores).
  */
-export async function startRealVllm(settings: Partial<Omit<LocalVllmSettings, 'python' | 'modelDir'>> = {}, log?: Logger): Promise<StartedVllm> {
+export async function startRealVllm(
+  settings: Partial<Omit<LocalVllmSettings, 'python' | 'modelDir'>> = {},
+  log?: Logger,
+): Promise<StartedVllm> {
   const config = loadConfig({ ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
   const logger = log ?? createLogger('test-vllm', config.log);
   const { version, python: basePython, startTimeoutMs } = config.vllmLocal;
@@ -53,11 +63,21 @@ export async function startRealVllm(settings: Partial<Omit<LocalVllmSettings, 'p
   const host = settings.host ?? '127.0.0.1';
   const port = settings.port ?? (await getPort({ host }));
   const started = Date.now();
-  const vllm = await startVllm({ ...settings, python, modelDir, host, port, maxModelLen, maxNumSeqs }, logger, { timeoutMs: startTimeoutMs });
+  const vllm = await startVllm({ ...settings, python, modelDir, host, port, maxModelLen, maxNumSeqs }, logger, {
+    timeoutMs: startTimeoutMs,
+  });
   logger.info({ url: vllm.url, seconds: Math.round((Date.now() - started) / 1000) }, 'real vLLM ready for the tests');
   const extraArgs = [...(settings.apiKey === undefined ? [] : ['--api-key', '<key>']), ...(settings.extraArgs ?? [])];
   return {
-    info: { url: vllm.url, model: settings.servedModelName ?? TINY_MODEL_NAME, maxModelLen, maxNumSeqs, extraArgs, python, modelDir },
+    info: {
+      url: vllm.url,
+      model: settings.servedModelName ?? TINY_MODEL_NAME,
+      maxModelLen,
+      maxNumSeqs,
+      extraArgs,
+      python,
+      modelDir,
+    },
     stop: () => vllm.stop(),
   };
 }

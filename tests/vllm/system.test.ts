@@ -5,11 +5,21 @@
 import { execFileSync } from 'node:child_process';
 import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import { TINY_MODEL_NAME, vllmCommand } from '../../dev/vllm-local.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
-import { expectedIds, outputsByCustomId, startTestStack, submitBatch, waitForBatch, waitForProgress, type TestStack } from '../support/stack.js';
+import {
+  expectedIds,
+  outputsByCustomId,
+  startTestStack,
+  submitBatch,
+  waitForBatch,
+  waitForProgress,
+  type TestStack,
+} from '../support/stack.js';
 
-const line = (id: string, url: string, body: Record<string, unknown>): string => JSON.stringify({ custom_id: id, method: 'POST', url, body: { model: TINY_MODEL_NAME, ...body } });
+const line = (id: string, url: string, body: Record<string, unknown>): string =>
+  JSON.stringify({ custom_id: id, method: 'POST', url, body: { model: TINY_MODEL_NAME, ...body } });
 const lines = (...ls: string[]): string => `${ls.join('\n')}\n`;
 /** About `tokens` tokens of Llama 3's tokenizer: one short common word each. */
 const words = (tokens: number, word = 'hello'): string => Array.from({ length: tokens }, () => word).join(' ');
@@ -19,7 +29,10 @@ describe('batches against real vLLM', () => {
   const vllm = inject('vllm');
 
   beforeAll(async () => {
-    stack = await startTestStack({ engines: [vllm.url], env: { GPU_MAX_INFLIGHT: String(vllm.maxNumSeqs), API_RATE_LIMIT_PER_MINUTE: '0' } });
+    stack = await startTestStack({
+      engines: [vllm.url],
+      env: { GPU_MAX_INFLIGHT: String(vllm.maxNumSeqs), API_RATE_LIMIT_PER_MINUTE: '0' },
+    });
   });
   afterAll(async () => {
     await stack.stop();
@@ -27,12 +40,20 @@ describe('batches against real vLLM', () => {
 
   it('runs chat, completions and responses batches, keeping vLLM answers as they are', async () => {
     const cases = [
-      ['/v1/chat/completions', { messages: [{ role: 'user', content: 'Say something.' }], max_tokens: 6, ignore_eos: true }, 'chat.completion'],
+      [
+        '/v1/chat/completions',
+        { messages: [{ role: 'user', content: 'Say something.' }], max_tokens: 6, ignore_eos: true },
+        'chat.completion',
+      ],
       ['/v1/completions', { prompt: 'Once upon a time', max_tokens: 6, ignore_eos: true }, 'text_completion'],
       ['/v1/responses', { input: 'Say something.', max_output_tokens: 6 }, 'response'],
     ] as const;
     for (const [endpoint, body, object] of cases) {
-      const batch = await waitForBatch(stack.openai, (await submitBatch(stack, lines(...[0, 1, 2, 3].map((i) => line(`r${i}`, endpoint, body))), { endpoint })).id, 180_000);
+      const batch = await waitForBatch(
+        stack.openai,
+        (await submitBatch(stack, lines(...[0, 1, 2, 3].map((i) => line(`r${i}`, endpoint, body))), { endpoint })).id,
+        180_000,
+      );
       expect(batch.status, endpoint).toBe('completed');
       expect(batch.request_counts).toEqual({ total: 4, completed: 4, failed: 0 });
       const { ok } = await outputsByCustomId(stack.openai, batch);
@@ -52,7 +73,11 @@ describe('batches against real vLLM', () => {
     const chat = (id: string, body: Record<string, unknown>): string => line(id, '/v1/chat/completions', body);
     const content = [
       // Prompt + max_tokens over max_model_len: vLLM answers 200 and cuts the output.
-      chat('cut', { messages: [{ role: 'user', content: words(vllm.maxModelLen - 200) }], max_tokens: 500, ignore_eos: true }),
+      chat('cut', {
+        messages: [{ role: 'user', content: words(vllm.maxModelLen - 200) }],
+        max_tokens: 500,
+        ignore_eos: true,
+      }),
       // max_tokens alone over it: 400, param max_tokens.
       chat('too-many-tokens', { messages: [{ role: 'user', content: 'hi' }], max_tokens: vllm.maxModelLen + 1000 }),
       // The prompt alone over it: 400.
@@ -69,7 +94,11 @@ describe('batches against real vLLM', () => {
     expect(cut?.status_code).toBe(200);
     expect((cut?.body.choices as { finish_reason: string }[])[0]?.finish_reason).toBe('length');
     expect((cut?.body.usage as { completion_tokens: number }).completion_tokens).toBeLessThan(500);
-    for (const [id, param] of [['too-many-tokens', 'max_tokens'], ['too-long-prompt', undefined], ['bad-temperature', undefined]] as const) {
+    for (const [id, param] of [
+      ['too-many-tokens', 'max_tokens'],
+      ['too-long-prompt', undefined],
+      ['bad-temperature', undefined],
+    ] as const) {
       const error = byId.get(id)?.response;
       expect(error?.status_code, id).toBe(400);
       // vLLM's own error body, whole: an object with its message, type and param.
@@ -80,7 +109,11 @@ describe('batches against real vLLM', () => {
     }
     expect(byId.get('fine')?.response?.status_code).toBe(200);
     // The 4xx lines, and only they, are dead letters, each tried once.
-    const letters = await stack.db.selectFrom('dead_letters').select(['custom_id', 'attempts']).where('batch_id', '=', batch.id).execute();
+    const letters = await stack.db
+      .selectFrom('dead_letters')
+      .select(['custom_id', 'attempts'])
+      .where('batch_id', '=', batch.id)
+      .execute();
     expect(letters.map((l) => l.custom_id).sort()).toEqual(['bad-temperature', 'too-long-prompt', 'too-many-tokens']);
     expect(letters.every((l) => l.attempts === 1)).toBe(true);
   });
@@ -88,20 +121,49 @@ describe('batches against real vLLM', () => {
   it('reports cached prompt tokens in the batch usage when lines share a long prefix', async () => {
     // vLLM on the CPU caches whole blocks of 128 tokens: a shared prefix of some 700 tokens holds several.
     const prefix = words(700, 'context');
-    const body = (q: string): Record<string, unknown> => ({ messages: [{ role: 'system', content: prefix }, { role: 'user', content: q }], max_tokens: 4, ignore_eos: true });
+    const body = (q: string): Record<string, unknown> => ({
+      messages: [
+        { role: 'system', content: prefix },
+        { role: 'user', content: q },
+      ],
+      max_tokens: 4,
+      ignore_eos: true,
+    });
     // The first batch fills the cache; the second, with the same prefix, reads from it.
-    await waitForBatch(stack.openai, (await submitBatch(stack, lines(line('warm', '/v1/chat/completions', body('first question'))))).id, 180_000);
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, lines(line('a', '/v1/chat/completions', body('second question')), line('b', '/v1/chat/completions', body('third question'))))).id, 180_000);
+    await waitForBatch(
+      stack.openai,
+      (await submitBatch(stack, lines(line('warm', '/v1/chat/completions', body('first question'))))).id,
+      180_000,
+    );
+    const batch = await waitForBatch(
+      stack.openai,
+      (
+        await submitBatch(
+          stack,
+          lines(
+            line('a', '/v1/chat/completions', body('second question')),
+            line('b', '/v1/chat/completions', body('third question')),
+          ),
+        )
+      ).id,
+      180_000,
+    );
     expect(batch.status).toBe('completed');
     const cached = batch.usage?.input_tokens_details.cached_tokens ?? 0;
     expect(cached).toBeGreaterThanOrEqual(2 * 128);
     expect(cached % 128).toBe(0);
     const { ok } = await outputsByCustomId(stack.openai, batch);
-    for (const out of ok) expect((out.response?.body.usage as { prompt_tokens_details: { cached_tokens: number } }).prompt_tokens_details.cached_tokens).toBeGreaterThan(0);
+    for (const out of ok)
+      expect(
+        (out.response?.body.usage as { prompt_tokens_details: { cached_tokens: number } }).prompt_tokens_details
+          .cached_tokens,
+      ).toBeGreaterThan(0);
   });
 
   it('refuses at validation an endpoint the model is not served on', async () => {
-    const created = await submitBatch(stack, lines(line('e', '/v1/embeddings', { input: 'embed me' })), { endpoint: '/v1/embeddings' });
+    const created = await submitBatch(stack, lines(line('e', '/v1/embeddings', { input: 'embed me' })), {
+      endpoint: '/v1/embeddings',
+    });
     const batch = await waitForBatch(stack.openai, created.id, 60_000);
     expect(batch.status).toBe('failed');
     expect(batch.errors?.data?.[0]).toMatchObject({ code: 'unsupported_endpoint', param: 'endpoint', line: 1 });
@@ -117,9 +179,26 @@ describe('a GPU worker that runs its own real vLLM', () => {
 
   /** The worker's environment for a VLLM_COMMAND that starts real vLLM on `port`. */
   const ownEngine = (port: number, apiKey: string | undefined): Record<string, string> => {
-    const { command, args, env } = vllmCommand({ python: vllm.python, modelDir: vllm.modelDir, host: '127.0.0.1', port, servedModelName: model, maxModelLen: vllm.maxModelLen, maxNumSeqs: vllm.maxNumSeqs, ...(apiKey === undefined ? {} : { apiKey }) });
-    const vllmEnv = Object.fromEntries(Object.entries(env).filter(([k, v]) => /^(VLLM_|OMP_|HF_|TRANSFORMERS_)/.test(k) && v !== undefined)) as Record<string, string>;
-    return { ...vllmEnv, VLLM_COMMAND: `exec ${[command, ...args].join(' ')}`, VLLM_BASE_URL: `http://127.0.0.1:${port}`, ENGINE_HEALTH_TIMEOUT_MS: '600000', GPU_MAX_INFLIGHT: String(vllm.maxNumSeqs) };
+    const { command, args, env } = vllmCommand({
+      python: vllm.python,
+      modelDir: vllm.modelDir,
+      host: '127.0.0.1',
+      port,
+      servedModelName: model,
+      maxModelLen: vllm.maxModelLen,
+      maxNumSeqs: vllm.maxNumSeqs,
+      ...(apiKey === undefined ? {} : { apiKey }),
+    });
+    const vllmEnv = Object.fromEntries(
+      Object.entries(env).filter(([k, v]) => /^(VLLM_|OMP_|HF_|TRANSFORMERS_)/.test(k) && v !== undefined),
+    ) as Record<string, string>;
+    return {
+      ...vllmEnv,
+      VLLM_COMMAND: `exec ${[command, ...args].join(' ')}`,
+      VLLM_BASE_URL: `http://127.0.0.1:${port}`,
+      ENGINE_HEALTH_TIMEOUT_MS: '600000',
+      GPU_MAX_INFLIGHT: String(vllm.maxNumSeqs),
+    };
   };
 
   beforeAll(async () => {
@@ -133,8 +212,16 @@ describe('a GPU worker that runs its own real vLLM', () => {
   it('fails the chunks, saying why, when the engine refuses its key', async () => {
     const port = await getPort();
     // Its vLLM takes one key; the worker holds another. It names its model, so it starts (not ready).
-    worker = await spawnGpuWorker(stack, `http://127.0.0.1:${port}`, { ...ownEngine(port, 'the-right-key'), VLLM_API_KEY: 'a-wrong-key', GPU_MODELS: model });
-    const content = lines(...[0, 1, 2].map((i) => line(`k${i}`, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 })));
+    worker = await spawnGpuWorker(stack, `http://127.0.0.1:${port}`, {
+      ...ownEngine(port, 'the-right-key'),
+      VLLM_API_KEY: 'a-wrong-key',
+      GPU_MODELS: model,
+    });
+    const content = lines(
+      ...[0, 1, 2].map((i) =>
+        line(`k${i}`, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
+      ),
+    );
     const batch = await waitForBatch(stack.openai, (await submitBatch(stack, content)).id, 240_000);
     expect(batch.status).toBe('completed');
     const { failed } = await outputsByCustomId(stack.openai, batch);
@@ -151,7 +238,16 @@ describe('a GPU worker that runs its own real vLLM', () => {
     const port = await getPort();
     worker = await spawnGpuWorker(stack, `http://127.0.0.1:${port}`, ownEngine(port, undefined));
     const count = 160;
-    const content = lines(...Array.from({ length: count }, (_, i) => line(`req-${i}`, '/v1/chat/completions', { model, messages: [{ role: 'user', content: `question ${i}` }], max_tokens: 16, ignore_eos: true })));
+    const content = lines(
+      ...Array.from({ length: count }, (_, i) =>
+        line(`req-${i}`, '/v1/chat/completions', {
+          model,
+          messages: [{ role: 'user', content: `question ${i}` }],
+          max_tokens: 16,
+          ignore_eos: true,
+        }),
+      ),
+    );
     const created = await submitBatch(stack, content);
     await waitForProgress(stack.openai, created.id, 30, 240_000);
     const server = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })

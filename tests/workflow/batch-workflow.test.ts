@@ -1,10 +1,15 @@
 // BatchWorkflow against the real Temporal dev server: what lands in history, what operators see,
 // and that recorded histories replay deterministically against the current workflow code.
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import type { RunningSimulator } from '../../simulator/server.js';
-import type { BatchProgress } from '../../workflows/messages.js';
-import { progressQuery } from '../../workflows/messages.js';
-import { BatchModelKey, BatchProjectKey, BatchRequestCountKey, BatchStatusKey } from '../../workflows/search-attributes.js';
+import { progressQuery, type BatchProgress } from '../../workflows/messages.js';
+import {
+  BatchModelKey,
+  BatchProjectKey,
+  BatchRequestCountKey,
+  BatchStatusKey,
+} from '../../workflows/search-attributes.js';
 import { expectHistoriesReplay } from '../support/replay.js';
 import { startTestSimulator } from '../support/simulator.js';
 import { batchLines, startTestStack, uploadBatchFile, waitForBatch, type TestStack } from '../support/stack.js';
@@ -16,7 +21,12 @@ describe('BatchWorkflow', () => {
 
   beforeAll(async () => {
     // A second model served by a slow engine, so a batch stays running long enough to watch.
-    slowEngine = await startTestSimulator({ models: ['slow-model'], maxNumSeqs: 4, tokenLatencyMs: 20, outputTokens: { min: 10, max: 10 } });
+    slowEngine = await startTestSimulator({
+      models: ['slow-model'],
+      maxNumSeqs: 4,
+      tokenLatencyMs: 20,
+      outputTokens: { min: 10, max: 10 },
+    });
     stack = await startTestStack({ engines: [inject('services').simulatorUrl, slowEngine.url] });
   });
   afterAll(async () => {
@@ -26,12 +36,24 @@ describe('BatchWorkflow', () => {
 
   async function submit(content: string): Promise<string> {
     const file = await uploadBatchFile(stack.openai, content);
-    return (await stack.openai.batches.create({ input_file_id: file.id, endpoint: '/v1/chat/completions', completion_window: '24h' })).id;
+    return (
+      await stack.openai.batches.create({
+        input_file_id: file.id,
+        endpoint: '/v1/chat/completions',
+        completion_window: '24h',
+      })
+    ).id;
   }
 
   it('keeps request bodies and results out of history, which stays small', async () => {
     const count = 500;
-    const id = await submit(batchLines({ model, count, body: (i) => ({ model, messages: [{ role: 'user', content: `secret-prompt-${i}` }] }) }));
+    const id = await submit(
+      batchLines({
+        model,
+        count,
+        body: (i) => ({ model, messages: [{ role: 'user', content: `secret-prompt-${i}` }] }),
+      }),
+    );
     const batch = await waitForBatch(stack.openai, id);
     expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
 
@@ -63,7 +85,10 @@ describe('BatchWorkflow', () => {
     let listed: string[] = [];
     for (let i = 0; i < 50 && listed.length === 0; i++) {
       listed = [];
-      for await (const wf of stack.temporal.workflow.list({ query: `BatchStatus = 'completed' AND BatchModel = '${model}' AND WorkflowId = '${id}'` })) listed.push(wf.workflowId);
+      for await (const wf of stack.temporal.workflow.list({
+        query: `BatchStatus = 'completed' AND BatchModel = '${model}' AND WorkflowId = '${id}'`,
+      }))
+        listed.push(wf.workflowId);
       if (listed.length === 0) await new Promise((r) => setTimeout(r, 100));
     }
     expect(listed).toEqual([id]);
@@ -83,7 +108,12 @@ describe('BatchWorkflow', () => {
     expect(running.status).toBe('in_progress');
     expect((await handle.describe()).typedSearchAttributes.get(BatchStatusKey)).toBe('in_progress');
     await waitForBatch(stack.openai, id);
-    expect(await handle.query(progressQuery)).toMatchObject({ phase: 'done', completed: 60, failed: 0, chunks: { done: 3, running: 0 } });
+    expect(await handle.query(progressQuery)).toMatchObject({
+      phase: 'done',
+      completed: 60,
+      failed: 0,
+      chunks: { done: 3, running: 0 },
+    });
   });
 
   it('ends failed, with the reason searchable, when the file does not validate', async () => {

@@ -1,5 +1,6 @@
 // A batch at OpenAI's size limit: 50,000 requests must stay well under 1,000 history events.
-import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
 import { batchLines, startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
 
 describe('a 50,000-request batch', () => {
