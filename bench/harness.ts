@@ -20,7 +20,7 @@ import { createDb, dbOptions, type Db } from '../schema/db.js';
 import { H100_LLAMA_8B, resolveCapacity } from '../simulator/capacity.js';
 import { simulate } from '../simulator/engine.js';
 import type { EngineRequestInput } from '../simulator/scheduler.js';
-import type { SimulatorStats } from '../simulator/server.js';
+import type { SimulatorStats } from '../simulator/state.js';
 import { countTokens } from '../simulator/text.js';
 import { spawnEntry, type ChildUnderTest } from '../tests/support/processes.js';
 
@@ -164,7 +164,7 @@ export function idealRate(settings: EngineSettings, lines: string[]): number {
     ).body;
     if (body.max_tokens === undefined || body.ignore_eos !== true)
       throw new Error('idealRate needs requests with max_tokens and ignore_eos');
-    // Llama 3's chat template around one message: k + 10 tokens (simulator/server.ts, chatTokens).
+    // Llama 3's chat template around one message: k + 10 tokens (simulator/requests.ts, chatTokens).
     const tokens = body.messages.reduce((n, m) => n + countTokens(m.content.trim()) + 6, 4);
     // Distinct prompts (each request's text differs in its first block), so nothing comes from the prefix cache.
     return {

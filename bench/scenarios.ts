@@ -63,6 +63,41 @@ async function withInfra<T>(use: (infra: Infra) => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Infra, `engines` simulated engines and a stack whose GPU workers use them (`gpuWorkersEach` per
+ * engine), for `use`; everything stopped afterwards, whatever happens.
+ */
+async function withSimulatedStack(
+  o: Options,
+  engineOptions: EngineOptions,
+  setup: { engines?: number; gpuWorkersEach?: number; env?: Record<string, string> },
+  use: (running: { infra: Infra; stack: Stack; engine: Engine; engines: Engine[] }) => Promise<void>,
+): Promise<void> {
+  await withInfra(async (infra) => {
+    const [engine, ...more] = await Promise.all([
+      startEngine(engineOptions),
+      ...Array.from({ length: (setup.engines ?? 1) - 1 }, () => startEngine(engineOptions)),
+    ]);
+    const engines = [engine, ...more];
+    const stack = await startStack(infra, {
+      engines: engines.flatMap((e) => Array.from({ length: setup.gpuWorkersEach ?? 1 }, () => e)),
+      env: { ...setup.env, ...o.stackEnv },
+      gpuNodeArgs: o.gpuNodeArgs,
+    });
+    try {
+      await use({ infra, stack, engine, engines });
+    } finally {
+      await stack.stop();
+      await Promise.all(engines.map((e) => e.process.stop()));
+    }
+  });
+}
+
+/** A simulated engine whose steps take no time, answering `outputTokens` tokens. */
+function instantEngine(model: string, maxNumSeqs: number, outputTokens: number): EngineOptions {
+  return { model, maxNumSeqs, stepBaseMs: 0, stepTokenMs: 0, outputTokens: String(outputTokens) };
+}
+
 function metric(name: string, unit: string, better: Metric['better'], target?: Metric['target']): Metric {
   return target === undefined ? { name, unit, values: [], better } : { name, unit, values: [], better, target };
 }
@@ -209,26 +244,17 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
 export async function ceiling(o: Options): Promise<ScenarioResult> {
   const requests = o.quick ? 5000 : 20_000;
   const gpuWorkers = 2;
-  const engineOptions: EngineOptions = {
-    model: 'instant',
-    maxNumSeqs: 1024,
-    stepBaseMs: 0,
-    stepTokenMs: 0,
-    outputTokens: '16',
-  };
+  const engineOptions = instantEngine('instant', 1024, 16);
   const rate = metric('requests per second (engine span)', 'req/s', 'higher', { op: '>=', value: 2000 });
   const endToEnd = metric('requests per second (create to completed)', 'req/s', 'higher');
   const cpu: CpuUse[] = [];
   let settings = engineSettings(engineOptions);
-  await withInfra(async (infra) => {
-    const engine = await startEngine(engineOptions);
-    settings = engine.settings;
-    const stack = await startStack(infra, {
-      engines: Array.from({ length: gpuWorkers }, () => engine),
-      env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv },
-      gpuNodeArgs: o.gpuNodeArgs,
-    });
-    try {
+  await withSimulatedStack(
+    o,
+    engineOptions,
+    { gpuWorkersEach: gpuWorkers, env: { GPU_MAX_INFLIGHT: '256' } },
+    async ({ infra, stack, engine }) => {
+      settings = engine.settings;
       const lines = requestLines(engine.model, requests, { maxTokens: 16, ignoreEos: true });
       // One batch first, not counted: the GPU workers' JIT needs a few seconds of this load to warm up.
       await runBatch(stack, await upload(stack, lines));
@@ -243,11 +269,8 @@ export async function ceiling(o: Options): Promise<ScenarioResult> {
         endToEnd.values.push(requests / elapsed);
         log.info({ run, rate: rate.values.at(-1), endToEnd: endToEnd.values.at(-1) }, 'ceiling run');
       }
-    } finally {
-      await stack.stop();
-      await engine.process.stop();
-    }
-  });
+    },
+  );
   return {
     name: 'ceiling',
     title: 'Orchestrator ceiling',
@@ -287,14 +310,11 @@ export async function scaleOut(o: Options): Promise<ScenarioResult> {
     );
     const throughput = metric(`${gpus} GPU${gpus === 1 ? '' : 's'}: throughput`, 'req/s', 'higher');
     const requests = Math.round(gpus * perGpu * seconds);
-    await withInfra(async (infra) => {
-      const engines: Engine[] = await Promise.all(Array.from({ length: gpus }, () => startEngine(engineOptions)));
-      const stack = await startStack(infra, {
-        engines,
-        env: { GPU_MAX_INFLIGHT: String(seqs), BATCH_CHUNK_SIZE: String(seqs * 4), ...o.stackEnv },
-        gpuNodeArgs: o.gpuNodeArgs,
-      });
-      try {
+    await withSimulatedStack(
+      o,
+      engineOptions,
+      { engines: gpus, env: { GPU_MAX_INFLIGHT: String(seqs), BATCH_CHUNK_SIZE: String(seqs * 4) } },
+      async ({ infra, stack, engines }) => {
         const lines = linesFor(requests);
         for (let run = 0; run < o.runs; run++) {
           const fileId = await upload(stack, lines);
@@ -307,11 +327,8 @@ export async function scaleOut(o: Options): Promise<ScenarioResult> {
           efficiency.values.push(rate / (gpus * perGpu));
           log.info({ gpus, run, rate, ideal: gpus * perGpu }, 'scale-out run');
         }
-      } finally {
-        await stack.stop();
-        await Promise.all(engines.map((e) => e.process.stop()));
-      }
-    });
+      },
+    );
     metrics.push(efficiency, throughput);
     cpuNotes.push(`${gpus} GPU${gpus === 1 ? '' : 's'}: ${coresByGroup(cpu)}`);
   }
@@ -334,13 +351,7 @@ export async function memory(o: Options): Promise<ScenarioResult> {
   const requests = 50_000;
   // About 200 MB (decimal) at full size: the issue's figure, and under the 200 MiB upload limit.
   const promptChars = o.quick ? 400 : 3860;
-  const engineOptions: EngineOptions = {
-    model: 'big-file',
-    maxNumSeqs: 1024,
-    stepBaseMs: 0,
-    stepTokenMs: 0,
-    outputTokens: '8',
-  };
+  const engineOptions = instantEngine('big-file', 1024, 8);
   const apiRss = metric('API peak RSS while receiving the upload', 'MB', 'lower', { op: '<=', value: 300 });
   const orchestratorRss = metric('orchestrator peak RSS while validating', 'MB', 'lower', { op: '<=', value: 300 });
   const gpuRss = metric('GPU worker peak RSS while running it', 'MB', 'lower');
@@ -348,44 +359,33 @@ export async function memory(o: Options): Promise<ScenarioResult> {
   const size = metric('file size', 'MB', 'higher');
   const lines = requestLines(engineOptions.model, requests, { promptChars, maxTokens: 8, ignoreEos: true });
   const bytes = lines.reduce((sum, l) => sum + Buffer.byteLength(l) + 1, 0);
-  await withInfra(async (infra) => {
-    const engine = await startEngine(engineOptions);
-    const stack = await startStack(infra, {
-      engines: [engine],
-      env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv },
-      gpuNodeArgs: o.gpuNodeArgs,
-    });
-    try {
-      for (let run = 0; run < o.runs; run++) {
-        size.values.push(bytes / 1e6);
-        const baseline = { api: rssMb(stack.api.child.pid ?? 0) };
-        const stopApi = sampleRss({ api: stack.api.child.pid ?? 0 });
-        const fileId = await upload(stack, lines);
-        apiRss.values.push(stopApi().api ?? 0);
-        const stopWorkers = sampleRss({
-          orchestrator: stack.orchestrator.child.pid ?? 0,
-          gpu: stack.gpuWorkers[0]?.child.pid ?? 0,
-        });
-        const { seen } = await runBatch(stack, fileId, 25);
-        const peaks = stopWorkers();
-        orchestratorRss.values.push(peaks.orchestrator ?? 0);
-        gpuRss.values.push(peaks.gpu ?? 0);
-        validation.values.push(((seen.in_progress ?? 0) - (seen.validating ?? 0)) / 1000);
-        log.info(
-          {
-            run,
-            mb: bytes / 1e6,
-            apiBefore: baseline.api,
-            peaks,
-            apiPeak: apiRss.values.at(-1),
-            validation: validation.values.at(-1),
-          },
-          'memory run',
-        );
-      }
-    } finally {
-      await stack.stop();
-      await engine.process.stop();
+  await withSimulatedStack(o, engineOptions, { env: { GPU_MAX_INFLIGHT: '256' } }, async ({ stack }) => {
+    for (let run = 0; run < o.runs; run++) {
+      size.values.push(bytes / 1e6);
+      const baseline = { api: rssMb(stack.api.child.pid ?? 0) };
+      const stopApi = sampleRss({ api: stack.api.child.pid ?? 0 });
+      const fileId = await upload(stack, lines);
+      apiRss.values.push(stopApi().api ?? 0);
+      const stopWorkers = sampleRss({
+        orchestrator: stack.orchestrator.child.pid ?? 0,
+        gpu: stack.gpuWorkers[0]?.child.pid ?? 0,
+      });
+      const { seen } = await runBatch(stack, fileId, 25);
+      const peaks = stopWorkers();
+      orchestratorRss.values.push(peaks.orchestrator ?? 0);
+      gpuRss.values.push(peaks.gpu ?? 0);
+      validation.values.push(((seen.in_progress ?? 0) - (seen.validating ?? 0)) / 1000);
+      log.info(
+        {
+          run,
+          mb: bytes / 1e6,
+          apiBefore: baseline.api,
+          peaks,
+          apiPeak: apiRss.values.at(-1),
+          validation: validation.values.at(-1),
+        },
+        'memory run',
+      );
     }
   });
   return {
@@ -402,13 +402,7 @@ export async function memory(o: Options): Promise<ScenarioResult> {
 /** 5. Temporal history events per batch at 1k, 10k and 50k requests. */
 export async function history(o: Options): Promise<ScenarioResult> {
   const sizes = o.quick ? [1000, 10_000] : [1000, 10_000, 50_000];
-  const engineOptions: EngineOptions = {
-    model: 'history',
-    maxNumSeqs: 1024,
-    stepBaseMs: 0,
-    stepTokenMs: 0,
-    outputTokens: '8',
-  };
+  const engineOptions = instantEngine('history', 1024, 8);
   const metrics = sizes.map((n) =>
     metric(
       `${n.toLocaleString('en-US')} requests`,
@@ -417,13 +411,7 @@ export async function history(o: Options): Promise<ScenarioResult> {
       n === 50_000 ? { op: '<=', value: 1000 } : undefined,
     ),
   );
-  await withInfra(async (infra) => {
-    const engine = await startEngine(engineOptions);
-    const stack = await startStack(infra, {
-      engines: [engine],
-      env: { GPU_MAX_INFLIGHT: '256', ...o.stackEnv },
-      gpuNodeArgs: o.gpuNodeArgs,
-    });
+  await withSimulatedStack(o, engineOptions, { env: { GPU_MAX_INFLIGHT: '256' } }, async ({ infra, stack }) => {
     const connection = await Connection.connect({ address: infra.temporal.address });
     const client = new Client({ connection });
     try {
@@ -439,8 +427,6 @@ export async function history(o: Options): Promise<ScenarioResult> {
       }
     } finally {
       await connection.close();
-      await stack.stop();
-      await engine.process.stop();
     }
   });
   return {
@@ -454,33 +440,20 @@ export async function history(o: Options): Promise<ScenarioResult> {
 
 /** 6. From POST /v1/batches to the first request at the engine. */
 export async function latency(o: Options): Promise<ScenarioResult> {
-  const engineOptions: EngineOptions = {
-    model: 'first',
-    maxNumSeqs: 256,
-    stepBaseMs: 0,
-    stepTokenMs: 0,
-    outputTokens: '8',
-  };
+  const engineOptions = instantEngine('first', 256, 8);
   const small = metric('100-request batch', 'ms', 'lower', { op: '<=', value: 1000 });
   const large = metric('10,000-request batch (validated in full first)', 'ms', 'lower');
-  await withInfra(async (infra) => {
-    const engine = await startEngine(engineOptions);
-    const stack = await startStack(infra, { engines: [engine], env: { ...o.stackEnv }, gpuNodeArgs: o.gpuNodeArgs });
-    try {
-      for (const [target, n] of [
-        [small, 100],
-        [large, 10_000],
-      ] as const) {
-        const fileId = await upload(stack, requestLines(engineOptions.model, n, { maxTokens: 8, ignoreEos: true }));
-        for (let run = 0; run < Math.max(o.runs, 3); run++) {
-          await engine.resetStats();
-          const { createdAt } = await runBatch(stack, fileId);
-          target.values.push(((await engine.stats()).firstRequestAt ?? 0) - createdAt);
-        }
+  await withSimulatedStack(o, engineOptions, {}, async ({ stack, engine }) => {
+    for (const [target, n] of [
+      [small, 100],
+      [large, 10_000],
+    ] as const) {
+      const fileId = await upload(stack, requestLines(engineOptions.model, n, { maxTokens: 8, ignoreEos: true }));
+      for (let run = 0; run < Math.max(o.runs, 3); run++) {
+        await engine.resetStats();
+        const { createdAt } = await runBatch(stack, fileId);
+        target.values.push(((await engine.stats()).firstRequestAt ?? 0) - createdAt);
       }
-    } finally {
-      await stack.stop();
-      await engine.process.stop();
     }
   });
   return {

@@ -1,5 +1,6 @@
 // The simulated GPU: vLLM's scheduler limits (scheduler.ts) and the time a step takes (engine.ts),
 // with defaults calibrated to vLLM serving Llama-3.1-8B on one H100 (see simulator/README.md).
+import type { Config } from '../lib/config.js';
 import type { StepTiming } from './engine.js';
 import type { SchedulerConfig, SchedulingPolicy } from './scheduler.js';
 
@@ -22,31 +23,32 @@ export const H100_LLAMA_8B = {
   schedulingPolicy: 'fcfs' as SchedulingPolicy,
 } as const;
 
-/** What the simulator's options say about capacity; everything but the context length may be left out. */
-export interface CapacityOptions {
-  /** Context length of the model (vLLM's max_model_len). */
-  maxModelLen: number;
-  /** Sequences running at once (vLLM's max_num_seqs; default 1024, vLLM's on an H100). */
-  maxNumSeqs?: number;
-  /** Token budget of one engine step (vLLM's max_num_batched_tokens; default 8192). */
-  maxNumBatchedTokens?: number;
-  /** Tokens per KV block (default 16, vLLM's on a GPU; its CPU build uses 128). */
-  blockSize?: number;
-  /** KV cache size in blocks (vLLM's num_gpu_blocks; default 27,648: an H100 with Llama-3.1-8B). */
-  numGpuBlocks?: number;
-  /** Fixed time of a step, ms (default calibrated: see simulator/README.md). */
-  stepBaseMs?: number;
-  /** Time per token in a step, ms (default calibrated). */
-  stepTokenMs?: number;
-  /** Automatic prefix caching (default on, as in vLLM). */
-  enablePrefixCaching?: boolean;
-  /** fcfs (default) or priority (lower `priority` in the request first). */
-  schedulingPolicy?: SchedulingPolicy;
-  /** Old knob, still accepted: time per output token, i.e. the step time of a small batch (stepBaseMs). */
-  tokenLatencyMs?: number;
-  /** Old knob, still accepted: prompt tokens a second, i.e. 1000 / stepTokenMs (0: tokens cost nothing). */
-  prefillTokensPerSec?: number;
-}
+/**
+ * What the simulator's options say about capacity; everything but the context length may be left out
+ * (the H100 defaults above). Their types are the configuration's (SIM_*): maxModelLen is vLLM's
+ * max_model_len, maxNumSeqs its max_num_seqs, maxNumBatchedTokens its max_num_batched_tokens, blockSize
+ * its block_size (16 on a GPU, 128 in its CPU build), numGpuBlocks its num_gpu_blocks; a step takes
+ * stepBaseMs + stepTokenMs × its tokens; schedulingPolicy is fcfs or priority (lower `priority` first).
+ */
+export type CapacityOptions = Pick<Config['simulator'], 'maxModelLen'> &
+  Partial<
+    Pick<
+      Config['simulator'],
+      | 'maxNumSeqs'
+      | 'maxNumBatchedTokens'
+      | 'blockSize'
+      | 'numGpuBlocks'
+      | 'stepBaseMs'
+      | 'stepTokenMs'
+      | 'enablePrefixCaching'
+      | 'schedulingPolicy'
+    >
+  > & {
+    /** Old knob, still accepted: time per output token, i.e. the step time of a small batch (stepBaseMs). */
+    tokenLatencyMs?: number;
+    /** Old knob, still accepted: prompt tokens a second, i.e. 1000 / stepTokenMs (0: tokens cost nothing). */
+    prefillTokensPerSec?: number;
+  };
 
 export interface Capacity {
   scheduler: SchedulerConfig;

@@ -6,7 +6,8 @@ import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createLogger } from '../lib/logger.js';
 import { resolveCapacity } from './capacity.js';
 import { parseFaultSpec } from './faults.js';
-import { embeddingModelsOf, startSimulator, type SimulatorOptions } from './server.js';
+import { embeddingModelsOf, type SimulatorOptions } from './options.js';
+import { startSimulator } from './server.js';
 import { parseRange } from './text.js';
 
 const USAGE = `Usage: npm run sim -- [options]

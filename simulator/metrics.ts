@@ -89,22 +89,24 @@ export class VllmMetrics implements EngineObserver {
       new Counter({ name, help, labelNames, registers });
     const histogram = (name: string, help: string, buckets: number[]): Histogram<'engine' | 'model_name'> =>
       new Histogram({ name, help, labelNames, buckets, registers });
+    // A metric with one label more than engine and model_name (vLLM's by-reason, by-source families).
+    const gaugeBy = <L extends string>(name: string, help: string, label: L): Gauge<'engine' | 'model_name' | L> =>
+      new Gauge({ name, help, labelNames: [...labelNames, label], registers });
+    const counterBy = <L extends string>(name: string, help: string, label: L): Counter<'engine' | 'model_name' | L> =>
+      new Counter({ name, help, labelNames: [...labelNames, label], registers });
     this.running = gauge('vllm:num_requests_running', 'Number of requests in model execution batches.');
     this.waiting = gauge('vllm:num_requests_waiting', 'Number of requests waiting to be processed.');
-    this.waitingByReason = new Gauge({
-      name: 'vllm:num_requests_waiting_by_reason',
-      help:
-        "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints " +
+    this.waitingByReason = gaugeBy(
+      'vllm:num_requests_waiting_by_reason',
+      "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; 'deferred' = deferred by transient constraints " +
         '(LoRA budget, KV transfer, blocked status). Sum of all reasons equals vllm:num_requests_waiting.',
-      labelNames: ['engine', 'model_name', 'reason'] as const,
-      registers,
-    });
-    const sleepState = new Gauge({
-      name: 'vllm:engine_sleep_state',
-      help: 'Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.',
-      labelNames: ['engine', 'model_name', 'sleep_state'] as const,
-      registers,
-    });
+      'reason',
+    );
+    const sleepState = gaugeBy(
+      'vllm:engine_sleep_state',
+      'Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.',
+      'sleep_state',
+    );
     this.kvUsage = gauge('vllm:kv_cache_usage_perc', 'KV-cache usage. 1 means 100 percent usage.');
     this.prefixQueries = counter(
       'vllm:prefix_cache_queries_total',
@@ -129,24 +131,21 @@ export class VllmMetrics implements EngineObserver {
     ];
     this.preemptions = counter('vllm:num_preemptions_total', 'Cumulative number of preemption from the engine.');
     this.promptTokens = counter('vllm:prompt_tokens_total', 'Number of prefill tokens processed.');
-    this.promptTokensBySource = new Counter({
-      name: 'vllm:prompt_tokens_by_source_total',
-      help: 'Number of prompt tokens by source.',
-      labelNames: ['engine', 'model_name', 'source'] as const,
-      registers,
-    });
+    this.promptTokensBySource = counterBy(
+      'vllm:prompt_tokens_by_source_total',
+      'Number of prompt tokens by source.',
+      'source',
+    );
     this.promptTokensCached = counter(
       'vllm:prompt_tokens_cached_total',
       'Number of cached prompt tokens (local + external).',
     );
-    this.promptTokensCachedBySource = new Counter({
-      name: 'vllm:prompt_tokens_cached_by_source_total',
-      help:
-        'Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host (offloaded to DRAM), disk, p2p (transferred from another vLLM instance) ' +
+    this.promptTokensCachedBySource = counterBy(
+      'vllm:prompt_tokens_cached_by_source_total',
+      'Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host (offloaded to DRAM), disk, p2p (transferred from another vLLM instance) ' +
         'or external_unspecified. Counted at admission; sums to vllm:prefix_cache_hits + vllm:external_prefix_cache_hits.',
-      labelNames: ['engine', 'model_name', 'source'] as const,
-      registers,
-    });
+      'source',
+    );
     this.generationTokens = counter('vllm:generation_tokens_total', 'Number of generation tokens processed.');
     this.success = new Counter({
       name: 'vllm:request_success_total',

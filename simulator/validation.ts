@@ -135,7 +135,24 @@ type FieldSpec = readonly [name: string, kind: Kind | 'required', nullable?: boo
 
 // The scalar fields of vLLM's request models, in their order of definition (pydantic reports in
 // that order); from vLLM 0.32's ChatCompletionRequest, CompletionRequest, ResponsesRequest and
-// EmbeddingCompletionRequest. Nullable unless marked false.
+// EmbeddingCompletionRequest. Nullable unless marked false. The chat and completion requests declare
+// the first two groups alike, each at the same place in their order.
+const SAMPLING_FIELDS: FieldSpec[] = [
+  ['temperature', 'float'],
+  ['top_p', 'float'],
+  ['user', 'str'],
+  ['top_k', 'int'],
+  ['min_p', 'float'],
+  ['repetition_penalty', 'float'],
+  ['ignore_eos', 'bool', false],
+  ['min_tokens', 'int', false],
+];
+const ENGINE_FIELDS: FieldSpec[] = [
+  ['priority', 'int', false],
+  ['request_id', 'str', false],
+  ['return_token_ids', 'bool'],
+  ['cache_salt', 'str'],
+];
 const CHAT_FIELDS: FieldSpec[] = [
   ['messages', 'required'],
   ['model', 'str'],
@@ -148,20 +165,10 @@ const CHAT_FIELDS: FieldSpec[] = [
   ['presence_penalty', 'float'],
   ['seed', 'int'],
   ['stream', 'bool'],
-  ['temperature', 'float'],
-  ['top_p', 'float'],
-  ['user', 'str'],
-  ['top_k', 'int'],
-  ['min_p', 'float'],
-  ['repetition_penalty', 'float'],
-  ['ignore_eos', 'bool', false],
-  ['min_tokens', 'int', false],
+  ...SAMPLING_FIELDS,
   ['echo', 'bool', false],
   ['add_generation_prompt', 'bool', false],
-  ['priority', 'int', false],
-  ['request_id', 'str', false],
-  ['return_token_ids', 'bool'],
-  ['cache_salt', 'str'],
+  ...ENGINE_FIELDS,
 ];
 const COMPLETION_FIELDS: FieldSpec[] = [
   ['model', 'str'],
@@ -174,18 +181,8 @@ const COMPLETION_FIELDS: FieldSpec[] = [
   ['seed', 'int'],
   ['stream', 'bool'],
   ['suffix', 'str'],
-  ['temperature', 'float'],
-  ['top_p', 'float'],
-  ['user', 'str'],
-  ['top_k', 'int'],
-  ['min_p', 'float'],
-  ['repetition_penalty', 'float'],
-  ['ignore_eos', 'bool', false],
-  ['min_tokens', 'int', false],
-  ['priority', 'int', false],
-  ['request_id', 'str', false],
-  ['return_token_ids', 'bool'],
-  ['cache_salt', 'str'],
+  ...SAMPLING_FIELDS,
+  ...ENGINE_FIELDS,
 ];
 const RESPONSES_FIELDS: FieldSpec[] = [
   ['background', 'bool'],

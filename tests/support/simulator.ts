@@ -1,4 +1,5 @@
-import { startSimulator, type RunningSimulator, type SimulatorOptions } from '../../simulator/server.js';
+import type { SimulatorOptions } from '../../simulator/options.js';
+import { startSimulator, type RunningSimulator } from '../../simulator/server.js';
 
 export const FAST_SIM: SimulatorOptions = {
   models: ['sim-test'],

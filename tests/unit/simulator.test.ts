@@ -3,7 +3,8 @@ import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { parseFaultSpec } from '../../simulator/faults.js';
-import { VLLM_VERSION, type RunningSimulator } from '../../simulator/server.js';
+import { VLLM_VERSION } from '../../simulator/options.js';
+import type { RunningSimulator } from '../../simulator/server.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';
 
 const sims: RunningSimulator[] = [];

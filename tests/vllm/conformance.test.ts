@@ -5,7 +5,8 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { startSimulator, VLLM_VERSION, type RunningSimulator, type SimulatorOptions } from '../../simulator/server.js';
+import { VLLM_VERSION, type SimulatorOptions } from '../../simulator/options.js';
+import { startSimulator, type RunningSimulator } from '../../simulator/server.js';
 import { REAL_VLLM_DEFAULTS, startRealVllm, type RealVllm, type StartedVllm } from './global-setup.js';
 
 // This file belongs to the real-vLLM tier (vitest.vllm.config.ts, whose global setup starts vLLM);

@@ -1,5 +1,5 @@
-// Everyday batch work from the command line, all through the API (the same calls the openai SDK
-// makes): submit a JSONL file and watch it, status, list, cancel, retry, download.
+// `gpu-batch submit|watch|status|list|cancel|retry|download`: everyday batch work from the command
+// line, all through the API (the same calls the openai SDK makes).
 //
 // Exit codes: 0 the batch completed and every request succeeded; 2 it completed but some requests
 // failed (see the error file); 1 it failed, expired or was cancelled, or the command itself failed;
@@ -10,28 +10,16 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import type OpenAI from 'openai';
 import { toFile } from 'openai';
 
-import { watchBatch } from './watch.js';
+import { api } from '../clients.js';
+import { date, EXIT, idCommand, jsonOption, mb, print } from '../output.js';
+import { watchBatch } from '../watch.js';
 
 type Batch = OpenAI.Batches.Batch;
 type Endpoint = OpenAI.Batches.BatchCreateParams['endpoint'];
-
-export const EXIT = { ok: 0, failed: 1, partial: 2, interrupted: 130 } as const;
-
-export interface CliContext {
-  api: () => OpenAI;
-  print: (json: boolean, data: unknown, human: () => string) => void;
-}
-
-const date = (s: number | null | undefined): string =>
-  s === null || s === undefined ? '-' : new Date(s * 1000).toISOString().replace('.000Z', 'Z');
-
-function mb(bytes: number): string {
-  return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
 
 /** What a finished batch means for the shell. */
 export function exitCodeOf(batch: Batch): number {
@@ -152,10 +140,10 @@ interface WatchFlags {
 }
 
 /** Watches to the end (unless --no-wait), downloads what was asked for, and sets the exit code. */
-async function follow(ctx: CliContext, batch: Batch, flags: WatchFlags): Promise<void> {
-  const openai = ctx.api();
+async function follow(batch: Batch, flags: WatchFlags): Promise<void> {
+  const openai = api();
   if (!flags.wait) {
-    ctx.print(
+    print(
       flags.json === true,
       batch,
       () => `${batch.id} ${batch.status}\n  watch it with: gpu-batch watch ${batch.id}`,
@@ -183,7 +171,7 @@ async function follow(ctx: CliContext, batch: Batch, flags: WatchFlags): Promise
     ...(flags.output !== undefined ? { output: flags.output } : {}),
     ...(flags.errors !== undefined ? { errors: flags.errors } : {}),
   });
-  ctx.print(flags.json === true, final, () =>
+  print(flags.json === true, final, () =>
     [summary(final), ...written.map((w) => `  wrote ${w.kind} to ${w.file} (${mb(w.bytes)})`)].join('\n'),
   );
   process.exitCode = exitCodeOf(final);
@@ -197,8 +185,8 @@ function watchOptions(command: Command): Command {
     .option('-e, --errors <file>', 'when it is done, write the error file here');
 }
 
-export function registerBatchCommands(program: Command, ctx: CliContext): void {
-  const json = new Option('--json', 'machine-readable output (the batch object, as the API answers it)');
+export function registerBatchCommands(program: Command): void {
+  const json = jsonOption('machine-readable output (the batch object, as the API answers it)');
 
   watchOptions(
     program
@@ -220,7 +208,7 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
         file: string,
         opts: WatchFlags & { endpoint?: string; window: string; metadata?: string[]; priority?: string },
       ) => {
-        const openai = ctx.api();
+        const openai = api();
         const size = (await stat(file)).size;
         const endpoint = (opts.endpoint as Endpoint | undefined) ?? (await endpointOf(file));
         const metadata = parseMetadata(opts.metadata);
@@ -238,24 +226,24 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
         if (opts.priority !== undefined) body.priority = Number(opts.priority);
         const batch = await openai.batches.create(body as unknown as OpenAI.Batches.BatchCreateParams);
         if (!quiet) process.stderr.write(`Created ${batch.id} (${endpoint})\n`);
-        await follow(ctx, batch, opts);
+        await follow(batch, opts);
       },
     );
 
   watchOptions(program.command('watch <batchId>').description('watch a batch with a progress bar until it ends'))
     .addOption(json)
     .action(async (batchId: string, opts: WatchFlags) => {
-      await follow(ctx, await ctx.api().batches.retrieve(batchId), opts);
+      await follow(await api().batches.retrieve(batchId), opts);
     });
 
-  program
-    .command('status <batchId>')
-    .description("a batch's status, counts, files and errors")
-    .addOption(json)
-    .action(async (batchId: string, opts: { json?: boolean }) => {
-      const batch = await ctx.api().batches.retrieve(batchId);
-      ctx.print(opts.json === true, batch, () => details(batch));
-    });
+  idCommand(
+    program,
+    'status <batchId>',
+    "a batch's status, counts, files and errors",
+    json,
+    (batchId) => api().batches.retrieve(batchId),
+    details,
+  );
 
   program
     .command('list')
@@ -264,11 +252,12 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
     .option('--after <batchId>', 'continue after this batch')
     .addOption(json)
     .action(async (opts: { limit: string; after?: string; json?: boolean }) => {
-      const page = await ctx
-        .api()
-        .batches.list({ limit: Number(opts.limit), ...(opts.after !== undefined ? { after: opts.after } : {}) });
+      const page = await api().batches.list({
+        limit: Number(opts.limit),
+        ...(opts.after !== undefined ? { after: opts.after } : {}),
+      });
       const rows = page.data;
-      ctx.print(opts.json === true, { data: rows, has_more: page.has_more }, () => {
+      print(opts.json === true, { data: rows, has_more: page.has_more }, () => {
         if (rows.length === 0) return 'No batches.';
         const lines = rows.map((b) => {
           const c = b.request_counts ?? { total: 0, completed: 0, failed: 0 };
@@ -279,14 +268,14 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
       });
     });
 
-  program
-    .command('cancel <batchId>')
-    .description('cancel a batch: what finished is kept, the rest is reported as cancelled')
-    .addOption(json)
-    .action(async (batchId: string, opts: { json?: boolean }) => {
-      const batch = await ctx.api().batches.cancel(batchId);
-      ctx.print(opts.json === true, batch, () => `${batch.id} ${batch.status}`);
-    });
+  idCommand(
+    program,
+    'cancel <batchId>',
+    'cancel a batch: what finished is kept, the rest is reported as cancelled',
+    json,
+    (batchId) => api().batches.cancel(batchId),
+    (batch) => `${batch.id} ${batch.status}`,
+  );
 
   watchOptions(
     program
@@ -296,11 +285,11 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
   )
     .addOption(json)
     .action(async (batchId: string, opts: WatchFlags & { window?: string }) => {
-      const batch: Batch = await ctx.api().post(`/batches/${batchId}/retry`, {
+      const batch: Batch = await api().post(`/batches/${batchId}/retry`, {
         body: opts.window !== undefined ? { completion_window: opts.window } : {},
       });
       if (opts.json !== true) process.stderr.write(`Created ${batch.id} to retry the failed requests of ${batchId}\n`);
-      await follow(ctx, batch, opts);
+      await follow(batch, opts);
     });
 
   program
@@ -310,7 +299,7 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
     .option('-e, --errors <file>', 'where the error file goes (default: <batchId>.errors.jsonl)')
     .addOption(json)
     .action(async (batchId: string, opts: { output?: string; errors?: string; json?: boolean }) => {
-      const openai = ctx.api();
+      const openai = api();
       const batch = await openai.batches.retrieve(batchId);
       if (batch.output_file_id == null && batch.error_file_id == null)
         throw new Error(`${batchId} has no files yet (it is ${batch.status})`);
@@ -318,7 +307,7 @@ export function registerBatchCommands(program: Command, ctx: CliContext): void {
         output: opts.output ?? `${batchId}.output.jsonl`,
         errors: opts.errors ?? `${batchId}.errors.jsonl`,
       });
-      ctx.print(opts.json === true, written, () =>
+      print(opts.json === true, written, () =>
         written.map((w) => `wrote ${w.kind} to ${w.file} (${mb(w.bytes)})`).join('\n'),
       );
     });
