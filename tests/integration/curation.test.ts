@@ -8,17 +8,11 @@ import { createCurationActivities, type ImportPlan } from '../../activities/auto
 import { addKey } from '../../api/services/keys.js';
 import { loadCurationSchemas } from '../../lib/curation-tasks.js';
 import { LabelStudio } from '../../lib/label-studio.js';
+import { batchLines, runBatch, uploadBatchFile, waitForBatch } from '../support/batches.js';
 import { runCli } from '../support/cli.js';
 import { startTestLabelStudio, type TestLabelStudio } from '../support/label-studio.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
-import {
-  batchLines,
-  startTestStack,
-  submitBatch,
-  uploadBatchFile,
-  waitForBatch,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 interface Curation {
   status: string;
@@ -113,7 +107,7 @@ describe('auto-import into Label Studio', () => {
   });
 
   it("puts a batch's results in the schema's project as tasks with the answer pre-filled", async () => {
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 25 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 25 }));
     const curation = await waitForCuration(stack, batch.id);
     expect(curation).toMatchObject({
       status: 'completed',
@@ -155,7 +149,7 @@ describe('auto-import into Label Studio', () => {
     }
 
     // A second batch with the same schema goes to the same project.
-    const second = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 5 }))).id);
+    const second = await runBatch(stack, batchLines({ model, count: 5 }));
     expect((await waitForCuration(stack, second.id)).label_studio_project_id).toBe(curation.label_studio_project_id);
     expect((await lsProjects(ls)).filter((p) => p.title === `gpu-batch review ${projectId}`)).toHaveLength(1);
 
@@ -304,7 +298,7 @@ describe('auto-import into Label Studio', () => {
   });
 
   it('re-runs a page whose outcome was lost without duplicating a task', async () => {
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 12 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 12 }));
     const curation = await waitForCuration(stack, batch.id);
     const projectId = curation.label_studio_project_id!;
     const before = (await tasksIn(ls, projectId)).filter((t) => t.data.batch_id === batch.id);
@@ -336,7 +330,7 @@ describe('auto-import into Label Studio', () => {
   });
 
   it('turns reviews made in Label Studio into fine-tuning lines, and counts them from its webhooks', async () => {
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 6 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 6 }));
     const curation = await waitForCuration(stack, batch.id);
     const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
     const byId = new Map(tasks.map((t) => [t.data.custom_id as string, t]));
@@ -445,7 +439,7 @@ describe('import faults', () => {
 
   it('survives its import worker being killed mid-import, without a duplicate task', async () => {
     const count = 150;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count }));
     await waitForCuration(stack, batch.id, (c) => c.pages_done >= 5);
     await importer.kill9();
     // Killed with pages still to go, or this would test nothing.
@@ -463,7 +457,7 @@ describe('import faults', () => {
 
   it('rides out Label Studio being down and restarted mid-import', async () => {
     const count = 150;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count }));
     await waitForCuration(stack, batch.id, (c) => c.pages_done >= 3);
     await ls.stop();
     await new Promise((r) => setTimeout(r, 4000));
@@ -482,10 +476,7 @@ describe('curation without a usable Label Studio', () => {
   it('records that it was skipped when Label Studio is not configured', async () => {
     const stack = await startTestStack();
     try {
-      const batch = await waitForBatch(
-        stack.openai,
-        (await submitBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }))).id,
-      );
+      const batch = await runBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }));
       expect(await waitForCuration(stack, batch.id)).toMatchObject({
         status: 'skipped',
         reason: expect.stringContaining('LABEL_STUDIO_URL') as unknown,
@@ -499,10 +490,7 @@ describe('curation without a usable Label Studio', () => {
     const ls = await startTestLabelStudio();
     const stack = await startTestStack({ env: { LABEL_STUDIO_URL: ls.url, LABEL_STUDIO_API_KEY: 'not-the-token' } });
     try {
-      const batch = await waitForBatch(
-        stack.openai,
-        (await submitBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }))).id,
-      );
+      const batch = await runBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }));
       expect(batch.status).toBe('completed');
       const curation = await waitForCuration(stack, batch.id);
       expect(curation.status).toBe('failed');

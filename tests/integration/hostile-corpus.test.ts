@@ -7,8 +7,9 @@ import getPort from 'get-port';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { batchLines, waitForBatch } from '../support/batches.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
-import { batchLines, startTestStack, waitForBatch, type TestStack } from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 const MODEL = 'sim-test';
 const MAX_LINE_BYTES = 64 * 1024;

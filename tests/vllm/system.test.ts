@@ -7,16 +7,16 @@ import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { TINY_MODEL_NAME, vllmCommand } from '../../dev/vllm-local.js';
-import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import {
-  expectedIds,
+  expectEveryLineDone,
   outputsByCustomId,
-  startTestStack,
+  runBatch,
   submitBatch,
   waitForBatch,
   waitForProgress,
-  type TestStack,
-} from '../support/stack.js';
+} from '../support/batches.js';
+import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 const line = (id: string, url: string, body: Record<string, unknown>): string =>
   JSON.stringify({ custom_id: id, method: 'POST', url, body: { model: TINY_MODEL_NAME, ...body } });
@@ -49,11 +49,9 @@ describe('batches against real vLLM', () => {
       ['/v1/responses', { input: 'Say something.', max_output_tokens: 6 }, 'response'],
     ] as const;
     for (const [endpoint, body, object] of cases) {
-      const batch = await waitForBatch(
-        stack.openai,
-        (await submitBatch(stack, lines(...[0, 1, 2, 3].map((i) => line(`r${i}`, endpoint, body))), { endpoint })).id,
-        180_000,
-      );
+      const batch = await runBatch(stack, lines(...[0, 1, 2, 3].map((i) => line(`r${i}`, endpoint, body))), 180_000, {
+        endpoint,
+      });
       expect(batch.status, endpoint).toBe('completed');
       expect(batch.request_counts).toEqual({ total: 4, completed: 4, failed: 0 });
       const { ok } = await outputsByCustomId(stack.openai, batch);
@@ -86,7 +84,7 @@ describe('batches against real vLLM', () => {
       chat('bad-temperature', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 9 }),
       chat('fine', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ignore_eos: true }),
     ];
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, lines(...content))).id, 180_000);
+    const batch = await runBatch(stack, lines(...content), 180_000);
     expect(batch.status).toBe('completed');
     const { ok, failed } = await outputsByCustomId(stack.openai, batch);
     const byId = new Map([...ok, ...failed].map((l) => [l.custom_id, l]));
@@ -130,11 +128,7 @@ describe('batches against real vLLM', () => {
       ignore_eos: true,
     });
     // The first batch fills the cache; the second, with the same prefix, reads from it.
-    await waitForBatch(
-      stack.openai,
-      (await submitBatch(stack, lines(line('warm', '/v1/chat/completions', body('first question'))))).id,
-      180_000,
-    );
+    await runBatch(stack, lines(line('warm', '/v1/chat/completions', body('first question'))), 180_000);
     const batch = await waitForBatch(
       stack.openai,
       (
@@ -222,7 +216,7 @@ describe('a GPU worker that runs its own real vLLM', () => {
         line(`k${i}`, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
       ),
     );
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, content)).id, 240_000);
+    const batch = await runBatch(stack, content, 240_000);
     expect(batch.status).toBe('completed');
     const { failed } = await outputsByCustomId(stack.openai, batch);
     expect(failed).toHaveLength(3);
@@ -272,9 +266,6 @@ describe('a GPU worker that runs its own real vLLM', () => {
 
     const batch = await waitForBatch(stack.openai, created.id, 600_000);
     expect(batch.status).toBe('completed');
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(stack.openai, batch);
-    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    await expectEveryLineDone(stack.openai, batch, count);
   }, 900_000);
 });
