@@ -56,8 +56,8 @@ interface LsTask {
   }[];
 }
 
-/** Every task of a project, read back through Label Studio's API. */
-async function tasksIn(ls: TestLabelStudio, projectId: number): Promise<LsTask[]> {
+/** Every task of a project (of one batch, where given), read back through Label Studio's API. */
+async function tasksIn(ls: TestLabelStudio, projectId: number, batchId?: string): Promise<LsTask[]> {
   const tasks: LsTask[] = [];
   for (let page = 1; ; page++) {
     const res = await fetch(`${ls.url}/api/tasks?project=${projectId}&fields=all&page=${page}&page_size=100`, {
@@ -65,7 +65,8 @@ async function tasksIn(ls: TestLabelStudio, projectId: number): Promise<LsTask[]
     });
     const body = (await res.json()) as { total: number; tasks: LsTask[] };
     tasks.push(...body.tasks);
-    if (page * 100 >= body.total) return tasks;
+    if (page * 100 >= body.total)
+      return batchId === undefined ? tasks : tasks.filter((t) => t.data.batch_id === batchId);
   }
 }
 
@@ -86,8 +87,7 @@ describe('auto-import into Label Studio', () => {
     stack = await startTestStack({
       apiPort,
       env: {
-        LABEL_STUDIO_URL: ls.url,
-        LABEL_STUDIO_API_KEY: ls.token,
+        ...ls.env,
         CURATION_PAGE_SIZE: '10',
         CURATION_WEBHOOK_URL: `http://127.0.0.1:${apiPort}/hooks/label-studio`,
         CURATION_WEBHOOK_SECRET: 'hook-secret',
@@ -125,7 +125,7 @@ describe('auto-import into Label Studio', () => {
     expect(projects.filter((p) => p.title === `gpu-batch review ${projectId}`).map((p) => p.id)).toEqual([
       curation.label_studio_project_id,
     ]);
-    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     expect(tasks.map((t) => t.data.custom_id).sort()).toEqual(Array.from({ length: 25 }, (_, i) => `req-${i}`).sort());
     const outputs = new Map(
       (await (await stack.openai.files.content(batch.output_file_id!)).text())
@@ -209,9 +209,7 @@ describe('auto-import into Label Studio', () => {
         'Label Studio project 99999 (metadata curation_project) is not one this project may import into',
       ) as unknown,
     });
-    expect(
-      (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === intruder.id),
-    ).toHaveLength(0);
+    expect(await tasksIn(ls, curation.label_studio_project_id!, intruder.id)).toHaveLength(0);
   });
 
   it('makes a project per batch for a per-batch schema, and honours a project an operator granted', async () => {
@@ -301,7 +299,7 @@ describe('auto-import into Label Studio', () => {
     const batch = await runBatch(stack, batchLines({ model, count: 12 }));
     const curation = await waitForCuration(stack, batch.id);
     const projectId = curation.label_studio_project_id!;
-    const before = (await tasksIn(ls, projectId)).filter((t) => t.data.batch_id === batch.id);
+    const before = await tasksIn(ls, projectId, batch.id);
     expect(before).toHaveLength(12);
 
     // As if the worker died after Label Studio took page 0 but before it was recorded as done.
@@ -325,14 +323,14 @@ describe('auto-import into Label Studio', () => {
     // A page already done is not even looked at.
     expect(await activities.importPage({ batchId: batch.id, projectId, plan, page: plan.pages[1]! })).toBe(0);
     await client.close();
-    const after = (await tasksIn(ls, projectId)).filter((t) => t.data.batch_id === batch.id);
+    const after = await tasksIn(ls, projectId, batch.id);
     expect(after.map((t) => t.id).sort()).toEqual(before.map((t) => t.id).sort());
   });
 
   it('turns reviews made in Label Studio into fine-tuning lines, and counts them from its webhooks', async () => {
     const batch = await runBatch(stack, batchLines({ model, count: 6 }));
     const curation = await waitForCuration(stack, batch.id);
-    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     const byId = new Map(tasks.map((t) => [t.data.custom_id as string, t]));
     const annotate = async (customId: string, result: unknown[]): Promise<void> => {
       const res = await fetch(`${ls.url}/api/tasks/${byId.get(customId)!.id}/annotations/`, {
@@ -426,7 +424,7 @@ describe('import faults', () => {
     // The import worker is a process of its own here, so it can be killed.
     stack = await startTestStack({
       noImportWorker: true,
-      env: { LABEL_STUDIO_URL: ls.url, LABEL_STUDIO_API_KEY: ls.token, CURATION_PAGE_SIZE: '5' },
+      env: { ...ls.env, CURATION_PAGE_SIZE: '5' },
     });
     importer = spawnEntry('workers/import.ts', stack.processEnv());
     await importer.waitFor('import worker ready');
@@ -450,7 +448,7 @@ describe('import faults', () => {
     await importer.waitFor('import worker ready');
     const curation = await waitForCuration(stack, batch.id);
     expect(curation).toMatchObject({ status: 'completed', tasks_imported: count, pages_done: 30 });
-    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     expect(tasks).toHaveLength(count);
     expect(new Set(tasks.map((t) => t.data.curation_key)).size).toBe(count);
   });
@@ -466,7 +464,7 @@ describe('import faults', () => {
     await ls.start();
     const curation = await waitForCuration(stack, batch.id);
     expect(curation).toMatchObject({ status: 'completed', tasks_imported: count });
-    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     expect(tasks).toHaveLength(count);
     expect(new Set(tasks.map((t) => t.data.curation_key)).size).toBe(count);
   });

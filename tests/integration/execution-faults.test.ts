@@ -9,9 +9,9 @@ import {
   expectEveryLineDone,
   outputsByCustomId,
   runBatch,
+  runDisruptedBatch,
   submitBatch,
   waitForBatch,
-  waitForProgress,
 } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { expectHistoriesReplay } from '../support/replay.js';
@@ -108,19 +108,23 @@ describe('batch execution against a flaky engine', () => {
     const count = 600;
     // About 20 requests a second, so the batch is still running when the engine goes down.
     await setFaults(engine, { spikeRate: 1, spikeMs: 400 });
-    const created = await submitBatch(stack, batchLines({ model, count }));
-    await waitForProgress(stack.openai, created.id, 100);
-    await setFaults(engine, { down: true });
-    await new Promise((r) => setTimeout(r, 3000));
-    const during = await stack.openai.batches.retrieve(created.id);
-    await new Promise((r) => setTimeout(r, 57_000));
-    const later = await stack.openai.batches.retrieve(created.id);
-    // Nothing moved, and nothing was written off, while the engine was away.
-    expect(later.status).toBe('in_progress');
-    expect(later.request_counts).toEqual(during.request_counts);
-    expect(later.request_counts?.failed).toBe(0);
-    await setFaults(engine, {});
-    const batch = await waitForBatch(stack.openai, created.id, 120_000);
+    const batch = await runDisruptedBatch(
+      stack,
+      batchLines({ model, count }),
+      { after: 100, timeoutMs: 120_000 },
+      async (created) => {
+        await setFaults(engine, { down: true });
+        await new Promise((r) => setTimeout(r, 3000));
+        const during = await stack.openai.batches.retrieve(created.id);
+        await new Promise((r) => setTimeout(r, 57_000));
+        const later = await stack.openai.batches.retrieve(created.id);
+        // Nothing moved, and nothing was written off, while the engine was away.
+        expect(later.status).toBe('in_progress');
+        expect(later.request_counts).toEqual(during.request_counts);
+        expect(later.request_counts?.failed).toBe(0);
+        await setFaults(engine, {});
+      },
+    );
     await expectEveryLineDone(stack.openai, batch, count);
   }, 240_000);
 });

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSimulator } from '../../simulator/server.js';
-import { batchLines, expectEveryLineDone, submitBatch, waitForBatch, waitForProgress } from '../support/batches.js';
+import { batchLines, expectEveryLineDone, runDisruptedBatch, submitBatch, waitForBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { expectHistoriesReplay } from '../support/replay.js';
 import { startTestSimulator } from '../support/simulator.js';
@@ -42,11 +42,14 @@ describe('GPU workers killed mid-chunk', () => {
     workers.push(await spawnGpuWorker(stack, engine.url, { ...workerEnv, GPU_INDEX: '0' }));
     workers.push(await spawnGpuWorker(stack, engine.url, { ...workerEnv, GPU_INDEX: '1' }));
     const count = 400;
-    const created = await submitBatch(stack, batchLines({ model, count }));
-    await waitForProgress(stack.openai, created.id, 100);
-    await workers[0]!.kill9();
-
-    const batch = await waitForBatch(stack.openai, created.id, 120_000);
+    const batch = await runDisruptedBatch(
+      stack,
+      batchLines({ model, count }),
+      { after: 100, timeoutMs: 120_000 },
+      async () => {
+        await workers[0]!.kill9();
+      },
+    );
     expect(batch.status).toBe('completed');
     await expectEveryLineDone(stack.openai, batch, count);
     // Only requests that were in flight (or finished but not yet persisted) when it died go out again.

@@ -8,14 +8,7 @@ import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSimulator } from '../../simulator/server.js';
-import {
-  batchLines,
-  expectEveryLineDone,
-  runBatch,
-  submitBatch,
-  waitForBatch,
-  waitForProgress,
-} from '../support/batches.js';
+import { batchLines, expectEveryLineDone, runBatch, runDisruptedBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestSimulator } from '../support/simulator.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
@@ -104,10 +97,14 @@ describe('a GPU worker stopped gracefully mid-batch', () => {
 
   it('hands its chunks over and the batch finishes with every line once', async () => {
     const count = 300;
-    const created = await submitBatch(stack, batchLines({ model, count }));
-    await waitForProgress(stack.openai, created.id, 50);
-    expect(await workers[0]!.stop()).toBe(0);
-    const batch = await waitForBatch(stack.openai, created.id, 120_000);
+    const batch = await runDisruptedBatch(
+      stack,
+      batchLines({ model, count }),
+      { after: 50, timeoutMs: 120_000 },
+      async () => {
+        expect(await workers[0]!.stop()).toBe(0);
+      },
+    );
     await expectEveryLineDone(stack.openai, batch, count);
   });
 });

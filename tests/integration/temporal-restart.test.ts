@@ -10,7 +10,7 @@ import { parseTemporalDevConfig, type TemporalDevConfig } from '../../dev/tempor
 import { startTemporalDevServer, type DevServer } from '../../dev/temporal-dev-server.js';
 import { createLogger } from '../../lib/logger.js';
 import type { RunningSimulator } from '../../simulator/server.js';
-import { batchLines, expectEveryLineDone, submitBatch, waitForBatch, waitForProgress } from '../support/batches.js';
+import { batchLines, expectEveryLineDone, runDisruptedBatch } from '../support/batches.js';
 import { startTestSimulator } from '../support/simulator.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
@@ -52,13 +52,16 @@ describe('a Temporal server restarted mid-batch', () => {
 
   it('completes the batch once the server is back', async () => {
     const count = 400;
-    const created = await submitBatch(stack, batchLines({ model, count }));
-    await waitForProgress(stack.openai, created.id, 80);
-    await server.stop();
-    await new Promise((r) => setTimeout(r, 3000));
-    server = await startTemporalDevServer(cli, devConfig, log);
-
-    const batch = await waitForBatch(stack.openai, created.id, 180_000);
+    const batch = await runDisruptedBatch(
+      stack,
+      batchLines({ model, count }),
+      { after: 80, timeoutMs: 180_000 },
+      async () => {
+        await server.stop();
+        await new Promise((r) => setTimeout(r, 3000));
+        server = await startTemporalDevServer(cli, devConfig, log);
+      },
+    );
     expect(batch.status).toBe('completed');
     await expectEveryLineDone(stack.openai, batch, count);
   }, 240_000);

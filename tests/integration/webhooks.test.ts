@@ -232,21 +232,25 @@ describe('webhooks', () => {
       url: receiver.url.replace('127.0.0.1', 'localhost'),
     });
     const batch = await runBatch(stack, batchLines({ model, count: 2 }));
-    await stack.db
-      .insertInto('webhook_deliveries')
-      .values({
-        id: 'whd_strict',
-        webhook_id: hook.id,
-        event_id: 'evt_strict',
-        event_type: 'batch.completed',
-        batch_id: batch.id,
-        payload: '{}',
-        status: 'pending',
-        last_error: null,
-        created_at: 0,
-        delivered_at: null,
-      })
-      .execute();
+    /** A delivery of an empty payload to `hook`, still to be made, created long ago. */
+    const pendingDelivery = async (name: string): Promise<void> => {
+      await stack.db
+        .insertInto('webhook_deliveries')
+        .values({
+          id: `whd_${name}`,
+          webhook_id: hook.id,
+          event_id: `evt_${name}`,
+          event_type: 'batch.completed',
+          batch_id: batch.id,
+          payload: '{}',
+          status: 'pending',
+          last_error: null,
+          created_at: 0,
+          delivered_at: null,
+        })
+        .execute();
+    };
+    await pendingDelivery('strict');
     const strictActivities = createWebhookActivities({ db: stack.db, config: strict, log: stack.log });
     await expect(strictActivities.deliver('whd_strict')).rejects.toThrow(
       /resolves to (127\.0\.0\.1|::1), a private address/,
@@ -263,21 +267,7 @@ describe('webhooks', () => {
     expect(receiver.received.filter((r) => r.body === '{}')).toHaveLength(1);
 
     // Finished deliveries older than the history setting are swept with their attempts; ones still being tried stay.
-    await stack.db
-      .insertInto('webhook_deliveries')
-      .values({
-        id: 'whd_still_trying',
-        webhook_id: hook.id,
-        event_id: 'evt_still_trying',
-        event_type: 'batch.completed',
-        batch_id: batch.id,
-        payload: '{}',
-        status: 'pending',
-        last_error: null,
-        created_at: 0,
-        delivered_at: null,
-      })
-      .execute();
+    await pendingDelivery('still_trying');
     expect(await sweepOldDeliveries(stack.db, stack.config)).toBe(1);
     expect(
       await stack.db

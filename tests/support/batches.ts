@@ -28,10 +28,11 @@ export function batchLines(o: RequestLineOptions): string {
 
 export async function uploadBatchFile(
   openai: OpenAI,
-  content: string,
+  content: string | Buffer,
   filename = 'input.jsonl',
 ): Promise<OpenAI.Files.FileObject> {
-  return openai.files.create({ file: await toFile(Buffer.from(content), filename), purpose: 'batch' });
+  const bytes = typeof content === 'string' ? Buffer.from(content) : content;
+  return openai.files.create({ file: await toFile(bytes, filename), purpose: 'batch' });
 }
 
 const TERMINAL = new Set(['completed', 'failed', 'expired', 'cancelled']);
@@ -71,7 +72,7 @@ export interface SubmitOptions {
 /** Uploads the content and creates a batch on it; returns the new batch. */
 export async function submitBatch(
   stack: TestStack,
-  content: string,
+  content: string | Buffer,
   options: SubmitOptions = {},
 ): Promise<OpenAI.Batches.Batch> {
   const file = await uploadBatchFile(stack.openai, content);
@@ -87,11 +88,32 @@ export async function submitBatch(
 /** Submits the content and waits for the batch to end; returns it as it ended. */
 export async function runBatch(
   stack: TestStack,
-  content: string,
+  content: string | Buffer,
   timeoutMs?: number,
   options: SubmitOptions = {},
 ): Promise<OpenAI.Batches.Batch> {
   return waitForBatch(stack.openai, (await submitBatch(stack, content, options)).id, timeoutMs);
+}
+
+export interface Disruption {
+  /** Finished requests to wait for before disrupting, and for how long (default: waitForProgress's). */
+  after: number;
+  afterTimeoutMs?: number;
+  /** How long the batch may then take to end (default: waitForBatch's). */
+  timeoutMs?: number;
+}
+
+/** Submits the content, lets `when.after` requests finish, runs `disrupt` on the running batch, and waits for it to end. */
+export async function runDisruptedBatch(
+  stack: TestStack,
+  content: string,
+  when: Disruption,
+  disrupt: (created: OpenAI.Batches.Batch) => Promise<void>,
+): Promise<OpenAI.Batches.Batch> {
+  const created = await submitBatch(stack, content);
+  await waitForProgress(stack.openai, created.id, when.after, when.afterTimeoutMs);
+  await disrupt(created);
+  return waitForBatch(stack.openai, created.id, when.timeoutMs);
 }
 
 /** Waits until the batch's counts reach `done` finished requests. */

@@ -7,14 +7,7 @@ import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { TINY_MODEL_NAME, vllmCommand } from '../../dev/vllm-local.js';
-import {
-  expectEveryLineDone,
-  outputsByCustomId,
-  runBatch,
-  submitBatch,
-  waitForBatch,
-  waitForProgress,
-} from '../support/batches.js';
+import { expectEveryLineDone, outputsByCustomId, runBatch, runDisruptedBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
@@ -129,17 +122,12 @@ describe('batches against real vLLM', () => {
     });
     // The first batch fills the cache; the second, with the same prefix, reads from it.
     await runBatch(stack, lines(line('warm', '/v1/chat/completions', body('first question'))), 180_000);
-    const batch = await waitForBatch(
-      stack.openai,
-      (
-        await submitBatch(
-          stack,
-          lines(
-            line('a', '/v1/chat/completions', body('second question')),
-            line('b', '/v1/chat/completions', body('third question')),
-          ),
-        )
-      ).id,
+    const batch = await runBatch(
+      stack,
+      lines(
+        line('a', '/v1/chat/completions', body('second question')),
+        line('b', '/v1/chat/completions', body('third question')),
+      ),
       180_000,
     );
     expect(batch.status).toBe('completed');
@@ -155,10 +143,8 @@ describe('batches against real vLLM', () => {
   });
 
   it('refuses at validation an endpoint the model is not served on', async () => {
-    const created = await submitBatch(stack, lines(line('e', '/v1/embeddings', { input: 'embed me' })), {
-      endpoint: '/v1/embeddings',
-    });
-    const batch = await waitForBatch(stack.openai, created.id, 60_000);
+    const embedding = lines(line('e', '/v1/embeddings', { input: 'embed me' }));
+    const batch = await runBatch(stack, embedding, 60_000, { endpoint: '/v1/embeddings' });
     expect(batch.status).toBe('failed');
     expect(batch.errors?.data?.[0]).toMatchObject({ code: 'unsupported_endpoint', param: 'endpoint', line: 1 });
     expect(batch.errors?.data?.[0]?.message).toContain('/v1/embeddings');
@@ -230,7 +216,9 @@ describe('a GPU worker that runs its own real vLLM', () => {
 
   it('restarts its vLLM after kill -9 mid-batch, and every custom_id comes out once', async () => {
     const port = await getPort();
-    worker = await spawnGpuWorker(stack, `http://127.0.0.1:${port}`, ownEngine(port, undefined));
+    // Held in a constant too, as the disruption below runs in a closure (and afterAll stops `worker`).
+    const own = await spawnGpuWorker(stack, `http://127.0.0.1:${port}`, ownEngine(port, undefined));
+    worker = own;
     const count = 160;
     const content = lines(
       ...Array.from({ length: count }, (_, i) =>
@@ -242,29 +230,32 @@ describe('a GPU worker that runs its own real vLLM', () => {
         }),
       ),
     );
-    const created = await submitBatch(stack, content);
-    await waitForProgress(stack.openai, created.id, 30, 240_000);
-    const server = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
-      .split('\n')
-      .find((l) => l.includes('vllm.entrypoints.openai.api_server') && l.includes(`--port ${port}`));
-    const pid = Number(/^\s*(\d+)/.exec(server ?? '')?.[1]);
-    expect(pid).toBeGreaterThan(0);
-    const mark = worker.output().length;
-    process.kill(pid, 'SIGKILL');
-    await worker.waitFor('restarted', 30_000, mark);
-    // Its engine core (a process of its own) went with it: nothing of its group holds memory or the port.
-    // A zombie holds neither (it waits only for init to reap it); a process still running would.
-    const running = (): string[] =>
-      execFileSync('ps', ['-eo', 'pgid=,stat=,args='], { encoding: 'utf8' })
-        .split('\n')
-        .map((l) => /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(l))
-        .filter((m): m is RegExpExecArray => m !== null && Number(m[1]) === pid && !(m[2] ?? '').startsWith('Z'))
-        .map((m) => m[0]);
-    const deadline = Date.now() + 10_000;
-    while (running().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
-    expect(running()).toEqual([]);
-
-    const batch = await waitForBatch(stack.openai, created.id, 600_000);
+    const batch = await runDisruptedBatch(
+      stack,
+      content,
+      { after: 30, afterTimeoutMs: 240_000, timeoutMs: 600_000 },
+      async () => {
+        const server = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+          .split('\n')
+          .find((l) => l.includes('vllm.entrypoints.openai.api_server') && l.includes(`--port ${port}`));
+        const pid = Number(/^\s*(\d+)/.exec(server ?? '')?.[1]);
+        expect(pid).toBeGreaterThan(0);
+        const mark = own.output().length;
+        process.kill(pid, 'SIGKILL');
+        await own.waitFor('restarted', 30_000, mark);
+        // Its engine core (a process of its own) went with it: nothing of its group holds memory or the port.
+        // A zombie holds neither (it waits only for init to reap it); a process still running would.
+        const running = (): string[] =>
+          execFileSync('ps', ['-eo', 'pgid=,stat=,args='], { encoding: 'utf8' })
+            .split('\n')
+            .map((l) => /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(l))
+            .filter((m): m is RegExpExecArray => m !== null && Number(m[1]) === pid && !(m[2] ?? '').startsWith('Z'))
+            .map((m) => m[0]);
+        const deadline = Date.now() + 10_000;
+        while (running().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+        expect(running()).toEqual([]);
+      },
+    );
     expect(batch.status).toBe('completed');
     await expectEveryLineDone(stack.openai, batch, count);
   }, 900_000);
