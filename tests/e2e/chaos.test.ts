@@ -5,8 +5,8 @@
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { batchLines, expectEveryLineDone, uploadBatchFile } from '../support/batches.js';
 import { startDevStack, type DevStack } from '../support/dev-stack.js';
-import { batchLines, expectedIds, outputsByCustomId, uploadBatchFile } from '../support/stack.js';
 
 /** What is killed, and how to find its process among the stack's. */
 const VICTIMS: { kind: string; match: (args: string) => boolean }[] = [
@@ -126,10 +126,7 @@ describe('chaos during one batch', () => {
         await new Promise((r) => setTimeout(r, 1000));
         batch = await look(created.id);
       }
-      expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-      const { counts } = await outputsByCustomId(openai, batch);
-      expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
-      expect([...counts.values()].every((n) => n === 1)).toBe(true);
+      await expectEveryLineDone(openai, batch, count);
 
       // Everything came back and is ready.
       for (const port of [dev.ports.api, dev.ports.orchestrator, dev.ports.gpu, dev.ports.importer]) {

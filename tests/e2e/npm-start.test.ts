@@ -7,8 +7,8 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { BatchStatusKey } from '../../workflows/search-attributes.js';
+import { batchLines, uploadBatchFile, waitForBatch } from '../support/batches.js';
 import { alive, childrenOf, startDevStack, type DevStack, type DevStackPorts } from '../support/dev-stack.js';
-import { batchLines, uploadBatchFile, waitForBatch } from '../support/stack.js';
 
 describe('npm start', () => {
   let dev: DevStack;

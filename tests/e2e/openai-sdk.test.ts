@@ -2,14 +2,8 @@
 // → chunk activities on the GPU worker → simulator → output file → retrieve and download.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import {
-  batchLines,
-  fileLines,
-  startTestStack,
-  uploadBatchFile,
-  waitForBatch,
-  type TestStack,
-} from '../support/stack.js';
+import { batchLines, fileLines, uploadBatchFile, waitForBatch } from '../support/batches.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 describe('a batch end to end with the openai SDK', () => {
   let stack: TestStack;

@@ -2,7 +2,8 @@
 import OpenAI, { toFile } from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { batchLines, startTestStack, uploadBatchFile, waitForBatch, type TestStack } from '../support/stack.js';
+import { batchLines, uploadBatchFile, waitForBatch } from '../support/batches.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 describe('the API', () => {
   let stack: TestStack;

@@ -2,7 +2,8 @@
 // the right status, code, line and param, always in OpenAI's error shape, never a 500.
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { batchLines, startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
+import { batchLines, runBatch, waitForBatch } from '../support/batches.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 const chat = (
   id: string,
@@ -534,7 +535,7 @@ describe('validation of a large file', () => {
     const lines = batchLines({ model, count: 50_000 }).trimEnd().split('\n');
     const broken = [1234, 25_000, 49_999];
     for (const n of broken) lines[n - 1] = '{"custom_id": broken';
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, `${lines.join('\n')}\n`)).id, 60_000);
+    const batch = await runBatch(stack, `${lines.join('\n')}\n`, 60_000);
     expect(batch.status).toBe('failed');
     expect(batch.errors?.data?.map((e) => [e.code, e.line])).toEqual(broken.map((n) => ['invalid_json_line', n]));
   });

@@ -7,9 +7,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSimulator } from '../../simulator/server.js';
+import { batchLines } from '../support/batches.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { startTestSimulator } from '../support/simulator.js';
-import { batchLines, startTestStack, type TestStack } from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 import { startWebhookReceiver, verified, type WebhookReceiver } from '../support/webhook-receiver.js';
 
 interface ProgressLine {

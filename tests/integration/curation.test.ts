@@ -8,17 +8,11 @@ import { createCurationActivities, type ImportPlan } from '../../activities/auto
 import { addKey } from '../../api/services/keys.js';
 import { loadCurationSchemas } from '../../lib/curation-tasks.js';
 import { LabelStudio } from '../../lib/label-studio.js';
+import { batchLines, runBatch, uploadBatchFile, waitForBatch } from '../support/batches.js';
 import { runCli } from '../support/cli.js';
 import { startTestLabelStudio, type TestLabelStudio } from '../support/label-studio.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
-import {
-  batchLines,
-  startTestStack,
-  submitBatch,
-  uploadBatchFile,
-  waitForBatch,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 interface Curation {
   status: string;
@@ -62,8 +56,8 @@ interface LsTask {
   }[];
 }
 
-/** Every task of a project, read back through Label Studio's API. */
-async function tasksIn(ls: TestLabelStudio, projectId: number): Promise<LsTask[]> {
+/** Every task of a project (of one batch, where given), read back through Label Studio's API. */
+async function tasksIn(ls: TestLabelStudio, projectId: number, batchId?: string): Promise<LsTask[]> {
   const tasks: LsTask[] = [];
   for (let page = 1; ; page++) {
     const res = await fetch(`${ls.url}/api/tasks?project=${projectId}&fields=all&page=${page}&page_size=100`, {
@@ -71,7 +65,8 @@ async function tasksIn(ls: TestLabelStudio, projectId: number): Promise<LsTask[]
     });
     const body = (await res.json()) as { total: number; tasks: LsTask[] };
     tasks.push(...body.tasks);
-    if (page * 100 >= body.total) return tasks;
+    if (page * 100 >= body.total)
+      return batchId === undefined ? tasks : tasks.filter((t) => t.data.batch_id === batchId);
   }
 }
 
@@ -92,8 +87,7 @@ describe('auto-import into Label Studio', () => {
     stack = await startTestStack({
       apiPort,
       env: {
-        LABEL_STUDIO_URL: ls.url,
-        LABEL_STUDIO_API_KEY: ls.token,
+        ...ls.env,
         CURATION_PAGE_SIZE: '10',
         CURATION_WEBHOOK_URL: `http://127.0.0.1:${apiPort}/hooks/label-studio`,
         CURATION_WEBHOOK_SECRET: 'hook-secret',
@@ -113,7 +107,7 @@ describe('auto-import into Label Studio', () => {
   });
 
   it("puts a batch's results in the schema's project as tasks with the answer pre-filled", async () => {
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 25 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 25 }));
     const curation = await waitForCuration(stack, batch.id);
     expect(curation).toMatchObject({
       status: 'completed',
@@ -131,7 +125,7 @@ describe('auto-import into Label Studio', () => {
     expect(projects.filter((p) => p.title === `gpu-batch review ${projectId}`).map((p) => p.id)).toEqual([
       curation.label_studio_project_id,
     ]);
-    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     expect(tasks.map((t) => t.data.custom_id).sort()).toEqual(Array.from({ length: 25 }, (_, i) => `req-${i}`).sort());
     const outputs = new Map(
       (await (await stack.openai.files.content(batch.output_file_id!)).text())
@@ -155,7 +149,7 @@ describe('auto-import into Label Studio', () => {
     }
 
     // A second batch with the same schema goes to the same project.
-    const second = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 5 }))).id);
+    const second = await runBatch(stack, batchLines({ model, count: 5 }));
     expect((await waitForCuration(stack, second.id)).label_studio_project_id).toBe(curation.label_studio_project_id);
     expect((await lsProjects(ls)).filter((p) => p.title === `gpu-batch review ${projectId}`)).toHaveLength(1);
 
@@ -215,9 +209,7 @@ describe('auto-import into Label Studio', () => {
         'Label Studio project 99999 (metadata curation_project) is not one this project may import into',
       ) as unknown,
     });
-    expect(
-      (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === intruder.id),
-    ).toHaveLength(0);
+    expect(await tasksIn(ls, curation.label_studio_project_id!, intruder.id)).toHaveLength(0);
   });
 
   it('makes a project per batch for a per-batch schema, and honours a project an operator granted', async () => {
@@ -304,10 +296,10 @@ describe('auto-import into Label Studio', () => {
   });
 
   it('re-runs a page whose outcome was lost without duplicating a task', async () => {
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 12 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 12 }));
     const curation = await waitForCuration(stack, batch.id);
     const projectId = curation.label_studio_project_id!;
-    const before = (await tasksIn(ls, projectId)).filter((t) => t.data.batch_id === batch.id);
+    const before = await tasksIn(ls, projectId, batch.id);
     expect(before).toHaveLength(12);
 
     // As if the worker died after Label Studio took page 0 but before it was recorded as done.
@@ -331,14 +323,14 @@ describe('auto-import into Label Studio', () => {
     // A page already done is not even looked at.
     expect(await activities.importPage({ batchId: batch.id, projectId, plan, page: plan.pages[1]! })).toBe(0);
     await client.close();
-    const after = (await tasksIn(ls, projectId)).filter((t) => t.data.batch_id === batch.id);
+    const after = await tasksIn(ls, projectId, batch.id);
     expect(after.map((t) => t.id).sort()).toEqual(before.map((t) => t.id).sort());
   });
 
   it('turns reviews made in Label Studio into fine-tuning lines, and counts them from its webhooks', async () => {
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 6 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 6 }));
     const curation = await waitForCuration(stack, batch.id);
-    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     const byId = new Map(tasks.map((t) => [t.data.custom_id as string, t]));
     const annotate = async (customId: string, result: unknown[]): Promise<void> => {
       const res = await fetch(`${ls.url}/api/tasks/${byId.get(customId)!.id}/annotations/`, {
@@ -432,7 +424,7 @@ describe('import faults', () => {
     // The import worker is a process of its own here, so it can be killed.
     stack = await startTestStack({
       noImportWorker: true,
-      env: { LABEL_STUDIO_URL: ls.url, LABEL_STUDIO_API_KEY: ls.token, CURATION_PAGE_SIZE: '5' },
+      env: { ...ls.env, CURATION_PAGE_SIZE: '5' },
     });
     importer = spawnEntry('workers/import.ts', stack.processEnv());
     await importer.waitFor('import worker ready');
@@ -445,7 +437,7 @@ describe('import faults', () => {
 
   it('survives its import worker being killed mid-import, without a duplicate task', async () => {
     const count = 150;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count }));
     await waitForCuration(stack, batch.id, (c) => c.pages_done >= 5);
     await importer.kill9();
     // Killed with pages still to go, or this would test nothing.
@@ -456,14 +448,14 @@ describe('import faults', () => {
     await importer.waitFor('import worker ready');
     const curation = await waitForCuration(stack, batch.id);
     expect(curation).toMatchObject({ status: 'completed', tasks_imported: count, pages_done: 30 });
-    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     expect(tasks).toHaveLength(count);
     expect(new Set(tasks.map((t) => t.data.curation_key)).size).toBe(count);
   });
 
   it('rides out Label Studio being down and restarted mid-import', async () => {
     const count = 150;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count }));
     await waitForCuration(stack, batch.id, (c) => c.pages_done >= 3);
     await ls.stop();
     await new Promise((r) => setTimeout(r, 4000));
@@ -472,7 +464,7 @@ describe('import faults', () => {
     await ls.start();
     const curation = await waitForCuration(stack, batch.id);
     expect(curation).toMatchObject({ status: 'completed', tasks_imported: count });
-    const tasks = (await tasksIn(ls, curation.label_studio_project_id!)).filter((t) => t.data.batch_id === batch.id);
+    const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     expect(tasks).toHaveLength(count);
     expect(new Set(tasks.map((t) => t.data.curation_key)).size).toBe(count);
   });
@@ -482,10 +474,7 @@ describe('curation without a usable Label Studio', () => {
   it('records that it was skipped when Label Studio is not configured', async () => {
     const stack = await startTestStack();
     try {
-      const batch = await waitForBatch(
-        stack.openai,
-        (await submitBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }))).id,
-      );
+      const batch = await runBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }));
       expect(await waitForCuration(stack, batch.id)).toMatchObject({
         status: 'skipped',
         reason: expect.stringContaining('LABEL_STUDIO_URL') as unknown,
@@ -499,10 +488,7 @@ describe('curation without a usable Label Studio', () => {
     const ls = await startTestLabelStudio();
     const stack = await startTestStack({ env: { LABEL_STUDIO_URL: ls.url, LABEL_STUDIO_API_KEY: 'not-the-token' } });
     try {
-      const batch = await waitForBatch(
-        stack.openai,
-        (await submitBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }))).id,
-      );
+      const batch = await runBatch(stack, batchLines({ model: inject('services').simulatorModel, count: 2 }));
       expect(batch.status).toBe('completed');
       const curation = await waitForCuration(stack, batch.id);
       expect(curation.status).toBe('failed');

@@ -17,18 +17,10 @@ import { startEmbeddedPostgres, type RunningPostgres } from '../../dev/embedded-
 import { createLogger } from '../../lib/logger.js';
 import { createDb, type Db } from '../../schema/db.js';
 import type { RunningSimulator } from '../../simulator/server.js';
+import { batchLines, expectEveryLineDone, runDisruptedBatch } from '../support/batches.js';
 import { spawnEntry, spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestSimulator } from '../support/simulator.js';
-import {
-  batchLines,
-  expectedIds,
-  outputsByCustomId,
-  startTestStack,
-  submitBatch,
-  waitForBatch,
-  waitForProgress,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 const log = createLogger('outage-pg', { level: 'warn', format: 'json' });
 
@@ -194,50 +186,47 @@ describe('every process through Postgres outages during a batch', () => {
 
   it('keeps running while backends are terminated again and again mid-batch, and loses nothing', async () => {
     const count = 600;
-    const created = await submitBatch(view, batchLines({ model, count }));
-    await waitForProgress(view.openai, created.id, 50);
-    let terminated = 0;
-    while ((await view.openai.batches.retrieve(created.id).catch(() => undefined))?.status !== 'completed') {
-      terminated += await terminateBackends(admin, stack.name);
-      allAlive();
-      await new Promise((r) => setTimeout(r, 400));
-    }
-    expect(terminated).toBeGreaterThan(10);
-    const batch = await waitForBatch(view.openai, created.id);
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(view.openai, batch);
-    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    const batch = await runDisruptedBatch(view, batchLines({ model, count }), { after: 50 }, async (created) => {
+      let terminated = 0;
+      while ((await view.openai.batches.retrieve(created.id).catch(() => undefined))?.status !== 'completed') {
+        terminated += await terminateBackends(admin, stack.name);
+        allAlive();
+        await new Promise((r) => setTimeout(r, 400));
+      }
+      expect(terminated).toBeGreaterThan(10);
+    });
+    await expectEveryLineDone(view.openai, batch, count);
     allAlive();
   });
 
   it('says 503 while Postgres is down, keeps every process up, and finishes the batch once it is back', async () => {
     const count = 600;
-    const created = await submitBatch(view, batchLines({ model, count }));
-    await waitForProgress(view.openai, created.id, 100);
-    await admin.end().catch(() => undefined);
-    await postgres.stop();
-    await new Promise((r) => setTimeout(r, 2000));
-    expect(await readiness(apiUrl)).toBe(503);
-    expect(await readiness(gpuUrl)).toBe(503);
-    // The API answers, in OpenAI's shape, that it cannot serve this now.
-    const down = await fetch(`${apiUrl}/v1/batches/${created.id}`, {
-      headers: { authorization: `Bearer ${stack.apiKey}` },
-    });
-    expect(down.status).toBe(503);
-    expect(((await down.json()) as { error: { code: string } }).error.code).toBe('service_unavailable');
-    await new Promise((r) => setTimeout(r, 6000));
-    allAlive();
+    const batch = await runDisruptedBatch(
+      view,
+      batchLines({ model, count }),
+      { after: 100, timeoutMs: 120_000 },
+      async (created) => {
+        await admin.end().catch(() => undefined);
+        await postgres.stop();
+        await new Promise((r) => setTimeout(r, 2000));
+        expect(await readiness(apiUrl)).toBe(503);
+        expect(await readiness(gpuUrl)).toBe(503);
+        // The API answers, in OpenAI's shape, that it cannot serve this now.
+        const down = await fetch(`${apiUrl}/v1/batches/${created.id}`, {
+          headers: { authorization: `Bearer ${stack.apiKey}` },
+        });
+        expect(down.status).toBe(503);
+        expect(((await down.json()) as { error: { code: string } }).error.code).toBe('service_unavailable');
+        await new Promise((r) => setTimeout(r, 6000));
+        allAlive();
 
-    postgres = await startPostgres();
-    admin = new pg.Client({ connectionString: `${postgres.serverUrl}/postgres` });
-    admin.on('error', () => undefined);
-    await admin.connect();
-    const batch = await waitForBatch(view.openai, created.id, 120_000);
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(view.openai, batch);
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
-    expect(counts.size).toBe(count);
+        postgres = await startPostgres();
+        admin = new pg.Client({ connectionString: `${postgres.serverUrl}/postgres` });
+        admin.on('error', () => undefined);
+        await admin.connect();
+      },
+    );
+    await expectEveryLineDone(view.openai, batch, count);
     for (const url of [apiUrl, gpuUrl]) {
       const deadline = Date.now() + 30_000;
       while ((await readiness(url)) !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));

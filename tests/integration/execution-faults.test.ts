@@ -3,19 +3,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSimulator } from '../../simulator/server.js';
+import {
+  batchLines,
+  expectEachLineOnce,
+  expectEveryLineDone,
+  outputsByCustomId,
+  runBatch,
+  runDisruptedBatch,
+  submitBatch,
+  waitForBatch,
+} from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { expectHistoriesReplay } from '../support/replay.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';
-import {
-  batchLines,
-  expectedIds,
-  outputsByCustomId,
-  startTestStack,
-  submitBatch,
-  waitForBatch,
-  waitForProgress,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 describe('batch execution with two GPU workers', () => {
   let stack: TestStack;
@@ -36,7 +37,7 @@ describe('batch execution with two GPU workers', () => {
 
   it('spreads the chunks of one batch over both GPUs', async () => {
     const count = 400;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count }));
     expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
     const served = engines.map((e) => e.state.snapshot().served);
     expect(served[0]).toBeGreaterThan(0);
@@ -71,19 +72,14 @@ describe('batch execution against a flaky engine', () => {
       dropRate: 0.03,
     });
     const count = 300;
-    const batch = await waitForBatch(
-      stack.openai,
-      (await submitBatch(stack, batchLines({ model, count }))).id,
-      120_000,
-    );
+    const batch = await runBatch(stack, batchLines({ model, count }), 120_000);
     await setFaults(engine, {});
     expect(batch.status).toBe('completed');
     expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
     const faults = engine.state.snapshot().faults;
     expect(faults.error).toBeGreaterThan(20);
     expect(faults.hang + faults.drop).toBeGreaterThan(5);
-    const { counts } = await outputsByCustomId(stack.openai, batch);
-    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
+    await expectEachLineOnce(stack.openai, batch, count);
     expect(await stack.db.selectFrom('dead_letters').selectAll().where('batch_id', '=', batch.id).execute()).toEqual(
       [],
     );
@@ -92,11 +88,7 @@ describe('batch execution against a flaky engine', () => {
   it("writes vLLM's 500s to the error file at once, without retrying them, while the engine is healthy", async () => {
     await setFaults(engine, { errorRates: { '500': 0.2 } });
     const count = 200;
-    const batch = await waitForBatch(
-      stack.openai,
-      (await submitBatch(stack, batchLines({ model, count }))).id,
-      120_000,
-    );
+    const batch = await runBatch(stack, batchLines({ model, count }), 120_000);
     await setFaults(engine, {});
     expect(batch.status).toBe('completed');
     const { failed, counts } = await outputsByCustomId(stack.openai, batch);
@@ -116,23 +108,24 @@ describe('batch execution against a flaky engine', () => {
     const count = 600;
     // About 20 requests a second, so the batch is still running when the engine goes down.
     await setFaults(engine, { spikeRate: 1, spikeMs: 400 });
-    const created = await submitBatch(stack, batchLines({ model, count }));
-    await waitForProgress(stack.openai, created.id, 100);
-    await setFaults(engine, { down: true });
-    await new Promise((r) => setTimeout(r, 3000));
-    const during = await stack.openai.batches.retrieve(created.id);
-    await new Promise((r) => setTimeout(r, 57_000));
-    const later = await stack.openai.batches.retrieve(created.id);
-    // Nothing moved, and nothing was written off, while the engine was away.
-    expect(later.status).toBe('in_progress');
-    expect(later.request_counts).toEqual(during.request_counts);
-    expect(later.request_counts?.failed).toBe(0);
-    await setFaults(engine, {});
-    const batch = await waitForBatch(stack.openai, created.id, 120_000);
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(stack.openai, batch);
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
-    expect(counts.size).toBe(count);
+    const batch = await runDisruptedBatch(
+      stack,
+      batchLines({ model, count }),
+      { after: 100, timeoutMs: 120_000 },
+      async (created) => {
+        await setFaults(engine, { down: true });
+        await new Promise((r) => setTimeout(r, 3000));
+        const during = await stack.openai.batches.retrieve(created.id);
+        await new Promise((r) => setTimeout(r, 57_000));
+        const later = await stack.openai.batches.retrieve(created.id);
+        // Nothing moved, and nothing was written off, while the engine was away.
+        expect(later.status).toBe('in_progress');
+        expect(later.request_counts).toEqual(during.request_counts);
+        expect(later.request_counts?.failed).toBe(0);
+        await setFaults(engine, {});
+      },
+    );
+    await expectEveryLineDone(stack.openai, batch, count);
   }, 240_000);
 });
 
@@ -175,11 +168,7 @@ describe('a chunk whose engine stays down', () => {
   it('is dead-lettered after its Temporal retries, and the batch still finalizes with every line accounted for', async () => {
     await setFaults(engine, { down: true });
     const count = 60;
-    const batch = await waitForBatch(
-      stack.openai,
-      (await submitBatch(stack, batchLines({ model, count }))).id,
-      120_000,
-    );
+    const batch = await runBatch(stack, batchLines({ model, count }), 120_000);
     expect(batch.status).toBe('completed');
     expect(batch.request_counts).toEqual({ total: count, completed: 0, failed: count });
     const { failed, counts } = await outputsByCustomId(stack.openai, batch);

@@ -3,19 +3,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSimulator } from '../../simulator/server.js';
+import { batchLines, expectEveryLineDone, runDisruptedBatch, submitBatch, waitForBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { expectHistoriesReplay } from '../support/replay.js';
 import { startTestSimulator } from '../support/simulator.js';
-import {
-  batchLines,
-  expectedIds,
-  outputsByCustomId,
-  startTestStack,
-  submitBatch,
-  waitForBatch,
-  waitForProgress,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 const IN_FLIGHT = 8;
 
@@ -50,16 +42,16 @@ describe('GPU workers killed mid-chunk', () => {
     workers.push(await spawnGpuWorker(stack, engine.url, { ...workerEnv, GPU_INDEX: '0' }));
     workers.push(await spawnGpuWorker(stack, engine.url, { ...workerEnv, GPU_INDEX: '1' }));
     const count = 400;
-    const created = await submitBatch(stack, batchLines({ model, count }));
-    await waitForProgress(stack.openai, created.id, 100);
-    await workers[0]!.kill9();
-
-    const batch = await waitForBatch(stack.openai, created.id, 120_000);
+    const batch = await runDisruptedBatch(
+      stack,
+      batchLines({ model, count }),
+      { after: 100, timeoutMs: 120_000 },
+      async () => {
+        await workers[0]!.kill9();
+      },
+    );
     expect(batch.status).toBe('completed');
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(stack.openai, batch);
-    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    await expectEveryLineDone(stack.openai, batch, count);
     // Only requests that were in flight (or finished but not yet persisted) when it died go out again.
     expect(duplicatesSent()).toBeLessThanOrEqual(2 * IN_FLIGHT);
   });
@@ -92,10 +84,7 @@ describe('GPU workers killed mid-chunk', () => {
     await chaos;
     expect(kills).toBeGreaterThanOrEqual(2);
     expect(batch.status).toBe('completed');
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(stack.openai, batch);
-    expect(counts.size).toBe(count);
-    expect([...counts.entries()].filter(([, n]) => n !== 1)).toEqual([]);
+    await expectEveryLineDone(stack.openai, batch, count);
     expect(duplicatesSent()).toBeLessThanOrEqual(kills * 2 * IN_FLIGHT);
   }, 360_000);
 

@@ -12,8 +12,9 @@ import { validateLines } from '../../activities/validate.js';
 import { readLines } from '../../lib/jsonl.js';
 import { isStorableText } from '../../lib/sanitize.js';
 import { jsonb } from '../../schema/db.js';
+import { waitForBatch } from '../support/batches.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
-import { startTestStack, waitForBatch, type TestStack } from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 const MODEL = 'sim-test';
 const MAX_LINE_BYTES = 4096;

@@ -8,18 +8,10 @@ import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSimulator } from '../../simulator/server.js';
+import { batchLines, expectEveryLineDone, runBatch, runDisruptedBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestSimulator } from '../support/simulator.js';
-import {
-  batchLines,
-  expectedIds,
-  outputsByCustomId,
-  startTestStack,
-  submitBatch,
-  waitForBatch,
-  waitForProgress,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 function childPids(pid: number, pattern: string): number[] {
   try {
@@ -62,10 +54,7 @@ describe('a GPU worker running its own engine', () => {
   it('starts it pinned to its GPU, waits for its health, and announces the model it serves', async () => {
     expect((await readFile(path.join(dir, 'cuda'), 'utf8')).trim()).toBe('3');
     expect(await modelIds(stack)).toEqual(['own-model']);
-    const batch = await waitForBatch(
-      stack.openai,
-      (await submitBatch(stack, batchLines({ model: 'own-model', count: 30 }))).id,
-    );
+    const batch = await runBatch(stack, batchLines({ model: 'own-model', count: 30 }));
     expect(batch.request_counts).toEqual({ total: 30, completed: 30, failed: 0 });
   });
 
@@ -75,10 +64,7 @@ describe('a GPU worker running its own engine', () => {
     const mark = worker.output().length;
     process.kill(engine!, 'SIGKILL');
     await worker.waitFor('restarted', 30_000, mark);
-    const batch = await waitForBatch(
-      stack.openai,
-      (await submitBatch(stack, batchLines({ model: 'own-model', count: 30 }))).id,
-    );
+    const batch = await runBatch(stack, batchLines({ model: 'own-model', count: 30 }));
     expect(batch.status).toBe('completed');
     expect(batch.request_counts?.failed).toBe(0);
   });
@@ -111,13 +97,14 @@ describe('a GPU worker stopped gracefully mid-batch', () => {
 
   it('hands its chunks over and the batch finishes with every line once', async () => {
     const count = 300;
-    const created = await submitBatch(stack, batchLines({ model, count }));
-    await waitForProgress(stack.openai, created.id, 50);
-    expect(await workers[0]!.stop()).toBe(0);
-    const batch = await waitForBatch(stack.openai, created.id, 120_000);
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(stack.openai, batch);
-    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    const batch = await runDisruptedBatch(
+      stack,
+      batchLines({ model, count }),
+      { after: 50, timeoutMs: 120_000 },
+      async () => {
+        expect(await workers[0]!.stop()).toBe(0);
+      },
+    );
+    await expectEveryLineDone(stack.openai, batch, count);
   });
 });

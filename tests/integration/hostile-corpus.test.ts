@@ -7,8 +7,9 @@ import getPort from 'get-port';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { batchLines, runBatch } from '../support/batches.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
-import { batchLines, startTestStack, waitForBatch, type TestStack } from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 const MODEL = 'sim-test';
 const MAX_LINE_BYTES = 64 * 1024;
@@ -49,11 +50,23 @@ function multipart(
   return Buffer.from(text);
 }
 
-const form = (body: Buffer, boundary = 'B'): Pick<RequestCase, 'headers' | 'body'> => ({
+/** What a case sends: its headers and body. */
+type Sent = Pick<RequestCase, 'headers' | 'body'>;
+
+/** A POST of `sent` to `path` that must get `status` (and `code`, where given). */
+const post = (name: string, path: string, sent: Sent, status = 400, code?: string): RequestCase => ({
+  name,
+  method: 'POST',
+  path,
+  ...sent,
+  status,
+  ...(code === undefined ? {} : { code }),
+});
+const form = (body: Buffer, boundary = 'B'): Sent => ({
   headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
   body,
 });
-const jsonBody = (value: unknown): Pick<RequestCase, 'headers' | 'body'> => ({
+const jsonBody = (value: unknown): Sent => ({
   headers: { 'content-type': 'application/json' },
   body: typeof value === 'string' ? value : JSON.stringify(value),
 });
@@ -61,24 +74,26 @@ const good = { name: 'file', filename: 'x.jsonl', content: chat('a') };
 const purpose = { name: 'purpose', content: 'batch' };
 
 function requestCases(inputFileId: string, outputFileId: string): RequestCase[] {
-  const create = (over: Record<string, unknown>): Pick<RequestCase, 'headers' | 'body'> =>
+  const create = (over: Record<string, unknown>): Sent =>
     jsonBody({ input_file_id: inputFileId, endpoint: '/v1/chat/completions', completion_window: '24h', ...over });
+  /** Creating a batch from a valid body with `over` changed. */
+  const creating = (name: string, over: Record<string, unknown>, status = 400, code?: string): RequestCase =>
+    post(name, '/v1/batches', create(over), status, code);
+  /** Adding a webhook with this body. */
+  const hooking = (name: string, body: unknown, status = 400, code?: string): RequestCase =>
+    post(name, '/v1/webhooks', jsonBody(body), status, code);
   return [
     // Uploads
-    {
-      name: 'a form cut before its closing boundary',
-      method: 'POST',
-      path: '/v1/files',
-      ...form(Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\nabc')),
-      status: 400,
-    },
-    {
-      name: 'a cut form whose part is not the file',
-      method: 'POST',
-      path: '/v1/files',
-      ...form(Buffer.from('--B\r\nContent-Disposition: form-data; name="other"; filename="x.jsonl"\r\n\r\nabc')),
-      status: 400,
-    },
+    post(
+      'a form cut before its closing boundary',
+      '/v1/files',
+      form(Buffer.from('--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\nabc')),
+    ),
+    post(
+      'a cut form whose part is not the file',
+      '/v1/files',
+      form(Buffer.from('--B\r\nContent-Disposition: form-data; name="other"; filename="x.jsonl"\r\n\r\nabc')),
+    ),
     {
       name: 'a form without its boundary parameter',
       method: 'POST',
@@ -87,21 +102,9 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
       body: multipart('B', [good, purpose]),
       status: 400,
     },
-    { name: 'an empty form', method: 'POST', path: '/v1/files', ...form(Buffer.alloc(0)), status: 400 },
-    {
-      name: 'a form that is JSON',
-      method: 'POST',
-      path: '/v1/files',
-      ...form(Buffer.from('{"file": "x"}')),
-      status: 400,
-    },
-    {
-      name: 'a form whose boundary never appears',
-      method: 'POST',
-      path: '/v1/files',
-      ...form(multipart('OTHER', [good, purpose]), 'B'),
-      status: 400,
-    },
+    post('an empty form', '/v1/files', form(Buffer.alloc(0))),
+    post('a form that is JSON', '/v1/files', form(Buffer.from('{"file": "x"}'))),
+    post('a form whose boundary never appears', '/v1/files', form(multipart('OTHER', [good, purpose]), 'B')),
     {
       name: 'a file name with a NUL',
       method: 'POST',
@@ -115,30 +118,26 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
       ),
       status: 400,
     },
-    {
-      name: 'a file name of a thousand characters',
-      method: 'POST',
-      path: '/v1/files',
-      ...form(multipart('B', [{ ...good, filename: `${'n'.repeat(1000)}.jsonl` }, purpose])),
-      status: 400,
-      code: 'invalid_value',
-    },
-    {
-      name: 'a file that is not .jsonl',
-      method: 'POST',
-      path: '/v1/files',
-      ...form(multipart('B', [{ ...good, filename: 'x.txt' }, purpose])),
-      status: 400,
-      code: 'invalid_file_format',
-    },
-    { name: 'no purpose', method: 'POST', path: '/v1/files', ...form(multipart('B', [good])), status: 400 },
-    {
-      name: 'a purpose of fine-tune',
-      method: 'POST',
-      path: '/v1/files',
-      ...form(multipart('B', [good, { name: 'purpose', content: 'fine-tune' }])),
-      status: 400,
-    },
+    post(
+      'a file name of a thousand characters',
+      '/v1/files',
+      form(multipart('B', [{ ...good, filename: `${'n'.repeat(1000)}.jsonl` }, purpose])),
+      400,
+      'invalid_value',
+    ),
+    post(
+      'a file that is not .jsonl',
+      '/v1/files',
+      form(multipart('B', [{ ...good, filename: 'x.txt' }, purpose])),
+      400,
+      'invalid_file_format',
+    ),
+    post('no purpose', '/v1/files', form(multipart('B', [good]))),
+    post(
+      'a purpose of fine-tune',
+      '/v1/files',
+      form(multipart('B', [good, { name: 'purpose', content: 'fine-tune' }])),
+    ),
     {
       name: 'an expiry that is not a number',
       method: 'POST',
@@ -153,14 +152,7 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
       ),
       status: 400,
     },
-    {
-      name: 'no file part at all',
-      method: 'POST',
-      path: '/v1/files',
-      ...form(multipart('B', [purpose])),
-      status: 400,
-      code: 'missing_required_parameter',
-    },
+    post('no file part at all', '/v1/files', form(multipart('B', [purpose])), 400, 'missing_required_parameter'),
     {
       name: 'an upload that is plain text',
       method: 'POST',
@@ -246,13 +238,7 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
       ),
       status: 400,
     },
-    {
-      name: 'metadata with a NUL',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ metadata: { k: 'a\u0000b' } }),
-      status: 400,
-    },
+    creating('metadata with a NUL', { metadata: { k: 'a\u0000b' } }),
     {
       name: 'a metadata key with an unpaired surrogate',
       method: 'POST',
@@ -262,43 +248,19 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
       ),
       status: 400,
     },
-    {
-      name: 'seventeen metadata pairs',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])) }),
-      status: 400,
-    },
-    {
-      name: 'a metadata value of 513 characters',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ metadata: { k: 'v'.repeat(513) } }),
-      status: 400,
-    },
-    {
-      name: 'a metadata value that is a number',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ metadata: { k: 1 } }),
-      status: 400,
-    },
-    {
-      name: 'a 2 MB JSON body',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ metadata: { k: 'v' }, padding: 'p'.repeat(2 * 1024 * 1024) }),
-      status: 413,
-      code: 'request_too_large',
-    },
-    { name: 'a body that is null', method: 'POST', path: '/v1/batches', ...jsonBody('null'), status: 400 },
-    {
-      name: 'a body nested 100,000 deep',
-      method: 'POST',
-      path: '/v1/batches',
-      ...jsonBody(deep(100_000)),
-      status: 400,
-    },
+    creating('seventeen metadata pairs', {
+      metadata: Object.fromEntries(Array.from({ length: 17 }, (_, i) => [`k${i}`, 'v'])),
+    }),
+    creating('a metadata value of 513 characters', { metadata: { k: 'v'.repeat(513) } }),
+    creating('a metadata value that is a number', { metadata: { k: 1 } }),
+    creating(
+      'a 2 MB JSON body',
+      { metadata: { k: 'v' }, padding: 'p'.repeat(2 * 1024 * 1024) },
+      413,
+      'request_too_large',
+    ),
+    post('a body that is null', '/v1/batches', jsonBody('null')),
+    post('a body nested 100,000 deep', '/v1/batches', jsonBody(deep(100_000))),
     {
       name: 'a body that is not UTF-8',
       method: 'POST',
@@ -307,70 +269,16 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
       body: Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]),
       status: 400,
     },
-    {
-      name: 'a completion window of 0s',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ completion_window: '0s' }),
-      status: 400,
-    },
-    {
-      name: 'a completion window of 10^21 days',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ completion_window: '999999999999999999999d' }),
-      status: 400,
-    },
-    {
-      name: 'an endpoint that walks up',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ endpoint: '/v1/../etc/passwd' }),
-      status: 400,
-    },
-    {
-      name: 'an input file id with a NUL',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ input_file_id: 'file-\u0000' }),
-      status: 400,
-    },
-    {
-      name: 'an input file id of 10,000 characters',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ input_file_id: 'f'.repeat(10_000) }),
-      status: 400,
-    },
-    {
-      name: "a batch's output file as input",
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ input_file_id: outputFileId }),
-      status: 400,
-    },
-    { name: 'a priority of 0', method: 'POST', path: '/v1/batches', ...create({ priority: 0 }), status: 400 },
-    {
-      name: 'a priority that is a word',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ priority: 'high' }),
-      status: 400,
-    },
-    {
-      name: 'an output expiry of a minute',
-      method: 'POST',
-      path: '/v1/batches',
-      ...create({ output_expires_after: { anchor: 'created_at', seconds: 60 } }),
-      status: 400,
-    },
-    {
-      name: 'a retry body that is an array',
-      method: 'POST',
-      path: '/v1/batches/batch_none/retry',
-      ...jsonBody('[1,2]'),
-      status: 400,
-    },
+    creating('a completion window of 0s', { completion_window: '0s' }),
+    creating('a completion window of 10^21 days', { completion_window: '999999999999999999999d' }),
+    creating('an endpoint that walks up', { endpoint: '/v1/../etc/passwd' }),
+    creating('an input file id with a NUL', { input_file_id: 'file-\u0000' }),
+    creating('an input file id of 10,000 characters', { input_file_id: 'f'.repeat(10_000) }),
+    creating("a batch's output file as input", { input_file_id: outputFileId }),
+    creating('a priority of 0', { priority: 0 }),
+    creating('a priority that is a word', { priority: 'high' }),
+    creating('an output expiry of a minute', { output_expires_after: { anchor: 'created_at', seconds: 60 } }),
+    post('a retry body that is an array', '/v1/batches/batch_none/retry', jsonBody('[1,2]')),
     // Reads
     { name: 'a file id that is a NUL', path: '/v1/files/%00', status: 404 },
     { name: 'a batch id that walks up', path: '/v1/batches/..%2f..%2fetc', status: 404 },
@@ -391,71 +299,20 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
     { name: 'content of a file that does not exist', path: '/v1/files/file-none/content', status: 404 },
     { name: 'an unknown route', method: 'POST', path: '/v1/zzz', status: 404, code: 'unknown_url' },
     // Webhooks
-    {
-      name: 'a webhook to javascript:',
-      method: 'POST',
-      path: '/v1/webhooks',
-      ...jsonBody({ url: 'javascript:alert(1)' }),
-      status: 400,
-    },
-    {
-      name: 'a webhook URL with a NUL',
-      method: 'POST',
-      path: '/v1/webhooks',
-      ...jsonBody({ url: 'https://example.com/\u0000' }),
-      status: 400,
-    },
-    {
-      name: 'a webhook to loopback through NAT64',
-      method: 'POST',
-      path: '/v1/webhooks',
-      ...jsonBody({ url: 'http://[64:ff9b::7f00:1]/hook' }),
-      status: 400,
-      code: 'invalid_url',
-    },
-    {
-      name: 'a webhook to cloud metadata through 6to4',
-      method: 'POST',
-      path: '/v1/webhooks',
-      ...jsonBody({ url: 'http://[2002:a9fe:a9fe::1]/hook' }),
-      status: 400,
-      code: 'invalid_url',
-    },
-    {
-      name: 'a webhook to a site-local address',
-      method: 'POST',
-      path: '/v1/webhooks',
-      ...jsonBody({ url: 'http://[fec0::1]/hook' }),
-      status: 400,
-      code: 'invalid_url',
-    },
-    {
-      name: 'a webhook URL of 3,000 characters',
-      method: 'POST',
-      path: '/v1/webhooks',
-      ...jsonBody({ url: `https://example.com/${'p'.repeat(3000)}` }),
-      status: 400,
-    },
-    {
-      name: 'a webhook with an unknown event',
-      method: 'POST',
-      path: '/v1/webhooks',
-      ...jsonBody({ url: 'https://example.com/h', events: ['batch.exploded'] }),
-      status: 400,
-    },
+    hooking('a webhook to javascript:', { url: 'javascript:alert(1)' }),
+    hooking('a webhook URL with a NUL', { url: 'https://example.com/\u0000' }),
+    hooking('a webhook to loopback through NAT64', { url: 'http://[64:ff9b::7f00:1]/hook' }, 400, 'invalid_url'),
+    hooking('a webhook to cloud metadata through 6to4', { url: 'http://[2002:a9fe:a9fe::1]/hook' }, 400, 'invalid_url'),
+    hooking('a webhook to a site-local address', { url: 'http://[fec0::1]/hook' }, 400, 'invalid_url'),
+    hooking('a webhook URL of 3,000 characters', { url: `https://example.com/${'p'.repeat(3000)}` }),
+    hooking('a webhook with an unknown event', { url: 'https://example.com/h', events: ['batch.exploded'] }),
     {
       name: 're-driving a delivery that does not exist',
       method: 'POST',
       path: '/v1/webhooks/deliveries/whd_none/redeliver',
       status: 404,
     },
-    {
-      name: 'the Label Studio receiver, which is off',
-      method: 'POST',
-      path: '/hooks/label-studio',
-      ...jsonBody({ action: 'x' }),
-      status: 404,
-    },
+    post('the Label Studio receiver, which is off', '/hooks/label-studio', jsonBody({ action: 'x' }), 404),
   ];
 }
 
@@ -581,7 +438,8 @@ describe('a corpus of hostile input', () => {
   let stack: TestStack;
   let api: ChildUnderTest;
   let port: number;
-  let openai: OpenAI;
+  /** The stack, with its SDK pointed at the API process. */
+  let view: TestStack;
   const ids = { input: '', output: '' };
 
   beforeAll(async () => {
@@ -599,22 +457,10 @@ describe('a corpus of hostile input', () => {
       API_KEYS: stack.apiKey,
     });
     await api.waitFor('API ready');
-    openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
-    const file = await openai.files.create({
-      file: new File([batchLines({ model: MODEL, count: 2 })], 'ok.jsonl'),
-      purpose: 'batch',
-    });
-    const batch = await waitForBatch(
-      openai,
-      (
-        await openai.batches.create({
-          input_file_id: file.id,
-          endpoint: '/v1/chat/completions',
-          completion_window: '24h',
-        })
-      ).id,
-    );
-    ids.input = file.id;
+    const openai = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: stack.apiKey, maxRetries: 0 });
+    view = { ...stack, openai };
+    const batch = await runBatch(view, batchLines({ model: MODEL, count: 2 }));
+    ids.input = batch.input_file_id;
     ids.output = batch.output_file_id ?? '';
   });
   afterAll(async () => {
@@ -657,13 +503,7 @@ describe('a corpus of hostile input', () => {
 
   describe('files', () => {
     it.each(FILE_CASES.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-      const file = await openai.files.create({ file: new File([c.content], 'hostile.jsonl'), purpose: 'batch' });
-      const created = await openai.batches.create({
-        input_file_id: file.id,
-        endpoint: '/v1/chat/completions',
-        completion_window: '24h',
-      });
-      const batch = await waitForBatch(openai, created.id, 30_000);
+      const batch = await runBatch(view, c.content, 30_000);
       if (c.expect === 'completed') {
         expect(batch.status).toBe('completed');
         expect(batch.request_counts?.failed).toBe(0);
@@ -674,26 +514,13 @@ describe('a corpus of hostile input', () => {
       expect([first?.code, first?.line ?? null, first?.param ?? null]).toEqual(c.expect);
       expect(first?.message?.length).toBeGreaterThan(10);
       // Its input can be deleted: no batch holds it any more.
-      await expect(openai.files.delete(file.id)).resolves.toMatchObject({ deleted: true });
+      await expect(view.openai.files.delete(batch.input_file_id)).resolves.toMatchObject({ deleted: true });
     });
   });
 
   it('is still the same process afterwards, and still runs a good batch', async () => {
     expect(api.child.exitCode).toBeNull();
-    const file = await openai.files.create({
-      file: new File([batchLines({ model: MODEL, count: 5 })], 'after.jsonl'),
-      purpose: 'batch',
-    });
-    const batch = await waitForBatch(
-      openai,
-      (
-        await openai.batches.create({
-          input_file_id: file.id,
-          endpoint: '/v1/chat/completions',
-          completion_window: '24h',
-        })
-      ).id,
-    );
+    const batch = await runBatch(view, batchLines({ model: MODEL, count: 5 }));
     expect(batch.status).toBe('completed');
     expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
   });

@@ -8,17 +8,17 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createKey } from '../../api/services/keys.js';
 import { nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
-import { startTestSimulator } from '../support/simulator.js';
 import {
   batchLines,
   expectedIds,
   outputsByCustomId,
-  startTestStack,
+  runBatch,
   submitBatch,
   uploadBatchFile,
   waitForBatch,
-  type TestStack,
-} from '../support/stack.js';
+} from '../support/batches.js';
+import { startTestSimulator } from '../support/simulator.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 describe('the OpenAI Files and Batches API', () => {
   let stack: TestStack;
@@ -186,7 +186,7 @@ describe('the OpenAI Files and Batches API', () => {
         count,
         body: (i) => ({ model, messages: [{ role: 'user', content: `q${i}` }], max_tokens: i % 2 === 1 ? 100_000 : 8 }),
       });
-      const first = await waitForBatch(stack.openai, (await submitBatch(stack, content)).id);
+      const first = await runBatch(stack, content);
       expect(first.request_counts).toEqual({ total: count, completed: 5, failed: 5 });
 
       const retried = (await stack.openai.post(`/batches/${first.id}/retry`, {
@@ -207,12 +207,12 @@ describe('the OpenAI Files and Batches API', () => {
       expect(second.request_counts).toEqual({ total: 5, completed: 0, failed: 5 });
 
       // A batch with nothing failed has nothing to retry; a validation failure never ran.
-      const clean = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 2 }))).id);
+      const clean = await runBatch(stack, batchLines({ model, count: 2 }));
       await expect(stack.openai.post(`/batches/${clean.id}/retry`)).rejects.toMatchObject({
         status: 409,
         code: 'nothing_to_retry',
       });
-      const invalid = await waitForBatch(stack.openai, (await submitBatch(stack, 'not json\n')).id);
+      const invalid = await runBatch(stack, 'not json\n');
       await expect(stack.openai.post(`/batches/${invalid.id}/retry`)).rejects.toMatchObject({
         status: 409,
         code: 'batch_not_retryable',

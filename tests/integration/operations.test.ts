@@ -9,9 +9,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { startEmbeddedPostgres, type RunningPostgres } from '../../dev/embedded-postgres.js';
 import type { RunningSimulator } from '../../simulator/server.js';
+import { batchLines, submitBatch, waitForBatch } from '../support/batches.js';
 import { spawnEntry, spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';
-import { batchLines, startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 /** One sample's value from a Prometheus text exposition, by name and exact labels. */
 function sample(text: string, name: string, labels: Record<string, string> = {}): number | undefined {

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sweepExpiredFiles } from '../../api/services/files.js';
 import { sweepGoneWorkers, sweepOldBatches, sweepPartialWrites } from '../../api/services/retention.js';
 import { nowSeconds } from '../../lib/ids.js';
-import { startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
+import { runBatch, waitForBatch } from '../support/batches.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 /** Rows of every table whose text holds the marker, by table. */
 async function rowsWith(stack: TestStack, marker: string): Promise<Record<string, number>> {
@@ -67,7 +68,7 @@ describe('retention', () => {
 
   it('leaves nothing of a batch anywhere once its files are deleted', async () => {
     const marker = `MARKER${Date.now()}`;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, markedLines(marker, model, 30))).id);
+    const batch = await runBatch(stack, markedLines(marker, model, 30));
     expect(batch.status).toBe('completed');
     expect(batch.request_counts?.failed).toBe(10);
     // Before: the marker is in the results, the dead letters and the three files.
@@ -114,7 +115,7 @@ describe('retention', () => {
 
   it('removes old batches with all they own, and finishes a removal cut short', async () => {
     const marker = `OLD${Date.now()}`;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, markedLines(marker, model, 6))).id);
+    const batch = await runBatch(stack, markedLines(marker, model, 6));
     // A removal that died after marking the error file: the sweep finishes it.
     await stack.db
       .updateTable('files')

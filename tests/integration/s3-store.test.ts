@@ -9,16 +9,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { ensureBucket } from '../../dev/minio.js';
 import { S3FileStore, writeChunk, type FileStore } from '../../lib/file-store.js';
+import { batchLines, expectEachLineOnce, runBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
-import {
-  batchLines,
-  expectedIds,
-  outputsByCustomId,
-  startTestStack,
-  submitBatch,
-  waitForBatch,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 async function text(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -127,11 +120,10 @@ describe('a batch on the S3 store, with its GPU worker in a process of its own',
 
   it('keeps every byte in the bucket and answers the same as with the local store', async () => {
     const model = inject('services').simulatorModel;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 120 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 120 }));
     expect(batch.status).toBe('completed');
     expect(batch.request_counts).toEqual({ total: 120, completed: 120, failed: 0 });
-    const { ok, counts } = await outputsByCustomId(stack.openai, batch);
-    expect([...counts.keys()].sort()).toEqual(expectedIds(120).sort());
+    const { ok } = await expectEachLineOnce(stack.openai, batch, 120);
     expect(ok.every((l) => l.response?.status_code === 200)).toBe(true);
 
     // Input and output are objects under the prefix; the local folder was never used.

@@ -10,17 +10,9 @@ import { parseTemporalDevConfig, type TemporalDevConfig } from '../../dev/tempor
 import { startTemporalDevServer, type DevServer } from '../../dev/temporal-dev-server.js';
 import { createLogger } from '../../lib/logger.js';
 import type { RunningSimulator } from '../../simulator/server.js';
+import { batchLines, expectEveryLineDone, runDisruptedBatch } from '../support/batches.js';
 import { startTestSimulator } from '../support/simulator.js';
-import {
-  batchLines,
-  expectedIds,
-  outputsByCustomId,
-  startTestStack,
-  submitBatch,
-  waitForBatch,
-  waitForProgress,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 describe('a Temporal server restarted mid-batch', () => {
   let dir: string;
@@ -60,17 +52,17 @@ describe('a Temporal server restarted mid-batch', () => {
 
   it('completes the batch once the server is back', async () => {
     const count = 400;
-    const created = await submitBatch(stack, batchLines({ model, count }));
-    await waitForProgress(stack.openai, created.id, 80);
-    await server.stop();
-    await new Promise((r) => setTimeout(r, 3000));
-    server = await startTemporalDevServer(cli, devConfig, log);
-
-    const batch = await waitForBatch(stack.openai, created.id, 180_000);
+    const batch = await runDisruptedBatch(
+      stack,
+      batchLines({ model, count }),
+      { after: 80, timeoutMs: 180_000 },
+      async () => {
+        await server.stop();
+        await new Promise((r) => setTimeout(r, 3000));
+        server = await startTemporalDevServer(cli, devConfig, log);
+      },
+    );
     expect(batch.status).toBe('completed');
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(stack.openai, batch);
-    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    await expectEveryLineDone(stack.openai, batch, count);
   }, 240_000);
 });

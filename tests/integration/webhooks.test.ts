@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createWebhookActivities } from '../../activities/webhook-delivery.js';
 import { createKey } from '../../api/services/keys.js';
 import { createWebhook, sweepOldDeliveries } from '../../api/services/webhooks.js';
-import { batchLines, startTestStack, submitBatch, waitForBatch, type TestStack } from '../support/stack.js';
+import { batchLines, runBatch } from '../support/batches.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 import { eventOf, startWebhookReceiver, verified, type WebhookReceiver } from '../support/webhook-receiver.js';
 
 interface Endpoint {
@@ -110,7 +111,7 @@ describe('webhooks', () => {
     // The endpoint fails twice, then accepts.
     let failures = 0;
     receiver.respond = () => (failures++ < 2 ? 500 : 200);
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 10 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 10 }));
     expect(batch.status).toBe('completed');
     await receiver.waitFor(() => receiver.about(batch.id).some((r) => r.status === 200));
     await new Promise((r) => setTimeout(r, 1500));
@@ -148,7 +149,7 @@ describe('webhooks', () => {
 
   it('announces a batch that fails validation as batch.failed', async () => {
     receiver.respond = () => 200;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, '{"custom_id": "a", broken\n')).id);
+    const batch = await runBatch(stack, '{"custom_id": "a", broken\n');
     expect(batch.status).toBe('failed');
     await receiver.waitFor(() => receiver.about(batch.id).length > 0);
     expect(verified(endpoint.secret ?? '', receiver.about(batch.id)[0]!)).toMatchObject({
@@ -159,7 +160,7 @@ describe('webhooks', () => {
 
   it('gives up after the retry window, keeps the delivery as failed, and re-drives it on request', async () => {
     receiver.respond = () => 503;
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 5 }))).id);
+    const batch = await runBatch(stack, batchLines({ model, count: 5 }));
     const failed = await waitForDelivery(stack.openai, endpoint.id, batch.id, 'failed');
     expect(failed.attempts.length).toBeGreaterThan(2);
     expect(failed.attempts.every((a) => a.status_code === 503)).toBe(true);
@@ -191,10 +192,10 @@ describe('webhooks', () => {
         ((await otherApi.get(`/webhooks/${endpoint.id}/deliveries`).catch((e: unknown) => e)) as APIError).status,
       ).toBe(404);
 
-      const mine = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 3 }))).id);
+      const mine = await runBatch(stack, batchLines({ model, count: 3 }));
       await receiver.waitFor(() => receiver.about(mine.id).length > 0);
       await stack.openai.delete(`/webhooks/${endpoint.id}`);
-      const after = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 3 }))).id);
+      const after = await runBatch(stack, batchLines({ model, count: 3 }));
       expect(after.status).toBe('completed');
       await new Promise((r) => setTimeout(r, 1500));
       expect(receiver.about(after.id)).toEqual([]);
@@ -230,22 +231,26 @@ describe('webhooks', () => {
     const hook = await createWebhook(stack.db, stack.config, project, {
       url: receiver.url.replace('127.0.0.1', 'localhost'),
     });
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, batchLines({ model, count: 2 }))).id);
-    await stack.db
-      .insertInto('webhook_deliveries')
-      .values({
-        id: 'whd_strict',
-        webhook_id: hook.id,
-        event_id: 'evt_strict',
-        event_type: 'batch.completed',
-        batch_id: batch.id,
-        payload: '{}',
-        status: 'pending',
-        last_error: null,
-        created_at: 0,
-        delivered_at: null,
-      })
-      .execute();
+    const batch = await runBatch(stack, batchLines({ model, count: 2 }));
+    /** A delivery of an empty payload to `hook`, still to be made, created long ago. */
+    const pendingDelivery = async (name: string): Promise<void> => {
+      await stack.db
+        .insertInto('webhook_deliveries')
+        .values({
+          id: `whd_${name}`,
+          webhook_id: hook.id,
+          event_id: `evt_${name}`,
+          event_type: 'batch.completed',
+          batch_id: batch.id,
+          payload: '{}',
+          status: 'pending',
+          last_error: null,
+          created_at: 0,
+          delivered_at: null,
+        })
+        .execute();
+    };
+    await pendingDelivery('strict');
     const strictActivities = createWebhookActivities({ db: stack.db, config: strict, log: stack.log });
     await expect(strictActivities.deliver('whd_strict')).rejects.toThrow(
       /resolves to (127\.0\.0\.1|::1), a private address/,
@@ -262,21 +267,7 @@ describe('webhooks', () => {
     expect(receiver.received.filter((r) => r.body === '{}')).toHaveLength(1);
 
     // Finished deliveries older than the history setting are swept with their attempts; ones still being tried stay.
-    await stack.db
-      .insertInto('webhook_deliveries')
-      .values({
-        id: 'whd_still_trying',
-        webhook_id: hook.id,
-        event_id: 'evt_still_trying',
-        event_type: 'batch.completed',
-        batch_id: batch.id,
-        payload: '{}',
-        status: 'pending',
-        last_error: null,
-        created_at: 0,
-        delivered_at: null,
-      })
-      .execute();
+    await pendingDelivery('still_trying');
     expect(await sweepOldDeliveries(stack.db, stack.config)).toBe(1);
     expect(
       await stack.db

@@ -13,6 +13,8 @@ import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
 export interface TestLabelStudio {
   url: string;
   token: string;
+  /** The settings that point a stack at it (LABEL_STUDIO_URL and its key). */
+  env: Record<string, string>;
   /** Stops it (data kept), for outage tests. */
   stop(): Promise<void>;
   /** Starts it again on the same port and data. */
@@ -33,6 +35,7 @@ export async function startTestLabelStudio(): Promise<TestLabelStudio> {
   return {
     url,
     token: LS_TOKEN,
+    env: { LABEL_STUDIO_URL: url, LABEL_STUDIO_API_KEY: LS_TOKEN },
     stop: async () => {
       await running?.stop();
       running = undefined;

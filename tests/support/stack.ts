@@ -7,7 +7,7 @@ import path from 'node:path';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
 import type { NativeConnection } from '@temporalio/worker';
-import OpenAI, { toFile } from 'openai';
+import OpenAI from 'openai';
 import { Registry } from 'prom-client';
 import { inject } from 'vitest';
 
@@ -232,117 +232,5 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
   };
 }
 
-export interface RequestLineOptions {
-  model: string;
-  endpoint?: string;
-  count: number;
-  body?: (i: number) => Record<string, unknown>;
-}
-
-/** A JSONL batch input of `count` chat requests (or whatever `body` builds). */
-export function batchLines(o: RequestLineOptions): string {
-  const url = o.endpoint ?? '/v1/chat/completions';
-  const lines: string[] = [];
-  for (let i = 0; i < o.count; i++) {
-    const body = o.body?.(i) ?? {
-      model: o.model,
-      messages: [{ role: 'user', content: `Question number ${i}` }],
-      max_tokens: 16,
-    };
-    lines.push(JSON.stringify({ custom_id: `req-${i}`, method: 'POST', url, body }));
-  }
-  return `${lines.join('\n')}\n`;
-}
-
-export async function uploadBatchFile(
-  openai: OpenAI,
-  content: string,
-  filename = 'input.jsonl',
-): Promise<OpenAI.Files.FileObject> {
-  return openai.files.create({ file: await toFile(Buffer.from(content), filename), purpose: 'batch' });
-}
-
-const TERMINAL = new Set(['completed', 'failed', 'expired', 'cancelled']);
-
-export async function waitForBatch(openai: OpenAI, id: string, timeoutMs = 90_000): Promise<OpenAI.Batches.Batch> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const batch = await openai.batches.retrieve(id);
-    if (TERMINAL.has(batch.status)) return batch;
-    if (Date.now() > deadline) throw new Error(`batch ${id} still ${batch.status} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
-
-export interface ParsedOutputLine {
-  id: string;
-  custom_id: string;
-  response: { status_code: number; request_id: string; body: Record<string, unknown> } | null;
-  error: { code: string; message: string } | null;
-}
-
-export async function fileLines(openai: OpenAI, fileId: string | null | undefined): Promise<ParsedOutputLine[]> {
-  if (fileId === null || fileId === undefined) return [];
-  const text = await (await openai.files.content(fileId)).text();
-  return text
-    .split('\n')
-    .filter((l) => l.trim() !== '')
-    .map((l) => JSON.parse(l) as ParsedOutputLine);
-}
-
-export interface SubmitOptions {
-  endpoint?: '/v1/chat/completions' | '/v1/completions' | '/v1/embeddings' | '/v1/responses';
-  completionWindow?: string;
-  priority?: number;
-}
-
-/** Uploads the content and creates a batch on it; returns the new batch. */
-export async function submitBatch(
-  stack: TestStack,
-  content: string,
-  options: SubmitOptions = {},
-): Promise<OpenAI.Batches.Batch> {
-  const file = await uploadBatchFile(stack.openai, content);
-  const body: Record<string, unknown> = {
-    input_file_id: file.id,
-    endpoint: options.endpoint ?? '/v1/chat/completions',
-    completion_window: options.completionWindow ?? '24h',
-  };
-  if (options.priority !== undefined) body.priority = options.priority;
-  return stack.openai.batches.create(body as unknown as OpenAI.Batches.BatchCreateParams);
-}
-
-/** Waits until the batch's counts reach `done` finished requests. */
-export async function waitForProgress(
-  openai: OpenAI,
-  id: string,
-  done: number,
-  timeoutMs = 60_000,
-): Promise<OpenAI.Batches.Batch> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const batch = await openai.batches.retrieve(id);
-    const counts = batch.request_counts;
-    if (counts !== undefined && counts.completed + counts.failed >= done) return batch;
-    if (TERMINAL.has(batch.status))
-      throw new Error(`batch ${id} ended ${batch.status} before ${done} requests finished`);
-    if (Date.now() > deadline) throw new Error(`batch ${id} did not reach ${done} finished requests`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Every custom_id of the input appears exactly once across the output and error files. */
-export async function outputsByCustomId(
-  openai: OpenAI,
-  batch: OpenAI.Batches.Batch,
-): Promise<{ ok: ParsedOutputLine[]; failed: ParsedOutputLine[]; counts: Map<string, number> }> {
-  const ok = await fileLines(openai, batch.output_file_id);
-  const failed = await fileLines(openai, batch.error_file_id);
-  const counts = new Map<string, number>();
-  for (const line of [...ok, ...failed]) counts.set(line.custom_id, (counts.get(line.custom_id) ?? 0) + 1);
-  return { ok, failed, counts };
-}
-
-export function expectedIds(count: number): string[] {
-  return Array.from({ length: count }, (_, i) => `req-${i}`);
-}
+// tests/workflow imports these from here still; everything else takes them from batches.ts.
+export { batchLines, submitBatch, uploadBatchFile, waitForBatch } from './batches.js';

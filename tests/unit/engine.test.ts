@@ -1,7 +1,7 @@
 // The engine client: the openai SDK against a (simulated) vLLM, with our retry budget.
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { Engine, engineRoot, type RetryPolicy } from '../../activities/engine.js';
+import { Engine, engineRoot, type EngineOptions, type RetryPolicy } from '../../activities/engine.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';
 
@@ -16,7 +16,27 @@ async function sim(): Promise<RunningSimulator> {
 }
 
 const policy: RetryPolicy = { budgetMs: 5000, initialMs: 20, maxMs: 100 };
+/** A budget spent before a second attempt could start: what one timed-out request reports. */
+const oneQuickTry: RetryPolicy = { budgetMs: 100, initialMs: 10, maxMs: 10 };
 const body = { model: 'sim-test', messages: [{ role: 'user', content: 'hello' }] };
+
+/** A simulator of the test's own and an engine client on it (at `basePath` below its root). */
+async function engineOnSim(
+  options: Partial<EngineOptions> = {},
+  basePath = '',
+): Promise<{ s: RunningSimulator; engine: Engine }> {
+  const s = await sim();
+  const engine = new Engine({
+    baseUrl: `${s.url}${basePath}`,
+    apiKey: undefined,
+    requestTimeoutMs: 5000,
+    connections: 16,
+    keepAliveMs: 4000,
+    maxResponseBytes: 1024 * 1024,
+    ...options,
+  });
+  return { s, engine };
+}
 
 describe('Engine', () => {
   it('accepts VLLM_BASE_URL with or without /v1', () => {
@@ -25,15 +45,7 @@ describe('Engine', () => {
   });
 
   it('sends the body as given and returns the parsed answer and request id', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: `${s.url}/v1`,
-      apiKey: undefined,
-      requestTimeoutMs: 5000,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { engine } = await engineOnSim({}, '/v1');
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'ok', status: 200, attempts: 1 });
     if (outcome.kind !== 'ok') throw new Error('unreachable');
@@ -43,15 +55,7 @@ describe('Engine', () => {
   });
 
   it('reads no more of an answer than ENGINE_MAX_RESPONSE_BYTES, and does not ask again', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 5000,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 200,
-    });
+    const { s, engine } = await engineOnSim({ maxResponseBytes: 200 });
     for (let i = 0; i < 2; i++) {
       const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
       expect(outcome).toMatchObject({ kind: 'too_large', attempts: 1 });
@@ -63,15 +67,7 @@ describe('Engine', () => {
   });
 
   it('does not retry a 4xx and keeps the engine error body whole', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 5000,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { engine } = await engineOnSim();
     const outcome = await engine.send('/v1/chat/completions', { ...body, model: 'nope' }, policy, undefined);
     expect(outcome).toMatchObject({ kind: 'http', status: 404, attempts: 1 });
     if (outcome.kind !== 'http') throw new Error('unreachable');
@@ -82,15 +78,7 @@ describe('Engine', () => {
   });
 
   it('retries 429 after at least Retry-After, and 5xx, until the engine recovers', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 5000,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { s, engine } = await engineOnSim();
     await setFaults(s, { errorRates: { '429': 1 }, retryAfterSeconds: 0.3 });
     const started = Date.now();
     const pending = engine.send('/v1/chat/completions', body, policy, undefined);
@@ -106,15 +94,7 @@ describe('Engine', () => {
   });
 
   it("does not retry vLLM's 500 and 501 (they say the same again), but does retry 502", async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 5000,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { s, engine } = await engineOnSim();
     for (const status of ['500', '501']) {
       await setFaults(s, { errorRates: { [status]: 1 } });
       expect(await engine.send('/v1/chat/completions', body, policy, undefined)).toMatchObject({
@@ -131,15 +111,7 @@ describe('Engine', () => {
   });
 
   it('gives up on dropped connections when the budget runs out, reporting every attempt', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 5000,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { s, engine } = await engineOnSim();
     await setFaults(s, { dropRate: 1 });
     const outcome = await engine.send(
       '/v1/chat/completions',
@@ -153,37 +125,16 @@ describe('Engine', () => {
   });
 
   it('counts the body in the request timeout: a stalled answer times out', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 300,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { s, engine } = await engineOnSim({ requestTimeoutMs: 300 });
     await setFaults(s, { stallRate: 1 });
     const started = Date.now();
-    const outcome = await engine.send(
-      '/v1/chat/completions',
-      body,
-      { budgetMs: 100, initialMs: 10, maxMs: 10 },
-      undefined,
-    );
+    const outcome = await engine.send('/v1/chat/completions', body, oneQuickTry, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
     expect(Date.now() - started).toBeLessThan(3000);
   });
 
   it('retries an answer cut off half-way', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 5000,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { s, engine } = await engineOnSim();
     await setFaults(s, { truncateRate: 1 });
     setTimeout(() => void setFaults(s, {}), 300);
     const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
@@ -193,35 +144,14 @@ describe('Engine', () => {
   });
 
   it('times out a hung request', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 150,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { s, engine } = await engineOnSim({ requestTimeoutMs: 150 });
     await setFaults(s, { hangRate: 1 });
-    const outcome = await engine.send(
-      '/v1/chat/completions',
-      body,
-      { budgetMs: 100, initialMs: 10, maxMs: 10 },
-      undefined,
-    );
+    const outcome = await engine.send('/v1/chat/completions', body, oneQuickTry, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
   });
 
   it('stops at once when aborted', async () => {
-    const s = await sim();
-    const engine = new Engine({
-      baseUrl: s.url,
-      apiKey: undefined,
-      requestTimeoutMs: 5000,
-      connections: 16,
-      keepAliveMs: 4000,
-      maxResponseBytes: 1024 * 1024,
-    });
+    const { s, engine } = await engineOnSim();
     await setFaults(s, { hangRate: 1 });
     const controller = new AbortController();
     setTimeout(() => {

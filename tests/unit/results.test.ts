@@ -35,27 +35,21 @@ describe('result rows', () => {
   });
 
   it('read usage from chat, completions and responses naming', () => {
-    expect(
-      usageOf({
-        usage: {
-          prompt_tokens: 5,
-          completion_tokens: 2,
-          prompt_tokens_details: { cached_tokens: 1 },
-          completion_tokens_details: { reasoning_tokens: 1 },
-        },
-      }),
-    ).toEqual({ input: 5, cached: 1, output: 2, reasoning: 1 });
-    expect(
-      usageOf({
-        usage: {
-          input_tokens: 4,
-          output_tokens: 6,
-          input_tokens_details: { cached_tokens: 2 },
-          output_tokens_details: { reasoning_tokens: 3 },
-        },
-      }),
-    ).toEqual({ input: 4, cached: 2, output: 6, reasoning: 3 });
-    expect(usageOf({ usage: null })).toEqual({ input: 0, cached: 0, output: 0, reasoning: 0 });
-    expect(usageOf('nope')).toEqual({ input: 0, cached: 0, output: 0, reasoning: 0 });
+    // The same four counts under either naming: chat and completions say prompt/completion, responses input/output.
+    const named = (input: string, output: string, [i, o, cached, reasoning]: number[]) => ({
+      usage: {
+        [`${input}_tokens`]: i,
+        [`${output}_tokens`]: o,
+        [`${input}_tokens_details`]: { cached_tokens: cached },
+        [`${output}_tokens_details`]: { reasoning_tokens: reasoning },
+      },
+    });
+    const cases: [body: unknown, usage: ReturnType<typeof usageOf>][] = [
+      [named('prompt', 'completion', [5, 2, 1, 1]), { input: 5, cached: 1, output: 2, reasoning: 1 }],
+      [named('input', 'output', [4, 6, 2, 3]), { input: 4, cached: 2, output: 6, reasoning: 3 }],
+      [{ usage: null }, { input: 0, cached: 0, output: 0, reasoning: 0 }],
+      ['nope', { input: 0, cached: 0, output: 0, reasoning: 0 }],
+    ];
+    for (const [body, usage] of cases) expect(usageOf(body)).toEqual(usage);
   });
 });

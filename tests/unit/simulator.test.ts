@@ -26,6 +26,17 @@ async function post(s: RunningSimulator, path: string, body: unknown, init: Requ
   });
 }
 
+/** vLLM's error answer, word for word: its status, and the same status again as the body's `code`. */
+async function expectVllmError(
+  response: Promise<Response>,
+  status: number,
+  error: { message: string; type: string; param: string },
+): Promise<void> {
+  const res = await response;
+  expect(res.status).toBe(status);
+  expect(await res.json()).toEqual({ error: { ...error, code: status } });
+}
+
 const chat = (content: string, extra: Record<string, unknown> = {}) => ({
   model: 'sim-test',
   messages: [{ role: 'user', content }],
@@ -127,65 +138,41 @@ describe('vLLM simulator: the HTTP API', () => {
 
   it('refuses like vLLM: unknown model 404, max_tokens or the prompt alone over the context 400, bad fields 400, in its error shapes', async () => {
     const s = await sim({ maxModelLen: 100 });
-    const unknown = await post(s, '/v1/chat/completions', { ...chat('x'), model: 'gpt-4' });
-    expect(unknown.status).toBe(404);
-    expect(await unknown.json()).toEqual({
-      error: {
-        message: 'The model `gpt-4` does not exist. Valid aliases: sim-test.',
-        type: 'NotFoundError',
-        param: 'model',
-        code: 404,
-      },
+    await expectVllmError(post(s, '/v1/chat/completions', { ...chat('x'), model: 'gpt-4' }), 404, {
+      message: 'The model `gpt-4` does not exist. Valid aliases: sim-test.',
+      type: 'NotFoundError',
+      param: 'model',
     });
-    const tooMany = await post(s, '/v1/chat/completions', chat('x', { max_tokens: 500 }));
-    expect(tooMany.status).toBe(400);
-    expect(await tooMany.json()).toEqual({
-      error: {
-        message:
-          'max_tokens=500 cannot be greater than max_model_len=100. Please request fewer output tokens. (parameter=max_tokens, value=500)',
-        type: 'BadRequestError',
-        param: 'max_tokens',
-        code: 400,
-      },
+    await expectVllmError(post(s, '/v1/chat/completions', chat('x', { max_tokens: 500 })), 400, {
+      message:
+        'max_tokens=500 cannot be greater than max_model_len=100. Please request fewer output tokens. (parameter=max_tokens, value=500)',
+      type: 'BadRequestError',
+      param: 'max_tokens',
     });
     // A chat message of 4n characters is n + 10 tokens here.
-    const tooLong = await post(s, '/v1/chat/completions', chat('x'.repeat(400), { max_tokens: 5 }));
-    expect(tooLong.status).toBe(400);
-    expect(await tooLong.json()).toEqual({
-      error: {
-        message:
-          "This model's maximum context length is 100 tokens. However, your prompt contains at least 101 input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value=101)",
-        type: 'BadRequestError',
-        param: 'input_tokens',
-        code: 400,
-      },
+    await expectVllmError(post(s, '/v1/chat/completions', chat('x'.repeat(400), { max_tokens: 5 })), 400, {
+      message:
+        "This model's maximum context length is 100 tokens. However, your prompt contains at least 101 input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt. (parameter=input_tokens, value=101)",
+      type: 'BadRequestError',
+      param: 'input_tokens',
     });
     const full = await post(s, '/v1/chat/completions', chat('x'.repeat(360)));
     expect(await full.json()).toMatchObject({
       error: { message: 'max_tokens must be at least 1, got 0. (parameter=max_tokens, value=0)', param: 'max_tokens' },
     });
-    const missing = await post(s, '/v1/chat/completions', { model: 'sim-test' });
-    expect(missing.status).toBe(400);
-    expect(await missing.json()).toEqual({
-      error: {
-        message:
-          "1 validation error:\n  {'type': 'missing', 'loc': 'body.messages', 'msg': 'Field required', 'input': '<dict of 1 items>'}",
-        type: 'Bad Request',
-        param: 'body.messages',
-        code: 400,
-      },
+    await expectVllmError(post(s, '/v1/chat/completions', { model: 'sim-test' }), 400, {
+      message:
+        "1 validation error:\n  {'type': 'missing', 'loc': 'body.messages', 'msg': 'Field required', 'input': '<dict of 1 items>'}",
+      type: 'Bad Request',
+      param: 'body.messages',
     });
     const badJson = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', body: '{nope' });
     expect(badJson.status).toBe(400);
     expect(await badJson.json()).toMatchObject({ error: { type: 'Bad Request', param: 'body.1', code: 400 } });
-    const hot = await post(s, '/v1/chat/completions', chat('x', { temperature: -1 }));
-    expect(await hot.json()).toEqual({
-      error: {
-        message: 'temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)',
-        type: 'BadRequestError',
-        param: 'temperature',
-        code: 400,
-      },
+    await expectVllmError(post(s, '/v1/chat/completions', chat('x', { temperature: -1 })), 400, {
+      message: 'temperature must be non-negative, got -1.0. (parameter=temperature, value=-1.0)',
+      type: 'BadRequestError',
+      param: 'temperature',
     });
   });
 

@@ -7,16 +7,9 @@ import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { TINY_MODEL_NAME, vllmCommand } from '../../dev/vllm-local.js';
+import { expectEveryLineDone, outputsByCustomId, runBatch, runDisruptedBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
-import {
-  expectedIds,
-  outputsByCustomId,
-  startTestStack,
-  submitBatch,
-  waitForBatch,
-  waitForProgress,
-  type TestStack,
-} from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 const line = (id: string, url: string, body: Record<string, unknown>): string =>
   JSON.stringify({ custom_id: id, method: 'POST', url, body: { model: TINY_MODEL_NAME, ...body } });
@@ -49,11 +42,9 @@ describe('batches against real vLLM', () => {
       ['/v1/responses', { input: 'Say something.', max_output_tokens: 6 }, 'response'],
     ] as const;
     for (const [endpoint, body, object] of cases) {
-      const batch = await waitForBatch(
-        stack.openai,
-        (await submitBatch(stack, lines(...[0, 1, 2, 3].map((i) => line(`r${i}`, endpoint, body))), { endpoint })).id,
-        180_000,
-      );
+      const batch = await runBatch(stack, lines(...[0, 1, 2, 3].map((i) => line(`r${i}`, endpoint, body))), 180_000, {
+        endpoint,
+      });
       expect(batch.status, endpoint).toBe('completed');
       expect(batch.request_counts).toEqual({ total: 4, completed: 4, failed: 0 });
       const { ok } = await outputsByCustomId(stack.openai, batch);
@@ -86,7 +77,7 @@ describe('batches against real vLLM', () => {
       chat('bad-temperature', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, temperature: 9 }),
       chat('fine', { messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, ignore_eos: true }),
     ];
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, lines(...content))).id, 180_000);
+    const batch = await runBatch(stack, lines(...content), 180_000);
     expect(batch.status).toBe('completed');
     const { ok, failed } = await outputsByCustomId(stack.openai, batch);
     const byId = new Map([...ok, ...failed].map((l) => [l.custom_id, l]));
@@ -130,22 +121,13 @@ describe('batches against real vLLM', () => {
       ignore_eos: true,
     });
     // The first batch fills the cache; the second, with the same prefix, reads from it.
-    await waitForBatch(
-      stack.openai,
-      (await submitBatch(stack, lines(line('warm', '/v1/chat/completions', body('first question'))))).id,
-      180_000,
-    );
-    const batch = await waitForBatch(
-      stack.openai,
-      (
-        await submitBatch(
-          stack,
-          lines(
-            line('a', '/v1/chat/completions', body('second question')),
-            line('b', '/v1/chat/completions', body('third question')),
-          ),
-        )
-      ).id,
+    await runBatch(stack, lines(line('warm', '/v1/chat/completions', body('first question'))), 180_000);
+    const batch = await runBatch(
+      stack,
+      lines(
+        line('a', '/v1/chat/completions', body('second question')),
+        line('b', '/v1/chat/completions', body('third question')),
+      ),
       180_000,
     );
     expect(batch.status).toBe('completed');
@@ -161,10 +143,8 @@ describe('batches against real vLLM', () => {
   });
 
   it('refuses at validation an endpoint the model is not served on', async () => {
-    const created = await submitBatch(stack, lines(line('e', '/v1/embeddings', { input: 'embed me' })), {
-      endpoint: '/v1/embeddings',
-    });
-    const batch = await waitForBatch(stack.openai, created.id, 60_000);
+    const embedding = lines(line('e', '/v1/embeddings', { input: 'embed me' }));
+    const batch = await runBatch(stack, embedding, 60_000, { endpoint: '/v1/embeddings' });
     expect(batch.status).toBe('failed');
     expect(batch.errors?.data?.[0]).toMatchObject({ code: 'unsupported_endpoint', param: 'endpoint', line: 1 });
     expect(batch.errors?.data?.[0]?.message).toContain('/v1/embeddings');
@@ -222,7 +202,7 @@ describe('a GPU worker that runs its own real vLLM', () => {
         line(`k${i}`, '/v1/chat/completions', { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 }),
       ),
     );
-    const batch = await waitForBatch(stack.openai, (await submitBatch(stack, content)).id, 240_000);
+    const batch = await runBatch(stack, content, 240_000);
     expect(batch.status).toBe('completed');
     const { failed } = await outputsByCustomId(stack.openai, batch);
     expect(failed).toHaveLength(3);
@@ -236,7 +216,9 @@ describe('a GPU worker that runs its own real vLLM', () => {
 
   it('restarts its vLLM after kill -9 mid-batch, and every custom_id comes out once', async () => {
     const port = await getPort();
-    worker = await spawnGpuWorker(stack, `http://127.0.0.1:${port}`, ownEngine(port, undefined));
+    // Held in a constant too, as the disruption below runs in a closure (and afterAll stops `worker`).
+    const own = await spawnGpuWorker(stack, `http://127.0.0.1:${port}`, ownEngine(port, undefined));
+    worker = own;
     const count = 160;
     const content = lines(
       ...Array.from({ length: count }, (_, i) =>
@@ -248,33 +230,33 @@ describe('a GPU worker that runs its own real vLLM', () => {
         }),
       ),
     );
-    const created = await submitBatch(stack, content);
-    await waitForProgress(stack.openai, created.id, 30, 240_000);
-    const server = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
-      .split('\n')
-      .find((l) => l.includes('vllm.entrypoints.openai.api_server') && l.includes(`--port ${port}`));
-    const pid = Number(/^\s*(\d+)/.exec(server ?? '')?.[1]);
-    expect(pid).toBeGreaterThan(0);
-    const mark = worker.output().length;
-    process.kill(pid, 'SIGKILL');
-    await worker.waitFor('restarted', 30_000, mark);
-    // Its engine core (a process of its own) went with it: nothing of its group holds memory or the port.
-    // A zombie holds neither (it waits only for init to reap it); a process still running would.
-    const running = (): string[] =>
-      execFileSync('ps', ['-eo', 'pgid=,stat=,args='], { encoding: 'utf8' })
-        .split('\n')
-        .map((l) => /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(l))
-        .filter((m): m is RegExpExecArray => m !== null && Number(m[1]) === pid && !(m[2] ?? '').startsWith('Z'))
-        .map((m) => m[0]);
-    const deadline = Date.now() + 10_000;
-    while (running().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
-    expect(running()).toEqual([]);
-
-    const batch = await waitForBatch(stack.openai, created.id, 600_000);
+    const batch = await runDisruptedBatch(
+      stack,
+      content,
+      { after: 30, afterTimeoutMs: 240_000, timeoutMs: 600_000 },
+      async () => {
+        const server = execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' })
+          .split('\n')
+          .find((l) => l.includes('vllm.entrypoints.openai.api_server') && l.includes(`--port ${port}`));
+        const pid = Number(/^\s*(\d+)/.exec(server ?? '')?.[1]);
+        expect(pid).toBeGreaterThan(0);
+        const mark = own.output().length;
+        process.kill(pid, 'SIGKILL');
+        await own.waitFor('restarted', 30_000, mark);
+        // Its engine core (a process of its own) went with it: nothing of its group holds memory or the port.
+        // A zombie holds neither (it waits only for init to reap it); a process still running would.
+        const running = (): string[] =>
+          execFileSync('ps', ['-eo', 'pgid=,stat=,args='], { encoding: 'utf8' })
+            .split('\n')
+            .map((l) => /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(l))
+            .filter((m): m is RegExpExecArray => m !== null && Number(m[1]) === pid && !(m[2] ?? '').startsWith('Z'))
+            .map((m) => m[0]);
+        const deadline = Date.now() + 10_000;
+        while (running().length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 250));
+        expect(running()).toEqual([]);
+      },
+    );
     expect(batch.status).toBe('completed');
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const { counts } = await outputsByCustomId(stack.openai, batch);
-    expect([...counts.keys()].sort()).toEqual(expectedIds(count).sort());
-    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+    await expectEveryLineDone(stack.openai, batch, count);
   }, 900_000);
 });
