@@ -16,6 +16,7 @@ import { chunksTotal, inflightRequests, requestsTotal, tokensTotal } from '../li
 import { safeText } from '../lib/sanitize.js';
 import type { Release, Semaphore } from '../lib/semaphore.js';
 import type { Db } from '../schema/db.js';
+import { FailureType } from '../workflows/failure-types.js';
 import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine.js';
 import { resultRow, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
@@ -46,11 +47,6 @@ export interface ChunkSummary {
   /** Requests this attempt sent to the engine (a resumed chunk sends only what was missing). */
   sent: number;
 }
-
-/** The failure type of a chunk whose engine went away; Temporal retries it, maybe on another GPU. */
-export const ENGINE_UNAVAILABLE = 'EngineUnavailable';
-/** The failure type of a chunk whose engine refused the worker's key. */
-export const ENGINE_AUTH_FAILED = 'EngineAuthFailed';
 
 interface RequestLine {
   custom_id: string;
@@ -147,7 +143,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
             // (and is retried, perhaps by a worker with the right key, then dead-lettered with this reason).
             throw ApplicationFailure.retryable(
               `the engine at ${engine.options.baseUrl} refused this GPU worker's credentials (VLLM_API_KEY): ${outcome.kind === 'http' ? outcome.status : ''} ${describeEngineBody(outcome.kind === 'http' ? outcome.body : null)}`,
-              ENGINE_AUTH_FAILED,
+              FailureType.EngineAuthFailed,
             );
           }
           if (
@@ -159,7 +155,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
             const why = outcome.kind === 'network' ? outcome.message : `it answered ${outcome.status}`;
             throw ApplicationFailure.retryable(
               `the engine at ${engine.options.baseUrl} is unavailable: ${why}`,
-              ENGINE_UNAVAILABLE,
+              FailureType.EngineUnavailable,
             );
           }
           const row = resultRow(batchId, lineNumber, request.custom_id, outcome);
