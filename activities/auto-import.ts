@@ -17,6 +17,7 @@ import { safeText } from '../lib/sanitize.js';
 import { jsonb, type Db } from '../schema/db.js';
 import type { CurationStatus } from '../schema/tables.js';
 import { FailureType } from '../workflows/failure-types.js';
+import { addLine, type LineRange } from './line-ranges.js';
 import { loadBatch } from './load-batch.js';
 
 export interface AutoImportDeps {
@@ -29,14 +30,10 @@ export interface AutoImportDeps {
   labelStudio: LabelStudio | undefined;
 }
 
-export interface ImportPage {
+export interface ImportPage extends LineRange {
   page: number;
   /** Successful requests on the page. */
   tasks: number;
-  firstLine: number;
-  lastLine: number;
-  byteStart: number;
-  byteEnd: number;
 }
 
 /** What every page of an import shares; each page's activity carries this, not the whole plan. */
@@ -278,23 +275,14 @@ export function createCurationActivities(deps: AutoImportDeps) {
 
       // One pass over the input: pages of successful lines, each with the byte range to read it from.
       const pages: ImportPage[] = [];
-      let current: ImportPage | undefined;
       for await (const line of readLines(store.read(batch.storage_key))) {
         if (!okLines.has(line.number)) continue;
-        if (current === undefined || current.tasks >= config.curation.pageSize) {
-          current = {
-            page: pages.length,
-            tasks: 0,
-            firstLine: line.number,
-            lastLine: line.number,
-            byteStart: line.start,
-            byteEnd: line.end,
-          };
-          pages.push(current);
-        }
-        current.tasks++;
-        current.lastLine = line.number;
-        current.byteEnd = line.end;
+        addLine(
+          pages,
+          line,
+          (last) => last.tasks >= config.curation.pageSize,
+          (page) => ({ page, tasks: 0 }),
+        ).tasks++;
       }
       await db
         .updateTable('curations')

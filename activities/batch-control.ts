@@ -18,7 +18,7 @@ import { liveModels } from '../lib/worker-registry.js';
 import { jsonb, type Db } from '../schema/db.js';
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { loadBatch } from './load-batch.js';
-import { notRunRow, persistResults, type ResultRow } from './results.js';
+import { notRunRow, persistResults, resultsInRange, type ResultRow } from './results.js';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
 
 export interface ControlDeps {
@@ -411,17 +411,8 @@ export function createControlActivities(deps: ControlDeps) {
       );
       deadLetteredChunksTotal.inc();
       // The whole chunk's counts, including what earlier attempts finished, for the workflow's progress.
-      const counts = await db
-        .selectFrom('batch_results')
-        .select([
-          sql<number>`count(*) filter (where ok)`.as('completed'),
-          sql<number>`count(*) filter (where not ok)`.as('failed'),
-        ])
-        .where('batch_id', '=', input.batchId)
-        .where('line', '>=', input.chunk.firstLine)
-        .where('line', '<=', input.chunk.lastLine)
-        .executeTakeFirstOrThrow();
-      return { completed: counts.completed, failed: counts.failed };
+      const { completed, failed } = await resultsInRange(db, input.batchId, input.chunk);
+      return { completed, failed };
     },
 
     async markFinalizing(batchId: string): Promise<void> {

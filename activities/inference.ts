@@ -18,7 +18,7 @@ import type { Release, Semaphore } from '../lib/semaphore.js';
 import type { Db } from '../schema/db.js';
 import { FailureType } from '../workflows/failure-types.js';
 import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine.js';
-import { resultRow, ResultWriter } from './results.js';
+import { resultRow, resultsInRange, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
 
 export interface InferenceDeps {
@@ -61,26 +61,6 @@ export function createInferenceActivities(deps: InferenceDeps) {
     maxMs: config.engine.retryMaxMs,
   };
 
-  async function chunkCounts(
-    batchId: string,
-    chunk: ChunkPlan,
-  ): Promise<{ completed: number; failed: number; done: Set<number> }> {
-    const rows = await db
-      .selectFrom('batch_results')
-      .select(['line', 'ok'])
-      .where('batch_id', '=', batchId)
-      .where('line', '>=', chunk.firstLine)
-      .where('line', '<=', chunk.lastLine)
-      .execute();
-    const done = new Set<number>();
-    let completed = 0;
-    for (const r of rows) {
-      done.add(r.line);
-      if (r.ok) completed++;
-    }
-    return { completed, failed: rows.length - completed, done };
-  }
-
   return {
     async runChunk(input: ChunkInput): Promise<ChunkSummary> {
       const ctx = Context.current();
@@ -95,7 +75,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
       };
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
 
-      const { done } = await chunkCounts(batchId, chunk);
+      const { done } = await resultsInRange(db, batchId, chunk);
       const writer = new ResultWriter(db, batchId, {
         flushRows: config.batch.resultFlushRows,
         flushBytes: config.batch.resultStatementBytes,
@@ -217,7 +197,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
         log.info({ sent, persisted: writer.persisted }, 'chunk cancelled');
         await ctx.cancelled;
       }
-      const { completed, failed } = await chunkCounts(batchId, chunk);
+      const { completed, failed } = await resultsInRange(db, batchId, chunk);
       chunksTotal.inc({ model: chunkModel, outcome: 'completed' });
       beat();
       return { chunk: chunk.index, completed, failed, sent };
