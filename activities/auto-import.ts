@@ -16,8 +16,11 @@ import { curationPagesTotal, curationTasksImportedTotal } from '../lib/metrics.j
 import { safeText } from '../lib/sanitize.js';
 import { jsonb, type Db } from '../schema/db.js';
 import type { CurationStatus } from '../schema/tables.js';
+import { FailureType } from '../workflows/failure-types.js';
+import { addLine, type LineRange } from './line-ranges.js';
+import { loadBatch } from './load-batch.js';
 
-export interface CurationDeps {
+export interface AutoImportDeps {
   db: Db;
   store: FileStore;
   config: Config;
@@ -27,17 +30,10 @@ export interface CurationDeps {
   labelStudio: LabelStudio | undefined;
 }
 
-/** The failure types that end an import at once (retrying cannot fix them). */
-export const CURATION_NOT_RETRYABLE = ['LabelStudioAuthError', 'CurationChoiceError', 'LabelStudioRefused'];
-
-export interface ImportPage {
+export interface ImportPage extends LineRange {
   page: number;
   /** Successful requests on the page. */
   tasks: number;
-  firstLine: number;
-  lastLine: number;
-  byteStart: number;
-  byteEnd: number;
 }
 
 /** What every page of an import shares; each page's activity carries this, not the whole plan. */
@@ -61,14 +57,15 @@ interface BatchForCuration {
 }
 
 function choiceError(message: string): ApplicationFailure {
-  return ApplicationFailure.nonRetryable(message, 'CurationChoiceError');
+  return ApplicationFailure.nonRetryable(message, FailureType.CurationChoiceError);
 }
 
 /** Label Studio errors as Temporal should treat them: credentials and refusals are final. */
 function asActivityError(err: unknown): unknown {
-  if (err instanceof LabelStudioAuthError) return ApplicationFailure.nonRetryable(err.message, 'LabelStudioAuthError');
+  if (err instanceof LabelStudioAuthError)
+    return ApplicationFailure.nonRetryable(err.message, FailureType.LabelStudioAuthError);
   if (err instanceof LabelStudioError && !err.retryable)
-    return ApplicationFailure.nonRetryable(err.message, 'LabelStudioRefused');
+    return ApplicationFailure.nonRetryable(err.message, FailureType.LabelStudioRefused);
   return err;
 }
 
@@ -80,26 +77,8 @@ async function guarded<T>(work: () => Promise<T>): Promise<T> {
   }
 }
 
-export function createCurationActivities(deps: CurationDeps) {
+export function createCurationActivities(deps: AutoImportDeps) {
   const { db, store, config, log, registry } = deps;
-
-  async function loadBatch(batchId: string): Promise<BatchForCuration> {
-    const batch = await db
-      .selectFrom('batches')
-      .leftJoin('files', 'files.id', 'batches.input_file_id')
-      .select([
-        'batches.id',
-        'batches.project_id',
-        'batches.endpoint',
-        'batches.model',
-        'batches.metadata',
-        'files.storage_key',
-      ])
-      .where('batches.id', '=', batchId)
-      .executeTakeFirst();
-    if (batch === undefined) throw ApplicationFailure.nonRetryable(`batch ${batchId} does not exist`, 'BatchNotFound');
-    return batch;
-  }
 
   function schemaFor(batch: BatchForCuration): CurationSchema {
     const name = batch.metadata?.curation_schema ?? config.curation.defaultSchema;
@@ -210,7 +189,7 @@ export function createCurationActivities(deps: CurationDeps) {
       if (claimed.numUpdatedRows === 0n)
         throw ApplicationFailure.retryable(
           `the Label Studio project for ${key} is being created by another import`,
-          'CurationProjectBusy',
+          FailureType.CurationProjectBusy,
         );
       const existing = await ls.projectsTitled(row.title);
       let id = existing.map((p) => p.id).sort((a, b) => a - b)[0];
@@ -252,7 +231,7 @@ export function createCurationActivities(deps: CurationDeps) {
   return {
     /** Decides whether and how a finished batch is imported, and lays out its pages. */
     async planImport(batchId: string): Promise<ImportPlan> {
-      const batch = await loadBatch(batchId);
+      const batch = await loadBatch(db, batchId);
       await db
         .insertInto('curations')
         .values({
@@ -296,23 +275,14 @@ export function createCurationActivities(deps: CurationDeps) {
 
       // One pass over the input: pages of successful lines, each with the byte range to read it from.
       const pages: ImportPage[] = [];
-      let current: ImportPage | undefined;
       for await (const line of readLines(store.read(batch.storage_key))) {
         if (!okLines.has(line.number)) continue;
-        if (current === undefined || current.tasks >= config.curation.pageSize) {
-          current = {
-            page: pages.length,
-            tasks: 0,
-            firstLine: line.number,
-            lastLine: line.number,
-            byteStart: line.start,
-            byteEnd: line.end,
-          };
-          pages.push(current);
-        }
-        current.tasks++;
-        current.lastLine = line.number;
-        current.byteEnd = line.end;
+        addLine(
+          pages,
+          line,
+          (last) => last.tasks >= config.curation.pageSize,
+          (page) => ({ page, tasks: 0 }),
+        ).tasks++;
       }
       await db
         .updateTable('curations')
@@ -335,7 +305,7 @@ export function createCurationActivities(deps: CurationDeps) {
      */
     async ensureProject(batchId: string): Promise<number> {
       return guarded(async () => {
-        const batch = await loadBatch(batchId);
+        const batch = await loadBatch(db, batchId);
         const schema = schemaFor(batch);
         const ls = client();
         const named = batch.metadata?.curation_project;

@@ -2,9 +2,10 @@
 // and finalize (fill in lines that never ran, write the output and error files, set the end state).
 // Each is idempotent, so a retry after a crash at any point converges on the same result.
 import { heartbeat } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import type { ActivityOptions } from '@temporalio/workflow';
 import { sql } from 'kysely';
 
+import { chunkActivityOptions } from '../lib/activity-options.js';
 import type { Config } from '../lib/config.js';
 import { writeChunk, type FileStore } from '../lib/file-store.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
@@ -16,7 +17,8 @@ import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
 import { jsonb, type Db } from '../schema/db.js';
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
-import { notRunRow, persistResults, type ResultRow } from './results.js';
+import { loadBatch } from './load-batch.js';
+import { notRunRow, persistResults, resultsInRange, type ResultRow } from './results.js';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
 
 export interface ControlDeps {
@@ -24,15 +26,6 @@ export interface ControlDeps {
   store: FileStore;
   config: Config;
   log: Logger;
-}
-
-export interface ChunkActivitySettings {
-  taskQueue: string;
-  startToCloseMs: number;
-  heartbeatTimeoutMs: number;
-  maxAttempts: number;
-  retryInitialMs: number;
-  retryMaxMs: number;
 }
 
 export type BatchPlan =
@@ -47,7 +40,8 @@ export type BatchPlan =
       expiresAt: number;
       chunks: ChunkPlan[];
       maxPendingChunks: number;
-      chunkActivity: ChunkActivitySettings;
+      /** How the plan's chunks run: on the GPU task queue of its model. */
+      chunkActivity: ActivityOptions;
     }
   | { ok: false; errors: number };
 
@@ -99,31 +93,6 @@ function safeHeartbeat(details?: unknown): void {
 
 export function createControlActivities(deps: ControlDeps) {
   const { db, store, config, log } = deps;
-
-  async function loadBatch(batchId: string) {
-    const batch = await db
-      .selectFrom('batches')
-      .leftJoin('files', 'files.id', 'batches.input_file_id')
-      .select([
-        'batches.id',
-        'batches.project_id',
-        'batches.endpoint',
-        'batches.status',
-        'batches.expires_at',
-        'batches.output_expires_after',
-        'batches.request_completed',
-        'batches.request_failed',
-        'batches.output_file_id',
-        'batches.error_file_id',
-        'files.storage_key',
-        'files.purpose',
-      ])
-      .where('batches.id', '=', batchId)
-      .executeTakeFirst();
-    // Retrying cannot make a missing batch appear: fail the workflow instead of looping forever.
-    if (batch === undefined) throw ApplicationFailure.nonRetryable(`batch ${batchId} does not exist`, 'BatchNotFound');
-    return batch;
-  }
 
   async function failValidation(batchId: string, errors: ValidationError[]): Promise<BatchPlan> {
     // Also when a cancel came in while validating: nothing ran, and failed says why.
@@ -267,7 +236,7 @@ export function createControlActivities(deps: ControlDeps) {
 
   return {
     async validateBatch(batchId: string): Promise<BatchPlan> {
-      const batch = await loadBatch(batchId);
+      const batch = await loadBatch(db, batchId);
       // The API gave up on this batch (its workflow start looked failed): do nothing more.
       if (!isLive(batch.status)) return { ok: false, errors: 0 };
       if (batch.storage_key === null || batch.purpose !== 'batch') {
@@ -399,14 +368,7 @@ export function createControlActivities(deps: ControlDeps) {
           MAX_PENDING_CHUNKS_CAP,
           Math.max(config.batch.maxPendingChunks, workers * (config.gpu.concurrentChunks + 1)),
         ),
-        chunkActivity: {
-          taskQueue: inferenceTaskQueue(config, result.model),
-          startToCloseMs: config.batch.chunkStartToCloseMs,
-          heartbeatTimeoutMs: config.batch.chunkHeartbeatTimeoutMs,
-          maxAttempts: config.batch.chunkMaxAttempts,
-          retryInitialMs: config.batch.chunkRetryInitialMs,
-          retryMaxMs: config.batch.chunkRetryMaxMs,
-        },
+        chunkActivity: chunkActivityOptions(config, inferenceTaskQueue(config, result.model)),
       };
     },
 
@@ -449,17 +411,8 @@ export function createControlActivities(deps: ControlDeps) {
       );
       deadLetteredChunksTotal.inc();
       // The whole chunk's counts, including what earlier attempts finished, for the workflow's progress.
-      const counts = await db
-        .selectFrom('batch_results')
-        .select([
-          sql<number>`count(*) filter (where ok)`.as('completed'),
-          sql<number>`count(*) filter (where not ok)`.as('failed'),
-        ])
-        .where('batch_id', '=', input.batchId)
-        .where('line', '>=', input.chunk.firstLine)
-        .where('line', '<=', input.chunk.lastLine)
-        .executeTakeFirstOrThrow();
-      return { completed: counts.completed, failed: counts.failed };
+      const { completed, failed } = await resultsInRange(db, input.batchId, input.chunk);
+      return { completed, failed };
     },
 
     async markFinalizing(batchId: string): Promise<void> {
@@ -478,7 +431,7 @@ export function createControlActivities(deps: ControlDeps) {
       reason?: string;
     }): Promise<FinalSummary> {
       const { batchId, inputKey, outcome } = input;
-      const batch = await loadBatch(batchId);
+      const batch = await loadBatch(db, batchId);
       // Already final (a retry after the status was written, or the reconciler got there first):
       // writing the files again would bring back ones the user has deleted since.
       if (!isLive(batch.status)) {

@@ -16,8 +16,9 @@ import { chunksTotal, inflightRequests, requestsTotal, tokensTotal } from '../li
 import { safeText } from '../lib/sanitize.js';
 import type { Release, Semaphore } from '../lib/semaphore.js';
 import type { Db } from '../schema/db.js';
+import { FailureType } from '../workflows/failure-types.js';
 import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine.js';
-import { resultRow, ResultWriter } from './results.js';
+import { resultRow, resultsInRange, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
 
 export interface InferenceDeps {
@@ -47,11 +48,6 @@ export interface ChunkSummary {
   sent: number;
 }
 
-/** The failure type of a chunk whose engine went away; Temporal retries it, maybe on another GPU. */
-export const ENGINE_UNAVAILABLE = 'EngineUnavailable';
-/** The failure type of a chunk whose engine refused the worker's key. */
-export const ENGINE_AUTH_FAILED = 'EngineAuthFailed';
-
 interface RequestLine {
   custom_id: string;
   body: unknown;
@@ -64,26 +60,6 @@ export function createInferenceActivities(deps: InferenceDeps) {
     initialMs: config.engine.retryInitialMs,
     maxMs: config.engine.retryMaxMs,
   };
-
-  async function chunkCounts(
-    batchId: string,
-    chunk: ChunkPlan,
-  ): Promise<{ completed: number; failed: number; done: Set<number> }> {
-    const rows = await db
-      .selectFrom('batch_results')
-      .select(['line', 'ok'])
-      .where('batch_id', '=', batchId)
-      .where('line', '>=', chunk.firstLine)
-      .where('line', '<=', chunk.lastLine)
-      .execute();
-    const done = new Set<number>();
-    let completed = 0;
-    for (const r of rows) {
-      done.add(r.line);
-      if (r.ok) completed++;
-    }
-    return { completed, failed: rows.length - completed, done };
-  }
 
   return {
     async runChunk(input: ChunkInput): Promise<ChunkSummary> {
@@ -99,7 +75,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
       };
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
 
-      const { done } = await chunkCounts(batchId, chunk);
+      const { done } = await resultsInRange(db, batchId, chunk);
       const writer = new ResultWriter(db, batchId, {
         flushRows: config.batch.resultFlushRows,
         flushBytes: config.batch.resultStatementBytes,
@@ -147,7 +123,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
             // (and is retried, perhaps by a worker with the right key, then dead-lettered with this reason).
             throw ApplicationFailure.retryable(
               `the engine at ${engine.options.baseUrl} refused this GPU worker's credentials (VLLM_API_KEY): ${outcome.kind === 'http' ? outcome.status : ''} ${describeEngineBody(outcome.kind === 'http' ? outcome.body : null)}`,
-              ENGINE_AUTH_FAILED,
+              FailureType.EngineAuthFailed,
             );
           }
           if (
@@ -159,7 +135,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
             const why = outcome.kind === 'network' ? outcome.message : `it answered ${outcome.status}`;
             throw ApplicationFailure.retryable(
               `the engine at ${engine.options.baseUrl} is unavailable: ${why}`,
-              ENGINE_UNAVAILABLE,
+              FailureType.EngineUnavailable,
             );
           }
           const row = resultRow(batchId, lineNumber, request.custom_id, outcome);
@@ -221,7 +197,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
         log.info({ sent, persisted: writer.persisted }, 'chunk cancelled');
         await ctx.cancelled;
       }
-      const { completed, failed } = await chunkCounts(batchId, chunk);
+      const { completed, failed } = await resultsInRange(db, batchId, chunk);
       chunksTotal.inc({ model: chunkModel, outcome: 'completed' });
       beat();
       return { chunk: chunk.index, completed, failed, sent };

@@ -78,49 +78,33 @@ export function resultRow(batchId: string, line: number, customId: string, outco
       reasoning_tokens: usage.reasoning,
     };
   }
-  const deadLetter = { attempts: outcome.attempts, errors: outcome.errors };
-  const zero = { input_tokens: 0, cached_tokens: 0, output_tokens: 0, reasoning_tokens: 0 };
-  if (outcome.kind === 'http') {
-    return {
-      ...base,
-      ...zero,
-      ok: false,
-      output: outputLine(
-        customId,
-        { status_code: outcome.status, request_id: outcome.requestId ?? newId('batch_req_'), body: outcome.body },
-        null,
-      ),
-      deadLetter,
-    };
-  }
-  if (outcome.kind === 'unsendable') {
-    return {
-      ...base,
-      ...zero,
-      ok: false,
-      output: outputLine(customId, null, { code: 'invalid_request', message: outcome.message }),
-      deadLetter,
-    };
-  }
-  if (outcome.kind === 'too_large') {
-    return {
-      ...base,
-      ...zero,
-      ok: false,
-      output: outputLine(customId, null, { code: 'response_too_large', message: outcome.message }),
-      deadLetter,
-    };
-  }
-  return {
+  // A request that failed for good: its line says why, and it goes to the dead letters.
+  const failed = (output: string): ResultRow => ({
     ...base,
-    ...zero,
     ok: false,
-    output: outputLine(customId, null, {
+    output,
+    input_tokens: 0,
+    cached_tokens: 0,
+    output_tokens: 0,
+    reasoning_tokens: 0,
+    deadLetter: { attempts: outcome.attempts, errors: outcome.errors },
+  });
+  if (outcome.kind === 'http') {
+    const requestId = outcome.requestId ?? newId('batch_req_');
+    return failed(
+      outputLine(customId, { status_code: outcome.status, request_id: requestId, body: outcome.body }, null),
+    );
+  }
+  if (outcome.kind === 'unsendable')
+    return failed(outputLine(customId, null, { code: 'invalid_request', message: outcome.message }));
+  if (outcome.kind === 'too_large')
+    return failed(outputLine(customId, null, { code: 'response_too_large', message: outcome.message }));
+  return failed(
+    outputLine(customId, null, {
       code: outcome.timeout ? 'request_timeout' : 'engine_unavailable',
       message: `${outcome.message} (gave up after ${outcome.attempts} attempts)`,
     }),
-    deadLetter,
-  };
+  );
 }
 
 /** A line that never ran (cancelled, expired, or its chunk was dead-lettered). */
@@ -136,6 +120,28 @@ export function notRunRow(batchId: string, line: number, customId: string, code:
     output_tokens: 0,
     reasoning_tokens: 0,
   };
+}
+
+/** What is already persisted for a range of a batch's lines (a chunk's): the lines, and how many succeeded or failed. */
+export async function resultsInRange(
+  db: Db,
+  batchId: string,
+  range: { firstLine: number; lastLine: number },
+): Promise<{ completed: number; failed: number; done: Set<number> }> {
+  const rows = await db
+    .selectFrom('batch_results')
+    .select(['line', 'ok'])
+    .where('batch_id', '=', batchId)
+    .where('line', '>=', range.firstLine)
+    .where('line', '<=', range.lastLine)
+    .execute();
+  const done = new Set<number>();
+  let completed = 0;
+  for (const r of rows) {
+    done.add(r.line);
+    if (r.ok) completed++;
+  }
+  return { completed, failed: rows.length - completed, done };
 }
 
 class BatchEnded extends Error {}

@@ -4,17 +4,12 @@
 import { isBlank, type Line } from '../lib/jsonl.js';
 import { describeValue, isStorableText, nestsDeeperThan, safeText } from '../lib/sanitize.js';
 import type { ValidationError } from '../schema/tables.js';
+import { addLine, type LineRange } from './line-ranges.js';
 
-export interface ChunkPlan {
+export interface ChunkPlan extends LineRange {
   index: number;
-  /** First and last input line numbers (1-based, inclusive). */
-  firstLine: number;
-  lastLine: number;
   /** Requests in the chunk (blank lines are not requests). */
   requests: number;
-  /** Byte range of the chunk's lines in the input file, end exclusive. */
-  byteStart: number;
-  byteEnd: number;
 }
 
 export interface ValidationParams {
@@ -178,7 +173,6 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
 
   const state = { seen: new Set<string>(), model: null as string | null, keepIds: true };
   const chunks: ChunkPlan[] = [];
-  let current: ChunkPlan | undefined;
   let requests = 0;
   let units = 0;
   let modelLine: number | null = null;
@@ -187,20 +181,12 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
   for await (const line of lines) {
     if (isBlank(line)) continue;
     requests++;
-    if (current === undefined || current.requests >= params.chunkSize) {
-      current = {
-        index: chunks.length,
-        firstLine: line.number,
-        lastLine: line.number,
-        requests: 0,
-        byteStart: line.start,
-        byteEnd: line.end,
-      };
-      chunks.push(current);
-    }
-    current.requests++;
-    current.lastLine = line.number;
-    current.byteEnd = line.end;
+    addLine(
+      chunks,
+      line,
+      (last) => last.requests >= params.chunkSize,
+      (index) => ({ index, requests: 0 }),
+    ).requests++;
 
     let checked: { model?: string; units: number };
     try {

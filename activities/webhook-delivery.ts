@@ -13,8 +13,9 @@ import { publicOnlyAgent } from '../lib/private-network.js';
 import { safeText } from '../lib/sanitize.js';
 import type { Db } from '../schema/db.js';
 import type { BatchStatus, WebhookEvent } from '../schema/tables.js';
+import { FailureType } from '../workflows/failure-types.js';
 
-export interface WebhookDeps {
+export interface WebhookDeliveryDeps {
   db: Db;
   config: Config;
   log: Logger;
@@ -32,7 +33,7 @@ export function eventPayload(eventId: string, type: WebhookEvent, createdAt: num
   return JSON.stringify({ id: eventId, object: 'event', type, created_at: createdAt, data: { id: batchId } });
 }
 
-export function createWebhookActivities(deps: WebhookDeps) {
+export function createWebhookActivities(deps: WebhookDeliveryDeps) {
   const { db, config, log } = deps;
   const agent = config.webhooks.allowPrivateNetworks ? new Agent() : publicOnlyAgent();
 
@@ -158,7 +159,7 @@ export function createWebhookActivities(deps: WebhookDeps) {
       if (error !== null) {
         await db.updateTable('webhook_deliveries').set({ last_error: error }).where('id', '=', deliveryId).execute();
         log.info({ deliveryId, attempt: attempt.attempts, error }, 'webhook attempt failed; it will be retried');
-        throw ApplicationFailure.retryable(error, 'WebhookDeliveryFailed');
+        throw ApplicationFailure.retryable(error, FailureType.WebhookDeliveryFailed);
       }
       await db
         .updateTable('webhook_deliveries')

@@ -1,21 +1,23 @@
 // AutoImportWorkflow: a finished batch's results go to Label Studio for review. It runs apart from
 // the batch (a child the batch abandons), so a Label Studio outage delays curation but never holds
 // up or fails a batch; every step is idempotent, so retries and restarts never duplicate a task.
-import { defineQuery, proxyActivities, setHandler, upsertSearchAttributes } from '@temporalio/workflow';
+import {
+  defineQuery,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  type ActivityOptions,
+} from '@temporalio/workflow';
 
 import type { CurationActivities, ImportPlan } from '../activities/auto-import.js';
+import { reasonOf } from './failure-types.js';
+import { importOptions, isLegacy, type LegacyImportSettings } from './legacy-inputs.js';
 import { CurationStatusKey } from './search-attributes.js';
 
 export interface AutoImportInput {
   batchId: string;
-  /** From the API's config: how long a step may take, and how long Label Studio may be away. */
-  activity: {
-    startToCloseMs: number;
-    retryHours: number;
-    retryInitialMs: number;
-    retryMaxMs: number;
-    notRetryable: string[];
-  };
+  /** Each step's timeouts and retries: how long Label Studio may be away, and what ends the import at once. */
+  activity: ActivityOptions;
 }
 
 export interface CurationProgress {
@@ -27,33 +29,26 @@ export interface CurationProgress {
 
 export const curationProgressQuery = defineQuery<CurationProgress>('curationProgress');
 
-function reasonOf(err: unknown): string {
-  let e: unknown = err;
-  // An activity's failure wraps the ApplicationFailure that says what went wrong.
-  while (e instanceof Error && e.cause instanceof Error) e = e.cause;
-  return e instanceof Error ? e.message : String(e);
+/** One import per batch: the fixed id makes a second start (a retry, the reconciler's) find the first. */
+export function autoImportWorkflowId(batchId: string): string {
+  return `${batchId}-curation`;
 }
 
-export async function AutoImportWorkflow(input: AutoImportInput): Promise<CurationProgress> {
+/** Imports started before ActivityOptions were given carry the old settings (see legacy-inputs.ts). */
+function normalize(input: AutoImportInput | { batchId: string; activity: LegacyImportSettings }): AutoImportInput {
   const { batchId, activity } = input;
-  const steps = proxyActivities<CurationActivities>({
-    startToCloseTimeout: activity.startToCloseMs,
-    // A Label Studio outage is ridden out for hours; bad credentials or choices end at once.
-    scheduleToCloseTimeout: activity.retryHours * 3600 * 1000,
-    retry: {
-      initialInterval: activity.retryInitialMs,
-      maximumInterval: activity.retryMaxMs,
-      backoffCoefficient: 2,
-      nonRetryableErrorTypes: activity.notRetryable,
-    },
-  });
+  return isLegacy(activity) ? { batchId, activity: importOptions(activity) } : { batchId, activity };
+}
+
+export async function AutoImportWorkflow(
+  given: AutoImportInput | { batchId: string; activity: LegacyImportSettings },
+): Promise<CurationProgress> {
+  const { batchId, activity } = normalize(given);
+  const steps = proxyActivities<CurationActivities>(activity);
   // Recording the end is retried for as long as the steps were, then given up: the import's workflow then
   // ends failed in Temporal, saying why, though its row may still read `running`.
-  const recordEnd = proxyActivities<CurationActivities>({
-    startToCloseTimeout: activity.startToCloseMs,
-    scheduleToCloseTimeout: activity.retryHours * 3600 * 1000,
-    retry: { initialInterval: activity.retryInitialMs, maximumInterval: activity.retryMaxMs },
-  });
+  const { nonRetryableErrorTypes: _endsSteps, ...recordRetry } = activity.retry ?? {};
+  const recordEnd = proxyActivities<CurationActivities>({ ...activity, retry: recordRetry });
 
   const progress: CurationProgress = { status: 'planning', pages: 0, pagesDone: 0, reason: null };
   setHandler(curationProgressQuery, () => progress);

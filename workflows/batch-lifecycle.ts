@@ -4,42 +4,25 @@
 // configuration, once, so no caller assembles them. Not imported by workflow code (not bundled).
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
 
-import { CURATION_NOT_RETRYABLE } from '../activities/auto-import.js';
+import {
+  autoImportActivityOptions,
+  controlActivityOptions,
+  webhookDeliveryActivityOptions,
+} from '../lib/activity-options.js';
 import type { Config } from '../lib/config.js';
 import { withTemporalDeadline } from '../lib/temporal.js';
-import type { AutoImportInput } from './auto-import.js';
-import type { BatchWorkflowInput } from './batch.js';
+import { startAutoImport } from './auto-import-lifecycle.js';
+import type { BatchWorkflow, BatchWorkflowInput } from './batch.js';
 import { BatchEndpointKey, BatchProjectKey, BatchStatusKey } from './search-attributes.js';
-import type { WebhookDeliveryInput } from './webhook-delivery.js';
-
-/** How long and how often a delivery is retried; the attempt's own timeout is the request's plus room to record it. */
-export function webhookRetry(config: Config): WebhookDeliveryInput['retry'] {
-  const w = config.webhooks;
-  return {
-    attemptTimeoutMs: w.timeoutMs * 2,
-    windowSeconds: w.retryWindowSeconds,
-    initialMs: w.retryInitialMs,
-    maxMs: w.retryMaxMs,
-  };
-}
-
-function curationActivity(config: Config): AutoImportInput['activity'] {
-  return {
-    startToCloseMs: config.curation.stepTimeoutMs,
-    retryHours: config.curation.retryHours,
-    retryInitialMs: config.batch.control.retryInitialMs,
-    retryMaxMs: config.batch.control.retryMaxMs,
-    notRetryable: CURATION_NOT_RETRYABLE,
-  };
-}
+import { startWebhookDelivery } from './webhook-delivery-lifecycle.js';
 
 export function batchWorkflowInput(config: Config, batchId: string, expiresAt: number): BatchWorkflowInput {
   return {
     batchId,
     expiresAt,
-    control: config.batch.control,
-    webhooks: { taskQueue: config.temporal.orchestratorTaskQueue, retry: webhookRetry(config) },
-    curation: { taskQueue: config.curation.taskQueue, activity: curationActivity(config) },
+    control: controlActivityOptions(config),
+    webhooks: { taskQueue: config.temporal.orchestratorTaskQueue, activity: webhookDeliveryActivityOptions(config) },
+    curation: { taskQueue: config.curation.taskQueue, activity: autoImportActivityOptions(config) },
   };
 }
 
@@ -55,7 +38,7 @@ export interface BatchStart {
 /** Starts a batch's workflow (workflowId = batch id), with what the Temporal UI shows and searches by. */
 export async function startBatchWorkflow(client: Client, config: Config, batch: BatchStart): Promise<void> {
   await withTemporalDeadline(client, config, () =>
-    client.workflow.start('BatchWorkflow', {
+    client.workflow.start<typeof BatchWorkflow>('BatchWorkflow', {
       workflowId: batch.id,
       taskQueue: config.temporal.orchestratorTaskQueue,
       args: [batchWorkflowInput(config, batch.id, batch.expiresAt)],
@@ -87,24 +70,6 @@ export async function startAfterEnd(
   batchId: string,
   deliveryIds: string[],
 ): Promise<void> {
-  for (const deliveryId of deliveryIds) {
-    await startOnce(() =>
-      withTemporalDeadline(client, config, () =>
-        client.workflow.start('WebhookDeliveryWorkflow', {
-          workflowId: deliveryId,
-          taskQueue: config.temporal.orchestratorTaskQueue,
-          args: [{ deliveryId, retry: webhookRetry(config) }],
-        }),
-      ),
-    );
-  }
-  await startOnce(() =>
-    withTemporalDeadline(client, config, () =>
-      client.workflow.start('AutoImportWorkflow', {
-        workflowId: `${batchId}-curation`,
-        taskQueue: config.curation.taskQueue,
-        args: [{ batchId, activity: curationActivity(config) }],
-      }),
-    ),
-  );
+  for (const deliveryId of deliveryIds) await startOnce(() => startWebhookDelivery(client, config, deliveryId));
+  await startOnce(() => startAutoImport(client, config, batchId));
 }

@@ -1,96 +1,116 @@
 // BatchWorkflow: validate → plan chunks → run them in a bounded window on the model's GPU task
 // queue → finalize. Only ids, line ranges and counts pass through history; request bodies and
 // results stay in the file store and Postgres.
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   ActivityCancellationType,
   CancellationScope,
   isCancellation,
   log,
-  ParentClosePolicy,
   patched,
   proxyActivities,
-  rootCause,
   setHandler,
   sleep,
-  startChild,
-  upsertMemo,
-  upsertSearchAttributes,
+  type ActivityOptions,
 } from '@temporalio/workflow';
 
 import type { BatchPlan, ControlActivities, FinalSummary, Outcome } from '../activities/batch-control.js';
 import type { InferenceActivities } from '../activities/inference.js';
 import type { ChunkPlan } from '../activities/validate.js';
 import type { WebhookActivities } from '../activities/webhook-delivery.js';
-import { AutoImportWorkflow, type AutoImportInput } from './auto-import.js';
-import { cancelSignal, progressQuery, type BatchProgress } from './messages.js';
-import { BatchModelKey, BatchRequestCountKey, BatchStatusKey } from './search-attributes.js';
-import { WebhookDeliveryWorkflow, type WebhookDeliveryInput } from './webhook-delivery.js';
+import { startAbandonedChild } from './abandoned-child.js';
+import { AutoImportWorkflow, autoImportWorkflowId } from './auto-import.js';
+import { BatchTracker } from './batch-progress.js';
+import { reasonOf } from './failure-types.js';
+import {
+  chunkOptions,
+  controlOptions,
+  importOptions,
+  isLegacy,
+  webhookOptions,
+  type LegacyChunkSettings,
+  type LegacyControlSettings,
+  type LegacyImportSettings,
+  type LegacyWebhookRetry,
+} from './legacy-inputs.js';
+import { cancelSignal, progressQuery } from './messages.js';
+import { WebhookDeliveryWorkflow } from './webhook-delivery.js';
 
 export interface BatchWorkflowInput {
   batchId: string;
-  /** Timeouts and attempts of the orchestrator's own activities (validate, finalize), from the API's config. */
-  control: {
-    startToCloseMs: number;
-    heartbeatTimeoutMs: number;
-    retryInitialMs: number;
-    retryMaxMs: number;
-    maxAttempts?: number;
-  };
+  /** The orchestrator's own activities (validate, dead-letter, finalize, preparing deliveries). */
+  control: ActivityOptions;
   /** Unix seconds: when the completion window closes (counted from creation, validation included). */
   expiresAt?: number;
   /** Where and how the import into Label Studio runs once the batch is done. */
-  curation?: { taskQueue: string; activity: AutoImportInput['activity'] };
-  /** How the project's webhooks are told the batch is done. */
-  webhooks?: { taskQueue: string; retry: WebhookDeliveryInput['retry'] };
+  curation?: { taskQueue: string; activity: ActivityOptions };
+  /** Where and how the project's webhooks are told the batch is done. */
+  webhooks?: { taskQueue: string; activity: ActivityOptions };
+}
+
+/** An input as histories hold it: batches started before ActivityOptions carry the old settings. */
+interface RecordedBatchWorkflowInput {
+  batchId: string;
+  control: ActivityOptions | LegacyControlSettings;
+  expiresAt?: number;
+  curation?: { taskQueue: string; activity: ActivityOptions | LegacyImportSettings };
+  webhooks?: { taskQueue: string; activity: ActivityOptions } | { taskQueue: string; retry: LegacyWebhookRetry };
 }
 
 export type BatchResult = FinalSummary | { status: 'failed'; errors: number };
 
 type RunnablePlan = Extract<BatchPlan, { ok: true }>;
 
-function setStatus(status: string): void {
-  upsertSearchAttributes([{ key: BatchStatusKey, value: status }]);
-}
+/** A plan as histories hold it: validateBatch returned the chunk settings in the old shape before. */
+type RecordedPlan = BatchPlan | (Omit<RunnablePlan, 'chunkActivity'> & { chunkActivity: LegacyChunkSettings });
 
-function reasonOf(err: unknown): string {
-  const cause = rootCause(err);
-  return (cause ?? (err instanceof Error ? err.message : String(err))).slice(0, 500);
-}
-
-export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchResult> {
-  const { batchId } = input;
-  const control = proxyActivities<ControlActivities>({
-    startToCloseTimeout: input.control.startToCloseMs,
-    heartbeatTimeout: input.control.heartbeatTimeoutMs,
-    // Bounded: a step that keeps failing ends the batch with the reason instead of retrying forever.
-    retry: {
-      initialInterval: input.control.retryInitialMs,
-      maximumInterval: input.control.retryMaxMs,
-      backoffCoefficient: 2,
-      maximumAttempts: input.control.maxAttempts ?? 0,
-    },
-  });
-
-  const progress: BatchProgress = {
-    phase: 'validating',
-    requests: 0,
-    completed: 0,
-    failed: 0,
-    chunks: { total: 0, done: 0, running: 0, deadLettered: 0 },
-    cancelRequested: false,
-    expired: false,
+/**
+ * Running batches were started, and planned, with the old settings (see legacy-inputs.ts): they are
+ * read here into today's shapes, so the rest of the workflow knows one shape and issues the same
+ * commands for them as the code they started on.
+ */
+function normalizeInput(input: RecordedBatchWorkflowInput): BatchWorkflowInput {
+  const { curation, webhooks } = input;
+  return {
+    batchId: input.batchId,
+    control: isLegacy(input.control) ? controlOptions(input.control) : input.control,
+    ...(input.expiresAt !== undefined ? { expiresAt: input.expiresAt } : {}),
+    ...(curation !== undefined
+      ? {
+          curation: {
+            taskQueue: curation.taskQueue,
+            activity: isLegacy(curation.activity) ? importOptions(curation.activity) : curation.activity,
+          },
+        }
+      : {}),
+    ...(webhooks !== undefined
+      ? {
+          webhooks: {
+            taskQueue: webhooks.taskQueue,
+            activity: 'retry' in webhooks ? webhookOptions(webhooks.retry) : webhooks.activity,
+          },
+        }
+      : {}),
   };
+}
+
+function normalizePlan(plan: RecordedPlan): BatchPlan {
+  if (!plan.ok) return plan;
+  const { chunkActivity } = plan;
+  return { ...plan, chunkActivity: isLegacy(chunkActivity) ? chunkOptions(chunkActivity) : chunkActivity };
+}
+
+export async function BatchWorkflow(given: RecordedBatchWorkflowInput): Promise<BatchResult> {
+  const input = normalizeInput(given);
+  const { batchId } = input;
+  // Bounded: a step that keeps failing ends the batch with the reason instead of retrying forever.
+  const control = proxyActivities<ControlActivities>(input.control);
+  const tracker = new BatchTracker();
   const root = CancellationScope.current();
   // Chunks run in their own scope, so cancel and expiry can stop them and still finalize.
   const work = new CancellationScope();
-  setHandler(progressQuery, () => progress);
+  setHandler(progressQuery, () => tracker.progress);
   setHandler(cancelSignal, () => {
-    if (progress.cancelRequested || progress.phase === 'finalizing' || progress.phase === 'done') return;
-    progress.cancelRequested = true;
-    progress.phase = 'cancelling';
-    setStatus('cancelling');
-    work.cancel();
+    if (tracker.requestCancel()) work.cancel();
   });
 
   // The completion window runs from creation: a batch stuck before its chunks still expires.
@@ -100,7 +120,7 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
       .run(() => sleep(Math.max(0, expiresAt * 1000 - Date.now())))
       .then(
         () => {
-          progress.expired = true;
+          tracker.expire();
           work.cancel();
         },
         () => undefined,
@@ -110,10 +130,11 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
   if (expiryFromStart && input.expiresAt !== undefined) startExpiry(input.expiresAt);
 
   // Validation always finishes: its result is what finalize needs, whatever happens meanwhile. When
-  // it cannot (out of attempts), the batch fails saying why.
-  let plan: BatchPlan;
+  // it cannot (out of attempts), the batch fails saying why. (Inline, not a helper: an extra await
+  // here would move this step against the expiry timer's, and so the commands a replay expects.)
+  let recorded: RecordedPlan;
   try {
-    plan = await CancellationScope.nonCancellable(() => control.validateBatch(batchId));
+    recorded = await CancellationScope.nonCancellable(() => control.validateBatch(batchId));
   } catch (err) {
     if (!patched('bounded-control')) throw err;
     await CancellationScope.nonCancellable(() =>
@@ -123,28 +144,21 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
         message: `The input file could not be validated: ${reasonOf(err)}`,
       }),
     );
-    plan = { ok: false, errors: 1 };
+    recorded = { ok: false, errors: 1 };
   }
+  const plan = normalizePlan(recorded);
   if (!plan.ok) {
     expiry.cancel();
-    progress.phase = 'done';
-    setStatus('failed');
+    tracker.validationFailed();
     await announce(input);
     return { status: 'failed', errors: plan.errors };
   }
-  progress.requests = plan.requests;
-  progress.chunks.total = plan.chunks.length;
-  upsertSearchAttributes([
-    { key: BatchModelKey, value: plan.model },
-    { key: BatchRequestCountKey, value: plan.requests },
-    { key: BatchStatusKey, value: progress.cancelRequested ? 'cancelling' : 'in_progress' },
-  ]);
-  if (progress.phase === 'validating') progress.phase = 'in_progress';
+  tracker.validated(plan);
 
-  if (!progress.cancelRequested && !root.consideredCancelled && !progress.expired) {
+  if (!tracker.cancelRequested && !root.consideredCancelled && !tracker.expired) {
     if (!expiryFromStart) startExpiry(plan.expiresAt);
     try {
-      await work.run(() => runChunks(batchId, plan, control, progress, work));
+      await work.run(() => runChunks(batchId, plan, control, tracker, work));
     } catch (err) {
       // Once cancel or expiry has begun, any chunk failure (Temporal does not retry an activity
       // whose cancel was requested) just means lines that never ran, which finalize reports.
@@ -154,38 +168,22 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
   }
 
   const outcome: Outcome =
-    progress.cancelRequested || root.consideredCancelled ? 'cancelled' : progress.expired ? 'expired' : 'completed';
+    tracker.cancelRequested || root.consideredCancelled ? 'cancelled' : tracker.expired ? 'expired' : 'completed';
   return CancellationScope.nonCancellable(async () => {
     if (outcome === 'completed') {
-      progress.phase = 'finalizing';
-      setStatus('finalizing');
+      tracker.finalizing();
       await control.markFinalizing(batchId);
     }
     const summary = await control.finalizeBatch({ batchId, inputKey: plan.inputKey, outcome });
-    progress.phase = 'done';
-    progress.completed = summary.completed;
-    progress.failed = summary.failed;
-    setStatus(summary.status);
-    upsertMemo({
-      completed: summary.completed,
-      failed: summary.failed,
-      outputFileId: summary.outputFileId,
-      errorFileId: summary.errorFileId,
-    });
+    tracker.finished(summary);
     await announce(input);
     // Curation runs on its own, outliving this workflow: Label Studio can never hold up a batch.
     if (patched('auto-import') && input.curation !== undefined) {
-      try {
-        await startChild(AutoImportWorkflow, {
-          workflowId: `${batchId}-curation`,
-          taskQueue: input.curation.taskQueue,
-          parentClosePolicy: ParentClosePolicy.ABANDON,
-          args: [{ batchId, activity: input.curation.activity }],
-        });
-      } catch (err) {
-        // A replayed or retried start finds its child already there: that is the point of its fixed id.
-        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      }
+      await startAbandonedChild(AutoImportWorkflow, {
+        workflowId: autoImportWorkflowId(batchId),
+        taskQueue: input.curation.taskQueue,
+        args: [{ batchId, activity: input.curation.activity }],
+      });
     }
     return summary;
   });
@@ -198,15 +196,10 @@ export async function BatchWorkflow(input: BatchWorkflowInput): Promise<BatchRes
 async function announce(input: BatchWorkflowInput): Promise<void> {
   const webhooks = input.webhooks;
   if (!patched('webhooks') || webhooks === undefined) return;
-  const { prepareDeliveries } = proxyActivities<WebhookActivities>({
-    startToCloseTimeout: input.control.startToCloseMs,
-    retry: {
-      initialInterval: input.control.retryInitialMs,
-      maximumInterval: input.control.retryMaxMs,
-      backoffCoefficient: 2,
-      maximumAttempts: input.control.maxAttempts ?? 0,
-    },
-  });
+  // Preparing deliveries sends no heartbeats: it has the control steps' timeout and retries only.
+  const prepareOptions: ActivityOptions = { ...input.control };
+  delete prepareOptions.heartbeatTimeout;
+  const { prepareDeliveries } = proxyActivities<WebhookActivities>(prepareOptions);
   // Whole, even when the workflow is being cancelled: deliveries once prepared must also be started.
   await CancellationScope.nonCancellable(async () => {
     let deliveries: string[];
@@ -222,16 +215,11 @@ async function announce(input: BatchWorkflowInput): Promise<void> {
       return;
     }
     for (const deliveryId of deliveries) {
-      try {
-        await startChild(WebhookDeliveryWorkflow, {
-          workflowId: deliveryId,
-          taskQueue: webhooks.taskQueue,
-          parentClosePolicy: ParentClosePolicy.ABANDON,
-          args: [{ deliveryId, retry: webhooks.retry }],
-        });
-      } catch (err) {
-        if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
-      }
+      await startAbandonedChild(WebhookDeliveryWorkflow, {
+        workflowId: deliveryId,
+        taskQueue: webhooks.taskQueue,
+        args: [{ deliveryId, activity: webhooks.activity }],
+      });
     }
   });
 }
@@ -241,43 +229,29 @@ async function runChunks(
   batchId: string,
   plan: RunnablePlan,
   control: ControlActivities,
-  progress: BatchProgress,
+  tracker: BatchTracker,
   work: CancellationScope,
 ): Promise<void> {
-  const settings = plan.chunkActivity;
   const inference = proxyActivities<InferenceActivities>({
-    taskQueue: settings.taskQueue,
-    startToCloseTimeout: settings.startToCloseMs,
-    heartbeatTimeout: settings.heartbeatTimeoutMs,
-    retry: {
-      initialInterval: settings.retryInitialMs,
-      maximumInterval: settings.retryMaxMs,
-      backoffCoefficient: 2,
-      maximumAttempts: settings.maxAttempts,
-    },
+    ...plan.chunkActivity,
     // Wait for the worker to acknowledge, so partial results are persisted before finalize reads them.
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
   });
 
   let next = 0;
   const runOne = async (chunk: ChunkPlan): Promise<void> => {
-    progress.chunks.running++;
+    tracker.chunkStarted();
     try {
       const summary = await inference.runChunk({ batchId, inputKey: plan.inputKey, endpoint: plan.endpoint, chunk });
-      progress.completed += summary.completed;
-      progress.failed += summary.failed;
-      progress.chunks.done++;
+      tracker.chunkEnded(summary, false);
     } catch (err) {
       if (isCancellation(err) || work.consideredCancelled) throw err;
       // The chunk ran out of retries (its worker keeps dying, or the engine stayed down past the
       // budget): its unfinished lines are reported as failed and the batch carries on.
       const counts = await control.deadLetterChunk({ batchId, inputKey: plan.inputKey, chunk, reason: reasonOf(err) });
-      progress.completed += counts.completed;
-      progress.failed += counts.failed;
-      progress.chunks.deadLettered++;
-      progress.chunks.done++;
+      tracker.chunkEnded(counts, true);
     } finally {
-      progress.chunks.running--;
+      tracker.chunkSettled();
     }
   };
   const lane = async (): Promise<void> => {

@@ -8,12 +8,10 @@ import type { Config } from '../../lib/config.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { privateHostReason } from '../../lib/private-network.js';
 import { safeText } from '../../lib/sanitize.js';
-import { withTemporalDeadline } from '../../lib/temporal.js';
 import { jsonb, type Db } from '../../schema/db.js';
 import { WEBHOOK_EVENTS, type WebhookEvent } from '../../schema/tables.js';
 import { storable } from '../../wire/openai.js';
-import { webhookRetry } from '../../workflows/batch-lifecycle.js';
-import type { WebhookDeliveryWorkflow } from '../../workflows/webhook-delivery.js';
+import { redriveWebhookDelivery } from '../../workflows/webhook-delivery-lifecycle.js';
 import { ApiError } from '../errors.js';
 import type { Project } from './keys.js';
 
@@ -225,15 +223,7 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
   // was if the start fails, so nothing shows as being tried that is not.
   await deps.db.updateTable('webhook_deliveries').set({ status: 'pending' }).where('id', '=', delivery.id).execute();
   try {
-    // One re-drive of a delivery at a time: asking again while it runs joins the run under way.
-    await withTemporalDeadline(deps.temporal, deps.config, () =>
-      deps.temporal.workflow.start<typeof WebhookDeliveryWorkflow>('WebhookDeliveryWorkflow', {
-        workflowId: `${delivery.id}-redrive`,
-        workflowIdConflictPolicy: 'USE_EXISTING',
-        taskQueue: deps.config.temporal.orchestratorTaskQueue,
-        args: [{ deliveryId: delivery.id, retry: webhookRetry(deps.config) }],
-      }),
-    );
+    await redriveWebhookDelivery(deps.temporal, deps.config, delivery.id);
   } catch (err) {
     await deps.db
       .updateTable('webhook_deliveries')

@@ -1,0 +1,100 @@
+// What a running batch tells the world: the progress query's answer, and the BatchStatus search
+// attribute (and, at the end, the memo) operators filter and read in the Temporal UI. BatchWorkflow
+// says what happened; this keeps the counts and the status in step.
+import { upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
+
+import type { BatchPlan, FinalSummary } from '../activities/batch-control.js';
+import type { BatchProgress } from './messages.js';
+import { BatchModelKey, BatchRequestCountKey, BatchStatusKey } from './search-attributes.js';
+
+function setStatus(status: string): void {
+  upsertSearchAttributes([{ key: BatchStatusKey, value: status }]);
+}
+
+export class BatchTracker {
+  readonly progress: BatchProgress = {
+    phase: 'validating',
+    requests: 0,
+    completed: 0,
+    failed: 0,
+    chunks: { total: 0, done: 0, running: 0, deadLettered: 0 },
+    cancelRequested: false,
+    expired: false,
+  };
+
+  get cancelRequested(): boolean {
+    return this.progress.cancelRequested;
+  }
+
+  get expired(): boolean {
+    return this.progress.expired;
+  }
+
+  /** Whether a cancel still changes anything: once finalizing, the batch's end is already decided. */
+  requestCancel(): boolean {
+    const p = this.progress;
+    if (p.cancelRequested || p.phase === 'finalizing' || p.phase === 'done') return false;
+    p.cancelRequested = true;
+    p.phase = 'cancelling';
+    setStatus('cancelling');
+    return true;
+  }
+
+  expire(): void {
+    this.progress.expired = true;
+  }
+
+  validationFailed(): void {
+    this.progress.phase = 'done';
+    setStatus('failed');
+  }
+
+  validated(plan: Extract<BatchPlan, { ok: true }>): void {
+    const p = this.progress;
+    p.requests = plan.requests;
+    p.chunks.total = plan.chunks.length;
+    upsertSearchAttributes([
+      { key: BatchModelKey, value: plan.model },
+      { key: BatchRequestCountKey, value: plan.requests },
+      { key: BatchStatusKey, value: p.cancelRequested ? 'cancelling' : 'in_progress' },
+    ]);
+    if (p.phase === 'validating') p.phase = 'in_progress';
+  }
+
+  chunkStarted(): void {
+    this.progress.chunks.running++;
+  }
+
+  /** A chunk ran (or, dead-lettered, was written off): these are its lines' final counts. */
+  chunkEnded(counts: { completed: number; failed: number }, deadLettered: boolean): void {
+    const p = this.progress;
+    p.completed += counts.completed;
+    p.failed += counts.failed;
+    if (deadLettered) p.chunks.deadLettered++;
+    p.chunks.done++;
+  }
+
+  /** The chunk's activity is quiet, whatever became of it. */
+  chunkSettled(): void {
+    this.progress.chunks.running--;
+  }
+
+  finalizing(): void {
+    this.progress.phase = 'finalizing';
+    setStatus('finalizing');
+  }
+
+  finished(summary: FinalSummary): void {
+    const p = this.progress;
+    p.phase = 'done';
+    p.completed = summary.completed;
+    p.failed = summary.failed;
+    setStatus(summary.status);
+    upsertMemo({
+      completed: summary.completed,
+      failed: summary.failed,
+      outputFileId: summary.outputFileId,
+      errorFileId: summary.errorFileId,
+    });
+  }
+}
