@@ -7,6 +7,8 @@
 import path from 'node:path';
 import { z } from 'zod';
 
+import { H100_LLAMA_8B, resolveCapacity } from '../simulator/capacity.js';
+
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
 const nonNegative = z.coerce.number().min(0);
@@ -681,7 +683,8 @@ const SETTINGS = {
     ),
     port: setting('MINIO_PORT', port.default(9100), 'Port of `npm run minio`'),
   },
-  // Capacity defaults: vLLM's for Llama-3.1-8B on one H100, step time calibrated (simulator/README.md).
+  // Capacity defaults: the simulator's own, vLLM's for Llama-3.1-8B on one H100, step time calibrated
+  // (simulator/README.md).
   simulator: {
     port: setting('SIM_PORT', port.default(8000), 'Simulator port'),
     models: setting('SIM_MODELS', list.default(['sim-llama-8b']), 'Models the simulator serves'),
@@ -693,7 +696,7 @@ const SETTINGS = {
     ),
     maxNumSeqs: setting(
       'SIM_MAX_NUM_SEQS',
-      positiveInt.default(1024),
+      positiveInt.default(H100_LLAMA_8B.maxNumSeqs),
       "Sequences running at once (vLLM's `max_num_seqs`); more wait",
     ),
     maxModelLen: setting(
@@ -703,25 +706,30 @@ const SETTINGS = {
     ),
     maxNumBatchedTokens: setting(
       'SIM_MAX_NUM_BATCHED_TOKENS',
-      positiveInt.default(8192),
+      positiveInt.default(H100_LLAMA_8B.maxNumBatchedTokens),
       'Token budget of one engine step (`max_num_batched_tokens`; long prompts are prefilled in chunks)',
     ),
-    blockSize: setting('SIM_BLOCK_SIZE', positiveInt.default(16), 'Tokens per KV-cache block'),
+    blockSize: setting('SIM_BLOCK_SIZE', positiveInt.default(H100_LLAMA_8B.blockSize), 'Tokens per KV-cache block'),
     numGpuBlocks: setting(
       'SIM_NUM_GPU_BLOCKS',
-      positiveInt.default(27_648),
+      positiveInt.default(H100_LLAMA_8B.numGpuBlocks),
       'KV-cache size in blocks (an H100 with Llama-3.1-8B: 442k tokens); running sequences are limited by free blocks, and preempted when they run out',
     ),
     stepBaseMs: setting(
       'SIM_STEP_BASE_MS',
       nonNegative.optional(),
       'Fixed time of one engine step (step = base + per-token × tokens in the step; calibrated to an H100, see `simulator/README.md`)',
-      '`6`',
+      `\`${H100_LLAMA_8B.stepBaseMs}\``,
     ),
-    stepTokenMs: setting('SIM_STEP_TOKEN_MS', nonNegative.optional(), 'Time per token in one engine step', '`0.05`'),
+    stepTokenMs: setting(
+      'SIM_STEP_TOKEN_MS',
+      nonNegative.optional(),
+      'Time per token in one engine step',
+      `\`${H100_LLAMA_8B.stepTokenMs}\``,
+    ),
     enablePrefixCaching: setting(
       'SIM_ENABLE_PREFIX_CACHING',
-      flag.default(true),
+      flag.default(H100_LLAMA_8B.enablePrefixCaching),
       'Automatic prefix caching (prompts sharing a beginning share its KV blocks)',
     ),
     enablePromptTokensDetails: setting(
@@ -731,7 +739,7 @@ const SETTINGS = {
     ),
     schedulingPolicy: setting(
       'SIM_SCHEDULING_POLICY',
-      z.enum(['fcfs', 'priority']).default('fcfs'),
+      z.enum(['fcfs', 'priority']).default(H100_LLAMA_8B.schedulingPolicy),
       "`fcfs` or `priority` (the request's `priority`, lower first)",
     ),
     prefillMs: setting(
@@ -840,9 +848,9 @@ function resolve(v: Values<typeof SETTINGS>) {
   if (keyPath) tls.keyPath = keyPath;
   if (caPath) tls.caPath = caPath;
   if (serverName) tls.serverName = serverName;
-  const { tokenLatencyMs, prefillTokensPerSec, ...simulator } = v.simulator;
-  const legacyStepTokenMs =
-    prefillTokensPerSec === undefined ? undefined : prefillTokensPerSec > 0 ? 1000 / prefillTokensPerSec : 0;
+  // The old simulator knobs are read as the simulator reads them, then dropped.
+  const { tokenLatencyMs: _old, prefillTokensPerSec: _older, ...simulator } = v.simulator;
+  const { stepBaseMs, stepTokenMs } = resolveCapacity(v.simulator).timing;
   const { workflowBundlePath } = v.temporal;
   return {
     ...v,
@@ -871,8 +879,8 @@ function resolve(v: Values<typeof SETTINGS>) {
     curation: { ...v.curation, schemasDir: path.resolve(v.curation.schemasDir) },
     simulator: {
       ...simulator,
-      stepBaseMs: simulator.stepBaseMs ?? tokenLatencyMs ?? 6,
-      stepTokenMs: simulator.stepTokenMs ?? legacyStepTokenMs ?? 0.05,
+      stepBaseMs,
+      stepTokenMs,
     },
   };
 }
