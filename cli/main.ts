@@ -5,11 +5,12 @@ import { writeFile } from 'node:fs/promises';
 import { Command, Option } from 'commander';
 import OpenAI from 'openai';
 
-import { setCurationGrant, type CurationObject } from '../api/services/curation.js';
+import { setCurationGrant } from '../api/services/curation.js';
 import { createKey, listKeys, revokeKey } from '../api/services/keys.js';
-import type { DeliveryObject, WebhookObject } from '../api/services/webhooks.js';
 import { databaseUrl, loadConfig } from '../lib/config.js';
 import { createDb, dbOptions, migrateToLatest, type Db } from '../schema/db.js';
+import type { CurationObject } from '../wire/curation.js';
+import type { DeliveryObject, WebhookObject } from '../wire/webhooks.js';
 import { EXIT, registerBatchCommands } from './batch-commands.js';
 
 function print(json: boolean, data: unknown, human: () => string): void {
@@ -66,7 +67,7 @@ export function buildProgram(): Command {
     .option('--name <label>', 'a label to recognise the key by', 'cli')
     .addOption(json)
     .action(async (opts: { project: string; name: string; json?: boolean }) => {
-      const created = await withDatabase((db) => createKey(db, opts.project, opts.name));
+      const created = await withDatabase((db) => createKey({ db }, opts.project, opts.name));
       print(opts.json === true, { id: created.id, key: created.key, project: created.project.name }, () =>
         [
           `Created key ${created.id} for project "${created.project.name}":`,
@@ -83,7 +84,7 @@ export function buildProgram(): Command {
     .option('--project <name>', 'only this project')
     .addOption(json)
     .action(async (opts: { project?: string; json?: boolean }) => {
-      const rows = await withDatabase((db) => listKeys(db, opts.project));
+      const rows = await withDatabase((db) => listKeys({ db }, opts.project));
       print(opts.json === true, rows, () =>
         rows.length === 0
           ? 'No keys.'
@@ -100,7 +101,7 @@ export function buildProgram(): Command {
     .description('revoke an API key by its id')
     .addOption(json)
     .action(async (keyId: string, opts: { json?: boolean }) => {
-      const revoked = await withDatabase((db) => revokeKey(db, keyId));
+      const revoked = await withDatabase((db) => revokeKey({ db }, keyId));
       if (!revoked) throw new Error(`no active key with id ${keyId}`);
       print(opts.json === true, { id: keyId, revoked: true }, () => `Revoked ${keyId}.`);
     });
@@ -133,7 +134,7 @@ export function buildProgram(): Command {
       const id = Number(lsProject);
       if (!Number.isInteger(id) || id <= 0) throw new Error(`"${lsProject}" is not a Label Studio project id`);
       const allowed = opts.revoke !== true;
-      const project = await withDatabase((db) => setCurationGrant(db, opts.project, id, allowed));
+      const project = await withDatabase((db) => setCurationGrant({ db }, opts.project, id, allowed));
       print(opts.json === true, { project: project.name, label_studio_project_id: id, allowed }, () =>
         allowed
           ? `Project "${project.name}" may now import into Label Studio project ${id}.`

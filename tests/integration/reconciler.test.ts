@@ -3,6 +3,7 @@
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { NEW_BATCH } from '../../api/services/batches.js';
 import { newId, nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { startTestSimulator } from '../support/simulator.js';
@@ -82,29 +83,18 @@ describe('the reconciler', () => {
     await stack.db
       .insertInto('batches')
       .values({
+        ...NEW_BATCH,
         id,
         project_id: project.id,
         endpoint: '/v1/chat/completions',
-        model: null,
         input_file_id: file.id,
         completion_window: '24h',
-        status: 'validating',
-        output_file_id: null,
-        error_file_id: null,
-        errors: null,
         metadata: null,
         output_expires_after: null,
         priority: null,
         retry_of: null,
         created_at: nowSeconds() - 10,
         expires_at: nowSeconds() + 86_400,
-        in_progress_at: null,
-        finalizing_at: null,
-        completed_at: null,
-        failed_at: null,
-        expired_at: null,
-        cancelling_at: null,
-        cancelled_at: null,
       })
       .execute();
     const batch = await waitForBatch(stack.openai, id, 30_000);
