@@ -23,8 +23,6 @@ import { createDerivedFile, liveFiles } from './files.js';
 import type { Project } from './keys.js';
 import { cursorSeq, toPage, type Page } from './pages.js';
 
-type BatchDeps = Pick<ApiDeps, 'db' | 'store' | 'config' | 'temporal' | 'log'>;
-
 /** What a batch has not done yet when it is recorded: no model, no files, nothing past its creation. */
 export const NEW_BATCH = {
   model: null,
@@ -95,7 +93,7 @@ export async function getBatch(deps: Pick<ApiDeps, 'db'>, project: Project, id: 
 }
 
 export async function createBatch(
-  deps: BatchDeps,
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'temporal' | 'log'>,
   project: Project,
   body: BatchCreate,
   options: { retryOf?: string } = {},
@@ -204,7 +202,11 @@ export async function listBatches(
   return toPage(rows, q.limit);
 }
 
-export async function cancelBatch(deps: BatchDeps, project: Project, id: string): Promise<BatchRow> {
+export async function cancelBatch(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'temporal' | 'log'>,
+  project: Project,
+  id: string,
+): Promise<BatchRow> {
   const { db } = deps;
   if (!isWellFormedId(id)) throw notFound('Batch', id.slice(0, 200));
   const updated = await db
@@ -246,7 +248,12 @@ export async function cancelBatch(deps: BatchDeps, project: Project, id: string)
  * POST /v1/batches/{id}/retry (extension): a new batch of only the lines that failed, expired or
  * were cancelled in a finished batch, taken from its input file in their original order.
  */
-export async function retryBatch(deps: BatchDeps, project: Project, id: string, body: BatchRetry): Promise<BatchRow> {
+export async function retryBatch(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'temporal' | 'log'>,
+  project: Project,
+  id: string,
+  body: BatchRetry,
+): Promise<BatchRow> {
   const { db } = deps;
   const batch = await getBatch(deps, project, id);
   // A batch that failed after it ran (stopped by the reconciler, say) has lines to retry; one that failed validation has none.

@@ -9,9 +9,11 @@ import { getBatch } from './batches.js';
 import { download, type Download } from './download.js';
 import type { Project } from './keys.js';
 
-type CurationDeps = Pick<ApiDeps, 'db' | 'config' | 'registry' | 'labelStudio'>;
-
-export async function getCuration(deps: CurationDeps, project: Project, batchId: string): Promise<CurationObject> {
+export async function getCuration(
+  deps: Pick<ApiDeps, 'db' | 'config' | 'registry' | 'labelStudio'>,
+  project: Project,
+  batchId: string,
+): Promise<CurationObject> {
   const batch = await getBatch(deps, project, batchId);
   const row = await deps.db.selectFrom('curations').selectAll().where('batch_id', '=', batch.id).executeTakeFirst();
   const base = deps.config.labelStudio.url?.replace(/\/+$/, '');
@@ -63,7 +65,11 @@ const EXPORT_SLICE = 200;
  * refusal is an ordinary error answer); the lines then come as Label Studio gives them, a slice of
  * the batch's own task ids at a time, never the whole project in memory.
  */
-export async function exportFineTuning(deps: CurationDeps, project: Project, batchId: string): Promise<Download> {
+export async function exportFineTuning(
+  deps: Pick<ApiDeps, 'db' | 'config' | 'registry' | 'labelStudio'>,
+  project: Project,
+  batchId: string,
+): Promise<Download> {
   const curation = await getCuration(deps, project, batchId);
   const refuse = (
     message: string,

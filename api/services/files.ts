@@ -27,10 +27,6 @@ import { download, type Download } from './download.js';
 import type { Project } from './keys.js';
 import { cursorSeq, toPage, type Page } from './pages.js';
 
-type FileDeps = Pick<ApiDeps, 'db' | 'store' | 'config'>;
-/** An upload also reports its file store's failures, which the client is told only as a 503. */
-type UploadDeps = Pick<ApiDeps, 'db' | 'store' | 'config' | 'log'>;
-
 export function toFileObject(row: FileRow): FileObject {
   return {
     id: row.id,
@@ -50,7 +46,11 @@ interface ParsedUpload {
   file?: { filename: string; truncated: boolean; writer: FileWriter };
 }
 
-async function parseMultipart(request: Request, deps: UploadDeps, storageKey: string): Promise<ParsedUpload> {
+async function parseMultipart(
+  request: Request,
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'log'>,
+  storageKey: string,
+): Promise<ParsedUpload> {
   const contentType = request.headers.get('content-type') ?? '';
   if (request.body === null) throw new BadRequestError('The request has no body.', { code: 'invalid_request' });
   let parser: busboy.Busboy;
@@ -135,8 +135,15 @@ function formatBytes(n: number): string {
   return `${n}-byte`;
 }
 
-/** POST /v1/files: stream the upload into the store, then record it. */
-export async function createFile(deps: UploadDeps, project: Project, request: Request): Promise<FileRow> {
+/**
+ * POST /v1/files: stream the upload into the store, then record it. It takes the log because the file
+ * store's failures are told to the client only as a 503.
+ */
+export async function createFile(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'log'>,
+  project: Project,
+  request: Request,
+): Promise<FileRow> {
   const contentType = request.headers.get('content-type') ?? '';
   if (!contentType.toLowerCase().startsWith('multipart/form-data')) {
     throw new UnsupportedMediaTypeError("Files are uploaded as multipart/form-data with fields 'file' and 'purpose'.", {
@@ -215,7 +222,7 @@ function recordInputFile(
 
 /** A batch input file written by the server itself (e.g. the failed lines of a batch to retry). */
 export async function createDerivedFile(
-  deps: FileDeps,
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config'>,
   project: Project,
   filename: string,
   write: (writer: FileWriter) => Promise<void>,
@@ -283,7 +290,11 @@ function contentDisposition(filename: string): string {
 }
 
 /** The bytes of a live file; a file whose bytes are gone from the store is not found (not a body cut short). */
-export async function fileContent(deps: FileDeps, project: Project, id: string): Promise<Download> {
+export async function fileContent(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config'>,
+  project: Project,
+  id: string,
+): Promise<Download> {
   const file = await getFile(deps, project, id);
   const bytes = await deps.store.size(file.storage_key);
   if (bytes === undefined)
@@ -298,7 +309,11 @@ export async function fileContent(deps: FileDeps, project: Project, id: string):
   });
 }
 
-export async function deleteFile(deps: FileDeps, project: Project, id: string): Promise<void> {
+export async function deleteFile(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config'>,
+  project: Project,
+  id: string,
+): Promise<void> {
   if (!isWellFormedId(id)) throw notFound('File', safeText(id));
   // The file row stays locked until it is marked, so no batch can take it as input meanwhile.
   const file = await deps.db.transaction().execute(async (trx) => {
@@ -328,7 +343,10 @@ export async function deleteFile(deps: FileDeps, project: Project, id: string): 
  * and dead letters for its output or error file), then its bytes, then its row. Each step is
  * idempotent, so a removal cut short by a crash is finished by the next sweep.
  */
-export async function removeFile(deps: FileDeps, file: Pick<FileRow, 'id' | 'storage_key' | 'purpose'>): Promise<void> {
+export async function removeFile(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config'>,
+  file: Pick<FileRow, 'id' | 'storage_key' | 'purpose'>,
+): Promise<void> {
   if (file.purpose === 'batch_output') {
     await deps.db.transaction().execute(async (trx) => {
       const asOutput = await trx.selectFrom('batches').select('id').where('output_file_id', '=', file.id).execute();
@@ -346,7 +364,7 @@ export async function removeFile(deps: FileDeps, file: Pick<FileRow, 'id' | 'sto
 }
 
 /** Removes files past their expiry (except inputs of running batches) and finishes removals cut short. */
-export async function sweepExpiredFiles(deps: FileDeps): Promise<number> {
+export async function sweepExpiredFiles(deps: Pick<ApiDeps, 'db' | 'store' | 'config'>): Promise<number> {
   const now = nowSeconds();
   await deps.db
     .updateTable('files')

@@ -4,8 +4,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { newId, nowSeconds } from '../../lib/ids.js';
 import type { ApiDeps } from '../deps.js';
 
-type KeyDeps = Pick<ApiDeps, 'db'>;
-
 export interface Project {
   id: string;
   name: string;
@@ -24,7 +22,7 @@ function prefixOf(key: string): string {
   return `${key.slice(0, 12)}…`;
 }
 
-export async function ensureProject(deps: KeyDeps, name: string): Promise<Project> {
+export async function ensureProject(deps: Pick<ApiDeps, 'db'>, name: string): Promise<Project> {
   await deps.db
     .insertInto('projects')
     .values({ id: newId('proj_'), name, created_at: nowSeconds() })
@@ -34,7 +32,12 @@ export async function ensureProject(deps: KeyDeps, name: string): Promise<Projec
 }
 
 /** Adds a key (idempotent for the same key) to a project, creating the project if needed. */
-export async function addKey(deps: KeyDeps, projectName: string, key: string, keyName = 'seeded'): Promise<Project> {
+export async function addKey(
+  deps: Pick<ApiDeps, 'db'>,
+  projectName: string,
+  key: string,
+  keyName = 'seeded',
+): Promise<Project> {
   const project = await ensureProject(deps, projectName);
   await deps.db
     .insertInto('api_keys')
@@ -53,7 +56,7 @@ export async function addKey(deps: KeyDeps, projectName: string, key: string, ke
 }
 
 /** The project a key belongs to, or undefined for unknown and revoked keys. */
-export async function projectForKey(deps: KeyDeps, key: string): Promise<Project | undefined> {
+export async function projectForKey(deps: Pick<ApiDeps, 'db'>, key: string): Promise<Project | undefined> {
   return deps.db
     .selectFrom('api_keys')
     .innerJoin('projects', 'projects.id', 'api_keys.project_id')
@@ -64,7 +67,7 @@ export async function projectForKey(deps: KeyDeps, key: string): Promise<Project
 }
 
 /** API_KEYS: every listed key gets access to the "default" project. */
-export async function seedKeys(deps: KeyDeps, keys: string[]): Promise<void> {
+export async function seedKeys(deps: Pick<ApiDeps, 'db'>, keys: string[]): Promise<void> {
   for (const key of keys) await addKey(deps, 'default', key, 'API_KEYS');
 }
 
@@ -79,7 +82,7 @@ export interface KeyInfo {
 
 /** A new key for a project (created if needed); the key itself is returned only here. */
 export async function createKey(
-  deps: KeyDeps,
+  deps: Pick<ApiDeps, 'db'>,
   projectName: string,
   keyName: string,
 ): Promise<{ id: string; key: string; project: Project }> {
@@ -93,7 +96,7 @@ export async function createKey(
   return { id: row.id, key, project };
 }
 
-export async function listKeys(deps: KeyDeps, projectName?: string): Promise<KeyInfo[]> {
+export async function listKeys(deps: Pick<ApiDeps, 'db'>, projectName?: string): Promise<KeyInfo[]> {
   let query = deps.db
     .selectFrom('api_keys')
     .innerJoin('projects', 'projects.id', 'api_keys.project_id')
@@ -112,7 +115,7 @@ export async function listKeys(deps: KeyDeps, projectName?: string): Promise<Key
 }
 
 /** Revokes a key by id; every request with it is refused from now on. False if there is no such key. */
-export async function revokeKey(deps: KeyDeps, id: string): Promise<boolean> {
+export async function revokeKey(deps: Pick<ApiDeps, 'db'>, id: string): Promise<boolean> {
   const result = await deps.db
     .updateTable('api_keys')
     .set({ revoked_at: nowSeconds() })

@@ -11,10 +11,8 @@ import { LIVE_BATCH_STATES } from '../../schema/tables.js';
 import type { ApiDeps } from '../deps.js';
 import { removeFile } from './files.js';
 
-type RetentionDeps = Pick<ApiDeps, 'db' | 'store' | 'config'>;
-
 /** Ended batches older than the retention, with their output and error files; returns how many went. */
-export async function sweepOldBatches(deps: RetentionDeps): Promise<number> {
+export async function sweepOldBatches(deps: Pick<ApiDeps, 'db' | 'store' | 'config'>): Promise<number> {
   const { db, config } = deps;
   const cutoff = nowSeconds() - config.retention.batchSeconds;
   const old = await db
@@ -79,6 +77,6 @@ export function sweepExpiredKeys(deps: Pick<ApiDeps, 'db' | 'config'>): Promise<
 }
 
 /** Writes that never finished (a process killed mid-upload): partial files, incomplete multipart uploads. */
-export function sweepPartialWrites(deps: RetentionDeps): Promise<number> {
+export function sweepPartialWrites(deps: Pick<ApiDeps, 'db' | 'store' | 'config'>): Promise<number> {
   return deps.store.sweepPartial(deps.config.retention.partialWriteSeconds * 1000);
 }
