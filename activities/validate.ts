@@ -1,6 +1,7 @@
 // Checks a whole batch input file before any request runs, streaming it line by line: only the
 // custom_ids seen so far are kept, never the lines. Reports every problem (up to a cap) with
 // OpenAI's codes, and on success plans the chunks as line and byte ranges.
+import { isRecord } from '../lib/json.js';
 import { isBlank, type Line } from '../lib/jsonl.js';
 import { describeValue, isStorableText, nestsDeeperThan, safeText } from '../lib/sanitize.js';
 import type { ValidationError } from '../schema/tables.js';
@@ -34,10 +35,6 @@ export interface ValidationOutcome {
   /** Line of the first request, where a model problem is reported. */
   modelLine: number | null;
   chunks: ChunkPlan[];
-}
-
-function isRecord(x: unknown): x is Record<string, unknown> {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
 /** Inputs an embeddings request asks for: OpenAI's 50,000 limit counts these, not lines. */

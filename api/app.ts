@@ -1,25 +1,28 @@
 // The Hono app: OpenAI's Files, Batches and Models routes behind API-key auth, errors in OpenAI's
 // shape, and an OpenAPI document generated from the same zod schemas that validate requests.
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { Client } from '@temporalio/client';
 import type { Context, MiddlewareHandler } from 'hono';
 import { rateLimiter, type RateLimitInfo } from 'hono-rate-limiter';
 import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
 
-import type { Config } from '../lib/config.js';
-import type { CurationRegistry } from '../lib/curation-tasks.js';
-import type { FileStore } from '../lib/file-store.js';
-import type { LabelStudio } from '../lib/label-studio.js';
-import type { Logger } from '../lib/logger.js';
 import { databaseCheck, fileStoreCheck, registerOpsRoutes, temporalCheck } from '../lib/ops.js';
 import { safeText } from '../lib/sanitize.js';
-import type { Db } from '../schema/db.js';
-import { ApiError, errorHandler, errorResponse, fromZodError } from './errors.js';
+import { databaseGauges } from './database-metrics.js';
+import type { ApiDeps } from './deps.js';
+import {
+  errorHandler,
+  errorResponse,
+  fromZodError,
+  NotFoundError,
+  PayloadTooLargeError,
+  RateLimitError,
+} from './errors.js';
 import { mediaType } from './media-type.js';
+import { accessLog } from './middleware/access-log.js';
 import { requireApiKey, type AuthEnv } from './middleware/auth.js';
 import { idempotent } from './middleware/idempotency.js';
-import { accessLog, databaseGauges, requestIds } from './middleware/observability.js';
+import { requestIds } from './middleware/request-id.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCurationRoutes, registerWebhookReceiver, WEBHOOK_PATH } from './routes/curation.js';
 import { registerFileRoutes } from './routes/files.js';
@@ -27,16 +30,6 @@ import { registerModelRoutes } from './routes/models.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 
 type RateLimitedEnv = { Variables: AuthEnv['Variables'] & { rateLimit: RateLimitInfo } };
-
-export interface ApiDeps {
-  config: Config;
-  db: Db;
-  store: FileStore;
-  temporal: Client;
-  log: Logger;
-  registry: CurationRegistry;
-  labelStudio: LabelStudio | undefined;
-}
 
 function isUpload(request: Request): boolean {
   return (
@@ -46,14 +39,13 @@ function isUpload(request: Request): boolean {
   );
 }
 
-function tooLarge(limit: number): ApiError {
-  return new ApiError(413, `The request body is larger than the ${limit}-byte limit.`, 'request_too_large');
-}
-
 /** The body was not read: the connection cannot carry another request, and the client must know. */
 function refuseTooLarge(c: Context, limit: number): Response {
   c.header('connection', 'close');
-  return errorResponse(c, tooLarge(limit));
+  return errorResponse(
+    c,
+    new PayloadTooLargeError(`The request body is larger than the ${limit}-byte limit.`, { code: 'request_too_large' }),
+  );
 }
 
 export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
@@ -74,7 +66,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
       return errorResponse(c, fromZodError(result.error, input));
     },
   });
-  app.use('*', requestIds, accessLog(deps.log));
+  app.use('*', requestIds, accessLog({ log: deps.log }));
   // JSON bodies are read whole: bound them before anything reads one (uploads stream, with their own limit).
   // Everything under /v1 but the multipart upload, whose stream busboy bounds as it reads.
   app.use(
@@ -92,7 +84,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   app.notFound((c) =>
     errorResponse(
       c,
-      new ApiError(404, `Unknown request URL: ${c.req.method} ${safeText(c.req.path, 300)}.`, 'unknown_url'),
+      new NotFoundError(`Unknown request URL: ${c.req.method} ${safeText(c.req.path, 300)}.`, { code: 'unknown_url' }),
     ),
   );
 
@@ -122,7 +114,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   });
   // Label Studio calls this with a shared secret, not an API key: it sits outside /v1.
   registerWebhookReceiver(app, deps);
-  app.use('/v1/*', requireApiKey(deps.db));
+  app.use('/v1/*', requireApiKey(deps));
   const perMinute = deps.config.api.rateLimitPerMinute;
   if (perMinute > 0) {
     app.use(
@@ -138,12 +130,9 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
           c.header('retry-after', String(Math.max(1, Math.ceil((reset - Date.now()) / 1000))));
           return errorResponse(
             c,
-            new ApiError(
-              429,
+            new RateLimitError(
               `Rate limit reached: ${perMinute} requests per minute for this project. Retry after the time in the Retry-After header.`,
-              'rate_limit_exceeded',
-              null,
-              'rate_limit_error',
+              { code: 'rate_limit_exceeded' },
             ),
           );
         },
@@ -152,7 +141,8 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
   }
   app.use(
     '/v1/*',
-    idempotent(deps.db, {
+    idempotent({
+      db: deps.db,
       ttlSeconds: deps.config.api.idempotencyTtlSeconds,
       leaseSeconds: deps.config.api.idempotencyLeaseSeconds,
     }),

@@ -1,5 +1,6 @@
 // Every error leaves the API in OpenAI's shape, {error: {message, type, param, code}}, with the
-// status OpenAI would use. Handlers throw ApiError; anything else is mapped here, never leaked.
+// status OpenAI would use. Handlers throw one of the classes below (one per status, as openai-node
+// has them) with a code from ErrorCode; anything else is mapped here, never leaked.
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
@@ -10,28 +11,70 @@ import { safeText } from '../lib/sanitize.js';
 import { isDatabaseUnavailable } from '../schema/db.js';
 import type { ErrorResponse } from '../wire/openai.js';
 
-export type ErrorType =
-  | 'invalid_request_error'
-  | 'authentication_error'
-  | 'not_found_error'
-  | 'conflict_error'
-  | 'rate_limit_error'
-  | 'server_error';
+export type ErrorType = 'invalid_request_error' | 'authentication_error' | 'rate_limit_error' | 'server_error';
+
+/** Every `code` the API answers with; clients match on these strings, so they never change. */
+export type ErrorCode =
+  // The request itself
+  | 'invalid_request'
+  | 'invalid_value'
+  | 'missing_required_parameter'
+  | 'request_too_large'
+  | 'unsupported_media_type'
+  | 'unknown_url'
+  | 'idempotency_key_reused'
+  | 'idempotency_key_in_use'
+  // Keys and secrets
+  | 'invalid_api_key'
+  | 'invalid_webhook_secret'
+  // Files
+  | 'invalid_file_format'
+  | 'file_too_large'
+  | 'file_in_use'
+  | 'file_content_unavailable'
+  // Batches
+  | 'batch_not_cancellable'
+  | 'batch_not_retryable'
+  | 'nothing_to_retry'
+  | 'input_file_unavailable'
+  // Curation
+  | 'curation_unavailable'
+  | 'curation_not_imported'
+  | 'curation_schema_missing'
+  // Webhook endpoints
+  | 'invalid_url'
+  | 'too_many_webhooks'
+  | 'too_many_pending_deliveries'
+  // Limits and the server's own state
+  | 'rate_limit_exceeded'
+  | 'service_unavailable'
+  | 'internal_error';
+
+export interface ErrorDetails {
+  code?: ErrorCode | null;
+  /** The parameter at fault, as OpenAI names it ('input_file_id', 'batch_id', 'Idempotency-Key'...). */
+  param?: string | null;
+}
+
+/** The error type OpenAI's clients expect for a status (their SDKs pick the exception class by status). */
+function typeOf(status: number): ErrorType {
+  return status === 401 ? 'authentication_error' : status >= 500 ? 'server_error' : 'invalid_request_error';
+}
 
 export class ApiError extends Error {
+  readonly code: ErrorCode | null;
+  readonly param: string | null;
+
   constructor(
     readonly status: ContentfulStatusCode,
     message: string,
-    readonly code: string | null = null,
-    readonly param: string | null = null,
-    readonly type: ErrorType = status === 401
-      ? 'authentication_error'
-      : status >= 500
-        ? 'server_error'
-        : 'invalid_request_error',
+    details: ErrorDetails = {},
+    readonly type: ErrorType = typeOf(status),
   ) {
     super(message);
-    this.name = 'ApiError';
+    this.name = new.target.name;
+    this.code = details.code ?? null;
+    this.param = details.param ?? null;
   }
 
   body(): ErrorResponse {
@@ -39,9 +82,35 @@ export class ApiError extends Error {
   }
 }
 
+/** An ApiError class for one status, so each kind is raised one way: `new ConflictError(message, {code, param})`. */
+function statusError(status: ContentfulStatusCode, type?: ErrorType) {
+  return class extends ApiError {
+    constructor(message: string, details?: ErrorDetails) {
+      super(status, message, details, type);
+    }
+  };
+}
+
+export class BadRequestError extends statusError(400) {}
+export class AuthenticationError extends statusError(401) {}
+export class NotFoundError extends statusError(404) {}
+export class ConflictError extends statusError(409) {}
+export class PayloadTooLargeError extends statusError(413) {}
+export class UnsupportedMediaTypeError extends statusError(415) {}
+export class RateLimitError extends statusError(429, 'rate_limit_error') {}
+export class InternalServerError extends statusError(500) {}
+export class ServiceUnavailableError extends statusError(503) {}
+
 /** OpenAI's wording for an id that does not exist (or belongs to another project). */
-export function notFound(kind: 'File' | 'Batch', id: string, param = 'id'): ApiError {
-  return new ApiError(404, `No such ${kind} object: ${id}`, null, param);
+export function notFound(kind: 'File' | 'Batch', id: string, param = 'id'): NotFoundError {
+  return new NotFoundError(`No such ${kind} object: ${id}`, { param });
+}
+
+/** A dependency (database, file store, Temporal) is away: the client should try again. */
+export function serviceUnavailable(what: string): ServiceUnavailableError {
+  return new ServiceUnavailableError(`${what} is unavailable right now; try again shortly.`, {
+    code: 'service_unavailable',
+  });
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
@@ -54,31 +123,27 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
 }
 
 /** The first problem zod found, as OpenAI would word it; `input` tells a missing field from a bad one. */
-export function fromZodError(error: ZodError, input: unknown): ApiError {
+export function fromZodError(error: ZodError, input: unknown): BadRequestError {
   const issue = error.issues[0];
-  if (issue === undefined) return new ApiError(400, 'Invalid request.', 'invalid_request');
+  if (issue === undefined) return new BadRequestError('Invalid request.', { code: 'invalid_request' });
   const param = issue.path.length > 0 ? issue.path.map(String).join('.') : null;
   const missing =
     issue.path.length > 0 && valueAt(input, issue.path) === undefined && typeof input === 'object' && input !== null;
   if (missing)
-    return new ApiError(400, `Missing required parameter: '${param ?? 'body'}'.`, 'missing_required_parameter', param);
-  return new ApiError(400, `Invalid value for '${param ?? 'body'}': ${issue.message}`, 'invalid_value', param);
+    return new BadRequestError(`Missing required parameter: '${param ?? 'body'}'.`, {
+      code: 'missing_required_parameter',
+      param,
+    });
+  return new BadRequestError(`Invalid value for '${param ?? 'body'}': ${issue.message}`, {
+    code: 'invalid_value',
+    param,
+  });
 }
 
 /** Postgres's data exceptions (class 22: text it cannot store, a number out of range...): the request's fault. */
 function isDataException(err: Error): boolean {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && code.startsWith('22');
-}
-
-export function serviceUnavailable(what: string): ApiError {
-  return new ApiError(
-    503,
-    `${what} is unavailable right now; try again shortly.`,
-    'service_unavailable',
-    null,
-    'server_error',
-  );
 }
 
 function isBodyReadError(err: Error): boolean {
@@ -99,21 +164,20 @@ export function errorHandler(log: Logger) {
   return (err: Error, c: Context): Response => {
     if (err instanceof ApiError) return errorResponse(c, err);
     if (err instanceof HTTPException) {
-      // Hono's own refusals: malformed JSON bodies and the like.
+      // Hono's own refusals (malformed JSON bodies and the like) keep the status Hono chose.
       const status = err.status;
       return errorResponse(
         c,
-        new ApiError(status, err.message || 'Invalid request.', status === 400 ? 'invalid_request' : null),
+        new ApiError(status, err.message || 'Invalid request.', { code: status === 400 ? 'invalid_request' : null }),
       );
     }
     // Postgres refuses a value (text with a NUL character, a number out of range): the request's fault.
     if (isDataException(err)) {
       return errorResponse(
         c,
-        new ApiError(
-          400,
+        new BadRequestError(
           'The request contains a value that cannot be stored (e.g. a NUL character or an unpaired surrogate).',
-          'invalid_value',
+          { code: 'invalid_value' },
         ),
       );
     }
@@ -124,7 +188,10 @@ export function errorHandler(log: Logger) {
     }
     // The request's body could not be read to the end: the client went away or sent a broken body.
     if (isBodyReadError(err)) {
-      return errorResponse(c, new ApiError(400, 'The request body could not be read to its end.', 'invalid_request'));
+      return errorResponse(
+        c,
+        new BadRequestError('The request body could not be read to its end.', { code: 'invalid_request' }),
+      );
     }
     log.error(
       { err, requestId: c.get('requestId'), method: c.req.method, path: safeText(c.req.path, 300) },
@@ -132,13 +199,7 @@ export function errorHandler(log: Logger) {
     );
     return errorResponse(
       c,
-      new ApiError(
-        500,
-        'The server had an error while processing your request.',
-        'internal_error',
-        null,
-        'server_error',
-      ),
+      new InternalServerError('The server had an error while processing your request.', { code: 'internal_error' }),
     );
   };
 }

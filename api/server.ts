@@ -8,11 +8,17 @@ import { labelStudioClient } from '../lib/label-studio.js';
 import { createLogger } from '../lib/logger.js';
 import { lazyClient } from '../lib/temporal.js';
 import { dbOptions, openDatabase } from '../schema/db.js';
-import { createApp, type ApiDeps } from './app.js';
-import { sweepExpiredKeys } from './middleware/idempotency.js';
+import { createApp } from './app.js';
+import type { ApiDeps } from './deps.js';
 import { sweepExpiredFiles } from './services/files.js';
 import { seedKeys } from './services/keys.js';
-import { sweepGoneWorkers, sweepOldBatches, sweepOldDeadLetters, sweepPartialWrites } from './services/retention.js';
+import {
+  sweepExpiredKeys,
+  sweepGoneWorkers,
+  sweepOldBatches,
+  sweepOldDeadLetters,
+  sweepPartialWrites,
+} from './services/retention.js';
 import { sweepOldDeliveries } from './services/webhooks.js';
 
 export interface RunningApi {
@@ -30,8 +36,8 @@ function startSweeper(deps: ApiDeps): () => void {
     ['files', () => sweepExpiredFiles(deps)],
     ['batches', () => sweepOldBatches(deps)],
     ['deadLetters', () => sweepOldDeadLetters(deps)],
-    ['idempotencyKeys', () => sweepExpiredKeys(deps.db, deps.config.api.idempotencyTtlSeconds)],
-    ['webhookDeliveries', () => sweepOldDeliveries(deps.db, deps.config)],
+    ['idempotencyKeys', () => sweepExpiredKeys(deps)],
+    ['webhookDeliveries', () => sweepOldDeliveries(deps)],
     ['partialWrites', () => sweepPartialWrites(deps)],
     ['goneWorkers', () => sweepGoneWorkers(deps)],
   ];
@@ -63,7 +69,7 @@ function startSweeper(deps: ApiDeps): () => void {
 }
 
 export async function startApiServer(deps: ApiDeps, at: { host: string; port: number }): Promise<RunningApi> {
-  await seedKeys(deps.db, deps.config.api.seedKeys);
+  await seedKeys(deps, deps.config.api.seedKeys);
   const app = createApp(deps);
   const stopSweeper = startSweeper(deps);
   let server: HttpServer;

@@ -829,6 +829,8 @@ function readSettings<T extends Settings>(tree: T, env: NodeJS.ProcessEnv, probl
 export class ConfigError extends Error {}
 
 export type Config = ReturnType<typeof resolve>;
+/** The settings as read, before the values some take from others: what modules that `Config` itself depends on type from. */
+export type ConfigSettings = Values<typeof SETTINGS>;
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const problems: string[] = [];

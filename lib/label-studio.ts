@@ -35,15 +35,15 @@ export class LabelStudioAuthError extends LabelStudioError {
   }
 }
 
-const projectSchema = z
+const labelStudioProjectSchema = z
   .object({ id: z.number().int(), title: z.string(), label_config: z.string().optional() })
   .loose();
-export type Project = z.infer<typeof projectSchema>;
+export type LabelStudioProject = z.infer<typeof labelStudioProjectSchema>;
 const projectPageSchema = z
   .object({
     count: z.number().int().optional(),
     next: z.string().nullable().optional(),
-    results: z.array(projectSchema),
+    results: z.array(labelStudioProjectSchema),
   })
   .loose();
 const syncImportSchema = z
@@ -242,17 +242,17 @@ export class LabelStudio {
     await this.call('POST', '/api/projects/validate/', null, { label_config: labelConfig });
   }
 
-  createProject(p: { title: string; description: string; label_config: string }): Promise<Project> {
-    return this.call('POST', '/api/projects/', projectSchema, p);
+  createProject(p: { title: string; description: string; label_config: string }): Promise<LabelStudioProject> {
+    return this.call('POST', '/api/projects/', labelStudioProjectSchema, p);
   }
 
-  getProject(id: number): Promise<Project> {
-    return this.call('GET', `/api/projects/${id}/`, projectSchema);
+  getProject(id: number): Promise<LabelStudioProject> {
+    return this.call('GET', `/api/projects/${id}/`, labelStudioProjectSchema);
   }
 
   /** Projects whose title is exactly this (Label Studio's filter is a case-insensitive "contains"). */
-  async projectsTitled(title: string): Promise<Project[]> {
-    const found: Project[] = [];
+  async projectsTitled(title: string): Promise<LabelStudioProject[]> {
+    const found: LabelStudioProject[] = [];
     for (let page = 1; ; page++) {
       const res = await this.call(
         'GET',

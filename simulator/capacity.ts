@@ -1,6 +1,6 @@
 // The simulated GPU: vLLM's scheduler limits (scheduler.ts) and the time a step takes (engine.ts),
 // with defaults calibrated to vLLM serving Llama-3.1-8B on one H100 (see simulator/README.md).
-import type { Config } from '../lib/config.js';
+import type { ConfigSettings } from '../lib/config.js';
 import type { StepTiming } from './engine.js';
 import type { SchedulerConfig, SchedulingPolicy } from './scheduler.js';
 
@@ -30,10 +30,10 @@ export const H100_LLAMA_8B = {
  * its block_size (16 on a GPU, 128 in its CPU build), numGpuBlocks its num_gpu_blocks; a step takes
  * stepBaseMs + stepTokenMs × its tokens; schedulingPolicy is fcfs or priority (lower `priority` first).
  */
-export type CapacityOptions = Pick<Config['simulator'], 'maxModelLen'> &
+export type CapacityOptions = Pick<ConfigSettings['simulator'], 'maxModelLen'> &
   Partial<
     Pick<
-      Config['simulator'],
+      ConfigSettings['simulator'],
       | 'maxNumSeqs'
       | 'maxNumBatchedTokens'
       | 'blockSize'
@@ -43,12 +43,8 @@ export type CapacityOptions = Pick<Config['simulator'], 'maxModelLen'> &
       | 'enablePrefixCaching'
       | 'schedulingPolicy'
     >
-  > & {
-    /** Old knob, still accepted: time per output token, i.e. the step time of a small batch (stepBaseMs). */
-    tokenLatencyMs?: number;
-    /** Old knob, still accepted: prompt tokens a second, i.e. 1000 / stepTokenMs (0: tokens cost nothing). */
-    prefillTokensPerSec?: number;
-  };
+  > &
+  Partial<Pick<ConfigSettings['simulator'], 'tokenLatencyMs' | 'prefillTokensPerSec'>>;
 
 export interface Capacity {
   scheduler: SchedulerConfig;

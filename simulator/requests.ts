@@ -3,12 +3,12 @@
 // context, and the sequences it will generate laid out (n per prompt, each with its own length).
 import { randomBytes } from 'node:crypto';
 
+import { isRecord } from '../lib/json.js';
 import type { ModelKind, SimulatorOptions } from './options.js';
 import { seedOf, tokenize } from './text.js';
 import {
   checkOutputLimit,
   checkPromptLength,
-  isRecord,
   parameterError,
   RequestError,
   validateFields,

@@ -7,10 +7,11 @@ import type { Context } from 'hono';
 import { streamSSE } from 'hono/streaming';
 
 import { AbortedError } from '../lib/abortable.js';
+import { isRecord } from '../lib/json.js';
 import { hexId, type Prepared } from './requests.js';
 import type { SimulatorState } from './state.js';
 import { embeddingVector, generateText, seedOf } from './text.js';
-import { isRecord, type Json, type RequestError } from './validation.js';
+import type { Json, RequestError } from './validation.js';
 
 /** The Hono environment of the simulator's app: Node's request and socket, for faults and keep-alive. */
 export type SimulatorEnv = { Bindings: HttpBindings };

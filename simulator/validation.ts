@@ -3,11 +3,11 @@
 // vLLM's own checks (400, type "BadRequestError", param the bare parameter name, message ending
 // "(parameter=X, value=V)"). Values print as Python prints them ("-1.0", 'hot', '<dict of 2 items>').
 
+import { isRecord } from '../lib/json.js';
+
 export type Json = Record<string, unknown>;
 
-export function isRecord(x: unknown): x is Json {
-  return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
+// Kept importable from here for the simulator's other modules.
 
 /** An error answer in vLLM's shape: {"error": {"message", "type", "param", "code"}}. */
 export class RequestError extends Error {

@@ -105,6 +105,10 @@ export const fileObjectSchema = z
   .meta({ id: 'FileObject' });
 export type FileObject = z.infer<typeof fileObjectSchema>;
 
+export const fileDeletedSchema = z
+  .object({ id: z.string(), object: z.literal('file'), deleted: z.boolean() })
+  .meta({ id: 'FileDeleted' });
+
 export const batchErrorSchema = z.object({
   code: z.string(),
   message: z.string(),
@@ -163,6 +167,12 @@ export const batchObjectSchema = z
   .meta({ id: 'Batch' });
 export type BatchObject = z.infer<typeof batchObjectSchema>;
 
+/** A list without paging, as GET /v1/models answers. */
+export function simpleListSchema<T extends z.ZodType>(item: T, id: string) {
+  return z.object({ object: z.literal('list'), data: z.array(item) }).meta({ id });
+}
+
+/** A page of a list, as GET /v1/files and /v1/batches answer. */
 export function listSchema<T extends z.ZodType>(item: T, id: string) {
   return z
     .object({

@@ -6,19 +6,22 @@ import { createMiddleware } from 'hono/factory';
 
 import { nowSeconds } from '../../lib/ids.js';
 import type { Db } from '../../schema/db.js';
-import { ApiError } from '../errors.js';
+import { BadRequestError, ConflictError } from '../errors.js';
 import { mediaType } from '../media-type.js';
 import type { AuthEnv } from './auth.js';
 
 export const IDEMPOTENCY_HEADER = 'idempotency-key';
 
 export interface IdempotencyOptions {
+  db: Db;
   ttlSeconds: number;
   /** A claim still unanswered after this long belongs to a request that died; a retry may take it. */
   leaseSeconds: number;
 }
 
-export function idempotent(db: Db, options: IdempotencyOptions) {
+export function idempotent(options: IdempotencyOptions) {
+  const { db } = options;
+  const param = 'Idempotency-Key';
   return createMiddleware<AuthEnv>(async (c, next) => {
     const key = c.req.header(IDEMPOTENCY_HEADER);
     if (c.req.method !== 'POST' || key === undefined) {
@@ -26,12 +29,10 @@ export function idempotent(db: Db, options: IdempotencyOptions) {
       return;
     }
     if (key.length === 0 || key.length > 255) {
-      throw new ApiError(
-        400,
-        'The Idempotency-Key header must be 1 to 255 characters.',
-        'invalid_value',
-        'Idempotency-Key',
-      );
+      throw new BadRequestError('The Idempotency-Key header must be 1 to 255 characters.', {
+        code: 'invalid_value',
+        param,
+      });
     }
     const project = c.get('project');
     const route = `POST ${c.req.path}`;
@@ -80,28 +81,22 @@ export function idempotent(db: Db, options: IdempotencyOptions) {
         .executeTakeFirst();
       // Gone between our insert and this read: the first request failed and let go; try again.
       if (earlier === undefined) {
-        throw new ApiError(
-          409,
-          'A request with this Idempotency-Key was just being processed; retry.',
-          'idempotency_key_in_use',
-          'Idempotency-Key',
-        );
+        throw new ConflictError('A request with this Idempotency-Key was just being processed; retry.', {
+          code: 'idempotency_key_in_use',
+          param,
+        });
       }
       if (earlier.route !== route || earlier.request_hash !== requestHash) {
-        throw new ApiError(
-          400,
-          'This Idempotency-Key was already used for a different request; use a new key.',
-          'idempotency_key_reused',
-          'Idempotency-Key',
-        );
+        throw new BadRequestError('This Idempotency-Key was already used for a different request; use a new key.', {
+          code: 'idempotency_key_reused',
+          param,
+        });
       }
       if (earlier.status === null || earlier.response === null) {
-        throw new ApiError(
-          409,
-          'A request with this Idempotency-Key is still being processed; retry shortly.',
-          'idempotency_key_in_use',
-          'Idempotency-Key',
-        );
+        throw new ConflictError('A request with this Idempotency-Key is still being processed; retry shortly.', {
+          code: 'idempotency_key_in_use',
+          param,
+        });
       }
       c.res = new Response(earlier.response, {
         status: earlier.status,
@@ -130,13 +125,4 @@ export function idempotent(db: Db, options: IdempotencyOptions) {
       .where('key', '=', key)
       .execute();
   });
-}
-
-/** Keys older than the TTL, gone; returns how many. */
-export async function sweepExpiredKeys(db: Db, ttlSeconds: number): Promise<number> {
-  const swept = await db
-    .deleteFrom('idempotency_keys')
-    .where('created_at', '<', nowSeconds() - ttlSeconds)
-    .executeTakeFirst();
-  return Number(swept.numDeletedRows);
 }

@@ -1,39 +1,23 @@
-import { timingSafeEqual } from 'node:crypto';
-import { Readable } from 'node:stream';
-import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 
-import { ApiError } from '../errors.js';
-import {
-  curationObjectSchema,
-  exportFineTuning,
-  getCuration,
-  receiveWebhook,
-  type CurationDeps,
-} from '../services/curation.js';
-import { errorResponses, json, security, type App } from './common.js';
+import { curationObjectSchema } from '../../wire/curation.js';
+import type { ApiDeps } from '../deps.js';
+import { BadRequestError } from '../errors.js';
+import { requireSharedSecret } from '../middleware/shared-secret.js';
+import { exportFineTuning, getCuration, receiveWebhook } from '../services/curation.js';
+import { apiRoute, batchIdParams, conflictResponse, errorResponses, json, security, type App } from './common.js';
 
-const batchIdParams = z.object({ batch_id: z.string().min(1) });
-
-const curationRoute = createRoute({
+const curationRoute = apiRoute({
   method: 'get',
   path: '/v1/batches/{batch_id}/curation',
   summary: "Extension: where the batch's import into Label Studio stands",
-  security,
   request: { params: batchIdParams },
-  responses: { 200: json(curationObjectSchema, 'The curation state'), ...errorResponses },
+  responses: { 200: json(curationObjectSchema, 'The curation state') },
 });
 
 export const WEBHOOK_PATH = '/hooks/label-studio';
 
-function sameSecret(given: string | undefined, expected: string): boolean {
-  if (given === undefined) return false;
-  const a = Buffer.from(given);
-  const b = Buffer.from(expected);
-  return a.length === b.length && timingSafeEqual(a, b);
-}
-
-export function registerCurationRoutes(app: App, deps: CurationDeps): void {
+export function registerCurationRoutes(app: App, deps: ApiDeps): void {
   app.openapi(curationRoute, async (c) =>
     c.json(await getCuration(deps, c.get('project'), c.req.valid('param').batch_id), 200),
   );
@@ -50,32 +34,30 @@ export function registerCurationRoutes(app: App, deps: CurationDeps): void {
         content: { 'application/jsonl': { schema: z.string() } },
       },
       ...errorResponses,
-      409: errorResponses[400],
+      ...conflictResponse,
     },
   });
   app.get('/v1/batches/:batch_id/curation/export', async (c) => {
-    const lines = await exportFineTuning(deps, c.get('project'), c.req.param('batch_id'));
-    // Label Studio going away mid-export cuts the body short; the client sees an incomplete download.
-    const body = Readable.toWeb(Readable.from(lines).on('error', () => undefined)) as ReadableStream<Uint8Array>;
-    return c.body(body, 200, { 'content-type': 'application/jsonl' });
+    const { body, headers } = await exportFineTuning(deps, c.get('project'), c.req.param('batch_id'));
+    return c.body(body, 200, headers);
   });
 }
 
 /** Label Studio's annotation webhooks, authenticated by a shared secret header (it cannot sign). */
-export function registerWebhookReceiver(app: App, deps: CurationDeps): void {
-  app.post(WEBHOOK_PATH, async (c) => {
-    const secret = deps.config.curation.webhookSecret;
-    if (secret === undefined)
-      throw new ApiError(
-        404,
-        'The Label Studio webhook receiver is off (CURATION_WEBHOOK_SECRET is unset).',
-        'unknown_url',
-      );
-    if (!sameSecret(c.req.header('x-curation-secret'), secret))
-      throw new ApiError(401, 'Wrong or missing x-curation-secret header.', 'invalid_webhook_secret');
-    const body: unknown = await c.req.json().catch(() => {
-      throw new ApiError(400, 'The webhook body is not JSON.', 'invalid_request');
-    });
-    return c.json({ ok: true, outcome: await receiveWebhook(deps.db, body) }, 200);
-  });
+export function registerWebhookReceiver(app: App, deps: ApiDeps): void {
+  app.post(
+    WEBHOOK_PATH,
+    requireSharedSecret({
+      header: 'x-curation-secret',
+      secret: deps.config.curation.webhookSecret,
+      what: 'The Label Studio webhook receiver',
+      setting: 'CURATION_WEBHOOK_SECRET',
+    }),
+    async (c) => {
+      const body: unknown = await c.req.json().catch(() => {
+        throw new BadRequestError('The webhook body is not JSON.', { code: 'invalid_request' });
+      });
+      return c.json({ ok: true, outcome: await receiveWebhook(deps, body) }, 200);
+    },
+  );
 }

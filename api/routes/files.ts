@@ -1,36 +1,25 @@
-import { Readable } from 'node:stream';
-import { createRoute } from '@hono/zod-openapi';
 import { z } from 'zod';
 
-import { fileObjectSchema, listSchema, uploadFieldsSchema } from '../../wire/openai.js';
-import {
-  createFile,
-  deleteFile,
-  getFile,
-  listFiles,
-  openFileContent,
-  toFileObject,
-  type UploadDeps,
-} from '../services/files.js';
-import { errorResponses, json, security, type App } from './common.js';
+import { fileDeletedSchema, fileObjectSchema, listSchema, uploadFieldsSchema } from '../../wire/openai.js';
+import type { ApiDeps } from '../deps.js';
+import { createFile, deleteFile, fileContent, getFile, listFiles, toFileObject } from '../services/files.js';
+import { apiRoute, errorResponses, json, listPage, security, type App } from './common.js';
 
 const fileIdParams = z.object({ file_id: z.string().min(1) });
 const fileList = listSchema(fileObjectSchema, 'FileList');
 
-const retrieveFile = createRoute({
+const retrieveFile = apiRoute({
   method: 'get',
   path: '/v1/files/{file_id}',
   summary: 'Retrieve a file object',
-  security,
   request: { params: fileIdParams },
-  responses: { 200: json(fileObjectSchema, 'The file'), ...errorResponses },
+  responses: { 200: json(fileObjectSchema, 'The file') },
 });
 
-const listFilesRoute = createRoute({
+const listFilesRoute = apiRoute({
   method: 'get',
   path: '/v1/files',
   summary: 'List files, newest first by default',
-  security,
   request: {
     query: z.object({
       after: z.string().optional(),
@@ -42,31 +31,18 @@ const listFilesRoute = createRoute({
         .optional(),
     }),
   },
-  responses: { 200: json(fileList, 'A page of files'), ...errorResponses },
+  responses: { 200: json(fileList, 'A page of files') },
 });
 
-const deleteFileRoute = createRoute({
+const deleteFileRoute = apiRoute({
   method: 'delete',
   path: '/v1/files/{file_id}',
   summary: 'Delete a file and its bytes',
-  security,
   request: { params: fileIdParams },
-  responses: {
-    200: json(
-      z.object({ id: z.string(), object: z.literal('file'), deleted: z.boolean() }).meta({ id: 'FileDeleted' }),
-      'Deleted',
-    ),
-    ...errorResponses,
-  },
+  responses: { 200: json(fileDeletedSchema, 'Deleted') },
 });
 
-/** RFC 6266: an ASCII fallback plus the exact UTF-8 name, so any file name is a valid header. */
-function contentDisposition(filename: string): string {
-  const ascii = filename.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
-  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
-}
-
-export function registerFileRoutes(app: App, deps: UploadDeps): void {
+export function registerFileRoutes(app: App, deps: ApiDeps): void {
   // Uploads are streamed with busboy rather than parsed by the validator, so this route is documented by hand.
   app.openAPIRegistry.registerPath({
     method: 'post',
@@ -93,24 +69,12 @@ export function registerFileRoutes(app: App, deps: UploadDeps): void {
   });
   app.post('/v1/files', async (c) => c.json(toFileObject(await createFile(deps, c.get('project'), c.req.raw)), 200));
 
-  app.openapi(listFilesRoute, async (c) => {
-    const q = c.req.valid('query');
-    const { rows, hasMore } = await listFiles(deps.db, c.get('project'), q);
-    const data = rows.map(toFileObject);
-    return c.json(
-      {
-        object: 'list' as const,
-        data,
-        first_id: data[0]?.id ?? null,
-        last_id: data.at(-1)?.id ?? null,
-        has_more: hasMore,
-      },
-      200,
-    );
-  });
+  app.openapi(listFilesRoute, async (c) =>
+    c.json(listPage(await listFiles(deps, c.get('project'), c.req.valid('query')), toFileObject), 200),
+  );
 
   app.openapi(retrieveFile, async (c) =>
-    c.json(toFileObject(await getFile(deps.db, c.get('project'), c.req.valid('param').file_id)), 200),
+    c.json(toFileObject(await getFile(deps, c.get('project'), c.req.valid('param').file_id)), 200),
   );
 
   app.openAPIRegistry.registerPath({
@@ -128,15 +92,8 @@ export function registerFileRoutes(app: App, deps: UploadDeps): void {
     },
   });
   app.get('/v1/files/:file_id/content', async (c) => {
-    const { file, bytes, body: content } = await openFileContent(deps, c.get('project'), c.req.param('file_id'));
-    // A store that fails mid-body cuts the download short (the client sees a short body); it is logged, never a crash.
-    content.on('error', () => undefined);
-    const body = Readable.toWeb(content) as ReadableStream<Uint8Array>;
-    return c.body(body, 200, {
-      'content-type': 'application/octet-stream',
-      'content-length': String(bytes),
-      'content-disposition': contentDisposition(file.filename),
-    });
+    const { body, headers } = await fileContent(deps, c.get('project'), c.req.param('file_id'));
+    return c.body(body, 200, headers);
   });
 
   app.openapi(deleteFileRoute, async (c) => {

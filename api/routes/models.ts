@@ -1,35 +1,15 @@
-import { createRoute } from '@hono/zod-openapi';
-import { z } from 'zod';
+import { modelListSchema } from '../../wire/models.js';
+import type { ApiDeps } from '../deps.js';
+import { listModels } from '../services/models.js';
+import { apiRoute, json, type App } from './common.js';
 
-import type { Config } from '../../lib/config.js';
-import { liveModels } from '../../lib/worker-registry.js';
-import type { Db } from '../../schema/db.js';
-import { errorResponses, json, security, type App } from './common.js';
-
-const modelSchema = z
-  .object({ id: z.string(), object: z.literal('model'), created: z.number().int(), owned_by: z.string() })
-  .meta({ id: 'Model' });
-
-const listModelsRoute = createRoute({
+const listModelsRoute = apiRoute({
   method: 'get',
   path: '/v1/models',
   summary: 'The models GPU workers serve right now',
-  security,
-  responses: {
-    200: json(z.object({ object: z.literal('list'), data: z.array(modelSchema) }).meta({ id: 'ModelList' }), 'Models'),
-    ...errorResponses,
-  },
+  responses: { 200: json(modelListSchema, 'Models') },
 });
 
-export function registerModelRoutes(app: App, deps: { db: Db; config: Config }): void {
-  app.openapi(listModelsRoute, async (c) => {
-    const models = await liveModels(deps.db, deps.config.gpu.heartbeatMs);
-    return c.json(
-      {
-        object: 'list' as const,
-        data: models.map((m) => ({ id: m.model, object: 'model' as const, created: m.since, owned_by: 'gpu-batch' })),
-      },
-      200,
-    );
-  });
+export function registerModelRoutes(app: App, deps: ApiDeps): void {
+  app.openapi(listModelsRoute, async (c) => c.json(await listModels(deps), 200));
 }

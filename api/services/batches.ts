@@ -1,13 +1,12 @@
 // Batches: create (record it, start its BatchWorkflow, answer `validating` at once), read, list,
 // cancel. The workflow does the work; the database is what the API reads back.
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { WorkflowNotFoundError } from '@temporalio/client';
 
 import { writeChunk } from '../../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { isBlank, readLines } from '../../lib/jsonl.js';
-import type { Logger } from '../../lib/logger.js';
 import { withTemporalDeadline } from '../../lib/temporal.js';
-import { jsonb, type Db } from '../../schema/db.js';
+import { jsonb } from '../../schema/db.js';
 import type { BatchRow, BatchStatus } from '../../schema/tables.js';
 import {
   batchEndpointSchema,
@@ -18,14 +17,27 @@ import {
 } from '../../wire/openai.js';
 import { startBatchWorkflow } from '../../workflows/batch-lifecycle.js';
 import { cancelSignal } from '../../workflows/messages.js';
-import { ApiError, notFound } from '../errors.js';
-import { createDerivedFile, liveFiles, type FileDeps } from './files.js';
+import type { ApiDeps } from '../deps.js';
+import { BadRequestError, ConflictError, notFound, ServiceUnavailableError } from '../errors.js';
+import { createDerivedFile, liveFiles } from './files.js';
 import type { Project } from './keys.js';
+import { cursorSeq, toPage, type Page } from './pages.js';
 
-export interface BatchDeps extends FileDeps {
-  temporal: Client;
-  log: Logger;
-}
+/** What a batch has not done yet when it is recorded: no model, no files, nothing past its creation. */
+export const NEW_BATCH = {
+  model: null,
+  status: 'validating',
+  output_file_id: null,
+  error_file_id: null,
+  errors: null,
+  in_progress_at: null,
+  finalizing_at: null,
+  completed_at: null,
+  failed_at: null,
+  expired_at: null,
+  cancelling_at: null,
+  cancelled_at: null,
+} as const;
 
 const CANCELLABLE: BatchStatus[] = ['validating', 'in_progress', 'finalizing'];
 
@@ -68,9 +80,9 @@ export function toBatchObject(row: BatchRow): BatchObject {
   };
 }
 
-export async function getBatch(db: Db, project: Project, id: string): Promise<BatchRow> {
+export async function getBatch(deps: Pick<ApiDeps, 'db'>, project: Project, id: string): Promise<BatchRow> {
   if (!isWellFormedId(id)) throw notFound('Batch', id.slice(0, 200));
-  const row = await db
+  const row = await deps.db
     .selectFrom('batches')
     .selectAll()
     .where('id', '=', id)
@@ -81,19 +93,17 @@ export async function getBatch(db: Db, project: Project, id: string): Promise<Ba
 }
 
 export async function createBatch(
-  deps: BatchDeps,
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'temporal' | 'log'>,
   project: Project,
   body: BatchCreate,
   options: { retryOf?: string } = {},
 ): Promise<BatchRow> {
   const { db, temporal, config } = deps;
   if (!isWellFormedId(body.input_file_id)) {
-    throw new ApiError(
-      400,
-      `Invalid 'input_file_id': no file ${body.input_file_id.slice(0, 200)} was found.`,
-      'invalid_request',
-      'input_file_id',
-    );
+    throw new BadRequestError(`Invalid 'input_file_id': no file ${body.input_file_id.slice(0, 200)} was found.`, {
+      code: 'invalid_request',
+      param: 'input_file_id',
+    });
   }
   const now = nowSeconds();
   const window = parseDuration(body.completion_window) ?? 86400;
@@ -105,47 +115,32 @@ export async function createBatch(
       .forShare()
       .executeTakeFirst();
     if (file === undefined) {
-      throw new ApiError(
-        400,
-        `Invalid 'input_file_id': no file ${body.input_file_id} was found.`,
-        'invalid_request',
-        'input_file_id',
-      );
+      throw new BadRequestError(`Invalid 'input_file_id': no file ${body.input_file_id} was found.`, {
+        code: 'invalid_request',
+        param: 'input_file_id',
+      });
     }
     if (file.purpose !== 'batch') {
-      throw new ApiError(
-        400,
-        `Invalid 'input_file_id': ${file.id} has purpose '${file.purpose}', not 'batch'.`,
-        'invalid_request',
-        'input_file_id',
-      );
+      throw new BadRequestError(`Invalid 'input_file_id': ${file.id} has purpose '${file.purpose}', not 'batch'.`, {
+        code: 'invalid_request',
+        param: 'input_file_id',
+      });
     }
     return trx
       .insertInto('batches')
       .values({
+        ...NEW_BATCH,
         id: newId('batch_'),
         project_id: project.id,
         endpoint: body.endpoint,
-        model: null,
         input_file_id: body.input_file_id,
         completion_window: body.completion_window,
-        status: 'validating',
-        output_file_id: null,
-        error_file_id: null,
-        errors: null,
         metadata: body.metadata === null || body.metadata === undefined ? null : jsonb(body.metadata),
         output_expires_after: body.output_expires_after?.seconds ?? null,
         priority: body.priority ?? null,
         retry_of: options.retryOf ?? null,
         created_at: now,
         expires_at: now + window,
-        in_progress_at: null,
-        finalizing_at: null,
-        completed_at: null,
-        failed_at: null,
-        expired_at: null,
-        cancelling_at: null,
-        cancelled_at: null,
       })
       .returningAll()
       .executeTakeFirstOrThrow();
@@ -183,10 +178,9 @@ export async function createBatch(
         .execute()
         .catch(() => undefined);
       deps.log.error({ err, batchId: row.id }, 'could not start the batch workflow');
-      throw new ApiError(
-        503,
+      throw new ServiceUnavailableError(
         'The batch could not be started because the orchestrator is unreachable; try again.',
-        'service_unavailable',
+        { code: 'service_unavailable' },
       );
     }
   }
@@ -195,32 +189,24 @@ export async function createBatch(
 }
 
 export async function listBatches(
-  db: Db,
+  deps: Pick<ApiDeps, 'db'>,
   project: Project,
   q: { after?: string | undefined; limit: number },
-): Promise<{ rows: BatchRow[]; hasMore: boolean }> {
-  let query = db.selectFrom('batches').selectAll().where('project_id', '=', project.id);
-  if (q.after !== undefined) {
-    if (!isWellFormedId(q.after))
-      throw new ApiError(400, "Invalid value for 'after': not a batch id.", 'invalid_value', 'after');
-    const cursor = await db
-      .selectFrom('batches')
-      .select('seq')
-      .where('id', '=', q.after)
-      .where('project_id', '=', project.id)
-      .executeTakeFirst();
-    if (cursor === undefined)
-      throw new ApiError(400, `Invalid value for 'after': no batch ${q.after}.`, 'invalid_value', 'after');
-    query = query.where('seq', '<', cursor.seq);
-  }
+): Promise<Page<BatchRow>> {
+  let query = deps.db.selectFrom('batches').selectAll().where('project_id', '=', project.id);
+  if (q.after !== undefined) query = query.where('seq', '<', await cursorSeq(deps, project, 'batches', q.after));
   const rows = await query
     .orderBy('seq', 'desc')
     .limit(q.limit + 1)
     .execute();
-  return { rows: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
+  return toPage(rows, q.limit);
 }
 
-export async function cancelBatch(deps: BatchDeps, project: Project, id: string): Promise<BatchRow> {
+export async function cancelBatch(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'temporal' | 'log'>,
+  project: Project,
+  id: string,
+): Promise<BatchRow> {
   const { db } = deps;
   if (!isWellFormedId(id)) throw notFound('Batch', id.slice(0, 200));
   const updated = await db
@@ -231,9 +217,12 @@ export async function cancelBatch(deps: BatchDeps, project: Project, id: string)
     .where('status', 'in', CANCELLABLE)
     .returningAll()
     .executeTakeFirst();
-  const row = updated ?? (await getBatch(db, project, id));
+  const row = updated ?? (await getBatch(deps, project, id));
   if (row.status !== 'cancelling' && row.status !== 'cancelled') {
-    throw new ApiError(409, `Cannot cancel a batch with status '${row.status}'.`, 'batch_not_cancellable', 'batch_id');
+    throw new ConflictError(`Cannot cancel a batch with status '${row.status}'.`, {
+      code: 'batch_not_cancellable',
+      param: 'batch_id',
+    });
   }
   if (row.status === 'cancelling') {
     // Signalled again on a repeated cancel, so a cancel whose signal was lost is completed by a retry.
@@ -245,11 +234,9 @@ export async function cancelBatch(deps: BatchDeps, project: Project, id: string)
       // A workflow that has just finished needs no signal: finalize turns `cancelling` into `cancelled`.
       if (!(err instanceof WorkflowNotFoundError)) {
         deps.log.error({ err, batchId: id }, 'could not signal cancel');
-        throw new ApiError(
-          503,
-          'The cancel was recorded but the orchestrator is unreachable; try again.',
-          'service_unavailable',
-        );
+        throw new ServiceUnavailableError('The cancel was recorded but the orchestrator is unreachable; try again.', {
+          code: 'service_unavailable',
+        });
       }
     }
   }
@@ -261,19 +248,22 @@ export async function cancelBatch(deps: BatchDeps, project: Project, id: string)
  * POST /v1/batches/{id}/retry (extension): a new batch of only the lines that failed, expired or
  * were cancelled in a finished batch, taken from its input file in their original order.
  */
-export async function retryBatch(deps: BatchDeps, project: Project, id: string, body: BatchRetry): Promise<BatchRow> {
+export async function retryBatch(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'temporal' | 'log'>,
+  project: Project,
+  id: string,
+  body: BatchRetry,
+): Promise<BatchRow> {
   const { db } = deps;
-  const batch = await getBatch(db, project, id);
+  const batch = await getBatch(deps, project, id);
   // A batch that failed after it ran (stopped by the reconciler, say) has lines to retry; one that failed validation has none.
   const ran = batch.status === 'failed' && batch.in_progress_at !== null;
   if (batch.status !== 'completed' && batch.status !== 'expired' && batch.status !== 'cancelled' && !ran) {
     const why = batch.status === 'failed' ? 'it failed validation, so none of its requests ran' : 'it has not finished';
-    throw new ApiError(
-      409,
-      `Batch ${id} cannot be retried: ${why} (status '${batch.status}').`,
-      'batch_not_retryable',
-      'batch_id',
-    );
+    throw new ConflictError(`Batch ${id} cannot be retried: ${why} (status '${batch.status}').`, {
+      code: 'batch_not_retryable',
+      param: 'batch_id',
+    });
   }
   // Every request without a successful result is retried: those that failed, expired or were
   // cancelled, and those a failed batch never got to.
@@ -284,12 +274,10 @@ export async function retryBatch(deps: BatchDeps, project: Project, id: string, 
   );
   const toRetry = batch.request_total - succeeded.size;
   if (toRetry <= 0)
-    throw new ApiError(
-      409,
-      `Batch ${id} has no failed, expired or cancelled requests to retry.`,
-      'nothing_to_retry',
-      'batch_id',
-    );
+    throw new ConflictError(`Batch ${id} has no failed, expired or cancelled requests to retry.`, {
+      code: 'nothing_to_retry',
+      param: 'batch_id',
+    });
   const input = await db
     .selectFrom('files')
     .select(['filename', 'storage_key'])
@@ -297,11 +285,9 @@ export async function retryBatch(deps: BatchDeps, project: Project, id: string, 
     .where('project_id', '=', project.id)
     .executeTakeFirst();
   if (input === undefined) {
-    throw new ApiError(
-      409,
+    throw new ConflictError(
       `The input file ${batch.input_file_id} of batch ${id} is gone (deleted or expired), so its lines cannot be retried.`,
-      'input_file_unavailable',
-      'batch_id',
+      { code: 'input_file_unavailable', param: 'batch_id' },
     );
   }
   const file = await createDerivedFile(

@@ -1,45 +1,20 @@
 // Curation through the API (extensions): where a batch's import into Label Studio stands, the
 // reviewed results as an OpenAI chat fine-tuning dataset, and Label Studio's annotation webhooks.
-import { z } from 'zod';
-
-import type { Config } from '../../lib/config.js';
-import { fineTuningLine, type CurationRegistry } from '../../lib/curation-tasks.js';
+import { fineTuningLine } from '../../lib/curation-tasks.js';
 import { isWellFormedId, nowSeconds } from '../../lib/ids.js';
-import type { LabelStudio } from '../../lib/label-studio.js';
-import type { Db } from '../../schema/db.js';
-import { ApiError } from '../errors.js';
+import { labelStudioEventSchema, type CurationObject } from '../../wire/curation.js';
+import type { ApiDeps } from '../deps.js';
+import { BadRequestError, ConflictError } from '../errors.js';
 import { getBatch } from './batches.js';
+import { download, type Download } from './download.js';
 import type { Project } from './keys.js';
 
-export interface CurationDeps {
-  db: Db;
-  config: Config;
-  registry: CurationRegistry;
-  labelStudio: LabelStudio | undefined;
-}
-
-export const curationObjectSchema = z
-  .object({
-    object: z.literal('batch.curation'),
-    batch_id: z.string(),
-    status: z.enum(['pending', 'running', 'completed', 'skipped', 'failed']),
-    reason: z.string().nullable(),
-    schema: z.string().nullable(),
-    label_studio_project_id: z.number().int().nullable(),
-    label_studio_url: z.string().nullable(),
-    tasks_total: z.number().int(),
-    tasks_imported: z.number().int(),
-    pages_total: z.number().int(),
-    pages_done: z.number().int(),
-    reviewed: z.number().int(),
-    started_at: z.number().int().nullable(),
-    finished_at: z.number().int().nullable(),
-  })
-  .meta({ id: 'BatchCuration' });
-export type CurationObject = z.infer<typeof curationObjectSchema>;
-
-export async function getCuration(deps: CurationDeps, project: Project, batchId: string): Promise<CurationObject> {
-  const batch = await getBatch(deps.db, project, batchId);
+export async function getCuration(
+  deps: Pick<ApiDeps, 'db' | 'config' | 'registry' | 'labelStudio'>,
+  project: Project,
+  batchId: string,
+): Promise<CurationObject> {
+  const batch = await getBatch(deps, project, batchId);
   const row = await deps.db.selectFrom('curations').selectAll().where('batch_id', '=', batch.id).executeTakeFirst();
   const base = deps.config.labelStudio.url?.replace(/\/+$/, '');
   if (row === undefined) {
@@ -91,33 +66,31 @@ const EXPORT_SLICE = 200;
  * the batch's own task ids at a time, never the whole project in memory.
  */
 export async function exportFineTuning(
-  deps: CurationDeps,
+  deps: Pick<ApiDeps, 'db' | 'config' | 'registry' | 'labelStudio'>,
   project: Project,
   batchId: string,
-): Promise<AsyncIterable<string>> {
+): Promise<Download> {
   const curation = await getCuration(deps, project, batchId);
+  const refuse = (
+    message: string,
+    code: 'curation_unavailable' | 'curation_not_imported' | 'curation_schema_missing',
+  ) => new ConflictError(message, { code, param: 'batch_id' });
   if (deps.labelStudio === undefined)
-    throw new ApiError(
-      409,
+    throw refuse(
       'Label Studio is not configured on this server, so there is nothing to export.',
       'curation_unavailable',
-      'batch_id',
     );
   if (curation.label_studio_project_id === null || curation.schema === null) {
-    throw new ApiError(
-      409,
+    throw refuse(
       `Batch ${batchId} has not been imported into Label Studio (curation is ${curation.status}${curation.reason === null ? '' : `: ${curation.reason}`}).`,
       'curation_not_imported',
-      'batch_id',
     );
   }
   const schema = deps.registry.get(curation.schema);
   if (schema === undefined)
-    throw new ApiError(
-      409,
+    throw refuse(
       `The curation schema "${curation.schema}" of batch ${batchId} is no longer defined.`,
       'curation_schema_missing',
-      'batch_id',
     );
   const { labelStudio } = deps;
   const lsProject = curation.label_studio_project_id;
@@ -128,7 +101,7 @@ export async function exportFineTuning(
     .orderBy('page')
     .execute();
   const taskIds = pages.flatMap((p) => p.ls_task_ids ?? []);
-  return (async function* () {
+  const lines = (async function* () {
     for (let i = 0; i < taskIds.length; i += EXPORT_SLICE) {
       for (const task of await labelStudio.exportAnnotated(lsProject, taskIds.slice(i, i + EXPORT_SLICE))) {
         // A task moved or re-imported under another batch is not this batch's.
@@ -138,6 +111,7 @@ export async function exportFineTuning(
       }
     }
   })();
+  return download(lines, { 'content-type': 'application/jsonl' });
 }
 
 /**
@@ -145,11 +119,12 @@ export async function exportFineTuning(
  * curation_project); `allowed: false` takes that back. Returns the project it applied to.
  */
 export async function setCurationGrant(
-  db: Db,
+  deps: Pick<ApiDeps, 'db'>,
   projectName: string,
   lsProjectId: number,
   allowed: boolean,
 ): Promise<Project> {
+  const { db } = deps;
   const project = await db
     .selectFrom('projects')
     .select(['id', 'name'])
@@ -172,28 +147,17 @@ export async function setCurationGrant(
   return project;
 }
 
-const webhookSchema = z
-  .object({
-    action: z.string(),
-    task: z
-      .object({ id: z.number().int(), data: z.record(z.string(), z.unknown()).optional() })
-      .loose()
-      .optional(),
-    annotation: z.object({ id: z.number().int() }).loose().optional(),
-    annotations: z.array(z.object({ id: z.number().int() }).loose()).optional(),
-    project: z.object({ id: z.number().int() }).loose().optional(),
-  })
-  .loose();
-
 /** Records review progress from Label Studio's ANNOTATION_* webhooks; returns what it did. */
-export async function receiveWebhook(db: Db, body: unknown): Promise<'recorded' | 'removed' | 'ignored'> {
-  const parsed = webhookSchema.safeParse(body);
+export async function receiveWebhook(
+  deps: Pick<ApiDeps, 'db'>,
+  body: unknown,
+): Promise<'recorded' | 'removed' | 'ignored'> {
+  const { db } = deps;
+  const parsed = labelStudioEventSchema.safeParse(body);
   if (!parsed.success)
-    throw new ApiError(
-      400,
-      `Not a Label Studio webhook: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
-      'invalid_request',
-    );
+    throw new BadRequestError(`Not a Label Studio webhook: ${parsed.error.issues[0]?.message ?? 'invalid'}`, {
+      code: 'invalid_request',
+    });
   const event = parsed.data;
   const batchIds = new Set<string>();
   let outcome: 'recorded' | 'removed' | 'ignored' = 'ignored';

@@ -5,26 +5,27 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import busboy from 'busboy';
 
-import type { Config } from '../../lib/config.js';
 import { asError } from '../../lib/errors.js';
-import type { FileStore, FileWriter } from '../../lib/file-store.js';
+import type { FileWriter } from '../../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
-import type { Logger } from '../../lib/logger.js';
 import { isStorableText, safeText } from '../../lib/sanitize.js';
 import type { Db } from '../../schema/db.js';
 import { LIVE_BATCH_STATES, type FileRow } from '../../schema/tables.js';
 import { uploadFieldsSchema, type FileObject } from '../../wire/openai.js';
-import { ApiError, fromZodError, notFound, serviceUnavailable } from '../errors.js';
+import type { ApiDeps } from '../deps.js';
+import {
+  BadRequestError,
+  ConflictError,
+  fromZodError,
+  notFound,
+  NotFoundError,
+  PayloadTooLargeError,
+  serviceUnavailable,
+  UnsupportedMediaTypeError,
+} from '../errors.js';
+import { download, type Download } from './download.js';
 import type { Project } from './keys.js';
-
-export interface FileDeps {
-  db: Db;
-  store: FileStore;
-  config: Config;
-}
-
-/** An upload also reports its file store's failures, which the client is told only as a 503. */
-export type UploadDeps = FileDeps & { log: Logger };
+import { cursorSeq, toPage, type Page } from './pages.js';
 
 export function toFileObject(row: FileRow): FileObject {
   return {
@@ -45,9 +46,13 @@ interface ParsedUpload {
   file?: { filename: string; truncated: boolean; writer: FileWriter };
 }
 
-async function parseMultipart(request: Request, deps: UploadDeps, storageKey: string): Promise<ParsedUpload> {
+async function parseMultipart(
+  request: Request,
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'log'>,
+  storageKey: string,
+): Promise<ParsedUpload> {
   const contentType = request.headers.get('content-type') ?? '';
-  if (request.body === null) throw new ApiError(400, 'The request has no body.', 'invalid_request');
+  if (request.body === null) throw new BadRequestError('The request has no body.', { code: 'invalid_request' });
   let parser: busboy.Busboy;
   try {
     parser = busboy({
@@ -57,7 +62,7 @@ async function parseMultipart(request: Request, deps: UploadDeps, storageKey: st
       limits: { files: 1, fields: 20, fieldSize: 4096, fileSize: deps.config.files.maxUploadBytes },
     });
   } catch (err) {
-    throw new ApiError(400, `Malformed multipart request: ${(err as Error).message}`, 'invalid_request');
+    throw new BadRequestError(`Malformed multipart request: ${(err as Error).message}`, { code: 'invalid_request' });
   }
   const result: ParsedUpload = { fields: new Map() };
   const writes: Promise<void>[] = [];
@@ -114,11 +119,9 @@ async function parseMultipart(request: Request, deps: UploadDeps, storageKey: st
   }
   if (failure !== undefined) {
     await result.file?.writer.abort();
-    throw new ApiError(
-      400,
-      `Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`,
-      'invalid_request',
-    );
+    throw new BadRequestError(`Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`, {
+      code: 'invalid_request',
+    });
   }
   return result;
 }
@@ -132,15 +135,20 @@ function formatBytes(n: number): string {
   return `${n}-byte`;
 }
 
-/** POST /v1/files: stream the upload into the store, then record it. */
-export async function createFile(deps: UploadDeps, project: Project, request: Request): Promise<FileRow> {
+/**
+ * POST /v1/files: stream the upload into the store, then record it. It takes the log because the file
+ * store's failures are told to the client only as a 503.
+ */
+export async function createFile(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config' | 'log'>,
+  project: Project,
+  request: Request,
+): Promise<FileRow> {
   const contentType = request.headers.get('content-type') ?? '';
   if (!contentType.toLowerCase().startsWith('multipart/form-data')) {
-    throw new ApiError(
-      415,
-      "Files are uploaded as multipart/form-data with fields 'file' and 'purpose'.",
-      'unsupported_media_type',
-    );
+    throw new UnsupportedMediaTypeError("Files are uploaded as multipart/form-data with fields 'file' and 'purpose'.", {
+      code: 'unsupported_media_type',
+    });
   }
   const id = newId('file-');
   const storageKey = `uploads/${id}`;
@@ -151,35 +159,30 @@ export async function createFile(deps: UploadDeps, project: Project, request: Re
     const fields = uploadFieldsSchema.safeParse(sent);
     if (!fields.success) throw fromZodError(fields.error, sent);
     if (file === undefined)
-      throw new ApiError(400, "Missing required parameter: 'file'.", 'missing_required_parameter', 'file');
+      throw new BadRequestError("Missing required parameter: 'file'.", {
+        code: 'missing_required_parameter',
+        param: 'file',
+      });
     if (file.truncated) {
-      throw new ApiError(
-        413,
+      throw new PayloadTooLargeError(
         `The file is larger than the ${formatBytes(deps.config.files.maxUploadBytes)} limit for batch input files.`,
-        'file_too_large',
-        'file',
+        { code: 'file_too_large', param: 'file' },
       );
     }
     if (!isStorableText(file.filename))
-      throw new ApiError(
-        400,
-        'The file name contains a NUL character or an unpaired surrogate.',
-        'invalid_value',
-        'file',
-      );
+      throw new BadRequestError('The file name contains a NUL character or an unpaired surrogate.', {
+        code: 'invalid_value',
+        param: 'file',
+      });
     if (file.filename.length > MAX_FILENAME_CHARS)
-      throw new ApiError(
-        400,
-        `The file name is longer than ${MAX_FILENAME_CHARS} characters.`,
-        'invalid_value',
-        'file',
-      );
+      throw new BadRequestError(`The file name is longer than ${MAX_FILENAME_CHARS} characters.`, {
+        code: 'invalid_value',
+        param: 'file',
+      });
     if (!file.filename.toLowerCase().endsWith('.jsonl')) {
-      throw new ApiError(
-        400,
+      throw new BadRequestError(
         `Invalid file format for batch: '${safeText(file.filename)}'. Batch input files must be .jsonl.`,
-        'invalid_file_format',
-        'file',
+        { code: 'invalid_file_format', param: 'file' },
       );
     }
     const lifetime = fields.data['expires_after[seconds]'] ?? deps.config.files.inputLifetimeSeconds;
@@ -219,7 +222,7 @@ function recordInputFile(
 
 /** A batch input file written by the server itself (e.g. the failed lines of a batch to retry). */
 export async function createDerivedFile(
-  deps: FileDeps,
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config'>,
   project: Project,
   filename: string,
   write: (writer: FileWriter) => Promise<void>,
@@ -254,9 +257,9 @@ export function liveFiles(db: Db, project: Project) {
 }
 
 /** A live file of this project; another project's id is simply not found. */
-export async function getFile(db: Db, project: Project, id: string): Promise<FileRow> {
+export async function getFile(deps: Pick<ApiDeps, 'db'>, project: Project, id: string): Promise<FileRow> {
   if (!isWellFormedId(id)) throw notFound('File', safeText(id));
-  const row = await liveFiles(db, project).selectAll().where('id', '=', id).executeTakeFirst();
+  const row = await liveFiles(deps.db, project).selectAll().where('id', '=', id).executeTakeFirst();
   if (row === undefined) throw notFound('File', id);
   return row;
 }
@@ -268,52 +271,49 @@ export interface FileListQuery {
   purpose?: string | undefined;
 }
 
-export async function listFiles(
-  db: Db,
-  project: Project,
-  q: FileListQuery,
-): Promise<{ rows: FileRow[]; hasMore: boolean }> {
-  let query = liveFiles(db, project).selectAll();
+export async function listFiles(deps: Pick<ApiDeps, 'db'>, project: Project, q: FileListQuery): Promise<Page<FileRow>> {
+  let query = liveFiles(deps.db, project).selectAll();
   if (q.purpose !== undefined) query = query.where('purpose', '=', q.purpose as FileRow['purpose']);
-  if (q.after !== undefined) {
-    if (!isWellFormedId(q.after))
-      throw new ApiError(400, "Invalid value for 'after': not a file id.", 'invalid_value', 'after');
-    const cursor = await db
-      .selectFrom('files')
-      .select('seq')
-      .where('id', '=', q.after)
-      .where('project_id', '=', project.id)
-      .executeTakeFirst();
-    if (cursor === undefined)
-      throw new ApiError(400, `Invalid value for 'after': no file ${q.after}.`, 'invalid_value', 'after');
-    query = query.where('seq', q.order === 'desc' ? '<' : '>', cursor.seq);
-  }
+  if (q.after !== undefined)
+    query = query.where('seq', q.order === 'desc' ? '<' : '>', await cursorSeq(deps, project, 'files', q.after));
   const rows = await query
     .orderBy('seq', q.order)
     .limit(q.limit + 1)
     .execute();
-  return { rows: rows.slice(0, q.limit), hasMore: rows.length > q.limit };
+  return toPage(rows, q.limit);
+}
+
+/** RFC 6266: an ASCII fallback plus the exact UTF-8 name, so any file name is a valid header. */
+function contentDisposition(filename: string): string {
+  const ascii = filename.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
+  return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
 }
 
 /** The bytes of a live file; a file whose bytes are gone from the store is not found (not a body cut short). */
-export async function openFileContent(
-  deps: FileDeps,
+export async function fileContent(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config'>,
   project: Project,
   id: string,
-): Promise<{ file: FileRow; bytes: number; body: Readable }> {
-  const file = await getFile(deps.db, project, id);
+): Promise<Download> {
+  const file = await getFile(deps, project, id);
   const bytes = await deps.store.size(file.storage_key);
   if (bytes === undefined)
-    throw new ApiError(
-      404,
-      `The content of file ${file.id} is no longer available.`,
-      'file_content_unavailable',
-      'file_id',
-    );
-  return { file, bytes, body: deps.store.read(file.storage_key) };
+    throw new NotFoundError(`The content of file ${file.id} is no longer available.`, {
+      code: 'file_content_unavailable',
+      param: 'file_id',
+    });
+  return download(deps.store.read(file.storage_key), {
+    'content-type': 'application/octet-stream',
+    'content-length': String(bytes),
+    'content-disposition': contentDisposition(file.filename),
+  });
 }
 
-export async function deleteFile(deps: FileDeps, project: Project, id: string): Promise<void> {
+export async function deleteFile(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config'>,
+  project: Project,
+  id: string,
+): Promise<void> {
   if (!isWellFormedId(id)) throw notFound('File', safeText(id));
   // The file row stays locked until it is marked, so no batch can take it as input meanwhile.
   const file = await deps.db.transaction().execute(async (trx) => {
@@ -327,11 +327,9 @@ export async function deleteFile(deps: FileDeps, project: Project, id: string): 
       .executeTakeFirst();
     // Its batch still reads it: deleting it now would lose requests.
     if (user !== undefined) {
-      throw new ApiError(
-        409,
+      throw new ConflictError(
         `The file is the input of batch ${user.id}, which is still running; delete it once the batch has finished.`,
-        'file_in_use',
-        'file_id',
+        { code: 'file_in_use', param: 'file_id' },
       );
     }
     await trx.updateTable('files').set({ deleted_at: nowSeconds() }).where('id', '=', row.id).execute();
@@ -345,7 +343,10 @@ export async function deleteFile(deps: FileDeps, project: Project, id: string): 
  * and dead letters for its output or error file), then its bytes, then its row. Each step is
  * idempotent, so a removal cut short by a crash is finished by the next sweep.
  */
-export async function removeFile(deps: FileDeps, file: Pick<FileRow, 'id' | 'storage_key' | 'purpose'>): Promise<void> {
+export async function removeFile(
+  deps: Pick<ApiDeps, 'db' | 'store' | 'config'>,
+  file: Pick<FileRow, 'id' | 'storage_key' | 'purpose'>,
+): Promise<void> {
   if (file.purpose === 'batch_output') {
     await deps.db.transaction().execute(async (trx) => {
       const asOutput = await trx.selectFrom('batches').select('id').where('output_file_id', '=', file.id).execute();
@@ -363,7 +364,7 @@ export async function removeFile(deps: FileDeps, file: Pick<FileRow, 'id' | 'sto
 }
 
 /** Removes files past their expiry (except inputs of running batches) and finishes removals cut short. */
-export async function sweepExpiredFiles(deps: FileDeps): Promise<number> {
+export async function sweepExpiredFiles(deps: Pick<ApiDeps, 'db' | 'store' | 'config'>): Promise<number> {
   const now = nowSeconds();
   await deps.db
     .updateTable('files')

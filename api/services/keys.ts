@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 
 import { newId, nowSeconds } from '../../lib/ids.js';
-import type { Db } from '../../schema/db.js';
+import type { ApiDeps } from '../deps.js';
 
 export interface Project {
   id: string;
@@ -22,19 +22,24 @@ function prefixOf(key: string): string {
   return `${key.slice(0, 12)}…`;
 }
 
-export async function ensureProject(db: Db, name: string): Promise<Project> {
-  await db
+export async function ensureProject(deps: Pick<ApiDeps, 'db'>, name: string): Promise<Project> {
+  await deps.db
     .insertInto('projects')
     .values({ id: newId('proj_'), name, created_at: nowSeconds() })
     .onConflict((c) => c.column('name').doNothing())
     .execute();
-  return db.selectFrom('projects').select(['id', 'name']).where('name', '=', name).executeTakeFirstOrThrow();
+  return deps.db.selectFrom('projects').select(['id', 'name']).where('name', '=', name).executeTakeFirstOrThrow();
 }
 
 /** Adds a key (idempotent for the same key) to a project, creating the project if needed. */
-export async function addKey(db: Db, projectName: string, key: string, keyName = 'seeded'): Promise<Project> {
-  const project = await ensureProject(db, projectName);
-  await db
+export async function addKey(
+  deps: Pick<ApiDeps, 'db'>,
+  projectName: string,
+  key: string,
+  keyName = 'seeded',
+): Promise<Project> {
+  const project = await ensureProject(deps, projectName);
+  await deps.db
     .insertInto('api_keys')
     .values({
       id: newId('key_'),
@@ -51,8 +56,8 @@ export async function addKey(db: Db, projectName: string, key: string, keyName =
 }
 
 /** The project a key belongs to, or undefined for unknown and revoked keys. */
-export async function projectForKey(db: Db, key: string): Promise<Project | undefined> {
-  return db
+export async function projectForKey(deps: Pick<ApiDeps, 'db'>, key: string): Promise<Project | undefined> {
+  return deps.db
     .selectFrom('api_keys')
     .innerJoin('projects', 'projects.id', 'api_keys.project_id')
     .select(['projects.id', 'projects.name'])
@@ -62,8 +67,8 @@ export async function projectForKey(db: Db, key: string): Promise<Project | unde
 }
 
 /** API_KEYS: every listed key gets access to the "default" project. */
-export async function seedKeys(db: Db, keys: string[]): Promise<void> {
-  for (const key of keys) await addKey(db, 'default', key, 'API_KEYS');
+export async function seedKeys(deps: Pick<ApiDeps, 'db'>, keys: string[]): Promise<void> {
+  for (const key of keys) await addKey(deps, 'default', key, 'API_KEYS');
 }
 
 export interface KeyInfo {
@@ -77,13 +82,13 @@ export interface KeyInfo {
 
 /** A new key for a project (created if needed); the key itself is returned only here. */
 export async function createKey(
-  db: Db,
+  deps: Pick<ApiDeps, 'db'>,
   projectName: string,
   keyName: string,
 ): Promise<{ id: string; key: string; project: Project }> {
   const key = generateKey();
-  const project = await addKey(db, projectName, key, keyName);
-  const row = await db
+  const project = await addKey(deps, projectName, key, keyName);
+  const row = await deps.db
     .selectFrom('api_keys')
     .select('id')
     .where('key_hash', '=', hashKey(key))
@@ -91,18 +96,12 @@ export async function createKey(
   return { id: row.id, key, project };
 }
 
-export async function listKeys(db: Db, projectName?: string): Promise<KeyInfo[]> {
-  let query = db
+export async function listKeys(deps: Pick<ApiDeps, 'db'>, projectName?: string): Promise<KeyInfo[]> {
+  let query = deps.db
     .selectFrom('api_keys')
     .innerJoin('projects', 'projects.id', 'api_keys.project_id')
-    .select([
-      'api_keys.id',
-      'projects.name as project',
-      'api_keys.name',
-      'api_keys.key_prefix',
-      'api_keys.created_at',
-      'api_keys.revoked_at',
-    ])
+    .selectAll('api_keys')
+    .select('projects.name as project')
     .orderBy('api_keys.created_at');
   if (projectName !== undefined) query = query.where('projects.name', '=', projectName);
   return (await query.execute()).map((r) => ({
@@ -116,8 +115,8 @@ export async function listKeys(db: Db, projectName?: string): Promise<KeyInfo[]>
 }
 
 /** Revokes a key by id; every request with it is refused from now on. False if there is no such key. */
-export async function revokeKey(db: Db, id: string): Promise<boolean> {
-  const result = await db
+export async function revokeKey(deps: Pick<ApiDeps, 'db'>, id: string): Promise<boolean> {
+  const result = await deps.db
     .updateTable('api_keys')
     .set({ revoked_at: nowSeconds() })
     .where('id', '=', id)

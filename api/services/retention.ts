@@ -2,24 +2,17 @@
 // also takes what Postgres holds of an output or error file's content with it); ended batches, with
 // their results, dead letters and curation records, after BATCH_RETENTION_SECONDS; dead letters after
 // DEAD_LETTER_RETENTION_SECONDS; unfinished uploads after FILE_STORE_PARTIAL_MAX_AGE_SECONDS; GPU
-// workers that stopped announcing themselves (killed, or their host lost) after a while.
+// workers that stopped announcing themselves (killed, or their host lost) after a while; idempotency
+// keys after IDEMPOTENCY_TTL_SECONDS.
 import { sql } from 'kysely';
 
-import type { Config } from '../../lib/config.js';
-import type { FileStore } from '../../lib/file-store.js';
 import { nowSeconds } from '../../lib/ids.js';
-import type { Db } from '../../schema/db.js';
 import { LIVE_BATCH_STATES } from '../../schema/tables.js';
+import type { ApiDeps } from '../deps.js';
 import { removeFile } from './files.js';
 
-export interface RetentionDeps {
-  db: Db;
-  store: FileStore;
-  config: Config;
-}
-
 /** Ended batches older than the retention, with their output and error files; returns how many went. */
-export async function sweepOldBatches(deps: RetentionDeps): Promise<number> {
+export async function sweepOldBatches(deps: Pick<ApiDeps, 'db' | 'store' | 'config'>): Promise<number> {
   const { db, config } = deps;
   const cutoff = nowSeconds() - config.retention.batchSeconds;
   const old = await db
@@ -54,25 +47,36 @@ export async function sweepOldBatches(deps: RetentionDeps): Promise<number> {
   return old.length;
 }
 
-/** Dead letters older than their retention (they also go with their batch's error file). */
-export async function sweepOldDeadLetters(deps: RetentionDeps): Promise<number> {
+/** Rows whose time column is older than `seconds` ago, deleted; returns how many. */
+async function deleteOlderThan(
+  deps: Pick<ApiDeps, 'db'>,
+  table: 'dead_letters' | 'workers' | 'idempotency_keys',
+  column: 'created_at' | 'last_seen_at',
+  seconds: number,
+): Promise<number> {
   const result = await deps.db
-    .deleteFrom('dead_letters')
-    .where('created_at', '<', nowSeconds() - deps.config.retention.deadLetterSeconds)
+    .deleteFrom(table)
+    .where(column, '<', nowSeconds() - seconds)
     .executeTakeFirst();
   return Number(result.numDeletedRows);
+}
+
+/** Dead letters older than their retention (they also go with their batch's error file). */
+export function sweepOldDeadLetters(deps: Pick<ApiDeps, 'db' | 'config'>): Promise<number> {
+  return deleteOlderThan(deps, 'dead_letters', 'created_at', deps.config.retention.deadLetterSeconds);
 }
 
 /** GPU workers that have not announced themselves for long (a killed process, a lost host). */
-export async function sweepGoneWorkers(deps: RetentionDeps): Promise<number> {
-  const result = await deps.db
-    .deleteFrom('workers')
-    .where('last_seen_at', '<', nowSeconds() - deps.config.retention.goneWorkerSeconds)
-    .executeTakeFirst();
-  return Number(result.numDeletedRows);
+export function sweepGoneWorkers(deps: Pick<ApiDeps, 'db' | 'config'>): Promise<number> {
+  return deleteOlderThan(deps, 'workers', 'last_seen_at', deps.config.retention.goneWorkerSeconds);
+}
+
+/** Idempotency keys older than their TTL: a repeat of their request is a new request again. */
+export function sweepExpiredKeys(deps: Pick<ApiDeps, 'db' | 'config'>): Promise<number> {
+  return deleteOlderThan(deps, 'idempotency_keys', 'created_at', deps.config.api.idempotencyTtlSeconds);
 }
 
 /** Writes that never finished (a process killed mid-upload): partial files, incomplete multipart uploads. */
-export function sweepPartialWrites(deps: RetentionDeps): Promise<number> {
+export function sweepPartialWrites(deps: Pick<ApiDeps, 'db' | 'store' | 'config'>): Promise<number> {
   return deps.store.sweepPartial(deps.config.retention.partialWriteSeconds * 1000);
 }

@@ -1,88 +1,33 @@
 // Webhook endpoints (an extension): a project registers URLs that are told when its batches end,
 // in OpenAI's event shape, signed per Standard Webhooks with a secret of each endpoint's own.
 import { randomBytes } from 'node:crypto';
-import type { Client } from '@temporalio/client';
-import { z } from 'zod';
 
-import type { Config } from '../../lib/config.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { privateHostReason } from '../../lib/private-network.js';
 import { safeText } from '../../lib/sanitize.js';
 import { jsonb, type Db } from '../../schema/db.js';
 import { WEBHOOK_EVENTS, type WebhookEvent } from '../../schema/tables.js';
-import { storable } from '../../wire/openai.js';
+import type { DeliveryObject, WebhookCreate, WebhookObject } from '../../wire/webhooks.js';
 import { redriveWebhookDelivery } from '../../workflows/webhook-delivery-lifecycle.js';
-import { ApiError } from '../errors.js';
+import type { ApiDeps } from '../deps.js';
+import { BadRequestError, NotFoundError, RateLimitError, ServiceUnavailableError } from '../errors.js';
 import type { Project } from './keys.js';
-
-export interface WebhookDeps {
-  db: Db;
-  config: Config;
-  temporal: Client;
-}
-
-export const webhookCreateSchema = z
-  .object({
-    url: storable(z.url({ protocol: /^https?$/, message: 'an http or https URL' }).max(2048)),
-    events: z.array(z.enum(WEBHOOK_EVENTS)).min(1).optional(),
-  })
-  .meta({ id: 'CreateWebhookRequest' });
-
-export const webhookObjectSchema = z
-  .object({
-    id: z.string(),
-    object: z.literal('webhook_endpoint'),
-    url: z.string(),
-    events: z.array(z.enum(WEBHOOK_EVENTS)),
-    created_at: z.number().int(),
-    /** Only in the answer to create: keep it to verify signatures. */
-    secret: z.string().optional(),
-  })
-  .meta({ id: 'WebhookEndpoint' });
-export type WebhookObject = z.infer<typeof webhookObjectSchema>;
-
-export const deliveryObjectSchema = z
-  .object({
-    id: z.string(),
-    object: z.literal('webhook_delivery'),
-    webhook_id: z.string(),
-    event_id: z.string(),
-    event_type: z.enum(WEBHOOK_EVENTS),
-    batch_id: z.string(),
-    status: z.enum(['pending', 'delivered', 'failed']),
-    created_at: z.number().int(),
-    delivered_at: z.number().int().nullable(),
-    last_error: z.string().nullable(),
-    attempts: z.array(
-      z.object({
-        attempt: z.number().int(),
-        at: z.number().int(),
-        status_code: z.number().int().nullable(),
-        error: z.string().nullable(),
-        duration_ms: z.number().int(),
-      }),
-    ),
-  })
-  .meta({ id: 'WebhookDelivery' });
-export type DeliveryObject = z.infer<typeof deliveryObjectSchema>;
 
 function toObject(row: { id: string; url: string; events: WebhookEvent[]; created_at: number }): WebhookObject {
   return { id: row.id, object: 'webhook_endpoint', url: row.url, events: row.events, created_at: row.created_at };
 }
 
 export async function createWebhook(
-  db: Db,
-  config: Config,
+  deps: Pick<ApiDeps, 'db' | 'config'>,
   project: Project,
-  body: z.infer<typeof webhookCreateSchema>,
+  body: WebhookCreate,
 ): Promise<WebhookObject> {
+  const { db, config } = deps;
   const refused = config.webhooks.allowPrivateNetworks ? undefined : privateHostReason(body.url);
   if (refused !== undefined) {
-    throw new ApiError(
-      400,
+    throw new BadRequestError(
       `Webhooks may not call private networks: ${refused} (an operator can allow it with WEBHOOK_ALLOW_PRIVATE_NETWORKS=true).`,
-      'invalid_url',
-      'url',
+      { code: 'invalid_url', param: 'url' },
     );
   }
   const secret = `whsec_${randomBytes(32).toString('base64')}`;
@@ -97,11 +42,9 @@ export async function createWebhook(
       .where('deleted_at', 'is', null)
       .executeTakeFirstOrThrow();
     if (n >= limit)
-      throw new ApiError(
-        400,
+      throw new BadRequestError(
         `This project already has ${n} webhook endpoints, the limit (WEBHOOK_MAX_ENDPOINTS); remove one first.`,
-        'too_many_webhooks',
-        'url',
+        { code: 'too_many_webhooks', param: 'url' },
       );
     return trx
       .insertInto('webhooks')
@@ -120,9 +63,9 @@ export async function createWebhook(
   return { ...toObject(row), secret };
 }
 
-async function ownWebhook(db: Db, project: Project, id: string) {
+async function ownWebhook(deps: Pick<ApiDeps, 'db'>, project: Project, id: string) {
   const row = isWellFormedId(id)
-    ? await db
+    ? await deps.db
         .selectFrom('webhooks')
         .selectAll()
         .where('id', '=', id)
@@ -130,12 +73,13 @@ async function ownWebhook(db: Db, project: Project, id: string) {
         .where('deleted_at', 'is', null)
         .executeTakeFirst()
     : undefined;
-  if (row === undefined) throw new ApiError(404, `No such webhook endpoint: ${id.slice(0, 200)}`, null, 'webhook_id');
+  if (row === undefined)
+    throw new NotFoundError(`No such webhook endpoint: ${id.slice(0, 200)}`, { param: 'webhook_id' });
   return row;
 }
 
-export async function listWebhooks(db: Db, project: Project): Promise<WebhookObject[]> {
-  const rows = await db
+export async function listWebhooks(deps: Pick<ApiDeps, 'db'>, project: Project): Promise<WebhookObject[]> {
+  const rows = await deps.db
     .selectFrom('webhooks')
     .selectAll()
     .where('project_id', '=', project.id)
@@ -145,9 +89,9 @@ export async function listWebhooks(db: Db, project: Project): Promise<WebhookObj
   return rows.map(toObject);
 }
 
-export async function deleteWebhook(db: Db, project: Project, id: string): Promise<void> {
-  const row = await ownWebhook(db, project, id);
-  await db.updateTable('webhooks').set({ deleted_at: nowSeconds() }).where('id', '=', row.id).execute();
+export async function deleteWebhook(deps: Pick<ApiDeps, 'db'>, project: Project, id: string): Promise<void> {
+  const row = await ownWebhook(deps, project, id);
+  await deps.db.updateTable('webhooks').set({ deleted_at: nowSeconds() }).where('id', '=', row.id).execute();
 }
 
 async function deliveryObjects(db: Db, where: { webhookId?: string; deliveryId?: string }): Promise<DeliveryObject[]> {
@@ -184,13 +128,21 @@ async function deliveryObjects(db: Db, where: { webhookId?: string; deliveryId?:
 }
 
 /** The latest deliveries to an endpoint, each with every attempt. */
-export async function listDeliveries(db: Db, project: Project, webhookId: string): Promise<DeliveryObject[]> {
-  const hook = await ownWebhook(db, project, webhookId);
-  return deliveryObjects(db, { webhookId: hook.id });
+export async function listDeliveries(
+  deps: Pick<ApiDeps, 'db'>,
+  project: Project,
+  webhookId: string,
+): Promise<DeliveryObject[]> {
+  const hook = await ownWebhook(deps, project, webhookId);
+  return deliveryObjects(deps.db, { webhookId: hook.id });
 }
 
 /** Sends a delivery again (a failed one, or any other), with a fresh run of retries. */
-export async function redeliver(deps: WebhookDeps, project: Project, deliveryId: string): Promise<DeliveryObject> {
+export async function redeliver(
+  deps: Pick<ApiDeps, 'db' | 'config' | 'temporal'>,
+  project: Project,
+  deliveryId: string,
+): Promise<DeliveryObject> {
   const delivery = isWellFormedId(deliveryId)
     ? await deps.db
         .selectFrom('webhook_deliveries')
@@ -202,7 +154,7 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
         .executeTakeFirst()
     : undefined;
   if (delivery === undefined)
-    throw new ApiError(404, `No such webhook delivery: ${safeText(deliveryId)}`, null, 'delivery_id');
+    throw new NotFoundError(`No such webhook delivery: ${safeText(deliveryId)}`, { param: 'delivery_id' });
   const { n: pending } = await deps.db
     .selectFrom('webhook_deliveries')
     .innerJoin('webhooks', 'webhooks.id', 'webhook_deliveries.webhook_id')
@@ -211,12 +163,9 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
     .where('webhook_deliveries.status', '=', 'pending')
     .executeTakeFirstOrThrow();
   if (delivery.status !== 'pending' && pending >= deps.config.webhooks.maxPendingPerProject) {
-    throw new ApiError(
-      429,
+    throw new RateLimitError(
       `This project has ${pending} webhook deliveries being tried already (the limit, WEBHOOK_MAX_PENDING); try again once some are done.`,
-      'too_many_pending_deliveries',
-      'delivery_id',
-      'rate_limit_error',
+      { code: 'too_many_pending_deliveries', param: 'delivery_id' },
     );
   }
   // Pending before the start, so the attempt sends it even if it had been delivered; put back as it
@@ -230,22 +179,22 @@ export async function redeliver(deps: WebhookDeps, project: Project, deliveryId:
       .set({ status: delivery.status })
       .where('id', '=', delivery.id)
       .execute();
-    throw new ApiError(
-      503,
+    throw new ServiceUnavailableError(
       `The delivery could not be re-sent because the orchestrator is unreachable (${(err as Error).message}); try again.`,
-      'service_unavailable',
+      { code: 'service_unavailable' },
     );
   }
   const [object] = await deliveryObjects(deps.db, { deliveryId: delivery.id });
-  if (object === undefined) throw new ApiError(404, `No such webhook delivery: ${deliveryId}`, null, 'delivery_id');
+  if (object === undefined)
+    throw new NotFoundError(`No such webhook delivery: ${deliveryId}`, { param: 'delivery_id' });
   return object;
 }
 
 /** Deliveries (and their attempts) older than the history setting go, except those still being tried. */
-export async function sweepOldDeliveries(db: Db, config: Config): Promise<number> {
-  const swept = await db
+export async function sweepOldDeliveries(deps: Pick<ApiDeps, 'db' | 'config'>): Promise<number> {
+  const swept = await deps.db
     .deleteFrom('webhook_deliveries')
-    .where('created_at', '<', nowSeconds() - config.webhooks.historySeconds)
+    .where('created_at', '<', nowSeconds() - deps.config.webhooks.historySeconds)
     .where('status', '!=', 'pending')
     .executeTakeFirst();
   return Number(swept.numDeletedRows);

@@ -4,7 +4,8 @@
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 
-import { setCurationGrant, type CurationObject } from '../../api/services/curation.js';
+import { setCurationGrant } from '../../api/services/curation.js';
+import type { CurationObject } from '../../wire/curation.js';
 import { api, withDatabase } from '../clients.js';
 import { idCommand, jsonOption, print } from '../output.js';
 
@@ -38,7 +39,7 @@ export function registerCurationCommands(program: Command): void {
       const id = Number(lsProject);
       if (!Number.isInteger(id) || id <= 0) throw new Error(`"${lsProject}" is not a Label Studio project id`);
       const allowed = opts.revoke !== true;
-      const project = await withDatabase((db) => setCurationGrant(db, opts.project, id, allowed));
+      const project = await withDatabase((db) => setCurationGrant({ db }, opts.project, id, allowed));
       print(opts.json === true, { project: project.name, label_studio_project_id: id, allowed }, () =>
         allowed
           ? `Project "${project.name}" may now import into Label Studio project ${id}.`

@@ -16,7 +16,7 @@ export function registerKeyCommands(program: Command): void {
     .option('--name <label>', 'a label to recognise the key by', 'cli')
     .addOption(json)
     .action(async (opts: { project: string; name: string; json?: boolean }) => {
-      const created = await withDatabase((db) => createKey(db, opts.project, opts.name));
+      const created = await withDatabase((db) => createKey({ db }, opts.project, opts.name));
       print(opts.json === true, { id: created.id, key: created.key, project: created.project.name }, () =>
         [
           `Created key ${created.id} for project "${created.project.name}":`,
@@ -33,7 +33,7 @@ export function registerKeyCommands(program: Command): void {
     .option('--project <name>', 'only this project')
     .addOption(json)
     .action(async (opts: { project?: string; json?: boolean }) => {
-      const rows = await withDatabase((db) => listKeys(db, opts.project));
+      const rows = await withDatabase((db) => listKeys({ db }, opts.project));
       print(opts.json === true, rows, () =>
         rows.length === 0
           ? 'No keys.'
@@ -51,7 +51,7 @@ export function registerKeyCommands(program: Command): void {
     'revoke an API key by its id',
     json,
     async (keyId) => {
-      const revoked = await withDatabase((db) => revokeKey(db, keyId));
+      const revoked = await withDatabase((db) => revokeKey({ db }, keyId));
       if (!revoked) throw new Error(`no active key with id ${keyId}`);
       return { id: keyId, revoked: true };
     },

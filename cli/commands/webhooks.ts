@@ -2,7 +2,7 @@
 // through the API.
 import type { Command } from 'commander';
 
-import type { DeliveryObject, WebhookObject } from '../../api/services/webhooks.js';
+import type { DeliveryObject, WebhookObject } from '../../wire/webhooks.js';
 import { api } from '../clients.js';
 import { idCommand, jsonOption, print } from '../output.js';
 

@@ -155,7 +155,7 @@ describe('auto-import into Label Studio', () => {
 
     // Another API project's batch goes to a Label Studio project of its own: tenants never share one.
     const otherKey = 'sk-other-tenant';
-    await addKey(stack.db, 'other-tenant', otherKey);
+    await addKey(stack, 'other-tenant', otherKey);
     const other = new OpenAI({ baseURL: `${stack.apiUrl}/v1`, apiKey: otherKey, maxRetries: 0 });
     const otherFile = await other.files.create({
       file: await toFile(Buffer.from(batchLines({ model, count: 3 })), 'other.jsonl'),

@@ -87,7 +87,7 @@ describe('the OpenAI Files and Batches API', () => {
 
   describe('isolation between projects', () => {
     it('lets one key see nothing of another project', async () => {
-      const other = await createKey(stack.db, 'other-team', 'test');
+      const other = await createKey(stack, 'other-team', 'test');
       const them = new OpenAI({ baseURL: `${stack.apiUrl}/v1`, apiKey: other.key, maxRetries: 0 });
       const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 2 }));
       const batch = await stack.openai.batches.create({

@@ -3,6 +3,7 @@
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { NEW_BATCH } from '../../api/services/batches.js';
 import { newId, nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import {
@@ -78,14 +79,13 @@ describe('the reconciler', () => {
     // As if the API recorded it and died before starting its workflow.
     await stack.db
       .insertInto('batches')
-      // Every column left out is null: nothing has happened to it yet.
       .values({
+        ...NEW_BATCH,
         id,
         project_id: project.id,
         endpoint: '/v1/chat/completions',
         input_file_id: file.id,
         completion_window: '24h',
-        status: 'validating',
         created_at: nowSeconds() - 10,
         expires_at: nowSeconds() + 86_400,
       })

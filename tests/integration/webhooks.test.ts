@@ -180,7 +180,7 @@ describe('webhooks', () => {
   });
 
   it('keeps projects apart, and a deleted endpoint hears nothing more', async () => {
-    const other = await createKey(stack.db, 'webhook-other', 'test');
+    const other = await createKey(stack, 'webhook-other', 'test');
     const otherApi = new OpenAI({ baseURL: `${stack.apiUrl}/v1`, apiKey: other.key, maxRetries: 0 });
     const otherReceiver = await startWebhookReceiver();
     try {
@@ -208,7 +208,7 @@ describe('webhooks', () => {
   it('keeps webhooks off private networks unless the operator allows them', async () => {
     // The suite's stack allows them (its receivers are on this machine); these use the default settings.
     const strict = { ...stack.config, webhooks: { ...stack.config.webhooks, allowPrivateNetworks: false } };
-    const { project } = await createKey(stack.db, 'webhook-strict', 'test');
+    const { project } = await createKey(stack, 'webhook-strict', 'test');
     for (const url of [
       'http://127.0.0.1:8080/hook',
       'http://169.254.169.254/latest/meta-data',
@@ -216,7 +216,7 @@ describe('webhooks', () => {
       'http://10.1.2.3/',
       'http://localhost:3000/',
     ]) {
-      await expect(createWebhook(stack.db, strict, project, { url })).rejects.toMatchObject({
+      await expect(createWebhook({ db: stack.db, config: strict }, project, { url })).rejects.toMatchObject({
         status: 400,
         param: 'url',
         message: expect.stringMatching(/private networks.*WEBHOOK_ALLOW_PRIVATE_NETWORKS/),
@@ -228,7 +228,7 @@ describe('webhooks', () => {
 
     // A name is checked on the address it resolves to, when sending: registered while allowed, then refused.
     receiver.respond = () => 200;
-    const hook = await createWebhook(stack.db, stack.config, project, {
+    const hook = await createWebhook(stack, project, {
       url: receiver.url.replace('127.0.0.1', 'localhost'),
     });
     const batch = await runBatch(stack, batchLines({ model, count: 2 }));
@@ -268,7 +268,7 @@ describe('webhooks', () => {
 
     // Finished deliveries older than the history setting are swept with their attempts; ones still being tried stay.
     await pendingDelivery('still_trying');
-    expect(await sweepOldDeliveries(stack.db, stack.config)).toBe(1);
+    expect(await sweepOldDeliveries(stack)).toBe(1);
     expect(
       await stack.db
         .selectFrom('webhook_deliveries')

@@ -1,50 +1,10 @@
-// The API's side of operations: a request id on every answer (x-request-id, as OpenAI sends), one
-// structured log line per request, HTTP metrics, and gauges of what the database holds (batches by
-// status, import progress, webhook deliveries) computed when Prometheus scrapes.
-import { randomBytes } from 'node:crypto';
-import { createMiddleware } from 'hono/factory';
-import { requestId } from 'hono/request-id';
-import { routePath } from 'hono/route';
+// The API's scrape-time gauges: what the database holds (batches by status, import progress, webhook
+// deliveries), computed when Prometheus scrapes, so every API replica reports the same values.
 import { sql } from 'kysely';
 import { Gauge, Registry } from 'prom-client';
 
-import type { Logger } from '../../lib/logger.js';
-import { collectSafely, httpRequestSeconds, httpRequestsTotal } from '../../lib/metrics.js';
-import { safeText } from '../../lib/sanitize.js';
-import type { Db } from '../../schema/db.js';
-import type { Project } from '../services/keys.js';
-
-export type RequestEnv = { Variables: { requestId: string; project?: Project } };
-
-/** OpenAI-looking request ids; a caller's own X-Request-Id is kept when it sends one. */
-export const requestIds = requestId({ generator: () => `req_${randomBytes(16).toString('hex')}` });
-
-const QUIET_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
-
-export function accessLog(log: Logger) {
-  return createMiddleware<RequestEnv>(async (c, next) => {
-    const started = performance.now();
-    await next();
-    const seconds = (performance.now() - started) / 1000;
-    const matched = routePath(c, -1);
-    // Unknown URLs share one label, so a scanner cannot grow the metric without bound.
-    const route = matched.includes('*') ? 'unmatched' : matched;
-    const status = c.res.status;
-    httpRequestsTotal.inc({ method: c.req.method, route, status });
-    httpRequestSeconds.observe({ method: c.req.method, route }, seconds);
-    const line = {
-      requestId: c.get('requestId'),
-      method: c.req.method,
-      path: safeText(c.req.path, 300),
-      status,
-      ms: Math.round(seconds * 1000),
-      project: c.get('project')?.name,
-    };
-    if (QUIET_PATHS.has(c.req.path)) log.debug(line, 'request');
-    else if (status >= 500) log.error(line, 'request');
-    else log.info(line, 'request');
-  });
-}
+import { collectSafely } from '../lib/metrics.js';
+import type { Db } from '../schema/db.js';
 
 /** A gauge of row counts by status, counted when scraped. */
 function statusGauge(
