@@ -5,8 +5,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { sql } from 'kysely';
 
 import type { Config } from '../lib/config.js';
-import type { CurationSchema } from '../lib/curation-schema.js';
-import { buildTask, curationKey, type CurationRegistry } from '../lib/curation-tasks.js';
+import type { CurationRegistry, CurationSchema } from '../lib/curation-schema.js';
+import { buildTask, curationKey } from '../lib/curation-tasks.js';
 import type { FileStore } from '../lib/file-store.js';
 import { nowSeconds } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';

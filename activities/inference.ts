@@ -7,8 +7,8 @@ import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 
 import { sleep } from '../lib/abortable.js';
+import { asError } from '../lib/as-error.js';
 import type { Config } from '../lib/config.js';
-import { asError } from '../lib/errors.js';
 import type { FileStore } from '../lib/file-store.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
@@ -17,7 +17,7 @@ import { safeText } from '../lib/sanitize.js';
 import type { Release, Semaphore } from '../lib/semaphore.js';
 import type { Db } from '../schema/db.js';
 import { FailureType } from '../workflows/failure-types.js';
-import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine.js';
+import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine-client.js';
 import { resultRow, resultsInRange, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
 

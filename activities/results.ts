@@ -3,12 +3,12 @@
 // retried chunk can never count or write a line twice.
 import { sql } from 'kysely';
 
-import { asError } from '../lib/errors.js';
+import { asError } from '../lib/as-error.js';
 import { newId, nowSeconds } from '../lib/ids.js';
 import { jsonb, type Db } from '../schema/db.js';
 import { LIVE_BATCH_STATES, type NewBatchResult } from '../schema/tables.js';
 import type { OutputLine } from '../wire/openai.js';
-import type { AttemptError, FinalOutcome } from './engine.js';
+import type { AttemptError, FinalOutcome } from './engine-client.js';
 
 export interface ResultRow extends NewBatchResult {
   /** Set for requests that failed for good: they also go to the dead-letter table. */

@@ -4,7 +4,7 @@
 import type { Client } from '@temporalio/client';
 
 import type { Config } from '../lib/config.js';
-import type { CurationRegistry } from '../lib/curation-tasks.js';
+import type { CurationRegistry } from '../lib/curation-schema.js';
 import type { FileStore } from '../lib/file-store.js';
 import type { LabelStudio } from '../lib/label-studio.js';
 import type { Logger } from '../lib/logger.js';

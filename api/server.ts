@@ -1,6 +1,6 @@
 // The API process: `npm run api`.
 import { databaseUrl, loadConfig } from '../lib/config.js';
-import { loadCurationSchemas } from '../lib/curation-tasks.js';
+import { loadCurationSchemas } from '../lib/curation-schema.js';
 import { isEntryPoint, onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore } from '../lib/file-store.js';
 import { listen, type HttpServer } from '../lib/http-server.js';

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { bundleWorkflowCode } from '@temporalio/worker';
 
 import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
-import { workflowsPath } from '../workers/common.js';
+import { workflowsPath } from '../workers/worker-process.js';
 
 export async function writeWorkflowBundle(out: string): Promise<void> {
   const silent = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };

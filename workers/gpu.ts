@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { Worker } from '@temporalio/worker';
 
-import { Engine, engineRoot } from '../activities/engine.js';
+import { Engine, engineRoot } from '../activities/engine-client.js';
 import { createInferenceActivities } from '../activities/inference.js';
 import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
@@ -18,8 +18,8 @@ import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { announceWorker, withdrawWorker } from '../lib/worker-registry.js';
 import { BATCH_ENDPOINTS } from '../wire/openai.js';
-import { runWorkerProcess, type RunningWorker, type WorkerProcessDeps } from './common.js';
 import { progressInterceptor } from './watchdog.js';
+import { runWorkerProcess, type RunningWorker, type WorkerProcessDeps } from './worker-process.js';
 
 export interface GpuWorkerDeps extends WorkerProcessDeps {
   /** The vLLM server this worker feeds (VLLM_BASE_URL). */

@@ -1,10 +1,10 @@
 // The import worker: runs AutoImportWorkflow and the activities that talk to Label Studio, on its
 // own task queue, so curation never competes with batches for workers. `npm run worker:import`.
 import { createCurationActivities } from '../activities/auto-import.js';
-import { loadCurationSchemas } from '../lib/curation-tasks.js';
+import { loadCurationSchemas } from '../lib/curation-schema.js';
 import { isEntryPoint } from '../lib/entry.js';
 import { labelStudioClient } from '../lib/label-studio.js';
-import { runWorkerProcess, startWorkflowWorker, type RunningWorker, type WorkerProcessDeps } from './common.js';
+import { runWorkerProcess, startWorkflowWorker, type RunningWorker, type WorkerProcessDeps } from './worker-process.js';
 
 export interface ImportWorkerDeps extends WorkerProcessDeps {
   workflowBundlePath?: string;

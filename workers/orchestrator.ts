@@ -5,9 +5,9 @@ import { Client } from '@temporalio/client';
 import { createControlActivities } from '../activities/batch-control.js';
 import { createWebhookActivities } from '../activities/webhook-delivery.js';
 import { isEntryPoint } from '../lib/entry.js';
-import { runWorkerProcess, startWorkflowWorker, type RunningWorker, type WorkerProcessDeps } from './common.js';
 import { queueGauges } from './queue-metrics.js';
 import { startReconciler } from './reconciler.js';
+import { runWorkerProcess, startWorkflowWorker, type RunningWorker, type WorkerProcessDeps } from './worker-process.js';
 
 export interface OrchestratorDeps extends WorkerProcessDeps {
   /** A prebuilt workflow bundle (tests build one once); else WORKFLOW_BUNDLE_PATH, else built at start. */

@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import busboy from 'busboy';
 
-import { asError } from '../../lib/errors.js';
+import { asError } from '../../lib/as-error.js';
 import type { FileWriter } from '../../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { isStorableText, safeText } from '../../lib/sanitize.js';

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createCurationActivities, type ImportPlan } from '../../activities/auto-import.js';
 import { addKey } from '../../api/services/keys.js';
-import { loadCurationSchemas } from '../../lib/curation-tasks.js';
+import { loadCurationSchemas } from '../../lib/curation-schema.js';
 import { LabelStudio } from '../../lib/label-studio.js';
 import { batchLines, runBatch, uploadBatchFile, waitForBatch } from '../support/batches.js';
 import { runCli } from '../support/cli.js';

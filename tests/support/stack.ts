@@ -15,15 +15,15 @@ import { startApiServer, type RunningApi } from '../../api/server.js';
 import { ensureDatabase } from '../../dev/embedded-postgres.js';
 import { ensureBucket } from '../../dev/minio.js';
 import { loadConfig, type Config } from '../../lib/config.js';
-import { loadCurationSchemas } from '../../lib/curation-tasks.js';
+import { loadCurationSchemas } from '../../lib/curation-schema.js';
 import { createFileStore, type FileStore } from '../../lib/file-store.js';
 import { labelStudioClient } from '../../lib/label-studio.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 import { dbOptions, openDatabase, type Db } from '../../schema/db.js';
-import { connectWorker, installRuntime, workerIdentity, type RunningWorker } from '../../workers/common.js';
 import { startGpuWorker, type RunningGpuWorker } from '../../workers/gpu.js';
 import { startImportWorker } from '../../workers/import.js';
 import { startOrchestratorWorker } from '../../workers/orchestrator.js';
+import { connectWorker, installRuntime, workerIdentity, type RunningWorker } from '../../workers/worker-process.js';
 
 export interface TestStack {
   name: string;

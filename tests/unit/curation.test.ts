@@ -3,14 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import {
-  buildTask,
-  CurationSchemaError,
-  fineTuningLine,
-  loadCurationSchemas,
-  requestMessages,
-  responseText,
-} from '../../lib/curation-tasks.js';
+import { CurationSchemaError, loadCurationSchemas } from '../../lib/curation-schema.js';
+import { buildTask, fineTuningLine, requestMessages, responseText } from '../../lib/curation-tasks.js';
 
 const registry = loadCurationSchemas('curation-schemas');
 const review = registry.get('review')!;

@@ -1,7 +1,7 @@
 // The engine client: the openai SDK against a (simulated) vLLM, with our retry budget.
 import { afterEach, describe, expect, it } from 'vitest';
 
-import { Engine, engineRoot, type EngineOptions, type RetryPolicy } from '../../activities/engine.js';
+import { Engine, engineRoot, type EngineOptions, type RetryPolicy } from '../../activities/engine-client.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import { setFaults, startTestSimulator } from '../support/simulator.js';
 
