@@ -8,6 +8,7 @@
 //   git worktree add /tmp/old-4439da9 4439da9 && ln -s "$PWD/node_modules" /tmp/old-4439da9/node_modules
 //   npx tsx tests/workflow/histories/record.ts 4439da9 /tmp/old-4439da9
 //   npx tsx tests/workflow/histories/record.ts dd9a7b8            # this checkout's code
+//   npx tsx tests/workflow/histories/record.ts dd9a7b8 . batch-expired,auto-import   # only these
 //
 // Files: tests/workflow/histories/<commit>-<scenario>.json. Workflows a commit did not have yet are
 // skipped. Record from a new commit when a change to a workflow adds a patched() marker.
@@ -182,11 +183,13 @@ const SCENARIOS: Scenario[] = [
 ];
 
 async function main(): Promise<void> {
-  const [label, rootArg] = process.argv.slice(2);
-  if (label === undefined) throw new Error('usage: record.ts <commit> [<checkout of that commit>]');
+  const [label, rootArg, only] = process.argv.slice(2);
+  if (label === undefined) throw new Error('usage: record.ts <commit> [<checkout of that commit>] [<scenario,...>]');
+  const wanted = only === undefined ? undefined : new Set(only.split(','));
   const root = path.resolve(rootArg ?? path.join(HERE, '../../..'));
   const bundle = await bundleWorkflows(root);
   for (const scenario of SCENARIOS) {
+    if (wanted !== undefined && !wanted.has(scenario.name)) continue;
     if (!existsSync(path.join(root, 'workflows', scenario.needs))) {
       process.stdout.write(`${label}: no workflows/${scenario.needs}, ${scenario.name} skipped\n`);
       continue;
