@@ -14,6 +14,7 @@ import { minioOptions, resolveMinio, startMinio } from '../../dev/minio.js';
 import { cliOptions, resolveTemporalCli } from '../../dev/temporal-cli.js';
 import { parseTemporalDevConfig } from '../../dev/temporal-dev-config.js';
 import { startTemporalDevServer } from '../../dev/temporal-dev-server.js';
+import { ensureTemporalTestServer } from '../../dev/temporal-test-server.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { startSimulator } from '../../simulator/server.js';
@@ -73,6 +74,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
         { binary: minioBinary.path, dataDir: path.join(tmpDir, 'minio'), port: await getPort(), ...MINIO_CREDENTIALS },
         log,
       ),
+      // The workflow unit tests' time-skipping server: installed here once, not by each test file at once.
+      ensureTemporalTestServer(config.paths.toolsDir, log),
     ] as const);
     // Whatever did start is stopped again at teardown, even if something else failed to.
     const [temporalStart, postgresStart, simulatorStart, bundleStart, labelStudioStart, minioStart] = starting;
