@@ -231,6 +231,3 @@ export async function startTestStack(options: StackOptions = {}): Promise<TestSt
     stop,
   };
 }
-
-// tests/workflow imports these from here still; everything else takes them from batches.ts.
-export { batchLines, submitBatch, uploadBatchFile, waitForBatch } from './batches.js';

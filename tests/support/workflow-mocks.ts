@@ -60,11 +60,9 @@ export function batchPlan(
     chunkActivity: {
       taskQueue,
       // Long, so a gated mock is never timed out while the test holds it.
-      startToCloseMs: 3_600_000,
-      heartbeatTimeoutMs: 3_600_000,
-      maxAttempts: options.maxAttempts ?? 3,
-      retryInitialMs: 60_000,
-      retryMaxMs: 600_000,
+      startToCloseTimeout: 3_600_000,
+      heartbeatTimeout: 3_600_000,
+      retry: { maximumAttempts: options.maxAttempts ?? 3, initialInterval: 60_000, maximumInterval: 600_000 },
     },
   };
 }

@@ -10,9 +10,10 @@ import {
   BatchRequestCountKey,
   BatchStatusKey,
 } from '../../workflows/search-attributes.js';
+import { batchLines, uploadBatchFile, waitForBatch } from '../support/batches.js';
 import { expectHistoriesReplay } from '../support/replay.js';
 import { startTestSimulator } from '../support/simulator.js';
-import { batchLines, startTestStack, uploadBatchFile, waitForBatch, type TestStack } from '../support/stack.js';
+import { startTestStack, type TestStack } from '../support/stack.js';
 
 describe('BatchWorkflow', () => {
   let stack: TestStack;

@@ -9,7 +9,8 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 
 import type { ImportPage, ImportPlan } from '../../activities/auto-import.js';
 import { AutoImportWorkflow, type AutoImportInput } from '../../workflows/auto-import.js';
-import { batchWorkflowInput, webhookRetry } from '../../workflows/batch-lifecycle.js';
+import { batchWorkflowInput } from '../../workflows/batch-lifecycle.js';
+import { webhookDeliveryInput } from '../../workflows/webhook-delivery-lifecycle.js';
 import { WebhookDeliveryWorkflow } from '../../workflows/webhook-delivery.js';
 import { bundleWorkflows, startTimeSkippingEnv, testConfig, withWorker } from '../support/workflow-env.js';
 import { callsOf, recorded } from '../support/workflow-mocks.js';
@@ -111,7 +112,7 @@ describe('WebhookDeliveryWorkflow (mocked activities, time skipping)', () => {
       env.client.workflow.execute(WebhookDeliveryWorkflow, {
         workflowId: 'whd_test',
         taskQueue,
-        args: [{ deliveryId: 'whd_test', retry: webhookRetry(testConfig(taskQueue)) }],
+        args: [webhookDeliveryInput(testConfig(taskQueue), 'whd_test')],
       }),
     );
     return { result, calls };

@@ -23,8 +23,9 @@ import type { WorkflowBundle } from '@temporalio/worker';
 import type { ImportPlan } from '../../../activities/auto-import.js';
 import type { BatchPlan } from '../../../activities/batch-control.js';
 import type { ChunkPlan } from '../../../activities/validate.js';
-import { batchWorkflowInput, webhookRetry } from '../../../workflows/batch-lifecycle.js';
+import { batchWorkflowInput } from '../../../workflows/batch-lifecycle.js';
 import { cancelSignal } from '../../../workflows/messages.js';
+import { webhookDeliveryInput } from '../../../workflows/webhook-delivery-lifecycle.js';
 import { bundleWorkflows, gate, startTimeSkippingEnv, testConfig, withWorker } from '../../support/workflow-env.js';
 import { batchActivities, batchPlan, chunkSummary, recorded } from '../../support/workflow-mocks.js';
 
@@ -173,7 +174,7 @@ const SCENARIOS: Scenario[] = [
         const handle = await env.client.workflow.start('WebhookDeliveryWorkflow', {
           workflowId: 'whd_recorded',
           taskQueue: TASK_QUEUE,
-          args: [{ deliveryId: 'whd_recorded', retry: webhookRetry(testConfig(TASK_QUEUE)) }],
+          args: [webhookDeliveryInput(testConfig(TASK_QUEUE), 'whd_recorded')],
         });
         await handle.result();
         return handle;
