@@ -39,7 +39,8 @@ export function cachedToolPath(tool: Pick<GoTool, 'binary' | 'cacheName'>, tools
   return path.join(toolsDir, `${tool.cacheName ?? tool.binary}-${version}`, tool.binary);
 }
 
-async function isExecutable(file: string): Promise<boolean> {
+/** Whether the file is there and may be run. */
+export async function isExecutable(file: string): Promise<boolean> {
   try {
     await access(file, constants.X_OK);
     return true;

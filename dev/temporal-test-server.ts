@@ -3,7 +3,7 @@
 // (a registry, like npm) into the tools folder once: `mvn dependency:copy-dependencies` of the one
 // artifact, plus a launcher script that @temporalio/testing runs as `<launcher> <port>`.
 import { spawn } from 'node:child_process';
-import { access, constants, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { connect, createServer } from 'node:net';
 import path from 'node:path';
 import which from 'which';
@@ -11,6 +11,7 @@ import which from 'which';
 import { loadConfig } from '../lib/config.js';
 import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { isExecutable } from './go-tool.js';
 import { spawnWatched, waitUntil } from './service-process.js';
 import { stopProcess } from './temporal-dev-server.js';
 
@@ -25,15 +26,6 @@ const LAUNCHER = 'temporal-test-server';
 
 export function testServerPath(toolsDir: string, version = TEST_SERVER_VERSION): string {
   return path.join(toolsDir, `temporal-test-server-${version}`, LAUNCHER);
-}
-
-async function isExecutable(file: string): Promise<boolean> {
-  try {
-    await access(file, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 async function required(binary: string): Promise<string> {

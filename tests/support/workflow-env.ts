@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, Worker, type WorkflowBundle } from '@temporalio/worker';
+import { afterEach, beforeAll, beforeEach } from 'vitest';
 
 import { ensureTemporalTestServer } from '../../dev/temporal-test-server.js';
 import { loadConfig, type Config } from '../../lib/config.js';
@@ -40,6 +41,25 @@ export async function startTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
     ),
   });
   return env;
+}
+
+/**
+ * A time-skipping test server of its own for each test (a second to start), so that a race left
+ * unsettled in one test (a task no worker takes holds the server's clock) cannot slow or decide another;
+ * the workflow bundle is made once for the file.
+ */
+export function serverPerTest(): { readonly env: TestWorkflowEnvironment; readonly workflowBundle: WorkflowBundle } {
+  const state = {} as { env: TestWorkflowEnvironment; workflowBundle: WorkflowBundle };
+  beforeAll(async () => {
+    state.workflowBundle = await bundleWorkflows();
+  });
+  beforeEach(async () => {
+    state.env = await startTimeSkippingEnv();
+  });
+  afterEach(async () => {
+    await state.env.teardown();
+  });
+  return state;
 }
 
 const silent = { trace() {}, debug() {}, info() {}, warn() {}, error() {}, log() {} };

@@ -2,16 +2,14 @@
 // run, what is dead-lettered and how the batch ends when cancel, expiry or a failing chunk meet.
 // Nothing waits on real time: a race is set up by holding a mocked activity until the test lets go.
 import { randomUUID } from 'node:crypto';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowBundle } from '@temporalio/worker';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import type { BatchPlan, Outcome } from '../../activities/batch-control.js';
 import type { ChunkPlan } from '../../activities/validate.js';
 import { batchWorkflowInput } from '../../workflows/batch-lifecycle.js';
 import { BatchWorkflow, type BatchResult } from '../../workflows/batch.js';
 import { cancelSignal, progressQuery, type BatchProgress } from '../../workflows/messages.js';
-import { bundleWorkflows, gate, startTimeSkippingEnv, testConfig, withWorker } from '../support/workflow-env.js';
+import { gate, serverPerTest, testConfig, withWorker } from '../support/workflow-env.js';
 import {
   batchActivities,
   batchPlan,
@@ -22,20 +20,7 @@ import {
   type Call,
 } from '../support/workflow-mocks.js';
 
-let env: TestWorkflowEnvironment;
-let workflowBundle: WorkflowBundle;
-
-beforeAll(async () => {
-  workflowBundle = await bundleWorkflows();
-});
-// A server of its own for each test (a second to start): a race left unsettled in one test (a task no
-// worker takes holds the test server's clock) cannot slow or decide another.
-beforeEach(async () => {
-  env = await startTimeSkippingEnv();
-});
-afterEach(async () => {
-  await env.teardown();
-});
+const t = serverPerTest();
 
 function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
@@ -44,7 +29,7 @@ function nowSeconds(): number {
 /** Starts a BatchWorkflow as the API does (its input from batchWorkflowInput) on a queue of its own. */
 async function startBatch(taskQueue: string, expiresAt = nowSeconds() + 86_400) {
   const batchId = `batch_${randomUUID()}`;
-  return env.client.workflow.start(BatchWorkflow, {
+  return t.env.client.workflow.start(BatchWorkflow, {
     workflowId: batchId,
     taskQueue,
     args: [batchWorkflowInput(testConfig(taskQueue), batchId, expiresAt)],
@@ -59,7 +44,7 @@ async function startBatch(taskQueue: string, expiresAt = nowSeconds() + 86_400) 
 async function batchResult(handle: Awaited<ReturnType<typeof startBatch>>): Promise<BatchResult> {
   const result = await handle.result();
   // Finalized (not failed in validation): the batch has started its curation import.
-  if ('outputFileId' in result) await env.client.workflow.getHandle(`${handle.workflowId}-curation`).result();
+  if ('outputFileId' in result) await t.env.client.workflow.getHandle(`${handle.workflowId}-curation`).result();
   return result;
 }
 
@@ -86,12 +71,12 @@ describe('BatchWorkflow (mocked activities, time skipping)', () => {
     const taskQueue = `wf-${randomUUID()}`;
     const plan = batchPlan(taskQueue, { chunks: 3 });
     const { activities, calls } = batchActivities(plan, {}, ['whd_one']);
-    await withWorker(env, { taskQueue, workflowBundle, activities }, async () => {
+    await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, async () => {
       const handle = await startBatch(taskQueue);
       const result = await batchResult(handle);
       expect(result).toEqual(finalSummary('completed', plan.requests, 0));
       // The delivery is a child left to run on its own; it still runs, on the same worker here.
-      await expect(env.client.workflow.getHandle('whd_one').result()).resolves.toBe('delivered');
+      await expect(t.env.client.workflow.getHandle('whd_one').result()).resolves.toBe('delivered');
     });
     expect(chunksRun(calls)).toEqual([0, 1, 2]);
     expect(callsOf(calls, 'markFinalizing')).toHaveLength(1);
@@ -114,7 +99,7 @@ describe('BatchWorkflow (mocked activities, time skipping)', () => {
         return plan;
       },
     });
-    await withWorker(env, { taskQueue, workflowBundle, activities }, async () => {
+    await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, async () => {
       const handle = await startBatch(taskQueue);
       await entered.wait;
       await handle.signal(cancelSignal);
@@ -137,7 +122,7 @@ describe('BatchWorkflow (mocked activities, time skipping)', () => {
       },
       finalizeBatch: () => finalSummary('completed', 2 * REQUESTS_PER_CHUNK, REQUESTS_PER_CHUNK),
     });
-    await withWorker(env, { taskQueue, workflowBundle, activities }, async () => {
+    await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, async () => {
       const handle = await startBatch(taskQueue);
       // Three attempts with a minute's backoff between them: skipped, not waited for.
       expect(await batchResult(handle)).toEqual(finalSummary('completed', 2 * REQUESTS_PER_CHUNK, REQUESTS_PER_CHUNK));
@@ -162,7 +147,7 @@ describe('BatchWorkflow (mocked activities, time skipping)', () => {
       },
     });
     const started = nowSeconds();
-    await withWorker(env, { taskQueue, workflowBundle, activities }, async () => {
+    await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, async () => {
       const handle = await startBatch(taskQueue, started + 3600);
       expect(await batchResult(handle)).toEqual(finalSummary('expired', 0, plan.requests));
     });
@@ -187,7 +172,7 @@ describe('BatchWorkflow (mocked activities, time skipping)', () => {
         return plan;
       },
     });
-    await withWorker(env, { taskQueue, workflowBundle, activities }, async () => {
+    await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, async () => {
       const handle = await startBatch(taskQueue, nowSeconds() + 10);
       expect(await batchResult(handle)).toEqual(finalSummary('expired', 0, plan.requests));
     });
@@ -204,7 +189,7 @@ describe('BatchWorkflow (mocked activities, time skipping)', () => {
         throw new Error('store unreachable');
       },
     });
-    await withWorker(env, { taskQueue, workflowBundle, activities }, async () => {
+    await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, async () => {
       const handle = await startBatch(taskQueue);
       expect(await batchResult(handle)).toEqual({ status: 'failed', errors: 1 });
     });
@@ -229,7 +214,7 @@ describe('BatchWorkflow (mocked activities, time skipping)', () => {
         return finalSummary(input.outcome, plan.requests, 0);
       },
     });
-    await withWorker(env, { taskQueue, workflowBundle, activities }, async () => {
+    await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, async () => {
       const handle = await startBatch(taskQueue);
       await entered.wait;
       await handle.signal(cancelSignal);

@@ -3,30 +3,17 @@
 // and the batch use, so these run with the settings a deployment gets.
 import { randomUUID } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { WorkflowBundle } from '@temporalio/worker';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import type { ImportPage, ImportPlan } from '../../activities/auto-import.js';
 import { AutoImportWorkflow, type AutoImportInput } from '../../workflows/auto-import.js';
 import { batchWorkflowInput } from '../../workflows/batch-lifecycle.js';
 import { webhookDeliveryInput } from '../../workflows/webhook-delivery-lifecycle.js';
 import { WebhookDeliveryWorkflow } from '../../workflows/webhook-delivery.js';
-import { bundleWorkflows, startTimeSkippingEnv, testConfig, withWorker } from '../support/workflow-env.js';
+import { serverPerTest, testConfig, withWorker } from '../support/workflow-env.js';
 import { callsOf, recorded } from '../support/workflow-mocks.js';
 
-let env: TestWorkflowEnvironment;
-let workflowBundle: WorkflowBundle;
-
-beforeAll(async () => {
-  workflowBundle = await bundleWorkflows();
-});
-beforeEach(async () => {
-  env = await startTimeSkippingEnv();
-});
-afterEach(async () => {
-  await env.teardown();
-});
+const t = serverPerTest();
 
 function curationInput(taskQueue: string, batchId: string): AutoImportInput {
   const curation = batchWorkflowInput(testConfig(taskQueue), batchId, 0).curation;
@@ -61,8 +48,8 @@ describe('AutoImportWorkflow (mocked activities, time skipping)', () => {
       finishImport: () => undefined,
       failImport: () => undefined,
     });
-    const result = await withWorker(env, { taskQueue, workflowBundle, activities }, () =>
-      env.client.workflow.execute(AutoImportWorkflow, {
+    const result = await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, () =>
+      t.env.client.workflow.execute(AutoImportWorkflow, {
         workflowId: `batch_x-curation`,
         taskQueue,
         args: [curationInput(taskQueue, 'batch_x')],
@@ -90,8 +77,8 @@ describe('AutoImportWorkflow (mocked activities, time skipping)', () => {
       finishImport: () => undefined,
       failImport: () => undefined,
     });
-    const result = await withWorker(env, { taskQueue, workflowBundle, activities }, () =>
-      env.client.workflow.execute(AutoImportWorkflow, {
+    const result = await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, () =>
+      t.env.client.workflow.execute(AutoImportWorkflow, {
         workflowId: `batch_y-curation`,
         taskQueue,
         args: [curationInput(taskQueue, 'batch_y')],
@@ -108,8 +95,8 @@ describe('WebhookDeliveryWorkflow (mocked activities, time skipping)', () => {
   async function deliver(deliverMock: () => unknown) {
     const taskQueue = `wf-${randomUUID()}`;
     const { activities, calls } = recorded({ deliver: deliverMock, markUndelivered: () => undefined });
-    const result = await withWorker(env, { taskQueue, workflowBundle, activities }, () =>
-      env.client.workflow.execute(WebhookDeliveryWorkflow, {
+    const result = await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, () =>
+      t.env.client.workflow.execute(WebhookDeliveryWorkflow, {
         workflowId: 'whd_test',
         taskQueue,
         args: [webhookDeliveryInput(testConfig(taskQueue), 'whd_test')],
