@@ -1,5 +1,5 @@
 // Every Prometheus metric the processes record, in one place so the dashboard
-// (deploy/grafana/gpu-batch.json) and the README can be checked against it. Each process serves the
+// (deploy/grafana/gpu-batch.json) and docs/operations.md can be checked against it. Each process serves the
 // ones it records: GPU workers the request, token, latency and in-flight series; the orchestrator
 // batch outcomes, pending chunks and webhook attempts; the import worker import progress; the API
 // its HTTP traffic and the state of batches, imports and webhook deliveries as the database has it.
