@@ -1,7 +1,7 @@
 // Auto-import into a real Label Studio, read back through its own API: the right tasks, predictions
 // and projects; no duplicates after faults; and reviews that come back as fine-tuning data.
 import getPort from 'get-port';
-import OpenAI, { toFile } from 'openai';
+import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { createCurationActivities, type ImportPlan } from '../../activities/auto-import.js';
@@ -157,53 +157,25 @@ describe('auto-import into Label Studio', () => {
     const otherKey = 'sk-other-tenant';
     await addKey(stack, 'other-tenant', otherKey);
     const other = new OpenAI({ baseURL: `${stack.apiUrl}/v1`, apiKey: otherKey, maxRetries: 0 });
-    const otherFile = await other.files.create({
-      file: await toFile(Buffer.from(batchLines({ model, count: 3 })), 'other.jsonl'),
-      purpose: 'batch',
-    });
-    const otherBatch = await waitForBatch(
-      other,
-      (
-        await other.batches.create({
-          input_file_id: otherFile.id,
-          endpoint: '/v1/chat/completions',
-          completion_window: '24h',
-        })
-      ).id,
-    );
-    const otherCuration = await waitForCuration({ ...stack, openai: other }, otherBatch.id);
+    const otherStack = { ...stack, openai: other };
+    const otherBatch = await runBatch(otherStack, batchLines({ model, count: 3 }));
+    const otherCuration = await waitForCuration(otherStack, otherBatch.id);
     expect(otherCuration).toMatchObject({ status: 'completed', tasks_imported: 3 });
     expect(otherCuration.label_studio_project_id).not.toBe(curation.label_studio_project_id);
     // Nor can it name the first tenant's project to import into it (or learn whether it exists).
-    const intruder = await waitForBatch(
-      other,
-      (
-        await other.batches.create({
-          input_file_id: otherFile.id,
-          endpoint: '/v1/chat/completions',
-          completion_window: '24h',
-          metadata: { curation_project: String(curation.label_studio_project_id) },
-        })
-      ).id,
-    );
-    expect(await waitForCuration({ ...stack, openai: other }, intruder.id)).toMatchObject({
+    const intruder = await runBatch(otherStack, batchLines({ model, count: 3 }), undefined, {
+      metadata: { curation_project: String(curation.label_studio_project_id) },
+    });
+    expect(await waitForCuration(otherStack, intruder.id)).toMatchObject({
       status: 'failed',
       reason: expect.stringContaining(
         `Label Studio project ${curation.label_studio_project_id} (metadata curation_project) is not one this project may import into`,
       ) as unknown,
     });
-    const stranger = await waitForBatch(
-      other,
-      (
-        await other.batches.create({
-          input_file_id: otherFile.id,
-          endpoint: '/v1/chat/completions',
-          completion_window: '24h',
-          metadata: { curation_project: '99999' },
-        })
-      ).id,
-    );
-    expect(await waitForCuration({ ...stack, openai: other }, stranger.id)).toMatchObject({
+    const stranger = await runBatch(otherStack, batchLines({ model, count: 3 }), undefined, {
+      metadata: { curation_project: '99999' },
+    });
+    expect(await waitForCuration(otherStack, stranger.id)).toMatchObject({
       status: 'failed',
       reason: expect.stringContaining(
         'Label Studio project 99999 (metadata curation_project) is not one this project may import into',
@@ -213,14 +185,10 @@ describe('auto-import into Label Studio', () => {
   });
 
   it('makes a project per batch for a per-batch schema, and honours a project an operator granted', async () => {
-    const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 4 }));
-    const labelled = await stack.openai.batches.create({
-      input_file_id: file.id,
-      endpoint: '/v1/chat/completions',
-      completion_window: '24h',
+    const labelled = await runBatch(stack, batchLines({ model, count: 4 }), undefined, {
       metadata: { curation_schema: 'label' },
     });
-    await waitForBatch(stack.openai, labelled.id);
+    const file = await uploadBatchFile(stack.openai, batchLines({ model, count: 4 }));
     const ownProject = await waitForCuration(stack, labelled.id);
     expect(ownProject).toMatchObject({ status: 'completed', schema: 'label', tasks_imported: 4 });
     const title = (await lsProjects(ls)).find((p) => p.id === ownProject.label_studio_project_id)?.title;

@@ -67,6 +67,7 @@ export interface SubmitOptions {
   endpoint?: '/v1/chat/completions' | '/v1/completions' | '/v1/embeddings' | '/v1/responses';
   completionWindow?: string;
   priority?: number;
+  metadata?: Record<string, string>;
 }
 
 /** Uploads the content and creates a batch on it; returns the new batch. */
@@ -82,6 +83,7 @@ export async function submitBatch(
     completion_window: options.completionWindow ?? '24h',
   };
   if (options.priority !== undefined) body.priority = options.priority;
+  if (options.metadata !== undefined) body.metadata = options.metadata;
   return stack.openai.batches.create(body as unknown as OpenAI.Batches.BatchCreateParams);
 }
 
