@@ -15,6 +15,7 @@ import type { Logger } from '../lib/logger.js';
 import { curationPagesTotal, curationTasksImportedTotal } from '../lib/metrics.js';
 import { safeText } from '../lib/sanitize.js';
 import { jsonb, type Db } from '../schema/db.js';
+import { persistedLines, succeededLines } from '../schema/result-groups.js';
 import type { CurationStatus } from '../schema/tables.js';
 import { FailureType } from '../workflows/failure-types.js';
 import { addLine, type LineRange } from './line-ranges.js';
@@ -34,6 +35,12 @@ export interface ImportPage extends LineRange {
   page: number;
   /** Successful requests on the page. */
   tasks: number;
+  /**
+   * The bytes of the batch's output file holding the page's answers (the file is in input order, so
+   * they are consecutive); absent in pages planned before answers left Postgres.
+   */
+  outputStart?: number;
+  outputEnd?: number;
 }
 
 /** What every page of an import shares; each page's activity carries this, not the whole plan. */
@@ -228,6 +235,43 @@ export function createCurationActivities(deps: AutoImportDeps) {
     return projectId;
   }
 
+  /** Where the batch's output file is, unless it has been deleted. */
+  async function outputKeyOf(batchId: string): Promise<string | undefined> {
+    const row = await db
+      .selectFrom('batches')
+      .innerJoin('files', 'files.id', 'batches.output_file_id')
+      .select('files.storage_key')
+      .where('batches.id', '=', batchId)
+      .where('files.deleted_at', 'is', null)
+      .executeTakeFirst();
+    return row?.storage_key;
+  }
+
+  /** The output lines of a page's successful requests, by input line, read from the output file. */
+  async function pageAnswers(batchId: string, page: ImportPage): Promise<Map<number, string>> {
+    const outputKey = await outputKeyOf(batchId);
+    if (outputKey === undefined) throw choiceError(`the output file of ${batchId} has been deleted`);
+    const { done, failed } = await persistedLines(db, batchId, page);
+    const lines = [...done].filter((l) => !failed.has(l)).sort((a, b) => a - b);
+    // A page planned before its offsets were recorded starts at the file's beginning, past the
+    // successful lines before it.
+    const skip =
+      page.outputStart === undefined ? (await succeededLines(db, batchId)).filter((l) => l < page.firstLine).length : 0;
+    const answers = new Map<number, string>();
+    let index = -skip;
+    for await (const answer of readLines(
+      store.read(outputKey, { start: page.outputStart ?? 0, end: page.outputEnd }),
+    )) {
+      if (index >= 0) {
+        const line = lines[index];
+        if (line === undefined) break;
+        answers.set(line, answer.text);
+      }
+      index++;
+    }
+    return answers;
+  }
+
   return {
     /** Decides whether and how a finished batch is imported, and lays out its pages. */
     async planImport(batchId: string): Promise<ImportPlan> {
@@ -261,28 +305,31 @@ export function createCurationActivities(deps: AutoImportDeps) {
       }
       if (batch.model === null || batch.storage_key === null)
         return end('skipped', 'the batch has no results to review');
-      const okLines = new Set(
-        (
-          await db
-            .selectFrom('batch_results')
-            .select('line')
-            .where('batch_id', '=', batchId)
-            .where('ok', '=', true)
-            .execute()
-        ).map((r) => r.line),
-      );
+      const okLines = new Set(await succeededLines(db, batchId));
       if (okLines.size === 0) return end('skipped', 'the batch has no successful requests to review');
+      const outputKey = await outputKeyOf(batchId);
+      if (outputKey === undefined) return end('skipped', 'the output file of the batch has been deleted');
 
-      // One pass over the input: pages of successful lines, each with the byte range to read it from.
+      // One pass over the input and the output file side by side (the output holds the successful
+      // lines in input order): pages of successful lines, each with the byte ranges to read it from.
       const pages: ImportPage[] = [];
-      for await (const line of readLines(store.read(batch.storage_key))) {
-        if (!okLines.has(line.number)) continue;
-        addLine(
-          pages,
-          line,
-          (last) => last.tasks >= config.curation.pageSize,
-          (page) => ({ page, tasks: 0 }),
-        ).tasks++;
+      const answers = readLines(store.read(outputKey))[Symbol.asyncIterator]();
+      try {
+        for await (const line of readLines(store.read(batch.storage_key))) {
+          if (!okLines.has(line.number)) continue;
+          const answer = await answers.next();
+          if (answer.done === true) throw new Error(`the output file of ${batchId} has fewer lines than its results`);
+          const page = addLine(
+            pages,
+            line,
+            (last) => last.tasks >= config.curation.pageSize,
+            (index) => ({ page: index, tasks: 0, outputStart: answer.value.start }),
+          );
+          page.tasks++;
+          page.outputEnd = answer.value.end;
+        }
+      } finally {
+        await answers.return(undefined);
       }
       await db
         .updateTable('curations')
@@ -349,18 +396,7 @@ export function createCurationActivities(deps: AutoImportDeps) {
           .executeTakeFirst();
         if (record?.status === 'done') return 0;
 
-        const outputs = new Map(
-          (
-            await db
-              .selectFrom('batch_results')
-              .select(['line', 'custom_id', 'output'])
-              .where('batch_id', '=', batchId)
-              .where('ok', '=', true)
-              .where('line', '>=', page.firstLine)
-              .where('line', '<=', page.lastLine)
-              .execute()
-          ).map((r) => [r.line, r]),
-        );
+        const outputs = await pageAnswers(batchId, page);
         const tasks: { key: string; task: unknown }[] = [];
         const lines = readLines(store.read(plan.inputKey, { start: page.byteStart, end: page.byteEnd }), {
           firstLine: page.firstLine,
@@ -370,15 +406,15 @@ export function createCurationActivities(deps: AutoImportDeps) {
           const result = outputs.get(line.number);
           if (result === undefined || isBlank(line)) continue;
           const request = (JSON.parse(line.text) as { body?: unknown }).body;
-          const response = (JSON.parse(result.output) as { response?: { body?: unknown } }).response?.body;
+          const answer = JSON.parse(result) as { custom_id?: string; response?: { body?: unknown } };
           const task = buildTask(schema, {
             batchId,
             model: plan.model,
             endpoint: plan.endpoint,
             line: line.number,
-            customId: result.custom_id,
+            customId: answer.custom_id ?? '',
             request,
-            response,
+            response: answer.response?.body,
           });
           tasks.push({ key: curationKey(batchId, line.number), task });
         }

@@ -16,8 +16,10 @@ import { describeValue, safeText } from '../lib/sanitize.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
 import { jsonb, type Db } from '../schema/db.js';
+import { persistedLines } from '../schema/result-groups.js';
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { loadBatch } from './load-batch.js';
+import { resultsInOrder, segmentFolder } from './result-segments.js';
 import { notRunRow, persistResults, resultsInRange, type ResultRow } from './results.js';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
 
@@ -116,9 +118,7 @@ export function createControlActivities(deps: ControlDeps) {
     message: string,
     deadLetter: boolean,
   ): Promise<number> {
-    let query = db.selectFrom('batch_results').select('line').where('batch_id', '=', batchId);
-    if (range !== undefined) query = query.where('line', '>=', range.firstLine).where('line', '<=', range.lastLine);
-    const done = new Set((await query.execute()).map((r) => r.line));
+    const { done } = await persistedLines(db, batchId, range);
     const source = store.read(
       inputKey,
       range === undefined ? undefined : { start: range.byteStart, end: range.byteEnd },
@@ -130,7 +130,7 @@ export function createControlActivities(deps: ControlDeps) {
     let pending: ResultRow[] = [];
     let filled = 0;
     const flush = async (): Promise<void> => {
-      filled += await persistResults(db, batchId, pending);
+      filled += await persistResults(db, store, batchId, pending);
       pending = [];
       safeHeartbeat({ filled });
     };
@@ -146,52 +146,35 @@ export function createControlActivities(deps: ControlDeps) {
     return filled;
   }
 
+  /**
+   * Once a batch's files are written its segments are garbage (result_groups stays: which lines
+   * succeeded, for retries and curation). Best effort: a store that is down now only leaves bytes
+   * behind, never a batch unfinished.
+   */
+  async function dropSegments(batchId: string): Promise<void> {
+    try {
+      await store.deleteFolder(segmentFolder(batchId));
+      await db.deleteFrom('batch_results').where('batch_id', '=', batchId).execute();
+    } catch (err) {
+      log.warn({ batchId, err: (err as Error).message }, 'could not remove the result segments of a finished batch');
+    }
+  }
+
   async function writeOutputs(batchId: string, projectId: string, lifetime: number) {
     const output = await store.createWriter(`outputs/${batchId}/output.jsonl`);
     const errors = await store.createWriter(`outputs/${batchId}/errors.jsonl`);
     let completed = 0;
     let failed = 0;
     try {
-      let after = 0;
-      for (;;) {
-        // A page is up to 2,000 rows and about RESULT_STATEMENT_BYTES of output (at least one row):
-        // sizes first (octet_length reads a stored value's header, not the value), then the rows.
-        const sizes = await db
-          .selectFrom('batch_results')
-          .select(['line', sql<number>`octet_length(output)`.as('bytes')])
-          .where('batch_id', '=', batchId)
-          .where('line', '>', after)
-          .orderBy('line')
-          .limit(2000)
-          .execute();
-        if (sizes.length === 0) break;
-        let last = sizes[0]?.line ?? after;
-        let bytes = 0;
-        for (const size of sizes) {
-          bytes += size.bytes;
-          if (bytes > config.batch.resultStatementBytes && size.line !== sizes[0]?.line) break;
-          last = size.line;
+      for await (const result of resultsInOrder(db, store, batchId)) {
+        if (result.ok) {
+          completed++;
+          await writeChunk(output.stream, `${result.output}\n`);
+        } else {
+          failed++;
+          await writeChunk(errors.stream, `${result.output}\n`);
         }
-        const page = await db
-          .selectFrom('batch_results')
-          .select(['line', 'ok', 'output'])
-          .where('batch_id', '=', batchId)
-          .where('line', '>', after)
-          .where('line', '<=', last)
-          .orderBy('line')
-          .execute();
-        if (page.length === 0) break;
-        for (const row of page) {
-          if (row.ok) {
-            completed++;
-            await writeChunk(output.stream, `${row.output}\n`);
-          } else {
-            failed++;
-            await writeChunk(errors.stream, `${row.output}\n`);
-          }
-        }
-        after = page[page.length - 1]?.line ?? after;
-        safeHeartbeat({ written: completed + failed });
+        if ((completed + failed) % 2000 === 0) safeHeartbeat({ written: completed + failed });
       }
     } catch (err) {
       await Promise.all([output.abort(), errors.abort()]);
@@ -435,6 +418,7 @@ export function createControlActivities(deps: ControlDeps) {
       // Already final (a retry after the status was written, or the reconciler got there first):
       // writing the files again would bring back ones the user has deleted since.
       if (!isLive(batch.status)) {
+        await dropSegments(batchId);
         return {
           status: batch.status,
           completed: batch.request_completed,
@@ -505,6 +489,7 @@ export function createControlActivities(deps: ControlDeps) {
         return { status, changed: true };
       });
       if (final.changed) batchesFinishedTotal.inc({ status: final.status });
+      await dropSegments(batchId);
       log.info({ batchId, status: final.status, completed: files.completed, failed: files.failed }, 'batch finalized');
       return { status: final.status, ...files };
     },

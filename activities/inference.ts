@@ -76,9 +76,9 @@ export function createInferenceActivities(deps: InferenceDeps) {
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
 
       const { done } = await resultsInRange(db, batchId, chunk);
-      const writer = new ResultWriter(db, batchId, {
+      const writer = new ResultWriter(db, store, batchId, {
         flushRows: config.batch.resultFlushRows,
-        flushBytes: config.batch.resultStatementBytes,
+        flushBytes: config.batch.resultSegmentBytes,
         flushMs: config.batch.resultFlushMs,
       });
       const pending = new Set<Promise<void>>();

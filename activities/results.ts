@@ -1,16 +1,31 @@
-// Persisting finished requests. A request counts only once its row is in batch_results; the row
-// and the batch's counters change in one statement, and (batch, line) makes a repeat a no-op, so a
-// retried chunk can never count or write a line twice.
+// Persisting finished requests. A request counts only once its result is persisted: its output line
+// in a segment of the file store, and a row naming it in result_groups, written with the batch's
+// counters in one transaction that skips lines already there, so a retried chunk (or a zombie attempt
+// still running beside its retry) can never count or write a line twice.
 import { sql } from 'kysely';
 
 import { asError } from '../lib/as-error.js';
+import type { FileStore } from '../lib/file-store.js';
 import { newId, nowSeconds } from '../lib/ids.js';
 import { jsonb, type Db } from '../schema/db.js';
-import { LIVE_BATCH_STATES, type NewBatchResult } from '../schema/tables.js';
+import { bucketOf, persistedLines } from '../schema/result-groups.js';
+import { LIVE_BATCH_STATES, type NewResultGroup } from '../schema/tables.js';
 import type { OutputLine } from '../wire/openai.js';
 import type { AttemptError, FinalOutcome } from './engine-client.js';
+import { writeSegment } from './result-segments.js';
 
-export interface ResultRow extends NewBatchResult {
+/** A finished request, as persisted. */
+export interface ResultRow {
+  batch_id: string;
+  line: number;
+  custom_id: string;
+  ok: boolean;
+  /** The complete output-file line, serialized once when the request finishes. */
+  output: string;
+  input_tokens: number;
+  cached_tokens: number;
+  output_tokens: number;
+  reasoning_tokens: number;
   /** Set for requests that failed for good: they also go to the dead-letter table. */
   deadLetter?: { attempts: number; errors: AttemptError[] };
 }
@@ -128,52 +143,90 @@ export async function resultsInRange(
   batchId: string,
   range: { firstLine: number; lastLine: number },
 ): Promise<{ completed: number; failed: number; done: Set<number> }> {
-  const rows = await db
-    .selectFrom('batch_results')
-    .select(['line', 'ok'])
-    .where('batch_id', '=', batchId)
-    .where('line', '>=', range.firstLine)
-    .where('line', '<=', range.lastLine)
-    .execute();
-  const done = new Set<number>();
-  let completed = 0;
-  for (const r of rows) {
-    done.add(r.line);
-    if (r.ok) completed++;
-  }
-  return { completed, failed: rows.length - completed, done };
+  const { done, failed } = await persistedLines(db, batchId, range);
+  return { completed: done.size - failed.size, failed: failed.size, done };
 }
 
 class BatchEnded extends Error {}
 
 /**
- * Inserts the rows that are not there yet and adds exactly those to the batch's counters (and, for
- * requests that failed for good, to the dead letters), all in one transaction; none once the batch
- * has ended. Returns how many rows it wrote.
+ * Writes the rows whose lines have no result yet: their output lines as one segment in the file
+ * store, then, in one transaction, a result_groups row per bucket naming exactly those lines, the
+ * batch's counters and (for requests that failed for good) the dead letters; none once the batch has
+ * ended. Returns how many rows it wrote.
  */
-export async function persistResults(db: Db, batchId: string, rows: ResultRow[]): Promise<number> {
+export async function persistResults(db: Db, store: FileStore, batchId: string, rows: ResultRow[]): Promise<number> {
+  if (rows.length === 0) return 0;
+  const sorted = [...rows].sort((a, b) => a.line - b.line).filter((r, i, all) => all[i - 1]?.line !== r.line);
+  const segment = await writeSegment(store, batchId, sorted);
+  let written: number;
   try {
-    return await persistIfLive(db, batchId, rows);
+    written = await persistIfLive(db, batchId, sorted, segment.key, segment.ranges);
   } catch (err) {
-    if (err instanceof BatchEnded) return 0;
-    throw err;
+    // Rolled back by us: nothing names the segment. (Any other failure may have committed: it stays,
+    // and goes with the batch's folder at finalize.)
+    if (!(err instanceof BatchEnded)) throw err;
+    written = 0;
   }
+  if (written === 0) await store.delete(segment.key).catch(() => undefined);
+  return written;
 }
 
-async function persistIfLive(db: Db, batchId: string, rows: ResultRow[]): Promise<number> {
-  if (rows.length === 0) return 0;
+async function persistIfLive(
+  db: Db,
+  batchId: string,
+  rows: ResultRow[],
+  segment: string,
+  ranges: Map<number, { start: number; end: number }>,
+): Promise<number> {
   return db.transaction().execute(async (trx) => {
-    const inserted = await trx
-      .insertInto('batch_results')
-      // In line order: two writers of overlapping lines (a zombie attempt and its retry) then take the
-      // index's locks in the same order and cannot deadlock.
-      .values([...rows].sort((a, b) => a.line - b.line).map(({ deadLetter: _dl, ...row }) => row))
-      .onConflict((c) => c.columns(['batch_id', 'line']).doNothing())
-      .returning(['line', 'ok', 'input_tokens', 'cached_tokens', 'output_tokens', 'reasoning_tokens'])
+    // Every writer of a batch takes its row first: the check for lines already there and the insert
+    // below are then one step, and writers cannot deadlock.
+    const batch = await trx
+      .selectFrom('batches')
+      .select('status')
+      .where('id', '=', batchId)
+      .forUpdate()
+      .executeTakeFirst();
+    // A batch that has ended (the reconciler finalized it while a chunk of its still ran) takes
+    // no more results: its files are written.
+    if (batch === undefined || !(LIVE_BATCH_STATES as readonly string[]).includes(batch.status)) throw new BatchEnded();
+    const buckets = [...ranges.keys()];
+    const existing = await trx
+      .selectFrom('result_groups')
+      .select('lines')
+      .where('batch_id', '=', batchId)
+      .where('bucket', 'in', buckets)
       .execute();
-    if (inserted.length === 0) return 0;
+    const there = new Set(existing.flatMap((g) => g.lines));
+    const fresh = rows.filter((r) => !there.has(r.line));
+    if (fresh.length === 0) return 0;
+    const groups = new Map<number, NewResultGroup & { lines: number[]; failed: number[] }>();
+    for (const r of fresh) {
+      const bucket = bucketOf(r.line);
+      let group = groups.get(bucket);
+      if (group === undefined) {
+        const range = ranges.get(bucket) ?? { start: 0, end: 0 };
+        group = {
+          batch_id: batchId,
+          bucket,
+          segment,
+          byte_start: range.start,
+          byte_end: range.end,
+          lines: [],
+          failed: [],
+        };
+        groups.set(bucket, group);
+      }
+      group.lines.push(r.line);
+      if (!r.ok) group.failed.push(r.line);
+    }
+    await trx
+      .insertInto('result_groups')
+      .values([...groups.values()])
+      .execute();
     const sum = { completed: 0, failed: 0, input: 0, cached: 0, output: 0, reasoning: 0 };
-    for (const r of inserted) {
+    for (const r of fresh) {
       if (r.ok) sum.completed++;
       else sum.failed++;
       sum.input += r.input_tokens;
@@ -181,7 +234,7 @@ async function persistIfLive(db: Db, batchId: string, rows: ResultRow[]): Promis
       sum.output += r.output_tokens;
       sum.reasoning += r.reasoning_tokens;
     }
-    const counted = await trx
+    await trx
       .updateTable('batches')
       .set({
         request_completed: sql`request_completed + ${sum.completed}`,
@@ -192,14 +245,9 @@ async function persistIfLive(db: Db, batchId: string, rows: ResultRow[]): Promis
         reasoning_tokens: sql`reasoning_tokens + ${sum.reasoning}`,
       })
       .where('id', '=', batchId)
-      // A batch that has ended (the reconciler finalized it while a chunk of its still ran) takes
-      // no more results: its files are written. Rolled back, so the rows are not kept either.
-      .where('status', 'in', LIVE_BATCH_STATES)
-      .executeTakeFirst();
-    if (counted.numUpdatedRows === 0n) throw new BatchEnded();
-    // Only lines this call wrote: a row that was already there keeps its own story.
-    const written = new Set(inserted.map((r) => r.line));
-    const letters = rows.filter((r) => r.deadLetter !== undefined && written.has(r.line));
+      .execute();
+    // Only lines this call wrote: a line that was already there keeps its own story.
+    const letters = fresh.filter((r) => r.deadLetter !== undefined);
     if (letters.length > 0) {
       const created = nowSeconds();
       await trx
@@ -217,13 +265,13 @@ async function persistIfLive(db: Db, batchId: string, rows: ResultRow[]): Promis
         .onConflict((c) => c.columns(['batch_id', 'line']).doNothing())
         .execute();
     }
-    return inserted.length;
+    return fresh.length;
   });
 }
 
 /**
- * Buffers finished requests and writes them in batches (one round trip for many rows), in order,
- * one write at a time. A failed write fails the next add/flush: the chunk then fails and is retried,
+ * Buffers finished requests and writes them in batches (one segment and one round trip for many
+ * rows), in order, one write at a time. A failed write fails the next add/flush: the chunk then fails and is retried,
  * which re-runs only what was not persisted.
  */
 export class ResultWriter {
@@ -236,6 +284,7 @@ export class ResultWriter {
 
   constructor(
     private readonly db: Db,
+    private readonly store: FileStore,
     private readonly batchId: string,
     /** A flush goes when `flushRows` rows or `flushBytes` of output lines are waiting, or after `flushMs`. */
     private readonly options: { flushRows: number; flushBytes: number; flushMs: number },
@@ -268,7 +317,7 @@ export class ResultWriter {
       this.writing = this.writing.then(async () => {
         if (this.failure !== undefined) return;
         try {
-          await persistResults(this.db, this.batchId, rows);
+          await persistResults(this.db, this.store, this.batchId, rows);
           this.persisted += rows.length;
           this.onPersisted(rows);
         } catch (err) {

@@ -369,13 +369,10 @@ export async function runBatch(
   stack: Stack,
   fileId: string,
   pollMs = 100,
+  endpoint: '/v1/chat/completions' | '/v1/embeddings' = '/v1/chat/completions',
 ): Promise<{ batch: OpenAI.Batches.Batch; createdAt: number; seen: Record<string, number> }> {
   const createdAt = Date.now();
-  let batch = await stack.openai.batches.create({
-    input_file_id: fileId,
-    endpoint: '/v1/chat/completions',
-    completion_window: '24h',
-  });
+  let batch = await stack.openai.batches.create({ input_file_id: fileId, endpoint, completion_window: '24h' });
   const seen: Record<string, number> = { [batch.status]: createdAt };
   while (!TERMINAL.has(batch.status)) {
     await new Promise((r) => setTimeout(r, pollMs));

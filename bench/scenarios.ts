@@ -1,5 +1,6 @@
 // The benchmark scenarios. Each starts what it needs, runs `runs` times, and reports its figures.
 import { Client, Connection } from '@temporalio/client';
+import { sql } from 'kysely';
 
 import { TINY_MODEL_NAME } from '../dev/vllm-local.js';
 import { loadConfig } from '../lib/config.js';
@@ -399,6 +400,78 @@ export async function memory(o: Options): Promise<ScenarioResult> {
   };
 }
 
+/** Postgres's write-ahead log position, in bytes: everything the database wrote, tables, indexes and all. */
+async function walBytes(stack: Stack): Promise<number> {
+  const { rows } = await sql<{ bytes: number }>`select pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') as bytes`.execute(
+    stack.db,
+  );
+  return rows[0]?.bytes ?? 0;
+}
+
+async function databaseBytes(stack: Stack): Promise<number> {
+  const { rows } = await sql<{ bytes: number }>`select pg_database_size(current_database()) as bytes`.execute(stack.db);
+  return rows[0]?.bytes ?? 0;
+}
+
+/** 4,096-dimension embeddings requests: answers of about 80 KB (a float as JSON is about 20 characters). */
+function embeddingLines(model: string, count: number, dimensions: number): string[] {
+  return Array.from({ length: count }, (_, i) =>
+    JSON.stringify({
+      custom_id: `e${i}`,
+      method: 'POST',
+      url: '/v1/embeddings',
+      body: { model, input: `Text ${i}`, dimensions },
+    }),
+  );
+}
+
+/** 7. What Postgres writes per request, for small, 2 KB and embeddings answers: answers go to the file store. */
+export async function pgWrites(o: Options): Promise<ScenarioResult> {
+  const requests = o.quick ? 1000 : 5000;
+  const cases = [
+    { label: '16-token answers', model: 'instant', tokens: 16 },
+    { label: '2 KB answers', model: 'instant', tokens: 340 },
+    { label: '4,096-dimension embeddings', model: 'instant-embed', tokens: 0 },
+  ];
+  const metrics = cases.flatMap((c) => [
+    metric(`${c.label}: Postgres WAL per request`, 'bytes', 'lower', { op: '<=', value: 200 }),
+    metric(`${c.label}: database growth per request`, 'bytes', 'lower'),
+    metric(`${c.label}: output line`, 'bytes', 'higher'),
+  ]);
+  for (const [i, c] of cases.entries()) {
+    const engineOptions = instantEngine(c.model, 1024, Math.max(c.tokens, 1));
+    await withSimulatedStack(o, engineOptions, { env: { GPU_MAX_INFLIGHT: '256' } }, async ({ stack }) => {
+      const lines =
+        c.tokens === 0
+          ? embeddingLines(c.model, requests, 4096)
+          : requestLines(c.model, requests, { maxTokens: c.tokens, ignoreEos: true });
+      const endpoint = c.tokens === 0 ? '/v1/embeddings' : '/v1/chat/completions';
+      for (let run = 0; run < o.runs; run++) {
+        const fileId = await upload(stack, lines);
+        const [wal, size] = [await walBytes(stack), await databaseBytes(stack)];
+        const { batch } = await runBatch(stack, fileId, 100, endpoint);
+        const walPerRequest = ((await walBytes(stack)) - wal) / requests;
+        const growthPerRequest = ((await databaseBytes(stack)) - size) / requests;
+        const output = await stack.openai.files.retrieve(batch.output_file_id ?? '');
+        metrics[3 * i]?.values.push(walPerRequest);
+        metrics[3 * i + 1]?.values.push(growthPerRequest);
+        metrics[3 * i + 2]?.values.push(output.bytes / requests);
+        log.info({ case: c.label, run, walPerRequest, growthPerRequest }, 'postgres writes');
+      }
+    });
+  }
+  return {
+    name: 'pgwrites',
+    title: 'Postgres writes per request',
+    setup: `${int(requests)} requests a run, one GPU worker (256 in flight) on an engine that takes no time: chat answers of 16 and 340 tokens (ignore_eos), and 4,096-dimension embeddings. Postgres's WAL position (pg_current_wal_lsn: every byte it wrote, tables, indexes and the batch's own rows) and the database's size (pg_database_size), from batches.create to completed, divided by the requests.`,
+    metrics,
+    notes: [
+      'Answers go to the file store as one segment object per flush of results; Postgres gets one small row per flush and 1,024-line bucket (the lines it counts, the failed ones, a byte range) and the batch counters, so what it writes per request does not grow with the answer.',
+      "The WAL figure includes the batch's life around its results: its row's updates, its files' rows, the GPU workers' heartbeats while it runs, and full-page images after a checkpoint.",
+    ],
+  };
+}
+
 /** 5. Temporal history events per batch at 1k, 10k and 50k requests. */
 export async function history(o: Options): Promise<ScenarioResult> {
   const sizes = o.quick ? [1000, 10_000] : [1000, 10_000, 50_000];
@@ -688,5 +761,14 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
   };
 }
 
-export const SCENARIOS = { overhead, ceiling, scaleout: scaleOut, memory, history, latency, vllm } as const;
+export const SCENARIOS = {
+  overhead,
+  ceiling,
+  scaleout: scaleOut,
+  memory,
+  history,
+  latency,
+  vllm,
+  pgwrites: pgWrites,
+} as const;
 export type ScenarioName = keyof typeof SCENARIOS;

@@ -348,17 +348,17 @@ const SETTINGS = {
     resultFlushRows: setting(
       'RESULT_FLUSH_ROWS',
       positiveInt.default(200),
-      'Results are written in batches of this many rows',
+      'Results are written in batches of this many rows (one segment object in the file store and one small row per 1,024 input lines in Postgres)',
     ),
     resultFlushMs: setting(
       'RESULT_FLUSH_MS',
       positiveInt.default(250),
       'Results are written at least this often (and every `RESULT_FLUSH_ROWS` rows)',
     ),
-    resultStatementBytes: setting(
-      'RESULT_STATEMENT_BYTES',
-      positiveInt.default(16 * 1024 * 1024),
-      'Most output-line bytes one statement writes (a flush of results) or reads (a page of finalize)',
+    resultSegmentBytes: setting(
+      'RESULT_SEGMENT_BYTES',
+      positiveInt.default(8 * 1024 * 1024),
+      'Results are also written once this many bytes of output lines are waiting: one flush is one segment object in the file store',
     ),
   },
   /** The orchestrators' sweep that ends batches whose workflow is gone (terminated, failed, never started). */

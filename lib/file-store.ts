@@ -14,6 +14,7 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
@@ -40,6 +41,8 @@ export interface FileStore {
   read(key: string, range?: ByteRange): Readable;
   size(key: string): Promise<number | undefined>;
   delete(key: string): Promise<void>;
+  /** Removes every object whose key is under this folder (`results/batch_x/`); returns how many. */
+  deleteFolder(folder: string): Promise<number>;
   /** Throws unless the store can be reached: the folder exists and is writable, or the bucket answers (readiness). */
   check(): Promise<void>;
   /** Removes writes never committed or aborted (their process died) older than this; returns how many. */
@@ -141,6 +144,13 @@ export class LocalFileStore implements FileStore {
 
   async delete(key: string): Promise<void> {
     await rm(this.pathOf(key), { force: true });
+  }
+
+  async deleteFolder(folder: string): Promise<number> {
+    const dir = this.pathOf(folder.replace(/\/$/, ''));
+    const names = await readdir(dir, { recursive: true }).catch(() => []);
+    await rm(dir, { recursive: true, force: true });
+    return names.length;
   }
 
   async check(): Promise<void> {
@@ -252,6 +262,20 @@ export class S3FileStore implements FileStore {
 
   async delete(key: string): Promise<void> {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+  }
+
+  async deleteFolder(folder: string): Promise<number> {
+    const prefix = this.keyOf(folder.endsWith('/') ? folder : `${folder}/`);
+    let removed = 0;
+    // Listed again from the start each round: what was deleted is gone from the listing.
+    for (let round = 0; round < 10_000; round++) {
+      const res = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix }));
+      const keys = (res.Contents ?? []).flatMap((o) => (o.Key === undefined ? [] : [o.Key]));
+      if (keys.length === 0) break;
+      await Promise.all(keys.map((Key) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }))));
+      removed += keys.length;
+    }
+    return removed;
   }
 
   async sweepPartial(olderThanMs: number): Promise<number> {

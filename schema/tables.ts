@@ -97,7 +97,34 @@ export interface BatchesTable {
   reasoning_tokens: Generated<number>;
 }
 
-/** One row per finished request, keyed by (batch, input line): written once, never twice. */
+/**
+ * Where finished requests are: their output lines are in a segment object of the file store (one per
+ * flush, sorted by line, each line `<line>\t<output line>`), and this row says which lines of one
+ * bucket of input lines (RESULT_BUCKET_LINES) that segment holds for the batch, and where. A line is
+ * counted in exactly one row of its bucket, so it is written once whatever wrote it twice.
+ */
+export interface ResultGroupsTable {
+  batch_id: string;
+  /** floor(line / RESULT_BUCKET_LINES): what a writer locks and reads to skip lines already there. */
+  bucket: number;
+  /** The segment's key in the file store; null for lines kept in batch_results before 0008. */
+  segment: string | null;
+  /** The bytes of the segment that hold this bucket's lines. */
+  byte_start: number;
+  byte_end: number;
+  /** The lines this row counts, ascending; the segment may hold others (a second attempt's copies), which do not count. */
+  lines: number[];
+  /** Which of those failed (they go to the error file). */
+  failed: number[];
+}
+
+/** Lines of a batch per result bucket: the dedup unit of results. */
+export const RESULT_BUCKET_LINES = 1024;
+
+/**
+ * Output lines as they were kept in Postgres before results moved to the file store (0008): read only
+ * for batches that were running across that upgrade, and removed when they finish.
+ */
 export interface BatchResultsTable {
   batch_id: string;
   line: number;
@@ -252,6 +279,7 @@ export interface Database {
   files: FilesTable;
   batches: BatchesTable;
   batch_results: BatchResultsTable;
+  result_groups: ResultGroupsTable;
   dead_letters: DeadLettersTable;
   workers: WorkersTable;
   idempotency_keys: IdempotencyKeysTable;
@@ -269,4 +297,4 @@ export type FileRow = Selectable<FilesTable>;
 export type NewFile = Insertable<FilesTable>;
 export type BatchRow = Selectable<BatchesTable>;
 export type NewBatch = Insertable<BatchesTable>;
-export type NewBatchResult = Insertable<BatchResultsTable>;
+export type NewResultGroup = Insertable<ResultGroupsTable>;

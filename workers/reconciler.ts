@@ -17,6 +17,7 @@ import type { Logger } from '../lib/logger.js';
 import { batchesReconciledTotal } from '../lib/metrics.js';
 import { withTemporalDeadline } from '../lib/temporal.js';
 import { isDatabaseUnavailable, type Db } from '../schema/db.js';
+import { persistedLines } from '../schema/result-groups.js';
 import { LIVE_BATCH_STATES } from '../schema/tables.js';
 import { startAfterEnd } from '../workflows/batch-lifecycle.js';
 
@@ -87,11 +88,7 @@ async function endBatch(
     return;
   }
   // Every request has its result (its workflow failed while finishing, say): it completed.
-  const { n } = await db
-    .selectFrom('batch_results')
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .where('batch_id', '=', batch.id)
-    .executeTakeFirstOrThrow();
+  const n = (await persistedLines(db, batch.id)).done.size;
   const outcome =
     batch.status !== 'cancelling' && batch.request_total > 0 && n >= batch.request_total ? 'completed' : 'aborted';
   await control.finalizeBatch({ batchId: batch.id, inputKey: batch.storage_key, outcome, reason });

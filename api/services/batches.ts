@@ -7,6 +7,7 @@ import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { isBlank, readLines } from '../../lib/jsonl.js';
 import { withTemporalDeadline } from '../../lib/temporal.js';
 import { jsonb } from '../../schema/db.js';
+import { succeededLines } from '../../schema/result-groups.js';
 import type { BatchRow, BatchStatus } from '../../schema/tables.js';
 import {
   batchEndpointSchema,
@@ -267,11 +268,7 @@ export async function retryBatch(
   }
   // Every request without a successful result is retried: those that failed, expired or were
   // cancelled, and those a failed batch never got to.
-  const succeeded = new Set(
-    (
-      await db.selectFrom('batch_results').select('line').where('batch_id', '=', id).where('ok', '=', true).execute()
-    ).map((r) => r.line),
-  );
+  const succeeded = new Set(await succeededLines(db, id));
   const toRetry = batch.request_total - succeeded.size;
   if (toRetry <= 0)
     throw new ConflictError(`Batch ${id} has no failed, expired or cancelled requests to retry.`, {

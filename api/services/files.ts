@@ -339,8 +339,8 @@ export async function deleteFile(
 }
 
 /**
- * Finishes removing a file marked deleted: what Postgres holds of its content (a batch's result rows
- * and dead letters for its output or error file), then its bytes, then its row. Each step is
+ * Finishes removing a file marked deleted: what Postgres holds of its content (the dead letters of a
+ * batch's error file; results keep only line numbers there), then its bytes, then its row. Each step is
  * idempotent, so a removal cut short by a crash is finished by the next sweep.
  */
 export async function removeFile(
@@ -348,16 +348,10 @@ export async function removeFile(
   file: Pick<FileRow, 'id' | 'storage_key' | 'purpose'>,
 ): Promise<void> {
   if (file.purpose === 'batch_output') {
-    await deps.db.transaction().execute(async (trx) => {
-      const asOutput = await trx.selectFrom('batches').select('id').where('output_file_id', '=', file.id).execute();
-      for (const b of asOutput)
-        await trx.deleteFrom('batch_results').where('batch_id', '=', b.id).where('ok', '=', true).execute();
-      const asErrors = await trx.selectFrom('batches').select('id').where('error_file_id', '=', file.id).execute();
-      for (const b of asErrors) {
-        await trx.deleteFrom('batch_results').where('batch_id', '=', b.id).where('ok', '=', false).execute();
-        await trx.deleteFrom('dead_letters').where('batch_id', '=', b.id).execute();
-      }
-    });
+    await deps.db
+      .deleteFrom('dead_letters')
+      .where('batch_id', 'in', (eb) => eb.selectFrom('batches').select('id').where('error_file_id', '=', file.id))
+      .execute();
   }
   await deps.store.delete(file.storage_key);
   await deps.db.deleteFrom('files').where('id', '=', file.id).execute();

@@ -7,6 +7,7 @@ import * as m0004 from './0004_curation.js';
 import * as m0005 from './0005_operations.js';
 import * as m0006 from './0006_webhook_history.js';
 import * as m0007 from './0007_hardening.js';
+import * as m0008 from './0008_result_segments.js';
 
 // Listed by hand (not read from the folder) so the same list works under tsx and compiled.
 export const migrations: Record<string, Migration> = {
@@ -17,4 +18,5 @@ export const migrations: Record<string, Migration> = {
   '0005_operations': m0005,
   '0006_webhook_history': m0006,
   '0007_hardening': m0007,
+  '0008_result_segments': m0008,
 };

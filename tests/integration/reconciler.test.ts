@@ -3,6 +3,7 @@
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
+import { persistResults, resultRow } from '../../activities/results.js';
 import { NEW_BATCH } from '../../api/services/batches.js';
 import { newId, nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
@@ -103,19 +104,48 @@ describe('the reconciler', () => {
   });
 
   it('completes a batch whose every request ran when its workflow ended before it could finalize', async () => {
-    const created = await submitBatch(stack, batchLines({ model, count: 20 }));
-    const done = await waitForBatch(stack.openai, created.id, 60_000);
-    expect(done.status).toBe('completed');
+    const count = 20;
+    const file = await uploadBatchFile(stack.openai, batchLines({ model, count }));
+    const project = await stack.db
+      .selectFrom('projects')
+      .select('id')
+      .where('name', '=', 'default')
+      .executeTakeFirstOrThrow();
+    const created = { id: newId('batch_') };
     // As if the workflow had failed in finalize: every result stored, the batch still live, no files.
     await stack.db
-      .updateTable('batches')
-      .set({ status: 'finalizing', output_file_id: null, error_file_id: null, completed_at: null })
-      .where('id', '=', created.id)
+      .insertInto('batches')
+      .values({
+        ...NEW_BATCH,
+        id: created.id,
+        project_id: project.id,
+        endpoint: '/v1/chat/completions',
+        input_file_id: file.id,
+        completion_window: '24h',
+        created_at: nowSeconds() - 10,
+        expires_at: nowSeconds() + 86_400,
+        status: 'finalizing',
+        model,
+        request_total: count,
+      })
       .execute();
-    await stack.db
-      .deleteFrom('files')
-      .where('id', '=', done.output_file_id ?? '')
-      .execute();
+    const answered = await persistResults(
+      stack.db,
+      stack.store,
+      created.id,
+      Array.from({ length: count }, (_, i) =>
+        resultRow(created.id, i + 1, `req-${i}`, {
+          kind: 'ok',
+          status: 200,
+          requestId: `r-${i}`,
+          raw: '{"choices":[]}',
+          body: { choices: [] },
+          attempts: 1,
+          errors: [],
+        }),
+      ),
+    );
+    expect(answered).toBe(count);
     const batch = await waitForBatch(stack.openai, created.id, 30_000);
     expect(batch.status).toBe('completed');
     expect(batch.errors).toBeNull();

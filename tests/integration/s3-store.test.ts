@@ -90,6 +90,17 @@ describe('the S3 file store', () => {
     await expect(writer.commit()).rejects.toThrow(/bucket does not exist/i);
   });
 
+  it('removes a folder of objects, and only that folder', async () => {
+    for (const key of ['results/b1/a.seg', 'results/b1/b.seg', 'results/b1/c.seg', 'results/b10/a.seg']) {
+      const writer = await store.createWriter(key);
+      writer.stream.write(key);
+      await writer.commit();
+    }
+    expect(await store.deleteFolder('results/b1/')).toBe(3);
+    expect((await keysIn(s3, bucket)).filter((k) => k.startsWith('pre/results/'))).toEqual(['pre/results/b10/a.seg']);
+    expect(await store.deleteFolder('results/b1/')).toBe(0);
+  });
+
   it('fails a read of a missing object with an error, not an empty file', async () => {
     await expect(text(store.read('files/missing.bin'))).rejects.toThrow(/key does not exist|NoSuchKey/i);
   });
@@ -126,9 +137,13 @@ describe('a batch on the S3 store, with its GPU worker in a process of its own',
     const { ok } = await expectEachLineOnce(stack.openai, batch, 120);
     expect(ok.every((l) => l.response?.status_code === 200)).toBe(true);
 
-    // Input and output are objects under the prefix; the local folder was never used.
+    // Input and output are objects under the prefix (the results' segments went once the files were
+    // written); the local folder was never used.
     const keys = await keysIn(s3, stack.name);
-    expect(keys.length).toBeGreaterThanOrEqual(2);
+    expect(keys.sort()).toEqual([
+      `gpu-batch/outputs/${batch.id}/output.jsonl`,
+      `gpu-batch/uploads/${batch.input_file_id}`,
+    ]);
     expect(keys.every((k) => k.startsWith('gpu-batch/'))).toBe(true);
     expect(await readdir(stack.config.paths.fileStoreDir)).toEqual([]);
 

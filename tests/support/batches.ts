@@ -155,7 +155,16 @@ export function expectedIds(count: number): string[] {
 
 export type BatchOutputs = Awaited<ReturnType<typeof outputsByCustomId>>;
 
-/** Each custom_id of a `batchLines` input of `count` lines stands exactly once across the output and error files. */
+/** Whether a file's lines of a `batchLines` input (custom_id `req-<i>`) stand in input order. */
+export function inInputOrder(lines: ParsedOutputLine[]): boolean {
+  const order = lines.map((l) => Number(l.custom_id.slice('req-'.length)));
+  return order.every((n, i) => i === 0 || n > (order[i - 1] ?? -1));
+}
+
+/**
+ * Each custom_id of a `batchLines` input of `count` lines stands exactly once across the output and
+ * error files, and each file is in input order.
+ */
 export async function expectEachLineOnce(
   openai: OpenAI,
   batch: OpenAI.Batches.Batch,
@@ -164,6 +173,8 @@ export async function expectEachLineOnce(
   const outputs = await outputsByCustomId(openai, batch);
   expect([...outputs.counts.keys()].sort()).toEqual(expectedIds(count).sort());
   expect([...outputs.counts.entries()].filter(([, n]) => n !== 1)).toEqual([]);
+  expect(inInputOrder(outputs.ok), 'output file in input order').toBe(true);
+  expect(inInputOrder(outputs.failed), 'error file in input order').toBe(true);
   return outputs;
 }
 

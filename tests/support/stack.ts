@@ -78,8 +78,8 @@ export const TEST_ENV: Record<string, string> = {
   CONTROL_RETRY_MAX_MS: '1000',
   CURATION_STEP_TIMEOUT_MS: '10000',
   RESULT_FLUSH_MS: '50',
-  // Small, so every batch's results are written and finalized over many statements, as large answers are.
-  RESULT_STATEMENT_BYTES: '4096',
+  // Small, so every batch's results are written over many segments and finalized from them, as large answers are.
+  RESULT_SEGMENT_BYTES: '4096',
   ENGINE_RETRY_INITIAL_MS: '50',
   ENGINE_RETRY_MAX_MS: '500',
   ENGINE_HEALTH_TIMEOUT_MS: '20000',

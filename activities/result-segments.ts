@@ -1,0 +1,152 @@
+// Where finished requests' output lines are kept until finalize: segment objects in the file store,
+// one per flush of results, never one per request; Postgres keeps only which lines each holds
+// (result_groups), so the database carries what exactly-once needs and not the answers.
+//
+// A segment is sorted by line, each line `<input line>\t<output line>\n`, so the lines of one bucket
+// are one byte range of it, and finalize merges a bucket's segments in input order while holding
+// only one line of each.
+import { randomBytes } from 'node:crypto';
+
+import { writeChunk, type FileStore } from '../lib/file-store.js';
+import { readLines } from '../lib/jsonl.js';
+import type { Db } from '../schema/db.js';
+import { bucketOf } from '../schema/result-groups.js';
+
+export interface SegmentLine {
+  line: number;
+  output: string;
+}
+
+/** The store folder of a batch's segments: removed whole once its files are written. */
+export function segmentFolder(batchId: string): string {
+  return `results/${batchId}/`;
+}
+
+export interface WrittenSegment {
+  key: string;
+  /** Per bucket, the bytes of the segment holding its lines. */
+  ranges: Map<number, { start: number; end: number }>;
+}
+
+/** Writes lines (ascending, one per line number) as one segment object. */
+export async function writeSegment(store: FileStore, batchId: string, lines: SegmentLine[]): Promise<WrittenSegment> {
+  const key = `${segmentFolder(batchId)}${randomBytes(12).toString('hex')}.seg`;
+  const writer = await store.createWriter(key);
+  const ranges = new Map<number, { start: number; end: number }>();
+  let offset = 0;
+  try {
+    for (const { line, output } of lines) {
+      const text = `${line}\t${output}\n`;
+      const bytes = Buffer.byteLength(text);
+      const bucket = bucketOf(line);
+      const range = ranges.get(bucket);
+      if (range === undefined) ranges.set(bucket, { start: offset, end: offset + bytes });
+      else range.end = offset + bytes;
+      offset += bytes;
+      await writeChunk(writer.stream, text);
+    }
+    await writer.commit();
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+  return { key, ranges };
+}
+
+export interface StoredResult {
+  line: number;
+  ok: boolean;
+  /** The output-file line, without its newline. */
+  output: string;
+}
+
+/** A group's counted lines, read from its segment's bytes (or, before 0008, from batch_results). */
+async function* groupLines(
+  db: Db,
+  store: FileStore,
+  batchId: string,
+  group: { segment: string | null; byte_start: number; byte_end: number; lines: number[] },
+): AsyncGenerator<SegmentLine> {
+  const counted = new Set(group.lines);
+  let seen = 0;
+  if (group.segment === null) {
+    const first = group.lines[0] ?? 0;
+    const last = group.lines[group.lines.length - 1] ?? -1;
+    const rows = await db
+      .selectFrom('batch_results')
+      .select(['line', 'output'])
+      .where('batch_id', '=', batchId)
+      .where('line', '>=', first)
+      .where('line', '<=', last)
+      .orderBy('line')
+      .execute();
+    for (const row of rows) {
+      if (!counted.has(row.line)) continue;
+      seen++;
+      yield row;
+    }
+  } else {
+    for await (const { text } of readLines(
+      store.read(group.segment, { start: group.byte_start, end: group.byte_end }),
+    )) {
+      const tab = text.indexOf('\t');
+      const line = Number(text.slice(0, tab));
+      if (tab < 1 || !Number.isInteger(line)) throw new Error(`result segment ${group.segment} is damaged`);
+      if (!counted.has(line)) continue; // a copy another attempt's row counts
+      seen++;
+      yield { line, output: text.slice(tab + 1) };
+    }
+  }
+  if (seen !== counted.size)
+    throw new Error(
+      `result segment ${group.segment ?? '(batch_results)'} of ${batchId} holds ${seen} of the ${counted.size} lines it should`,
+    );
+}
+
+async function pull(source: AsyncGenerator<SegmentLine>): Promise<SegmentLine | undefined> {
+  const next = await source.next();
+  return next.done === true ? undefined : next.value;
+}
+
+/**
+ * Every persisted result of a batch in input order, streamed: bucket by bucket, a merge of the
+ * bucket's segments (each already in order), so memory holds one line per segment of one bucket.
+ */
+export async function* resultsInOrder(db: Db, store: FileStore, batchId: string): AsyncGenerator<StoredResult> {
+  const buckets = await db
+    .selectFrom('result_groups')
+    .select('bucket')
+    .distinct()
+    .where('batch_id', '=', batchId)
+    .orderBy('bucket')
+    .execute();
+  for (const { bucket } of buckets) {
+    const groups = await db
+      .selectFrom('result_groups')
+      .select(['segment', 'byte_start', 'byte_end', 'lines', 'failed'])
+      .where('batch_id', '=', batchId)
+      .where('bucket', '=', bucket)
+      .execute();
+    const failed = new Set(groups.flatMap((g) => g.failed));
+    const sources = groups.map((g) => groupLines(db, store, batchId, g));
+    const heads: (SegmentLine | undefined)[] = [];
+    try {
+      for (const source of sources) heads.push(await pull(source));
+      for (;;) {
+        let next = -1;
+        for (let i = 0; i < heads.length; i++) {
+          const head = heads[i];
+          if (head !== undefined && (next === -1 || head.line < (heads[next]?.line ?? Infinity))) next = i;
+        }
+        const head = heads[next];
+        const source = sources[next];
+        if (head === undefined || source === undefined) break;
+        yield { line: head.line, ok: !failed.has(head.line), output: head.output };
+        heads[next] = await pull(source);
+      }
+    } finally {
+      // An early stop (a failed write) must not leave segment reads open.
+      await Promise.all(sources.map((s) => s.return(undefined)));
+    }
+  }
+}
