@@ -16,7 +16,7 @@ import { describeValue, safeText } from '../lib/sanitize.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
 import { jsonb, type Db } from '../schema/db.js';
-import { persistedLines } from '../schema/result-groups.js';
+import { persistedLines, resultCounts } from '../schema/result-groups.js';
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { loadBatch } from './load-batch.js';
 import { resultsInOrder, segmentFolder } from './result-segments.js';
@@ -444,6 +444,7 @@ export function createControlActivities(deps: ControlDeps) {
 
       const lifetime = batch.output_expires_after ?? config.files.outputLifetimeSeconds;
       const files = await writeOutputs(batchId, batch.project_id, lifetime);
+      const tokens = (await resultCounts(db, [batchId])).get(batchId);
       const now = nowSeconds();
       const final = await db.transaction().execute(async (trx) => {
         const current = await trx
@@ -479,6 +480,10 @@ export function createControlActivities(deps: ControlDeps) {
             error_file_id: files.errorFileId,
             request_completed: files.completed,
             request_failed: files.failed,
+            input_tokens: tokens?.input_tokens ?? 0,
+            cached_tokens: tokens?.cached_tokens ?? 0,
+            output_tokens: tokens?.output_tokens ?? 0,
+            reasoning_tokens: tokens?.reasoning_tokens ?? 0,
             ...(status === 'completed' ? { completed_at: now } : {}),
             ...(status === 'cancelled' ? { cancelled_at: now } : {}),
             ...(status === 'expired' ? { expired_at: now } : {}),

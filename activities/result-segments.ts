@@ -131,7 +131,8 @@ export async function* resultsInOrder(db: Db, store: FileStore, batchId: string)
     const sources = groups.map((g) => groupLines(db, store, batchId, g));
     const heads: (SegmentLine | undefined)[] = [];
     try {
-      for (const source of sources) heads.push(await pull(source));
+      // Every segment's first read at once: a bucket of small flushes is many small ranged reads.
+      heads.push(...(await Promise.all(sources.map(pull))));
       for (;;) {
         let next = -1;
         for (let i = 0; i < heads.length; i++) {

@@ -1,7 +1,7 @@
 // Persisting finished requests. A request counts only once its result is persisted: its output line
-// in a segment of the file store, and a row naming it in result_groups, written with the batch's
-// counters in one transaction that skips lines already there, so a retried chunk (or a zombie attempt
-// still running beside its retry) can never count or write a line twice.
+// in a segment of the file store, and a row naming it (with its tokens) in result_groups, written by a
+// transaction that skips lines already there, so a retried chunk (or a zombie attempt still running
+// beside its retry) can never count or write a line twice.
 import { sql } from 'kysely';
 
 import { asError } from '../lib/as-error.js';
@@ -149,10 +149,12 @@ export async function resultsInRange(
 
 class BatchEnded extends Error {}
 
+type TokenColumns = Pick<ResultRow, 'input_tokens' | 'cached_tokens' | 'output_tokens' | 'reasoning_tokens'>;
+
 /**
  * Writes the rows whose lines have no result yet: their output lines as one segment in the file
- * store, then, in one transaction, a result_groups row per bucket naming exactly those lines, the
- * batch's counters and (for requests that failed for good) the dead letters; none once the batch has
+ * store, then, in one transaction, a result_groups row per bucket naming exactly those lines (and
+ * their tokens) and, for requests that failed for good, the dead letters; none once the batch has
  * ended. Returns how many rows it wrote.
  */
 export async function persistResults(db: Db, store: FileStore, batchId: string, rows: ResultRow[]): Promise<number> {
@@ -180,18 +182,15 @@ async function persistIfLive(
   ranges: Map<number, { start: number; end: number }>,
 ): Promise<number> {
   return db.transaction().execute(async (trx) => {
-    // Every writer of a batch takes its row first: the check for lines already there and the insert
-    // below are then one step, and writers cannot deadlock.
-    const batch = await trx
-      .selectFrom('batches')
-      .select('status')
-      .where('id', '=', batchId)
-      .forUpdate()
-      .executeTakeFirst();
-    // A batch that has ended (the reconciler finalized it while a chunk of its still ran) takes
-    // no more results: its files are written.
+    // A batch that has ended (the reconciler finalized it while a chunk of its still ran) takes no
+    // more results: its files are written. (No lock needed: finalize first gives every line a row, so
+    // a write that slips past this check finds its lines counted and adds nothing.)
+    const batch = await trx.selectFrom('batches').select('status').where('id', '=', batchId).executeTakeFirst();
     if (batch === undefined || !(LIVE_BATCH_STATES as readonly string[]).includes(batch.status)) throw new BatchEnded();
-    const buckets = [...ranges.keys()];
+    // Writers of the same bucket take turns (in bucket order, so they cannot deadlock); writers of
+    // other buckets, and of other batches, do not wait for each other.
+    const buckets = [...ranges.keys()].sort((a, b) => a - b);
+    for (const bucket of buckets) await sql`select pg_advisory_xact_lock(hashtext(${batchId}), ${bucket})`.execute(trx);
     const existing = await trx
       .selectFrom('result_groups')
       .select('lines')
@@ -201,7 +200,8 @@ async function persistIfLive(
     const there = new Set(existing.flatMap((g) => g.lines));
     const fresh = rows.filter((r) => !there.has(r.line));
     if (fresh.length === 0) return 0;
-    const groups = new Map<number, NewResultGroup & { lines: number[]; failed: number[] }>();
+    type Group = NewResultGroup & { lines: number[]; failed: number[] } & Record<keyof TokenColumns, number>;
+    const groups = new Map<number, Group>();
     for (const r of fresh) {
       const bucket = bucketOf(r.line);
       let group = groups.get(bucket);
@@ -215,36 +215,23 @@ async function persistIfLive(
           byte_end: range.end,
           lines: [],
           failed: [],
+          input_tokens: 0,
+          cached_tokens: 0,
+          output_tokens: 0,
+          reasoning_tokens: 0,
         };
         groups.set(bucket, group);
       }
       group.lines.push(r.line);
       if (!r.ok) group.failed.push(r.line);
+      group.input_tokens += r.input_tokens;
+      group.cached_tokens += r.cached_tokens;
+      group.output_tokens += r.output_tokens;
+      group.reasoning_tokens += r.reasoning_tokens;
     }
     await trx
       .insertInto('result_groups')
       .values([...groups.values()])
-      .execute();
-    const sum = { completed: 0, failed: 0, input: 0, cached: 0, output: 0, reasoning: 0 };
-    for (const r of fresh) {
-      if (r.ok) sum.completed++;
-      else sum.failed++;
-      sum.input += r.input_tokens;
-      sum.cached += r.cached_tokens;
-      sum.output += r.output_tokens;
-      sum.reasoning += r.reasoning_tokens;
-    }
-    await trx
-      .updateTable('batches')
-      .set({
-        request_completed: sql`request_completed + ${sum.completed}`,
-        request_failed: sql`request_failed + ${sum.failed}`,
-        input_tokens: sql`input_tokens + ${sum.input}`,
-        cached_tokens: sql`cached_tokens + ${sum.cached}`,
-        output_tokens: sql`output_tokens + ${sum.output}`,
-        reasoning_tokens: sql`reasoning_tokens + ${sum.reasoning}`,
-      })
-      .where('id', '=', batchId)
       .execute();
     // Only lines this call wrote: a line that was already there keeps its own story.
     const letters = fresh.filter((r) => r.deadLetter !== undefined);

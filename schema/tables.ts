@@ -89,6 +89,7 @@ export interface BatchesTable {
   cancelling_at: number | null;
   cancelled_at: number | null;
   request_total: Generated<number>;
+  /** These counts and tokens are written when the batch ends; while it runs they are summed from result_groups. */
   request_completed: Generated<number>;
   request_failed: Generated<number>;
   input_tokens: Generated<number>;
@@ -116,6 +117,11 @@ export interface ResultGroupsTable {
   lines: number[];
   /** Which of those failed (they go to the error file). */
   failed: number[];
+  /** Token usage of the lines this row counts. */
+  input_tokens: Generated<number>;
+  cached_tokens: Generated<number>;
+  output_tokens: Generated<number>;
+  reasoning_tokens: Generated<number>;
 }
 
 /** Lines of a batch per result bucket: the dedup unit of results. */

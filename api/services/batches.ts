@@ -7,8 +7,8 @@ import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { isBlank, readLines } from '../../lib/jsonl.js';
 import { withTemporalDeadline } from '../../lib/temporal.js';
 import { jsonb } from '../../schema/db.js';
-import { succeededLines } from '../../schema/result-groups.js';
-import type { BatchRow, BatchStatus } from '../../schema/tables.js';
+import { resultCounts, succeededLines } from '../../schema/result-groups.js';
+import { isLive, type BatchRow, type BatchStatus } from '../../schema/tables.js';
 import {
   batchEndpointSchema,
   parseDuration,
@@ -81,6 +81,20 @@ export function toBatchObject(row: BatchRow): BatchObject {
   };
 }
 
+/**
+ * Running batches with their counts and tokens so far, summed from their results (a batch's own row
+ * gets them when it ends: writers of results never queue on it).
+ */
+async function withRunningCounts(db: ApiDeps['db'], rows: BatchRow[]): Promise<BatchRow[]> {
+  const running = rows.filter((r) => isLive(r.status)).map((r) => r.id);
+  const counts = await resultCounts(db, running);
+  return rows.map((row) => {
+    const c = counts.get(row.id);
+    if (c === undefined || !isLive(row.status)) return row;
+    return { ...row, ...c, request_completed: c.completed, request_failed: c.failed };
+  });
+}
+
 export async function getBatch(deps: Pick<ApiDeps, 'db'>, project: Project, id: string): Promise<BatchRow> {
   if (!isWellFormedId(id)) throw notFound('Batch', id.slice(0, 200));
   const row = await deps.db
@@ -90,7 +104,7 @@ export async function getBatch(deps: Pick<ApiDeps, 'db'>, project: Project, id: 
     .where('project_id', '=', project.id)
     .executeTakeFirst();
   if (row === undefined) throw notFound('Batch', id);
-  return row;
+  return (await withRunningCounts(deps.db, [row]))[0] ?? row;
 }
 
 export async function createBatch(
@@ -200,7 +214,7 @@ export async function listBatches(
     .orderBy('seq', 'desc')
     .limit(q.limit + 1)
     .execute();
-  return toPage(rows, q.limit);
+  return toPage(await withRunningCounts(deps.db, rows), q.limit);
 }
 
 export async function cancelBatch(
@@ -218,7 +232,10 @@ export async function cancelBatch(
     .where('status', 'in', CANCELLABLE)
     .returningAll()
     .executeTakeFirst();
-  const row = updated ?? (await getBatch(deps, project, id));
+  const row =
+    updated === undefined
+      ? await getBatch(deps, project, id)
+      : ((await withRunningCounts(db, [updated]))[0] ?? updated);
   if (row.status !== 'cancelling' && row.status !== 'cancelled') {
     throw new ConflictError(`Cannot cancel a batch with status '${row.status}'.`, {
       code: 'batch_not_cancellable',

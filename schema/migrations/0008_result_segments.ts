@@ -1,7 +1,8 @@
 import { sql, type Kysely } from 'kysely';
 
 // Output lines leave Postgres for the file store: each flush of results is a segment object, and a
-// small row per (flush, bucket of 1,024 input lines) says which lines it counts. Lines already in
+// small row per (flush, bucket of 1,024 input lines) says which lines it counts and their tokens (a
+// running batch's counts are summed from these rows; its own counters are written when it ends). Lines already in
 // batch_results become such rows (segment null: their text stays in batch_results until their batch
 // finishes); those of finished batches are already in the batch's files and go.
 export async function up(db: Kysely<unknown>): Promise<void> {
@@ -15,13 +16,19 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     .addColumn('byte_end', 'bigint', (c) => c.notNull())
     .addColumn('lines', sql`integer[]`, (c) => c.notNull())
     .addColumn('failed', sql`integer[]`, (c) => c.notNull())
+    .addColumn('input_tokens', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('cached_tokens', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('output_tokens', 'bigint', (c) => c.notNull().defaultTo(0))
+    .addColumn('reasoning_tokens', 'bigint', (c) => c.notNull().defaultTo(0))
     .execute();
   await db.schema.createIndex('result_groups_bucket').on('result_groups').columns(['batch_id', 'bucket']).execute();
   await sql`
-    insert into result_groups (batch_id, bucket, segment, byte_start, byte_end, lines, failed)
+    insert into result_groups (batch_id, bucket, segment, byte_start, byte_end, lines, failed,
+                               input_tokens, cached_tokens, output_tokens, reasoning_tokens)
     select batch_id, line / 1024, null, 0, 0,
            array_agg(line order by line),
-           coalesce(array_agg(line order by line) filter (where not ok), '{}')
+           coalesce(array_agg(line order by line) filter (where not ok), '{}'),
+           sum(input_tokens), sum(cached_tokens), sum(output_tokens), sum(reasoning_tokens)
     from batch_results
     group by batch_id, line / 1024
   `.execute(db);

@@ -4,6 +4,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { sql } from 'kysely';
+import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { createControlActivities } from '../../activities/batch-control.js';
@@ -146,17 +147,13 @@ describe('result storage', () => {
       }),
     );
     expect((persisted[0] ?? 0) + (persisted[1] ?? 0)).toBe(count);
-    const counted = await stack.db
-      .selectFrom('batches')
-      .select(['request_completed', 'request_failed', 'input_tokens', 'output_tokens'])
-      .where('id', '=', batchId)
-      .executeTakeFirstOrThrow();
-    expect(counted).toEqual({
-      request_completed: count,
-      request_failed: 0,
-      input_tokens: count,
-      output_tokens: 2 * count,
-    });
+    // What the user sees while it runs, and after it ends: every line and its tokens once.
+    const counted = (b: OpenAI.Batches.Batch): unknown => ({ counts: b.request_counts, usage: b.usage });
+    const expected = {
+      counts: { total: count, completed: count, failed: 0 },
+      usage: expect.objectContaining({ input_tokens: count, output_tokens: 2 * count }) as unknown,
+    };
+    expect(counted(await stack.openai.batches.retrieve(batchId))).toEqual(expected);
 
     const control = createControlActivities({ db: stack.db, store: stack.store, config: stack.config, log: stack.log });
     const inputKey = (
@@ -164,6 +161,7 @@ describe('result storage', () => {
     ).storage_key;
     const summary = await control.finalizeBatch({ batchId, inputKey, outcome: 'completed' });
     expect(summary).toMatchObject({ status: 'completed', completed: count, failed: 0, errorFileId: null });
+    expect(counted(await stack.openai.batches.retrieve(batchId))).toEqual(expected);
     const output = await fileLines(stack.openai, summary.outputFileId);
     expect(output.map((l) => l.custom_id)).toEqual(Array.from({ length: count }, (_, i) => `req-${i}`));
     expect(inInputOrder(output)).toBe(true);
