@@ -1,9 +1,16 @@
 // The benchmark scenarios. Each starts what it needs, runs `runs` times, and reports its figures.
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { sql } from 'kysely';
 
+import { persistResults, resultRow } from '../activities/results.js';
+import { NEW_BATCH } from '../api/services/batches.js';
+import { ensureDatabase } from '../dev/embedded-postgres.js';
 import { TINY_MODEL_NAME } from '../dev/vllm-local.js';
 import { loadConfig } from '../lib/config.js';
+import { LocalFileStore } from '../lib/file-store.js';
+import { dbOptions, openDatabase } from '../schema/db.js';
 import { H100_LLAMA_8B } from '../simulator/capacity.js';
 import { runDirect } from './direct.js';
 import {
@@ -245,42 +252,69 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
 export async function ceiling(o: Options): Promise<ScenarioResult> {
   const requests = o.quick ? 5000 : 20_000;
   const gpuWorkers = 2;
-  const engineOptions = instantEngine('instant', 1024, 16);
-  const rate = metric('requests per second (engine span)', 'req/s', 'higher', { op: '>=', value: 2000 });
+  const inFlight = 256;
+  // Output lines of about 1 KB: a 16-token chat answer is that, with its usage and the rest of vLLM's object.
+  const answerTokens = 16;
+  const engineOptions = instantEngine('instant', 1024, answerTokens);
+  const rate = metric('requests per second (engine span)', 'req/s', 'higher', { op: '>=', value: 5000 });
+  const ofDirect = metric('engine-span rate ÷ bare client rate', 'ratio', 'higher', { op: '>=', value: 0.5 });
+  const bare = metric('bare client: requests per second', 'req/s', 'higher');
   const endToEnd = metric('requests per second (create to completed)', 'req/s', 'higher');
+  // cpuMeter's groups: the stack's processes by name, Postgres by its command.
+  const processes = {
+    API: 'API',
+    orchestrator: 'orchestrator',
+    'GPU workers': 'GPU workers',
+    Temporal: 'Temporal',
+    Postgres: 'postgres',
+  };
+  const perProcess = Object.entries(processes).map(([label, group]) => ({
+    group,
+    metric: metric(`CPU per 1,000 requests: ${label}`, 'core-s', 'lower'),
+  }));
   const cpu: CpuUse[] = [];
   let settings = engineSettings(engineOptions);
   await withSimulatedStack(
     o,
     engineOptions,
-    { gpuWorkersEach: gpuWorkers, env: { GPU_MAX_INFLIGHT: '256' } },
+    { gpuWorkersEach: gpuWorkers, env: { GPU_MAX_INFLIGHT: String(inFlight) } },
     async ({ infra, stack, engine }) => {
       settings = engine.settings;
-      const lines = requestLines(engine.model, requests, { maxTokens: 16, ignoreEos: true });
+      const lines = requestLines(engine.model, requests, { maxTokens: answerTokens, ignoreEos: true });
       // One batch first, not counted: the GPU workers' JIT needs a few seconds of this load to warm up.
       await runBatch(stack, await upload(stack, lines));
       for (let run = 0; run < o.runs; run++) {
+        // The same requests straight to the same engine, as many at once as the GPU workers keep in flight.
+        const direct = await runDirect(engine.url, lines, gpuWorkers * inFlight);
+        if (direct.failed > 0) throw new Error(`the bare client saw ${direct.failed} failures`);
+        bare.values.push(requests / direct.seconds);
         const fileId = await upload(stack, lines);
         await engine.resetStats();
         const meter = cpuMeter(processNames(infra, stack, [engine]));
         const { createdAt } = await runBatch(stack, fileId);
-        cpu.push(meter());
+        const used = meter();
+        cpu.push(used);
         const elapsed = (Date.now() - createdAt) / 1000;
         rate.values.push(requests / span([await engine.stats()]));
+        ofDirect.values.push((rate.values.at(-1) ?? 0) / (bare.values.at(-1) ?? 1));
         endToEnd.values.push(requests / elapsed);
-        log.info({ run, rate: rate.values.at(-1), endToEnd: endToEnd.values.at(-1) }, 'ceiling run');
+        for (const p of perProcess) p.metric.values.push(((used.seconds[p.group] ?? 0) * 1000) / requests);
+        log.info(
+          { run, rate: rate.values.at(-1), bare: bare.values.at(-1), endToEnd: endToEnd.values.at(-1) },
+          'ceiling run',
+        );
       }
     },
   );
   return {
     name: 'ceiling',
     title: 'Orchestrator ceiling',
-    setup: `${int(requests)} requests (16 tokens each) against an engine that takes no time: ${describeEngine(settings)}. ${gpuWorkers} GPU worker processes with 256 in flight each, everything — API, orchestrator, GPU workers, engine, Temporal, Postgres — on this machine. One warm-up batch runs first and is not counted.`,
-    metrics: [rate, endToEnd],
+    setup: `${int(requests)} requests (answers of ${answerTokens} tokens: output lines of about 1 KB) against an engine that takes no time: ${describeEngine(settings)}. ${gpuWorkers} GPU worker processes with ${inFlight} in flight each, everything — API, orchestrator, GPU workers, engine, Temporal, Postgres — on this machine. One warm-up batch runs first and is not counted. In each run a bare client (a keep-alive HTTP pool, ${gpuWorkers * inFlight} at once) first sends the same requests straight to the same engine.`,
+    metrics: [rate, ofDirect, bare, endToEnd, ...perProcess.map((p) => p.metric)],
     notes: [
       'The engine span (first request to last at the engine) is the sustained rate; create-to-completed adds validation, planning and finalize.',
-      "The simulated engine still does a scheduler's work on this machine's CPU for every request (admission, a prefix-cache lookup, KV blocks, a step per token), which the GPU would not take from the orchestrator's cores.",
-      `CPU in cores from create to completed (mean of the runs): ${coresByGroup(cpu)}.`,
+      "The simulated engine still does a scheduler's work on this machine's CPU for every request (admission, a prefix-cache lookup, KV blocks, a step per token), which the GPU would not take from the orchestrator's cores; the bare client meets the same engine.",
+      `CPU in cores from create to completed (mean of the runs): ${coresByGroup(cpu)}. CPU per 1,000 requests is each process's CPU time from create to completed (validation and finalize included) per 1,000 requests.`,
       "At about 32 requests a second per GPU for an 8B model on an H100 (the simulator's calibration), this is enough to feed dozens of GPUs from one orchestrator.",
     ],
   };
@@ -428,10 +462,12 @@ function embeddingLines(model: string, count: number, dimensions: number): strin
 /** 7. What Postgres writes per request, for small, 2 KB and embeddings answers: answers go to the file store. */
 export async function pgWrites(o: Options): Promise<ScenarioResult> {
   const requests = o.quick ? 1000 : 5000;
-  const cases = [
+  const cases: { label: string; model: string; tokens: number; env?: Record<string, string> }[] = [
     { label: '16-token answers', model: 'instant', tokens: 16 },
     { label: '2 KB answers', model: 'instant', tokens: 340 },
     { label: '4,096-dimension embeddings', model: 'instant-embed', tokens: 0 },
+    // A GPU serving ~30 requests a second flushes about 8 every RESULT_FLUSH_MS (250 ms): the fixed cost of a flush shows.
+    { label: '2 KB answers, flushes of 8 rows', model: 'instant', tokens: 340, env: { RESULT_FLUSH_ROWS: '8' } },
   ];
   const metrics = cases.flatMap((c) => [
     metric(`${c.label}: Postgres WAL per request`, 'bytes', 'lower', { op: '<=', value: 200 }),
@@ -440,7 +476,7 @@ export async function pgWrites(o: Options): Promise<ScenarioResult> {
   ]);
   for (const [i, c] of cases.entries()) {
     const engineOptions = instantEngine(c.model, 1024, Math.max(c.tokens, 1));
-    await withSimulatedStack(o, engineOptions, { env: { GPU_MAX_INFLIGHT: '256' } }, async ({ stack }) => {
+    await withSimulatedStack(o, engineOptions, { env: { GPU_MAX_INFLIGHT: '256', ...c.env } }, async ({ stack }) => {
       const lines =
         c.tokens === 0
           ? embeddingLines(c.model, requests, 4096)
@@ -463,11 +499,139 @@ export async function pgWrites(o: Options): Promise<ScenarioResult> {
   return {
     name: 'pgwrites',
     title: 'Postgres writes per request',
-    setup: `${int(requests)} requests a run, one GPU worker (256 in flight) on an engine that takes no time: chat answers of 16 and 340 tokens (ignore_eos), and 4,096-dimension embeddings. Postgres's WAL position (pg_current_wal_lsn: every byte it wrote, tables, indexes and the batch's own rows) and the database's size (pg_database_size), from batches.create to completed, divided by the requests.`,
+    setup: `${int(requests)} requests a run, one GPU worker (256 in flight) on an engine that takes no time: chat answers of 16 and 340 tokens (ignore_eos), and 4,096-dimension embeddings, in flushes of up to 200 rows (the default RESULT_FLUSH_ROWS; with an instant engine every flush is full), and once in flushes of 8. Postgres's WAL position (pg_current_wal_lsn: every byte it wrote, tables, indexes and the batch's own rows) and the database's size (pg_database_size), from batches.create to completed, divided by the requests.`,
     metrics,
     notes: [
       'Answers go to the file store as one segment object per flush of results; Postgres gets one small row per flush and 1,024-line bucket (the lines it counts, the failed ones, a byte range) and the batch counters, so what it writes per request does not grow with the answer.',
       "The WAL figure includes the batch's life around its results: its row's updates, its files' rows, the GPU workers' heartbeats while it runs, and full-page images after a checkpoint.",
+    ],
+  };
+}
+
+/** 8. Finalize of a 50,000-line batch of about 40 KB answers: its time, and the orchestrator's memory. */
+export async function finalize(o: Options): Promise<ScenarioResult> {
+  const requests = o.quick ? 5000 : 50_000;
+  const dimensions = 2048;
+  const engineOptions = instantEngine('finalize-embed', 1024, 1);
+  const time = metric('finalize time (finalizing to completed)', 's', 'lower');
+  const peak = metric('orchestrator peak RSS over the batch (validation and finalize)', 'MB', 'lower');
+  const before = metric('orchestrator RSS before the batch', 'MB', 'lower');
+  const rate = metric('finalize rate', 'MB/s', 'higher');
+  const size = metric('output file', 'MB', 'higher');
+  await withSimulatedStack(o, engineOptions, { env: { GPU_MAX_INFLIGHT: '256' } }, async ({ stack }) => {
+    const lines = embeddingLines(engineOptions.model, requests, dimensions);
+    for (let run = 0; run < o.runs; run++) {
+      const fileId = await upload(stack, lines);
+      before.values.push(rssMb(stack.orchestrator.child.pid ?? 0));
+      const stop = sampleRss({ orchestrator: stack.orchestrator.child.pid ?? 0 });
+      const { batch, seen } = await runBatch(stack, fileId, 50, '/v1/embeddings');
+      const peaks = stop();
+      const seconds = ((seen.completed ?? 0) - (seen.finalizing ?? seen.in_progress ?? 0)) / 1000;
+      const mb = (await stack.openai.files.retrieve(batch.output_file_id ?? '')).bytes / 1e6;
+      time.values.push(seconds);
+      peak.values.push(peaks.orchestrator ?? 0);
+      size.values.push(mb);
+      rate.values.push(mb / Math.max(seconds, 0.001));
+      log.info({ run, seconds, mb, peaks }, 'finalize run');
+      // Each run's output is hundreds of MB: the next one should not fill the disk.
+      await stack.openai.files.delete(batch.output_file_id ?? '');
+    }
+  });
+  return {
+    name: 'finalize',
+    title: 'Finalize of large answers',
+    setup: `${int(requests)} embeddings requests (${int(dimensions)} dimensions: answers of about 44 KB) on one GPU worker (256 in flight) against an engine that takes no time; the orchestrator writes the output file from the result segments in the local file store. Finalize time is from the batch first seen \`finalizing\` to \`completed\` (status polled every 50 ms); RSS is sampled from /proc every 50 ms over the whole batch.`,
+    metrics: [time, rate, peak, before, size],
+    notes: [
+      "Finalize merges each 1,024-line bucket's segments in input order, holding one line per segment, so its memory does not grow with the batch.",
+    ],
+  };
+}
+
+/**
+ * 9. How many flushes of results one batch takes a second from many writers at once: what its
+ * segments' writes and Postgres's commits allow (writers of a batch queue only per 1,024-line bucket).
+ */
+export async function flushes(o: Options): Promise<ScenarioResult> {
+  const writers = 32;
+  const rowsPerFlush = 8;
+  const seconds = o.quick ? 5 : 15;
+  const rate = metric(
+    `flushes per second into one batch (${writers} writers, ${rowsPerFlush} rows each)`,
+    'flushes/s',
+    'higher',
+  );
+  const rows = metric('results per second into one batch', 'rows/s', 'higher');
+  await withInfra(async (infra) => {
+    const name = `f${randomBytes(4).toString('hex')}`;
+    await ensureDatabase(infra.postgres.serverUrl, name);
+    const db = await openDatabase(`${infra.postgres.serverUrl}/${name}`, {
+      ...dbOptions(loadConfig()),
+      poolSize: writers,
+    });
+    const store = new LocalFileStore(path.join(infra.dir, name));
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      await db.insertInto('projects').values({ id: 'proj_bench', name: 'bench', created_at: now }).execute();
+      for (let run = 0; run < o.runs; run++) {
+        const batchId = `batch_flush${run}`;
+        await db
+          .insertInto('batches')
+          .values({
+            ...NEW_BATCH,
+            id: batchId,
+            project_id: 'proj_bench',
+            endpoint: '/v1/chat/completions',
+            input_file_id: 'file-none',
+            completion_window: '24h',
+            created_at: now,
+            expires_at: now + 86_400,
+            status: 'in_progress',
+            model: 'm',
+            request_total: 10_000_000,
+          })
+          .execute();
+        const answer = 'x'.repeat(2000);
+        let done = 0;
+        const deadline = performance.now() + seconds * 1000;
+        await Promise.all(
+          // Each writer its own range of lines, as each chunk has.
+          Array.from({ length: writers }, async (_, writer) => {
+            let next = 1 + writer * 1_000_000;
+            while (performance.now() < deadline) {
+              const first = next;
+              next += rowsPerFlush;
+              const flush = Array.from({ length: rowsPerFlush }, (_, i) =>
+                resultRow(batchId, first + i, `r${first + i}`, {
+                  kind: 'ok',
+                  status: 200,
+                  requestId: null,
+                  raw: `{"answer":"${answer}"}`,
+                  body: {},
+                  attempts: 1,
+                  errors: [],
+                }),
+              );
+              await persistResults(db, store, batchId, flush);
+              done++;
+            }
+          }),
+        );
+        rate.values.push(done / seconds);
+        rows.values.push((done * rowsPerFlush) / seconds);
+        log.info({ run, flushes: done / seconds }, 'flush ceiling');
+      }
+    } finally {
+      await db.destroy();
+    }
+  });
+  return {
+    name: 'flushes',
+    title: 'Result flushes into one batch',
+    setup: `${writers} writers (as many chunks writing at once, each in its own range of lines) persist flushes of ${rowsPerFlush} results of about 2 KB into one batch for ${seconds} s: each flush writes its segment to the local file store (with fsync) and runs its transaction (lock the batch's row, read the bucket's rows, insert one, add to the counters) on a durable Postgres on the same disk.`,
+    metrics: [rate, rows],
+    notes: [
+      "Each writer has its own 1,024-line buckets, as each chunk does, so writers do not wait for each other's locks; each flush costs two fsyncs on this machine's one disk (its segment's and Postgres's commit), which bound the figure here. docs/scale.md says what it means for RESULT_FLUSH_MS at scale.",
     ],
   };
 }
@@ -770,5 +934,7 @@ export const SCENARIOS = {
   latency,
   vllm,
   pgwrites: pgWrites,
+  finalize,
+  flushes,
 } as const;
 export type ScenarioName = keyof typeof SCENARIOS;
