@@ -154,7 +154,7 @@ export function createControlActivities(deps: ControlDeps) {
   async function dropSegments(batchId: string): Promise<void> {
     try {
       await store.deleteFolder(segmentFolder(batchId));
-      await db.deleteFrom('batch_results').where('batch_id', '=', batchId).execute();
+      await db.deleteFrom('legacy_batch_results').where('batch_id', '=', batchId).execute();
     } catch (err) {
       log.warn({ batchId, err: (err as Error).message }, 'could not remove the result segments of a finished batch');
     }

@@ -60,7 +60,7 @@ export interface StoredResult {
   output: string;
 }
 
-/** A group's counted lines, read from its segment's bytes (or, before 0008, from batch_results). */
+/** A group's counted lines, read from its segment's bytes (or, stored before 0008, from legacy_batch_results). */
 async function* groupLines(
   db: Db,
   store: FileStore,
@@ -73,7 +73,7 @@ async function* groupLines(
     const first = group.lines[0] ?? 0;
     const last = group.lines[group.lines.length - 1] ?? -1;
     const rows = await db
-      .selectFrom('batch_results')
+      .selectFrom('legacy_batch_results')
       .select(['line', 'output'])
       .where('batch_id', '=', batchId)
       .where('line', '>=', first)
@@ -99,7 +99,7 @@ async function* groupLines(
   }
   if (seen !== counted.size)
     throw new Error(
-      `result segment ${group.segment ?? '(batch_results)'} of ${batchId} holds ${seen} of the ${counted.size} lines it should`,
+      `result segment ${group.segment ?? '(legacy_batch_results)'} of ${batchId} holds ${seen} of the ${counted.size} lines it should`,
     );
 }
 

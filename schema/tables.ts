@@ -108,7 +108,7 @@ export interface ResultGroupsTable {
   batch_id: string;
   /** floor(line / RESULT_BUCKET_LINES): what a writer locks and reads to skip lines already there. */
   bucket: number;
-  /** The segment's key in the file store; null for lines kept in batch_results before 0008. */
+  /** The segment's key in the file store; null for lines kept in legacy_batch_results (before 0008). */
   segment: string | null;
   /** The bytes of the segment that hold this bucket's lines. */
   byte_start: number;
@@ -131,7 +131,7 @@ export const RESULT_BUCKET_LINES = 1024;
  * Output lines as they were kept in Postgres before results moved to the file store (0008): read only
  * for batches that were running across that upgrade, and removed when they finish.
  */
-export interface BatchResultsTable {
+export interface LegacyBatchResultsTable {
   batch_id: string;
   line: number;
   custom_id: string;
@@ -284,7 +284,7 @@ export interface Database {
   api_keys: ApiKeysTable;
   files: FilesTable;
   batches: BatchesTable;
-  batch_results: BatchResultsTable;
+  legacy_batch_results: LegacyBatchResultsTable;
   result_groups: ResultGroupsTable;
   dead_letters: DeadLettersTable;
   workers: WorkersTable;

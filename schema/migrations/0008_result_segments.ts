@@ -3,7 +3,7 @@ import { sql, type Kysely } from 'kysely';
 // Output lines leave Postgres for the file store: each flush of results is a segment object, and a
 // small row per (flush, bucket of 1,024 input lines) says which lines it counts and their tokens (a
 // running batch's counts are summed from these rows; its own counters are written when it ends). Lines already in
-// batch_results become such rows (segment null: their text stays in batch_results until their batch
+// batch_results become such rows (segment null: their text stays in legacy_batch_results until their batch
 // finishes); those of finished batches are already in the batch's files and go.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`set local statement_timeout = 0`.execute(db);
@@ -36,11 +36,15 @@ export async function up(db: Kysely<unknown>): Promise<void> {
     delete from batch_results r using batches b
     where r.batch_id = b.id and b.status not in ('validating', 'in_progress', 'finalizing', 'cancelling')
   `.execute(db);
+  // Renamed, so that a GPU worker or orchestrator of the version before, still running, fails to store
+  // a result (its chunk is retried, by an upgraded worker) instead of storing it where nothing reads it.
+  await sql`alter table batch_results rename to legacy_batch_results`.execute(db);
   await sql`comment on table result_groups is 'which lines of a batch each result segment (file store) counts; a line is in one row of its bucket'`.execute(
     db,
   );
 }
 
 export async function down(db: Kysely<unknown>): Promise<void> {
+  await sql`alter table legacy_batch_results rename to batch_results`.execute(db);
   await db.schema.dropTable('result_groups').ifExists().execute();
 }

@@ -17,6 +17,7 @@ import { createLogger } from '../../lib/logger.js';
 import { createDb, type Db } from '../../schema/db.js';
 import { migrations } from '../../schema/migrations/index.js';
 import { succeededLines } from '../../schema/result-groups.js';
+import type { LegacyBatchResultsTable } from '../../schema/tables.js';
 
 const log = createLogger('result-migration', { level: 'warn', format: 'json' });
 
@@ -76,9 +77,11 @@ describe('the upgrade that moves answers out of Postgres', () => {
       .insertInto('batches')
       .values([batch('batch_running', 'in_progress'), batch('batch_done', 'completed')] as never)
       .execute();
-    // Lines 1-2,000 answered before the upgrade (every seventh failed), in both batches.
+    // Lines 1-2,000 answered before the upgrade (every seventh failed), in both batches, as the version
+    // before stored them.
+    const before = db.withTables<{ batch_results: LegacyBatchResultsTable }>();
     for (const id of ['batch_running', 'batch_done'])
-      await db
+      await before
         .insertInto('batch_results')
         .values(
           Array.from({ length: 2000 }, (_, i) => ({
@@ -87,9 +90,9 @@ describe('the upgrade that moves answers out of Postgres', () => {
             custom_id: `req-${i}`,
             ok: i % 7 !== 0,
             output: answer(`req-${i}`, i % 7 !== 0),
-            input_tokens: 0,
+            input_tokens: 1,
             cached_tokens: 0,
-            output_tokens: 0,
+            output_tokens: 2,
             reasoning_tokens: 0,
           })),
         )
@@ -98,9 +101,27 @@ describe('the upgrade that moves answers out of Postgres', () => {
     const { error: upgradeError } = await migrator().migrateToLatest();
     expect(upgradeError).toBeUndefined();
     // The finished batch's answers are gone from Postgres; which of its lines succeeded is not.
-    expect(await db.selectFrom('batch_results').select('line').where('batch_id', '=', 'batch_done').execute()).toEqual(
-      [],
-    );
+    expect(
+      await db.selectFrom('legacy_batch_results').select('line').where('batch_id', '=', 'batch_done').execute(),
+    ).toEqual([]);
+    // A worker of the version before, still running, cannot store a result where nothing would read it:
+    // its write fails (and its chunk is retried).
+    await expect(
+      before
+        .insertInto('batch_results')
+        .values({
+          batch_id: 'batch_running',
+          line: 2999,
+          custom_id: 'req-2998',
+          ok: true,
+          output: answer('req-2998', true),
+          input_tokens: 0,
+          cached_tokens: 0,
+          output_tokens: 0,
+          reasoning_tokens: 0,
+        })
+        .execute(),
+    ).rejects.toThrow(/batch_results/);
     expect(await succeededLines(db, 'batch_done')).toEqual(
       Array.from({ length: 2000 }, (_, i) => i + 1).filter((line) => (line - 1) % 7 !== 0),
     );
@@ -127,6 +148,14 @@ describe('the upgrade that moves answers out of Postgres', () => {
     });
     const failedBefore = Math.ceil(2000 / 7);
     expect(summary).toMatchObject({ status: 'completed', completed: count - failedBefore, failed: failedBefore });
+    // Its tokens: those stored before the upgrade (the answers since report none).
+    expect(
+      await db
+        .selectFrom('batches')
+        .select(['input_tokens', 'output_tokens'])
+        .where('id', '=', 'batch_running')
+        .executeTakeFirstOrThrow(),
+    ).toEqual({ input_tokens: 2000, output_tokens: 4000 });
     const read = async (
       fileId: string | null,
     ): Promise<{ custom_id: string; response: { body: unknown } | null }[]> => {
@@ -161,7 +190,7 @@ describe('the upgrade that moves answers out of Postgres', () => {
     );
     // Once finished, it keeps no answers in Postgres either.
     expect(
-      await db.selectFrom('batch_results').select('line').where('batch_id', '=', 'batch_running').execute(),
+      await db.selectFrom('legacy_batch_results').select('line').where('batch_id', '=', 'batch_running').execute(),
     ).toEqual([]);
   });
 });
