@@ -16,10 +16,10 @@ import { describeValue, safeText } from '../lib/sanitize.js';
 import { inferenceTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
 import { jsonb, type Db } from '../schema/db.js';
-import { persistedLines, resultCounts } from '../schema/result-groups.js';
+import { persistedLines, resultCounts, segmentFolder } from '../schema/result-groups.js';
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { loadBatch } from './load-batch.js';
-import { resultsInOrder, segmentFolder } from './result-segments.js';
+import { resultsInOrder } from './result-segments.js';
 import { notRunRow, persistResults, resultsInRange, type ResultRow } from './results.js';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
 
@@ -166,7 +166,7 @@ export function createControlActivities(deps: ControlDeps) {
     let completed = 0;
     let failed = 0;
     try {
-      for await (const result of resultsInOrder(db, store, batchId)) {
+      for await (const result of resultsInOrder(db, store, batchId, config.batch.resultReadBytes)) {
         if (result.ok) {
           completed++;
           await writeChunk(output.stream, `${result.output}\n`);
@@ -356,21 +356,38 @@ export function createControlActivities(deps: ControlDeps) {
     },
 
     /**
-     * The terminal path of a step that ran out of attempts: the batch fails with the reason (the
-     * lines it had finished, if any, stay in its results). A batch that already ended is left alone.
+     * The terminal path of a step that ran out of attempts: the batch fails with the reason, keeping
+     * the counts and usage of the lines it had finished. A batch that already ended is left alone.
      */
     async failBatch(input: { batchId: string; code: string; message: string }): Promise<void> {
       const errors: ValidationError[] = [
         { code: input.code, message: safeText(input.message, 1000), param: null, line: null },
       ];
+      const counts = (await resultCounts(db, [input.batchId])).get(input.batchId);
       const updated = await db
         .updateTable('batches')
-        .set({ status: 'failed', failed_at: nowSeconds(), errors: jsonb(errors) })
+        .set({
+          status: 'failed',
+          failed_at: nowSeconds(),
+          errors: jsonb(errors),
+          ...(counts === undefined
+            ? {}
+            : {
+                request_completed: counts.completed,
+                request_failed: counts.failed,
+                input_tokens: counts.input_tokens,
+                cached_tokens: counts.cached_tokens,
+                output_tokens: counts.output_tokens,
+                reasoning_tokens: counts.reasoning_tokens,
+              }),
+        })
         .where('id', '=', input.batchId)
         .where('status', 'in', LIVE_BATCH_STATES)
         .executeTakeFirst();
       if (updated.numUpdatedRows > 0n) batchesFinishedTotal.inc({ status: 'failed' });
       log.error({ batchId: input.batchId, code: input.code, reason: errors[0]?.message }, 'batch failed');
+      // It gets no files: its answers so far go with it (retry runs every line without a success).
+      await dropSegments(input.batchId);
     },
 
     /** A chunk that ran out of Temporal retries: its unfinished lines fail, and the batch goes on. */

@@ -10,16 +10,11 @@ import { randomBytes } from 'node:crypto';
 import { writeChunk, type FileStore } from '../lib/file-store.js';
 import { readLines } from '../lib/jsonl.js';
 import type { Db } from '../schema/db.js';
-import { bucketOf } from '../schema/result-groups.js';
+import { bucketOf, segmentFolder } from '../schema/result-groups.js';
 
 export interface SegmentLine {
   line: number;
   output: string;
-}
-
-/** The store folder of a batch's segments: removed whole once its files are written. */
-export function segmentFolder(batchId: string): string {
-  return `results/${batchId}/`;
 }
 
 export interface WrittenSegment {
@@ -60,12 +55,27 @@ export interface StoredResult {
   output: string;
 }
 
+/**
+ * A byte range of an object, read in windows, each read whole before the next is asked for: no read
+ * stays open while the merge waits on other segments (an S3 client has a bounded pool of connections,
+ * and a bucket may have hundreds of segments).
+ */
+async function* inWindows(store: FileStore, key: string, start: number, end: number, window: number) {
+  for (let at = start; at < end; at += window) {
+    const parts: Buffer[] = [];
+    for await (const part of store.read(key, { start: at, end: Math.min(at + window, end) }))
+      parts.push(Buffer.from(part as Uint8Array));
+    yield Buffer.concat(parts);
+  }
+}
+
 /** A group's counted lines, read from its segment's bytes (or, stored before 0008, from legacy_batch_results). */
 async function* groupLines(
   db: Db,
   store: FileStore,
   batchId: string,
   group: { segment: string | null; byte_start: number; byte_end: number; lines: number[] },
+  window: number,
 ): AsyncGenerator<SegmentLine> {
   const counted = new Set(group.lines);
   let seen = 0;
@@ -86,9 +96,7 @@ async function* groupLines(
       yield row;
     }
   } else {
-    for await (const { text } of readLines(
-      store.read(group.segment, { start: group.byte_start, end: group.byte_end }),
-    )) {
+    for await (const { text } of readLines(inWindows(store, group.segment, group.byte_start, group.byte_end, window))) {
       const tab = text.indexOf('\t');
       const line = Number(text.slice(0, tab));
       if (tab < 1 || !Number.isInteger(line)) throw new Error(`result segment ${group.segment} is damaged`);
@@ -110,9 +118,15 @@ async function pull(source: AsyncGenerator<SegmentLine>): Promise<SegmentLine | 
 
 /**
  * Every persisted result of a batch in input order, streamed: bucket by bucket, a merge of the
- * bucket's segments (each already in order), so memory holds one line per segment of one bucket.
+ * bucket's segments (each already in order), so memory holds a read window (`windowBytes`, and at
+ * least a line) per segment of one bucket.
  */
-export async function* resultsInOrder(db: Db, store: FileStore, batchId: string): AsyncGenerator<StoredResult> {
+export async function* resultsInOrder(
+  db: Db,
+  store: FileStore,
+  batchId: string,
+  windowBytes: number,
+): AsyncGenerator<StoredResult> {
   const buckets = await db
     .selectFrom('result_groups')
     .select('bucket')
@@ -128,7 +142,7 @@ export async function* resultsInOrder(db: Db, store: FileStore, batchId: string)
       .where('bucket', '=', bucket)
       .execute();
     const failed = new Set(groups.flatMap((g) => g.failed));
-    const sources = groups.map((g) => groupLines(db, store, batchId, g));
+    const sources = groups.map((g) => groupLines(db, store, batchId, g, windowBytes));
     const heads: (SegmentLine | undefined)[] = [];
     try {
       // Every segment's first read at once: a bucket of small flushes is many small ranged reads.

@@ -543,7 +543,7 @@ export async function finalize(o: Options): Promise<ScenarioResult> {
     setup: `${int(requests)} embeddings requests (${int(dimensions)} dimensions: answers of about 44 KB) on one GPU worker (256 in flight) against an engine that takes no time; the orchestrator writes the output file from the result segments in the local file store. Finalize time is from the batch first seen \`finalizing\` to \`completed\` (status polled every 50 ms); RSS is sampled from /proc every 50 ms over the whole batch.`,
     metrics: [time, rate, peak, before, size],
     notes: [
-      "Finalize merges each 1,024-line bucket's segments in input order, holding one line per segment, so its memory does not grow with the batch.",
+      "Finalize merges each 1,024-line bucket's segments in input order, holding one read window (RESULT_READ_BYTES) per segment of the bucket, so its memory does not grow with the batch.",
     ],
   };
 }
@@ -628,7 +628,7 @@ export async function flushes(o: Options): Promise<ScenarioResult> {
   return {
     name: 'flushes',
     title: 'Result flushes into one batch',
-    setup: `${writers} writers (as many chunks writing at once, each in its own range of lines) persist flushes of ${rowsPerFlush} results of about 2 KB into one batch for ${seconds} s: each flush writes its segment to the local file store (with fsync) and runs its transaction (lock the batch's row, read the bucket's rows, insert one, add to the counters) on a durable Postgres on the same disk.`,
+    setup: `${writers} writers (as many chunks writing at once, each in its own range of lines) persist flushes of ${rowsPerFlush} results of about 2 KB into one batch for ${seconds} s: each flush writes its segment to the local file store (with fsync) and runs its transaction (take the bucket's advisory lock, read the bucket's rows, insert one) on a durable Postgres on the same disk.`,
     metrics: [rate, rows],
     notes: [
       "Each writer has its own 1,024-line buckets, as each chunk does, so writers do not wait for each other's locks; each flush costs two fsyncs on this machine's one disk (its segment's and Postgres's commit), which bound the figure here. docs/scale.md says what it means for RESULT_FLUSH_MS at scale.",

@@ -355,6 +355,11 @@ const SETTINGS = {
       positiveInt.default(250),
       'Results are written at least this often (and every `RESULT_FLUSH_ROWS` rows)',
     ),
+    resultReadBytes: setting(
+      'RESULT_READ_BYTES',
+      positiveInt.default(256 * 1024),
+      'Finalize reads each result segment in windows of this many bytes (one window per segment of a 1,024-line bucket is in memory at once)',
+    ),
     resultSegmentBytes: setting(
       'RESULT_SEGMENT_BYTES',
       positiveInt.default(8 * 1024 * 1024),

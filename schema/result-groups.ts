@@ -5,6 +5,11 @@ import { sql } from 'kysely';
 import type { Db } from './db.js';
 import { RESULT_BUCKET_LINES } from './tables.js';
 
+/** The file-store folder of a batch's result segments: removed whole once its files are written. */
+export function segmentFolder(batchId: string): string {
+  return `results/${batchId}/`;
+}
+
 export function bucketOf(line: number): number {
   return Math.floor(line / RESULT_BUCKET_LINES);
 }

@@ -7,6 +7,7 @@
 import { sql } from 'kysely';
 
 import { nowSeconds } from '../../lib/ids.js';
+import { segmentFolder } from '../../schema/result-groups.js';
 import { LIVE_BATCH_STATES } from '../../schema/tables.js';
 import type { ApiDeps } from '../deps.js';
 import { removeFile } from './files.js';
@@ -42,6 +43,8 @@ export async function sweepOldBatches(deps: Pick<ApiDeps, 'db' | 'store' | 'conf
     // Results, dead letters and curation records go with it (foreign keys cascade), and the reviews
     // Label Studio reported for its tasks (kept by Label Studio's ids, not tied to the batch row).
     await db.deleteFrom('curation_reviews').where('batch_id', '=', batch.id).execute();
+    // Result segments a finalize could not remove (its store was down, or it was killed after the end).
+    await deps.store.deleteFolder(segmentFolder(batch.id));
     await db.deleteFrom('batches').where('id', '=', batch.id).execute();
   }
   return old.length;

@@ -7,6 +7,9 @@ import { sql, type Kysely } from 'kysely';
 // finishes); those of finished batches are already in the batch's files and go.
 export async function up(db: Kysely<unknown>): Promise<void> {
   await sql`set local statement_timeout = 0`.execute(db);
+  // A worker of the version before, still running, must not store a result between the copy below and
+  // the rename: it waits here, then fails on the renamed table, and its chunk is retried.
+  await sql`lock table batch_results in exclusive mode`.execute(db);
   await db.schema
     .createTable('result_groups')
     .addColumn('batch_id', 'text', (c) => c.notNull().references('batches.id').onDelete('cascade'))

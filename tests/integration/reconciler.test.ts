@@ -3,13 +3,15 @@
 import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { persistResults, resultRow } from '../../activities/results.js';
+import { persistResults } from '../../activities/results.js';
 import { NEW_BATCH } from '../../api/services/batches.js';
 import { newId, nowSeconds } from '../../lib/ids.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import {
+  answeredRow,
   batchLines,
   expectEachLineOnce,
+  insertRunningBatch,
   outputsByCustomId,
   submitBatch,
   uploadBatchFile,
@@ -105,45 +107,14 @@ describe('the reconciler', () => {
 
   it('completes a batch whose every request ran when its workflow ended before it could finalize', async () => {
     const count = 20;
-    const file = await uploadBatchFile(stack.openai, batchLines({ model, count }));
-    const project = await stack.db
-      .selectFrom('projects')
-      .select('id')
-      .where('name', '=', 'default')
-      .executeTakeFirstOrThrow();
-    const created = { id: newId('batch_') };
     // As if the workflow had failed in finalize: every result stored, the batch still live, no files.
-    await stack.db
-      .insertInto('batches')
-      .values({
-        ...NEW_BATCH,
-        id: created.id,
-        project_id: project.id,
-        endpoint: '/v1/chat/completions',
-        input_file_id: file.id,
-        completion_window: '24h',
-        created_at: nowSeconds() - 10,
-        expires_at: nowSeconds() + 86_400,
-        status: 'finalizing',
-        model,
-        request_total: count,
-      })
-      .execute();
+    const { batchId } = await insertRunningBatch(stack, { model, count, status: 'finalizing' });
+    const created = { id: batchId };
     const answered = await persistResults(
       stack.db,
       stack.store,
-      created.id,
-      Array.from({ length: count }, (_, i) =>
-        resultRow(created.id, i + 1, `req-${i}`, {
-          kind: 'ok',
-          status: 200,
-          requestId: `r-${i}`,
-          raw: '{"choices":[]}',
-          body: { choices: [] },
-          attempts: 1,
-          errors: [],
-        }),
-      ),
+      batchId,
+      Array.from({ length: count }, (_, i) => answeredRow(batchId, i + 1, { choices: [] })),
     );
     expect(answered).toBe(count);
     const batch = await waitForBatch(stack.openai, created.id, 30_000);

@@ -8,15 +8,15 @@ import type OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { createControlActivities } from '../../activities/batch-control.js';
-import { persistResults, resultRow, type ResultRow } from '../../activities/results.js';
-import { NEW_BATCH } from '../../api/services/batches.js';
-import { newId, nowSeconds } from '../../lib/ids.js';
+import { persistResults, type ResultRow } from '../../activities/results.js';
 import type { RunningSimulator } from '../../simulator/server.js';
 import {
+  answeredRow,
   batchLines,
   expectEveryLineDone,
   fileLines,
   inInputOrder,
+  insertRunningBatch,
   submitBatch,
   uploadBatchFile,
   waitForBatch,
@@ -96,40 +96,10 @@ describe('result storage', () => {
 
   it('writes a line that two attempts of a chunk both persisted once, in input order', async () => {
     const count = 600;
-    const file = await uploadBatchFile(stack.openai, batchLines({ model, count }));
-    const project = await stack.db
-      .selectFrom('projects')
-      .select('id')
-      .where('name', '=', 'default')
-      .executeTakeFirstOrThrow();
-    const batchId = newId('batch_');
     // A batch running as far as its results go (no workflow: this test is its chunk attempts and its finalize).
-    await stack.db
-      .insertInto('batches')
-      .values({
-        ...NEW_BATCH,
-        id: batchId,
-        project_id: project.id,
-        endpoint: '/v1/chat/completions',
-        input_file_id: file.id,
-        completion_window: '24h',
-        created_at: nowSeconds(),
-        expires_at: nowSeconds() + 86_400,
-        status: 'in_progress',
-        model,
-        request_total: count,
-      })
-      .execute();
+    const { batchId, inputKey } = await insertRunningBatch(stack, { model, count });
     const answer = (attempt: string, line: number): ResultRow =>
-      resultRow(batchId, line, `req-${line - 1}`, {
-        kind: 'ok',
-        status: 200,
-        requestId: `${attempt}-${line}`,
-        raw: JSON.stringify({ attempt, usage: { prompt_tokens: 1, completion_tokens: 2 } }),
-        body: { attempt, usage: { prompt_tokens: 1, completion_tokens: 2 } },
-        attempts: 1,
-        errors: [],
-      });
+      answeredRow(batchId, line, { attempt, usage: { prompt_tokens: 1, completion_tokens: 2 } }, `${attempt}-${line}`);
     // A zombie attempt (lines 1-400, out of order, in small flushes) and its retry (lines 201-600)
     // persist side by side, each line of 201-400 by both.
     const flushes = (attempt: string, first: number, last: number, size: number): ResultRow[][] => {
@@ -156,9 +126,6 @@ describe('result storage', () => {
     expect(counted(await stack.openai.batches.retrieve(batchId))).toEqual(expected);
 
     const control = createControlActivities({ db: stack.db, store: stack.store, config: stack.config, log: stack.log });
-    const inputKey = (
-      await stack.db.selectFrom('files').select('storage_key').where('id', '=', file.id).executeTakeFirstOrThrow()
-    ).storage_key;
     const summary = await control.finalizeBatch({ batchId, inputKey, outcome: 'completed' });
     expect(summary).toMatchObject({ status: 'completed', completed: count, failed: 0, errorFileId: null });
     expect(counted(await stack.openai.batches.retrieve(batchId))).toEqual(expected);
@@ -175,6 +142,22 @@ describe('result storage', () => {
     expect(await segmentsLeft(batchId)).toBe(0);
     // Late writes of the zombie, after the batch ended, are refused and leave nothing behind.
     expect(await persistResults(stack.db, stack.store, batchId, [answer('zombie', 5)])).toBe(0);
+    expect(await segmentsLeft(batchId)).toBe(0);
+  });
+
+  it('keeps the counts and usage of a batch that fails after it ran, and removes its answers', async () => {
+    const { batchId } = await insertRunningBatch(stack, { model, count: 50 });
+    const rows = Array.from({ length: 30 }, (_, i) =>
+      answeredRow(batchId, i + 1, { usage: { prompt_tokens: 3, completion_tokens: 5 } }),
+    );
+    expect(await persistResults(stack.db, stack.store, batchId, rows)).toBe(30);
+    expect(await segmentsLeft(batchId)).toBe(1);
+    const control = createControlActivities({ db: stack.db, store: stack.store, config: stack.config, log: stack.log });
+    await control.failBatch({ batchId, code: 'batch_aborted', message: 'its input file is gone' });
+    const failed = await stack.openai.batches.retrieve(batchId);
+    expect(failed.status).toBe('failed');
+    expect(failed.request_counts).toEqual({ total: 50, completed: 30, failed: 0 });
+    expect(failed.usage).toMatchObject({ input_tokens: 90, output_tokens: 150 });
     expect(await segmentsLeft(batchId)).toBe(0);
   });
 

@@ -7,9 +7,19 @@ import { Readable } from 'node:stream';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
+import { createControlActivities } from '../../activities/batch-control.js';
+import { persistResults } from '../../activities/results.js';
 import { ensureBucket } from '../../dev/minio.js';
 import { S3FileStore, writeChunk, type FileStore } from '../../lib/file-store.js';
-import { batchLines, expectEachLineOnce, runBatch } from '../support/batches.js';
+import {
+  answeredRow,
+  batchLines,
+  expectEachLineOnce,
+  expectedIds,
+  fileLines,
+  insertRunningBatch,
+  runBatch,
+} from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
@@ -152,6 +162,20 @@ describe('a batch on the S3 store, with its GPU worker in a process of its own',
     await stack.openai.files.delete(batch.output_file_id ?? '');
     expect((await keysIn(s3, stack.name)).length).toBe(before - 1);
   });
+
+  it('finalizes from a hundred segments in one bucket of lines, more than the client has connections', async () => {
+    const count = 100;
+    const { batchId, inputKey } = await insertRunningBatch(stack, { model: 'm', count });
+    // One line a flush, as a slow chunk's timer flushes: every one its own segment object of 40 KB.
+    for (let line = 1; line <= count; line++)
+      await persistResults(stack.db, stack.store, batchId, [answeredRow(batchId, line, { pad: 'x'.repeat(40_000) })]);
+    const control = createControlActivities({ db: stack.db, store: stack.store, config: stack.config, log: stack.log });
+    const summary = await control.finalizeBatch({ batchId, inputKey, outcome: 'completed' });
+    expect(summary).toMatchObject({ status: 'completed', completed: count, failed: 0 });
+    const output = await fileLines(stack.openai, summary.outputFileId);
+    expect(output.map((l) => l.custom_id)).toEqual(expectedIds(count));
+    expect((await keysIn(s3, stack.name)).filter((k) => k.includes('/results/'))).toEqual([]);
+  }, 60_000);
 
   it('reports the bucket in readiness', async () => {
     const ready = (await (await fetch(`${stack.apiUrl}/readyz`)).json()) as { checks: Record<string, { ok: boolean }> };

@@ -2,6 +2,9 @@
 import OpenAI, { toFile } from 'openai';
 import { expect } from 'vitest';
 
+import { resultRow, type ResultRow } from '../../activities/results.js';
+import { NEW_BATCH } from '../../api/services/batches.js';
+import { newId, nowSeconds } from '../../lib/ids.js';
 import type { TestStack } from './stack.js';
 
 export interface RequestLineOptions {
@@ -186,4 +189,62 @@ export async function expectEveryLineDone(
 ): Promise<BatchOutputs> {
   expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
   return expectEachLineOnce(openai, batch, count);
+}
+
+/**
+ * A batch of `count` lines recorded as running, with no workflow: a test then plays its chunk attempts,
+ * its finalize or its reconciler itself. Returns its id and its input's storage key.
+ */
+export async function insertRunningBatch(
+  stack: TestStack,
+  o: { model: string; count: number; status?: 'in_progress' | 'finalizing'; lines?: string },
+): Promise<{ batchId: string; inputKey: string }> {
+  const file = await uploadBatchFile(stack.openai, o.lines ?? batchLines({ model: o.model, count: o.count }));
+  const project = await stack.db
+    .selectFrom('projects')
+    .select('id')
+    .where('name', '=', 'default')
+    .executeTakeFirstOrThrow();
+  const batchId = newId('batch_');
+  await stack.db
+    .insertInto('batches')
+    .values({
+      ...NEW_BATCH,
+      id: batchId,
+      project_id: project.id,
+      endpoint: '/v1/chat/completions',
+      input_file_id: file.id,
+      completion_window: '24h',
+      created_at: nowSeconds(),
+      expires_at: nowSeconds() + 86_400,
+      status: o.status ?? 'in_progress',
+      in_progress_at: nowSeconds(),
+      model: o.model,
+      request_total: o.count,
+    })
+    .execute();
+  const { storage_key } = await stack.db
+    .selectFrom('files')
+    .select('storage_key')
+    .where('id', '=', file.id)
+    .executeTakeFirstOrThrow();
+  return { batchId, inputKey: storage_key };
+}
+
+/** The engine's answer for one line as a GPU worker would persist it, carrying `body`. */
+export function answeredRow(
+  batchId: string,
+  line: number,
+  body: Record<string, unknown>,
+  requestId = `r-${line}`,
+): ResultRow {
+  return resultRow(batchId, line, `req-${line - 1}`, {
+    kind: 'ok',
+    status: 200,
+    requestId,
+    raw: JSON.stringify(body),
+    body,
+    attempts: 1,
+    errors: [],
+  });
 }
