@@ -4,7 +4,7 @@
 //
 // A segment is sorted by line, each line `<input line>\t<output line>\n`, so the lines of one bucket
 // are one byte range of it, and finalize merges a bucket's segments in input order while holding
-// only one line of each.
+// only a read window of each.
 import { randomBytes } from 'node:crypto';
 
 import { writeChunk, type FileStore } from '../lib/file-store.js';
