@@ -52,8 +52,9 @@ describe('GPU workers killed mid-chunk', () => {
     );
     expect(batch.status).toBe('completed');
     await expectEveryLineDone(stack.openai, batch, count);
-    // Only requests that were in flight (or finished but not yet persisted) when it died go out again.
-    expect(duplicatesSent()).toBeLessThanOrEqual(2 * IN_FLIGHT);
+    // Only requests that were in flight, or finished but not yet persisted (the flush being written —
+    // a segment with its fsync and a transaction — and those waiting behind it), go out again.
+    expect(duplicatesSent()).toBeLessThanOrEqual(3 * IN_FLIGHT);
   });
 
   it('accounts for every custom_id exactly once while workers are killed at random moments', async () => {
@@ -85,7 +86,7 @@ describe('GPU workers killed mid-chunk', () => {
     expect(kills).toBeGreaterThanOrEqual(2);
     expect(batch.status).toBe('completed');
     await expectEveryLineDone(stack.openai, batch, count);
-    expect(duplicatesSent()).toBeLessThanOrEqual(kills * 2 * IN_FLIGHT);
+    expect(duplicatesSent()).toBeLessThanOrEqual(kills * 3 * IN_FLIGHT);
   }, 360_000);
 
   it('leaves histories that replay deterministically', async () => {

@@ -32,7 +32,9 @@ export function spawnEntry(script: string, env: Record<string, string>, nodeArgs
   return {
     child,
     output: () => out,
-    waitFor: async (text, timeoutMs = 60_000, from = 0) => {
+    // Two minutes by default: a process compiled by tsx on a loaded 2-core machine (the start of a CI
+    // run, every test file starting at once) can take most of one before it logs anything.
+    waitFor: async (text, timeoutMs = 120_000, from = 0) => {
       const deadline = Date.now() + timeoutMs;
       while (!out.slice(from).includes(text)) {
         if (child.exitCode !== null)
@@ -57,7 +59,7 @@ export async function spawnGpuWorker(
   stack: TestStack,
   engineUrl: string,
   env: Record<string, string> = {},
-  readyTimeoutMs = env.VLLM_COMMAND === undefined ? 60_000 : 600_000,
+  readyTimeoutMs = env.VLLM_COMMAND === undefined ? 120_000 : 600_000,
 ): Promise<ChildUnderTest> {
   const worker = spawnEntry('workers/gpu.ts', { ...stack.processEnv(), VLLM_BASE_URL: engineUrl, ...env });
   await worker.waitFor('GPU worker ready', readyTimeoutMs);
