@@ -69,6 +69,9 @@ async function parseMultipart(
   let partFailure: Error | undefined;
   // The file store's own failure (no space, S3 away): not the client's fault, and worth a retry.
   let storeFailure: Error | undefined;
+  // busboy goes on parsing the chunk in hand after it failed (a malformed part header), and a part it
+  // opens then is never ended nor destroyed: each part is kept here to be ended with the form's failure.
+  const partStreams: Readable[] = [];
   parser.on('field', (name, value) => result.fields.set(name, value));
   parser.on('file', (name, stream, info) => {
     // Every part's stream fails with the form ("Unexpected end of form" when the body is cut); its
@@ -76,6 +79,7 @@ async function parseMultipart(
     stream.on('error', (err: Error) => {
       partFailure ??= err;
     });
+    partStreams.push(stream);
     if (name !== 'file' || result.file !== undefined) {
       stream.resume();
       return;
@@ -108,6 +112,7 @@ async function parseMultipart(
     await pipeline(Readable.fromWeb(request.body as WebReadableStream<Uint8Array>), parser);
   } catch (err) {
     failure = err;
+    for (const stream of partStreams) if (!stream.readableEnded) stream.destroy(asError(err));
   }
   // Wait for the file's own write whatever happened (a client that hangs up fails both).
   for (const outcome of await Promise.allSettled(writes)) if (outcome.status === 'rejected') failure ??= outcome.reason;

@@ -94,6 +94,16 @@ function requestCases(inputFileId: string, outputFileId: string): RequestCase[] 
       '/v1/files',
       form(Buffer.from('--B\r\nContent-Disposition: form-data; name="other"; filename="x.jsonl"\r\n\r\nabc')),
     ),
+    // busboy fails on the header line without a colon and still opens the next part: the upload hung.
+    post(
+      'a malformed part header, then the file part in the same chunk, cut',
+      '/v1/files',
+      form(
+        Buffer.from(
+          `--B\r\nContent-Disposition: form-data; name="x"; filename="y"\r\nno colon\r\n\r\nbatch\r\n--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\n\r\n${chat('a')}`,
+        ),
+      ),
+    ),
     {
       name: 'a form without its boundary parameter',
       method: 'POST',
