@@ -69,8 +69,9 @@ async function parseMultipart(
   let partFailure: Error | undefined;
   // The file store's own failure (no space, S3 away): not the client's fault, and worth a retry.
   let storeFailure: Error | undefined;
-  // busboy goes on parsing the chunk in hand after it failed (a malformed part header), and a part it
-  // opens then is never ended nor destroyed: each part is kept here to be ended with the form's failure.
+  // On a malformed part header busboy emits 'error' from inside its write (mscdex/busboy#377, open) and
+  // goes on parsing the chunk in hand: a part it opens then is never ended nor destroyed, and the upload
+  // waited for it forever. Each part is kept here to be ended with the form's failure.
   const partStreams: Readable[] = [];
   parser.on('field', (name, value) => result.fields.set(name, value));
   parser.on('file', (name, stream, info) => {
