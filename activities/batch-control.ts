@@ -1,6 +1,7 @@
 // The orchestrator's activities: validate and plan a batch, dead-letter a chunk that could not run,
 // and finalize (fill in lines that never ran, write the output and error files, set the end state).
 // Each is idempotent, so a retry after a crash at any point converges on the same result.
+import type { Writable } from 'node:stream';
 import { heartbeat } from '@temporalio/activity';
 import type { ActivityOptions } from '@temporalio/workflow';
 import { sql } from 'kysely';
@@ -93,6 +94,27 @@ function safeHeartbeat(details?: unknown): void {
   }
 }
 
+/** Lines gathered into writes of about `size` bytes: a write per line is a system call per line. */
+function gathered(stream: Writable, size: number) {
+  let pieces: Buffer[] = [];
+  let bytes = 0;
+  const flush = async (): Promise<void> => {
+    if (bytes === 0) return;
+    const data = Buffer.concat(pieces, bytes);
+    pieces = [];
+    bytes = 0;
+    await writeChunk(stream, data);
+  };
+  return {
+    flush,
+    async add(piece: Buffer): Promise<void> {
+      pieces.push(piece);
+      bytes += piece.length;
+      if (bytes >= size) await flush();
+    },
+  };
+}
+
 export function createControlActivities(deps: ControlDeps) {
   const { db, store, config, log } = deps;
 
@@ -165,17 +187,22 @@ export function createControlActivities(deps: ControlDeps) {
     const errors = await store.createWriter(`outputs/${batchId}/errors.jsonl`);
     let completed = 0;
     let failed = 0;
+    const size = config.batch.resultReadBytes;
+    const toOutput = gathered(output.stream, size);
+    const toErrors = gathered(errors.stream, size);
     try {
-      for await (const result of resultsInOrder(db, store, batchId, config.batch.resultReadBytes)) {
+      for await (const result of resultsInOrder(db, store, batchId, size)) {
         if (result.ok) {
           completed++;
-          await writeChunk(output.stream, `${result.output}\n`);
+          await toOutput.add(result.output);
         } else {
           failed++;
-          await writeChunk(errors.stream, `${result.output}\n`);
+          await toErrors.add(result.output);
         }
         if ((completed + failed) % 2000 === 0) safeHeartbeat({ written: completed + failed });
       }
+      await toOutput.flush();
+      await toErrors.flush();
     } catch (err) {
       await Promise.all([output.abort(), errors.abort()]);
       throw err;

@@ -8,7 +8,6 @@
 import { randomBytes } from 'node:crypto';
 
 import { writeChunk, type FileStore } from '../lib/file-store.js';
-import { readLines } from '../lib/jsonl.js';
 import type { Db } from '../schema/db.js';
 import { bucketOf, segmentFolder } from '../schema/result-groups.js';
 
@@ -29,17 +28,21 @@ export async function writeSegment(store: FileStore, batchId: string, lines: Seg
   const writer = await store.createWriter(key);
   const ranges = new Map<number, { start: number; end: number }>();
   let offset = 0;
+  const texts: string[] = [];
+  for (const { line, output } of lines) {
+    const text = `${line}\t${output}\n`;
+    const bytes = Buffer.byteLength(text);
+    const bucket = bucketOf(line);
+    const range = ranges.get(bucket);
+    if (range === undefined) ranges.set(bucket, { start: offset, end: offset + bytes });
+    else range.end = offset + bytes;
+    offset += bytes;
+    texts.push(text);
+  }
   try {
-    for (const { line, output } of lines) {
-      const text = `${line}\t${output}\n`;
-      const bytes = Buffer.byteLength(text);
-      const bucket = bucketOf(line);
-      const range = ranges.get(bucket);
-      if (range === undefined) ranges.set(bucket, { start: offset, end: offset + bytes });
-      else range.end = offset + bytes;
-      offset += bytes;
-      await writeChunk(writer.stream, text);
-    }
+    // One write: a flush is bounded (RESULT_SEGMENT_BYTES) and already in memory, and a write per line
+    // is a system call per line.
+    await writeChunk(writer.stream, texts.join(''));
     await writer.commit();
   } catch (err) {
     await writer.abort();
@@ -51,8 +54,45 @@ export async function writeSegment(store: FileStore, batchId: string, lines: Seg
 export interface StoredResult {
   line: number;
   ok: boolean;
-  /** The output-file line, without its newline. */
-  output: string;
+  /** The output-file line, its newline included, as bytes: finalize copies it without decoding it. */
+  output: Buffer;
+}
+
+const NEWLINE = 0x0a;
+const TAB = 0x09;
+
+export interface RawRecord {
+  line: number;
+  output: Buffer;
+}
+
+/**
+ * The records of a segment's byte range, split as bytes (88 KB embeddings lines are copied, not
+ * decoded and encoded again): the input line number before the tab, the output line after it.
+ */
+async function* segmentRecords(key: string, chunks: AsyncIterable<Buffer>): AsyncGenerator<RawRecord> {
+  const damaged = (): Error => new Error(`result segment ${key} is damaged`);
+  // The start of a record whose newline has not come yet (a line longer than a read window).
+  let pending: Buffer[] = [];
+  for await (const chunk of chunks) {
+    if (chunk.indexOf(NEWLINE) < 0) {
+      pending.push(chunk);
+      continue;
+    }
+    const buf = pending.length === 0 ? chunk : Buffer.concat([...pending, chunk]);
+    pending = [];
+    let at = 0;
+    for (let nl = buf.indexOf(NEWLINE); nl >= 0; nl = buf.indexOf(NEWLINE, at)) {
+      const tab = buf.indexOf(TAB, at);
+      const line = Number(buf.toString('latin1', at, tab));
+      if (tab <= at || tab > nl || !Number.isInteger(line)) throw damaged();
+      yield { line, output: buf.subarray(tab + 1, nl + 1) };
+      at = nl + 1;
+    }
+    if (at < buf.length) pending.push(buf.subarray(at));
+  }
+  // A group's range ends with a record's newline.
+  if (pending.length > 0) throw damaged();
 }
 
 /**
@@ -69,6 +109,17 @@ async function* inWindows(store: FileStore, key: string, start: number, end: num
   }
 }
 
+/** The records in bytes [start, end) of a segment (a range of whole records), read in windows of `window` bytes. */
+export function readSegment(
+  store: FileStore,
+  key: string,
+  start: number,
+  end: number,
+  window: number,
+): AsyncGenerator<RawRecord> {
+  return segmentRecords(key, inWindows(store, key, start, end, window));
+}
+
 /** A group's counted lines, read from its segment's bytes (or, stored before 0008, from legacy_batch_results). */
 async function* groupLines(
   db: Db,
@@ -76,7 +127,7 @@ async function* groupLines(
   batchId: string,
   group: { segment: string | null; byte_start: number; byte_end: number; lines: number[] },
   window: number,
-): AsyncGenerator<SegmentLine> {
+): AsyncGenerator<RawRecord> {
   const counted = new Set(group.lines);
   let seen = 0;
   if (group.segment === null) {
@@ -93,16 +144,13 @@ async function* groupLines(
     for (const row of rows) {
       if (!counted.has(row.line)) continue;
       seen++;
-      yield row;
+      yield { line: row.line, output: Buffer.from(`${row.output}\n`) };
     }
   } else {
-    for await (const { text } of readLines(inWindows(store, group.segment, group.byte_start, group.byte_end, window))) {
-      const tab = text.indexOf('\t');
-      const line = Number(text.slice(0, tab));
-      if (tab < 1 || !Number.isInteger(line)) throw new Error(`result segment ${group.segment} is damaged`);
-      if (!counted.has(line)) continue; // a copy another attempt's row counts
+    for await (const record of readSegment(store, group.segment, group.byte_start, group.byte_end, window)) {
+      if (!counted.has(record.line)) continue; // a copy another attempt's row counts
       seen++;
-      yield { line, output: text.slice(tab + 1) };
+      yield record;
     }
   }
   if (seen !== counted.size)
@@ -111,7 +159,7 @@ async function* groupLines(
     );
 }
 
-async function pull(source: AsyncGenerator<SegmentLine>): Promise<SegmentLine | undefined> {
+async function pull(source: AsyncGenerator<RawRecord>): Promise<RawRecord | undefined> {
   const next = await source.next();
   return next.done === true ? undefined : next.value;
 }
@@ -143,7 +191,7 @@ export async function* resultsInOrder(
       .execute();
     const failed = new Set(groups.flatMap((g) => g.failed));
     const sources = groups.map((g) => groupLines(db, store, batchId, g, windowBytes));
-    const heads: (SegmentLine | undefined)[] = [];
+    const heads: (RawRecord | undefined)[] = [];
     try {
       // Every segment's first read at once: a bucket of small flushes is many small ranged reads.
       heads.push(...(await Promise.all(sources.map(pull))));

@@ -115,6 +115,8 @@ export interface Engine extends EngineEndpoint {
   process: ChildUnderTest;
   stats(): Promise<SimulatorStats>;
   resetStats(): Promise<void>;
+  /** Empties the engine's prefix cache (it must be idle): each side of a comparison starts cold. */
+  resetPrefixCache(): Promise<void>;
 }
 
 export async function startEngine(o: EngineOptions): Promise<Engine> {
@@ -136,6 +138,8 @@ export async function startEngine(o: EngineOptions): Promise<Engine> {
     SIM_ENABLE_PROMPT_TOKENS_DETAILS: 'true',
     SIM_OUTPUT_TOKENS: settings.outputTokens,
     SIM_MAX_MODEL_LEN: String(settings.maxModelLen),
+    // POST /reset_prefix_cache, as vLLM's dev mode: each side of a comparison can start from a cold cache.
+    SIM_SERVER_DEV_MODE: 'true',
   });
   await child.waitFor('vLLM simulator ready');
   const url = `http://127.0.0.1:${port}`;
@@ -147,6 +151,12 @@ export async function startEngine(o: EngineOptions): Promise<Engine> {
     stats: async () => (await (await fetch(`${url}/control/stats`)).json()) as SimulatorStats,
     resetStats: async () => {
       await fetch(`${url}/control/stats/reset`, { method: 'POST' });
+    },
+    resetPrefixCache: async () => {
+      const { success } = (await (await fetch(`${url}/reset_prefix_cache`, { method: 'POST' })).json()) as {
+        success: boolean;
+      };
+      if (!success) throw new Error('the engine kept its prefix cache: a request still holds KV blocks');
     },
   };
 }

@@ -22,8 +22,10 @@ const USAGE = `Usage: npm run bench -- [options]
                       the simulator (overhead) or the CPU vLLM the scenario starts (vllm)
   --model NAME        the model that server serves (needed with --engine-url for overhead)
   --concurrency N     requests in flight, for the system and the direct client alike (256; vllm: 16)
-  --requests N        requests per run (10000; vllm: 160)
-  --max-tokens N      every answer N tokens (overhead: 100 to 300 by line; vllm: 16)
+  --requests N        requests per run, for each workload (overhead: 5000, 2500 and 4000; 10000 with
+                      --engine-url or --max-tokens; vllm: 160)
+  --max-tokens N      every answer N tokens (vllm: 16); overhead: one chat workload of such answers
+                      instead of its three (100 to 300 tokens by line, 2 KB answers, embeddings)
  vllm only:
   --pin               diagnosis: vLLM on CPU 1, the system and the client on CPU 0
  any scenario:

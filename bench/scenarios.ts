@@ -161,89 +161,143 @@ function coresByGroup(uses: CpuUse[]): string {
 /** Answers of 100 to 300 tokens (mean 200), each line its own: traffic varies, and sequences do not all end in the same step. */
 const spreadTokens = (i: number): number => 100 + ((i * 37) % 201);
 
+/** One kind of traffic the overhead scenario sends both ways. */
+interface Workload {
+  /** Prefixes its metrics' names. */
+  label: string;
+  /** What its requests are, for the setup text. */
+  describe: string;
+  model: string;
+  endpoint: '/v1/chat/completions' | '/v1/embeddings';
+  lines: string[];
+}
+
+/** Chat requests with prompts of 200 characters (about 60 tokens), answers `tokens` long (ignore_eos). */
+function chatWorkload(label: string, model: string, requests: number, tokens: number | undefined): Workload {
+  const lengths = tokens === undefined ? 'answers of 100 to 300 tokens (mean 200)' : `answers of ${tokens} tokens`;
+  return {
+    label,
+    describe: `${int(requests)} chat requests (prompts of 200 characters, about 60 tokens; ${lengths}, fixed by max_tokens with ignore_eos)`,
+    model,
+    endpoint: '/v1/chat/completions',
+    lines: requestLines(model, requests, { promptChars: 200, maxTokens: tokens ?? spreadTokens, ignoreEos: true }),
+  };
+}
+
+/**
+ * What the scenario sends: given --engine-url or --max-tokens, that one chat workload; otherwise
+ * mixed chat answers, 2 KB answers, and 4,096-dimension embeddings of 1,000-character passages.
+ */
+function overheadWorkloads(o: Options): Workload[] {
+  const scale = (n: number): number => o.requests ?? (o.quick ? Math.round(n / 5) : n);
+  if (o.engineUrl !== undefined || o.maxTokens !== undefined)
+    return [chatWorkload('', o.model ?? 'llama-sim', scale(10_000), o.maxTokens)];
+  const embeddings = scale(4000);
+  return [
+    chatWorkload('chat, 100–300 tokens: ', 'llama-sim', scale(5000), undefined),
+    // 340 tokens of the simulator's words are about 2 KB of answer text (output lines of about 3 KB).
+    chatWorkload('chat, 2 KB answers: ', 'llama-sim', scale(2500), 340),
+    {
+      label: 'embeddings, 4,096 dimensions: ',
+      describe: `${int(embeddings)} embeddings requests (passages of 1,000 characters, about 250 tokens; 4,096 dimensions: output lines of about 88 KB)`,
+      model: 'embed-sim',
+      endpoint: '/v1/embeddings',
+      lines: embeddingLines('embed-sim', embeddings, 4096, 1000),
+    },
+  ];
+}
+
 /** 1. The whole system against a minimal direct client, on a vLLM-like engine. */
 export async function overhead(o: Options): Promise<ScenarioResult> {
   const concurrency = o.concurrency ?? 256;
-  const requests = o.requests ?? (o.quick ? 2000 : 10_000);
   const external = o.engineUrl;
   if (external !== undefined && o.model === undefined)
     throw new Error('--engine-url needs --model: the name the engine serves');
-  // An H100 serving Llama-3.1-8B, as calibrated: every capacity setting is the simulator's default.
-  const engineOptions: EngineOptions = { model: o.model ?? 'llama-sim' };
-  const lengths =
-    o.maxTokens === undefined ? 'answers of 100 to 300 tokens (mean 200)' : `answers of ${o.maxTokens} tokens`;
-  const lines = requestLines(engineOptions.model, requests, {
-    promptChars: 200,
-    maxTokens: o.maxTokens ?? spreadTokens,
-    ignoreEos: true,
-  });
-  const ratio = metric('throughput vs direct client', 'ratio', 'higher', { op: '>=', value: 0.97 });
-  const direct = metric('direct client time', 's', 'lower');
-  const system = metric('system time, create to completed', 's', 'lower');
-  const engineBusy = metric('system time at the engine, first to last request', 's', 'lower');
-  let settings: EngineSettings | undefined;
-  await withInfra(async (infra) => {
-    const engine = external === undefined ? await startEngine(engineOptions) : undefined;
-    settings = engine?.settings;
-    const endpoint = engine ?? { url: external ?? '', model: o.model ?? '' };
-    const stack = await startStack(infra, {
-      engines: [endpoint],
-      env: { GPU_MAX_INFLIGHT: String(concurrency), ...o.stackEnv },
-      gpuNodeArgs: o.gpuNodeArgs,
-    });
-    try {
-      // A real engine: one direct pass first, not counted, so both sides of every run meet the same
-      // prefix cache (each prompt seen once before) and a warm engine.
-      if (engine === undefined) await runDirect(endpoint.url, lines, concurrency);
-      // Prompt tokens the engine found in its prefix cache: both sides should find (about) the same.
-      const cacheHits = async (): Promise<number> =>
-        gauge(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:prefix_cache_hits_total');
-      for (let run = 0; run < o.runs; run++) {
-        await engine?.resetStats();
-        const hits0 = await cacheHits();
-        const d = await runDirect(endpoint.url, lines, concurrency);
-        if (d.failed > 0) throw new Error(`the direct client saw ${d.failed} failures`);
-        direct.values.push(d.seconds);
-        const fileId = await upload(stack, lines);
-        await engine?.resetStats();
-        const hits1 = await cacheHits();
-        const probe = engine === undefined ? probeEngine(endpoint.url) : undefined;
-        const { createdAt } = await runBatch(stack, fileId);
-        const seconds = (Date.now() - createdAt) / 1000;
-        const hits2 = await cacheHits();
-        log.info({ run, cachedPromptTokens: { direct: hits1 - hits0, system: hits2 - hits1 } }, 'prefix cache');
-        system.values.push(seconds);
-        engineBusy.values.push(
-          engine === undefined ? ((await probe?.())?.busySeconds ?? 0) : span([await engine.stats()]),
-        );
-        ratio.values.push(d.seconds / seconds);
-        log.info({ run, direct: d.seconds, system: seconds, ratio: d.seconds / seconds }, 'overhead run');
-      }
-    } finally {
-      await stack.stop();
-      await engine?.process.stop();
-    }
-  });
+  const workloads = overheadWorkloads(o);
+  const metrics: Metric[] = [];
   const notes = [
     'The ratio is direct time ÷ system time: 1.0 means the system adds nothing over sending the requests yourself.',
   ];
+  let settings: EngineSettings | undefined;
+  for (const w of workloads) {
+    const ratio = metric(`${w.label}throughput vs direct client`, 'ratio', 'higher', { op: '>=', value: 0.97 });
+    const direct = metric(`${w.label}direct client time`, 's', 'lower');
+    const system = metric(`${w.label}system time, create to completed`, 's', 'lower');
+    const engineBusy = metric(`${w.label}system time at the engine, first to last request`, 's', 'lower');
+    metrics.push(ratio, direct, system, engineBusy);
+    await withInfra(async (infra) => {
+      // An H100 serving an 8B model, as calibrated: every capacity setting is the simulator's default.
+      const engine = external === undefined ? await startEngine({ model: w.model }) : undefined;
+      settings = engine?.settings;
+      const endpoint = engine ?? { url: external ?? '', model: w.model };
+      const stack = await startStack(infra, {
+        engines: [endpoint],
+        env: { GPU_MAX_INFLIGHT: String(concurrency), ...o.stackEnv },
+        gpuNodeArgs: o.gpuNodeArgs,
+      });
+      try {
+        // A real engine: one direct pass first, not counted, so both sides of every run meet the same
+        // prefix cache (each prompt seen once before) and a warm engine.
+        if (engine === undefined) await runDirect(endpoint.url, w.lines, concurrency);
+        // Prompt tokens the engine found in its prefix cache: both sides should find (about) the same.
+        const cacheHits = async (): Promise<number> =>
+          gauge(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:prefix_cache_hits_total');
+        for (let run = 0; run < o.runs; run++) {
+          // The simulator: both sides start from an empty prefix cache, as a batch of new prompts would.
+          await engine?.resetPrefixCache();
+          await engine?.resetStats();
+          const hits0 = await cacheHits();
+          const d = await runDirect(endpoint.url, w.lines, concurrency);
+          if (d.failed > 0) throw new Error(`the direct client saw ${d.failed} failures`);
+          direct.values.push(d.seconds);
+          const fileId = await upload(stack, w.lines);
+          await engine?.resetPrefixCache();
+          await engine?.resetStats();
+          const hits1 = await cacheHits();
+          const probe = engine === undefined ? probeEngine(endpoint.url) : undefined;
+          const { createdAt } = await runBatch(stack, fileId, 100, w.endpoint);
+          const seconds = (Date.now() - createdAt) / 1000;
+          const hits2 = await cacheHits();
+          log.info(
+            { workload: w.label, run, cachedPromptTokens: { direct: hits1 - hits0, system: hits2 - hits1 } },
+            'prefix cache',
+          );
+          system.values.push(seconds);
+          engineBusy.values.push(
+            engine === undefined ? ((await probe?.())?.busySeconds ?? 0) : span([await engine.stats()]),
+          );
+          ratio.values.push(d.seconds / seconds);
+          log.info(
+            { workload: w.label, run, direct: d.seconds, system: seconds, ratio: d.seconds / seconds },
+            'overhead run',
+          );
+        }
+      } finally {
+        await stack.stop();
+        await engine?.process.stop();
+      }
+    });
+    if (settings !== undefined && w.endpoint === '/v1/chat/completions') {
+      // What the engine could do at most with these requests, never short of work: its scheduler in simulated time.
+      const s = { ...settings, maxNumSeqs: Math.min(settings.maxNumSeqs, concurrency) };
+      const ideal = w.lines.length / idealRate(s, w.lines);
+      notes.push(
+        `${w.label === '' ? '' : `${w.label.replace(/: $/, '')}: `}the engine alone, never short of work (its scheduler in simulated time, ${concurrency} at a time), would take ${fixed(ideal)} s: ${fixed((concurrency * ideal) / w.lines.length, 2)} s a request.`,
+      );
+    }
+  }
   let on: string;
   if (settings === undefined) {
     on = `an engine already running at ${external ?? ''} (model \`${o.model ?? ''}\`), after one direct pass over every request that is not counted (so both sides meet the same prefix cache)`;
     notes.push("The engine span is sampled from the engine's vllm:num_requests_running every 250 ms.");
   } else {
-    // What the engine could do at most with these requests, never short of work: its scheduler in simulated time.
-    const ideal = requests / idealRate({ ...settings, maxNumSeqs: Math.min(settings.maxNumSeqs, concurrency) }, lines);
-    on = `the same simulated engine: ${describeEngine(settings)}. With ${concurrency} running, a decode step takes about ${fixed(settings.stepBaseMs + settings.stepTokenMs * concurrency)} ms`;
-    notes.push(
-      `The engine alone, never short of work (its scheduler in simulated time, ${concurrency} at a time), would take ${fixed(ideal)} s: ${fixed((concurrency * ideal) / requests, 2)} s a request.`,
-    );
+    on = `the same simulated engine (one for each workload, started with it): ${describeEngine(settings)}. With ${concurrency} running, a decode step takes about ${fixed(settings.stepBaseMs + settings.stepTokenMs * concurrency)} ms`;
   }
   return {
     name: 'overhead',
     title: 'Overhead ratio',
-    setup: `${int(requests)} chat requests (prompts of 200 characters, about 60 tokens; ${lengths}, fixed by max_tokens with ignore_eos) through the whole system (upload excluded: from \`batches.create\` to \`completed\`, finalize included) against a minimal direct client (a keep-alive HTTP pool, same ${concurrency} concurrent requests) on ${on}. One GPU worker with ${concurrency} requests in flight, default chunk size (500). Direct client first, then the system, in each run.`,
-    metrics: [ratio, direct, system, engineBusy],
+    setup: `${workloads.map((w) => `${w.label === '' ? '' : `${w.label.replace(/: $/, '')}: `}${w.describe}`).join('; ')}. Each through the whole system (upload excluded: from \`batches.create\` to \`completed\`, finalize included) against a minimal direct client (a keep-alive HTTP pool, same ${concurrency} concurrent requests, answers read and discarded) on ${on}. One GPU worker with ${concurrency} requests in flight, default chunk size (500). Direct client first, then the system, in each run.`,
+    metrics,
     notes,
   };
 }
@@ -448,13 +502,15 @@ async function databaseBytes(stack: Stack): Promise<number> {
 }
 
 /** 4,096-dimension embeddings requests: answers of about 80 KB (a float as JSON is about 20 characters). */
-function embeddingLines(model: string, count: number, dimensions: number): string[] {
+/** Embeddings requests of `dimensions`; each input `Text <i>`, padded to about `inputChars` characters. */
+function embeddingLines(model: string, count: number, dimensions: number, inputChars = 0): string[] {
+  const pad = 'x'.repeat(Math.max(0, inputChars - 12));
   return Array.from({ length: count }, (_, i) =>
     JSON.stringify({
       custom_id: `e${i}`,
       method: 'POST',
       url: '/v1/embeddings',
-      body: { model, input: `Text ${i}`, dimensions },
+      body: { model, input: `Text ${i}${pad === '' ? '' : `. ${pad}`}`, dimensions },
     }),
   );
 }

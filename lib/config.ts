@@ -358,7 +358,7 @@ const SETTINGS = {
     resultReadBytes: setting(
       'RESULT_READ_BYTES',
       positiveInt.default(256 * 1024),
-      'Finalize reads each result segment in windows of this many bytes (one window per segment of a 1,024-line bucket is in memory at once)',
+      'Finalize reads each result segment in windows of this many bytes (one window per segment of a 1,024-line bucket is in memory at once) and writes the output files in pieces of about this size',
     ),
     resultSegmentBytes: setting(
       'RESULT_SEGMENT_BYTES',
@@ -741,6 +741,11 @@ const SETTINGS = {
       'SIM_ENABLE_PROMPT_TOKENS_DETAILS',
       flag.default(false),
       "Report `usage.prompt_tokens_details.cached_tokens` (vLLM's `--enable-prompt-tokens-details`)",
+    ),
+    serverDevMode: setting(
+      'SIM_SERVER_DEV_MODE',
+      flag.default(false),
+      "vLLM's `VLLM_SERVER_DEV_MODE`: mounts `POST /reset_prefix_cache` (benchmarks reset the cache between the sides they compare)",
     ),
     schedulingPolicy: setting(
       'SIM_SCHEDULING_POLICY',

@@ -115,6 +115,17 @@ export class BlockPool {
     }
   }
 
+  /**
+   * vLLM's BlockPool.reset_prefix_cache: forgets every cached block, but only when no request holds
+   * any block (false otherwise, and nothing changes).
+   */
+  resetPrefixCache(): boolean {
+    if (this.freeQueue.length !== this.numBlocks - 1) return false;
+    for (const block of this.cached.values()) block.hash = null;
+    this.cached.clear();
+    return true;
+  }
+
   /** Makes a full block findable by the hash of its prefix chain. */
   cache(block: KVBlock, hash: string): void {
     if (block.hash !== null) return;

@@ -121,6 +121,7 @@ export function simulatorOptions(
           ? true
           : config.enablePrefixCaching,
     enablePromptTokensDetails: values['enable-prompt-tokens-details'] === true || config.enablePromptTokensDetails,
+    serverDevMode: config.serverDevMode,
     schedulingPolicy: policy,
     stepBaseMs,
     stepTokenMs,

@@ -14,7 +14,7 @@ export interface SimulatorOptions
   extends
     CapacityOptions,
     Pick<SimulatorConfig, 'models' | 'embeddingDim'>,
-    Partial<Pick<SimulatorConfig, 'enablePromptTokensDetails' | 'prefillMs' | 'seed'>> {
+    Partial<Pick<SimulatorConfig, 'enablePromptTokensDetails' | 'prefillMs' | 'seed' | 'serverDevMode'>> {
   /**
    * Which served names are embedding (pooling) models; the others are generative. vLLM mounts
    * /v1/embeddings only for a pooling model, and chat, completions and responses only for a

@@ -60,6 +60,7 @@ export function createSimulatorApp(state: SimulatorState): Hono<SimulatorEnv> {
     '/v1/models': ['GET'],
     ...(generative ? { '/v1/chat/completions': ['POST'], '/v1/completions': ['POST'], '/v1/responses': ['POST'] } : {}),
     ...(embedding ? { '/v1/embeddings': ['POST'] } : {}),
+    ...(state.options.serverDevMode === true ? { '/reset_prefix_cache': ['POST'] } : {}),
     '/control/faults': ['GET', 'PUT'],
     '/control/stats': ['GET'],
     '/control/stats/reset': ['POST'],
@@ -196,6 +197,10 @@ export function createSimulatorApp(state: SimulatorState): Hono<SimulatorEnv> {
   app.get('/metrics', async (c) =>
     c.body(await state.registry.metrics(), 200, { 'content-type': state.registry.contentType }),
   );
+
+  // vLLM's dev-mode route (VLLM_SERVER_DEV_MODE=1): success is false while any request holds KV blocks.
+  if (state.options.serverDevMode === true)
+    app.post('/reset_prefix_cache', (c) => c.json({ success: state.engine.scheduler.kv.pool.resetPrefixCache() }));
 
   // The simulator's own controls (not part of vLLM; open even with an API key).
   app.get('/control/faults', (c) => c.json(state.faults));

@@ -325,6 +325,42 @@ describe('simulator capacity over HTTP', () => {
     );
   });
 
+  it("forgets its prefix cache on POST /reset_prefix_cache in dev mode (vLLM's VLLM_SERVER_DEV_MODE), but not while a request holds blocks", async () => {
+    const s = await sim({
+      enablePromptTokensDetails: true,
+      serverDevMode: true,
+      stepBaseMs: 1,
+      stepTokenMs: 0,
+      prefillMs: 0,
+      outputTokens: { min: 1, max: 1 },
+    });
+    const cachedTokens = async (suffix: string): Promise<number> => {
+      const res = (await (
+        await post(s, '/v1/completions', { model: 'sim-test', prompt: `${longText}${suffix}`, max_tokens: 1 })
+      ).json()) as { usage: { prompt_tokens_details: { cached_tokens: number } } };
+      return res.usage.prompt_tokens_details.cached_tokens;
+    };
+    const reset = async (): Promise<unknown> => (await post(s, '/reset_prefix_cache', {})).json();
+    expect(await cachedTokens(' one')).toBe(0);
+    expect(await cachedTokens(' two')).toBeGreaterThan(900);
+    // A long answer in flight holds its blocks: vLLM refuses the reset then ({"success": false}).
+    const running = post(s, '/v1/completions', {
+      model: 'sim-test',
+      prompt: `${longText} three`,
+      max_tokens: 400,
+      ignore_eos: true,
+    });
+    await until(() => s.state.engine.scheduler.running.length === 1);
+    expect(await reset()).toEqual({ success: false });
+    await running;
+    expect(await cachedTokens(' four')).toBeGreaterThan(900);
+    expect(await reset()).toEqual({ success: true });
+    expect(await cachedTokens(' five')).toBe(0);
+    // Without dev mode the route is not there, as in vLLM.
+    const plain = await sim({ outputTokens: { min: 1, max: 1 } });
+    expect((await post(plain, '/reset_prefix_cache', {})).status).toBe(404);
+  });
+
   it('reports the full prompt blocks a chat wrote to the cache (created_cache_tokens), then finds them (cached_tokens)', async () => {
     const s = await sim({
       enablePromptTokensDetails: true,
