@@ -103,7 +103,8 @@ async function* segmentRecords(key: string, chunks: AsyncIterable<Buffer>): Asyn
 async function* inWindows(store: FileStore, key: string, start: number, end: number, window: number) {
   for (let at = start; at < end; at += window) {
     const parts: Buffer[] = [];
-    for await (const part of store.read(key, { start: at, end: Math.min(at + window, end) }))
+    const until = Math.min(at + window, end);
+    for await (const part of store.read(key, { start: at, end: until, pieceBytes: until - at }))
       parts.push(Buffer.from(part as Uint8Array));
     yield Buffer.concat(parts);
   }

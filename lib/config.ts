@@ -357,7 +357,7 @@ const SETTINGS = {
     ),
     resultReadBytes: setting(
       'RESULT_READ_BYTES',
-      positiveInt.default(256 * 1024),
+      positiveInt.default(1024 * 1024),
       'Finalize reads each result segment in windows of this many bytes (one window per segment of a 1,024-line bucket is in memory at once) and writes the output files in pieces of about this size',
     ),
     resultSegmentBytes: setting(
