@@ -105,8 +105,9 @@ async function* inWindows(store: FileStore, key: string, start: number, end: num
     const parts: Buffer[] = [];
     const until = Math.min(at + window, end);
     for await (const part of store.read(key, { start: at, end: until, pieceBytes: until - at }))
-      parts.push(Buffer.from(part as Uint8Array));
-    yield Buffer.concat(parts);
+      parts.push(Buffer.isBuffer(part) ? part : Buffer.from(part as Uint8Array));
+    // Read in one piece (a local file), the window is that piece: no copy.
+    yield parts.length === 1 && parts[0] !== undefined ? parts[0] : Buffer.concat(parts);
   }
 }
 
