@@ -1,5 +1,6 @@
 // The benchmark scenarios. Each starts what it needs, runs `runs` times, and reports its figures.
 import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { sql } from 'kysely';
@@ -267,6 +268,17 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
             engine === undefined ? ((await probe?.())?.busySeconds ?? 0) : span([await engine.stats()]),
           );
           ratio.values.push(d.seconds / seconds);
+          // A run far off the others (one embeddings run took 140 s against 55) keeps what the processes said.
+          if (seconds > 1.5 * d.seconds) {
+            const file = path.resolve('.data', `bench-overhead-slow-run-${Date.now()}.log`);
+            const parts = [
+              ['orchestrator', stack.orchestrator],
+              ...stack.gpuWorkers.map((w, i) => [`GPU worker ${i}`, w] as const),
+              ...(engine === undefined ? [] : [['engine', engine.process] as const]),
+            ] as const;
+            await writeFile(file, parts.map(([label, p]) => `===== ${label}\n${p.output()}`).join('\n'));
+            log.warn({ workload: w.label, run, seconds, direct: d.seconds, file }, 'a slow run: process output kept');
+          }
           log.info(
             { workload: w.label, run, direct: d.seconds, system: seconds, ratio: d.seconds / seconds },
             'overhead run',
