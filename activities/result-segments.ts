@@ -75,6 +75,8 @@ async function* segmentRecords(key: string, chunks: AsyncIterable<Buffer>): Asyn
   // The start of a record whose newline has not come yet (a line longer than a read window).
   let pending: Buffer[] = [];
   for await (const chunk of chunks) {
+    // A segment shorter than its range reads short.
+    if (chunk.length === 0) throw damaged();
     if (chunk.indexOf(NEWLINE) < 0) {
       pending.push(chunk);
       continue;

@@ -153,10 +153,14 @@ export async function startEngine(o: EngineOptions): Promise<Engine> {
       await fetch(`${url}/control/stats/reset`, { method: 'POST' });
     },
     resetPrefixCache: async () => {
-      const { success } = (await (await fetch(`${url}/reset_prefix_cache`, { method: 'POST' })).json()) as {
-        success: boolean;
-      };
-      if (!success) throw new Error('the engine kept its prefix cache: a request still holds KV blocks');
+      // An answer the client has read may still be leaving the engine: a few tries before giving up.
+      for (let attempt = 1; ; attempt++) {
+        const res = await fetch(`${url}/reset_prefix_cache`, { method: 'POST' });
+        if (!res.ok) throw new Error(`the engine has no POST /reset_prefix_cache (${res.status}): is it in dev mode?`);
+        if (((await res.json()) as { success: boolean }).success) return;
+        if (attempt === 5) throw new Error('the engine kept its prefix cache: a request still holds KV blocks');
+        await new Promise((r) => setTimeout(r, 200));
+      }
     },
   };
 }

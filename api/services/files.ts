@@ -81,7 +81,8 @@ async function parseMultipart(
       partFailure ??= err;
     });
     partStreams.push(stream);
-    if (name !== 'file' || result.file !== undefined) {
+    // A part opened after the form failed is not stored: the client gets the form's 400, not the store's trouble.
+    if (name !== 'file' || result.file !== undefined || parser.destroyed) {
       stream.resume();
       return;
     }
