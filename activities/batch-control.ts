@@ -8,7 +8,7 @@ import { sql } from 'kysely';
 
 import { chunkActivityOptions } from '../lib/activity-options.js';
 import type { Config } from '../lib/config.js';
-import { writeChunk, type FileStore } from '../lib/file-store.js';
+import { writeChunks, type FileStore } from '../lib/file-store.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
@@ -94,16 +94,19 @@ function safeHeartbeat(details?: unknown): void {
   }
 }
 
-/** Lines gathered into writes of about `size` bytes: a write per line is a system call per line. */
+/**
+ * Lines gathered into writes of about `size` bytes: a write per line is a system call per line, and
+ * joining them would copy every byte (the lines are views of the segments' read windows).
+ */
 function gathered(stream: Writable, size: number) {
   let pieces: Buffer[] = [];
   let bytes = 0;
   const flush = async (): Promise<void> => {
     if (bytes === 0) return;
-    const data = Buffer.concat(pieces, bytes);
+    const data = pieces;
     pieces = [];
     bytes = 0;
-    await writeChunk(stream, data);
+    await writeChunks(stream, data);
   };
   return {
     flush,

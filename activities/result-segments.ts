@@ -68,30 +68,39 @@ export interface RawRecord {
 
 /**
  * The records of a segment's byte range, split as bytes (88 KB embeddings lines are copied, not
- * decoded and encoded again): the input line number before the tab, the output line after it.
+ * decoded and encoded again): the input line number before the tab, the output line after it. A
+ * record is a view of the window it was read in; only one that straddles two windows is copied.
  */
 async function* segmentRecords(key: string, chunks: AsyncIterable<Buffer>): AsyncGenerator<RawRecord> {
   const damaged = (): Error => new Error(`result segment ${key} is damaged`);
+  const record = (buf: Buffer, at: number, nl: number): RawRecord => {
+    const tab = buf.indexOf(TAB, at);
+    const line = Number(buf.toString('latin1', at, tab));
+    if (tab <= at || tab > nl || !Number.isInteger(line)) throw damaged();
+    return { line, output: buf.subarray(tab + 1, nl + 1) };
+  };
   // The start of a record whose newline has not come yet (a line longer than a read window).
   let pending: Buffer[] = [];
   for await (const chunk of chunks) {
     // A segment shorter than its range reads short.
     if (chunk.length === 0) throw damaged();
-    if (chunk.indexOf(NEWLINE) < 0) {
-      pending.push(chunk);
-      continue;
-    }
-    const buf = pending.length === 0 ? chunk : Buffer.concat([...pending, chunk]);
-    pending = [];
     let at = 0;
-    for (let nl = buf.indexOf(NEWLINE); nl >= 0; nl = buf.indexOf(NEWLINE, at)) {
-      const tab = buf.indexOf(TAB, at);
-      const line = Number(buf.toString('latin1', at, tab));
-      if (tab <= at || tab > nl || !Number.isInteger(line)) throw damaged();
-      yield { line, output: buf.subarray(tab + 1, nl + 1) };
+    if (pending.length > 0) {
+      const nl = chunk.indexOf(NEWLINE);
+      if (nl < 0) {
+        pending.push(chunk);
+        continue;
+      }
+      const joined = Buffer.concat([...pending, chunk.subarray(0, nl + 1)]);
+      pending = [];
+      yield record(joined, 0, joined.length - 1);
       at = nl + 1;
     }
-    if (at < buf.length) pending.push(buf.subarray(at));
+    for (let nl = chunk.indexOf(NEWLINE, at); nl >= 0; nl = chunk.indexOf(NEWLINE, at)) {
+      yield record(chunk, at, nl);
+      at = nl + 1;
+    }
+    if (at < chunk.length) pending.push(chunk.subarray(at));
   }
   // A group's range ends with a record's newline.
   if (pending.length > 0) throw damaged();

@@ -295,8 +295,8 @@ export interface StackOptions {
   /** GPU worker processes: one per engine listed. */
   engines: EngineEndpoint[];
   env?: Record<string, string>;
-  /** Node arguments for the GPU workers (the benchmark's --profile passes --cpu-prof). */
-  gpuNodeArgs?: string[];
+  /** The benchmark's --profile: each Node process of the stack writes CPU profiles to its folder here. */
+  profileDir?: string;
 }
 
 export async function startStack(infra: Infra, options: StackOptions): Promise<Stack> {
@@ -319,11 +319,13 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
     GPU_METRICS_PORT: '0',
     ...options.env,
   };
-  const orchestrator = spawnEntry('workers/orchestrator.ts', env);
+  const profiled = (role: string): string[] =>
+    options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(options.profileDir, role)}`];
+  const orchestrator = spawnEntry('workers/orchestrator.ts', env, profiled('orchestrator'));
   const gpuWorkers = options.engines.map((engine, i) =>
-    spawnEntry('workers/gpu.ts', { ...env, GPU_INDEX: String(i), VLLM_BASE_URL: engine.url }, options.gpuNodeArgs),
+    spawnEntry('workers/gpu.ts', { ...env, GPU_INDEX: String(i), VLLM_BASE_URL: engine.url }, profiled('gpu')),
   );
-  const api = spawnEntry('api/server.ts', env);
+  const api = spawnEntry('api/server.ts', env, profiled('api'));
   await Promise.all([
     orchestrator.waitFor('orchestrator worker ready'),
     api.waitFor('API ready'),

@@ -15,7 +15,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --scenario NAME     one of ${Object.keys(SCENARIOS).join(', ')} (repeatable; default: all)
   --runs N            runs per scenario (default 3)
   --quick             smaller batches, for a fast look (not for the published figures)
-  --profile           write CPU profiles of the GPU workers to .data/profiles
+  --profile           write CPU profiles of the API, orchestrator and GPU workers to .data/profiles
   --out DIR           where the reports go (default docs)
  overhead and vllm only:
   --engine-url URL    a vLLM server already running (its root, e.g. http://127.0.0.1:8000) instead of
@@ -26,6 +26,9 @@ const USAGE = `Usage: npm run bench -- [options]
                       --engine-url or --max-tokens; vllm: 160)
   --max-tokens N      every answer N tokens (vllm: 16); overhead: one chat workload of such answers
                       instead of its three (100 to 300 tokens by line, 2 KB answers, embeddings)
+ overhead only:
+  --workload NAME     only this of its three workloads: chat, 2kb or embeddings (repeatable), for a
+                      look at one (its report then holds only those: use --out)
  vllm only:
   --pin               diagnosis: vLLM on CPU 1, the system and the client on CPU 0
  any scenario:
@@ -55,6 +58,7 @@ if (isEntryPoint(import.meta.url)) {
         concurrency: { type: 'string' },
         requests: { type: 'string' },
         'max-tokens': { type: 'string' },
+        workload: { type: 'string', multiple: true },
         'stack-env': { type: 'string', multiple: true },
         pin: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
@@ -69,7 +73,8 @@ if (isEntryPoint(import.meta.url)) {
     const runs = Number(values.runs);
     if (!Number.isInteger(runs) || runs < 1) throw new Error('--runs must be a whole number of at least 1');
     const profileDir = path.resolve('.data/profiles');
-    if (values.profile) await mkdir(profileDir, { recursive: true });
+    if (values.workload !== undefined && names.some((name) => name !== 'overhead'))
+      throw new Error('--workload applies to the overhead scenario only: name it with --scenario overhead');
     const engineFlags = ['engine-url', 'model', 'concurrency', 'requests', 'max-tokens'] as const;
     const given = engineFlags.filter((f) => values[f] !== undefined);
     if (values.pin && names.some((name) => name !== 'vllm')) throw new Error('--pin applies to the vllm scenario only');
@@ -88,12 +93,13 @@ if (isEntryPoint(import.meta.url)) {
     const options: Options = {
       runs,
       quick: values.quick,
-      gpuNodeArgs: values.profile ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+      profileDir: values.profile ? profileDir : undefined,
       engineUrl,
       model: values.model,
       concurrency: positive('concurrency', values.concurrency),
       requests: positive('requests', values.requests),
       maxTokens: positive('max-tokens', values['max-tokens']),
+      workloads: values.workload?.flatMap((w) => w.split(',')),
       stackEnv,
       pin: values.pin,
     };

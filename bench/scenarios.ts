@@ -40,13 +40,13 @@ import {
   type LocalVllm,
   type Stack,
 } from './harness.js';
-import type { Metric, ScenarioResult } from './report.js';
+import { summarise, type Metric, type ScenarioResult } from './report.js';
 
 export interface Options {
   runs: number;
   quick: boolean;
-  /** Node arguments for GPU workers (--profile adds --cpu-prof). */
-  gpuNodeArgs: string[];
+  /** --profile: where the stack's Node processes write CPU profiles (a folder each for API, orchestrator, GPU workers). */
+  profileDir?: string;
   /** A running engine (vLLM's OpenAI server) to use instead of starting one: overhead and vllm only. */
   engineUrl?: string;
   /** The model that engine serves. */
@@ -57,6 +57,8 @@ export interface Options {
   requests?: number;
   /** One max_tokens for every request (overhead, vllm). */
   maxTokens?: number;
+  /** overhead: only these of its workloads (chat, 2kb, embeddings), for a look at one of them. */
+  workloads?: string[];
   /** More environment for the stack's processes, to try a setting (e.g. ENGINE_KEEP_ALIVE_MS=60000). */
   stackEnv?: Record<string, string>;
   /** vllm, diagnosis: vLLM on one CPU, the system and the client on the other. */
@@ -91,7 +93,7 @@ async function withSimulatedStack(
     const stack = await startStack(infra, {
       engines: engines.flatMap((e) => Array.from({ length: setup.gpuWorkersEach ?? 1 }, () => e)),
       env: { ...setup.env, ...o.stackEnv },
-      gpuNodeArgs: o.gpuNodeArgs,
+      profileDir: o.profileDir,
     });
     try {
       await use({ infra, stack, engine, engines });
@@ -164,6 +166,8 @@ const spreadTokens = (i: number): number => 100 + ((i * 37) % 201);
 
 /** One kind of traffic the overhead scenario sends both ways. */
 interface Workload {
+  /** Its name for --workload. */
+  key: string;
   /** Prefixes its metrics' names. */
   label: string;
   /** What its requests are, for the setup text. */
@@ -174,9 +178,16 @@ interface Workload {
 }
 
 /** Chat requests with prompts of 200 characters (about 60 tokens), answers `tokens` long (ignore_eos). */
-function chatWorkload(label: string, model: string, requests: number, tokens: number | undefined): Workload {
+function chatWorkload(
+  key: string,
+  label: string,
+  model: string,
+  requests: number,
+  tokens: number | undefined,
+): Workload {
   const lengths = tokens === undefined ? 'answers of 100 to 300 tokens (mean 200)' : `answers of ${tokens} tokens`;
   return {
+    key,
     label,
     describe: `${int(requests)} chat requests (prompts of 200 characters, about 60 tokens; ${lengths}, fixed by max_tokens with ignore_eos)`,
     model,
@@ -192,13 +203,14 @@ function chatWorkload(label: string, model: string, requests: number, tokens: nu
 function overheadWorkloads(o: Options): Workload[] {
   const scale = (n: number): number => o.requests ?? (o.quick ? Math.round(n / 5) : n);
   if (o.engineUrl !== undefined || o.maxTokens !== undefined)
-    return [chatWorkload('', o.model ?? 'llama-sim', scale(10_000), o.maxTokens)];
+    return [chatWorkload('chat', '', o.model ?? 'llama-sim', scale(10_000), o.maxTokens)];
   const embeddings = scale(4000);
-  return [
-    chatWorkload('chat, 100–300 tokens: ', 'llama-sim', scale(5000), undefined),
+  const all: Workload[] = [
+    chatWorkload('chat', 'chat, 100–300 tokens: ', 'llama-sim', scale(5000), undefined),
     // 340 tokens of the simulator's words are about 2 KB of answer text (output lines of about 3 KB).
-    chatWorkload('chat, 2 KB answers: ', 'llama-sim', scale(2500), 340),
+    chatWorkload('2kb', 'chat, 2 KB answers: ', 'llama-sim', scale(2500), 340),
     {
+      key: 'embeddings',
       label: 'embeddings, 4,096 dimensions: ',
       describe: `${int(embeddings)} embeddings requests (passages of 1,000 characters, about 250 tokens; 4,096 dimensions: output lines of about 88 KB)`,
       model: 'embed-sim',
@@ -206,6 +218,12 @@ function overheadWorkloads(o: Options): Workload[] {
       lines: embeddingLines('embed-sim', embeddings, 4096, 1000),
     },
   ];
+  const unknown = (o.workloads ?? []).filter((k) => !all.some((w) => w.key === k));
+  if (unknown.length > 0)
+    throw new Error(
+      `unknown workload ${unknown.join(', ')}: the overhead scenario has ${all.map((w) => w.key).join(', ')}`,
+    );
+  return o.workloads === undefined ? all : all.filter((w) => o.workloads?.includes(w.key));
 }
 
 /** 1. The whole system against a minimal direct client, on a vLLM-like engine. */
@@ -225,7 +243,8 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
     const direct = metric(`${w.label}direct client time`, 's', 'lower');
     const system = metric(`${w.label}system time, create to completed`, 's', 'lower');
     const engineBusy = metric(`${w.label}system time at the engine, first to last request`, 's', 'lower');
-    metrics.push(ratio, direct, system, engineBusy);
+    const finalizing = metric(`${w.label}system time finalizing (polled every 100 ms)`, 's', 'lower');
+    metrics.push(ratio, direct, system, engineBusy, finalizing);
     await withInfra(async (infra) => {
       // An H100 serving an 8B model, as calibrated: every capacity setting is the simulator's default.
       const engine = external === undefined ? await startEngine({ model: w.model }) : undefined;
@@ -234,7 +253,7 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
       const stack = await startStack(infra, {
         engines: [endpoint],
         env: { GPU_MAX_INFLIGHT: String(concurrency), ...o.stackEnv },
-        gpuNodeArgs: o.gpuNodeArgs,
+        profileDir: o.profileDir,
       });
       try {
         // A real engine: one direct pass first, not counted, so both sides of every run meet the same
@@ -256,8 +275,9 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
           await engine?.resetStats();
           const hits1 = await cacheHits();
           const probe = engine === undefined ? probeEngine(endpoint.url) : undefined;
-          const { createdAt } = await runBatch(stack, fileId, 100, w.endpoint);
+          const { createdAt, seen } = await runBatch(stack, fileId, 100, w.endpoint);
           const seconds = (Date.now() - createdAt) / 1000;
+          finalizing.values.push(((seen.completed ?? 0) - (seen.finalizing ?? seen.completed ?? 0)) / 1000);
           const hits2 = await cacheHits();
           log.info(
             { workload: w.label, run, cachedPromptTokens: { direct: hits1 - hits0, system: hits2 - hits1 } },
@@ -280,7 +300,14 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
             log.warn({ workload: w.label, run, seconds, direct: d.seconds, file }, 'a slow run: process output kept');
           }
           log.info(
-            { workload: w.label, run, direct: d.seconds, system: seconds, ratio: d.seconds / seconds },
+            {
+              workload: w.label,
+              run,
+              direct: d.seconds,
+              system: seconds,
+              finalizing: finalizing.values.at(-1),
+              ratio: d.seconds / seconds,
+            },
             'overhead run',
           );
         }
@@ -333,6 +360,7 @@ export async function ceiling(o: Options): Promise<ScenarioResult> {
     'GPU workers': 'GPU workers',
     Temporal: 'Temporal',
     Postgres: 'postgres',
+    'the simulated engine': 'simulated engines',
   };
   const perProcess = Object.entries(processes).map(([label, group]) => ({
     group,
@@ -372,6 +400,9 @@ export async function ceiling(o: Options): Promise<ScenarioResult> {
       }
     },
   );
+  const systemMs = perProcess
+    .filter((p) => p.group !== 'simulated engines')
+    .reduce((sum, p) => sum + summarise(p.metric.values).median, 0);
   return {
     name: 'ceiling',
     title: 'Orchestrator ceiling',
@@ -381,6 +412,7 @@ export async function ceiling(o: Options): Promise<ScenarioResult> {
       'The engine span (first request to last at the engine) is the sustained rate; create-to-completed adds validation, planning and finalize.',
       "The simulated engine still does a scheduler's work on this machine's CPU for every request (admission, a prefix-cache lookup, KV blocks, a step per token), which the GPU would not take from the orchestrator's cores; the bare client meets the same engine.",
       `CPU in cores from create to completed (mean of the runs): ${coresByGroup(cpu)}. CPU per 1,000 requests is each process's CPU time from create to completed (validation and finalize included) per 1,000 requests.`,
+      `The system's own processes (all but the engine) used ${fixed(systemMs, 2)} core-ms a request (medians): this machine's two cores, with nothing else on them, would carry at most ${int(2000 / Math.max(systemMs, 1e-9))} requests/s.`,
       "At about 32 requests a second per GPU for an 8B model on an H100 (the simulator's calibration), this is enough to feed dozens of GPUs from one orchestrator.",
     ],
   };
@@ -817,7 +849,7 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
     const stack = await startStack(infra, {
       engines: [endpoint],
       env: { GPU_MAX_INFLIGHT: String(concurrency), ...o.stackEnv },
-      gpuNodeArgs: o.gpuNodeArgs,
+      profileDir: o.profileDir,
     });
     const gpu = stack.gpuWorkers[0];
     const names = processNames(infra, stack);

@@ -405,7 +405,7 @@ const SETTINGS = {
     requestTimeoutMs: setting(
       'ENGINE_REQUEST_TIMEOUT_MS',
       positiveInt.default(10 * 60 * 1000),
-      'Timeout of one engine request',
+      'Timeout of one engine request, its whole answer read',
     ),
     retryBudgetMs: setting(
       'ENGINE_RETRY_BUDGET_MS',

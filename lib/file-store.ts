@@ -69,10 +69,22 @@ function isDestroyed(stream: Writable): boolean {
  * (a failed upload) never drains, so closing ends the wait too and the write fails with the reason.
  */
 export async function writeChunk(stream: Writable, chunk: string | Uint8Array): Promise<void> {
+  await writeChunks(stream, [chunk]);
+}
+
+/**
+ * Writes several chunks as one write (a single writev on a local file: no copy to join them), then
+ * waits as writeChunk does.
+ */
+export async function writeChunks(stream: Writable, chunks: readonly (string | Uint8Array)[]): Promise<void> {
   const failed = errorOf(stream);
   if (failed !== null) throw failed;
   if (stream.destroyed) throw new Error('the file store stopped accepting data');
-  if (stream.write(chunk)) return;
+  if (chunks.length > 1) stream.cork();
+  let more = true;
+  for (const chunk of chunks) more = stream.write(chunk);
+  if (chunks.length > 1) stream.uncork();
+  if (more && !stream.writableNeedDrain) return;
   const stop = new AbortController();
   try {
     await Promise.race([

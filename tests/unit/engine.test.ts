@@ -1,4 +1,6 @@
-// The engine client: the openai SDK against a (simulated) vLLM, with our retry budget.
+// The engine client against a (simulated) vLLM, with our retry budget.
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 
 import { Engine, engineRoot, type EngineOptions, type RetryPolicy } from '../../activities/engine-client.js';
@@ -148,6 +150,41 @@ describe('Engine', () => {
     await setFaults(s, { hangRate: 1 });
     const outcome = await engine.send('/v1/chat/completions', body, oneQuickTry, undefined);
     expect(outcome).toMatchObject({ kind: 'network', timeout: true, attempts: 1 });
+  });
+
+  it('retries what a proxy answers instead of the engine: an HTML 502, then a 200 that is not JSON', async () => {
+    // What a load balancer in front of vLLM sends when the engine restarts: not vLLM's JSON.
+    const answers = [
+      { status: 502, type: 'text/html', body: '<html><body>502 Bad Gateway</body></html>' },
+      { status: 200, type: 'text/html', body: '<html>maintenance</html>' },
+      { status: 200, type: 'application/json', body: '{"object":"chat.completion","usage":{"prompt_tokens":3}}' },
+    ];
+    const server: Server = createServer((req, res) => {
+      req.resume();
+      const next = answers.shift() ?? { status: 500, type: 'text/plain', body: 'no more' };
+      res.writeHead(next.status, { 'content-type': next.type }).end(next.body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const engine = new Engine({
+        baseUrl: `http://127.0.0.1:${port}/v1`,
+        apiKey: undefined,
+        requestTimeoutMs: 5000,
+        connections: 2,
+        keepAliveMs: 1000,
+        maxResponseBytes: 1024 * 1024,
+      });
+      const outcome = await engine.send('/v1/chat/completions', body, policy, undefined);
+      await engine.close();
+      expect(outcome).toMatchObject({ kind: 'ok', status: 200, attempts: 3 });
+      expect(outcome.errors.map((e) => e.status)).toEqual([502, null]);
+      // The proxy's page is the 502's message, and the unreadable 200 says what was wrong with it.
+      expect(outcome.errors[0]?.message).toContain('502 Bad Gateway');
+      expect(outcome.errors[1]?.message).toContain('unreadable answer from the engine');
+    } finally {
+      server.close();
+    }
   });
 
   it('stops at once when aborted', async () => {
