@@ -412,7 +412,7 @@ export async function ceiling(o: Options): Promise<ScenarioResult> {
       'The engine span (first request to last at the engine) is the sustained rate; create-to-completed adds validation, planning and finalize.',
       "The simulated engine still does a scheduler's work on this machine's CPU for every request (admission, a prefix-cache lookup, KV blocks, a step per token), which the GPU would not take from the orchestrator's cores; the bare client meets the same engine.",
       `CPU in cores from create to completed (mean of the runs): ${coresByGroup(cpu)}. CPU per 1,000 requests is each process's CPU time from create to completed (validation and finalize included) per 1,000 requests.`,
-      `The system's own processes (all but the engine) used ${fixed(systemMs, 2)} core-ms a request (medians): this machine's two cores, with nothing else on them, would carry at most ${int(2000 / Math.max(systemMs, 1e-9))} requests/s.`,
+      `The system's own processes (all but the engine) used ${fixed(systemMs, 2)} core-ms a request (medians): this machine's two cores, with nothing else on them, would carry at most ${int(Math.round(2000 / Math.max(systemMs, 1e-9)))} requests/s.`,
       "At about 32 requests a second per GPU for an 8B model on an H100 (the simulator's calibration), this is enough to feed dozens of GPUs from one orchestrator.",
     ],
   };
