@@ -1,14 +1,13 @@
 // The orchestrator's activities: validate and plan a batch, dead-letter a chunk that could not run,
 // and finalize (fill in lines that never ran, write the output and error files, set the end state).
 // Each is idempotent, so a retry after a crash at any point converges on the same result.
-import type { Writable } from 'node:stream';
 import { heartbeat } from '@temporalio/activity';
 import type { ActivityOptions } from '@temporalio/workflow';
 import { sql } from 'kysely';
 
 import { chunkActivityOptions } from '../lib/activity-options.js';
 import type { Config } from '../lib/config.js';
-import { writeChunks, type FileStore } from '../lib/file-store.js';
+import type { FileStore } from '../lib/file-store.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
@@ -20,7 +19,7 @@ import { jsonb, type Db } from '../schema/db.js';
 import { persistedLines, resultCounts, segmentFolder } from '../schema/result-groups.js';
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { loadBatch } from './load-batch.js';
-import { resultsInOrder } from './result-segments.js';
+import { createOutputDrafts, outputKey, type CompletedFile, type OutputKind } from './output-draft.js';
 import { notRunRow, persistResults, resultsInRange, type ResultRow } from './results.js';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
 
@@ -43,6 +42,8 @@ export type BatchPlan =
       expiresAt: number;
       chunks: ChunkPlan[];
       maxPendingChunks: number;
+      /** How many times at most the output files are written ahead while the batch runs (absent in plans before it). */
+      outputDrafts?: number;
       /** How the plan's chunks run: on the GPU task queue of its model. */
       chunkActivity: ActivityOptions;
     }
@@ -94,32 +95,12 @@ function safeHeartbeat(details?: unknown): void {
   }
 }
 
-/**
- * Lines gathered into writes of about `size` bytes: a write per line is a system call per line, and
- * joining them would copy every byte (the lines are views of the segments' read windows).
- */
-function gathered(stream: Writable, size: number) {
-  let pieces: Buffer[] = [];
-  let bytes = 0;
-  const flush = async (): Promise<void> => {
-    if (bytes === 0) return;
-    const data = pieces;
-    pieces = [];
-    bytes = 0;
-    await writeChunks(stream, data);
-  };
-  return {
-    flush,
-    async add(piece: Buffer): Promise<void> {
-      pieces.push(piece);
-      bytes += piece.length;
-      if (bytes >= size) await flush();
-    },
-  };
-}
-
 export function createControlActivities(deps: ControlDeps) {
   const { db, store, config, log } = deps;
+  const drafts = createOutputDrafts(deps);
+  const progress = (written: number): void => {
+    safeHeartbeat({ written });
+  };
 
   async function failValidation(batchId: string, errors: ValidationError[]): Promise<BatchPlan> {
     // Also when a cancel came in while validating: nothing ran, and failed says why.
@@ -172,12 +153,13 @@ export function createControlActivities(deps: ControlDeps) {
   }
 
   /**
-   * Once a batch's files are written its segments are garbage (result_groups stays: which lines
-   * succeeded, for retries and curation). Best effort: a store that is down now only leaves bytes
-   * behind, never a batch unfinished.
+   * Once a batch's files are written its segments and drafts are garbage (result_groups stays: which
+   * lines succeeded, for retries and curation). Best effort: a store that is down now only leaves
+   * bytes behind, never a batch unfinished.
    */
   async function dropSegments(batchId: string): Promise<void> {
     try {
+      await drafts.discard(batchId);
       await store.deleteFolder(segmentFolder(batchId));
       await db.deleteFrom('legacy_batch_results').where('batch_id', '=', batchId).execute();
     } catch (err) {
@@ -185,39 +167,13 @@ export function createControlActivities(deps: ControlDeps) {
     }
   }
 
+  /** The batch's files, finished from what was written while it ran, and published. */
   async function writeOutputs(batchId: string, projectId: string, lifetime: number) {
-    const output = await store.createWriter(`outputs/${batchId}/output.jsonl`);
-    const errors = await store.createWriter(`outputs/${batchId}/errors.jsonl`);
-    let completed = 0;
-    let failed = 0;
-    const size = config.batch.resultReadBytes;
-    const toOutput = gathered(output.stream, size);
-    const toErrors = gathered(errors.stream, size);
-    try {
-      for await (const result of resultsInOrder(db, store, batchId, size)) {
-        if (result.ok) {
-          completed++;
-          await toOutput.add(result.output);
-        } else {
-          failed++;
-          await toErrors.add(result.output);
-        }
-        if ((completed + failed) % 2000 === 0) safeHeartbeat({ written: completed + failed });
-      }
-      await toOutput.flush();
-      await toErrors.flush();
-    } catch (err) {
-      await Promise.all([output.abort(), errors.abort()]);
-      throw err;
-    }
+    const files = await drafts.finish(batchId, progress);
     const now = nowSeconds();
     // Stable ids: a retried finalize re-creates the same file objects instead of new ones.
-    const publish = async (writer: typeof output, count: number, kind: 'output' | 'errors'): Promise<string | null> => {
-      if (count === 0) {
-        await writer.abort();
-        return null;
-      }
-      const { bytes } = await writer.commit();
+    const publish = async (file: CompletedFile | null, kind: OutputKind): Promise<string | null> => {
+      if (file === null) return null;
       const id = stableId('file-', `${batchId}:${kind}`);
       await db
         .insertInto('files')
@@ -226,24 +182,24 @@ export function createControlActivities(deps: ControlDeps) {
           project_id: projectId,
           filename: `${batchId}_${kind === 'output' ? 'output' : 'error'}.jsonl`,
           purpose: 'batch_output',
-          bytes,
+          bytes: file.bytes,
           status: 'processed',
           status_details: null,
           created_at: now,
           expires_at: now + lifetime,
-          storage_key: `outputs/${batchId}/${kind}.jsonl`,
+          storage_key: outputKey(batchId, kind),
           deleted_at: null,
         })
         // A finalize retried after a crash keeps the file's first creation and expiry.
-        .onConflict((c) => c.column('id').doUpdateSet({ bytes }))
+        .onConflict((c) => c.column('id').doUpdateSet({ bytes: file.bytes }))
         .execute();
       return id;
     };
     return {
-      completed,
-      failed,
-      outputFileId: await publish(output, completed, 'output'),
-      errorFileId: await publish(errors, failed, 'errors'),
+      completed: files.output?.lines ?? 0,
+      failed: files.errors?.lines ?? 0,
+      outputFileId: await publish(files.output, 'output'),
+      errorFileId: await publish(files.errors, 'errors'),
     };
   }
 
@@ -381,6 +337,7 @@ export function createControlActivities(deps: ControlDeps) {
           MAX_PENDING_CHUNKS_CAP,
           Math.max(config.batch.maxPendingChunks, workers * (config.gpu.concurrentChunks + 1)),
         ),
+        outputDrafts: config.batch.outputDraftsPerBatch,
         chunkActivity: chunkActivityOptions(config, inferenceTaskQueue(config, result.model)),
       };
     },
@@ -443,6 +400,16 @@ export function createControlActivities(deps: ControlDeps) {
       // The whole chunk's counts, including what earlier attempts finished, for the workflow's progress.
       const { completed, failed } = await resultsInRange(db, input.batchId, input.chunk);
       return { completed, failed };
+    },
+
+    /**
+     * While the batch runs: writes to its files the results of every line below `throughLine` (the
+     * chunks before it ended) and of those after it that have one, so finalize has only the rest.
+     */
+    async draftOutputs(input: { batchId: string; throughLine: number }): Promise<void> {
+      const batch = await loadBatch(db, input.batchId);
+      if (!isLive(batch.status)) return;
+      await drafts.draft(input.batchId, input.throughLine, progress);
     },
 
     async markFinalizing(batchId: string): Promise<void> {

@@ -133,16 +133,18 @@ export function readSegment(
   return segmentRecords(key, inWindows(store, key, start, end, window));
 }
 
-/** A group's counted lines, read from its segment's bytes (or, stored before 0008, from legacy_batch_results). */
+/** A group's counted lines in `wanted`, read from its segment's bytes (or, stored before 0008, from legacy_batch_results). */
 async function* groupLines(
   db: Db,
   store: FileStore,
   batchId: string,
   group: { segment: string | null; byte_start: number; byte_end: number; lines: number[] },
+  wanted: (line: number) => boolean,
   window: number,
 ): AsyncGenerator<RawRecord> {
-  const counted = new Set(group.lines);
+  const counted = new Set(group.lines.filter(wanted));
   let seen = 0;
+  if (counted.size === 0) return;
   if (group.segment === null) {
     const first = group.lines[0] ?? 0;
     const last = group.lines[group.lines.length - 1] ?? -1;
@@ -161,7 +163,7 @@ async function* groupLines(
     }
   } else {
     for await (const record of readSegment(store, group.segment, group.byte_start, group.byte_end, window)) {
-      if (!counted.has(record.line)) continue; // a copy another attempt's row counts
+      if (!counted.has(record.line)) continue; // a copy another attempt's row counts, or a line out of range
       seen++;
       yield record;
     }
@@ -177,24 +179,35 @@ async function pull(source: AsyncGenerator<RawRecord>): Promise<RawRecord | unde
   return next.done === true ? undefined : next.value;
 }
 
+/** Input lines [from, to): `to` omitted, to the end. */
+export interface LineSpan {
+  from: number;
+  to?: number;
+}
+
 /**
- * Every persisted result of a batch in input order, streamed: bucket by bucket, a merge of the
- * bucket's segments (each already in order), so memory holds a read window (`windowBytes`, and at
- * least a line) per segment of one bucket.
+ * The persisted results of a batch (of its lines in `span`) in input order, streamed: bucket by
+ * bucket, a merge of the bucket's segments (each already in order), so memory holds a read window
+ * (`windowBytes`, and at least a line) per segment of one bucket.
  */
 export async function* resultsInOrder(
   db: Db,
   store: FileStore,
   batchId: string,
   windowBytes: number,
+  span: LineSpan = { from: 0 },
 ): AsyncGenerator<StoredResult> {
-  const buckets = await db
+  const { from, to } = span;
+  const wanted = (line: number): boolean => line >= from && (to === undefined || line < to);
+  if (to !== undefined && to <= from) return;
+  let query = db
     .selectFrom('result_groups')
     .select('bucket')
     .distinct()
     .where('batch_id', '=', batchId)
-    .orderBy('bucket')
-    .execute();
+    .where('bucket', '>=', bucketOf(from));
+  if (to !== undefined) query = query.where('bucket', '<=', bucketOf(to - 1));
+  const buckets = await query.orderBy('bucket').execute();
   for (const { bucket } of buckets) {
     const groups = await db
       .selectFrom('result_groups')
@@ -203,7 +216,7 @@ export async function* resultsInOrder(
       .where('bucket', '=', bucket)
       .execute();
     const failed = new Set(groups.flatMap((g) => g.failed));
-    const sources = groups.map((g) => groupLines(db, store, batchId, g, windowBytes));
+    const sources = groups.map((g) => groupLines(db, store, batchId, g, wanted, windowBytes));
     const heads: (RawRecord | undefined)[] = [];
     try {
       // Every segment's first read at once: a bucket of small flushes is many small ranged reads.

@@ -360,6 +360,16 @@ const SETTINGS = {
       positiveInt.default(1024 * 1024),
       'Finalize reads each result segment in windows of this many bytes (one window per segment of a 1,024-line bucket is in memory at once) and writes the output files in pieces of about this size',
     ),
+    outputDraftsPerBatch: setting(
+      'OUTPUT_DRAFTS_PER_BATCH',
+      z.coerce.number().int().min(0).default(8),
+      "How many times at most a batch's output files are written ahead while it runs (each time its chunks so far have ended), so finalize has only the last lines to write; 0: finalize writes them all",
+    ),
+    outputPartBytes: setting(
+      'OUTPUT_PART_BYTES',
+      positiveInt.default(8 * 1024 * 1024),
+      'The output and error files are written while the batch runs and at finalize in parts of about this many bytes (on S3 at least 5 MiB, the multipart minimum): each part is recorded, so a finalize cut off resumes after the last one; about this much memory per file being written',
+    ),
     resultSegmentBytes: setting(
       'RESULT_SEGMENT_BYTES',
       positiveInt.default(8 * 1024 * 1024),

@@ -4,11 +4,13 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { access, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { access, mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, Readable, type Writable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadBucketCommand,
@@ -16,6 +18,7 @@ import {
   ListMultipartUploadsCommand,
   ListObjectsV2Command,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 
@@ -42,8 +45,40 @@ export interface FileWriter {
   abort(): Promise<void>;
 }
 
+/** A part of an upload, as its writer records it. */
+export interface UploadedPart {
+  /** 1, 2, ... in the object's order. */
+  number: number;
+  /** S3's ETag of the part (empty on the local store). */
+  etag: string;
+  bytes: number;
+}
+
+/**
+ * An upload gone under its writer (aborted, swept, completed by someone else, or a part overwritten by
+ * another writer): what was written to it is lost, and the object must be written again from the start.
+ */
+export class UploadLostError extends Error {}
+
 export interface FileStore {
   createWriter(key: string): Promise<FileWriter>;
+  /**
+   * An object written in parts over many calls, even by many processes, that appears whole only when
+   * completed: the caller records the upload's id and each part it wrote, and resumes from them.
+   * Parts but the last must be at least `minPartBytes` long.
+   */
+  startUpload(key: string): Promise<string>;
+  /** Writes part `number`, which starts `offset` bytes into the object (the bytes of the parts before it). */
+  writePart(
+    key: string,
+    uploadId: string,
+    part: { number: number; offset: number },
+    data: readonly Uint8Array[],
+  ): Promise<UploadedPart>;
+  /** Makes the parts the object, all at once; an upload already completed with these parts answers its size again. */
+  completeUpload(key: string, uploadId: string, parts: readonly UploadedPart[]): Promise<{ bytes: number }>;
+  abortUpload(key: string, uploadId: string): Promise<void>;
+  readonly minPartBytes: number;
   read(key: string, range?: ByteRange): Readable;
   size(key: string): Promise<number | undefined>;
   delete(key: string): Promise<void>;
@@ -51,8 +86,11 @@ export interface FileStore {
   deleteFolder(folder: string): Promise<number>;
   /** Throws unless the store can be reached: the folder exists and is writable, or the bucket answers (readiness). */
   check(): Promise<void>;
-  /** Removes writes never committed or aborted (their process died) older than this; returns how many. */
-  sweepPartial(olderThanMs: number): Promise<number>;
+  /**
+   * Removes writes never committed or aborted (their process died) older than this, except the uploads
+   * in `keep` (still being written); returns how many.
+   */
+  sweepPartial(olderThanMs: number, keep?: ReadonlySet<string>): Promise<number>;
 }
 
 /** A stream's error so far; a function, so a check after an await is not narrowed away. */
@@ -97,8 +135,91 @@ export async function writeChunks(stream: Writable, chunks: readonly (string | U
   if (isDestroyed(stream)) throw errorOf(stream) ?? new Error('the file store stopped accepting data');
 }
 
+const byteLength = (data: readonly Uint8Array[]): number => data.reduce((sum, d) => sum + d.length, 0);
+
+function isMissing(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
 export class LocalFileStore implements FileStore {
+  readonly minPartBytes = 0;
+
   constructor(private readonly root: string) {}
+
+  /** An upload is a partial file written at each part's offset, renamed to its key when completed. */
+  private uploadPath(key: string, uploadId: string): string {
+    if (!/^[0-9a-f]+$/.test(uploadId)) throw new UploadLostError(`invalid upload id ${uploadId}`);
+    return `${this.pathOf(key)}.partial-${uploadId}`;
+  }
+
+  async startUpload(key: string): Promise<string> {
+    const uploadId = randomBytes(8).toString('hex');
+    await mkdir(path.dirname(this.pathOf(key)), { recursive: true });
+    await writeFile(this.uploadPath(key, uploadId), '', { flag: 'wx' });
+    return uploadId;
+  }
+
+  async writePart(
+    key: string,
+    uploadId: string,
+    part: { number: number; offset: number },
+    data: readonly Uint8Array[],
+  ): Promise<UploadedPart> {
+    const handle = await open(this.uploadPath(key, uploadId), 'r+').catch((err: unknown) => {
+      throw isMissing(err) ? new UploadLostError(`upload ${uploadId} of ${key} is gone`) : err;
+    });
+    try {
+      let at = part.offset;
+      let rest = data.filter((d) => d.length > 0);
+      while (rest.length > 0) {
+        // A write may take fewer bytes than it was given: go on from where it stopped.
+        let { bytesWritten } = await handle.writev(rest, at);
+        at += bytesWritten;
+        const left: Uint8Array[] = [];
+        for (const d of rest) {
+          if (bytesWritten >= d.length) bytesWritten -= d.length;
+          else {
+            left.push(d.subarray(bytesWritten));
+            bytesWritten = 0;
+          }
+        }
+        rest = left;
+      }
+      // On disk before the caller records it: a recorded part survives a crash of the machine.
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    return { number: part.number, etag: '', bytes: byteLength(data) };
+  }
+
+  async completeUpload(key: string, uploadId: string, parts: readonly UploadedPart[]): Promise<{ bytes: number }> {
+    const bytes = parts.reduce((sum, p) => sum + p.bytes, 0);
+    const partial = this.uploadPath(key, uploadId);
+    let handle;
+    try {
+      handle = await open(partial, 'r+');
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+      // Completed already (a retry after the rename), or lost.
+      if ((await this.size(key)) === bytes) return { bytes };
+      throw new UploadLostError(`upload ${uploadId} of ${key} is gone`);
+    }
+    try {
+      // Longer when a part was written again shorter (the last one, by a finalize that took over).
+      if ((await handle.stat()).size < bytes) throw new UploadLostError(`upload ${uploadId} of ${key} is short`);
+      await handle.truncate(bytes);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(partial, this.pathOf(key));
+    return { bytes };
+  }
+
+  async abortUpload(key: string, uploadId: string): Promise<void> {
+    await rm(this.uploadPath(key, uploadId), { force: true });
+  }
 
   private pathOf(key: string): string {
     if (!/^[A-Za-z0-9._/-]+$/.test(key) || key.split('/').some((p) => p === '..' || p === '')) {
@@ -177,7 +298,7 @@ export class LocalFileStore implements FileStore {
     await access(this.root, constants.W_OK);
   }
 
-  async sweepPartial(olderThanMs: number): Promise<number> {
+  async sweepPartial(olderThanMs: number, keep?: ReadonlySet<string>): Promise<number> {
     let names: string[];
     try {
       names = await readdir(this.root, { recursive: true });
@@ -187,7 +308,8 @@ export class LocalFileStore implements FileStore {
     const cutoff = Date.now() - olderThanMs;
     let removed = 0;
     for (const name of names) {
-      if (!PARTIAL.test(name)) continue;
+      const partial = PARTIAL.exec(name);
+      if (partial === null || keep?.has(partial[1] ?? '') === true) continue;
       const file = path.join(this.root, name);
       const info = await stat(file).catch(() => undefined);
       if (info === undefined || info.mtimeMs > cutoff) continue;
@@ -199,13 +321,19 @@ export class LocalFileStore implements FileStore {
 }
 
 /** The name a local write has until it is committed. */
-const PARTIAL = /\.partial-[0-9a-f]+$/;
+const PARTIAL = /\.partial-([0-9a-f]+)$/;
 
 /**
  * Any S3-compatible object store (AWS S3, MinIO, Ceph, R2...), for deployments across hosts. Writes are
  * multipart uploads fed as the data comes, so a 200 MB file never sits in memory, and an object
  * appears only when its upload completes, like the local store's rename.
  */
+/** S3's answer when an upload is not (or no longer) there, or a part is not the one recorded. */
+function isLostUpload(err: unknown): boolean {
+  const name = (err as { name?: string; Code?: string }).name ?? (err as { Code?: string }).Code;
+  return name === 'NoSuchUpload' || name === 'InvalidPart' || name === 'InvalidPartOrder';
+}
+
 export class S3FileStore implements FileStore {
   constructor(
     private readonly client: S3Client,
@@ -215,8 +343,74 @@ export class S3FileStore implements FileStore {
     private readonly partConcurrency: number,
   ) {}
 
+  /** S3 refuses a part under 5 MiB unless it is the last. */
+  readonly minPartBytes = 5 * 1024 * 1024;
+
   private keyOf(key: string): string {
     return `${this.prefix}${key}`;
+  }
+
+  async startUpload(key: string): Promise<string> {
+    const res = await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key: this.keyOf(key) }));
+    if (res.UploadId === undefined) throw new Error(`the store gave no upload id for ${key}`);
+    return res.UploadId;
+  }
+
+  async writePart(
+    key: string,
+    uploadId: string,
+    part: { number: number; offset: number },
+    data: readonly Uint8Array[],
+  ): Promise<UploadedPart> {
+    const body = Buffer.concat(data);
+    try {
+      const res = await this.client.send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: this.keyOf(key),
+          UploadId: uploadId,
+          PartNumber: part.number,
+          Body: body,
+          ContentLength: body.length,
+        }),
+      );
+      return { number: part.number, etag: res.ETag ?? '', bytes: body.length };
+    } catch (err) {
+      if (isLostUpload(err)) throw new UploadLostError(`upload ${uploadId} of ${key} is gone`, { cause: err });
+      throw err;
+    }
+  }
+
+  async completeUpload(key: string, uploadId: string, parts: readonly UploadedPart[]): Promise<{ bytes: number }> {
+    const bytes = parts.reduce((sum, p) => sum + p.bytes, 0);
+    try {
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: this.keyOf(key),
+          UploadId: uploadId,
+          MultipartUpload: { Parts: parts.map((p) => ({ PartNumber: p.number, ETag: p.etag })) },
+        }),
+      );
+      return { bytes };
+    } catch (err) {
+      if (!isLostUpload(err)) throw err;
+      // Completed already (a retry after it was), or lost.
+      if (err instanceof Error && err.name === 'NoSuchUpload' && (await this.size(key)) === bytes) return { bytes };
+      throw new UploadLostError(`upload ${uploadId} of ${key} cannot be completed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  async abortUpload(key: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.keyOf(key), UploadId: uploadId }),
+      );
+    } catch (err) {
+      if (!isLostUpload(err)) throw err;
+    }
   }
 
   createWriter(key: string): Promise<FileWriter> {
@@ -297,24 +491,26 @@ export class S3FileStore implements FileStore {
     return removed;
   }
 
-  async sweepPartial(olderThanMs: number): Promise<number> {
+  async sweepPartial(olderThanMs: number, keep?: ReadonlySet<string>): Promise<number> {
     const cutoff = Date.now() - olderThanMs;
     let removed = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     for (let page = 0; page < 100; page++) {
       const res = await this.client.send(
+        // Listed whole and filtered here: MinIO answers a prefix that is not a whole key with nothing
+        // (minio/minio#20989), which would leave every abandoned upload in place.
         new ListMultipartUploadsCommand({
           Bucket: this.bucket,
-          Prefix: this.prefix,
           KeyMarker: keyMarker,
           UploadIdMarker: uploadIdMarker,
         }),
       );
       for (const upload of res.Uploads ?? []) {
         if (
-          upload.Key === undefined ||
+          upload.Key?.startsWith(this.prefix) !== true ||
           upload.UploadId === undefined ||
+          keep?.has(upload.UploadId) === true ||
           (upload.Initiated?.getTime() ?? Date.now()) > cutoff
         )
           continue;

@@ -2,6 +2,8 @@
 // Times are Unix seconds (the unit of OpenAI's wire objects), stored as bigint.
 import type { Generated, Insertable, Selectable } from 'kysely';
 
+import type { UploadedPart } from '../lib/file-store.js';
+
 export type FilePurpose = 'batch' | 'batch_output';
 export type FileStatus = 'uploaded' | 'processed' | 'error';
 export type BatchStatus =
@@ -126,6 +128,29 @@ export interface ResultGroupsTable {
 
 /** Lines of a batch per result bucket: the dedup unit of results. */
 export const RESULT_BUCKET_LINES = 1024;
+
+/**
+ * A batch's output or error file while it is being written, during the batch and at finalize: an
+ * upload in parts (activities/output-draft.ts). Lines below next_line are in its parts or its tail.
+ */
+export interface OutputDraftsTable {
+  batch_id: string;
+  kind: 'output' | 'errors';
+  /** The file store's upload: its id, so it can be resumed, completed or aborted. */
+  upload_id: string;
+  /** The parts written so far, in order: number, etag, bytes. */
+  parts: UploadedPart[];
+  /** Every line of this kind below this input line is in the parts or the tail. */
+  next_line: Generated<number>;
+  /** Lines in the parts and the tail. */
+  lines: Generated<number>;
+  /** Lines written after the last part but too few bytes for a part of their own (S3's 5 MiB): an object of their own. */
+  tail_key: string | null;
+  tail_bytes: Generated<number>;
+  tail_lines: Generated<number>;
+  /** Set once the upload is the file: its size. */
+  completed_bytes: number | null;
+}
 
 /**
  * Output lines as they were kept in Postgres before results moved to the file store (0008): read only
@@ -286,6 +311,7 @@ export interface Database {
   batches: BatchesTable;
   legacy_batch_results: LegacyBatchResultsTable;
   result_groups: ResultGroupsTable;
+  output_drafts: OutputDraftsTable;
   dead_letters: DeadLettersTable;
   workers: WorkersTable;
   idempotency_keys: IdempotencyKeysTable;

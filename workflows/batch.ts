@@ -33,6 +33,7 @@ import {
   type LegacyWebhookRetry,
 } from './legacy-inputs.js';
 import { cancelSignal, progressQuery } from './messages.js';
+import { OutputDrafter } from './output-drafts.js';
 import { WebhookDeliveryWorkflow } from './webhook-delivery.js';
 
 export interface BatchWorkflowInput {
@@ -154,11 +155,13 @@ export async function BatchWorkflow(given: RecordedBatchWorkflowInput): Promise<
     return { status: 'failed', errors: plan.errors };
   }
   tracker.validated(plan);
+  let drafter: OutputDrafter | undefined;
 
   if (!tracker.cancelRequested && !root.consideredCancelled && !tracker.expired) {
     if (!expiryFromStart) startExpiry(plan.expiresAt);
     try {
-      await work.run(() => runChunks(batchId, plan, control, tracker, work));
+      if (patched('output-drafts')) drafter = outputDrafter(input, plan);
+      await work.run(() => runChunks(batchId, plan, control, tracker, work, drafter));
     } catch (err) {
       // Once cancel or expiry has begun, any chunk failure (Temporal does not retry an activity
       // whose cancel was requested) just means lines that never ran, which finalize reports.
@@ -170,6 +173,7 @@ export async function BatchWorkflow(given: RecordedBatchWorkflowInput): Promise<
   const outcome: Outcome =
     tracker.cancelRequested || root.consideredCancelled ? 'cancelled' : tracker.expired ? 'expired' : 'completed';
   return CancellationScope.nonCancellable(async () => {
+    await drafter?.idle();
     if (outcome === 'completed') {
       tracker.finalizing();
       await control.markFinalizing(batchId);
@@ -224,6 +228,17 @@ async function announce(input: BatchWorkflowInput): Promise<void> {
   });
 }
 
+/** Writes the batch's files while it runs, each write a control step with few attempts (finalize does the rest). */
+function outputDrafter(input: BatchWorkflowInput, plan: RunnablePlan): OutputDrafter {
+  const { draftOutputs } = proxyActivities<ControlActivities>({
+    ...input.control,
+    retry: { ...input.control.retry, maximumAttempts: 2 },
+  });
+  return new OutputDrafter(plan.chunks, plan.outputDrafts ?? 0, (throughLine) =>
+    draftOutputs({ batchId: input.batchId, throughLine }),
+  );
+}
+
 /** Runs every chunk with at most plan.maxPendingChunks scheduled at once. */
 async function runChunks(
   batchId: string,
@@ -231,6 +246,7 @@ async function runChunks(
   control: ControlActivities,
   tracker: BatchTracker,
   work: CancellationScope,
+  drafter: OutputDrafter | undefined,
 ): Promise<void> {
   const inference = proxyActivities<InferenceActivities>({
     ...plan.chunkActivity,
@@ -239,7 +255,7 @@ async function runChunks(
   });
 
   let next = 0;
-  const runOne = async (chunk: ChunkPlan): Promise<void> => {
+  const runOne = async (chunk: ChunkPlan, position: number): Promise<void> => {
     tracker.chunkStarted();
     try {
       const summary = await inference.runChunk({ batchId, inputKey: plan.inputKey, endpoint: plan.endpoint, chunk });
@@ -253,11 +269,13 @@ async function runChunks(
     } finally {
       tracker.chunkSettled();
     }
+    drafter?.chunkEnded(position);
   };
   const lane = async (): Promise<void> => {
     while (next < plan.chunks.length && !work.consideredCancelled) {
-      const chunk = plan.chunks[next++];
-      if (chunk !== undefined) await runOne(chunk);
+      const position = next++;
+      const chunk = plan.chunks[position];
+      if (chunk !== undefined) await runOne(chunk, position);
     }
   };
   const lanes = Array.from({ length: Math.min(plan.maxPendingChunks, plan.chunks.length) }, lane);

@@ -79,7 +79,18 @@ export function sweepExpiredKeys(deps: Pick<ApiDeps, 'db' | 'config'>): Promise<
   return deleteOlderThan(deps, 'idempotency_keys', 'created_at', deps.config.api.idempotencyTtlSeconds);
 }
 
-/** Writes that never finished (a process killed mid-upload): partial files, incomplete multipart uploads. */
-export function sweepPartialWrites(deps: Pick<ApiDeps, 'db' | 'store' | 'config'>): Promise<number> {
-  return deps.store.sweepPartial(deps.config.retention.partialWriteSeconds * 1000);
+/**
+ * Writes that never finished (a process killed mid-upload): partial files, incomplete multipart
+ * uploads. Not the files of running batches, written in parts for as long as the batch runs.
+ */
+export async function sweepPartialWrites(deps: Pick<ApiDeps, 'db' | 'store' | 'config'>): Promise<number> {
+  const drafts = await deps.db
+    .selectFrom('output_drafts')
+    .select('upload_id')
+    .where('completed_bytes', 'is', null)
+    .execute();
+  return deps.store.sweepPartial(
+    deps.config.retention.partialWriteSeconds * 1000,
+    new Set(drafts.map((d) => d.upload_id)),
+  );
 }

@@ -8,6 +8,7 @@ import * as m0005 from './0005_operations.js';
 import * as m0006 from './0006_webhook_history.js';
 import * as m0007 from './0007_hardening.js';
 import * as m0008 from './0008_result_segments.js';
+import * as m0009 from './0009_output_drafts.js';
 
 // Listed by hand (not read from the folder) so the same list works under tsx and compiled.
 export const migrations: Record<string, Migration> = {
@@ -19,4 +20,5 @@ export const migrations: Record<string, Migration> = {
   '0006_webhook_history': m0006,
   '0007_hardening': m0007,
   '0008_result_segments': m0008,
+  '0009_output_drafts': m0009,
 };

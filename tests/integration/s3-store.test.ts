@@ -22,6 +22,7 @@ import {
 } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
+import { uploadContract } from '../support/upload-contract.js';
 
 async function text(stream: Readable): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -59,6 +60,8 @@ describe('the S3 file store', () => {
   afterAll(() => {
     s3.destroy();
   });
+
+  uploadContract(() => store);
 
   it('streams a file larger than one multipart part, shows it only once committed, and reads it back whole and in ranges', async () => {
     const data = randomBytes(20 * 1024 * 1024 + 123);

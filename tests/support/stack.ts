@@ -80,6 +80,8 @@ export const TEST_ENV: Record<string, string> = {
   RESULT_FLUSH_MS: '50',
   // Small, so every batch's results are written over many segments and finalized from them, as large answers are.
   RESULT_SEGMENT_BYTES: '4096',
+  // Small, so the output files of every batch are written in many parts (on S3 the 5 MiB minimum holds).
+  OUTPUT_PART_BYTES: '65536',
   ENGINE_RETRY_INITIAL_MS: '50',
   ENGINE_RETRY_MAX_MS: '500',
   ENGINE_HEALTH_TIMEOUT_MS: '20000',

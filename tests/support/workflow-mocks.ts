@@ -104,6 +104,7 @@ export function batchActivities(
     failBatch: (): void => undefined,
     runChunk: (input: { chunk: ChunkPlan }): ChunkSummary => chunkSummary(input.chunk),
     deadLetterChunk: (input: { chunk: ChunkPlan }) => ({ completed: 0, failed: input.chunk.requests }),
+    draftOutputs: (): void => undefined,
     markFinalizing: (): void => undefined,
     finalizeBatch: (input: { outcome: Outcome }): FinalSummary =>
       finalSummary(

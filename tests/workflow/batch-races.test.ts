@@ -87,6 +87,41 @@ describe('BatchWorkflow (mocked activities, time skipping)', () => {
     expect(callsOf(calls, 'planImport')).toHaveLength(1);
   });
 
+  it('writes the files ahead as chunks end (as often as the plan says), finalizing once the last write is done; a failed write only loses the head start', async () => {
+    const taskQueue = `wf-${randomUUID()}`;
+    const plan = { ...batchPlan(taskQueue, { chunks: 6 }), outputDrafts: 3 };
+    const order: string[] = [];
+    // Chunk 4 waits for the second write to start, so the chunks do not all end while the first one
+    // is still being retried (then there is nothing left to write ahead, and finalize writes it all).
+    const secondWrite = gate();
+    const { activities, calls } = batchActivities(plan, {
+      runChunk: async (input: { chunk: ChunkPlan }) => {
+        if (input.chunk.index === 4) await Promise.race([secondWrite.wait, new Promise((r) => setTimeout(r, 20_000))]);
+        return chunkSummary(input.chunk);
+      },
+      draftOutputs: async (input: { throughLine: number }) => {
+        if (input.throughLine === 5) throw new Error('the file store is unreachable');
+        secondWrite.open();
+        await new Promise((r) => setTimeout(r, 200));
+        order.push(`written through ${input.throughLine}`);
+      },
+      finalizeBatch: (input: { outcome: Outcome }) => {
+        order.push('finalize');
+        return finalSummary(input.outcome, plan.requests, 0);
+      },
+    });
+    await withWorker(t.env, { taskQueue, workflowBundle: t.workflowBundle, activities }, async () => {
+      const handle = await startBatch(taskQueue);
+      expect(await batchResult(handle)).toEqual(finalSummary('completed', plan.requests, 0));
+    });
+    // Every two chunks (six chunks, three writes at most; none once all have ended): through chunk 2's
+    // first line (two attempts, both failed), then through chunk 4's.
+    const written = callsOf(calls, 'draftOutputs').map((args) => (args[0] as { throughLine: number }).throughLine);
+    expect(written).toEqual([5, 5, 9]);
+    expect(order).toEqual(['written through 9', 'finalize']);
+    expect(chunksRun(calls)).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
   it('cancelled while validating: no chunk runs, and the batch is finalized as cancelled', async () => {
     const taskQueue = `wf-${randomUUID()}`;
     const plan = batchPlan(taskQueue);
