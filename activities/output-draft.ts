@@ -207,7 +207,7 @@ export function createOutputDrafts(deps: OutputDeps) {
    * Writes the results of lines below `limit` that are not in the files yet; `final` (at finalize,
    * when every line has its result) writes them all, and the last parts.
    */
-  async function advance(batchId: string, limit: number, final: boolean, progress?: Progress): Promise<void> {
+  async function advance(batchId: string, limit: number, final: boolean, progress?: Progress): Promise<number> {
     const drafts = await open(batchId);
     const gathered = {} as Record<OutputKind, Gathered>;
     let from = ALL_LINES;
@@ -223,7 +223,7 @@ export function createOutputDrafts(deps: OutputDeps) {
       if (draft.completedBytes === null) from = Math.min(from, draft.nextLine);
     }
     const end = final ? ALL_LINES : limit;
-    if (from >= end) return;
+    if (from >= end) return 0;
     let written = 0;
     const span = final ? { from } : { from, to: limit };
     for await (const result of resultsInOrder(db, store, batchId, windowBytes, span)) {
@@ -243,6 +243,7 @@ export function createOutputDrafts(deps: OutputDeps) {
       else if (g.fresh > 0) await writeTail(batchId, g, end);
       else await record(batchId, g.draft, { nextLine: end });
     }
+    return written;
   }
 
   /** Makes each finished upload its file; a kind without lines has none (null). */
@@ -278,11 +279,11 @@ export function createOutputDrafts(deps: OutputDeps) {
      * While the batch runs: writes the lines below `through` (final: their chunks ended) and those
      * after it that already have a result, up to the first that has none.
      */
-    async draft(batchId: string, through: number, progress?: Progress): Promise<void> {
+    async draft(batchId: string, through: number, progress?: Progress): Promise<{ limit: number; written: number }> {
       const { done } = await persistedLines(db, batchId, { firstLine: through, lastLine: through + LOOKAHEAD_LINES });
       let limit = through;
       while (done.has(limit)) limit++;
-      await advance(batchId, limit, false, progress);
+      return { limit, written: await advance(batchId, limit, false, progress) };
     },
     /**
      * At finalize (every line has its result): the files, whole. Drafts found lost or inconsistent

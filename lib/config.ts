@@ -270,7 +270,11 @@ const SETTINGS = {
       positiveInt.default(16),
       "A batch too small to give each of its model's GPU workers this many chunks gets smaller chunks, so the last ones do not leave most GPUs idle; never below its workers' `GPU_MAX_INFLIGHT`",
     ),
-    maxPendingChunks: setting('BATCH_MAX_PENDING_CHUNKS', positiveInt.default(16), 'Chunks a batch schedules at once'),
+    maxPendingChunks: setting(
+      'BATCH_MAX_PENDING_CHUNKS',
+      positiveInt.default(2),
+      "Chunks a batch schedules at once, at least; more when its model has more GPU workers (each gets `GPU_CONCURRENT_CHUNKS` and one queued behind them). Chunks scheduled together may start in any order (Temporal hands out tasks created together in no set order), and a batch's files are written ahead only as far as its chunks have ended in input order, so scheduling more than the workers can run only delays that",
+    ),
     validationMaxErrors: setting(
       'VALIDATION_MAX_ERRORS',
       positiveInt.default(100),
