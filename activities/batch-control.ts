@@ -529,7 +529,8 @@ export function createControlActivities(deps: ControlDeps) {
           status: final.status,
           completed: files.completed,
           failed: files.failed,
-          // Where finalize's time went: lines never run filled in, the files finished, the status set.
+          // Where finalize's time went: lines never run filled in, the files finished, and all of it
+          // (the status set and the segments removed too).
           ms: {
             fill: Math.round(filledAt - started),
             files: Math.round(writtenAt - filledAt),
