@@ -99,8 +99,8 @@ export function createOutputDrafts(deps: OutputDeps) {
   /** The batch's two drafts, started if they are not yet (of two starting at once, the first stays). */
   async function open(batchId: string): Promise<Record<OutputKind, Draft>> {
     let drafts = await load(batchId);
-    for (const kind of KINDS) {
-      if (drafts.has(kind)) continue;
+    const missing = KINDS.filter((kind) => !drafts.has(kind));
+    for (const kind of missing) {
       const key = outputKey(batchId, kind);
       const uploadId = await store.startUpload(key);
       const inserted = await db
@@ -110,7 +110,7 @@ export function createOutputDrafts(deps: OutputDeps) {
         .executeTakeFirst();
       if (inserted.numInsertedOrUpdatedRows === 0n) await store.abortUpload(key, uploadId);
     }
-    drafts = await load(batchId);
+    if (missing.length > 0) drafts = await load(batchId);
     const output = drafts.get('output');
     const errors = drafts.get('errors');
     if (output === undefined || errors === undefined) throw new Error(`the output drafts of ${batchId} are gone`);

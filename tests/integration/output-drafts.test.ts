@@ -149,6 +149,13 @@ describe.each([{ store: 'local' }, { store: 's3' }])(
         ]),
       ).rejects.toThrow(/gone/);
       await persist(batchId, range(301, COUNT));
+      // The spared upload still takes parts: a write ahead into it succeeds (into a swept one it would throw,
+      // and finalize alone would hide that by writing the files again from the first line).
+      await drafts().draft(batchId, COUNT + 1);
+      const [output, errors] = await draftRows(batchId);
+      // The output file's upload took a part (the errors are too few for one on S3: a tail object).
+      expect([output?.next_line, (output?.parts.length ?? 0) > 0]).toEqual([COUNT + 1, true]);
+      expect(errors?.next_line).toBe(COUNT + 1);
       const expected = await fromScratch(batchId);
       const summary = await control().finalizeBatch({ batchId, inputKey, outcome: 'completed' });
       expect((await content(summary.outputFileId)).equals(expected.output)).toBe(true);
