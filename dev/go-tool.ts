@@ -15,6 +15,12 @@ export interface GoTool {
   cacheName?: string;
   /** The Go package `go install` builds, without the version. */
   module: string;
+  /** Further packages of the same module, built with it into the same folder (a server's tools). */
+  alsoBuild?: string[];
+  /** Never take a binary of this name from PATH: its name is too common to be this tool. */
+  skipPath?: boolean;
+  /** Environment for the build: GOTOOLCHAIN for a module whose go.mod asks for a newer Go than the machine's. */
+  buildEnv?: Record<string, string>;
   /** Raised when there is no way to get the tool; says what to install. */
   notFound: (detail: string) => Error;
 }
@@ -59,14 +65,14 @@ async function goInstall(goBinary: string, tool: GoTool, options: GoToolOptions)
   const staging = `${path.dirname(target)}.partial-${process.pid}`;
   await rm(staging, { recursive: true, force: true });
   await mkdir(staging, { recursive: true });
-  const spec = `${tool.module}@${options.version}`;
+  const specs = [tool.module, ...(tool.alsoBuild ?? [])].map((m) => `${m}@${options.version}`);
   options.log.info(
-    { module: spec },
+    { module: specs.join(' ') },
     `building ${tool.binary} with go install; this takes a few minutes once, then the build is cached`,
   );
   const code = await new Promise<number | null>((resolve, reject) => {
-    const child = spawn(goBinary, ['install', spec], {
-      env: { ...process.env, GOBIN: staging, CGO_ENABLED: process.env.CGO_ENABLED ?? '0' },
+    const child = spawn(goBinary, ['install', ...specs], {
+      env: { ...process.env, GOBIN: staging, CGO_ENABLED: process.env.CGO_ENABLED ?? '0', ...tool.buildEnv },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     child.on('error', reject);
@@ -74,7 +80,7 @@ async function goInstall(goBinary: string, tool: GoTool, options: GoToolOptions)
   });
   if (code !== 0) {
     await rm(staging, { recursive: true, force: true });
-    throw tool.notFound(`go install ${spec} exited with ${code}`);
+    throw tool.notFound(`go install ${specs.join(' ')} exited with ${code}`);
   }
   // Publish the finished build in one step so a concurrent reader never sees half a binary.
   await rm(path.dirname(target), { recursive: true, force: true });
@@ -83,7 +89,7 @@ async function goInstall(goBinary: string, tool: GoTool, options: GoToolOptions)
 }
 
 export async function resolveGoTool(tool: GoTool, options: GoToolOptions): Promise<ResolvedTool> {
-  const fromPath = await onPath(tool.binary, options.searchPath);
+  const fromPath = tool.skipPath === true ? undefined : await onPath(tool.binary, options.searchPath);
   if (fromPath !== undefined) return { path: fromPath, source: 'PATH' };
 
   if (options.configuredPath !== undefined) {

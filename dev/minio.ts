@@ -41,6 +41,8 @@ export function resolveMinio(options: GoToolOptions): Promise<ResolvedTool> {
 export interface MinioSettings {
   binary: string;
   dataDir: string;
+  /** Address to listen on (default loopback). */
+  host?: string;
   port: number;
   accessKeyId: string;
   secretAccessKey: string;
@@ -56,11 +58,12 @@ export interface RunningMinio {
 
 export async function startMinio(s: MinioSettings, log: Logger, timeoutMs = 60_000): Promise<RunningMinio> {
   await mkdir(s.dataDir, { recursive: true });
-  const endpoint = `http://127.0.0.1:${s.port}`;
+  const host = s.host ?? '127.0.0.1';
+  const endpoint = `http://${host}:${s.port}`;
   const service = await startHttpService({
     name: `MinIO at ${endpoint}`,
     command: s.binary,
-    args: ['server', s.dataDir, '--address', `127.0.0.1:${s.port}`, '--quiet'],
+    args: ['server', s.dataDir, '--address', `${host}:${s.port}`, '--quiet'],
     env: {
       ...process.env,
       MINIO_ROOT_USER: s.accessKeyId,

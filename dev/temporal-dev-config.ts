@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parse } from 'yaml';
 import { z } from 'zod';
 
-const searchAttributeType = z.enum(['Text', 'Keyword', 'Int', 'Double', 'Bool', 'Datetime', 'KeywordList']);
+const searchAttributeTypes = z.enum(['Text', 'Keyword', 'Int', 'Double', 'Bool', 'Datetime', 'KeywordList']);
 
 const devConfigSchema = z
   .object({
@@ -20,7 +20,7 @@ const devConfigSchema = z
     dbFile: z.string().optional(),
     logLevel: z.enum(['debug', 'info', 'warn', 'error', 'never']).default('warn'),
     headless: z.boolean().default(false),
-    searchAttributes: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), searchAttributeType).default({}),
+    searchAttributes: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), searchAttributeTypes).default({}),
     dynamicConfig: z.record(z.string(), z.unknown()).default({}),
   })
   .strict();

@@ -702,6 +702,40 @@ const SETTINGS = {
     ),
     port: setting('MINIO_PORT', port.default(9100), 'Port of `npm run minio`'),
   },
+  // `npm run temporal:cluster` (dev/temporal-cluster.ts): the Temporal server built from source.
+  temporalCluster: {
+    configPath: setting(
+      'TEMPORAL_CLUSTER_CONFIG',
+      z.string().default('deploy/temporal-cluster.yaml'),
+      'Description of the cluster `npm run temporal:cluster` runs',
+    ),
+    serverPath: setting(
+      'TEMPORAL_SERVER_PATH',
+      optionalString,
+      'A folder holding a Temporal server build (`server` and its SQL tool `sql`)',
+      '(built with `go install`)',
+    ),
+    serverVersion: setting(
+      'TEMPORAL_SERVER_VERSION',
+      z.string().default('v1.32.2'),
+      'Version of go.temporal.io/server that `go install` builds',
+    ),
+    uiVersion: setting(
+      'TEMPORAL_UI_SERVER_VERSION',
+      z.string().default('v2.42.1'),
+      "Version of the Web UI server (github.com/temporalio/ui-server) that fronts the cluster; the CLI's own",
+    ),
+    goToolchain: setting(
+      'TEMPORAL_SERVER_GOTOOLCHAIN',
+      z.string().default('auto'),
+      "GOTOOLCHAIN for that build: the server's go.mod asks for a newer Go than many machines have, which `auto` fetches through the module proxy",
+    ),
+    startTimeoutMs: setting(
+      'TEMPORAL_CLUSTER_START_TIMEOUT_MS',
+      positiveInt.default(120_000),
+      'Longest the cluster may take to answer after its services start',
+    ),
+  },
   // Capacity defaults: the simulator's own, vLLM's for Llama-3.1-8B on one H100, step time calibrated
   // (simulator/README.md).
   simulator: {
@@ -891,6 +925,11 @@ function resolve(v: Values<typeof SETTINGS>) {
       tls,
       devConfigPath: path.resolve(v.temporal.devConfigPath),
       workflowBundlePath: workflowBundlePath === undefined ? undefined : path.resolve(workflowBundlePath),
+    },
+    temporalCluster: {
+      ...v.temporalCluster,
+      configPath: path.resolve(v.temporalCluster.configPath),
+      serverPath: v.temporalCluster.serverPath === undefined ? undefined : path.resolve(v.temporalCluster.serverPath),
     },
     metrics: {
       ...v.metrics,

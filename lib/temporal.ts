@@ -62,6 +62,22 @@ export interface SearchAttributeSpec {
   type: SearchAttributeType;
 }
 
+/** Adds those of the attributes the namespace lacks; returns their names. */
+export async function registerSearchAttributes(
+  connection: Connection,
+  namespace: string,
+  attributes: SearchAttributeSpec[],
+): Promise<string[]> {
+  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+  const missing = attributes.filter((a) => customAttributes[a.name] === undefined);
+  if (missing.length === 0) return [];
+  const searchAttributes = Object.fromEntries(
+    missing.map((a) => [a.name, encodeSearchAttributeIndexedValueType(a.type) ?? 0]),
+  );
+  await connection.operatorService.addSearchAttributes({ namespace, searchAttributes });
+  return missing.map((a) => a.name);
+}
+
 /**
  * Registers the search attributes the workflows set, where missing: on a cluster, or a dev-server
  * database made before an attribute existed (start-dev registers them only for a new database).
@@ -75,14 +91,8 @@ export async function ensureSearchAttributes(
   const connection = await Connection.connect(temporalConnectionOptions(config));
   try {
     const namespace = config.temporal.namespace;
-    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-    const missing = attributes.filter((a) => customAttributes[a.name] === undefined);
-    if (missing.length === 0) return;
-    const searchAttributes = Object.fromEntries(
-      missing.map((a) => [a.name, encodeSearchAttributeIndexedValueType(a.type) ?? 0]),
-    );
-    await connection.operatorService.addSearchAttributes({ namespace, searchAttributes });
-    log.info({ added: missing.map((a) => a.name), namespace }, 'registered missing search attributes');
+    const added = await registerSearchAttributes(connection, namespace, attributes);
+    if (added.length > 0) log.info({ added, namespace }, 'registered missing search attributes');
   } catch (err) {
     log.warn(
       { err: (err as Error).message, attributes: attributes.map((a) => `${a.name}=${a.type}`) },

@@ -115,8 +115,13 @@ describe('priority between batches', () => {
 
   beforeAll(async () => {
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 5, outputTokens: { min: 20, max: 20 } });
-    // One chunk at a time, so the others wait in the task queue where priority orders them.
-    stack = await startTestStack({ engines: [engine.url], env: { GPU_MAX_INFLIGHT: '8', GPU_CONCURRENT_CHUNKS: '1' } });
+    // One chunk at a time, and every chunk of a batch scheduled at once, so the others wait in the
+    // task queue where priority orders them (with the default window, a batch of 3 chunks would
+    // finish before one of 12 in any order).
+    stack = await startTestStack({
+      engines: [engine.url],
+      env: { GPU_MAX_INFLIGHT: '8', GPU_CONCURRENT_CHUNKS: '1', BATCH_MAX_PENDING_CHUNKS: '16' },
+    });
   });
   afterAll(async () => {
     await stack.stop();

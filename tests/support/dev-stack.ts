@@ -87,8 +87,19 @@ export async function startDevStack(env: Record<string, string> = {}, startTimeo
     API_KEYS: _keys,
     ...inherited
   } = process.env;
+  const services = inject('services');
   const childEnv: NodeJS.ProcessEnv = {
     ...inherited,
+    // A run against a cluster (TEMPORAL_ADDRESS) runs the stack on it too: `npm start` then starts no dev server.
+    // Task queues of its own there, so stacks of files running side by side never take each other's work.
+    ...(services.temporalExternal
+      ? {
+          TEMPORAL_ADDRESS: services.temporalAddress,
+          ORCHESTRATOR_TASK_QUEUE: `orchestrator-${path.basename(dir)}`,
+          INFERENCE_TASK_QUEUE_PREFIX: `inference-${path.basename(dir)}:`,
+          CURATION_TASK_QUEUE: `curation-${path.basename(dir)}`,
+        }
+      : {}),
     DATA_DIR: path.join(dir, 'data'),
     API_PORT: String(ports.api),
     SIM_PORT: String(ports.sim),
@@ -97,7 +108,7 @@ export async function startDevStack(env: Record<string, string> = {}, startTimeo
     GPU_METRICS_PORT: String(ports.gpu),
     IMPORT_METRICS_PORT: String(ports.importer),
     TEMPORAL_DEV_CONFIG: path.join(dir, 'temporal-dev.yaml'),
-    TEMPORAL_CLI_PATH: inject('services').temporalCliPath,
+    TEMPORAL_CLI_PATH: services.temporalCliPath,
     SIM_TOKEN_LATENCY_MS: '1',
     SIM_OUTPUT_TOKENS: '4-16',
     LOG_FORMAT: 'json',

@@ -1,5 +1,5 @@
 // Brings up the real services once per `npm test`: the Temporal dev server (the same CLI and
-// temporal-dev.yaml as `npm start`, on free ports and in memory), embedded Postgres, the vLLM
+// temporal-dev.yaml as `npm start`, on free ports and in memory; or the server at TEMPORAL_ADDRESS), embedded Postgres, the vLLM
 // simulator, Label Studio's template and a MinIO server for the S3 file store. It also bundles the workflows once, so each test's worker starts fast.
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { ensureLabelStudio, ensureTemplate } from '../../dev/label-studio-local.
 import { minioOptions, resolveMinio, startMinio } from '../../dev/minio.js';
 import { cliOptions, resolveTemporalCli } from '../../dev/temporal-cli.js';
 import { parseTemporalDevConfig } from '../../dev/temporal-dev-config.js';
-import { startTemporalDevServer } from '../../dev/temporal-dev-server.js';
+import { startTemporalDevServer, waitForTemporal } from '../../dev/temporal-dev-server.js';
 import { ensureTemporalTestServer } from '../../dev/temporal-test-server.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
@@ -54,8 +54,12 @@ export default async function setup(project: TestProject): Promise<() => Promise
       'test-template',
     );
     const minioBinary = await resolveMinio(minioOptions(config, log));
+    // TEMPORAL_ADDRESS runs the tests against that server (a cluster: `npm run test:cluster`) instead of a dev server.
+    const external = config.temporal.address;
     const starting = await Promise.allSettled([
-      startTemporalDevServer(cli.path, devConfig, log),
+      external === undefined
+        ? startTemporalDevServer(cli.path, devConfig, log)
+        : waitForTemporal(external, 30_000).then(() => ({ address: external, stop: () => Promise.resolve() })),
       startEmbeddedPostgres({
         dataDir: path.join(tmpDir, 'postgres'),
         port: await getPort(),
@@ -101,6 +105,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
 
     const services: SharedServices = {
       temporalAddress: temporal.address,
+      temporalExternal: external !== undefined,
       temporalCliPath: cli.path,
       postgresServerUrl: postgres.serverUrl,
       simulatorUrl: simulator.url,

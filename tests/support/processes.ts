@@ -14,9 +14,19 @@ export interface ChildUnderTest {
   stop(): Promise<number | null>;
 }
 
-/** Runs an entry point under tsx; `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
-export function spawnEntry(script: string, env: Record<string, string>, nodeArgs: string[] = []): ChildUnderTest {
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+/**
+ * Runs an entry point under tsx; `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS
+ * refuses), `prefix` before it (`ip netns exec <host>`, which execs node in the same process).
+ */
+export function spawnEntry(
+  script: string,
+  env: Record<string, string>,
+  nodeArgs: string[] = [],
+  prefix: string[] = [],
+): ChildUnderTest {
+  const command = prefix[0] ?? process.execPath;
+  const before = prefix.length > 0 ? [...prefix.slice(1), process.execPath] : [];
+  const child = spawn(command, [...before, ...nodeArgs, '--import', 'tsx', script], {
     env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
     // The IPC channel closes if this process dies, and the child then stops instead of lingering.
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

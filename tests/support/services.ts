@@ -3,6 +3,8 @@ import 'vitest';
 // What the global setup shares with every test file (through vitest's provide/inject).
 export interface SharedServices {
   temporalAddress: string;
+  /** Temporal is a server the run did not start (TEMPORAL_ADDRESS: a cluster), not the run's own dev server. */
+  temporalExternal: boolean;
   temporalCliPath: string;
   /** Postgres server URL without a database; each test file makes its own database. */
   postgresServerUrl: string;
