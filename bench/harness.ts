@@ -11,10 +11,11 @@ import OpenAI, { toFile } from 'openai';
 
 import { ensureDatabase, startEmbeddedPostgres, type RunningPostgres } from '../dev/embedded-postgres.js';
 import { cliOptions, resolveTemporalCli } from '../dev/temporal-cli.js';
+import { CLUSTER_SERVICES } from '../dev/temporal-cluster-config.js';
 import { parseTemporalDevConfig } from '../dev/temporal-dev-config.js';
-import { startTemporalDevServer, type DevServer } from '../dev/temporal-dev-server.js';
+import { startTemporalDevServer } from '../dev/temporal-dev-server.js';
 import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME } from '../dev/vllm-local.js';
-import { loadConfig } from '../lib/config.js';
+import { loadConfig, type Config } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { createDb, dbOptions, type Db } from '../schema/db.js';
 import { H100_LLAMA_8B, resolveCapacity } from '../simulator/capacity.js';
@@ -22,36 +23,36 @@ import { simulate } from '../simulator/engine.js';
 import type { EngineRequestInput } from '../simulator/scheduler.js';
 import type { SimulatorStats } from '../simulator/state.js';
 import { countTokens } from '../simulator/text.js';
+import { startTestCluster } from '../tests/support/cluster.js';
 import { spawnEntry, type ChildUnderTest } from '../tests/support/processes.js';
 
 export const log: Logger = createLogger('bench', { level: 'info', format: 'pretty' });
 
 export interface Infra {
-  temporal: DevServer;
+  temporal: {
+    address: string;
+    /** Its processes: the dev server, or a cluster's four services. */
+    pids(): number[];
+    stop(): Promise<void>;
+  };
   postgres: RunningPostgres;
   dir: string;
   stop(): Promise<void>;
 }
 
-/** A Temporal server (as temporal-dev.yaml describes it, in memory) and a durable Postgres. */
-export async function startInfra(): Promise<Infra> {
+export interface InfraOptions {
+  /** A production-shaped cluster with this many history shards instead of the dev server. */
+  cluster?: { numHistoryShards: number };
+}
+
+/** A Temporal server (as temporal-dev.yaml describes it, in memory, or a cluster) and a durable Postgres. */
+export async function startInfra(options: InfraOptions = {}): Promise<Infra> {
   const config = loadConfig({ ...process.env, LOG_LEVEL: 'warn' });
   const quiet = createLogger('bench-infra', { level: 'warn', format: 'pretty' });
   const dir = await mkdtemp(path.join(tmpdir(), 'gpu-batch-bench-'));
   await chmod(dir, 0o755);
-  const cli = await resolveTemporalCli(cliOptions(config, quiet));
-  const devConfig = {
-    ...parseTemporalDevConfig(
-      await readFile(config.temporal.devConfigPath, 'utf8'),
-      path.dirname(config.temporal.devConfigPath),
-    ),
-    port: await getPort(),
-    httpPort: await getPort(),
-    metricsPort: await getPort(),
-    headless: true,
-    dbFile: undefined,
-  };
-  const temporal = await startTemporalDevServer(cli.path, devConfig, quiet);
+  const temporal =
+    options.cluster === undefined ? await startDevServer(config, quiet) : await startCluster(options.cluster, quiet);
   const postgres = await startEmbeddedPostgres({
     dataDir: path.join(dir, 'postgres'),
     port: await getPort(),
@@ -68,6 +69,32 @@ export async function startInfra(): Promise<Infra> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+async function startCluster(o: { numHistoryShards: number }, quiet: Logger): Promise<Infra['temporal']> {
+  const cluster = await startTestCluster(quiet, o);
+  return {
+    address: cluster.address,
+    pids: () => CLUSTER_SERVICES.map((s) => cluster.process(s)?.pid ?? -1),
+    stop: () => cluster.stop(),
+  };
+}
+
+async function startDevServer(config: Config, quiet: Logger): Promise<Infra['temporal']> {
+  const cli = await resolveTemporalCli(cliOptions(config, quiet));
+  const devConfig = {
+    ...parseTemporalDevConfig(
+      await readFile(config.temporal.devConfigPath, 'utf8'),
+      path.dirname(config.temporal.devConfigPath),
+    ),
+    port: await getPort(),
+    httpPort: await getPort(),
+    metricsPort: await getPort(),
+    headless: true,
+    dbFile: undefined,
+  };
+  const server = await startTemporalDevServer(cli.path, devConfig, quiet);
+  return { address: server.address, pids: () => [server.process.pid ?? -1], stop: () => server.stop() };
 }
 
 /**
@@ -286,7 +313,9 @@ export interface Stack {
   openai: OpenAI;
   db: Db;
   api: ChildUnderTest;
+  /** The first of `orchestrators`. */
   orchestrator: ChildUnderTest;
+  orchestrators: ChildUnderTest[];
   gpuWorkers: ChildUnderTest[];
   stop(): Promise<void>;
 }
@@ -297,6 +326,8 @@ export interface StackOptions {
   env?: Record<string, string>;
   /** The benchmark's --profile: each Node process of the stack writes CPU profiles to its folder here. */
   profileDir?: string;
+  /** Orchestrator replicas (default one). */
+  orchestrators?: number;
 }
 
 export async function startStack(infra: Infra, options: StackOptions): Promise<Stack> {
@@ -321,13 +352,16 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
   };
   const profiled = (role: string): string[] =>
     options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(options.profileDir, role)}`];
-  const orchestrator = spawnEntry('workers/orchestrator.ts', env, profiled('orchestrator'));
+  const orchestrators = Array.from({ length: options.orchestrators ?? 1 }, () =>
+    spawnEntry('workers/orchestrator.ts', env, profiled('orchestrator')),
+  );
+  const [orchestrator] = orchestrators as [ChildUnderTest];
   const gpuWorkers = options.engines.map((engine, i) =>
     spawnEntry('workers/gpu.ts', { ...env, GPU_INDEX: String(i), VLLM_BASE_URL: engine.url }, profiled('gpu')),
   );
   const api = spawnEntry('api/server.ts', env, profiled('api'));
   await Promise.all([
-    orchestrator.waitFor('orchestrator worker ready'),
+    ...orchestrators.map((w) => w.waitFor('orchestrator worker ready')),
     api.waitFor('API ready'),
     ...gpuWorkers.map((w) => w.waitFor('GPU worker ready')),
   ]);
@@ -339,9 +373,10 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
     db,
     api,
     orchestrator,
+    orchestrators,
     gpuWorkers,
     stop: async () => {
-      await Promise.all([api.stop(), orchestrator.stop(), ...gpuWorkers.map((w) => w.stop())]);
+      await Promise.all([api.stop(), ...orchestrators.map((w) => w.stop()), ...gpuWorkers.map((w) => w.stop())]);
       await db.destroy();
     },
   };

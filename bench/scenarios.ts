@@ -37,6 +37,7 @@ import {
   type EngineOptions,
   type EngineSettings,
   type Infra,
+  type InfraOptions,
   type LocalVllm,
   type Stack,
 } from './harness.js';
@@ -65,8 +66,8 @@ export interface Options {
   pin?: boolean;
 }
 
-async function withInfra<T>(use: (infra: Infra) => Promise<T>): Promise<T> {
-  const infra = await startInfra();
+async function withInfra<T>(use: (infra: Infra) => Promise<T>, options: InfraOptions = {}): Promise<T> {
+  const infra = await startInfra(options);
   try {
     return await use(infra);
   } finally {
@@ -133,11 +134,9 @@ function describeEngine(s: EngineSettings): string {
 
 /** The names cpuMeter gives a stack's processes (and its simulated engines', if any). */
 function processNames(infra: Infra, stack: Stack, engines: Engine[] = []): Record<number, string> {
-  const names: Record<number, string> = {
-    [stack.api.child.pid ?? -1]: 'API',
-    [stack.orchestrator.child.pid ?? -1]: 'orchestrator',
-    [infra.temporal.process.pid ?? -1]: 'Temporal',
-  };
+  const names: Record<number, string> = { [stack.api.child.pid ?? -1]: 'API' };
+  for (const o of stack.orchestrators) names[o.child.pid ?? -1] = 'orchestrator';
+  for (const pid of infra.temporal.pids()) names[pid] = 'Temporal';
   for (const w of stack.gpuWorkers) names[w.child.pid ?? -1] = 'GPU workers';
   for (const e of engines) names[e.process.child.pid ?? -1] = 'simulated engines';
   return names;
@@ -475,6 +474,106 @@ export async function scaleOut(o: Options): Promise<ScenarioResult> {
       `With ${seqs} in flight and ${seqs} sequences, a finished request's slot stays empty until the GPU worker's next request arrives, which the engine admits at its next step: about one step in ${outputTokens + 1} is lost to that even with one GPU.`,
       'With fixed chunks of 128, 8 GPUs reached 0.875 of linear: 60 chunks over 8 workers is 7.5 each, so in the last wave half the GPUs sat idle. Sizing chunks by the number of live workers fixed that.',
       `CPU in cores while the batch ran (mean of the runs): ${cpuNotes.join('; ')}.`,
+    ],
+  };
+}
+
+/**
+ * 3b. Batch throughput on a production-shaped Temporal cluster (four services as processes, Postgres
+ * persistence): 1, 2 and 4 orchestrator replicas, 2 history shards against 16, and the dev server.
+ */
+export async function cluster(o: Options): Promise<ScenarioResult> {
+  const batches = 4;
+  const perBatch = o.quick ? 1000 : 5000;
+  const inFlight = 256;
+  const answerTokens = 16;
+  const engineOptions = instantEngine('instant', 1024, answerTokens);
+  const rate = (what: string): Metric => metric(`requests per second: ${what}`, 'req/s', 'higher');
+  const plural = (n: number): string => `${n} orchestrator${n === 1 ? '' : 's'}`;
+  const configs = [
+    { shards: 2, orchestrators: 1 },
+    { shards: 2, orchestrators: 2 },
+    { shards: 2, orchestrators: 4 },
+    { shards: 16, orchestrators: 1 },
+    { shards: 16, orchestrators: 4 },
+  ].map((c) => ({ ...c, metric: rate(`${c.shards} history shards, ${plural(c.orchestrators)}`) }));
+  const dev = rate('the dev server (one process, SQLite), 1 orchestrator');
+  const orchestratorCpu = metric('CPU per 1,000 requests: orchestrators, 2 shards, 4 orchestrators', 'core-s', 'lower');
+  const temporalCpu = metric('CPU per 1,000 requests: Temporal, 2 shards, 1 orchestrator', 'core-s', 'lower');
+  const temporalCpuDev = metric('CPU per 1,000 requests: Temporal, the dev server', 'core-s', 'lower');
+  let settings = engineSettings(engineOptions);
+
+  // Each configuration on its own stack: `batches` batches at once, each run, after one warm-up batch.
+  const measure = async (infra: Infra, orchestrators: number, into: Metric, cpu?: (used: CpuUse) => void) => {
+    const engine = await startEngine(engineOptions);
+    settings = engine.settings;
+    const stack = await startStack(infra, {
+      engines: [engine, engine],
+      orchestrators,
+      env: { GPU_MAX_INFLIGHT: String(inFlight), ...o.stackEnv },
+      profileDir: o.profileDir,
+    });
+    try {
+      const lines = requestLines(engine.model, perBatch, { maxTokens: answerTokens, ignoreEos: true });
+      await runBatch(stack, await upload(stack, lines));
+      for (let run = 0; run < o.runs; run++) {
+        const files = await Promise.all(Array.from({ length: batches }, () => upload(stack, lines)));
+        const meter = cpuMeter(processNames(infra, stack, [engine]));
+        const started = Date.now();
+        await Promise.all(files.map((f) => runBatch(stack, f)));
+        const seconds = (Date.now() - started) / 1000;
+        cpu?.(meter());
+        into.values.push((batches * perBatch) / seconds);
+        log.info({ metric: into.name, run, rate: into.values.at(-1) }, 'cluster run');
+      }
+    } finally {
+      await stack.stop();
+      await engine.process.stop();
+    }
+  };
+  const per1000 = (used: CpuUse, group: string): number => ((used.seconds[group] ?? 0) * 1000) / (batches * perBatch);
+
+  await withInfra((infra) => measure(infra, 1, dev, (used) => temporalCpuDev.values.push(per1000(used, 'Temporal'))));
+  for (const shards of [2, 16]) {
+    await withInfra(
+      async (infra) => {
+        for (const c of configs.filter((x) => x.shards === shards))
+          await measure(infra, c.orchestrators, c.metric, (used) => {
+            if (shards === 2 && c.orchestrators === 1) temporalCpu.values.push(per1000(used, 'Temporal'));
+            if (shards === 2 && c.orchestrators === 4) orchestratorCpu.values.push(per1000(used, 'orchestrator'));
+          });
+      },
+      { cluster: { numHistoryShards: shards } },
+    );
+  }
+  const ratio = (name: string, top: Metric, bottom: Metric): Metric => {
+    const m = metric(name, 'ratio', 'higher');
+    m.values = top.values.map((v, i) => v / (bottom.values[i] ?? Number.NaN));
+    return m;
+  };
+  const at = (shards: number, orchestrators: number): Metric => {
+    const found = configs.find((c) => c.shards === shards && c.orchestrators === orchestrators);
+    if (found === undefined) throw new Error(`no configuration of ${shards} shards and ${orchestrators} orchestrators`);
+    return found.metric;
+  };
+  return {
+    name: 'cluster',
+    title: 'Temporal cluster: orchestrator replicas and history shards',
+    setup: `${batches} batches of ${int(perBatch)} requests at once (answers of ${answerTokens} tokens) against an engine that takes no time (${describeEngine(settings)}), 2 GPU worker processes with ${inFlight} in flight each, the API, and 1, 2 or 4 orchestrator processes; Temporal is a cluster of four service processes (frontend, history, matching, worker) on Postgres, built from go.temporal.io/server v1.32.2 (\`npm run temporal:cluster\`), with 2 or 16 history shards and task queues of 4 partitions, or the dev server. Everything on this machine's two cores. Requests per second are from the first create to the last batch completed, one warm-up batch first on each stack.`,
+    metrics: [
+      ...configs.map((c) => c.metric),
+      dev,
+      ratio('2 orchestrators ÷ 1 (2 shards)', at(2, 2), at(2, 1)),
+      ratio('4 orchestrators ÷ 1 (2 shards)', at(2, 4), at(2, 1)),
+      ratio('16 shards ÷ 2 (1 orchestrator)', at(16, 1), at(2, 1)),
+      ratio('cluster (2 shards) ÷ dev server, 1 orchestrator', at(2, 1), dev),
+      temporalCpu,
+      temporalCpuDev,
+      orchestratorCpu,
+    ],
+    notes: [
+      'On one machine every process shares the same two cores, so replicas and shards cannot add capacity here: these figures say what the cluster and the replicas cost, not what they would carry on hosts of their own (docs/scale.md projects that).',
+      'A batch is one workflow: its workflow tasks run one at a time on whichever orchestrator takes them, so orchestrator replicas share work across batches, not within one.',
     ],
   };
 }
@@ -1029,6 +1128,7 @@ export const SCENARIOS = {
   overhead,
   ceiling,
   scaleout: scaleOut,
+  cluster,
   memory,
   history,
   latency,

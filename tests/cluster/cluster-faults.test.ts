@@ -24,7 +24,7 @@ describe("a batch while the Temporal cluster's services fail", () => {
   const model = 'cluster-fault-model';
 
   beforeAll(async () => {
-    cluster = await startTestCluster(log);
+    cluster = await startTestCluster(log, { ui: true });
     // About half a second a request, 8 in flight: some 25 s of work, long enough for a fault and its recovery.
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 12.5, outputTokens: { min: 40, max: 40 } });
     stack = await startTestStack({
@@ -44,6 +44,29 @@ describe("a batch while the Temporal cluster's services fail", () => {
     { name: 'kill -9 of the matching service', service: 'matching', signal: 'SIGKILL' },
     { name: 'a restart of the frontend', service: 'frontend', signal: 'SIGTERM' },
   ];
+
+  it("lists the batches in the cluster's Web UI, with their search attributes", async () => {
+    const created = await submitBatch(stack, batchLines({ model, count: 20 }));
+    await waitForBatch(stack.openai, created.id);
+    const query = encodeURIComponent(`BatchStatus = 'completed' AND WorkflowId = '${created.id}'`);
+    // What the UI's own pages fetch: its server answers from the cluster's frontend. Visibility is
+    // written after the workflow's own state, so the listing may lag the batch by a moment.
+    const list = async (): Promise<string[][]> => {
+      const res = await fetch(`${cluster.uiUrl ?? ''}/api/v1/namespaces/default/workflows?query=${query}`);
+      expect(res.status).toBe(200);
+      const body = (await res.json()) as {
+        executions?: { execution: { workflowId: string }; type: { name: string } }[];
+      };
+      return (body.executions ?? []).map((e) => [e.execution.workflowId, e.type.name]);
+    };
+    const deadline = Date.now() + 15_000;
+    let listed = await list();
+    while (listed.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+      listed = await list();
+    }
+    expect(listed).toEqual([[created.id, 'BatchWorkflow']]);
+  });
 
   for (const fault of faults) {
     it(`completes every request exactly once through ${fault.name}`, async () => {

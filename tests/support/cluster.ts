@@ -32,7 +32,7 @@ async function freePorts(below?: number): Promise<Record<ClusterService, number>
 
 export async function startTestCluster(
   log: Logger,
-  options: { numHistoryShards?: number; dynamicConfig?: Record<string, unknown>; ip?: string } = {},
+  options: { numHistoryShards?: number; dynamicConfig?: Record<string, unknown>; ip?: string; ui?: boolean } = {},
 ): Promise<TestCluster> {
   const config = loadConfig();
   const build = await resolveTemporalServer(config, log);
@@ -56,7 +56,7 @@ export async function startTestCluster(
       membership: await freePorts(32_768),
       metrics: await freePorts(),
       postgres: await getPort(),
-      ui: 0,
+      ui: options.ui === true ? await getPort() : 0,
     },
   };
   let running: RunningCluster;
@@ -67,7 +67,7 @@ export async function startTestCluster(
       log,
       startTimeoutMs: config.temporalCluster.startTimeoutMs,
       durable: false,
-      headless: true,
+      headless: options.ui !== true,
     });
   } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
