@@ -7,7 +7,7 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { batchLines, expectEveryLineDone, uploadBatchFile } from '../support/batches.js';
-import { startDevStack, type DevStack } from '../support/dev-stack.js';
+import { onTheRunsCluster, startDevStack, type DevStack } from '../support/dev-stack.js';
 
 /** What is killed, and how to find its process among the stack's. */
 const VICTIMS: { kind: string; match: (args: string) => boolean }[] = [
@@ -42,6 +42,7 @@ describe('chaos during one batch', () => {
   beforeAll(async () => {
     // About 600 ms a request and 32 in flight: some two minutes of work, long enough for every kill.
     dev = await startDevStack({
+      ...onTheRunsCluster(),
       SIM_TOKEN_LATENCY_MS: '25',
       SIM_OUTPUT_TOKENS: '16-20',
       GPU_MAX_INFLIGHT: '32',

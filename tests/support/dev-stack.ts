@@ -1,6 +1,7 @@
 // `npm start` as a user runs it (dev/start.ts), on ports and in a folder of the test's own, with
 // none of the test run's own services leaking in: for the tests of `npm start` and the chaos test.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -55,6 +56,23 @@ export function alive(pid: number): boolean {
   }
 }
 
+/**
+ * For a stack that should run on the test run's Temporal when that is a cluster (TEMPORAL_ADDRESS),
+ * not on a dev server of its own: its address, and task queues of the stack's own there, so stacks
+ * of files running side by side never take each other's work. Empty on the run's own dev server.
+ */
+export function onTheRunsCluster(): Record<string, string> {
+  const services = inject('services');
+  if (!services.temporalExternal) return {};
+  const tag = randomBytes(4).toString('hex');
+  return {
+    TEMPORAL_ADDRESS: services.temporalAddress,
+    ORCHESTRATOR_TASK_QUEUE: `orchestrator-${tag}`,
+    INFERENCE_TASK_QUEUE_PREFIX: `inference-${tag}:`,
+    CURATION_TASK_QUEUE: `curation-${tag}`,
+  };
+}
+
 export async function startDevStack(env: Record<string, string> = {}, startTimeoutMs = 120_000): Promise<DevStack> {
   const dir = await mkdtemp(path.join(tmpdir(), 'npm-start-'));
   await chmod(dir, 0o755);
@@ -90,16 +108,6 @@ export async function startDevStack(env: Record<string, string> = {}, startTimeo
   const services = inject('services');
   const childEnv: NodeJS.ProcessEnv = {
     ...inherited,
-    // A run against a cluster (TEMPORAL_ADDRESS) runs the stack on it too: `npm start` then starts no dev server.
-    // Task queues of its own there, so stacks of files running side by side never take each other's work.
-    ...(services.temporalExternal
-      ? {
-          TEMPORAL_ADDRESS: services.temporalAddress,
-          ORCHESTRATOR_TASK_QUEUE: `orchestrator-${path.basename(dir)}`,
-          INFERENCE_TASK_QUEUE_PREFIX: `inference-${path.basename(dir)}:`,
-          CURATION_TASK_QUEUE: `curation-${path.basename(dir)}`,
-        }
-      : {}),
     DATA_DIR: path.join(dir, 'data'),
     API_PORT: String(ports.api),
     SIM_PORT: String(ports.sim),
