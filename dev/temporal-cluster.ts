@@ -6,6 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { Connection, isGrpcServiceError } from '@temporalio/client';
 import { msToTs } from '@temporalio/common/lib/time.js';
@@ -124,6 +125,26 @@ export interface ClusterOptions {
   durable?: boolean;
   /** Start no Web UI server. */
   headless?: boolean;
+}
+
+/** Whether something accepts TCP connections there (a gRPC server listens only once its service has started). */
+function tcpOpen(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: 1000 });
+    const done = (open: boolean): void => {
+      socket.destroy();
+      resolve(open);
+    };
+    socket.once('connect', () => {
+      done(true);
+    });
+    socket.once('error', () => {
+      done(false);
+    });
+    socket.once('timeout', () => {
+      done(false);
+    });
+  });
 }
 
 /** Spawns with stdout and stderr appended to the log file (the child keeps its own copy of the descriptor). */
@@ -254,7 +275,18 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
       });
       children.set(service, child);
     };
-    for (const service of CLUSTER_SERVICES) start(service);
+    // Each service writes the cluster's metadata when it finds none, and on a new database the ones
+    // that lose that race exit: one service first, until it serves, then the other three.
+    const first: ClusterService = 'history';
+    const rest = CLUSTER_SERVICES.filter((s) => s !== first);
+    start(first);
+    await waitUntil(
+      `Temporal ${first} service`,
+      options.startTimeoutMs,
+      () => tcpOpen(cluster.ip, cluster.ports[first]),
+      () => !children.has(first),
+    );
+    for (const service of rest) start(service);
     const address = clusterAddress(cluster);
     const someExited = (): boolean => children.size < CLUSTER_SERVICES.length;
     await waitForTemporal(address, options.startTimeoutMs, someExited);
