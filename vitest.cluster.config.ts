@@ -16,7 +16,9 @@ export default defineConfig({
     // The cluster first: the main setup then finds it in TEMPORAL_ADDRESS instead of starting a dev server.
     globalSetup: ['tests/cluster/global-setup.ts', 'tests/support/global-setup.ts'],
     pool: 'forks',
-    maxWorkers: 2,
+    // One file at a time: several files here start a cluster, a Postgres and a stack of processes of
+    // their own, which two at once on two cores would slow past the bounds the tests keep.
+    maxWorkers: 1,
     testTimeout: 120_000,
     hookTimeout: 300_000,
     teardownTimeout: 60_000,

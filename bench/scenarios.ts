@@ -501,6 +501,12 @@ export async function cluster(o: Options): Promise<ScenarioResult> {
   const orchestratorCpu = metric('CPU per 1,000 requests: orchestrators, 2 shards, 4 orchestrators', 'core-s', 'lower');
   const temporalCpu = metric('CPU per 1,000 requests: Temporal, 2 shards, 1 orchestrator', 'core-s', 'lower');
   const temporalCpuDev = metric('CPU per 1,000 requests: Temporal, the dev server', 'core-s', 'lower');
+  const postgresCpu = metric(
+    "CPU per 1,000 requests: Postgres (the stack's and the cluster's), 2 shards, 1 orchestrator",
+    'core-s',
+    'lower',
+  );
+  const postgresCpuDev = metric("CPU per 1,000 requests: Postgres (the stack's), the dev server", 'core-s', 'lower');
   let settings = engineSettings(engineOptions);
 
   // Each configuration on its own stack: `batches` batches at once, each run, after one warm-up batch.
@@ -533,22 +539,31 @@ export async function cluster(o: Options): Promise<ScenarioResult> {
   };
   const per1000 = (used: CpuUse, group: string): number => ((used.seconds[group] ?? 0) * 1000) / (batches * perBatch);
 
-  await withInfra((infra) => measure(infra, 1, dev, (used) => temporalCpuDev.values.push(per1000(used, 'Temporal'))));
+  await withInfra((infra) =>
+    measure(infra, 1, dev, (used) => {
+      temporalCpuDev.values.push(per1000(used, 'Temporal'));
+      postgresCpuDev.values.push(per1000(used, 'postgres'));
+    }),
+  );
   for (const shards of [2, 16]) {
     await withInfra(
       async (infra) => {
         for (const c of configs.filter((x) => x.shards === shards))
           await measure(infra, c.orchestrators, c.metric, (used) => {
-            if (shards === 2 && c.orchestrators === 1) temporalCpu.values.push(per1000(used, 'Temporal'));
+            if (shards === 2 && c.orchestrators === 1) {
+              temporalCpu.values.push(per1000(used, 'Temporal'));
+              postgresCpu.values.push(per1000(used, 'postgres'));
+            }
             if (shards === 2 && c.orchestrators === 4) orchestratorCpu.values.push(per1000(used, 'orchestrator'));
           });
       },
       { cluster: { numHistoryShards: shards } },
     );
   }
+  // Of the medians: the configurations ran one after another on stacks of their own, so their runs pair up by nothing.
   const ratio = (name: string, top: Metric, bottom: Metric): Metric => {
-    const m = metric(name, 'ratio', 'higher');
-    m.values = top.values.map((v, i) => v / (bottom.values[i] ?? Number.NaN));
+    const m = metric(`${name}, of the medians`, 'ratio', 'higher');
+    m.values = [summarise(top.values).median / summarise(bottom.values).median];
     return m;
   };
   const at = (shards: number, orchestrators: number): Metric => {
@@ -559,7 +574,7 @@ export async function cluster(o: Options): Promise<ScenarioResult> {
   return {
     name: 'cluster',
     title: 'Temporal cluster: orchestrator replicas and history shards',
-    setup: `${batches} batches of ${int(perBatch)} requests at once (answers of ${answerTokens} tokens) against an engine that takes no time (${describeEngine(settings)}), 2 GPU worker processes with ${inFlight} in flight each, the API, and 1, 2 or 4 orchestrator processes; Temporal is a cluster of four service processes (frontend, history, matching, worker) on Postgres, built from go.temporal.io/server v1.32.2 (\`npm run temporal:cluster\`), with 2 or 16 history shards and task queues of 4 partitions, or the dev server. Everything on this machine's two cores. Requests per second are from the first create to the last batch completed, one warm-up batch first on each stack.`,
+    setup: `${batches} batches of ${int(perBatch)} requests at once (answers of ${answerTokens} tokens) against an engine that takes no time (${describeEngine(settings)}), 2 GPU worker processes with ${inFlight} in flight each, the API, and 1, 2 or 4 orchestrator processes; Temporal is a cluster of four service processes (frontend, history, matching, worker) on Postgres, built from go.temporal.io/server ${loadConfig().temporalCluster.serverVersion} (\`npm run temporal:cluster\`), with 2 or 16 history shards and task queues of Temporal's default partitions, or the dev server. Temporal's CPU is its service processes' (or the dev server's, SQLite included); the cluster's Postgres counts with the stack's under Postgres. Everything on this machine's two cores. Requests per second are from the first create to the last batch completed, one warm-up batch first on each stack.`,
     metrics: [
       ...configs.map((c) => c.metric),
       dev,
@@ -569,6 +584,8 @@ export async function cluster(o: Options): Promise<ScenarioResult> {
       ratio('cluster (2 shards) ÷ dev server, 1 orchestrator', at(2, 1), dev),
       temporalCpu,
       temporalCpuDev,
+      postgresCpu,
+      postgresCpuDev,
       orchestratorCpu,
     ],
     notes: [

@@ -17,7 +17,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { registerSearchAttributes } from '../lib/temporal.js';
 import { ALL_SEARCH_ATTRIBUTES } from '../workflows/search-attributes.js';
 import { ensureDatabase, startEmbeddedPostgres, type RunningPostgres } from './embedded-postgres.js';
-import { resolveGoTool, type GoTool, type GoToolOptions } from './go-tool.js';
+import { resolveGoTool, type GoTool } from './go-tool.js';
 import { httpOk, startHttpService, waitUntil, type HttpService } from './service-process.js';
 import {
   CLUSTER_SERVICES,
@@ -69,17 +69,11 @@ function uiTool(config: Config): GoTool {
     module: UI_MODULE,
     buildEnv: { GOTOOLCHAIN: config.temporalCluster.goToolchain },
     skipPath: true,
-    notFound: notFound('Temporal Web UI server', UI_MODULE, 'TEMPORAL_UI_SERVER_VERSION'),
-  };
-}
-
-function toolOptions(config: Config, log: Logger, version: string, configuredPath?: string): GoToolOptions {
-  return {
-    configuredPath,
-    configuredName: 'TEMPORAL_SERVER_PATH',
-    toolsDir: config.paths.toolsDir,
-    version,
-    log,
+    notFound: notFound(
+      'Temporal Web UI server',
+      UI_MODULE,
+      'TEMPORAL_UI_SERVER_VERSION to a version the module proxy serves',
+    ),
   };
 }
 
@@ -88,19 +82,39 @@ export interface TemporalServerBuild {
   server: string;
   /** Its SQL schema tool, built beside it. */
   sqlTool: string;
-  /** The Web UI server. */
-  ui: string;
+  /** The Web UI server, when asked for. */
+  ui?: string;
 }
 
-/** The server, its SQL tool and the Web UI server: cached builds, or built now (about five minutes once). */
-export async function resolveTemporalServer(config: Config, log: Logger): Promise<TemporalServerBuild> {
+/**
+ * The server and its SQL tool, and the Web UI server unless `headless`: cached builds, or built now
+ * (five to six minutes once).
+ */
+export async function resolveTemporalServer(
+  config: Config,
+  log: Logger,
+  options: { headless?: boolean } = {},
+): Promise<TemporalServerBuild> {
   const { serverPath, serverVersion, uiVersion } = config.temporalCluster;
-  const server = await resolveGoTool(
-    serverTool(config),
-    toolOptions(config, log, serverVersion, serverPath === undefined ? undefined : path.join(serverPath, 'server')),
-  );
-  const ui = await resolveGoTool(uiTool(config), toolOptions(config, log, uiVersion));
-  return { server: server.path, sqlTool: path.join(path.dirname(server.path), 'sql'), ui: ui.path };
+  const server = await resolveGoTool(serverTool(config), {
+    configuredPath: serverPath === undefined ? undefined : path.join(serverPath, 'server'),
+    configuredName: 'TEMPORAL_SERVER_PATH',
+    toolsDir: config.paths.toolsDir,
+    version: serverVersion,
+    log,
+  });
+  const build: TemporalServerBuild = { server: server.path, sqlTool: path.join(path.dirname(server.path), 'sql') };
+  if (options.headless !== true) {
+    const ui = await resolveGoTool(uiTool(config), {
+      configuredPath: undefined,
+      configuredName: 'TEMPORAL_UI_SERVER_VERSION',
+      toolsDir: config.paths.toolsDir,
+      version: uiVersion,
+      log,
+    });
+    build.ui = ui.path;
+  }
+  return build;
 }
 
 export interface RunningCluster {
@@ -121,6 +135,8 @@ export interface ClusterOptions {
   cluster: TemporalClusterConfig;
   log: Logger;
   startTimeoutMs: number;
+  /** How long a service (or the UI) may take to stop after SIGTERM before it is killed. */
+  stopGraceMs: number;
   /** Tests trade Postgres's crash safety for speed. */
   durable?: boolean;
   /** Start no Web UI server. */
@@ -157,20 +173,36 @@ function spawnLogged(command: string, args: string[], logFile: string): ChildPro
   }
 }
 
-async function run(command: string, args: string[], logFile: string): Promise<void> {
+async function run(command: string, args: string[], logFile: string, timeoutMs: number): Promise<void> {
   const code = await new Promise<number | null>((resolve, reject) => {
     const child = spawnLogged(command, args, logFile);
-    child.on('error', reject);
-    child.on('exit', resolve);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${path.basename(command)} ${args.at(-3) ?? ''} took over ${timeoutMs} ms; see ${logFile}`));
+    }, timeoutMs);
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('exit', (exitCode) => {
+      clearTimeout(timer);
+      resolve(exitCode);
+    });
   });
   if (code !== 0) throw new Error(`${path.basename(command)} ${args.at(-3) ?? ''} exited with ${code}; see ${logFile}`);
 }
 
 /** Creates the two databases if missing and brings their schemas to the build's version (idempotent). */
-async function applySchemas(sqlTool: string, postgres: RunningPostgres, pg: ClusterPostgres, logFile: string) {
+async function applySchemas(
+  sqlTool: string,
+  postgres: RunningPostgres,
+  pg: ClusterPostgres,
+  logFile: string,
+  left: () => number,
+) {
   for (const [kind, database] of Object.entries(PERSISTENCE_DATABASES)) {
     await ensureDatabase(postgres.serverUrl, database);
-    const connect = [
+    const endpoint = [
       '--plugin',
       'postgres12',
       '--ep',
@@ -183,38 +215,36 @@ async function applySchemas(sqlTool: string, postgres: RunningPostgres, pg: Clus
       pg.password,
     ];
     const schema = `postgresql/v12/${kind === 'default' ? 'temporal' : 'visibility'}`;
-    await run(sqlTool, [...connect, '--db', database, 'setup-schema', '-v', '0.0'], logFile);
-    await run(sqlTool, [...connect, '--db', database, 'update-schema', '--schema-name', schema], logFile);
+    await run(sqlTool, [...endpoint, '--db', database, 'setup-schema', '-v', '0.0'], logFile, left());
+    await run(sqlTool, [...endpoint, '--db', database, 'update-schema', '--schema-name', schema], logFile, left());
   }
 }
 
-async function ensureNamespaces(address: string, cluster: TemporalClusterConfig, timeoutMs: number, log: Logger) {
+async function ensureNamespaces(address: string, cluster: TemporalClusterConfig, deadline: number, log: Logger) {
   const connection = await Connection.connect({ address, connectTimeout: 5000 });
   try {
+    // Every call within the start's one deadline, so a server that hangs cannot hang the start.
+    const call = <T>(fn: () => Promise<T>): Promise<T> => connection.withDeadline(deadline, fn);
     for (const namespace of cluster.namespaces) {
       try {
-        await connection.workflowService.describeNamespace({ namespace });
+        await call(() => connection.workflowService.describeNamespace({ namespace }));
       } catch (err) {
         if (!isGrpcServiceError(err)) throw err;
         const code: number = err.code;
         if (code !== GRPC_NOT_FOUND) throw err;
-        await connection.workflowService.registerNamespace({
-          namespace,
-          workflowExecutionRetentionPeriod: msToTs(`${cluster.retentionDays} days`),
-        });
+        await call(() =>
+          connection.workflowService.registerNamespace({
+            namespace,
+            workflowExecutionRetentionPeriod: msToTs(`${cluster.retentionDays} days`),
+          }),
+        );
         log.info({ namespace }, 'registered namespace');
       }
       // A new namespace is known to every service only after their caches refresh.
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        try {
-          await registerSearchAttributes(connection, namespace, ALL_SEARCH_ATTRIBUTES);
-          break;
-        } catch (err) {
-          if (Date.now() > deadline) throw err;
-          await new Promise((r) => setTimeout(r, 500));
-        }
-      }
+      await waitUntil(`the search attributes of namespace ${namespace}`, deadline - Date.now(), async () => {
+        await call(() => registerSearchAttributes(connection, namespace, ALL_SEARCH_ATTRIBUTES));
+        return true;
+      });
     }
   } finally {
     await connection.close();
@@ -223,6 +253,9 @@ async function ensureNamespaces(address: string, cluster: TemporalClusterConfig,
 
 export async function startTemporalCluster(options: ClusterOptions): Promise<RunningCluster> {
   const { cluster, build, log } = options;
+  // One bound for the whole start, each step given what is left of it.
+  const deadline = Date.now() + options.startTimeoutMs;
+  const left = (): number => Math.max(0, deadline - Date.now());
   const configDir = path.join(cluster.dataDir, 'config');
   const logDir = path.join(cluster.dataDir, 'logs');
   await mkdir(configDir, { recursive: true });
@@ -235,10 +268,11 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
     durable: options.durable ?? true,
   });
   const children = new Map<ClusterService, ChildProcess>();
+  const started = new Set<ClusterService>();
   let ui: HttpService | undefined;
   const stop = async (): Promise<void> => {
     await ui?.stop();
-    await Promise.all([...children.values()].map((c) => stopProcess(c, 10_000)));
+    await Promise.all([...children.values()].map((c) => stopProcess(c, options.stopGraceMs)));
     children.clear();
     await postgres.stop();
   };
@@ -250,7 +284,7 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
       user: decodeURIComponent(url.username),
       password: decodeURIComponent(url.password),
     };
-    await applySchemas(build.sqlTool, postgres, pg, path.join(logDir, 'schema.log'));
+    await applySchemas(build.sqlTool, postgres, pg, path.join(logDir, 'schema.log'), left);
     const dynamicConfigPath = path.join(configDir, 'dynamicconfig.yaml');
     await writeFile(dynamicConfigPath, dynamicConfigFile(cluster));
     for (const service of CLUSTER_SERVICES)
@@ -267,6 +301,7 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
         logFile,
       );
       child.on('error', (err) => {
+        if (children.get(service) === child) children.delete(service);
         log.error({ service, err: err.message }, 'Temporal service could not start');
       });
       child.on('exit', (code, signal) => {
@@ -274,6 +309,7 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
         log.info({ service, code, signal, log: logFile }, 'Temporal service exited');
       });
       children.set(service, child);
+      started.add(service);
     };
     // Each service writes the cluster's metadata when it finds none, and on a new database the ones
     // that lose that race exit: one service first, until it serves, then the other three.
@@ -282,26 +318,23 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
     start(first);
     await waitUntil(
       `Temporal ${first} service`,
-      options.startTimeoutMs,
+      left(),
       () => tcpOpen(cluster.ip, cluster.ports[first]),
       () => !children.has(first),
     );
     for (const service of rest) start(service);
     const address = clusterAddress(cluster);
     const someExited = (): boolean => children.size < CLUSTER_SERVICES.length;
-    await waitForTemporal(address, options.startTimeoutMs, someExited);
+    await waitForTemporal(address, left(), someExited);
     // The frontend answering says nothing of the others: each serves its metrics once it has started.
     for (const service of CLUSTER_SERVICES)
-      await waitUntil(
-        `Temporal ${service} service`,
-        options.startTimeoutMs,
-        () => httpOk(metricsUrl(cluster, service)),
-        someExited,
-      );
-    await ensureNamespaces(address, cluster, options.startTimeoutMs, log);
+      await waitUntil(`Temporal ${service} service`, left(), () => httpOk(metricsUrl(cluster, service)), someExited);
+    await ensureNamespaces(address, cluster, deadline, log);
 
     const uiUrl = options.headless === true ? undefined : clusterUiUrl(cluster);
     if (uiUrl !== undefined) {
+      if (build.ui === undefined)
+        throw new Error('the cluster has a Web UI port but no Web UI server build was resolved');
       const uiDir = path.join(cluster.dataDir, 'ui');
       await mkdir(path.join(uiDir, 'config'), { recursive: true });
       await writeFile(path.join(uiDir, 'config', 'cluster.yaml'), uiConfigFile(cluster));
@@ -311,8 +344,8 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
         args: ['--root', uiDir, '--config', 'config', '--env', 'cluster', 'start'],
         env: process.env,
         healthUrl: `${uiUrl}/healthz`,
-        timeoutMs: 30_000,
-        stopGraceMs: 5000,
+        timeoutMs: left(),
+        stopGraceMs: options.stopGraceMs,
       });
     }
     return {
@@ -323,6 +356,10 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
       kill: async (service, signal = 'SIGKILL') => {
         const child = children.get(service);
         if (child === undefined) return;
+        if (signal === 'SIGTERM') {
+          await stopProcess(child, options.stopGraceMs);
+          return;
+        }
         const exited = new Promise<void>((resolve) => {
           child.once('exit', () => {
             resolve();
@@ -337,7 +374,7 @@ export async function startTemporalCluster(options: ClusterOptions): Promise<Run
       stop,
     };
   } catch (err) {
-    const exited = CLUSTER_SERVICES.filter((service) => !children.has(service));
+    const exited = CLUSTER_SERVICES.filter((service) => started.has(service) && !children.has(service));
     await stop();
     if (exited.length === 0) throw err;
     // What the services said is why; their logs are in a folder the caller may remove.
@@ -373,6 +410,7 @@ if (isEntryPoint(import.meta.url)) {
       cluster,
       log,
       startTimeoutMs: config.temporalCluster.startTimeoutMs,
+      stopGraceMs: config.temporalCluster.stopGraceMs,
     });
     log.info(
       {

@@ -733,7 +733,12 @@ const SETTINGS = {
     startTimeoutMs: setting(
       'TEMPORAL_CLUSTER_START_TIMEOUT_MS',
       positiveInt.default(120_000),
-      'Longest the cluster may take to answer after its services start',
+      'Longest the cluster may take to start: its Postgres, schemas, services, namespaces and Web UI',
+    ),
+    stopGraceMs: setting(
+      'TEMPORAL_CLUSTER_STOP_GRACE_MS',
+      positiveInt.default(10_000),
+      'How long a service of the cluster may take to stop after SIGTERM before it is killed',
     ),
   },
   // Capacity defaults: the simulator's own, vLLM's for Llama-3.1-8B on one H100, step time calibrated

@@ -134,15 +134,20 @@ describe('priority between batches', () => {
     const high = await submitBatch(stack, batchLines({ model, count: 75 }), { priority: 1 });
     expect((high as unknown as { priority: number }).priority).toBe(1);
     const finished: string[] = [];
+    let lowWhenHighEnded = -1;
     await Promise.all(
       [low, high].map(async (b) => {
         await waitForBatch(stack.openai, b.id);
         finished.push(b.id);
+        if (b.id === high.id) {
+          const counts = (await stack.openai.batches.retrieve(low.id)).request_counts;
+          lowWhenHighEnded = (counts?.completed ?? 0) + (counts?.failed ?? 0);
+        }
       }),
     );
     expect(finished).toEqual([high.id, low.id]);
-    // And the low batch was still far from done when the high one finished.
-    const lowAtEnd = await stack.openai.batches.retrieve(low.id);
-    expect(lowAtEnd.status).toBe('completed');
+    // And the low batch was still far from done when the high one finished: its backlog waited.
+    expect(lowWhenHighEnded).toBeGreaterThanOrEqual(0);
+    expect(lowWhenHighEnded).toBeLessThan(200);
   });
 });

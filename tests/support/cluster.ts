@@ -2,6 +2,7 @@
 // build), its four services as processes, on free ports, with a Postgres of its own in a folder
 // that goes with it. The cluster tier's global setup runs one for the whole run; the cluster fault
 // tests start their own, since they kill its services.
+import { randomInt } from 'node:crypto';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,7 +27,10 @@ export interface TestCluster extends RunningCluster {
 async function freePorts(below?: number): Promise<Record<ClusterService, number>> {
   const out: Partial<Record<ClusterService, number>> = {};
   for (const service of CLUSTER_SERVICES)
-    out[service] = await getPort(below === undefined ? {} : { port: portNumbers(20_000, below - 1) });
+    // From a random point, so two test files picking at once do not both take the first free ones.
+    out[service] = await getPort(
+      below === undefined ? {} : { port: portNumbers(20_000 + randomInt(below - 21_000), below - 1) },
+    );
   return out as Record<ClusterService, number>;
 }
 
@@ -35,7 +39,7 @@ export async function startTestCluster(
   options: { numHistoryShards?: number; dynamicConfig?: Record<string, unknown>; ip?: string; ui?: boolean } = {},
 ): Promise<TestCluster> {
   const config = loadConfig();
-  const build = await resolveTemporalServer(config, log);
+  const build = await resolveTemporalServer(config, log, { headless: options.ui !== true });
   const described = parseTemporalClusterConfig(
     await readFile(config.temporalCluster.configPath, 'utf8'),
     path.dirname(config.temporalCluster.configPath),
@@ -66,6 +70,7 @@ export async function startTestCluster(
       cluster,
       log,
       startTimeoutMs: config.temporalCluster.startTimeoutMs,
+      stopGraceMs: config.temporalCluster.stopGraceMs,
       durable: false,
       headless: options.ui !== true,
     });

@@ -39,11 +39,11 @@ export async function canMakeHosts(): Promise<boolean> {
   const probe = `gbprobe${randomInt(1e6)}`;
   try {
     await ip('netns', 'add', probe);
-    await ip('netns', 'del', probe);
-    return true;
   } catch {
     return false;
   }
+  await ip('netns', 'del', probe);
+  return true;
 }
 
 export async function createTestNetwork(): Promise<TestNetwork> {
@@ -52,22 +52,37 @@ export async function createTestNetwork(): Promise<TestNetwork> {
   const subnet = `10.${randomInt(100, 250)}.${randomInt(1, 250)}`;
   const bridge = `gbbr${tag}`;
   const address = `${subnet}.1`;
-  const hosts: TestHost[] = [];
+  const namespaces: string[] = [];
+  const destroy = async (): Promise<void> => {
+    // Deleting a namespace deletes its end of each veth pair, and with it the other end.
+    for (const namespace of namespaces) await ip('netns', 'del', namespace).catch(() => undefined);
+    await ip('link', 'del', bridge).catch(() => undefined);
+  };
   await ip('link', 'add', bridge, 'type', 'bridge');
-  await ip('addr', 'add', `${address}/24`, 'dev', bridge);
-  await ip('link', 'set', bridge, 'up');
+  try {
+    await ip('addr', 'add', `${address}/24`, 'dev', bridge);
+    await ip('link', 'set', bridge, 'up');
+  } catch (err) {
+    await destroy();
+    throw err;
+  }
   return {
     address,
     cidr: `${subnet}.0/24`,
     addHost: async (name) => {
-      const index = hosts.length + 2;
+      const index = namespaces.length + 2;
       const namespace = `gb${tag}-${name}`;
       const outside = `gbv${tag}h${index}`;
       const inside = `gbv${tag}n${index}`;
       const hostAddress = `${subnet}.${index}`;
       await ip('netns', 'add', namespace);
+      namespaces.push(namespace);
       await ip('link', 'add', outside, 'type', 'veth', 'peer', 'name', inside);
-      await ip('link', 'set', inside, 'netns', namespace);
+      // Until the inside end is moved into the namespace, deleting the namespace would not take the pair.
+      await ip('link', 'set', inside, 'netns', namespace).catch(async (err: unknown) => {
+        await ip('link', 'del', outside).catch(() => undefined);
+        throw err;
+      });
       await ip('link', 'set', outside, 'master', bridge);
       await ip('link', 'set', outside, 'up');
       const inNs = (...args: string[]): Promise<void> => ip('netns', 'exec', namespace, 'ip', ...args);
@@ -82,13 +97,8 @@ export async function createTestNetwork(): Promise<TestNetwork> {
         linkDown: () => ip('link', 'set', outside, 'down'),
         linkUp: () => ip('link', 'set', outside, 'up'),
       };
-      hosts.push(host);
       return host;
     },
-    destroy: async () => {
-      // Deleting a namespace deletes its end of each veth pair, and with it the other end.
-      for (const host of hosts) await ip('netns', 'del', host.namespace).catch(() => undefined);
-      await ip('link', 'del', bridge).catch(() => undefined);
-    },
+    destroy,
   };
 }
