@@ -13,7 +13,7 @@ import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
 import { batchesFinishedTotal, deadLetteredChunksTotal } from '../lib/metrics.js';
 import { describeValue, safeText } from '../lib/sanitize.js';
-import { inferenceTaskQueue } from '../lib/temporal.js';
+import { chunkTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
 import { jsonb, type Db } from '../schema/db.js';
 import { persistedLines, resultCounts, segmentFolder } from '../schema/result-groups.js';
@@ -338,7 +338,7 @@ export function createControlActivities(deps: ControlDeps) {
           Math.max(config.batch.maxPendingChunks, workers * (config.gpu.concurrentChunks + 1)),
         ),
         outputDrafts: config.batch.outputDraftsPerBatch,
-        chunkActivity: chunkActivityOptions(config, inferenceTaskQueue(config, result.model)),
+        chunkActivity: chunkActivityOptions(config, chunkTaskQueue(config, result.model, result.requests)),
       };
     },
 

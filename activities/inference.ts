@@ -4,7 +4,7 @@
 // a retried chunk skips what is already persisted; cancellation aborts in-flight requests.
 import { setMaxListeners } from 'node:events';
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, type Priority } from '@temporalio/common';
 
 import { sleep } from '../lib/abortable.js';
 import { asError } from '../lib/as-error.js';
@@ -14,7 +14,8 @@ import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
 import { chunksTotal, inflightRequests, requestsTotal, tokensTotal } from '../lib/metrics.js';
 import { safeText } from '../lib/sanitize.js';
-import type { Release, Semaphore } from '../lib/semaphore.js';
+import type { Claim, Release, Semaphore } from '../lib/semaphore.js';
+import { modelOfTaskQueue, smallBatchTaskQueue } from '../lib/temporal.js';
 import type { Db } from '../schema/db.js';
 import { FailureType } from '../workflows/failure-types.js';
 import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine-client.js';
@@ -53,6 +54,25 @@ interface RequestLine {
   body: unknown;
 }
 
+/**
+ * Whose share of the engine a chunk's requests take: its batch's priority first (as Temporal orders
+ * tasks), then its project's share (the fairness key its batch was started with), and within the
+ * project small batches' chunks first, then chunks in the order they started, each sending all its
+ * lines before the next.
+ */
+function chunkClaim(config: Config, taskQueue: string, priority: Priority | undefined): Required<Claim> {
+  const small = taskQueue === smallBatchTaskQueue(config, modelOfTaskQueue(config, taskQueue));
+  // Start times are below 2^42 ms (the year 2109): a small batch's rank is below every large one's.
+  return {
+    key: priority?.fairnessKey ?? '',
+    priority: priority?.priorityKey ?? DEFAULT_PRIORITY_KEY,
+    rank: (small ? 0 : 2 ** 42) + Date.now(),
+  };
+}
+
+/** What Temporal gives a task without a priority key (its default levels are 1-5). */
+const DEFAULT_PRIORITY_KEY = 3;
+
 export function createInferenceActivities(deps: InferenceDeps) {
   const { db, store, engine, inFlight, config } = deps;
   const policy: RetryPolicy = {
@@ -84,9 +104,9 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const pending = new Set<Promise<void>>();
       let sent = 0;
       // The task queue is the model's own: metrics name the model even for a chunk that sends nothing.
-      const chunkModel = ctx.info.taskQueue.startsWith(config.temporal.inferenceTaskQueuePrefix)
-        ? ctx.info.taskQueue.slice(config.temporal.inferenceTaskQueuePrefix.length)
-        : ctx.info.taskQueue;
+      const chunkModel = modelOfTaskQueue(config, ctx.info.taskQueue);
+      const claim = chunkClaim(config, ctx.info.taskQueue, ctx.info.priority);
+      inFlight.setWeight(claim.key, ctx.info.priority?.fairnessWeight ?? 1);
       let failure: unknown;
       const fail = (err: unknown): void => {
         failure ??= err;
@@ -115,7 +135,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
             // Give the slot back while backing off, so other requests keep the engine busy.
             letGo();
             await sleep(ms, signal);
-            release = await inFlight.acquire(signal);
+            release = await inFlight.acquire(signal, claim);
             inflightRequests.inc({ model });
           });
           if (isAuthFailure(outcome)) {
@@ -169,7 +189,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
           if (isBlank(line) || done.has(line.number)) continue;
           const request = JSON.parse(line.text) as RequestLine;
           // Waiting for a slot before reading on keeps at most max-in-flight lines in memory.
-          const permit = await inFlight.acquire(signal);
+          const permit = await inFlight.acquire(signal, claim);
           sent++;
           const p = runOne(line.number, request, permit).catch((err: unknown) => {
             // While stopping, errors are what stopping looks like (aborted requests, bodies cut off).

@@ -343,6 +343,7 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
     FILE_STORE_DIR: path.join(infra.dir, name, 'files'),
     ORCHESTRATOR_TASK_QUEUE: `orchestrator-${name}`,
     INFERENCE_TASK_QUEUE_PREFIX: `inference-${name}:`,
+    SMALL_BATCH_TASK_QUEUE_PREFIX: `inference-small-${name}:`,
     API_KEYS: apiKey,
     API_PORT: String(apiPort),
     API_RATE_LIMIT_PER_MINUTE: '0',

@@ -21,6 +21,7 @@ const SECTIONS: Record<keyof Config, string> = {
   reconciler: 'Reconciler',
   engine: 'Engine (vLLM)',
   gpu: 'GPU workers',
+  scheduling: 'Scheduling between batches and projects',
   worker: 'Workers',
   metrics: 'Metrics, health and readiness',
   webhooks: 'Webhooks',

@@ -18,6 +18,25 @@ const list = z.string().transform((s) =>
     .map((x) => x.trim())
     .filter((x) => x.length > 0),
 );
+/** `name=weight,…`: Temporal clamps fairness weights to 0.001–1000, so that is the range. */
+const weights = z.string().transform((s, ctx) => {
+  const out: Record<string, number> = {};
+  for (const pair of s.split(',')) {
+    if (pair.trim() === '') continue;
+    const at = pair.lastIndexOf('=');
+    const name = pair.slice(0, at).trim();
+    const weight = Number(pair.slice(at + 1));
+    if (at < 1 || name === '' || !Number.isFinite(weight) || weight < 0.001 || weight > 1000) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `expected name=weight with a weight from 0.001 to 1000, got "${pair.trim()}"`,
+      });
+      return z.NEVER;
+    }
+    out[name] = weight;
+  }
+  return out;
+});
 const flag = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
   .transform((v) => v === 'true' || v === '1' || v === 'yes');
@@ -173,6 +192,11 @@ const SETTINGS = {
       'INFERENCE_TASK_QUEUE_PREFIX',
       z.string().min(1).default('inference:'),
       'Chunk task queues are this plus the model name',
+    ),
+    smallBatchTaskQueuePrefix: setting(
+      'SMALL_BATCH_TASK_QUEUE_PREFIX',
+      z.string().min(1).default('inference-small:'),
+      "Task queues of small batches' chunks are this plus the model name (`SMALL_BATCH_MAX_REQUESTS`)",
     ),
     workflowBundlePath: setting(
       'WORKFLOW_BUNDLE_PATH',
@@ -467,6 +491,11 @@ const SETTINGS = {
       positiveInt.default(2),
       'Chunks a GPU worker runs at once, sharing the in-flight limit',
     ),
+    smallBatchChunks: setting(
+      'GPU_SMALL_BATCH_CHUNKS',
+      positiveInt.default(2),
+      "Chunks of small batches (`SMALL_BATCH_MAX_REQUESTS`) a GPU worker runs at once besides `GPU_CONCURRENT_CHUNKS`: slots of their own, so a small batch starts at once however long a large batch's chunks run; it shares the in-flight limit with them by project",
+    ),
     heartbeatMs: setting(
       'WORKER_HEARTBEAT_MS',
       positiveInt.default(10_000),
@@ -476,6 +505,20 @@ const SETTINGS = {
       'CHUNK_HEARTBEAT_THROTTLE_MS',
       positiveInt.default(2000),
       'Most time between chunk heartbeats reaching Temporal (bounds how fast a cancel arrives)',
+    ),
+  },
+  /** How the GPUs are shared between batches and projects. */
+  scheduling: {
+    projectWeights: setting(
+      'PROJECT_WEIGHTS',
+      weights.default({}),
+      "Each project's share of the GPUs when projects compete, as `name=weight` pairs (e.g. `research=1,prod=4`; others 1, each 0.001–1000): Temporal's fairness weight for its chunks, and its share of each GPU worker's in-flight requests",
+      '(every project 1)',
+    ),
+    smallBatchMaxRequests: setting(
+      'SMALL_BATCH_MAX_REQUESTS',
+      z.coerce.number().int().min(0).default(1000),
+      "A batch of at most this many requests runs on its model's small-batch task queue, in GPU slots of its own (`GPU_SMALL_BATCH_CHUNKS`), so it is never stuck behind a large batch's chunks (`0`: none)",
     ),
   },
   worker: {

@@ -1,23 +1,64 @@
-// A counting semaphore that hands out permits in arrival order and lets a waiter give up when its
-// AbortSignal fires. The GPU worker bounds its in-flight engine requests with it, and the vLLM
-// simulator models the engine's concurrent sequences with the same thing.
+// A counting semaphore whose permits are shared fairly between keys, and whose limit can move. The
+// GPU worker bounds its in-flight engine requests with it: the key is the chunk's project (Temporal's
+// fairness key), so a small batch of one project gets its share of the engine at once instead of
+// queueing behind every request of another project's large batch. Within a key, waiters of a lower
+// rank go first (the chunk that started first sends all its lines before the next: chunks end in
+// the order they began, as the files written ahead want). With one key and one rank it is a plain
+// first-come, first-served semaphore.
 
 import { AbortedError } from './abortable.js';
 
 interface Waiter {
+  key: string;
+  priority: number;
+  rank: number;
+  /** Arrival order: among equal ranks, and among keys with equal shares, the earliest waiter goes first. */
+  seq: number;
   resolve: () => void;
   reject: (err: Error) => void;
 }
 
 export type Release = () => void;
 
+/**
+ * Whose turn a waiter is: the lowest priority first (Temporal's priority key: lower runs sooner),
+ * then the key holding least for its weight, then the lowest rank within the key.
+ */
+export interface Claim {
+  key?: string;
+  priority?: number;
+  rank?: number;
+}
+
+/** Within a key: priority, then rank (arrival breaks ties). */
+function before(a: Waiter, b: Waiter): boolean {
+  return a.priority !== b.priority ? a.priority < b.priority : a.rank < b.rank;
+}
+
 export class Semaphore {
   private held = 0;
-  private readonly waiting: Waiter[] = [];
+  private limit: number;
+  private seq = 0;
+  private waitingCount = 0;
+  /** Each key's waiters by rank, then arrival; a key is here only while it has some. */
+  private readonly queues = new Map<string, Waiter[]>();
+  /** Permits each key holds; a key is here only while it holds some. */
+  private readonly heldBy = new Map<string, number>();
+  /** Keys' weights (a share is proportional to its weight); 1 for a key not set. */
+  private readonly weights = new Map<string, number>();
 
-  constructor(readonly permits: number) {
-    if (!Number.isInteger(permits) || permits < 1)
-      throw new Error(`a semaphore needs at least one permit, got ${permits}`);
+  constructor(permits: number) {
+    this.limit = checkedPermits(permits);
+  }
+
+  /** The weight of `key` from now on (the latest chunk of a project says what its project weighs). */
+  setWeight(key: string, weight: number): void {
+    if (weight === 1) this.weights.delete(key);
+    else this.weights.set(key, Math.max(weight, 1e-3));
+  }
+
+  get permits(): number {
+    return this.limit;
   }
 
   get inUse(): number {
@@ -25,26 +66,52 @@ export class Semaphore {
   }
 
   get queued(): number {
-    return this.waiting.length;
+    return this.waitingCount;
+  }
+
+  /** Permits `key` holds now. */
+  heldFor(key: string): number {
+    return this.heldBy.get(key) ?? 0;
+  }
+
+  /**
+   * Moves the limit. Raising it hands permits to waiters at once; lowering it takes permits back as
+   * their holders release them (nothing held is taken away).
+   */
+  setPermits(permits: number): void {
+    this.limit = checkedPermits(permits);
+    this.dispatch();
   }
 
   /** Resolves with the function that gives the permit back (calling it twice is harmless). */
-  async acquire(signal?: AbortSignal): Promise<Release> {
+  async acquire(signal?: AbortSignal, claim: Claim = {}): Promise<Release> {
     if (signal?.aborted === true) throw new AbortedError();
-    if (this.held < this.permits && this.waiting.length === 0) {
-      this.held++;
+    const key = claim.key ?? '';
+    if (this.held < this.limit && this.waitingCount === 0) {
+      this.take(key);
     } else {
       await new Promise<void>((resolve, reject) => {
-        const waiter: Waiter = { resolve, reject };
-        this.waiting.push(waiter);
+        const waiter: Waiter = {
+          key,
+          priority: claim.priority ?? 0,
+          rank: claim.rank ?? 0,
+          seq: this.seq++,
+          resolve,
+          reject,
+        };
+        const queue = this.queues.get(key);
+        if (queue === undefined) this.queues.set(key, [waiter]);
+        else {
+          // After every waiter that goes before it or ties (few waiters: one per chunk sending).
+          let at = queue.length;
+          while (at > 0 && before(waiter, queue[at - 1] ?? waiter)) at--;
+          queue.splice(at, 0, waiter);
+        }
+        this.waitingCount++;
         signal?.addEventListener(
           'abort',
           () => {
-            const i = this.waiting.indexOf(waiter);
-            if (i >= 0) {
-              this.waiting.splice(i, 1);
-              reject(new AbortedError());
-            }
+            if (this.remove(waiter)) reject(new AbortedError());
           },
           { once: true },
         );
@@ -54,10 +121,67 @@ export class Semaphore {
     return () => {
       if (released) return;
       released = true;
-      const next = this.waiting.shift();
-      // The permit passes straight to the next waiter, which keeps arrival order.
-      if (next !== undefined) next.resolve();
-      else this.held--;
+      this.give(key);
+      this.dispatch();
     };
   }
+
+  private take(key: string): void {
+    this.held++;
+    this.heldBy.set(key, (this.heldBy.get(key) ?? 0) + 1);
+  }
+
+  private give(key: string): void {
+    this.held--;
+    const left = (this.heldBy.get(key) ?? 1) - 1;
+    if (left > 0) this.heldBy.set(key, left);
+    else this.heldBy.delete(key);
+  }
+
+  private remove(waiter: Waiter): boolean {
+    const queue = this.queues.get(waiter.key);
+    const i = queue?.indexOf(waiter) ?? -1;
+    if (queue === undefined || i < 0) return false;
+    queue.splice(i, 1);
+    if (queue.length === 0) this.queues.delete(waiter.key);
+    this.waitingCount--;
+    return true;
+  }
+
+  /**
+   * Free permits go to the most urgent priority waiting, then to the key that holds the least for
+   * its weight (max-min fairness of what is in flight, not of the order of grants: a key that
+   * arrives late catches up with the others' share as permits come back, instead of taking turns
+   * with keys already holding plenty).
+   */
+  private dispatch(): void {
+    while (this.held < this.limit && this.waitingCount > 0) {
+      let best: Waiter | undefined;
+      let bestShare = Infinity;
+      for (const [key, queue] of this.queues) {
+        const head = queue[0];
+        if (head === undefined) continue;
+        const share = this.heldFor(key) / (this.weights.get(key) ?? 1);
+        const better =
+          best === undefined ||
+          head.priority < best.priority ||
+          (head.priority === best.priority && (share < bestShare || (share === bestShare && head.seq < best.seq)));
+        if (better) {
+          best = head;
+          bestShare = share;
+        }
+      }
+      const next = best;
+      if (next === undefined) return;
+      this.remove(next);
+      this.take(next.key);
+      next.resolve();
+    }
+  }
+}
+
+function checkedPermits(permits: number): number {
+  if (!Number.isInteger(permits) || permits < 1)
+    throw new Error(`a semaphore needs at least one permit, got ${permits}`);
+  return permits;
 }

@@ -57,6 +57,25 @@ export function inferenceTaskQueue(config: Config, model: string): string {
   return `${config.temporal.inferenceTaskQueuePrefix}${model}`;
 }
 
+/** Where small batches' chunks of a model wait: GPU workers poll it with slots of its own. */
+export function smallBatchTaskQueue(config: Config, model: string): string {
+  return `${config.temporal.smallBatchTaskQueuePrefix}${model}`;
+}
+
+/** The queue a batch's chunks go to: small batches have a lane of their own, never behind a large one. */
+export function chunkTaskQueue(config: Config, model: string, requests: number): string {
+  return requests <= config.scheduling.smallBatchMaxRequests
+    ? smallBatchTaskQueue(config, model)
+    : inferenceTaskQueue(config, model);
+}
+
+/** The model a chunk task queue is for (the queue's own name if it is neither kind). */
+export function modelOfTaskQueue(config: Config, taskQueue: string): string {
+  for (const prefix of [config.temporal.inferenceTaskQueuePrefix, config.temporal.smallBatchTaskQueuePrefix])
+    if (taskQueue.startsWith(prefix)) return taskQueue.slice(prefix.length);
+  return taskQueue;
+}
+
 export interface SearchAttributeSpec {
   name: string;
   type: SearchAttributeType;

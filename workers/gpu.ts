@@ -15,7 +15,7 @@ import type { Logger } from '../lib/logger.js';
 import { inflightLimit } from '../lib/metrics.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
-import { inferenceTaskQueue } from '../lib/temporal.js';
+import { inferenceTaskQueue, smallBatchTaskQueue } from '../lib/temporal.js';
 import { announceWorker, withdrawWorker } from '../lib/worker-registry.js';
 import { BATCH_ENDPOINTS } from '../wire/openai.js';
 import { progressInterceptor } from './watchdog.js';
@@ -140,19 +140,25 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     progress: deps.progress,
   });
 
+  // Each model's two lanes: large batches' chunks, and small batches' in slots of their own (so a
+  // small batch never waits for a large one's chunk to end); both share the in-flight limit.
+  const lanes = models.flatMap((model) => [
+    { taskQueue: inferenceTaskQueue(config, model), activitySlots: config.gpu.concurrentChunks },
+    { taskQueue: smallBatchTaskQueue(config, model), activitySlots: config.gpu.smallBatchChunks },
+  ]);
   const queues = await Promise.all(
-    models.map(async (model) => ({
-      taskQueue: inferenceTaskQueue(config, model),
+    lanes.map(async ({ taskQueue, activitySlots }) => ({
+      taskQueue,
       workflows: false,
-      activitySlots: config.gpu.concurrentChunks,
+      activitySlots,
       worker: await Worker.create({
         connection: deps.connection,
         namespace: config.temporal.namespace,
-        taskQueue: inferenceTaskQueue(config, model),
+        taskQueue,
         identity: id,
         activities,
         // Two chunks at a time share the in-flight limit: when one drains, the other keeps the GPU busy.
-        maxConcurrentActivityTaskExecutions: config.gpu.concurrentChunks,
+        maxConcurrentActivityTaskExecutions: activitySlots,
         interceptors: { activity: [progressInterceptor(deps.progress)] },
         maxHeartbeatThrottleInterval: config.gpu.heartbeatThrottleMs,
         shutdownGraceTime: config.worker.shutdownGraceMs,

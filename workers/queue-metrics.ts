@@ -1,4 +1,4 @@
-// Pending chunks per model, as Temporal sees each model's inference task queue: chunks scheduled
+// Pending chunks per model, as Temporal sees each model's inference task queues: chunks scheduled
 // and waiting for a GPU worker (the backlog), and how long the oldest has waited. Computed by the
 // orchestrator when Prometheus scrapes, for every model with a live worker or a running batch.
 import proto from '@temporalio/proto';
@@ -7,7 +7,7 @@ import { Gauge, type Registry } from 'prom-client';
 
 import type { Config } from '../lib/config.js';
 import { collectSafely } from '../lib/metrics.js';
-import { inferenceTaskQueue } from '../lib/temporal.js';
+import { inferenceTaskQueue, smallBatchTaskQueue } from '../lib/temporal.js';
 import { liveModels } from '../lib/worker-registry.js';
 import type { Db } from '../schema/db.js';
 
@@ -32,19 +32,30 @@ export function queueGauges(deps: { db: Db; config: Config; connection: NativeCo
   const read = (): Promise<void> =>
     (reading ??= collectSafely('gpu_batch_pending_chunks', deps.config.metrics.readyTimeoutMs, async () => {
       const models = await modelsToWatch(deps.db, deps.config);
+      const describe = async (name: string): Promise<{ backlog: number; ageSeconds: number }> => {
+        const answer = await deps.connection.workflowService.describeTaskQueue({
+          namespace: deps.config.temporal.namespace,
+          taskQueue: { name },
+          taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+          reportStats: true,
+        });
+        const age = answer.stats?.approximateBacklogAge;
+        return {
+          backlog: Number(answer.stats?.approximateBacklogCount ?? 0),
+          ageSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9,
+        };
+      };
+      // Both lanes of a model (large and small batches) count.
       const stats = await Promise.all(
         models.map(async (model) => {
-          const answer = await deps.connection.workflowService.describeTaskQueue({
-            namespace: deps.config.temporal.namespace,
-            taskQueue: { name: inferenceTaskQueue(deps.config, model) },
-            taskQueueType: proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-            reportStats: true,
-          });
-          const age = answer.stats?.approximateBacklogAge;
+          const lanes = await Promise.all([
+            describe(inferenceTaskQueue(deps.config, model)),
+            describe(smallBatchTaskQueue(deps.config, model)),
+          ]);
           return {
             model,
-            backlog: Number(answer.stats?.approximateBacklogCount ?? 0),
-            ageSeconds: Number(age?.seconds ?? 0) + (age?.nanos ?? 0) / 1e9,
+            backlog: lanes.reduce((sum, l) => sum + l.backlog, 0),
+            ageSeconds: Math.max(...lanes.map((l) => l.ageSeconds)),
           };
         }),
       );

@@ -2,7 +2,9 @@
 // API starts batches, and the reconciler ends batches whose workflow is gone and then starts what
 // the workflow would have (webhook deliveries, the curation import). Inputs are built here from the
 // configuration, once, so no caller assembles them. Not imported by workflow code (not bundled).
+import { createHash } from 'node:crypto';
 import { WorkflowExecutionAlreadyStartedError, type Client } from '@temporalio/client';
+import type { Priority } from '@temporalio/common';
 
 import {
   autoImportActivityOptions,
@@ -35,6 +37,20 @@ export interface BatchStart {
   priority: number | null;
 }
 
+/** Temporal limits fairness keys to 64 bytes: a longer project name is keyed by its digest. */
+export function fairnessKeyOf(projectName: string): string {
+  if (Buffer.byteLength(projectName) <= 64) return projectName;
+  return `project-${createHash('sha256').update(projectName).digest('hex').slice(0, 40)}`;
+}
+
+export function batchPriority(config: Config, batch: Pick<BatchStart, 'projectName' | 'priority'>): Priority {
+  return {
+    ...(batch.priority !== null ? { priorityKey: batch.priority } : {}),
+    fairnessKey: fairnessKeyOf(batch.projectName),
+    fairnessWeight: config.scheduling.projectWeights[batch.projectName] ?? 1,
+  };
+}
+
 /** Starts a batch's workflow (workflowId = batch id), with what the Temporal UI shows and searches by. */
 export async function startBatchWorkflow(client: Client, config: Config, batch: BatchStart): Promise<void> {
   await withTemporalDeadline(client, config, () =>
@@ -48,8 +64,9 @@ export async function startBatchWorkflow(client: Client, config: Config, batch: 
         { key: BatchEndpointKey, value: batch.endpoint },
       ],
       memo: { inputFileId: batch.inputFileId, project: batch.projectName },
-      // Chunk activities inherit it: their task queue hands out higher-priority work first.
-      ...(batch.priority !== null ? { priority: { priorityKey: batch.priority } } : {}),
+      // Chunk activities inherit it: their task queue hands out higher-priority work first, and
+      // between projects in proportion to their weights (as GPU workers share their engine).
+      priority: batchPriority(config, batch),
     }),
   );
 }

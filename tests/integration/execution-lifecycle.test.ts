@@ -120,7 +120,13 @@ describe('priority between batches', () => {
     // finish before one of 12 in any order).
     stack = await startTestStack({
       engines: [engine.url],
-      env: { GPU_MAX_INFLIGHT: '8', GPU_CONCURRENT_CHUNKS: '1', BATCH_MAX_PENDING_CHUNKS: '16' },
+      // Large batches' lane (small batches have slots of their own).
+      env: {
+        GPU_MAX_INFLIGHT: '8',
+        GPU_CONCURRENT_CHUNKS: '1',
+        BATCH_MAX_PENDING_CHUNKS: '16',
+        SMALL_BATCH_MAX_REQUESTS: '0',
+      },
     });
   });
   afterAll(async () => {

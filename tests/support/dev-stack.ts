@@ -69,6 +69,7 @@ export function onTheRunsCluster(): Record<string, string> {
     TEMPORAL_ADDRESS: services.temporalAddress,
     ORCHESTRATOR_TASK_QUEUE: `orchestrator-${tag}`,
     INFERENCE_TASK_QUEUE_PREFIX: `inference-${tag}:`,
+    SMALL_BATCH_TASK_QUEUE_PREFIX: `inference-small-${tag}:`,
     CURATION_TASK_QUEUE: `curation-${tag}`,
   };
 }

@@ -39,4 +39,120 @@ describe('Semaphore', () => {
     again();
     expect(s.inUse).toBe(0);
   });
+
+  it('gives a key that arrives late the freed permits until it holds its share, then alternates', async () => {
+    const s = new Semaphore(4);
+    const big = await Promise.all(Array.from({ length: 4 }, () => s.acquire(undefined, { key: 'big' })));
+    const grants: string[] = [];
+    const waitFor = (key: string): Promise<void> =>
+      s.acquire(undefined, { key }).then((release) => {
+        grants.push(key);
+        release();
+      });
+    // The big project queued more before the small one came.
+    const queuedBig = Array.from({ length: 6 }, () => s.acquire(undefined, { key: 'big' }));
+    const small = Promise.all([waitFor('small'), waitFor('small')]);
+    expect(s.queued).toBe(8);
+    // Two permits come back: both go to the newcomer, although the big project's waiters came first.
+    big[0]?.();
+    big[1]?.();
+    await small;
+    expect(grants).toEqual(['small', 'small']);
+    expect(s.heldFor('big')).toBe(4);
+    for (const release of big.slice(2)) release();
+    await Promise.all(
+      queuedBig.map((p) =>
+        p.then((release) => {
+          release();
+        }),
+      ),
+    );
+    expect(s.inUse).toBe(0);
+  });
+
+  it('shares in proportion to weights', async () => {
+    const s = new Semaphore(6);
+    s.setWeight('heavy', 2);
+    const holder = await Promise.all(Array.from({ length: 6 }, () => s.acquire(undefined, { key: 'other' })));
+    const heavy = Array.from({ length: 6 }, () => s.acquire(undefined, { key: 'heavy' }));
+    const light = Array.from({ length: 6 }, () => s.acquire(undefined, { key: 'light' }));
+    for (const release of holder) release();
+    await Promise.resolve();
+    // Six permits freed: two thirds to the key of weight 2.
+    expect(s.heldFor('heavy')).toBe(4);
+    expect(s.heldFor('light')).toBe(2);
+    await Promise.all(
+      [...heavy, ...light].map((p) =>
+        p.then((release) => {
+          release();
+        }),
+      ),
+    );
+    expect(s.inUse).toBe(0);
+  });
+
+  it('moves its limit: more permits wake waiters, fewer are taken back as holders release', async () => {
+    const s = new Semaphore(2);
+    const held = await Promise.all([s.acquire(), s.acquire()]);
+    let third = false;
+    const waiting = s.acquire().then((release) => {
+      third = true;
+      return release;
+    });
+    s.setPermits(3);
+    const release3 = await waiting;
+    expect(third).toBe(true);
+    s.setPermits(1);
+    expect(s.inUse).toBe(3);
+    let fourth = false;
+    const next = s.acquire().then((release) => {
+      fourth = true;
+      return release;
+    });
+    held[0]();
+    held[1]();
+    await Promise.resolve();
+    expect(fourth).toBe(false);
+    release3();
+    (await next)();
+    expect(fourth).toBe(true);
+    expect(s.inUse).toBe(0);
+  });
+
+  it('serves lower ranks of a key first, arrival order among equal ranks', async () => {
+    const s = new Semaphore(1);
+    const first = await s.acquire();
+    const order: string[] = [];
+    const wait = (name: string, rank: number): Promise<void> =>
+      s.acquire(undefined, { rank }).then((release) => {
+        order.push(name);
+        release();
+      });
+    const all = Promise.all([
+      wait('late chunk', 2),
+      wait('early chunk', 1),
+      wait('late chunk again', 2),
+      wait('early again', 1),
+    ]);
+    first();
+    await all;
+    expect(order).toEqual(['early chunk', 'early again', 'late chunk', 'late chunk again']);
+  });
+
+  it('serves a more urgent priority first, whatever the shares', async () => {
+    const s = new Semaphore(2);
+    const held = await Promise.all([s.acquire(undefined, { key: 'a' }), s.acquire(undefined, { key: 'a' })]);
+    const order: string[] = [];
+    const wait = (key: string, priority: number): Promise<void> =>
+      s.acquire(undefined, { key, priority }).then((release) => {
+        order.push(`${key}${priority}`);
+        release();
+      });
+    // b holds nothing, so shares alone would serve it first; a's priority-1 waiter goes before it.
+    const all = Promise.all([wait('b', 3), wait('a', 1)]);
+    held[0]();
+    await all;
+    held[1]();
+    expect(order).toEqual(['a1', 'b3']);
+  });
 });
