@@ -157,7 +157,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
         taskQueue,
         identity: id,
         activities,
-        // Two chunks at a time share the in-flight limit: when one drains, the other keeps the GPU busy.
+        // Chunks running at once share the in-flight limit: when one drains, the next keeps the GPU busy.
         maxConcurrentActivityTaskExecutions: activitySlots,
         interceptors: { activity: [progressInterceptor(deps.progress)] },
         maxHeartbeatThrottleInterval: config.gpu.heartbeatThrottleMs,
