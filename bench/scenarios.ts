@@ -4,9 +4,11 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { sql } from 'kysely';
+import OpenAI from 'openai';
 
 import { persistResults, resultRow } from '../activities/results.js';
 import { NEW_BATCH } from '../api/services/batches.js';
+import { addKey } from '../api/services/keys.js';
 import { ensureDatabase } from '../dev/embedded-postgres.js';
 import { TINY_MODEL_NAME } from '../dev/vllm-local.js';
 import { loadConfig } from '../lib/config.js';
@@ -920,6 +922,93 @@ export async function latency(o: Options): Promise<ScenarioResult> {
   };
 }
 
+/**
+ * 12. Fairness between projects: a 100-request batch of one project alone, then submitted while a
+ * large batch of another project keeps the engine full; with the small-batch lane (the default) and
+ * without it (`SMALL_BATCH_MAX_REQUESTS=0`: the chunk waits for a slot behind the large batch's).
+ */
+export async function fairness(o: Options): Promise<ScenarioResult> {
+  const largeCount = o.quick ? 5000 : 50_000;
+  const smallCount = 100;
+  const lineOptions = { maxTokens: 128, ignoreEos: true };
+  const metrics: Metric[] = [];
+  let settings: EngineSettings | undefined;
+  for (const lane of [true, false]) {
+    const label = lane ? '' : 'without the small-batch lane: ';
+    const ratio = metric(
+      `${label}small batch behind a large one ÷ alone`,
+      'ratio',
+      'lower',
+      lane ? { op: '<=', value: 2 } : undefined,
+    );
+    const alone = metric(`${label}small batch alone, create to completed`, 's', 'lower');
+    const behind = metric(`${label}small batch behind a large one, create to completed`, 's', 'lower');
+    metrics.push(ratio, alone, behind);
+    await withInfra(async (infra) => {
+      const engine = await startEngine({ model: 'fair' });
+      settings = engine.settings;
+      const stack = await startStack(infra, {
+        engines: [engine],
+        env: { ...(lane ? {} : { SMALL_BATCH_MAX_REQUESTS: '0' }), ...o.stackEnv },
+        profileDir: o.profileDir,
+      });
+      try {
+        const otherKey = `sk-bench-other-${randomBytes(4).toString('hex')}`;
+        await addKey({ db: stack.db }, 'other-project', otherKey);
+        const other: Stack = {
+          ...stack,
+          openai: new OpenAI({ baseURL: `${stack.apiUrl}/v1`, apiKey: otherKey, maxRetries: 2 }),
+        };
+        const smallFile = await upload(other, requestLines('fair', smallCount, lineOptions));
+        const largeFile = await upload(stack, requestLines('fair', largeCount, lineOptions));
+        // Seconds from create to completed (seen by polling every 100 ms).
+        const timed = async (): Promise<number> => {
+          const { createdAt } = await runBatch(other, smallFile);
+          return (Date.now() - createdAt) / 1000;
+        };
+        for (let run = 0; run < o.runs; run++) {
+          const a = await timed();
+          const large = await stack.openai.batches.create({
+            input_file_id: largeFile,
+            endpoint: '/v1/chat/completions',
+            completion_window: '24h',
+          });
+          // The engine full of the large batch's requests before the small one comes.
+          for (;;) {
+            const counts = (await stack.openai.batches.retrieve(large.id)).request_counts;
+            if ((counts?.completed ?? 0) >= 500) break;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+          const b = await timed();
+          const largeDone = (await stack.openai.batches.retrieve(large.id)).request_counts?.completed ?? 0;
+          await stack.openai.batches.cancel(large.id);
+          for (;;) {
+            const status = (await stack.openai.batches.retrieve(large.id)).status;
+            if (status === 'cancelled' || status === 'completed') break;
+            await new Promise((r) => setTimeout(r, 200));
+          }
+          alone.values.push(a);
+          behind.values.push(b);
+          ratio.values.push(b / a);
+          log.info({ lane, run, alone: a, behind: b, ratio: b / a, largeDone }, 'fairness run');
+        }
+      } finally {
+        await stack.stop();
+        await engine.process.stop();
+      }
+    });
+  }
+  return {
+    name: 'fairness',
+    title: 'Fairness between projects',
+    setup: `A batch of ${smallCount} requests of one project, first alone, then submitted once a ${int(largeCount)}-request batch of another project has ${int(500)} answers (the engine full of it; cancelled once the small one is done); each request ${lineOptions.maxTokens} tokens out. One GPU worker, default settings (256 in flight, chunks of 500), on ${settings === undefined ? 'a simulated engine' : describeEngine(settings)}. Times from \`batches.create\` to \`completed\`, validation and finalize included. Then the same on a stack with \`SMALL_BATCH_MAX_REQUESTS=0\`, where the small batch's chunk queues behind the large one's.`,
+    metrics,
+    notes: [
+      "The small batch's requests share an engine already running 256 of the large batch's: each of its decode steps is longer than on an idle engine, which no order of requests removes.",
+    ],
+  };
+}
+
 /** Mean of the values (0 for none). */
 const mean = (values: number[]): number =>
   values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
@@ -1153,5 +1242,6 @@ export const SCENARIOS = {
   pgwrites: pgWrites,
   finalize,
   flushes,
+  fairness,
 } as const;
 export type ScenarioName = keyof typeof SCENARIOS;
