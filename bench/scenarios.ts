@@ -922,6 +922,15 @@ export async function latency(o: Options): Promise<ScenarioResult> {
   };
 }
 
+/** Polls every 200 ms until `done` says so; a benchmark that waits longer than ten minutes has failed. */
+async function pollUntil(what: string, done: () => Promise<boolean>, timeoutMs = 600_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await done())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what} after ${timeoutMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 /**
  * 12. Fairness between projects: a 100-request batch of one project alone, then submitted while a
  * large batch of another project keeps the engine full; with the small-batch lane (the default) and
@@ -974,19 +983,19 @@ export async function fairness(o: Options): Promise<ScenarioResult> {
             completion_window: '24h',
           });
           // The engine full of the large batch's requests before the small one comes.
-          for (;;) {
-            const counts = (await stack.openai.batches.retrieve(large.id)).request_counts;
-            if ((counts?.completed ?? 0) >= 500) break;
-            await new Promise((r) => setTimeout(r, 200));
-          }
+          await pollUntil(`batch ${large.id} to answer 500 requests`, async () => {
+            const batch = await stack.openai.batches.retrieve(large.id);
+            if (batch.status !== 'validating' && batch.status !== 'in_progress')
+              throw new Error(`the large batch ${large.id} ended ${batch.status}`);
+            return (batch.request_counts?.completed ?? 0) >= 500;
+          });
           const b = await timed();
           const largeDone = (await stack.openai.batches.retrieve(large.id)).request_counts?.completed ?? 0;
           await stack.openai.batches.cancel(large.id);
-          for (;;) {
+          await pollUntil(`batch ${large.id} to end after its cancel`, async () => {
             const status = (await stack.openai.batches.retrieve(large.id)).status;
-            if (status === 'cancelled' || status === 'completed') break;
-            await new Promise((r) => setTimeout(r, 200));
-          }
+            return status === 'cancelled' || status === 'completed';
+          });
           alone.values.push(a);
           behind.values.push(b);
           ratio.values.push(b / a);

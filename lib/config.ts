@@ -18,9 +18,10 @@ const list = z.string().transform((s) =>
     .map((x) => x.trim())
     .filter((x) => x.length > 0),
 );
-/** `name=weight,…`: Temporal clamps fairness weights to 0.001–1000, so that is the range. */
+/** `name=weight,…`: Temporal clamps fairness weights to 0.001–1000, so that is the range. A Map, so no
+ * project name (`constructor`, say) can find something an object has of its own. */
 const weights = z.string().transform((s, ctx) => {
-  const out: Record<string, number> = {};
+  const out = new Map<string, number>();
   for (const pair of s.split(',')) {
     if (pair.trim() === '') continue;
     const at = pair.lastIndexOf('=');
@@ -33,7 +34,7 @@ const weights = z.string().transform((s, ctx) => {
       });
       return z.NEVER;
     }
-    out[name] = weight;
+    out.set(name, weight);
   }
   return out;
 });
@@ -511,7 +512,7 @@ const SETTINGS = {
   scheduling: {
     projectWeights: setting(
       'PROJECT_WEIGHTS',
-      weights.default({}),
+      weights.default(new Map<string, number>()),
       "Each project's share of the GPUs when projects compete, as `name=weight` pairs (e.g. `research=1,prod=4`; others 1, each 0.001–1000): Temporal's fairness weight for its chunks, and its share of each GPU worker's in-flight requests",
       '(every project 1)',
     ),

@@ -47,7 +47,7 @@ export function batchPriority(config: Config, batch: Pick<BatchStart, 'projectNa
   return {
     ...(batch.priority !== null ? { priorityKey: batch.priority } : {}),
     fairnessKey: fairnessKeyOf(batch.projectName),
-    fairnessWeight: config.scheduling.projectWeights[batch.projectName] ?? 1,
+    fairnessWeight: config.scheduling.projectWeights.get(batch.projectName) ?? 1,
   };
 }
 

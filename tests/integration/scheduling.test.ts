@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { addKey } from '../../api/services/keys.js';
 import type { RunningSimulator } from '../../simulator/server.js';
-import { batchLines, expectEachLineOnce, submitBatch, waitForBatch } from '../support/batches.js';
+import { batchLines, expectEachLineOnce, submitBatch, waitForBatch, waitForProgress } from '../support/batches.js';
 import { startTestSimulator } from '../support/simulator.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
@@ -44,14 +44,12 @@ describe('fairness between projects', () => {
   it("runs a small batch of one project at once beside another project's large batch", async () => {
     const large = await submitBatch(stack, batchLines({ model, count: 2000 }));
     // Under way: its chunks hold both of the worker's chunk slots for large batches.
-    for (;;) {
-      if (done(await stack.openai.batches.retrieve(large.id)) >= 100) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitForProgress(stack.openai, large.id, 100);
     const small = await submitBatch(other, batchLines({ model, count: 40 }));
     const largeAtSubmit = done(await stack.openai.batches.retrieve(large.id));
     // Until every request of the small batch is answered: how far did the large one get meanwhile?
     let largeWhenSmallAnswered: number;
+    const deadline = Date.now() + 60_000;
     for (;;) {
       const [s, l] = await Promise.all([
         other.openai.batches.retrieve(small.id),
@@ -62,6 +60,7 @@ describe('fairness between projects', () => {
         break;
       }
       expect(['validating', 'in_progress']).toContain(s.status);
+      expect(Date.now(), 'the small batch answered within a minute').toBeLessThan(deadline);
       await new Promise((r) => setTimeout(r, 50));
     }
     // Waiting for a slot behind the large batch's chunks would have let at least one of its chunks

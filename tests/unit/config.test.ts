@@ -35,6 +35,18 @@ describe('config', () => {
     expect(config.gpu.models).toEqual(['llama', 'qwen']);
   });
 
+  it('reads project weights, and names a bad pair', () => {
+    const weights = loadConfig({ PROJECT_WEIGHTS: 'prod=4, research = 0.5,a=b=2' }).scheduling.projectWeights;
+    expect([...weights]).toEqual([
+      ['prod', 4],
+      ['research', 0.5],
+      ['a=b', 2],
+    ]);
+    expect(loadConfig({}).scheduling.projectWeights.get('constructor')).toBeUndefined();
+    for (const bad of ['prod', '=2', 'prod=0', 'prod=1001', 'prod=lots'])
+      expect(() => loadConfig({ PROJECT_WEIGHTS: bad }), bad).toThrow(/PROJECT_WEIGHTS.*name=weight/);
+  });
+
   it('treats an empty variable as unset', () => {
     expect(loadConfig({ DATABASE_URL: '', TEMPORAL_ADDRESS: ' ' }).temporal.address).toBeUndefined();
   });
