@@ -9,8 +9,10 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, errors, request } from 'undici';
 
 import { sleep } from '../lib/abortable.js';
+import type { EngineLoad, Overload } from '../lib/adaptive-limit.js';
 import { newId } from '../lib/ids.js';
 import { attemptOutcome, engineRequestSeconds, engineRetriesTotal } from '../lib/metrics.js';
+import { sampleSum } from '../lib/prometheus-text.js';
 import { safeText } from '../lib/sanitize.js';
 
 export interface EngineOptions {
@@ -23,6 +25,8 @@ export interface EngineOptions {
   keepAliveMs: number;
   /** Largest answer read from the engine; a larger one is the request's error, not the worker's memory. */
   maxResponseBytes: number;
+  /** Told of every answer that says the engine is overloaded (429, 503, a timeout): the adaptive limit's signal. */
+  onOverload?: (why: Overload) => void;
 }
 
 export interface RetryPolicy {
@@ -170,6 +174,27 @@ export class Engine {
   }
 
   /**
+   * The engine's load from its Prometheus /metrics (vLLM's names, summed over its engines). A
+   * figure it does not export is undefined; an engine that does not answer throws.
+   */
+  async load(timeoutMs: number): Promise<EngineLoad> {
+    const res = await request(`${this.root}/metrics`, {
+      dispatcher: this.agent,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await res.body.text();
+    if (res.statusCode !== 200) throw new Error(`the engine's /metrics answered ${res.statusCode}`);
+    const sum = sampleSum(text, 'vllm:time_to_first_token_seconds_sum');
+    const count = sampleSum(text, 'vllm:time_to_first_token_seconds_count');
+    return {
+      waiting: sampleSum(text, 'vllm:num_requests_waiting'),
+      kvUsage: sampleSum(text, 'vllm:kv_cache_usage_perc'),
+      preemptions: sampleSum(text, 'vllm:num_preemptions_total'),
+      ttftSeconds: sum === undefined || count === undefined ? undefined : { sum, count },
+    };
+  }
+
+  /**
    * One attempt with the body as JSON text. `url` is the batch line's url, e.g. /v1/chat/completions.
    * Each attempt carries a request id of ours (vLLM takes it as its own, and it is in the output line),
    * unless the engine answers with one of its own.
@@ -280,6 +305,8 @@ export class Engine {
       const result = await this.attempt(url, payload, signal);
       engineRequestSeconds.observe({ model, outcome: attemptOutcome(result) }, (performance.now() - sentAt) / 1000);
       if (result.kind === 'ok') return { ...result, attempts: attempt, errors };
+      const overload = overloadOf(result);
+      if (overload !== undefined) this.options.onOverload?.(overload);
       errors.push({
         at: new Date().toISOString(),
         status: result.kind === 'http' ? result.status : null,
@@ -308,6 +335,14 @@ export class Engine {
       await waitBetween(delay);
     }
   }
+}
+
+/** What an answer says about the engine's load: 429 and 503 are its own words for "too much", a timeout its silence. */
+function overloadOf(result: Attempt): Overload | undefined {
+  if (result.kind === 'http' && result.status === 429) return 'rate_limited';
+  if (result.kind === 'http' && result.status === 503) return 'unavailable';
+  if (result.kind === 'network' && result.timeout) return 'timeout';
+  return undefined;
 }
 
 /** The metrics' model label: the request's own (validation made it the batch's one model). */

@@ -65,13 +65,26 @@ function chunkClaim(config: Config, taskQueue: string, priority: Priority | unde
   // Start times are below 2^42 ms (the year 2109): a small batch's rank is below every large one's.
   return {
     key: priority?.fairnessKey ?? '',
-    priority: priority?.priorityKey ?? DEFAULT_PRIORITY_KEY,
+    // Unset arrives as 0 (the protobuf default), which Temporal reads as its default level.
+    priority: priority?.priorityKey || DEFAULT_PRIORITY_KEY,
     rank: (small ? 0 : 2 ** 42) + Date.now(),
   };
 }
 
 /** What Temporal gives a task without a priority key (its default levels are 1-5). */
 const DEFAULT_PRIORITY_KEY = 3;
+
+/**
+ * Sends a batch request at vLLM `priority` at least `floor` (lower runs first; online requests have
+ * 0), so an engine run with `--scheduling-policy priority` serves its online users first. A line's
+ * own priority that is already lower in urgency is kept; one that is not a number is left for vLLM
+ * to refuse, as it would have.
+ */
+function yieldToOnline(body: unknown, floor: number | undefined): void {
+  if (floor === undefined || typeof body !== 'object' || body === null || Array.isArray(body)) return;
+  const own = (body as { priority?: unknown }).priority;
+  if (own === undefined || (typeof own === 'number' && own < floor)) (body as { priority: number }).priority = floor;
+}
 
 export function createInferenceActivities(deps: InferenceDeps) {
   const { db, store, engine, inFlight, config } = deps;
@@ -107,6 +120,9 @@ export function createInferenceActivities(deps: InferenceDeps) {
       const chunkModel = modelOfTaskQueue(config, ctx.info.taskQueue);
       const claim = chunkClaim(config, ctx.info.taskQueue, ctx.info.priority);
       inFlight.setWeight(claim.key, ctx.info.priority?.fairnessWeight ?? 1);
+      // A more urgent batch (Temporal priority 1) is also more urgent at the engine.
+      const enginePriority =
+        config.engine.batchPriority === 0 ? undefined : config.engine.batchPriority + claim.priority;
       let failure: unknown;
       const fail = (err: unknown): void => {
         failure ??= err;
@@ -131,6 +147,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
           inflightRequests.dec({ model });
         };
         try {
+          yieldToOnline(request.body, enginePriority);
           const outcome = await engine.send(input.endpoint, request.body, policy, signal, async (ms) => {
             // Give the slot back while backing off, so other requests keep the engine busy.
             letGo();

@@ -17,6 +17,7 @@ import { startTemporalDevServer } from '../dev/temporal-dev-server.js';
 import { ensureTinyModel, ensureVllm, startVllm, TINY_MODEL_NAME } from '../dev/vllm-local.js';
 import { loadConfig, type Config } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { sampleSum } from '../lib/prometheus-text.js';
 import { createDb, dbOptions, type Db } from '../schema/db.js';
 import { H100_LLAMA_8B, resolveCapacity } from '../simulator/capacity.js';
 import { simulate } from '../simulator/engine.js';
@@ -254,7 +255,7 @@ export function probeEngine(
       const at = Date.now();
       try {
         const text = await (await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
-        samples.push({ at, running: gauge(text, 'vllm:num_requests_running') });
+        samples.push({ at, running: sampleSum(text, 'vllm:num_requests_running') ?? 0 });
       } catch {
         // a missed sample
       }
@@ -278,17 +279,6 @@ export function probeEngine(
   };
 }
 
-/** The sum of a metric's samples (all label sets) in a Prometheus exposition. */
-export function gauge(exposition: string, name: string): number {
-  let sum = 0;
-  for (const line of exposition.split('\n')) {
-    if (!line.startsWith(name) || (line[name.length] !== '{' && line[name.length] !== ' ')) continue;
-    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
-    if (Number.isFinite(value)) sum += value;
-  }
-  return sum;
-}
-
 /** A metric of a stack process, from its /metrics (the URL it logs when it starts serving them): the sum, and each label set's value. */
 export async function processMetric(
   child: ChildUnderTest,
@@ -305,7 +295,7 @@ export async function processMetric(
     if (line.startsWith(`${name}{`))
       byLabels[line.slice(name.length, line.lastIndexOf(' '))] = Number(line.slice(line.lastIndexOf(' ') + 1));
   }
-  return { total: gauge(text, name), byLabels };
+  return { total: sampleSum(text, name) ?? 0, byLabels };
 }
 
 export interface Stack {

@@ -13,13 +13,13 @@ import { ensureDatabase } from '../dev/embedded-postgres.js';
 import { TINY_MODEL_NAME } from '../dev/vllm-local.js';
 import { loadConfig } from '../lib/config.js';
 import { LocalFileStore } from '../lib/file-store.js';
+import { sampleSum } from '../lib/prometheus-text.js';
 import { dbOptions, openDatabase } from '../schema/db.js';
 import { H100_LLAMA_8B } from '../simulator/capacity.js';
 import { runDirect } from './direct.js';
 import {
   cpuMeter,
   engineSettings,
-  gauge,
   idealRate,
   log,
   pinApart,
@@ -262,7 +262,7 @@ export async function overhead(o: Options): Promise<ScenarioResult> {
         if (engine === undefined) await runDirect(endpoint.url, w.lines, concurrency);
         // Prompt tokens the engine found in its prefix cache: both sides should find (about) the same.
         const cacheHits = async (): Promise<number> =>
-          gauge(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:prefix_cache_hits_total');
+          sampleSum(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:prefix_cache_hits_total') ?? 0;
         for (let run = 0; run < o.runs; run++) {
           // The simulator: both sides start from an empty prefix cache, as a batch of new prompts would.
           await engine?.resetPrefixCache();
@@ -1085,7 +1085,7 @@ export async function vllm(o: Options): Promise<ScenarioResult> {
       await runBatch(stack, await upload(stack, lines.slice(0, Math.min(lines.length, 2 * concurrency))));
       // vLLM's histogram of tokens per engine step counts the steps: the same work in more steps is emptier steps.
       const engineSteps = async (): Promise<number> =>
-        gauge(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:iteration_tokens_total_count');
+        sampleSum(await (await fetch(`${endpoint.url}/metrics`)).text(), 'vllm:iteration_tokens_total_count') ?? 0;
       const runDirectSide = async (): Promise<{
         seconds: number;
         cpu: CpuUse;

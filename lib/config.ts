@@ -472,6 +472,11 @@ const SETTINGS = {
       positiveInt.default(64 * 1024 * 1024),
       "Largest engine answer read; a larger one is that line's `response_too_large` error, not retried",
     ),
+    batchPriority: setting(
+      'ENGINE_BATCH_PRIORITY',
+      z.coerce.number().int().min(0).max(1_000_000).default(100),
+      "vLLM `priority` sent with batch requests (lower runs first; online requests have 0): on an engine run with `--scheduling-policy priority`, batch work yields to online traffic; a batch's Temporal priority 1–5 is added, and a line's own higher `priority` is kept (vLLM ignores it under fcfs; `0`: bodies sent as written)",
+    ),
   },
   gpu: {
     index: setting('GPU_INDEX', z.string().default('0'), 'Which GPU this worker serves (for names and logs)'),
@@ -485,7 +490,53 @@ const SETTINGS = {
     maxInFlight: setting(
       'GPU_MAX_INFLIGHT',
       positiveInt.default(256),
-      "Requests in flight per GPU worker (like vLLM's `max_num_seqs`)",
+      "Most requests in flight per GPU worker (like vLLM's `max_num_seqs`); the adaptive limit moves below it",
+    ),
+    adaptive: setting(
+      'GPU_ADAPTIVE_INFLIGHT',
+      flag.default(true),
+      'Steer the in-flight limit by the engine: cut on 429/503 answers, timeouts, preemptions, a queue at the engine (or slow first tokens, `GPU_ADAPTIVE_TTFT_MS`); grow while it takes more (`false`: always `GPU_MAX_INFLIGHT`)',
+    ),
+    minInFlight: setting(
+      'GPU_MIN_INFLIGHT',
+      positiveInt.default(8),
+      'The adaptive limit never goes below this (at most `GPU_MAX_INFLIGHT`)',
+    ),
+    adaptiveIntervalMs: setting(
+      'GPU_ADAPTIVE_INTERVAL_MS',
+      positiveInt.default(1000),
+      "How often a GPU worker reads its engine's `/metrics` to steer the limit",
+    ),
+    adaptiveIncrease: setting(
+      'GPU_ADAPTIVE_INCREASE',
+      positiveInt.default(8),
+      'Requests the limit grows by per reading while the engine takes more and the limit is in use',
+    ),
+    adaptiveDecrease: setting(
+      'GPU_ADAPTIVE_DECREASE',
+      z.coerce.number().gt(0).lt(1).default(0.7),
+      'The factor the limit is cut by on 429/503, timeouts, preemptions and slow first tokens (a queue at the engine cuts it to what the engine runs)',
+    ),
+    adaptiveHoldMs: setting(
+      'GPU_ADAPTIVE_HOLD_MS',
+      positiveInt.default(5000),
+      'After a cut, how long the limit neither grows nor is cut again by a factor (a cut takes a while to show at the engine)',
+    ),
+    adaptiveMaxWaiting: setting(
+      'GPU_ADAPTIVE_MAX_WAITING',
+      z.coerce.number().int().min(0).default(4),
+      "Requests waiting in the engine's queue (`vllm:num_requests_waiting`) tolerated before the limit is cut to what the engine runs",
+    ),
+    adaptiveMaxKvUsage: setting(
+      'GPU_ADAPTIVE_MAX_KV_USAGE',
+      z.coerce.number().gt(0).max(1).default(0.95),
+      'KV cache use (`vllm:kv_cache_usage_perc`, 0–1) from which the limit stops growing',
+    ),
+    adaptiveTtftMs: setting(
+      'GPU_ADAPTIVE_TTFT_MS',
+      positiveInt.optional(),
+      "The engine's mean time to first token (ms, over each reading) above which the limit is cut: for an engine that also serves online users, their target",
+      '(not steered by it)',
     ),
     concurrentChunks: setting(
       'GPU_CONCURRENT_CHUNKS',

@@ -40,8 +40,18 @@ export const inflightRequests = new Gauge({
 });
 export const inflightLimit = new Gauge({
   name: 'gpu_batch_inflight_limit',
-  help: "This GPU worker's cap on requests in flight (GPU_MAX_INFLIGHT)",
+  help: "This GPU worker's limit on requests in flight now: the adaptive limit, between GPU_MIN_INFLIGHT and GPU_MAX_INFLIGHT",
   labelNames: ['gpu'] as const,
+});
+export const inflightLimitChangesTotal = new Counter({
+  name: 'gpu_batch_inflight_limit_changes_total',
+  help: 'Moves of the adaptive in-flight limit, by why (increase; rate_limited, unavailable, timeout, preemption, queue, slow_first_token)',
+  labelNames: ['gpu', 'reason'] as const,
+});
+export const projectInflightRequests = new Gauge({
+  name: 'gpu_batch_project_inflight_requests',
+  help: "Requests this GPU worker has at its engine right now, by project (its batches' fairness key)",
+  labelNames: ['project'] as const,
 });
 export const engineRetriesTotal = new Counter({
   name: 'gpu_batch_engine_retries_total',

@@ -74,6 +74,11 @@ export class Semaphore {
     return this.heldBy.get(key) ?? 0;
   }
 
+  /** Permits each key holds now (keys holding none are absent). */
+  holders(): ReadonlyMap<string, number> {
+    return this.heldBy;
+  }
+
   /**
    * Moves the limit. Raising it hands permits to waiters at once; lowering it takes permits back as
    * their holders release them (nothing held is taken away).

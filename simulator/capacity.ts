@@ -1,5 +1,7 @@
 // The simulated GPU: vLLM's scheduler limits (scheduler.ts) and the time a step takes (engine.ts),
 // with defaults calibrated to vLLM serving Llama-3.1-8B on one H100 (see simulator/README.md).
+import { z } from 'zod';
+
 import type { ConfigSettings } from '../lib/config.js';
 import type { StepTiming } from './engine.js';
 import type { SchedulerConfig, SchedulingPolicy } from './scheduler.js';
@@ -69,5 +71,35 @@ export function resolveCapacity(o: CapacityOptions): Capacity {
       stepBaseMs: o.stepBaseMs ?? o.tokenLatencyMs ?? d.stepBaseMs,
       stepTokenMs: o.stepTokenMs ?? legacyTokenMs ?? d.stepTokenMs,
     },
+  };
+}
+
+/**
+ * A change of capacity while the simulator runs (PUT /control/capacity): a GPU slowed down or shared,
+ * a smaller max_num_seqs. Requests running stay; a lower max_num_seqs admits no more until fewer run.
+ */
+export const capacityChangeSchema = z
+  .object({
+    maxNumSeqs: z.number().int().min(1).optional(),
+    stepBaseMs: z.number().min(0).optional(),
+    stepTokenMs: z.number().min(0).optional(),
+  })
+  .strict();
+
+export type CapacityChange = z.infer<typeof capacityChangeSchema>;
+
+/** Applies a change to the running engine's scheduler and step timing; returns what is in force. */
+export function changeCapacity(capacity: Capacity, change: CapacityChange): CapacityChange {
+  if (change.maxNumSeqs !== undefined) capacity.scheduler.maxNumSeqs = change.maxNumSeqs;
+  if (change.stepBaseMs !== undefined) capacity.timing.stepBaseMs = change.stepBaseMs;
+  if (change.stepTokenMs !== undefined) capacity.timing.stepTokenMs = change.stepTokenMs;
+  return capacityInForce(capacity);
+}
+
+export function capacityInForce(capacity: Capacity): Required<CapacityChange> {
+  return {
+    maxNumSeqs: capacity.scheduler.maxNumSeqs,
+    stepBaseMs: capacity.timing.stepBaseMs,
+    stepTokenMs: capacity.timing.stepTokenMs,
   };
 }

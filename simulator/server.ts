@@ -10,6 +10,7 @@ import { serve } from '@hono/node-server';
 import { Hono, type Context, type MiddlewareHandler } from 'hono';
 
 import { aborted, AbortedError, sleep } from '../lib/abortable.js';
+import { capacityChangeSchema, capacityInForce, changeCapacity } from './capacity.js';
 import { faultsSchema } from './faults.js';
 import { VLLM_VERSION, type SimulatorOptions } from './options.js';
 import { hexId, NotMounted, prepareRequest, type Prepared } from './requests.js';
@@ -62,6 +63,7 @@ export function createSimulatorApp(state: SimulatorState): Hono<SimulatorEnv> {
     ...(embedding ? { '/v1/embeddings': ['POST'] } : {}),
     ...(state.options.serverDevMode === true ? { '/reset_prefix_cache': ['POST'] } : {}),
     '/control/faults': ['GET', 'PUT'],
+    '/control/capacity': ['GET', 'PUT'],
     '/control/stats': ['GET'],
     '/control/stats/reset': ['POST'],
     '/control/requests': ['GET'],
@@ -210,6 +212,15 @@ export function createSimulatorApp(state: SimulatorState): Hono<SimulatorEnv> {
       return c.json({ error: { message: parsed.error.message, type: 'BadRequestError', param: null, code: 400 } }, 400);
     state.faults = parsed.data;
     return c.json(state.faults);
+  });
+  const capacity = { scheduler: state.engine.scheduler.config, timing: state.engine.timing };
+  app.get('/control/capacity', (c) => c.json(capacityInForce(capacity)));
+  app.put('/control/capacity', async (c) => {
+    const parsed = capacityChangeSchema.safeParse(await c.req.json().catch(() => undefined));
+    if (!parsed.success)
+      return c.json({ error: { message: parsed.error.message, type: 'BadRequestError', param: null, code: 400 } }, 400);
+    // The next step schedules under it (an engine with work is always stepping).
+    return c.json(changeCapacity(capacity, parsed.data));
   });
   app.get('/control/stats', (c) => c.json(state.snapshot()));
   app.post('/control/stats/reset', (c) => {

@@ -12,12 +12,12 @@ import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
 import { isEntryPoint } from '../lib/entry.js';
 import type { Logger } from '../lib/logger.js';
-import { inflightLimit } from '../lib/metrics.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { inferenceTaskQueue, smallBatchTaskQueue } from '../lib/temporal.js';
 import { announceWorker, withdrawWorker } from '../lib/worker-registry.js';
 import { BATCH_ENDPOINTS } from '../wire/openai.js';
+import { adaptiveLimit, steerInFlight } from './adaptive-inflight.js';
 import { progressInterceptor } from './watchdog.js';
 import { runWorkerProcess, type RunningWorker, type WorkerProcessDeps } from './worker-process.js';
 
@@ -110,6 +110,8 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
   const log = deps.log.child({ worker: id });
   const ownEngine =
     config.engine.command === undefined ? undefined : startOwnEngine(config, config.engine.command, log);
+  const inFlight = new Semaphore(config.gpu.maxInFlight);
+  const limit = adaptiveLimit(config, inFlight, log);
   const engine = new Engine({
     baseUrl: deps.engineUrl,
     apiKey: config.engine.apiKey,
@@ -117,6 +119,9 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     connections: config.gpu.maxInFlight,
     keepAliveMs: config.engine.keepAliveMs,
     maxResponseBytes: config.engine.maxResponseBytes,
+    onOverload: (why) => {
+      limit?.overloaded(why);
+    },
   });
   let models: string[];
   let endpoints: string[];
@@ -128,8 +133,6 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     await ownEngine?.stopAll();
     throw err;
   }
-  const inFlight = new Semaphore(config.gpu.maxInFlight);
-  inflightLimit.set({ gpu: config.gpu.index }, config.gpu.maxInFlight);
   const activities = createInferenceActivities({
     db,
     store: deps.store,
@@ -184,6 +187,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     });
   }, config.gpu.heartbeatMs);
 
+  const stopSteering = steerInFlight(config, engine, inFlight, limit, log);
   const done = Promise.all(workers.map((w) => w.run())).then(() => undefined);
   log.info(
     { id, models, endpoints, engine: engineRoot(deps.engineUrl), maxInFlight: config.gpu.maxInFlight },
@@ -207,6 +211,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     ],
     shutdown: async () => {
       clearInterval(heartbeat);
+      stopSteering();
       // Withdraw first, so no new batch is accepted for a model that is going away.
       await withdrawWorker(db, id).catch(() => undefined);
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();

@@ -25,3 +25,12 @@ export async function setFaults(sim: { url: string }, faults: Record<string, unk
   });
   if (!res.ok) throw new Error(`setting faults failed: ${res.status} ${await res.text()}`);
 }
+
+export async function setCapacity(sim: { url: string }, capacity: Record<string, unknown>): Promise<void> {
+  const res = await fetch(`${sim.url}/control/capacity`, {
+    method: 'PUT',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(capacity),
+  });
+  if (!res.ok) throw new Error(`setting capacity failed: ${res.status} ${await res.text()}`);
+}

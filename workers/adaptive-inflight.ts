@@ -1,0 +1,82 @@
+// Steering a GPU worker's in-flight limit by its engine: every GPU_ADAPTIVE_INTERVAL_MS the engine's
+// /metrics are read and the limit (lib/adaptive-limit.ts) moves; the shared semaphore follows, so
+// chunks keep sending at the new limit without stopping (a lower limit takes permits back only as
+// requests finish). The limit and its moves are metrics; each move is logged.
+import type { Engine } from '../activities/engine-client.js';
+import { AdaptiveLimit, type LimitChange } from '../lib/adaptive-limit.js';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import { inflightLimit, inflightLimitChangesTotal, projectInflightRequests } from '../lib/metrics.js';
+import { safeText } from '../lib/sanitize.js';
+import type { Semaphore } from '../lib/semaphore.js';
+
+/** The limit (none with GPU_ADAPTIVE_INFLIGHT=false), made before the engine client, which reports its overloads to it. */
+export function adaptiveLimit(config: Config, inFlight: Semaphore, log: Logger): AdaptiveLimit | undefined {
+  const { gpu } = config;
+  const labels = { gpu: gpu.index };
+  inflightLimit.set(labels, gpu.maxInFlight);
+  if (!gpu.adaptive) return undefined;
+  return new AdaptiveLimit(
+    {
+      floor: Math.min(gpu.minInFlight, gpu.maxInFlight),
+      ceiling: gpu.maxInFlight,
+      increase: gpu.adaptiveIncrease,
+      decrease: gpu.adaptiveDecrease,
+      maxWaiting: gpu.adaptiveMaxWaiting,
+      maxKvUsage: gpu.adaptiveMaxKvUsage,
+      ttftTargetMs: gpu.adaptiveTtftMs,
+      holdMs: gpu.adaptiveHoldMs,
+    },
+    (limit: number, why: LimitChange) => {
+      inFlight.setPermits(limit);
+      inflightLimit.set(labels, limit);
+      inflightLimitChangesTotal.inc({ ...labels, reason: why });
+      // Growth is routine and frequent; a cut is worth a line at info.
+      if (why === 'increase') log.debug({ limit, why }, 'in-flight limit moved');
+      else log.info({ limit, why, inUse: inFlight.inUse }, 'in-flight limit cut');
+    },
+  );
+}
+
+/**
+ * Reads the engine's load on a clock and feeds the limit; also publishes each project's requests in
+ * flight. A reading that fails is skipped (said once until one succeeds): the engine's own answers
+ * (429, 503, timeouts) still steer the limit meanwhile. Returns the function that stops it.
+ */
+export function steerInFlight(
+  config: Config,
+  engine: Engine,
+  inFlight: Semaphore,
+  limit: AdaptiveLimit | undefined,
+  log: Logger,
+): () => void {
+  const every = config.gpu.adaptiveIntervalMs;
+  let failing = false;
+  let reading = false;
+  const tick = async (): Promise<void> => {
+    projectInflightRequests.reset();
+    for (const [project, held] of inFlight.holders())
+      projectInflightRequests.set({ project: safeText(project, 64) }, held);
+    if (limit === undefined || reading) return;
+    reading = true;
+    try {
+      const load = await engine.load(Math.max(every, config.metrics.readyTimeoutMs));
+      limit.observe(load, inFlight.inUse);
+      if (failing) log.info('reading the engine metrics again');
+      failing = false;
+    } catch (err) {
+      if (!failing)
+        log.warn(
+          { err: (err as Error).message },
+          "cannot read the engine's /metrics; the limit moves only on its answers",
+        );
+      failing = true;
+    } finally {
+      reading = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), every);
+  return () => {
+    clearInterval(timer);
+  };
+}
