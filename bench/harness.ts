@@ -113,6 +113,8 @@ export interface EngineOptions {
   /** Natural answer length, N or MIN-MAX (a request with ignore_eos runs to its max_tokens instead). */
   outputTokens?: string;
   maxModelLen?: number;
+  /** vLLM's --scheduling-policy: fcfs, or priority (lower `priority` first, the highest preempted first). */
+  schedulingPolicy?: 'fcfs' | 'priority';
 }
 
 export type EngineSettings = Required<EngineOptions>;
@@ -129,6 +131,7 @@ export function engineSettings(o: EngineOptions): EngineSettings {
     stepTokenMs: o.stepTokenMs ?? d.stepTokenMs,
     outputTokens: o.outputTokens ?? '16-256',
     maxModelLen: o.maxModelLen ?? 32_768,
+    schedulingPolicy: o.schedulingPolicy ?? d.schedulingPolicy,
   };
 }
 
@@ -166,6 +169,7 @@ export async function startEngine(o: EngineOptions): Promise<Engine> {
     SIM_ENABLE_PROMPT_TOKENS_DETAILS: 'true',
     SIM_OUTPUT_TOKENS: settings.outputTokens,
     SIM_MAX_MODEL_LEN: String(settings.maxModelLen),
+    SIM_SCHEDULING_POLICY: settings.schedulingPolicy,
     // POST /reset_prefix_cache, as vLLM's dev mode: each side of a comparison can start from a cold cache.
     SIM_SERVER_DEV_MODE: 'true',
   });

@@ -43,6 +43,7 @@ import {
   type LocalVllm,
   type Stack,
 } from './harness.js';
+import { quantile, runOnline } from './online.js';
 import { summarise, type Metric, type ScenarioResult } from './report.js';
 
 export interface Options {
@@ -131,7 +132,7 @@ function describeEngine(s: EngineSettings): string {
   if (s.stepBaseMs === 0 && s.stepTokenMs === 0)
     return `the simulator's vLLM scheduler with steps that take no time (up to ${int(s.maxNumSeqs)} sequences; a request is admitted, prefilled and given all its tokens within a turn or two of the engine's event loop)`;
   const calibrated = s.stepBaseMs === H100_LLAMA_8B.stepBaseMs && s.stepTokenMs === H100_LLAMA_8B.stepTokenMs;
-  return `the simulator's vLLM scheduler with ${calibrated ? "the H100 / Llama-3.1-8B calibration's step time, " : 'steps of '}${s.stepBaseMs} ms + ${s.stepTokenMs} ms per token in the step, at most ${int(s.maxNumBatchedTokens)} tokens a step and ${int(s.maxNumSeqs)} sequences, ${int(s.numGpuBlocks)} KV blocks of 16 tokens, prefix caching on`;
+  return `the simulator's vLLM scheduler with ${calibrated ? "the H100 / Llama-3.1-8B calibration's step time, " : 'steps of '}${s.stepBaseMs} ms + ${s.stepTokenMs} ms per token in the step, at most ${int(s.maxNumBatchedTokens)} tokens a step and ${int(s.maxNumSeqs)} sequences, ${int(s.numGpuBlocks)} KV blocks of 16 tokens, prefix caching on${s.schedulingPolicy === 'priority' ? ', `--scheduling-policy priority`' : ''}`;
 }
 
 /** The names cpuMeter gives a stack's processes (and its simulated engines', if any). */
@@ -1018,6 +1019,286 @@ export async function fairness(o: Options): Promise<ScenarioResult> {
   };
 }
 
+/**
+ * 13. Overload: the engine loses half of itself mid-batch (half the sequences, as if another tenant
+ * took half its KV memory, and steps twice as long, half its compute), then gets it back. Each phase's
+ * throughput against what the engine can do in it; with the adaptive in-flight limit (the default) and
+ * with the limit fixed at GPU_MAX_INFLIGHT.
+ */
+export async function overload(o: Options): Promise<ScenarioResult> {
+  const phaseSeconds = o.quick ? 30 : 60;
+  const lineOptions = { maxTokens: 128, ignoreEos: true };
+  const full: { maxNumSeqs: number; stepBaseMs: number; stepTokenMs: number } = {
+    maxNumSeqs: 256,
+    stepBaseMs: H100_LLAMA_8B.stepBaseMs,
+    stepTokenMs: H100_LLAMA_8B.stepTokenMs,
+  };
+  const halved = { maxNumSeqs: 128, stepBaseMs: full.stepBaseMs * 2, stepTokenMs: full.stepTokenMs * 2 };
+  const settings = engineSettings({ model: 'overload', ...full });
+  // What the engine manages at most in each phase (its own scheduler in simulated time).
+  const sample = requestLines('overload', 3000, lineOptions);
+  const capacityFull = idealRate(settings, sample);
+  const capacityHalved = idealRate({ ...settings, ...halved }, sample);
+  // Enough lines for the three phases at full speed, and the start; the rest is cancelled.
+  const count = Math.ceil(capacityFull * phaseSeconds * 3.5) + 1000;
+  const metrics: Metric[] = [];
+  for (const adaptive of [true, false]) {
+    const label = adaptive ? '' : 'fixed limit: ';
+    const failed = metric(
+      `${label}requests failed`,
+      'requests',
+      'lower',
+      adaptive ? { op: '<=', value: 0 } : undefined,
+    );
+    const followDown = metric(
+      `${label}halved: seconds until throughput is within 10% of the engine's capacity`,
+      's',
+      'lower',
+      adaptive ? { op: '<=', value: 60 } : undefined,
+    );
+    const followUp = metric(
+      `${label}restored: seconds until throughput is within 10% of the engine's capacity`,
+      's',
+      'lower',
+      adaptive ? { op: '<=', value: 60 } : undefined,
+    );
+    const shareFull = metric(`${label}full: throughput ÷ capacity, second half of the phase`, 'ratio', 'higher');
+    const shareHalved = metric(`${label}halved: throughput ÷ capacity, second half of the phase`, 'ratio', 'higher');
+    const shareRestored = metric(
+      `${label}restored: throughput ÷ capacity, second half of the phase`,
+      'ratio',
+      'higher',
+    );
+    const waiting = metric(
+      `${label}halved: requests waiting in the engine's queue, second half (mean)`,
+      'requests',
+      'lower',
+    );
+    const limit = metric(`${label}halved: in-flight limit at the end of the phase`, 'requests', 'lower');
+    metrics.push(failed, followDown, followUp, shareFull, shareHalved, shareRestored, waiting, limit);
+    await withInfra(async (infra) => {
+      const engine = await startEngine(settings);
+      const stack = await startStack(infra, {
+        engines: [engine],
+        env: { GPU_MAX_INFLIGHT: String(full.maxNumSeqs), GPU_ADAPTIVE_INFLIGHT: String(adaptive), ...o.stackEnv },
+        profileDir: o.profileDir,
+      });
+      const gpu = stack.gpuWorkers[0];
+      const setCapacity = async (capacity: typeof full): Promise<void> => {
+        const res = await fetch(`${engine.url}/control/capacity`, { method: 'PUT', body: JSON.stringify(capacity) });
+        if (!res.ok) throw new Error(`the simulator refused the capacity change: ${res.status} ${await res.text()}`);
+      };
+      try {
+        const fileId = await upload(stack, requestLines('overload', count, lineOptions));
+        for (let run = 0; run < o.runs; run++) {
+          await setCapacity(full);
+          const batch = await stack.openai.batches.create({
+            input_file_id: fileId,
+            endpoint: '/v1/chat/completions',
+            completion_window: '24h',
+          });
+          await pollUntil(`batch ${batch.id} to answer 500 requests`, async () => {
+            const b = await stack.openai.batches.retrieve(batch.id);
+            if (b.status !== 'validating' && b.status !== 'in_progress')
+              throw new Error(`batch ${batch.id} ended ${b.status}`);
+            return (b.request_counts?.completed ?? 0) >= 500;
+          });
+          // One sample a second of each phase: requests answered, the engine's queue, the worker's limit.
+          const phase = async (): Promise<{ served: number; waiting: number; limit: number }[]> => {
+            const samples: { served: number; waiting: number; limit: number }[] = [];
+            const start = Date.now();
+            for (let s = 0; s <= phaseSeconds; s++) {
+              const stats = await engine.stats();
+              const workerLimit =
+                gpu === undefined ? Number.NaN : (await processMetric(gpu, 'gpu_batch_inflight_limit')).total;
+              samples.push({ served: stats.served, waiting: stats.waiting, limit: workerLimit });
+              await new Promise((r) => setTimeout(r, Math.max(0, start + (s + 1) * 1000 - Date.now())));
+            }
+            return samples;
+          };
+          const a = await phase();
+          await setCapacity(halved);
+          const b = await phase();
+          await setCapacity(full);
+          const c = await phase();
+          const atEnd = await stack.openai.batches.retrieve(batch.id);
+          failed.values.push(atEnd.request_counts?.failed ?? 0);
+          await stack.openai.batches.cancel(batch.id);
+          await pollUntil(`batch ${batch.id} to end after its cancel`, async () => {
+            const status = (await stack.openai.batches.retrieve(batch.id)).status;
+            return status === 'cancelled' || status === 'completed';
+          });
+          // Requests a second over the 5 s before each sample (from the phase's sixth sample on).
+          const rates = (samples: { served: number }[]): number[] =>
+            samples.slice(5).map((x, i) => (x.served - (samples[i]?.served ?? x.served)) / 5);
+          const follow = (samples: { served: number }[], capacity: number): number => {
+            const at = rates(samples).findIndex((r) => r >= 0.9 * capacity);
+            return at < 0 ? phaseSeconds : at + 5;
+          };
+          const secondHalf = <T>(samples: T[]): T[] => samples.slice(Math.floor(samples.length / 2));
+          const share = (samples: { served: number }[], capacity: number): number => {
+            const half = secondHalf(samples);
+            const first = half[0];
+            const last = half.at(-1);
+            if (first === undefined || last === undefined) return 0;
+            return (last.served - first.served) / (half.length - 1) / capacity;
+          };
+          followDown.values.push(follow(b, capacityHalved));
+          followUp.values.push(follow(c, capacityFull));
+          shareFull.values.push(share(a, capacityFull));
+          shareHalved.values.push(share(b, capacityHalved));
+          shareRestored.values.push(share(c, capacityFull));
+          waiting.values.push(mean(secondHalf(b).map((x) => x.waiting)));
+          limit.values.push(b.at(-1)?.limit ?? Number.NaN);
+          log.info(
+            {
+              adaptive,
+              run,
+              rates: { full: rates(a), halved: rates(b), restored: rates(c) },
+              limits: b.map((x) => x.limit),
+            },
+            'overload run',
+          );
+        }
+      } finally {
+        await stack.stop();
+        await engine.process.stop();
+      }
+    });
+  }
+  return {
+    name: 'overload',
+    title: 'Overload: the engine halved mid-batch',
+    setup: `One GPU worker (\`GPU_MAX_INFLIGHT=256\`) and ${describeEngine(settings)}, running a batch of ${int(count)} requests of ${lineOptions.maxTokens} tokens out. Once 500 are answered: ${phaseSeconds} s as is (capacity ${fixed(capacityFull)} requests/s), ${phaseSeconds} s halved (\`max_num_seqs\` 128, steps twice as long: ${fixed(capacityHalved)} requests/s), ${phaseSeconds} s restored; then the batch is cancelled. Capacity is what the engine's own scheduler manages in simulated time with every request waiting; throughput is requests answered a second over 5 s, sampled every second. With the adaptive in-flight limit (the default), then with it fixed (\`GPU_ADAPTIVE_INFLIGHT=false\`).`,
+    metrics,
+    notes: [
+      "With the limit fixed, the engine's queue holds what it cannot run (each of those requests waits there, its timeout running); the adaptive limit keeps them at the worker, where they go to whichever project's turn it is, and the engine's queue stays short.",
+    ],
+  };
+}
+
+/**
+ * 14. A GPU shared with online users: streamed requests arriving at random at half the engine's
+ * capacity for them, first alone, then beside a large batch; the engine runs vLLM's priority
+ * scheduling. With the adaptive limit steered by a time-to-first-token target, and with the limit
+ * fixed at GPU_MAX_INFLIGHT.
+ */
+export async function shared(o: Options): Promise<ScenarioResult> {
+  const seconds = o.quick ? 30 : 60;
+  const model = 'shared';
+  const onlineShape = { maxTokens: 64, promptChars: 2000 };
+  const settings = engineSettings({ model, schedulingPolicy: 'priority' });
+  const capacity = idealRate(
+    settings,
+    requestLines(model, 2000, {
+      maxTokens: onlineShape.maxTokens,
+      ignoreEos: true,
+      promptChars: onlineShape.promptChars,
+    }),
+  );
+  const rate = capacity / 2;
+  const largeCount = o.quick ? 20_000 : 50_000;
+  const batchLinesShape = { maxTokens: 128, ignoreEos: true };
+  const metrics: Metric[] = [];
+  for (const adaptive of [true, false]) {
+    const label = adaptive ? '' : 'fixed limit: ';
+    const ratio = metric(
+      `${label}online p99 time to first token, beside the batch ÷ alone`,
+      'ratio',
+      'lower',
+      adaptive ? { op: '<=', value: 1.1 } : undefined,
+    );
+    const aloneP99 = metric(`${label}online p99 time to first token, alone`, 'ms', 'lower');
+    const sharedP99 = metric(`${label}online p99 time to first token, beside the batch`, 'ms', 'lower');
+    const busy = metric(
+      `${label}engine busy beside the batch (time in steps)`,
+      '%',
+      'higher',
+      adaptive ? { op: '>=', value: 95 } : undefined,
+    );
+    const busyAlone = metric(`${label}engine busy with online traffic alone`, '%', 'higher');
+    const batchRate = metric(`${label}batch requests answered a second beside online traffic`, 'requests/s', 'higher');
+    metrics.push(ratio, aloneP99, sharedP99, busy, busyAlone, batchRate);
+    await withInfra(async (infra) => {
+      const engine = await startEngine(settings);
+      try {
+        // The online client for a phase: its first tokens' times, and the engine's time in steps meanwhile.
+        const measure = async (): Promise<{
+          p99: number;
+          p50: number;
+          busyPct: number;
+          served: number;
+          online: number;
+        }> => {
+          await engine.resetStats();
+          const started = Date.now();
+          const result = await runOnline(engine.url, { rate, seconds, model, ...onlineShape });
+          const stats = await engine.stats();
+          return {
+            p99: quantile(result.ttftMs, 0.99),
+            p50: quantile(result.ttftMs, 0.5),
+            busyPct: (100 * stats.busyMs) / (Date.now() - started),
+            served: stats.served,
+            online: result.ttftMs.length + result.failed,
+          };
+        };
+        const alone = await measure();
+        // The online users' own target, as an operator would set it: their median alone, a tenth more.
+        const stack = await startStack(infra, {
+          engines: [engine],
+          env: {
+            GPU_ADAPTIVE_INFLIGHT: String(adaptive),
+            GPU_ADAPTIVE_TTFT_MS: String(Math.round(alone.p50 * 1.1)),
+            ...o.stackEnv,
+          },
+          profileDir: o.profileDir,
+        });
+        try {
+          const fileId = await upload(stack, requestLines(model, largeCount, batchLinesShape));
+          for (let run = 0; run < o.runs; run++) {
+            const a = run === 0 ? alone : await measure();
+            const batch = await stack.openai.batches.create({
+              input_file_id: fileId,
+              endpoint: '/v1/chat/completions',
+              completion_window: '24h',
+            });
+            await pollUntil(`batch ${batch.id} to answer 500 requests`, async () => {
+              const b = await stack.openai.batches.retrieve(batch.id);
+              if (b.status !== 'validating' && b.status !== 'in_progress')
+                throw new Error(`batch ${batch.id} ended ${b.status}`);
+              return (b.request_counts?.completed ?? 0) >= 500;
+            });
+            const b = await measure();
+            await stack.openai.batches.cancel(batch.id);
+            await pollUntil(`batch ${batch.id} to end after its cancel`, async () => {
+              const status = (await stack.openai.batches.retrieve(batch.id)).status;
+              return status === 'cancelled' || status === 'completed';
+            });
+            aloneP99.values.push(a.p99);
+            sharedP99.values.push(b.p99);
+            ratio.values.push(b.p99 / a.p99);
+            busyAlone.values.push(a.busyPct);
+            busy.values.push(b.busyPct);
+            batchRate.values.push((b.served - b.online) / seconds);
+            log.info({ adaptive, run, alone: a, shared: b }, 'shared run');
+          }
+        } finally {
+          await stack.stop();
+        }
+      } finally {
+        await engine.process.stop();
+      }
+    });
+  }
+  return {
+    name: 'shared',
+    title: 'A GPU shared with online traffic',
+    setup: `Online users send streamed chat requests (prompts of ${int(onlineShape.promptChars)} characters, ${onlineShape.maxTokens} tokens out) at random (Poisson) at ${fixed(rate)} a second, half of the ${fixed(capacity)} the engine manages at most, for ${seconds} s: first alone, then beside a ${int(largeCount)}-request batch (${batchLinesShape.maxTokens} tokens out; measured once 500 are answered, then cancelled). ${describeEngine(settings)}: online requests have vLLM's priority 0, batch requests \`ENGINE_BATCH_PRIORITY\` (100) + 3. Time to first token is the online client's, to the first streamed event; busy is the engine's time in steps over the wall time. With the adaptive limit and \`GPU_ADAPTIVE_TTFT_MS\` at the online median alone + 10%, then with the limit fixed at 256 (\`GPU_ADAPTIVE_INFLIGHT=false\`).`,
+    metrics,
+    notes: [],
+  };
+}
+
 /** Mean of the values (0 for none). */
 const mean = (values: number[]): number =>
   values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
@@ -1252,5 +1533,7 @@ export const SCENARIOS = {
   finalize,
   flushes,
   fairness,
+  overload,
+  shared,
 } as const;
 export type ScenarioName = keyof typeof SCENARIOS;

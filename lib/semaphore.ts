@@ -1,7 +1,9 @@
 // A counting semaphore whose permits are shared fairly between keys, and whose limit can move. The
 // GPU worker bounds its in-flight engine requests with it: the key is the chunk's project (Temporal's
 // fairness key), so a small batch of one project gets its share of the engine at once instead of
-// queueing behind every request of another project's large batch. Within a key, waiters of a lower
+// queueing behind every request of another project's large batch: a key holding less than its share
+// takes permits beyond the limit, and the keys above their share get none until the total is back
+// under it (the limit is a target the keys pay back to, not a wall a newcomer waits at). Within a key, waiters of a lower
 // rank go first (the chunk that started first sends all its lines before the next: chunks end in
 // the order they began, as the files written ahead want). With one key and one rank it is a plain
 // first-come, first-served semaphore.
@@ -113,6 +115,8 @@ export class Semaphore {
           queue.splice(at, 0, waiter);
         }
         this.waitingCount++;
+        // A key below its share need not wait for permits to come back.
+        this.dispatch();
         signal?.addEventListener(
           'abort',
           () => {
@@ -143,6 +147,14 @@ export class Semaphore {
     else this.heldBy.delete(key);
   }
 
+  /** The permits `key` is owed: the limit split between the keys holding or waiting, by weight. */
+  private shareOf(key: string): number {
+    let total = 0;
+    for (const k of this.heldBy.keys()) total += this.weights.get(k) ?? 1;
+    for (const k of this.queues.keys()) if (!this.heldBy.has(k)) total += this.weights.get(k) ?? 1;
+    return (this.limit * (this.weights.get(key) ?? 1)) / total;
+  }
+
   private remove(waiter: Waiter): boolean {
     const queue = this.queues.get(waiter.key);
     const i = queue?.indexOf(waiter) ?? -1;
@@ -154,13 +166,13 @@ export class Semaphore {
   }
 
   /**
-   * Free permits go to the most urgent priority waiting, then to the key that holds the least for
-   * its weight (max-min fairness of what is in flight, not of the order of grants: a key that
-   * arrives late catches up with the others' share as permits come back, instead of taking turns
-   * with keys already holding plenty).
+   * Permits go to the most urgent priority waiting, then to the key that holds the least for its
+   * weight (max-min fairness of what is in flight, not of the order of grants). Under the limit,
+   * that waiter is served; at or over it, only if its key holds less than its share: a key that
+   * arrives gets its share at once, and the others, above theirs, are paid back as they release.
    */
   private dispatch(): void {
-    while (this.held < this.limit && this.waitingCount > 0) {
+    while (this.waitingCount > 0) {
       let best: Waiter | undefined;
       let bestShare = Infinity;
       for (const [key, queue] of this.queues) {
@@ -178,6 +190,7 @@ export class Semaphore {
       }
       const next = best;
       if (next === undefined) return;
+      if (this.held >= this.limit && this.heldFor(next.key) >= this.shareOf(next.key)) return;
       this.remove(next);
       this.take(next.key);
       next.resolve();

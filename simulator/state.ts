@@ -23,6 +23,8 @@ export interface SimulatorStats {
   running: number;
   waiting: number;
   maxRunning: number;
+  /** Milliseconds the engine spent in steps (its GPU busy), since start or the last reset. */
+  busyMs: number;
   /** Epoch milliseconds of the first and the latest inference request (null before any). */
   firstRequestAt: number | null;
   lastRequestAt: number | null;
@@ -47,6 +49,7 @@ export class SimulatorState implements Served {
     aborted: 0,
     faults: { error: 0, hang: 0, drop: 0, spike: 0, stall: 0, truncate: 0 },
     maxRunning: 0,
+    busyMs: 0,
     firstRequestAt: null as number | null,
     lastRequestAt: null as number | null,
     lastServedAt: null as number | null,
@@ -74,8 +77,9 @@ export class SimulatorState implements Served {
         metrics.onState(s);
         if (s.running.length > this.stats.maxRunning) this.stats.maxRunning = s.running.length;
       },
-      onStep: (plan, outcome) => {
+      onStep: (plan, outcome, durationMs) => {
         metrics.onStep(plan, outcome);
+        this.stats.busyMs += durationMs;
       },
       onToken: (request, at) => {
         metrics.onToken(request, at);
@@ -230,6 +234,7 @@ export class SimulatorState implements Served {
       rejected: 0,
       aborted: 0,
       maxRunning: 0,
+      busyMs: 0,
       firstRequestAt: null,
       lastRequestAt: null,
       lastServedAt: null,

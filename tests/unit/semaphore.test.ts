@@ -3,6 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { AbortedError, sleep } from '../../lib/abortable.js';
 import { Semaphore } from '../../lib/semaphore.js';
 
+/** Lets every promise already resolved run its callbacks. */
+const settled = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 describe('Semaphore', () => {
   it('never hands out more permits than it has, and serves waiters in arrival order', async () => {
     const s = new Semaphore(2);
@@ -40,26 +43,38 @@ describe('Semaphore', () => {
     expect(s.inUse).toBe(0);
   });
 
-  it('gives a key that arrives late the freed permits until it holds its share, then alternates', async () => {
+  it('gives a key that arrives late its share at once, beyond the limit, and the others pay it back', async () => {
     const s = new Semaphore(4);
     const big = await Promise.all(Array.from({ length: 4 }, () => s.acquire(undefined, { key: 'big' })));
-    const grants: string[] = [];
-    const waitFor = (key: string): Promise<void> =>
-      s.acquire(undefined, { key }).then((release) => {
-        grants.push(key);
-        release();
-      });
     // The big project queued more before the small one came.
     const queuedBig = Array.from({ length: 6 }, () => s.acquire(undefined, { key: 'big' }));
-    const small = Promise.all([waitFor('small'), waitFor('small')]);
-    expect(s.queued).toBe(8);
-    // Two permits come back: both go to the newcomer, although the big project's waiters came first.
+    let bigGranted = 0;
+    for (const p of queuedBig) void p.then(() => bigGranted++);
+    const small = await Promise.all([0, 1].map(() => s.acquire(undefined, { key: 'small' })));
+    // Half of the four for the newcomer, at once: six in flight.
+    expect(s.heldFor('small')).toBe(2);
+    expect(s.inUse).toBe(6);
+    // A third small request is beyond its share: it waits, as the big project's do.
+    let third = false;
+    const smallThird = s.acquire(undefined, { key: 'small' }).then((release) => {
+      third = true;
+      return release;
+    });
+    await settled();
+    expect(third).toBe(false);
+    // The big project's first two releases pay back the excess: nobody is served until under the limit.
     big[0]?.();
     big[1]?.();
-    await small;
-    expect(grants).toEqual(['small', 'small']);
-    expect(s.heldFor('big')).toBe(4);
-    for (const release of big.slice(2)) release();
+    await settled();
+    expect(s.inUse).toBe(4);
+    expect(bigGranted).toBe(0);
+    expect(third).toBe(false);
+    // Under the limit, max-min: the big project (2 held) and the small one (2) alternate, arrival first.
+    big[2]?.();
+    await settled();
+    expect(bigGranted).toBe(1);
+    for (const release of [...small, big[3]]) release?.();
+    (await smallThird)();
     await Promise.all(
       queuedBig.map((p) =>
         p.then((release) => {
@@ -148,8 +163,9 @@ describe('Semaphore', () => {
         order.push(`${key}${priority}`);
         release();
       });
-    // b holds nothing, so shares alone would serve it first; a's priority-1 waiter goes before it.
-    const all = Promise.all([wait('b', 3), wait('a', 1)]);
+    // b holds nothing, so shares alone would serve it first, even beyond the limit; a's priority-1
+    // waiter goes before it.
+    const all = Promise.all([wait('a', 1), wait('b', 3)]);
     held[0]();
     await all;
     held[1]();

@@ -1,0 +1,89 @@
+// Online users of an engine: streamed chat requests arriving at random (a Poisson process) at a given
+// rate, each timed to its first streamed event (time to first token), as an interactive client sees it.
+import { Agent, request } from 'node:http';
+
+export interface OnlineLoad {
+  /** Mean arrivals a second. */
+  rate: number;
+  seconds: number;
+  model: string;
+  maxTokens: number;
+  promptChars: number;
+}
+
+export interface OnlineResult {
+  /** Time to first token of each request that was answered, ms. */
+  ttftMs: number[];
+  failed: number;
+}
+
+export async function runOnline(
+  engineUrl: string,
+  load: OnlineLoad,
+  random: () => number = Math.random,
+): Promise<OnlineResult> {
+  const agent = new Agent({ keepAlive: true });
+  const ttftMs: number[] = [];
+  let failed = 0;
+  const pad = 'y'.repeat(Math.max(0, load.promptChars - 32));
+  const one = (i: number): Promise<void> =>
+    new Promise((resolve) => {
+      const payload = JSON.stringify({
+        model: load.model,
+        messages: [{ role: 'user', content: `Online question ${i} ${random()}. ${pad}` }],
+        max_tokens: load.maxTokens,
+        ignore_eos: true,
+        stream: true,
+      });
+      const sent = performance.now();
+      let first: number | undefined;
+      const req = request(
+        `${engineUrl}/v1/chat/completions`,
+        {
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+        },
+        (res) => {
+          res.on('data', () => {
+            first ??= performance.now();
+          });
+          res.on('end', () => {
+            if (res.statusCode === 200 && first !== undefined) ttftMs.push(first - sent);
+            else failed++;
+            resolve();
+          });
+          res.on('error', () => {
+            failed++;
+            resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        failed++;
+        resolve();
+      });
+      req.end(payload);
+    });
+  const pending: Promise<void>[] = [];
+  const start = performance.now();
+  let at = 0;
+  for (let i = 0; ; i++) {
+    // Exponential gaps between arrivals: a Poisson process of the given rate.
+    at += (-Math.log(1 - random()) / load.rate) * 1000;
+    if (at > load.seconds * 1000) break;
+    const wait = start + at - performance.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    pending.push(one(i));
+  }
+  await Promise.all(pending);
+  agent.destroy();
+  return { ttftMs, failed };
+}
+
+/** The q-quantile (0–1) of the values, nearest rank. */
+export function quantile(values: number[], q: number): number {
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? Number.NaN;
+}
