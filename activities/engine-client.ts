@@ -19,7 +19,7 @@ export interface EngineOptions {
   baseUrl: string;
   apiKey: string | undefined;
   requestTimeoutMs: number;
-  /** Connections kept open to the engine: as many as requests in flight. */
+  /** Most connections open to the engine: at least as many as requests in flight can be. */
   connections: number;
   /** How long an idle connection is kept: below the engine's own (vLLM closes them after 5 s). */
   keepAliveMs: number;

@@ -39,6 +39,8 @@ export interface ChunkInput {
   inputKey: string;
   endpoint: string;
   chunk: ChunkPlan;
+  /** When the batch expires (epoch seconds): chunks of batches due sooner send first. Absent from chunks started before it was added. */
+  deadline?: number;
 }
 
 export interface ChunkSummary {
@@ -57,17 +59,21 @@ interface RequestLine {
 /**
  * Whose share of the engine a chunk's requests take: its batch's priority first (as Temporal orders
  * tasks), then its project's share (the fairness key its batch was started with), and within the
- * project small batches' chunks first, then chunks in the order they started, each sending all its
- * lines before the next.
+ * project small batches' chunks first, then the earliest deadline (the batch's expiry), then chunks
+ * in the order they started, each sending all its lines before the next.
  */
-function chunkClaim(config: Config, taskQueue: string, priority: Priority | undefined): Required<Claim> {
+function chunkClaim(
+  config: Config,
+  taskQueue: string,
+  priority: Priority | undefined,
+  deadline: number | undefined,
+): Required<Claim> {
   const small = taskQueue === smallBatchTaskQueue(config, modelOfTaskQueue(config, taskQueue));
-  // Start times are below 2^42 ms (the year 2109): a small batch's rank is below every large one's.
   return {
     key: priority?.fairnessKey ?? '',
     // Unset arrives as 0 (the protobuf default), which Temporal reads as its default level.
     priority: priority?.priorityKey || DEFAULT_PRIORITY_KEY,
-    rank: (small ? 0 : 2 ** 42) + Date.now(),
+    rank: [small ? 0 : 1, deadline ?? Number.POSITIVE_INFINITY, Date.now()],
   };
 }
 
@@ -118,7 +124,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
       let sent = 0;
       // The task queue is the model's own: metrics name the model even for a chunk that sends nothing.
       const chunkModel = modelOfTaskQueue(config, ctx.info.taskQueue);
-      const claim = chunkClaim(config, ctx.info.taskQueue, ctx.info.priority);
+      const claim = chunkClaim(config, ctx.info.taskQueue, ctx.info.priority, input.deadline);
       inFlight.setWeight(claim.key, ctx.info.priority?.fairnessWeight ?? 1);
       // A more urgent batch (Temporal priority 1) is also more urgent at the engine.
       const enginePriority =

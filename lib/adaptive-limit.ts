@@ -88,11 +88,14 @@ export class AdaptiveLimit {
         return;
       }
     }
-    if (load.waiting !== undefined && load.waiting > maxWaiting) {
+    // Two readings in a row: requests that have just arrived wait for the engine's next step, and a
+    // chunk's first burst of them is no sign of a full engine.
+    const waiting = Math.min(load.waiting ?? 0, before?.waiting ?? 0);
+    if (waiting > maxWaiting) {
       // What waits is what the engine cannot run: the limit becomes what it does run of ours (all of
       // the queue counted as ours, so an engine queueing others' requests gets fewer of ours).
       // Exact rather than a factor, so a full engine stays full instead of see-sawing below it.
-      const runs = Math.max(this.options.floor, Math.floor(inFlight - load.waiting + maxWaiting));
+      const runs = Math.max(this.options.floor, Math.floor(inFlight - waiting + maxWaiting));
       if (runs < this.value) this.set(runs, 'queue');
       return;
     }

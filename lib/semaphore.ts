@@ -13,7 +13,7 @@ import { AbortedError } from './abortable.js';
 interface Waiter {
   key: string;
   priority: number;
-  rank: number;
+  rank: readonly number[];
   /** Arrival order: among equal ranks, and among keys with equal shares, the earliest waiter goes first. */
   seq: number;
   resolve: () => void;
@@ -29,12 +29,19 @@ export type Release = () => void;
 export interface Claim {
   key?: string;
   priority?: number;
-  rank?: number;
+  /** Compared element by element (a missing element counts as lowest). */
+  rank?: readonly number[];
 }
 
 /** Within a key: priority, then rank (arrival breaks ties). */
 function before(a: Waiter, b: Waiter): boolean {
-  return a.priority !== b.priority ? a.priority < b.priority : a.rank < b.rank;
+  if (a.priority !== b.priority) return a.priority < b.priority;
+  for (let i = 0; i < Math.max(a.rank.length, b.rank.length); i++) {
+    const x = a.rank[i] ?? Number.NEGATIVE_INFINITY;
+    const y = b.rank[i] ?? Number.NEGATIVE_INFINITY;
+    if (x !== y) return x < y;
+  }
+  return false;
 }
 
 export class Semaphore {
@@ -101,7 +108,7 @@ export class Semaphore {
         const waiter: Waiter = {
           key,
           priority: claim.priority ?? 0,
-          rank: claim.rank ?? 0,
+          rank: claim.rank ?? [],
           seq: this.seq++,
           resolve,
           reject,

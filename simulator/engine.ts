@@ -47,6 +47,12 @@ export class Engine {
   private timer: NodeJS.Timeout | undefined;
   private immediate: NodeJS.Immediate | undefined;
   private closed = false;
+  /**
+   * Wall time the engine's clock gave up catching up on (its event loop held up longer than
+   * MAX_LAG_MS): steps the modelled GPU would have run, and did not. Non-zero means the machine
+   * running the simulator, not the model, set its pace.
+   */
+  lostMs = 0;
 
   constructor(
     config: SchedulerConfig,
@@ -105,7 +111,10 @@ export class Engine {
       } else {
         this.clock = Math.max(this.clock, now); // the engine was idle: its next step starts now
       }
-      if (this.clock < now - MAX_LAG_MS) this.clock = now - MAX_LAG_MS;
+      if (this.clock < now - MAX_LAG_MS) {
+        this.lostMs += now - MAX_LAG_MS - this.clock;
+        this.clock = now - MAX_LAG_MS;
+      }
       if (!this.scheduler.hasWork) return;
       const plan = this.scheduler.schedule(this.clock);
       this.observer.onState?.(this.scheduler);

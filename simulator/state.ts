@@ -25,6 +25,8 @@ export interface SimulatorStats {
   maxRunning: number;
   /** Milliseconds the engine spent in steps (its GPU busy), since start or the last reset. */
   busyMs: number;
+  /** Milliseconds its clock fell behind and gave up catching up (the simulator starved of CPU), since start. */
+  lostMs: number;
   /** Epoch milliseconds of the first and the latest inference request (null before any). */
   firstRequestAt: number | null;
   lastRequestAt: number | null;
@@ -100,6 +102,7 @@ export class SimulatorState implements Served {
     return {
       ...this.stats,
       faults: { ...this.stats.faults },
+      lostMs: this.engine.lostMs,
       running: this.engine.scheduler.running.length,
       waiting: this.engine.scheduler.numWaiting,
     };

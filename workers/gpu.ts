@@ -116,7 +116,9 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     baseUrl: deps.engineUrl,
     apiKey: config.engine.apiKey,
     requestTimeoutMs: config.engine.requestTimeoutMs,
-    connections: config.gpu.maxInFlight,
+    // Twice the limit: a project below its share takes slots beyond it (lib/semaphore.ts), and a
+    // request waiting for a connection would wait behind the others, unseen by the fair order.
+    connections: 2 * config.gpu.maxInFlight,
     keepAliveMs: config.engine.keepAliveMs,
     maxResponseBytes: config.engine.maxResponseBytes,
     onOverload: (why) => {

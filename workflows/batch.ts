@@ -260,7 +260,13 @@ async function runChunks(
   const runOne = async (chunk: ChunkPlan, position: number): Promise<void> => {
     tracker.chunkStarted();
     try {
-      const summary = await inference.runChunk({ batchId, inputKey: plan.inputKey, endpoint: plan.endpoint, chunk });
+      const summary = await inference.runChunk({
+        batchId,
+        inputKey: plan.inputKey,
+        endpoint: plan.endpoint,
+        chunk,
+        deadline: plan.expiresAt,
+      });
       tracker.chunkEnded(summary, false);
     } catch (err) {
       if (isCancellation(err) || work.consideredCancelled) throw err;

@@ -56,22 +56,33 @@ describe('AdaptiveLimit', () => {
     expect(limit.limit).toBe(256);
   });
 
-  it('cuts to what the engine runs when requests wait in its queue, and holds the engine full', () => {
+  it('cuts to what the engine runs when requests keep waiting in its queue, and holds the engine full', () => {
     const { limit, moves } = limitWithMoves();
-    // The engine runs 128 (its capacity halved); 128 of the worker's 256 wait.
+    // The engine runs 128 (its capacity halved); 128 of the worker's 256 wait, two readings in a row.
     limit.observe({ ...idle, waiting: 128 }, 256, 0);
+    expect(limit.limit).toBe(256);
+    limit.observe({ ...idle, waiting: 128 }, 256, 1000);
     expect(limit.limit).toBe(132);
-    // Probing above: grows while the queue stays short, back down when it is not.
-    limit.observe({ ...idle, waiting: 4 }, 132, 1000);
+    // Probing above: grows while the queue stays short, back down once it stays long.
+    limit.observe({ ...idle, waiting: 4 }, 132, 2000);
     expect(limit.limit).toBe(140);
-    limit.observe({ ...idle, waiting: 12 }, 140, 2000);
+    limit.observe({ ...idle, waiting: 12 }, 140, 3000);
+    limit.observe({ ...idle, waiting: 12 }, 140, 4000);
     expect(limit.limit).toBe(132);
-    expect(moves).toEqual(['queue', 'increase', 'queue']);
+    expect(moves).toEqual(['queue', 'increase', 'increase', 'queue']);
+  });
+
+  it("does not cut for one reading's burst of arrivals waiting for the next step", () => {
+    const { limit, moves } = limitWithMoves();
+    for (let t = 0; t < 10; t++) limit.observe({ ...idle, waiting: t % 2 === 0 ? 0 : 68 }, 256, t * 1000);
+    expect(limit.limit).toBe(256);
+    expect(moves).toEqual([]);
   });
 
   it('yields to other clients queued at the engine, down to the floor', () => {
     const { limit } = limitWithMoves();
     limit.observe({ ...idle, waiting: 500 }, 100, 0);
+    limit.observe({ ...idle, waiting: 500 }, 100, 1000);
     expect(limit.limit).toBe(8);
   });
 

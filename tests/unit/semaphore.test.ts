@@ -138,20 +138,21 @@ describe('Semaphore', () => {
     const s = new Semaphore(1);
     const first = await s.acquire();
     const order: string[] = [];
-    const wait = (name: string, rank: number): Promise<void> =>
+    const wait = (name: string, rank: number[]): Promise<void> =>
       s.acquire(undefined, { rank }).then((release) => {
         order.push(name);
         release();
       });
     const all = Promise.all([
-      wait('late chunk', 2),
-      wait('early chunk', 1),
-      wait('late chunk again', 2),
-      wait('early again', 1),
+      wait('late chunk', [1, 2]),
+      wait('early chunk', [1, 1]),
+      wait('late chunk again', [1, 2]),
+      wait('early again', [1, 1]),
+      wait('a lower first element', [0, 5]),
     ]);
     first();
     await all;
-    expect(order).toEqual(['early chunk', 'early again', 'late chunk', 'late chunk again']);
+    expect(order).toEqual(['a lower first element', 'early chunk', 'early again', 'late chunk', 'late chunk again']);
   });
 
   it('serves a more urgent priority first, whatever the shares', async () => {

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import getPort from 'get-port';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
+import { Engine } from '../../activities/engine-client.js';
 import { TINY_MODEL_NAME, vllmCommand } from '../../dev/vllm-local.js';
 import { expectEveryLineDone, outputsByCustomId, runBatch, runDisruptedBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
@@ -57,6 +58,35 @@ describe('batches against real vLLM', () => {
       }
       expect(batch.usage?.input_tokens).toBeGreaterThan(0);
       expect(batch.usage?.output_tokens).toBeGreaterThanOrEqual(4 * 6);
+    }
+  });
+
+  it("reads the adaptive limit's signals from vLLM's own /metrics", async () => {
+    const engine = new Engine({
+      baseUrl: vllm.url,
+      apiKey: undefined,
+      requestTimeoutMs: 30_000,
+      connections: 1,
+      keepAliveMs: 1000,
+      maxResponseBytes: 1 << 20,
+    });
+    try {
+      const answer = await fetch(`${vllm.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: TINY_MODEL_NAME, prompt: 'hello', max_tokens: 2 }),
+      });
+      expect(answer.status).toBe(200);
+      // Every figure is exported, and the histogram has counted that request's first token.
+      const load = await engine.load(10_000);
+      expect(load.waiting).toBe(0);
+      expect(load.kvUsage).toBeGreaterThanOrEqual(0);
+      expect(load.kvUsage).toBeLessThanOrEqual(1);
+      expect(load.preemptions).toBeGreaterThanOrEqual(0);
+      expect(load.ttftSeconds?.count).toBeGreaterThan(0);
+      expect(load.ttftSeconds?.sum).toBeGreaterThan(0);
+    } finally {
+      await engine.close();
     }
   });
 
