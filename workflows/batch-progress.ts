@@ -1,7 +1,7 @@
 // What a running batch tells the world: the progress query's answer, and the BatchStatus search
 // attribute (and, at the end, the memo) operators filter and read in the Temporal UI. BatchWorkflow
 // says what happened; this keeps the counts and the status in step.
-import { upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
+import { log, upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
 
 import type { BatchPlan, FinalSummary } from '../activities/batch-control.js';
 import type { BatchProgress } from './messages.js';
@@ -20,7 +20,13 @@ export class BatchTracker {
     chunks: { total: 0, done: 0, running: 0, deadLettered: 0 },
     cancelRequested: false,
     expired: false,
+    expiresAt: null,
+    eta: null,
+    late: false,
   };
+
+  /** When chunks began (workflow time, ms): the rate of the estimate runs from here. */
+  private startedAt = 0;
 
   get cancelRequested(): boolean {
     return this.progress.cancelRequested;
@@ -59,6 +65,8 @@ export class BatchTracker {
       { key: BatchStatusKey, value: p.cancelRequested ? 'cancelling' : 'in_progress' },
     ]);
     if (p.phase === 'validating') p.phase = 'in_progress';
+    p.expiresAt = new Date(plan.expiresAt * 1000).toISOString();
+    this.startedAt = Date.now();
   }
 
   chunkStarted(): void {
@@ -72,6 +80,26 @@ export class BatchTracker {
     p.failed += counts.failed;
     if (deadLettered) p.chunks.deadLettered++;
     p.chunks.done++;
+    this.estimate();
+  }
+
+  /** The end at the rate so far, against the window: a batch that cannot make it shows early. */
+  private estimate(): void {
+    const p = this.progress;
+    const done = p.completed + p.failed;
+    const elapsed = Date.now() - this.startedAt;
+    if (done === 0 || elapsed <= 0 || p.expiresAt === null) return;
+    const eta = Date.now() + ((p.requests - done) * elapsed) / done;
+    p.eta = new Date(eta).toISOString();
+    const late = eta > Date.parse(p.expiresAt);
+    if (late && !p.late)
+      log.warn('the batch will not finish within its completion window at its rate so far', {
+        eta: p.eta,
+        expiresAt: p.expiresAt,
+        done,
+        requests: p.requests,
+      });
+    p.late = late;
   }
 
   /** The chunk's activity is quiet, whatever became of it. */

@@ -9,6 +9,12 @@ export interface BatchProgress {
   chunks: { total: number; done: number; running: number; deadLettered: number };
   cancelRequested: boolean;
   expired: boolean;
+  /** When the completion window ends (ISO 8601; null before validation). */
+  expiresAt: string | null;
+  /** When the last chunk should end at the rate so far (ISO 8601; null until a chunk has ended). */
+  eta: string | null;
+  /** The estimate is past the window's end: the batch will expire with lines unrun unless it speeds up. */
+  late: boolean;
 }
 
 /** Ask the batch to stop: in-flight chunks are cancelled and unfinished lines become batch_cancelled. */

@@ -35,13 +35,14 @@ describe('BatchWorkflow', () => {
     await slowEngine.close();
   });
 
-  async function submit(content: string): Promise<string> {
+  async function submit(content: string, window = '24h'): Promise<string> {
     const file = await uploadBatchFile(stack.openai, content);
     return (
       await stack.openai.batches.create({
         input_file_id: file.id,
         endpoint: '/v1/chat/completions',
-        completion_window: '24h',
+        // An extension: any window from 30 s to 7 days.
+        completion_window: window as '24h',
       })
     ).id;
   }
@@ -110,12 +111,32 @@ describe('BatchWorkflow', () => {
     expect(running.status).toBe('in_progress');
     expect((await handle.describe()).typedSearchAttributes.get(BatchStatusKey)).toBe('in_progress');
     await waitForBatch(stack.openai, id);
-    expect(await handle.query(progressQuery)).toMatchObject({
+    const done = await handle.query(progressQuery);
+    expect(done).toMatchObject({
       phase: 'done',
       completed: 60,
       failed: 0,
       chunks: { done: 3, running: 0 },
+      late: false,
     });
+    // The estimate and the window it is held against, both in time.
+    expect(Date.parse(done.eta ?? '')).toBeLessThan(Date.parse(done.expiresAt ?? ''));
+    expect(Date.parse(done.expiresAt ?? '') - Date.now()).toBeGreaterThan(23 * 3600 * 1000);
+  });
+
+  it('shows early that a batch will not finish within its completion window', async () => {
+    // 20 requests a second on the slow engine: 1,200 lines take a minute, the window is 30 s.
+    const id = await submit(batchLines({ model: 'slow-model', count: 1200 }), '30s');
+    const handle = stack.temporal.workflow.getHandle(id);
+    let progress = await handle.query(progressQuery);
+    for (let i = 0; i < 400 && progress.chunks.done === 0; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      progress = await handle.query(progressQuery);
+    }
+    expect(progress).toMatchObject({ phase: 'in_progress', late: true });
+    expect(Date.parse(progress.eta ?? '')).toBeGreaterThan(Date.parse(progress.expiresAt ?? ''));
+    await stack.openai.batches.cancel(id);
+    expect((await waitForBatch(stack.openai, id)).status).toBe('cancelled');
   });
 
   it('ends failed, with the reason searchable, when the file does not validate', async () => {
