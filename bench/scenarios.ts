@@ -16,6 +16,7 @@ import { LocalFileStore } from '../lib/file-store.js';
 import { sampleSum } from '../lib/prometheus-text.js';
 import { dbOptions, openDatabase } from '../schema/db.js';
 import { H100_LLAMA_8B } from '../simulator/capacity.js';
+import { setCapacity } from '../tests/support/simulator.js';
 import { runDirect } from './direct.js';
 import {
   cpuMeter,
@@ -932,6 +933,31 @@ async function pollUntil(what: string, done: () => Promise<boolean>, timeoutMs =
   }
 }
 
+/** Starts a batch of the file and waits until it has answered `answered` requests (the engine full of it). */
+async function batchUnderWay(stack: Stack, fileId: string, answered = 500): Promise<string> {
+  const { id } = await stack.openai.batches.create({
+    input_file_id: fileId,
+    endpoint: '/v1/chat/completions',
+    completion_window: '24h',
+  });
+  await pollUntil(`batch ${id} to answer ${answered} requests`, async () => {
+    const batch = await stack.openai.batches.retrieve(id);
+    if (batch.status !== 'validating' && batch.status !== 'in_progress')
+      throw new Error(`batch ${id} ended ${batch.status}`);
+    return (batch.request_counts?.completed ?? 0) >= answered;
+  });
+  return id;
+}
+
+/** Cancels a batch and waits until it has ended. */
+async function cancelBatch(stack: Stack, id: string): Promise<void> {
+  await stack.openai.batches.cancel(id);
+  await pollUntil(`batch ${id} to end after its cancel`, async () => {
+    const status = (await stack.openai.batches.retrieve(id)).status;
+    return status === 'cancelled' || status === 'completed';
+  });
+}
+
 /**
  * 12. Fairness between projects: a 100-request batch of one project alone, then submitted while a
  * large batch of another project keeps the engine full; with the small-batch lane (the default) and
@@ -990,25 +1016,11 @@ export async function fairness(o: Options): Promise<ScenarioResult> {
         };
         for (let run = 0; run < o.runs; run++) {
           const a = await timed();
-          const large = await stack.openai.batches.create({
-            input_file_id: largeFile,
-            endpoint: '/v1/chat/completions',
-            completion_window: '24h',
-          });
           // The engine full of the large batch's requests before the small one comes.
-          await pollUntil(`batch ${large.id} to answer 500 requests`, async () => {
-            const batch = await stack.openai.batches.retrieve(large.id);
-            if (batch.status !== 'validating' && batch.status !== 'in_progress')
-              throw new Error(`the large batch ${large.id} ended ${batch.status}`);
-            return (batch.request_counts?.completed ?? 0) >= 500;
-          });
+          const large = await batchUnderWay(stack, largeFile);
           const b = await timed();
-          const largeDone = (await stack.openai.batches.retrieve(large.id)).request_counts?.completed ?? 0;
-          await stack.openai.batches.cancel(large.id);
-          await pollUntil(`batch ${large.id} to end after its cancel`, async () => {
-            const status = (await stack.openai.batches.retrieve(large.id)).status;
-            return status === 'cancelled' || status === 'completed';
-          });
+          const largeDone = (await stack.openai.batches.retrieve(large)).request_counts?.completed ?? 0;
+          await cancelBatch(stack, large);
           alone.values.push(a);
           behind.values.push(b);
           ratio.values.push(b / a);
@@ -1096,25 +1108,11 @@ export async function overload(o: Options): Promise<ScenarioResult> {
         profileDir: o.profileDir,
       });
       const gpu = stack.gpuWorkers[0];
-      const setCapacity = async (capacity: typeof full): Promise<void> => {
-        const res = await fetch(`${engine.url}/control/capacity`, { method: 'PUT', body: JSON.stringify(capacity) });
-        if (!res.ok) throw new Error(`the simulator refused the capacity change: ${res.status} ${await res.text()}`);
-      };
       try {
         const fileId = await upload(stack, requestLines('overload', count, lineOptions));
         for (let run = 0; run < o.runs; run++) {
-          await setCapacity(full);
-          const batch = await stack.openai.batches.create({
-            input_file_id: fileId,
-            endpoint: '/v1/chat/completions',
-            completion_window: '24h',
-          });
-          await pollUntil(`batch ${batch.id} to answer 500 requests`, async () => {
-            const b = await stack.openai.batches.retrieve(batch.id);
-            if (b.status !== 'validating' && b.status !== 'in_progress')
-              throw new Error(`batch ${batch.id} ended ${b.status}`);
-            return (b.request_counts?.completed ?? 0) >= 500;
-          });
+          await setCapacity(engine, full);
+          const batch = await batchUnderWay(stack, fileId);
           // One sample a second of each phase: requests answered, the engine's queue, the worker's limit.
           const phase = async (): Promise<{ served: number; waiting: number; limit: number }[]> => {
             const samples: { served: number; waiting: number; limit: number }[] = [];
@@ -1129,17 +1127,13 @@ export async function overload(o: Options): Promise<ScenarioResult> {
             return samples;
           };
           const a = await phase();
-          await setCapacity(halved);
+          await setCapacity(engine, halved);
           const b = await phase();
-          await setCapacity(full);
+          await setCapacity(engine, full);
           const c = await phase();
-          const atEnd = await stack.openai.batches.retrieve(batch.id);
+          const atEnd = await stack.openai.batches.retrieve(batch);
           failed.values.push(atEnd.request_counts?.failed ?? 0);
-          await stack.openai.batches.cancel(batch.id);
-          await pollUntil(`batch ${batch.id} to end after its cancel`, async () => {
-            const status = (await stack.openai.batches.retrieve(batch.id)).status;
-            return status === 'cancelled' || status === 'completed';
-          });
+          await cancelBatch(stack, batch);
           // Requests a second over the 5 s before each sample (from the phase's sixth sample on).
           const rates = (samples: { served: number }[]): number[] =>
             samples.slice(5).map((x, i) => (x.served - (samples[i]?.served ?? x.served)) / 5);
@@ -1269,23 +1263,9 @@ export async function shared(o: Options): Promise<ScenarioResult> {
           const fileId = await upload(stack, requestLines(model, largeCount, batchLinesShape));
           for (let run = 0; run < o.runs; run++) {
             const a = run === 0 ? alone : await measure();
-            const batch = await stack.openai.batches.create({
-              input_file_id: fileId,
-              endpoint: '/v1/chat/completions',
-              completion_window: '24h',
-            });
-            await pollUntil(`batch ${batch.id} to answer 500 requests`, async () => {
-              const b = await stack.openai.batches.retrieve(batch.id);
-              if (b.status !== 'validating' && b.status !== 'in_progress')
-                throw new Error(`batch ${batch.id} ended ${b.status}`);
-              return (b.request_counts?.completed ?? 0) >= 500;
-            });
+            const batch = await batchUnderWay(stack, fileId);
             const b = await measure();
-            await stack.openai.batches.cancel(batch.id);
-            await pollUntil(`batch ${batch.id} to end after its cancel`, async () => {
-              const status = (await stack.openai.batches.retrieve(batch.id)).status;
-              return status === 'cancelled' || status === 'completed';
-            });
+            await cancelBatch(stack, batch);
             aloneP99.values.push(a.p99);
             sharedP99.values.push(b.p99);
             ratio.values.push(b.p99 / a.p99);

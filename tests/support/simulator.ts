@@ -17,20 +17,21 @@ export function startTestSimulator(options: Partial<SimulatorOptions> = {}): Pro
   return startSimulator({ ...FAST_SIM, ...options }, { host: '127.0.0.1', port: 0 });
 }
 
-export async function setFaults(sim: { url: string }, faults: Record<string, unknown>): Promise<void> {
-  const res = await fetch(`${sim.url}/control/faults`, {
+/** PUT to one of the simulator's own controls (/control/faults, /control/capacity). */
+async function putControl(sim: { url: string }, control: string, body: Record<string, unknown>): Promise<void> {
+  const res = await fetch(`${sim.url}/control/${control}`, {
     method: 'PUT',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(faults),
+    body: JSON.stringify(body),
   });
-  if (!res.ok) throw new Error(`setting faults failed: ${res.status} ${await res.text()}`);
+  if (!res.ok) throw new Error(`setting ${control} failed: ${res.status} ${await res.text()}`);
 }
 
-export async function setCapacity(sim: { url: string }, capacity: Record<string, unknown>): Promise<void> {
-  const res = await fetch(`${sim.url}/control/capacity`, {
-    method: 'PUT',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(capacity),
-  });
-  if (!res.ok) throw new Error(`setting capacity failed: ${res.status} ${await res.text()}`);
+export function setFaults(sim: { url: string }, faults: Record<string, unknown>): Promise<void> {
+  return putControl(sim, 'faults', faults);
+}
+
+/** The simulated GPU changed while it runs: `maxNumSeqs`, `stepBaseMs`, `stepTokenMs`. */
+export function setCapacity(sim: { url: string }, capacity: Record<string, unknown>): Promise<void> {
+  return putControl(sim, 'capacity', capacity);
 }
