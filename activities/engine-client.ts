@@ -12,7 +12,7 @@ import { sleep } from '../lib/abortable.js';
 import type { EngineLoad, Overload } from '../lib/adaptive-limit.js';
 import { newId } from '../lib/ids.js';
 import { attemptOutcome, engineRequestSeconds, engineRetriesTotal } from '../lib/metrics.js';
-import { sampleSum } from '../lib/prometheus-text.js';
+import { sampleMax, sampleSum } from '../lib/prometheus-text.js';
 import { safeText } from '../lib/sanitize.js';
 
 export interface EngineOptions {
@@ -179,16 +179,33 @@ export class Engine {
    */
   async load(timeoutMs: number): Promise<EngineLoad> {
     const res = await request(`${this.root}/metrics`, {
+      headers: this.authHeaders(),
       dispatcher: this.agent,
       signal: AbortSignal.timeout(timeoutMs),
     });
-    const text = await res.body.text();
-    if (res.statusCode !== 200) throw new Error(`the engine's /metrics answered ${res.statusCode}`);
+    res.body.on('error', () => undefined);
+    if (res.statusCode !== 200) {
+      res.body.destroy();
+      throw new Error(`the engine's /metrics answered ${res.statusCode}`);
+    }
+    // A scrape is tens of kilobytes; a body past the answer limit is not one.
+    const parts: Buffer[] = [];
+    let size = 0;
+    for await (const part of res.body as AsyncIterable<Buffer>) {
+      size += part.length;
+      if (size > this.options.maxResponseBytes) {
+        res.body.destroy();
+        throw new Error(`the engine's /metrics is larger than ${this.options.maxResponseBytes} bytes`);
+      }
+      parts.push(part);
+    }
+    const text = Buffer.concat(parts, size).toString('utf8');
     const sum = sampleSum(text, 'vllm:time_to_first_token_seconds_sum');
     const count = sampleSum(text, 'vllm:time_to_first_token_seconds_count');
     return {
       waiting: sampleSum(text, 'vllm:num_requests_waiting'),
-      kvUsage: sampleSum(text, 'vllm:kv_cache_usage_perc'),
+      // Per engine (data parallel): the fullest one is the one that preempts.
+      kvUsage: sampleMax(text, 'vllm:kv_cache_usage_perc'),
       preemptions: sampleSum(text, 'vllm:num_preemptions_total'),
       ttftSeconds: sum === undefined || count === undefined ? undefined : { sum, count },
     };

@@ -211,7 +211,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
           if (signal.aborted) break;
           if (isBlank(line) || done.has(line.number)) continue;
           const request = JSON.parse(line.text) as RequestLine;
-          // Waiting for a slot before reading on keeps at most max-in-flight lines in memory.
+          // Waiting for a slot before reading on keeps at most the lines in flight in memory.
           const permit = await inFlight.acquire(signal, claim);
           sent++;
           const p = runOne(line.number, request, permit).catch((err: unknown) => {

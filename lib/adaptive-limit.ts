@@ -19,7 +19,7 @@ export interface AdaptiveLimitOptions {
   maxKvUsage: number;
   /** The engine's mean time to first token, ms, above which the limit is cut (its online users' target); none: not steered by it. */
   ttftTargetMs: number | undefined;
-  /** After a cut, this long without another multiplicative cut or any growth: a cut takes a while to show at the engine. */
+  /** After a cut by the factor, this long without another such cut or any growth: a cut takes a while to show at the engine. */
   holdMs: number;
 }
 
@@ -41,6 +41,14 @@ export type LimitChange =
 
 /** What an engine's answer to one request says about its load. */
 export type Overload = Extract<LimitChange, 'rate_limited' | 'unavailable' | 'timeout'>;
+
+/** No reading at all (the engine's /metrics failed): only the answers' signals, and the hold, apply. */
+export const NO_READING: EngineLoad = {
+  waiting: undefined,
+  kvUsage: undefined,
+  preemptions: undefined,
+  ttftSeconds: undefined,
+};
 
 export class AdaptiveLimit {
   private value: number;

@@ -475,7 +475,7 @@ const SETTINGS = {
     batchPriority: setting(
       'ENGINE_BATCH_PRIORITY',
       z.coerce.number().int().min(0).max(1_000_000).default(100),
-      "vLLM `priority` sent with batch requests (lower runs first; online requests have 0): on an engine run with `--scheduling-policy priority`, batch work yields to online traffic; a batch's Temporal priority 1–5 is added, and a line's own higher `priority` is kept (vLLM ignores it under fcfs; `0`: bodies sent as written)",
+      "vLLM `priority` sent with batch requests (lower runs first; online requests have 0): on an engine run with `--scheduling-policy priority`, batch work yields to online traffic; a batch's Temporal priority 1–5 is added, and a line's own higher `priority` is kept (vLLM 0.32 ignores it under fcfs; releases that refuse a non-zero priority without `--scheduling-policy priority` need `0`: bodies sent as written)",
     ),
   },
   gpu: {
@@ -490,7 +490,7 @@ const SETTINGS = {
     maxInFlight: setting(
       'GPU_MAX_INFLIGHT',
       positiveInt.default(256),
-      "Most requests in flight per GPU worker (like vLLM's `max_num_seqs`); the adaptive limit moves below it",
+      "Requests in flight per GPU worker (like vLLM's `max_num_seqs`); the adaptive limit moves below it, and a project arriving below its share may take up to as many again for a while",
     ),
     adaptive: setting(
       'GPU_ADAPTIVE_INFLIGHT',
@@ -520,7 +520,7 @@ const SETTINGS = {
     adaptiveHoldMs: setting(
       'GPU_ADAPTIVE_HOLD_MS',
       positiveInt.default(5000),
-      'After a cut, how long the limit neither grows nor is cut again by a factor (a cut takes a while to show at the engine)',
+      'After a cut by the factor, how long the limit neither grows nor is cut by the factor again (a cut takes a while to show at the engine)',
     ),
     adaptiveMaxWaiting: setting(
       'GPU_ADAPTIVE_MAX_WAITING',
@@ -535,7 +535,7 @@ const SETTINGS = {
     adaptiveTtftMs: setting(
       'GPU_ADAPTIVE_TTFT_MS',
       positiveInt.optional(),
-      "The engine's mean time to first token (ms, over each reading) above which the limit is cut: for an engine that also serves online users, their target",
+      "The engine's mean time to first token (ms, over each reading, every request's: batch ones included) above which the limit is cut: for an engine that also serves online users, a little above their usual one and above what the batch requests see",
       '(not steered by it)',
     ),
     concurrentChunks: setting(

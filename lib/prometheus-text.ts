@@ -1,23 +1,35 @@
-// Reading a Prometheus text exposition (vLLM's /metrics, and the system's own in benchmarks): only the
-// sum of one metric's samples over its label sets, which is all a GPU worker steers by. An engine's
+// Reading a Prometheus text exposition (vLLM's /metrics, and the system's own in benchmarks): only one
+// metric's samples over its label sets, summed or at their largest, which is all a GPU worker steers by. An engine's
 // answer is untrusted input: any bytes give a number (lines that do not parse are skipped), never a throw.
 
-/**
- * The sum of the samples named `name` (every label set; `NaN` and infinite values skipped), or
- * undefined when the exposition has none: a metric the engine does not export is not a zero.
- */
-export function sampleSum(exposition: string, name: string): number | undefined {
-  let sum: number | undefined;
+/** The values of the samples named `name` (every label set; `NaN` and infinite values skipped). */
+export function sampleValues(exposition: string, name: string): number[] {
+  const values: number[] = [];
   let from = 0;
   for (;;) {
     const at = exposition.indexOf(name, from);
-    if (at < 0) return sum;
+    if (at < 0) return values;
     from = at + name.length;
     if (at > 0 && exposition[at - 1] !== '\n') continue;
     const end = exposition.indexOf('\n', from);
     const value = sampleValue(exposition.slice(from, end < 0 ? undefined : end));
-    if (value !== undefined) sum = (sum ?? 0) + value;
+    if (value !== undefined) values.push(value);
   }
+}
+
+/**
+ * The sum of the samples named `name` over its label sets, or undefined when the exposition has none:
+ * a metric the engine does not export is not a zero.
+ */
+export function sampleSum(exposition: string, name: string): number | undefined {
+  const values = sampleValues(exposition, name);
+  return values.length === 0 ? undefined : values.reduce((a, b) => a + b, 0);
+}
+
+/** The largest of the samples (a ratio per engine, such as KV cache use, does not add up), or undefined. */
+export function sampleMax(exposition: string, name: string): number | undefined {
+  const values = sampleValues(exposition, name);
+  return values.length === 0 ? undefined : Math.max(...values);
 }
 
 /** The value of a sample line after its name: `{labels} value [timestamp]` or ` value [timestamp]`. */

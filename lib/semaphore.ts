@@ -2,8 +2,8 @@
 // GPU worker bounds its in-flight engine requests with it: the key is the chunk's project (Temporal's
 // fairness key), so a small batch of one project gets its share of the engine at once instead of
 // queueing behind every request of another project's large batch: a key holding less than its share
-// takes permits beyond the limit, and the keys above their share get none until the total is back
-// under it (the limit is a target the keys pay back to, not a wall a newcomer waits at). Within a key, waiters of a lower
+// takes permits beyond the limit (up to twice it in all), and the keys above their share get none
+// until the total is back under it (the limit is a target the keys pay back to, not a wall a newcomer waits at). Within a key, waiters of a lower
 // rank go first (the chunk that started first sends all its lines before the next: chunks end in
 // the order they began, as the files written ahead want). With one key and one rank it is a plain
 // first-come, first-served semaphore.
@@ -127,7 +127,10 @@ export class Semaphore {
         signal?.addEventListener(
           'abort',
           () => {
-            if (this.remove(waiter)) reject(new AbortedError());
+            if (!this.remove(waiter)) return;
+            reject(new AbortedError());
+            // It may have been the head that kept a less urgent key below its share waiting.
+            this.dispatch();
           },
           { once: true },
         );
@@ -197,7 +200,10 @@ export class Semaphore {
       }
       const next = best;
       if (next === undefined) return;
-      if (this.held >= this.limit && this.heldFor(next.key) >= this.shareOf(next.key)) return;
+      // Beyond the limit only for a key below its share, and never past twice the limit (the engine
+      // client's connections; keys arriving one after another could otherwise add up beyond it).
+      if (this.held >= this.limit && (this.held >= 2 * this.limit || this.heldFor(next.key) >= this.shareOf(next.key)))
+        return;
       this.remove(next);
       this.take(next.key);
       next.resolve();

@@ -3,7 +3,7 @@
 // chunks keep sending at the new limit without stopping (a lower limit takes permits back only as
 // requests finish). The limit and its moves are metrics; each move is logged.
 import type { Engine } from '../activities/engine-client.js';
-import { AdaptiveLimit, type LimitChange } from '../lib/adaptive-limit.js';
+import { AdaptiveLimit, NO_READING, type LimitChange } from '../lib/adaptive-limit.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { inflightLimit, inflightLimitChangesTotal, projectInflightRequests } from '../lib/metrics.js';
@@ -40,8 +40,10 @@ export function adaptiveLimit(config: Config, inFlight: Semaphore, log: Logger):
 
 /**
  * Reads the engine's load on a clock and feeds the limit; also publishes each project's requests in
- * flight. A reading that fails is skipped (said once until one succeeds): the engine's own answers
- * (429, 503, timeouts) still steer the limit meanwhile. Returns the function that stops it.
+ * flight. A reading that fails is said once until one succeeds, and counts as a reading without
+ * figures: the answers' signals (429, 503, timeouts) still cut the limit, and it grows back after the
+ * hold as usual, so an engine without readable metrics does not pin it at the floor. Returns the
+ * function that stops it (after a reading under way).
  */
 export function steerInFlight(
   config: Config,
@@ -49,34 +51,38 @@ export function steerInFlight(
   inFlight: Semaphore,
   limit: AdaptiveLimit | undefined,
   log: Logger,
-): () => void {
+): () => Promise<void> {
   const every = config.gpu.adaptiveIntervalMs;
   let failing = false;
-  let reading = false;
-  const tick = async (): Promise<void> => {
-    projectInflightRequests.reset();
-    for (const [project, held] of inFlight.holders())
-      projectInflightRequests.set({ project: safeText(project, 64) }, held);
-    if (limit === undefined || reading) return;
-    reading = true;
+  let reading: Promise<void> | undefined;
+  const read = async (steered: AdaptiveLimit): Promise<void> => {
     try {
       const load = await engine.load(Math.max(every, config.metrics.readyTimeoutMs));
-      limit.observe(load, inFlight.inUse);
+      steered.observe(load, inFlight.inUse);
       if (failing) log.info('reading the engine metrics again');
       failing = false;
     } catch (err) {
       if (!failing)
         log.warn(
           { err: (err as Error).message },
-          "cannot read the engine's /metrics; the limit moves only on its answers",
+          "cannot read the engine's /metrics; the limit moves on its answers and the hold alone",
         );
       failing = true;
-    } finally {
-      reading = false;
+      steered.observe(NO_READING, inFlight.inUse);
     }
   };
-  const timer = setInterval(() => void tick(), every);
-  return () => {
+  const tick = (): void => {
+    projectInflightRequests.reset();
+    for (const [project, held] of inFlight.holders())
+      projectInflightRequests.set({ project: safeText(project, 64) }, held);
+    if (limit === undefined || reading !== undefined) return;
+    reading = read(limit).finally(() => {
+      reading = undefined;
+    });
+  };
+  const timer = setInterval(tick, every);
+  return async () => {
     clearInterval(timer);
+    await reading;
   };
 }

@@ -116,7 +116,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     baseUrl: deps.engineUrl,
     apiKey: config.engine.apiKey,
     requestTimeoutMs: config.engine.requestTimeoutMs,
-    // Twice the limit: a project below its share takes slots beyond it (lib/semaphore.ts), and a
+    // Twice the limit, the most the semaphore lends beyond it to projects below their share: a
     // request waiting for a connection would wait behind the others, unseen by the fair order.
     connections: 2 * config.gpu.maxInFlight,
     keepAliveMs: config.engine.keepAliveMs,
@@ -213,7 +213,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     ],
     shutdown: async () => {
       clearInterval(heartbeat);
-      stopSteering();
+      await stopSteering();
       // Withdraw first, so no new batch is accepted for a model that is going away.
       await withdrawWorker(db, id).catch(() => undefined);
       for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();

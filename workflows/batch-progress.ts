@@ -28,6 +28,9 @@ export class BatchTracker {
   /** When chunks began (workflow time, ms): the rate of the estimate runs from here. */
   private startedAt = 0;
 
+  /** The most chunks seen running at once: until as many have ended, the rate so far undercounts. */
+  private peakRunning = 0;
+
   get cancelRequested(): boolean {
     return this.progress.cancelRequested;
   }
@@ -71,6 +74,7 @@ export class BatchTracker {
 
   chunkStarted(): void {
     this.progress.chunks.running++;
+    this.peakRunning = Math.max(this.peakRunning, this.progress.chunks.running);
   }
 
   /** A chunk ran (or, dead-lettered, was written off): these are its lines' final counts. */
@@ -88,7 +92,9 @@ export class BatchTracker {
     const p = this.progress;
     const done = p.completed + p.failed;
     const elapsed = Date.now() - this.startedAt;
-    if (done === 0 || elapsed <= 0 || p.expiresAt === null) return;
+    // Chunks run side by side and end near together: the first to end stands for a whole wave's
+    // worth of time, so the estimate waits for the wave.
+    if (done === 0 || elapsed <= 0 || p.expiresAt === null || p.chunks.done < this.peakRunning) return;
     const eta = Date.now() + ((p.requests - done) * elapsed) / done;
     p.eta = new Date(eta).toISOString();
     const late = eta > Date.parse(p.expiresAt);

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 
 import {
   AdaptiveLimit,
+  NO_READING,
   type AdaptiveLimitOptions,
   type EngineLoad,
   type LimitChange,
@@ -113,6 +114,16 @@ describe('AdaptiveLimit', () => {
     limit.observe({ ...idle, ttftSeconds: { sum: 50, count: 300 } }, 256, 2000); // 300 ms each
     expect(limit.limit).toBe(128);
     expect(moves).toEqual(['slow_first_token']);
+  });
+
+  it('grows back after the hold when the engine has no readable metrics, cut only by its answers', () => {
+    const { limit } = limitWithMoves();
+    limit.overloaded('rate_limited', 0);
+    expect(limit.limit).toBe(128);
+    limit.observe(NO_READING, 128, 1000);
+    expect(limit.limit).toBe(128);
+    for (let t = 6; t < 30; t++) limit.observe(NO_READING, limit.limit, t * 1000);
+    expect(limit.limit).toBe(256);
   });
 
   it('refuses a floor above the ceiling', () => {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { sampleSum } from '../../lib/prometheus-text.js';
+import { sampleMax, sampleSum } from '../../lib/prometheus-text.js';
 
 // Shaped as vLLM 0.32 writes its /metrics (prometheus_client's text format).
 const VLLM = `# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
@@ -25,6 +25,12 @@ describe('sampleSum', () => {
     expect(sampleSum(VLLM, 'vllm:num_requests_waiting_by_reason')).toBe(99);
     expect(sampleSum(VLLM, 'vllm:num_preemptions_total')).toBe(4);
     expect(sampleSum(VLLM, 'vllm:time_to_first_token_seconds_sum')).toBe(15);
+  });
+
+  it('takes a per-engine ratio at its largest, not summed', () => {
+    const twoEngines = 'vllm:kv_cache_usage_perc{engine="0"} 0.5\nvllm:kv_cache_usage_perc{engine="1"} 0.75\n';
+    expect(sampleMax(twoEngines, 'vllm:kv_cache_usage_perc')).toBe(0.75);
+    expect(sampleMax(twoEngines, 'vllm:num_requests_waiting')).toBeUndefined();
   });
 
   it('reads label values holding quotes, braces and spaces, and a trailing timestamp', () => {

@@ -85,6 +85,38 @@ describe('Semaphore', () => {
     expect(s.inUse).toBe(0);
   });
 
+  it('lends beyond the limit at most as much again, however many keys arrive', async () => {
+    const s = new Semaphore(4);
+    for (let i = 0; i < 4; i++) await s.acquire(undefined, { key: 'first' });
+    const arrivals = ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'].flatMap((key) =>
+      [0, 1].map(() => s.acquire(undefined, { key })),
+    );
+    await settled();
+    expect(s.inUse).toBe(8);
+    expect(s.queued).toBe(arrivals.length - 4);
+  });
+
+  it('serves the next waiter when the head that held it back gives up', async () => {
+    const s = new Semaphore(2);
+    const held = await Promise.all([s.acquire(undefined, { key: 'a' }), s.acquire(undefined, { key: 'a' })]);
+    const giveUp = new AbortController();
+    // An urgent waiter of the key above its share, then a key below its share behind it.
+    const urgent = s.acquire(giveUp.signal, { key: 'a', priority: 1 });
+    let served = false;
+    const b = s.acquire(undefined, { key: 'b', priority: 3 }).then((release) => {
+      served = true;
+      return release;
+    });
+    await settled();
+    expect(served).toBe(false);
+    giveUp.abort();
+    await expect(urgent).rejects.toThrow();
+    await settled();
+    expect(served).toBe(true);
+    (await b)();
+    for (const release of held) release();
+  });
+
   it('shares in proportion to weights', async () => {
     const s = new Semaphore(6);
     s.setWeight('heavy', 2);
