@@ -9,6 +9,8 @@ export interface OnlineLoad {
   model: string;
   maxTokens: number;
   promptChars: number;
+  /** How long a request may go without a byte from the engine before the user gives up. */
+  timeoutMs: number;
 }
 
 export interface OnlineResult {
@@ -37,6 +39,15 @@ export async function runOnline(
       });
       const sent = performance.now();
       let first: number | undefined;
+      // Once per request, whichever of its end or its errors comes first.
+      let ended = false;
+      const end = (ok: boolean): void => {
+        if (ended) return;
+        ended = true;
+        if (ok && first !== undefined) ttftMs.push(first - sent);
+        else failed++;
+        resolve();
+      };
       const req = request(
         `${engineUrl}/v1/chat/completions`,
         {
@@ -49,20 +60,18 @@ export async function runOnline(
             first ??= performance.now();
           });
           res.on('end', () => {
-            if (res.statusCode === 200 && first !== undefined) ttftMs.push(first - sent);
-            else failed++;
-            resolve();
+            end(res.statusCode === 200);
           });
           res.on('error', () => {
-            failed++;
-            resolve();
+            end(false);
           });
         },
       );
       req.on('error', () => {
-        failed++;
-        resolve();
+        end(false);
       });
+      // An online user gives up: a hung engine ends the run with failures, not a benchmark that never ends.
+      req.setTimeout(load.timeoutMs, () => req.destroy(new Error('online request timed out')));
       req.end(payload);
     });
   const pending: Promise<void>[] = [];

@@ -1192,7 +1192,7 @@ export async function overload(o: Options): Promise<ScenarioResult> {
 export async function shared(o: Options): Promise<ScenarioResult> {
   const seconds = o.quick ? 30 : 60;
   const model = 'shared';
-  const onlineShape = { maxTokens: 64, promptChars: 2000 };
+  const onlineShape = { maxTokens: 64, promptChars: 2000, timeoutMs: 60_000 };
   const settings = engineSettings({ model, schedulingPolicy: 'priority' });
   const capacity = idealRate(
     settings,
