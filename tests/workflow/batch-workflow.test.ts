@@ -111,6 +111,8 @@ describe('BatchWorkflow', () => {
     expect(running.status).toBe('in_progress');
     expect((await handle.describe()).typedSearchAttributes.get(BatchStatusKey)).toBe('in_progress');
     await waitForBatch(stack.openai, id);
+    // The batch is completed in Postgres by the finalize step, a moment before its workflow hears back.
+    await handle.result();
     const done = await handle.query(progressQuery);
     expect(done).toMatchObject({
       phase: 'done',
