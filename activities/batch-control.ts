@@ -7,7 +7,7 @@ import { sql } from 'kysely';
 
 import { chunkActivityOptions } from '../lib/activity-options.js';
 import type { Config } from '../lib/config.js';
-import type { FileStore } from '../lib/file-store.js';
+import { readBytes, type FileStore } from '../lib/file-store.js';
 import { nowSeconds, stableId } from '../lib/ids.js';
 import { isBlank, readLines } from '../lib/jsonl.js';
 import type { Logger } from '../lib/logger.js';
@@ -20,6 +20,7 @@ import { persistedLines, resultCounts, segmentFolder } from '../schema/result-gr
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { loadBatch } from './load-batch.js';
 import { createOutputDrafts, outputKey, type CompletedFile, type OutputKind } from './output-draft.js';
+import { chunkMembers, membersKey, writeMembers } from './prefix-groups.js';
 import { notRunRow, persistResults, resultsInRange, type ResultRow } from './results.js';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
 
@@ -67,12 +68,6 @@ function utf16Of(prefix: Buffer): string | undefined {
   return undefined;
 }
 
-async function readPrefix(store: FileStore, key: string, bytes: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const part of store.read(key, { start: 0, end: bytes })) parts.push(Buffer.from(part as Uint8Array));
-  return Buffer.concat(parts);
-}
-
 /** Temporal allows 2,000 pending activities per workflow; stay well under it. */
 const MAX_PENDING_CHUNKS_CAP = 500;
 
@@ -115,16 +110,17 @@ export function createControlActivities(deps: ControlDeps) {
     return { ok: false, errors: errors.length };
   }
 
-  /** Writes "never ran" rows for every request line in the range that has no result yet. */
+  /** Writes "never ran" rows for every request line in the range (of `members` only, if given) that has no result yet. */
   async function fillMissing(
     batchId: string,
     inputKey: string,
     range: Pick<ChunkPlan, 'firstLine' | 'lastLine' | 'byteStart' | 'byteEnd'> | undefined,
+    members: ReadonlySet<number> | undefined,
     code: string,
     message: string,
     deadLetter: boolean,
   ): Promise<number> {
-    const { done } = await persistedLines(db, batchId, range);
+    const { done } = await persistedLines(db, batchId, range, members);
     const source = store.read(
       inputKey,
       range === undefined ? undefined : { start: range.byteStart, end: range.byteEnd },
@@ -141,7 +137,7 @@ export function createControlActivities(deps: ControlDeps) {
       safeHeartbeat({ filled });
     };
     for await (const line of lines) {
-      if (isBlank(line) || done.has(line.number)) continue;
+      if (isBlank(line) || done.has(line.number) || (members !== undefined && !members.has(line.number))) continue;
       const row = notRunRow(batchId, line.number, customIdOf(line.text, line.number), code, message);
       if (deadLetter)
         row.deadLetter = { attempts: 0, errors: [{ at: new Date().toISOString(), status: null, message }] };
@@ -231,7 +227,7 @@ export function createControlActivities(deps: ControlDeps) {
         ]);
       }
       // (An empty object has no range to ask for: S3 answers 416.)
-      const encoding = size >= 2 ? utf16Of(await readPrefix(store, inputKey, 2)) : undefined;
+      const encoding = size >= 2 ? utf16Of(await readBytes(store, inputKey, { start: 0, end: 2 })) : undefined;
       if (encoding !== undefined) {
         return failValidation(batchId, [
           {
@@ -262,6 +258,10 @@ export function createControlActivities(deps: ControlDeps) {
           maxCustomIdChars: config.batch.validationMaxCustomIdChars,
           maxLineBytes: config.batch.maxLineBytes,
           maxEmbeddingInputs: config.batch.validationMaxEmbeddingInputs,
+          // Embedding models keep no prefix cache to share.
+          ...(config.scheduling.prefixGrouping && batch.endpoint !== '/v1/embeddings'
+            ? { prefix: { minChars: config.scheduling.prefixMinChars, maxChars: config.scheduling.prefixMaxChars } }
+            : {}),
         },
       );
       const errors = result.errors;
@@ -310,7 +310,17 @@ export function createControlActivities(deps: ControlDeps) {
         chunksPerWorker: config.batch.chunksPerWorker,
         minChunkSize: minInFlight,
       });
-      const chunks = joinPieces(result.chunks, chunkSize);
+      let chunks = joinPieces(result.chunks, chunkSize);
+      const grouped = result.prefixes?.plan({
+        size: chunkSize,
+        maxGroups: config.scheduling.prefixMaxGroups,
+        minRequests: config.scheduling.prefixMinRequests,
+      });
+      if (grouped) {
+        const members = membersKey(segmentFolder(batchId));
+        await writeMembers(store, members, grouped.lines);
+        chunks = grouped.chunks.map((c) => ({ ...c, members }));
+      }
       log.info(
         {
           batchId,
@@ -319,6 +329,7 @@ export function createControlActivities(deps: ControlDeps) {
           workers,
           chunkSize,
           chunks: chunks.length,
+          ...(grouped ? { prefixGroups: grouped.groups } : {}),
         },
         'batch validated',
       );
@@ -337,7 +348,8 @@ export function createControlActivities(deps: ControlDeps) {
           MAX_PENDING_CHUNKS_CAP,
           Math.max(config.batch.maxPendingChunks, workers * (config.gpu.concurrentChunks + 1)),
         ),
-        outputDrafts: config.batch.outputDraftsPerBatch,
+        // A grouped plan's chunks do not end in input order, which writing the files ahead relies on.
+        outputDrafts: grouped ? 0 : config.batch.outputDraftsPerBatch,
         chunkActivity: chunkActivityOptions(config, chunkTaskQueue(config, result.model, result.requests)),
       };
     },
@@ -384,10 +396,12 @@ export function createControlActivities(deps: ControlDeps) {
       chunk: ChunkPlan;
       reason: string;
     }): Promise<{ completed: number; failed: number }> {
+      const members = await chunkMembers(store, input.chunk);
       const filled = await fillMissing(
         input.batchId,
         input.inputKey,
         input.chunk,
+        members,
         'chunk_failed',
         `The request could not be run: its chunk failed repeatedly (${input.reason}).`,
         true,
@@ -398,7 +412,7 @@ export function createControlActivities(deps: ControlDeps) {
       );
       deadLetteredChunksTotal.inc();
       // The whole chunk's counts, including what earlier attempts finished, for the workflow's progress.
-      const { completed, failed } = await resultsInRange(db, input.batchId, input.chunk);
+      const { completed, failed } = await resultsInRange(db, input.batchId, input.chunk, members);
       return { completed, failed };
     },
 
@@ -464,7 +478,7 @@ export function createControlActivities(deps: ControlDeps) {
                 ]
               : ['request_not_executed', 'This request was not executed.'];
       const started = performance.now();
-      const filled = await fillMissing(batchId, inputKey, undefined, code, message, outcome === 'completed');
+      const filled = await fillMissing(batchId, inputKey, undefined, undefined, code, message, outcome === 'completed');
       const filledAt = performance.now();
       if (filled > 0 && outcome === 'completed')
         log.error({ batchId, filled }, 'lines without a result at finalize were reported as failed');

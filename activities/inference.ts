@@ -19,6 +19,7 @@ import { modelOfTaskQueue, smallBatchTaskQueue } from '../lib/temporal.js';
 import type { Db } from '../schema/db.js';
 import { FailureType } from '../workflows/failure-types.js';
 import { describeEngineBody, isAuthFailure, modelOf, type Engine, type RetryPolicy } from './engine-client.js';
+import { chunkMembers } from './prefix-groups.js';
 import { resultRow, resultsInRange, ResultWriter } from './results.js';
 import type { ChunkPlan } from './validate.js';
 
@@ -114,7 +115,8 @@ export function createInferenceActivities(deps: InferenceDeps) {
       };
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
 
-      const { done } = await resultsInRange(db, batchId, chunk);
+      const members = await chunkMembers(store, chunk);
+      const { done } = await resultsInRange(db, batchId, chunk, members);
       const writer = new ResultWriter(db, store, batchId, {
         flushRows: config.batch.resultFlushRows,
         flushBytes: config.batch.resultSegmentBytes,
@@ -209,7 +211,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
         });
         for await (const line of lines) {
           if (signal.aborted) break;
-          if (isBlank(line) || done.has(line.number)) continue;
+          if (isBlank(line) || done.has(line.number) || (members !== undefined && !members.has(line.number))) continue;
           const request = JSON.parse(line.text) as RequestLine;
           // Waiting for a slot before reading on keeps at most the lines in flight in memory.
           const permit = await inFlight.acquire(signal, claim);
@@ -240,7 +242,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
         log.info({ sent, persisted: writer.persisted }, 'chunk cancelled');
         await ctx.cancelled;
       }
-      const { completed, failed } = await resultsInRange(db, batchId, chunk);
+      const { completed, failed } = await resultsInRange(db, batchId, chunk, members);
       chunksTotal.inc({ model: chunkModel, outcome: 'completed' });
       beat();
       return { chunk: chunk.index, completed, failed, sent };

@@ -7,7 +7,7 @@
 // only a read window of each.
 import { randomBytes } from 'node:crypto';
 
-import { writeChunk, type FileStore } from '../lib/file-store.js';
+import { writeBytes, type FileStore } from '../lib/file-store.js';
 import type { Db } from '../schema/db.js';
 import { bucketOf, segmentFolder } from '../schema/result-groups.js';
 
@@ -25,7 +25,6 @@ export interface WrittenSegment {
 /** Writes lines (ascending, one per line number) as one segment object. */
 export async function writeSegment(store: FileStore, batchId: string, lines: SegmentLine[]): Promise<WrittenSegment> {
   const key = `${segmentFolder(batchId)}${randomBytes(12).toString('hex')}.seg`;
-  const writer = await store.createWriter(key);
   const ranges = new Map<number, { start: number; end: number }>();
   let offset = 0;
   const texts: string[] = [];
@@ -39,15 +38,9 @@ export async function writeSegment(store: FileStore, batchId: string, lines: Seg
     offset += bytes;
     texts.push(text);
   }
-  try {
-    // One write: a flush is bounded (RESULT_SEGMENT_BYTES) and already in memory, and a write per line
-    // is a system call per line.
-    await writeChunk(writer.stream, texts.join(''));
-    await writer.commit();
-  } catch (err) {
-    await writer.abort();
-    throw err;
-  }
+  // One write: a flush is bounded (RESULT_SEGMENT_BYTES) and already in memory, and a write per line
+  // is a system call per line.
+  await writeBytes(store, key, texts.join(''));
   return { key, ranges };
 }
 

@@ -137,13 +137,17 @@ export function notRunRow(batchId: string, line: number, customId: string, code:
   };
 }
 
-/** What is already persisted for a range of a batch's lines (a chunk's): the lines, and how many succeeded or failed. */
+/**
+ * What is already persisted for a range of a batch's lines (a chunk's; of a prefix-grouped chunk, its
+ * `members` only): the lines, and how many succeeded or failed.
+ */
 export async function resultsInRange(
   db: Db,
   batchId: string,
   range: { firstLine: number; lastLine: number },
+  members?: ReadonlySet<number>,
 ): Promise<{ completed: number; failed: number; done: Set<number> }> {
-  const { done, failed } = await persistedLines(db, batchId, range);
+  const { done, failed } = await persistedLines(db, batchId, range, members);
   return { completed: done.size - failed.size, failed: failed.size, done };
 }
 

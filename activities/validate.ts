@@ -6,11 +6,17 @@ import { isBlank, type Line } from '../lib/jsonl.js';
 import { describeValue, isStorableText, nestsDeeperThan, safeText } from '../lib/sanitize.js';
 import type { ValidationError } from '../schema/tables.js';
 import { addLine, type LineRange } from './line-ranges.js';
+import { PrefixIndex, prefixKey, type PrefixSettings } from './prefix-groups.js';
 
 export interface ChunkPlan extends LineRange {
   index: number;
   /** Requests in the chunk (blank lines are not requests). */
   requests: number;
+  /**
+   * A prefix-grouped chunk: the file-store object listing its lines (prefix-groups.ts), which are only
+   * some of its span's. Absent: every request line of the span is the chunk's.
+   */
+  members?: string;
 }
 
 export interface ValidationParams {
@@ -26,6 +32,8 @@ export interface ValidationParams {
   maxLineBytes: number;
   /** Most inputs in one embeddings request (OpenAI's: 2,048). */
   maxEmbeddingInputs: number;
+  /** Index each request's prompt prefix, for a prefix-grouped plan. */
+  prefix?: PrefixSettings;
 }
 
 export interface ValidationOutcome {
@@ -35,6 +43,8 @@ export interface ValidationOutcome {
   /** Line of the first request, where a model problem is reported. */
   modelLine: number | null;
   chunks: ChunkPlan[];
+  /** With `prefix`: every request line's place and prefix. */
+  prefixes?: PrefixIndex;
 }
 
 /** Inputs an embeddings request asks for: OpenAI's 50,000 limit counts these, not lines. */
@@ -52,7 +62,7 @@ function checkLine(
   params: ValidationParams,
   state: { seen: Set<string>; model: string | null; keepIds: boolean },
   report: Report,
-): { model?: string; units: number } {
+): { model?: string; units: number; body?: Record<string, unknown> } {
   // `units` counts toward the request limit; a line that is not a request object counts for none.
   if (line.problem === 'too_long') {
     report(
@@ -157,7 +167,7 @@ function checkLine(
       'body.input',
     );
   }
-  return model === undefined ? { units } : { model, units };
+  return model === undefined ? { units, body } : { model, units, body };
 }
 
 export async function validateLines(lines: AsyncIterable<Line>, params: ValidationParams): Promise<ValidationOutcome> {
@@ -174,6 +184,7 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
   let units = 0;
   let modelLine: number | null = null;
   let tooMany = false;
+  const prefixes = params.prefix === undefined ? undefined : new PrefixIndex();
 
   for await (const line of lines) {
     if (isBlank(line)) continue;
@@ -185,7 +196,7 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
       (index) => ({ index, requests: 0 }),
     ).requests++;
 
-    let checked: { model?: string; units: number };
+    let checked: { model?: string; units: number; body?: Record<string, unknown> };
     try {
       checked = checkLine(line, params, state, (code, message, param = null) => {
         report(code, message, line.number, param);
@@ -204,6 +215,9 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
       modelLine = line.number;
     }
     units += checked.units;
+    // Not past the limit: the batch fails then, and the index would only cost memory.
+    if (prefixes !== undefined && params.prefix !== undefined && !tooMany)
+      prefixes.add(line, checked.body === undefined ? null : prefixKey(checked.body, params.prefix));
     if (!tooMany && units > params.maxRequests) {
       tooMany = true;
       // The batch fails anyway: keeping every later custom_id would only cost memory.
@@ -227,7 +241,7 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
       line: null,
     });
   }
-  return { errors, requests, model: state.model, modelLine, chunks };
+  return { errors, requests, model: state.model, modelLine, chunks, ...(prefixes === undefined ? {} : { prefixes }) };
 }
 
 /**

@@ -572,6 +572,31 @@ const SETTINGS = {
       z.coerce.number().int().min(0).default(1000),
       "A batch of at most this many requests runs on its model's small-batch task queue, in GPU slots of its own (`GPU_SMALL_BATCH_CHUNKS`), so it is never stuck behind a large batch's chunks (`0`: none)",
     ),
+    prefixGrouping: setting(
+      'PREFIX_GROUPING',
+      flag.default(true),
+      "Plan the lines of a batch that share a prompt prefix (a system prompt, or the same opening) into the same chunks, so the engine's prefix cache serves them; the output keeps the input's order. Applies when two or more groups are interleaved in the file; such a batch's files are written at its end only (no `OUTPUT_DRAFTS_PER_BATCH`)",
+    ),
+    prefixMinChars: setting(
+      'PREFIX_GROUP_MIN_CHARS',
+      positiveInt.default(256),
+      'A system (or developer) prompt at least this many characters long is the prefix a line is grouped by',
+    ),
+    prefixMaxChars: setting(
+      'PREFIX_GROUP_MAX_CHARS',
+      positiveInt.default(4096),
+      'At most this many characters of a prompt are compared; a line without a long enough system prompt is grouped by its first this-many characters when its prompt is longer',
+    ),
+    prefixMaxGroups: setting(
+      'PREFIX_GROUPS_MAX',
+      positiveInt.default(32),
+      "The largest this-many prefix groups of a batch are planned apart, the other lines together (each grouped chunk reads its lines' span of the input file, so this bounds how often the file is read)",
+    ),
+    prefixMinRequests: setting(
+      'PREFIX_GROUP_MIN_REQUESTS',
+      positiveInt.default(16),
+      'Smallest prefix group planned apart',
+    ),
   },
   worker: {
     shutdownGraceMs: setting(

@@ -106,6 +106,25 @@ function isDestroyed(stream: Writable): boolean {
  * Writes one chunk, waiting when the stream asks for a pause. A stream that is torn down while we wait
  * (a failed upload) never drains, so closing ends the wait too and the write fails with the reason.
  */
+/** An object (or a range of it) read whole into memory: for small objects only. */
+export async function readBytes(store: FileStore, key: string, range?: ByteRange): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const part of store.read(key, range)) parts.push(Buffer.from(part as Uint8Array));
+  return Buffer.concat(parts);
+}
+
+/** Writes a small object whole, or nothing. */
+export async function writeBytes(store: FileStore, key: string, data: string | Uint8Array): Promise<void> {
+  const writer = await store.createWriter(key);
+  try {
+    await writeChunk(writer.stream, data);
+    await writer.commit();
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+}
+
 export async function writeChunk(stream: Writable, chunk: string | Uint8Array): Promise<void> {
   await writeChunks(stream, [chunk]);
 }

@@ -14,16 +14,22 @@ export function bucketOf(line: number): number {
   return Math.floor(line / RESULT_BUCKET_LINES);
 }
 
-/** The lines of a batch (or of a range of its lines) that have a result, and which of them failed. */
+/**
+ * The lines of a batch (or of a range of its lines, or of those only `members`) that have a result, and
+ * which of them failed.
+ */
 export async function persistedLines(
   db: Db,
   batchId: string,
   range?: { firstLine: number; lastLine: number },
+  members?: ReadonlySet<number>,
 ): Promise<{ done: Set<number>; failed: Set<number> }> {
   let query = db.selectFrom('result_groups').select(['lines', 'failed']).where('batch_id', '=', batchId);
   if (range !== undefined)
     query = query.where('bucket', '>=', bucketOf(range.firstLine)).where('bucket', '<=', bucketOf(range.lastLine));
-  const inRange = (line: number): boolean => range === undefined || (line >= range.firstLine && line <= range.lastLine);
+  const inRange = (line: number): boolean =>
+    (range === undefined || (line >= range.firstLine && line <= range.lastLine)) &&
+    (members === undefined || members.has(line));
   const done = new Set<number>();
   const failed = new Set<number>();
   for (const group of await query.execute()) {
