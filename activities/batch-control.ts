@@ -318,7 +318,7 @@ export function createControlActivities(deps: ControlDeps) {
       });
       if (grouped) {
         const members = membersKey(segmentFolder(batchId));
-        await writeMembers(store, members, grouped.lines);
+        await writeMembers(store, members, grouped.runs);
         chunks = grouped.chunks.map((c) => ({ ...c, members }));
       }
       log.info(
@@ -401,7 +401,7 @@ export function createControlActivities(deps: ControlDeps) {
         input.batchId,
         input.inputKey,
         input.chunk,
-        members,
+        members?.lines,
         'chunk_failed',
         `The request could not be run: its chunk failed repeatedly (${input.reason}).`,
         true,
@@ -412,7 +412,7 @@ export function createControlActivities(deps: ControlDeps) {
       );
       deadLetteredChunksTotal.inc();
       // The whole chunk's counts, including what earlier attempts finished, for the workflow's progress.
-      const { completed, failed } = await resultsInRange(db, input.batchId, input.chunk, members);
+      const { completed, failed } = await resultsInRange(db, input.batchId, input.chunk, members?.lines);
       return { completed, failed };
     },
 

@@ -116,7 +116,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
       ctx.cancellationSignal.addEventListener('abort', onCancel, { once: true });
 
       const members = await chunkMembers(store, chunk);
-      const { done } = await resultsInRange(db, batchId, chunk, members);
+      const { done } = await resultsInRange(db, batchId, chunk, members?.lines);
       const writer = new ResultWriter(db, store, batchId, {
         flushRows: config.batch.resultFlushRows,
         flushBytes: config.batch.resultSegmentBytes,
@@ -205,23 +205,28 @@ export function createInferenceActivities(deps: InferenceDeps) {
       };
 
       try {
-        const lines = readLines(store.read(input.inputKey, { start: chunk.byteStart, end: chunk.byteEnd }), {
-          firstLine: chunk.firstLine,
-          startOffset: chunk.byteStart,
-        });
-        for await (const line of lines) {
-          if (signal.aborted) break;
-          if (isBlank(line) || done.has(line.number) || (members !== undefined && !members.has(line.number))) continue;
-          const request = JSON.parse(line.text) as RequestLine;
-          // Waiting for a slot before reading on keeps at most the lines in flight in memory.
-          const permit = await inFlight.acquire(signal, claim);
-          sent++;
-          const p = runOne(line.number, request, permit).catch((err: unknown) => {
-            // While stopping, errors are what stopping looks like (aborted requests, bodies cut off).
-            if (!signal.aborted) fail(err);
+        // A prefix-grouped chunk sends one group's run after another, each read from its own span.
+        for (const run of members?.runs ?? [{ ...chunk, lines: undefined }]) {
+          const own = run.lines === undefined ? undefined : new Set(run.lines);
+          const lines = readLines(store.read(input.inputKey, { start: run.byteStart, end: run.byteEnd }), {
+            firstLine: run.firstLine,
+            startOffset: run.byteStart,
           });
-          pending.add(p);
-          void p.finally(() => pending.delete(p));
+          for await (const line of lines) {
+            if (signal.aborted) break;
+            if (isBlank(line) || done.has(line.number) || (own !== undefined && !own.has(line.number))) continue;
+            const request = JSON.parse(line.text) as RequestLine;
+            // Waiting for a slot before reading on keeps at most the lines in flight in memory.
+            const permit = await inFlight.acquire(signal, claim);
+            sent++;
+            const p = runOne(line.number, request, permit).catch((err: unknown) => {
+              // While stopping, errors are what stopping looks like (aborted requests, bodies cut off).
+              if (!signal.aborted) fail(err);
+            });
+            pending.add(p);
+            void p.finally(() => pending.delete(p));
+          }
+          if (signal.aborted) break;
         }
       } catch (err) {
         if (!signal.aborted) fail(err);
@@ -242,7 +247,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
         log.info({ sent, persisted: writer.persisted }, 'chunk cancelled');
         await ctx.cancelled;
       }
-      const { completed, failed } = await resultsInRange(db, batchId, chunk, members);
+      const { completed, failed } = await resultsInRange(db, batchId, chunk, members?.lines);
       chunksTotal.inc({ model: chunkModel, outcome: 'completed' });
       beat();
       return { chunk: chunk.index, completed, failed, sent };

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readBytes, writeBytes, type FileStore } from '../lib/file-store.js';
 import { isRecord } from '../lib/json.js';
 import type { Line } from '../lib/jsonl.js';
+import type { LineRange } from './line-ranges.js';
 import type { ChunkPlan } from './validate.js';
 
 export interface PrefixSettings {
@@ -120,20 +121,28 @@ export class PrefixIndex {
     const rest = chosen.length;
     // Each line's place: its chosen group's, or `rest`; then whether the input already keeps them together.
     const placeOf = (i: number): number => slot.get(this.groups[i] ?? -1) ?? rest;
-    let runs = 0;
+    let stretches = 0;
     for (let i = 0, previous = -1; i < this.length; i++) {
       const place = placeOf(i);
-      if (place !== rest && place !== previous) runs++;
+      if (place !== rest && place !== previous) stretches++;
       previous = place;
     }
-    if (runs <= chosen.length) return null;
+    if (stretches <= chosen.length) return null;
 
     const members: number[][] = Array.from({ length: rest + 1 }, () => []);
     for (let i = 0; i < this.length; i++) members[placeOf(i)]?.push(i);
-    const chunks: ChunkPlan[] = [];
-    const lines: number[][] = [];
+    // Each group in parts of at most `size`, evenly (a group of 510 with chunks of 500 is two of 255,
+    // not 500 and 10); then parts packed into chunks of up to `size`, one after another, so a chunk
+    // fills the in-flight limit even when groups are small, and still sends one prefix at a time.
+    const runs: GroupRun[][] = [];
+    let open: GroupRun[] = [];
+    let held = 0;
+    const close = (): void => {
+      if (open.length > 0) runs.push(open);
+      open = [];
+      held = 0;
+    };
     for (const indices of members) {
-      // Evenly: a group of 510 with chunks of 500 is two of 255, not 500 and 10.
       const parts = Math.ceil(indices.length / o.size);
       for (let p = 0; p < parts; p++) {
         const part = indices.slice(
@@ -143,26 +152,40 @@ export class PrefixIndex {
         const first = part[0];
         const last = part.at(-1);
         if (first === undefined || last === undefined) continue;
-        chunks.push({
-          index: chunks.length,
+        if (held + part.length > o.size) close();
+        open.push({
           firstLine: this.lineNumbers[first] ?? 0,
           lastLine: this.lineNumbers[last] ?? 0,
           byteStart: this.starts[first] ?? 0,
           byteEnd: this.ends[last] ?? 0,
-          requests: part.length,
+          lines: part.map((i) => this.lineNumbers[i] ?? 0),
         });
-        lines.push(part.map((i) => this.lineNumbers[i] ?? 0));
+        held += part.length;
       }
     }
-    return { chunks, lines, groups: chosen.map((g) => g.count) };
+    close();
+    const chunks = runs.map((chunkRuns, index): ChunkPlan => ({
+      index,
+      firstLine: Math.min(...chunkRuns.map((r) => r.firstLine)),
+      lastLine: Math.max(...chunkRuns.map((r) => r.lastLine)),
+      byteStart: Math.min(...chunkRuns.map((r) => r.byteStart)),
+      byteEnd: Math.max(...chunkRuns.map((r) => r.byteEnd)),
+      requests: chunkRuns.reduce((n, r) => n + r.lines.length, 0),
+    }));
+    return { chunks, runs, groups: chosen.map((g) => g.count) };
   }
+}
+
+/** One prefix group's lines in a chunk (in input order), with the span of the file that holds them. */
+export interface GroupRun extends LineRange {
+  lines: number[];
 }
 
 export interface GroupedPlan {
   /** Spans from each chunk's first line to its last; other chunks' lines lie between. */
   chunks: ChunkPlan[];
-  /** Each chunk's request lines, by chunk index: what the chunk runs of its span. */
-  lines: number[][];
+  /** Each chunk's runs, by chunk index: what the chunk sends, one run after another. */
+  runs: GroupRun[][];
   /** Lines in each group planned apart, largest first. */
   groups: number[];
 }
@@ -172,17 +195,26 @@ export function membersKey(folder: string): string {
   return `${folder}chunk-members.json`;
 }
 
-/** Stores a grouped plan's chunk members, for its chunks to read back (`ChunkPlan.members`). */
-export async function writeMembers(store: FileStore, key: string, lines: number[][]): Promise<void> {
-  await writeBytes(store, key, JSON.stringify({ lines }));
+/** Stores a grouped plan's chunk runs, for its chunks to read back (`ChunkPlan.members`). */
+export async function writeMembers(store: FileStore, key: string, runs: GroupRun[][]): Promise<void> {
+  await writeBytes(store, key, JSON.stringify({ runs }));
 }
 
-/** The request lines a chunk runs: a grouped chunk's members; undefined: every request line of its span. */
-export async function chunkMembers(store: FileStore, chunk: ChunkPlan): Promise<ReadonlySet<number> | undefined> {
+export interface ChunkMembers {
+  /** Every request line of the chunk. */
+  lines: ReadonlySet<number>;
+  /** In the order they are sent. */
+  runs: GroupRun[];
+}
+
+/** A grouped chunk's lines and runs; undefined: the chunk is every request line of its span, in order. */
+export async function chunkMembers(store: FileStore, chunk: ChunkPlan): Promise<ChunkMembers | undefined> {
   if (chunk.members === undefined) return undefined;
-  const stored = JSON.parse((await readBytes(store, chunk.members)).toString('utf8')) as { lines?: unknown };
-  const lines = Array.isArray(stored.lines) ? (stored.lines[chunk.index] as unknown) : undefined;
-  if (!Array.isArray(lines) || !lines.every((l) => Number.isInteger(l)))
-    throw new Error(`chunk ${chunk.index} is not listed in ${chunk.members}`);
-  return new Set(lines as number[]);
+  const stored = JSON.parse((await readBytes(store, chunk.members)).toString('utf8')) as { runs?: unknown };
+  const runs = Array.isArray(stored.runs) ? (stored.runs[chunk.index] as unknown) : undefined;
+  if (!Array.isArray(runs)) throw new Error(`chunk ${chunk.index} is not listed in ${chunk.members}`);
+  const checked = runs as GroupRun[];
+  const lines = new Set<number>();
+  for (const run of checked) for (const line of run.lines) lines.add(line);
+  return { lines, runs: checked };
 }

@@ -1291,6 +1291,131 @@ export async function shared(o: Options): Promise<ScenarioResult> {
   };
 }
 
+/** Deterministic words for a system prompt of its own: group `g`'s text differs from its first token. */
+function systemPrompt(g: number, chars: number): string {
+  const words = ['policy', 'customer', 'invoice', 'refund', 'account', 'shipping', 'contract', 'support', 'review'];
+  let text = `You are assistant ${g}. `;
+  for (let i = 0; text.length < chars; i++)
+    text += `${words[(i * 7 + g * 3) % words.length] ?? ''} ${(i * 31 + g) % 97} `;
+  return text.slice(0, chars);
+}
+
+/**
+ * 15. A prefix-heavy workload: a few long system prompts, each with many user turns, shuffled in the
+ * file. The system (prefix-aware planning, the default) against a direct client sending the lines in
+ * file order at the same concurrency, on an engine whose KV cache cannot hold every prompt beside
+ * the requests running; and the system with `PREFIX_GROUPING=false`.
+ */
+export async function prefix(o: Options): Promise<ScenarioResult> {
+  const prompts = 20;
+  const turns = o.quick ? 100 : 250;
+  const promptTokens = 1000;
+  const maxTokens = 128;
+  const concurrency = 256;
+  const model = 'prefix';
+  // What a 24 GB GPU leaves Llama-3.1-8B for its KV cache at gpu_memory_utilization 0.85 (0.85 × 24 GiB
+  // − 15 GiB of weights − about 2 GiB of activations ≈ 3.4 GiB, 128 KiB a token): 1,740 blocks of 16.
+  const settings = engineSettings({
+    model,
+    numGpuBlocks: 1740,
+    maxNumSeqs: concurrency,
+    maxModelLen: 8192,
+    outputTokens: `${maxTokens}`,
+  });
+  const texts = Array.from({ length: prompts }, (_, g) => systemPrompt(g, promptTokens * 4));
+  // A fixed shuffle (a multiplicative step through the lines), the same for both sides.
+  const count = prompts * turns;
+  const step = 7919;
+  const lines = Array.from({ length: count }, (_, k) => {
+    const i = (k * step) % count;
+    const body = {
+      model,
+      messages: [
+        { role: 'system', content: texts[i % prompts] },
+        { role: 'user', content: `Question ${i}: what should happen next with case ${i}?` },
+      ],
+      max_tokens: maxTokens,
+      ignore_eos: true,
+    };
+    return JSON.stringify({ custom_id: `r${k}`, method: 'POST', url: '/v1/chat/completions', body });
+  });
+  const ratio = metric('throughput vs direct client in file order', 'ratio', 'higher', { op: '>=', value: 1.3 });
+  const system = metric('system time, create to completed', 's', 'lower');
+  const direct = metric('direct client time, file order', 's', 'lower');
+  const ungrouped = metric('system time with PREFIX_GROUPING=false', 's', 'lower');
+  const cachedSystem = metric('prompt tokens from the prefix cache, system', '%', 'higher');
+  const cachedDirect = metric('prompt tokens from the prefix cache, direct client', '%', 'higher');
+  const cachedUngrouped = metric('prompt tokens from the prefix cache, PREFIX_GROUPING=false', '%', 'higher');
+  const promptTotal = async (engine: Engine): Promise<{ prompt: number; cached: number }> => {
+    const text = await (await fetch(`${engine.url}/metrics`)).text();
+    return {
+      prompt: sampleSum(text, 'vllm:prefix_cache_queries_total') ?? 0,
+      cached: sampleSum(text, 'vllm:prefix_cache_hits_total') ?? 0,
+    };
+  };
+  await withInfra(async (infra) => {
+    const engine = await startEngine(settings);
+    // Share of the prompt tokens the engine took from its prefix cache while `run` ran.
+    const cachedShare = async (run: () => Promise<void>): Promise<number> => {
+      await engine.resetPrefixCache();
+      const before = await promptTotal(engine);
+      await run();
+      const after = await promptTotal(engine);
+      return (100 * (after.cached - before.cached)) / Math.max(1, after.prompt - before.prompt);
+    };
+    try {
+      for (const grouping of [true, false]) {
+        const stack = await startStack(infra, {
+          engines: [engine],
+          env: { GPU_MAX_INFLIGHT: String(concurrency), PREFIX_GROUPING: String(grouping), ...o.stackEnv },
+          profileDir: o.profileDir,
+        });
+        try {
+          const fileId = await upload(stack, lines);
+          for (let run = 0; run < o.runs; run++) {
+            if (grouping) {
+              let seconds = 0;
+              cachedDirect.values.push(
+                await cachedShare(async () => {
+                  const d = await runDirect(engine.url, lines, concurrency);
+                  if (d.failed > 0) throw new Error(`the direct client saw ${d.failed} failures`);
+                  seconds = d.seconds;
+                }),
+              );
+              direct.values.push(seconds);
+            }
+            let seconds = 0;
+            const share = await cachedShare(async () => {
+              const { createdAt } = await runBatch(stack, fileId);
+              seconds = (Date.now() - createdAt) / 1000;
+            });
+            if (grouping) {
+              system.values.push(seconds);
+              cachedSystem.values.push(share);
+              ratio.values.push((direct.values.at(-1) ?? 0) / seconds);
+            } else {
+              ungrouped.values.push(seconds);
+              cachedUngrouped.values.push(share);
+            }
+            log.info({ grouping, run, seconds, cachedShare: share }, 'prefix run');
+          }
+        } finally {
+          await stack.stop();
+        }
+      }
+    } finally {
+      await engine.process.stop();
+    }
+  });
+  return {
+    name: 'prefix',
+    title: 'A prefix-heavy workload',
+    setup: `${int(count)} chat requests: ${prompts} system prompts of ${int(promptTokens)} tokens, each with ${int(turns)} user turns of about 16 tokens, shuffled in the file; ${maxTokens} tokens out each. ${describeEngine(settings)} (the KV cache a 24 GB GPU leaves Llama-3.1-8B at \`gpu_memory_utilization\` 0.85: the ${prompts} prompts take ${int((prompts * promptTokens) / 16)} of its blocks). The direct client sends the lines in file order, ${concurrency} at a time; the system runs one GPU worker with \`GPU_MAX_INFLIGHT=${concurrency}\`, timed from \`batches.create\` to \`completed\`, validation and finalize included; each side starts from an empty prefix cache. Cached share: vLLM's prefix_cache_hits over prefix_cache_queries (prompt tokens looked up).`,
+    metrics: [ratio, system, direct, ungrouped, cachedSystem, cachedDirect, cachedUngrouped],
+    notes: [],
+  };
+}
+
 /** Mean of the values (0 for none). */
 const mean = (values: number[]): number =>
   values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
@@ -1527,5 +1652,6 @@ export const SCENARIOS = {
   fairness,
   overload,
   shared,
+  prefix,
 } as const;
 export type ScenarioName = keyof typeof SCENARIOS;

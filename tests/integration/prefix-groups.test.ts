@@ -111,31 +111,34 @@ describe('prefix-aware planning', () => {
     await engine.close();
   });
 
-  it('sends the lines of each system prompt together, and answers in input order with cached tokens in usage', async () => {
-    const count = 400;
-    // In file order, nearly every request would follow one with another prompt.
-    const inFileOrder = Array.from({ length: count }, (_, i) => PROMPTS[promptOf(i)] ?? '');
-    expect(switches(inFileOrder)).toBeGreaterThan(count / 2);
+  // 100 lines a prompt: two chunks of 50 each; 20 a prompt: two prompts one after the other in a chunk.
+  it.each([400, 80])(
+    'sends the lines of each system prompt together, and answers in input order with cached tokens in usage (%i lines)',
+    async (count) => {
+      // In file order, nearly every request would follow one with another prompt.
+      const inFileOrder = Array.from({ length: count }, (_, i) => PROMPTS[promptOf(i)] ?? '');
+      expect(switches(inFileOrder)).toBeGreaterThan(count / 2);
 
-    proxy.arrivals.length = 0;
-    const batch = await runBatch(stack, shuffledLines(model, count));
-    expect(batch.status).toBe('completed');
-    expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
-    const outputs = await expectEachLineOnce(stack.openai, batch, count);
+      proxy.arrivals.length = 0;
+      const batch = await runBatch(stack, shuffledLines(model, count));
+      expect(batch.status).toBe('completed');
+      expect(batch.request_counts).toEqual({ total: count, completed: count, failed: 0 });
+      const outputs = await expectEachLineOnce(stack.openai, batch, count);
 
-    // Each chunk holds one prompt's lines; two chunks share the engine at a time, so a prompt changes
-    // about once per chunk of 50, not at nearly every request.
-    expect(proxy.arrivals).toHaveLength(count);
-    expect(switches(proxy.arrivals)).toBeLessThan(count / 10);
+      // Each chunk holds one prompt's lines; two chunks share the engine at a time, so a prompt changes
+      // about once per chunk of 50, not at nearly every request.
+      expect(proxy.arrivals).toHaveLength(count);
+      expect(switches(proxy.arrivals)).toBeLessThan(count / 10);
 
-    // The engine's prefix cache served each prompt after its first requests, and usage says so.
-    const cached = outputs.ok.map((l) => {
-      const usage = l.response?.body.usage as { prompt_tokens_details?: { cached_tokens?: number } } | undefined;
-      return usage?.prompt_tokens_details?.cached_tokens ?? 0;
-    });
-    expect(cached.filter((n) => n > 0).length).toBeGreaterThan(count * 0.9);
-    expect(batch.usage?.input_tokens_details.cached_tokens).toBe(cached.reduce((a, b) => a + b, 0));
-  });
+      // The engine's prefix cache served each prompt after its first requests, and usage says so.
+      const cached = outputs.ok.map((l) => {
+        const usage = l.response?.body.usage as { prompt_tokens_details?: { cached_tokens?: number } } | undefined;
+        return usage?.prompt_tokens_details?.cached_tokens ?? 0;
+      });
+      expect(cached.filter((n) => n > 0).length).toBeGreaterThan(count * 0.9);
+      expect(batch.usage?.input_tokens_details.cached_tokens).toBe(cached.reduce((a, b) => a + b, 0));
+    },
+  );
 
   it("dead-letters only a failing grouped chunk's own lines, each once", async () => {
     await setFaults(engine, { down: true });

@@ -56,33 +56,46 @@ function index(n: number, keyOf: (line: number) => string | null): PrefixIndex {
 }
 
 describe('PrefixIndex.plan', () => {
-  it('plans interleaved groups apart, each chunk one group, every line once', () => {
+  it('plans interleaved groups apart: each run one group, every line once, chunks within the size', () => {
     // Three prompts in turn, and every tenth line without a shared prefix.
     const keyOf = (i: number): string | null => (i % 10 === 0 ? null : `k${i % 3}`);
     const plan = index(300, keyOf).plan({ size: 40, maxGroups: 8, minRequests: 5 });
     expect(plan).not.toBeNull();
     if (plan === null) return;
-    const all = plan.lines.flat().sort((a, b) => a - b);
-    expect(all).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+    const all = plan.runs.flat().flatMap((r) => r.lines);
+    expect(all.sort((a, b) => a - b)).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
     expect(plan.groups).toHaveLength(3);
+    expect(plan.chunks).toHaveLength(plan.runs.length);
     for (const [i, chunk] of plan.chunks.entries()) {
-      const members = plan.lines[i] ?? [];
+      const runs = plan.runs[i] ?? [];
+      const lines = runs.flatMap((r) => r.lines);
       expect(chunk.index).toBe(i);
-      expect(chunk.requests).toBe(members.length);
-      expect(members.length).toBeLessThanOrEqual(40);
-      // In input order, and the span is from the first member to the last.
-      expect(members).toEqual([...members].sort((a, b) => a - b));
-      expect(chunk.firstLine).toBe(members[0]);
-      expect(chunk.lastLine).toBe(members.at(-1));
-      expect(chunk.byteStart).toBe((members[0] ?? 0) * 100);
-      expect(chunk.byteEnd).toBe((members.at(-1) ?? 0) * 100 + 99);
-      expect(new Set(members.map(keyOf)).size).toBe(1);
+      expect(chunk.requests).toBe(lines.length);
+      expect(lines.length).toBeLessThanOrEqual(40);
+      expect(chunk.firstLine).toBe(Math.min(...lines));
+      expect(chunk.lastLine).toBe(Math.max(...lines));
+      for (const run of runs) {
+        // In input order, one group, and the span is from the run's first line to its last.
+        expect(run.lines).toEqual([...run.lines].sort((a, b) => a - b));
+        expect(new Set(run.lines.map(keyOf)).size).toBe(1);
+        expect(run.firstLine).toBe(run.lines[0]);
+        expect(run.lastLine).toBe(run.lines.at(-1));
+        expect(run.byteStart).toBe((run.lines[0] ?? 0) * 100);
+        expect(run.byteEnd).toBe((run.lines.at(-1) ?? 0) * 100 + 99);
+      }
     }
   });
 
-  it('splits a group evenly between chunks', () => {
-    const plan = index(102, (i) => `k${i % 2}`).plan({ size: 50, maxGroups: 8, minRequests: 5 });
-    expect(plan?.chunks.map((c) => c.requests)).toEqual([25, 26, 25, 26]);
+  it('splits a large group evenly, and packs small groups one after another into a chunk', () => {
+    const split = index(102, (i) => `k${i % 2}`).plan({ size: 50, maxGroups: 8, minRequests: 5 });
+    expect(split?.chunks.map((c) => c.requests)).toEqual([25, 26, 25, 26]);
+    // Ten groups of 20 in chunks of up to 100: five whole groups a chunk, sent a group at a time.
+    const packed = index(200, (i) => `k${i % 10}`).plan({ size: 100, maxGroups: 16, minRequests: 5 });
+    expect(packed?.chunks.map((c) => c.requests)).toEqual([100, 100]);
+    expect(packed?.runs.map((runs) => runs.map((r) => r.lines.length))).toEqual([
+      [20, 20, 20, 20, 20],
+      [20, 20, 20, 20, 20],
+    ]);
   });
 
   it('plans nothing apart when there is no second group or the file already keeps groups together', () => {
@@ -96,9 +109,12 @@ describe('PrefixIndex.plan', () => {
 
   it('keeps only the largest maxGroups groups apart; the rest run together', () => {
     const keyOf = (i: number): string => (i % 4 === 0 ? 'big' : i % 4 === 1 ? 'mid' : `small${i % 8}`);
-    const plan = index(400, keyOf).plan({ size: 1000, maxGroups: 2, minRequests: 5 });
+    const plan = index(400, keyOf).plan({ size: 100, maxGroups: 2, minRequests: 5 });
     expect(plan?.groups).toEqual([100, 100]);
-    // big, mid, then every other line in one chunk.
-    expect(plan?.chunks.map((c) => c.requests)).toEqual([100, 100, 200]);
+    // big, mid, then every other line, in two chunks.
+    expect(plan?.chunks.map((c) => c.requests)).toEqual([100, 100, 100, 100]);
+    expect(new Set(plan?.runs[0]?.[0]?.lines.map(keyOf))).toEqual(new Set(['mid'])); // the first seen of equals
+    expect(new Set(plan?.runs[1]?.[0]?.lines.map(keyOf))).toEqual(new Set(['big']));
+    expect(new Set(plan?.runs[2]?.[0]?.lines.map(keyOf)).size).toBeGreaterThan(1);
   });
 });
