@@ -45,6 +45,8 @@ export type BatchPlan =
       maxPendingChunks: number;
       /** How many times at most the output files are written ahead while the batch runs (absent in plans before it). */
       outputDrafts?: number;
+      /** Planned by prompt prefix: the lines of each group planned apart, largest first (absent: by line ranges). */
+      prefixGroups?: number[];
       /** How the plan's chunks run: on the GPU task queue of its model. */
       chunkActivity: ActivityOptions;
     }
@@ -350,6 +352,7 @@ export function createControlActivities(deps: ControlDeps) {
         ),
         // A grouped plan's chunks do not end in input order, which writing the files ahead relies on.
         outputDrafts: grouped ? 0 : config.batch.outputDraftsPerBatch,
+        ...(grouped ? { prefixGroups: grouped.groups } : {}),
         chunkActivity: chunkActivityOptions(config, chunkTaskQueue(config, result.model, result.requests)),
       };
     },

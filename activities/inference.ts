@@ -188,6 +188,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
           deps.progress();
           requestsTotal.inc({ model, outcome: row.ok ? 'completed' : 'failed' });
           tokensTotal.inc({ model, kind: 'prompt' }, row.input_tokens);
+          tokensTotal.inc({ model, kind: 'cached' }, row.cached_tokens);
           tokensTotal.inc({ model, kind: 'completion' }, row.output_tokens);
           if (!row.ok)
             log.debug(

@@ -98,7 +98,7 @@ export function toMarkdown(results: ScenarioResult[], kept?: string): string {
     `Measured by \`npm run bench\` on ${m.cpus} × ${m.cpu}, ${m.memoryGb} GiB, Node ${m.node}. Targets are judged on the median`,
     "run. The engine is the vLLM simulator (vLLM's v1 scheduler, calibrated to an H100 serving Llama-3.1-8B:",
     '`simulator/README.md`), except in "Real vLLM (CPU)", which runs vLLM\'s CPU build; everything else is the',
-    'real stack, each part its own process. Reproduce with `npm run bench` (about 75 minutes), or one scenario',
+    'real stack, each part its own process. Reproduce with `npm run bench` (about 90 minutes), or one scenario',
     'with `npm run bench -- --scenario ceiling`; on a machine with an NVIDIA GPU, `bench/gpu/overhead.sh` runs',
     'the overhead scenario on real vLLM with a real model.',
     '',

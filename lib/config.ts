@@ -572,6 +572,11 @@ const SETTINGS = {
       z.coerce.number().int().min(0).default(1000),
       "A batch of at most this many requests runs on its model's small-batch task queue, in GPU slots of its own (`GPU_SMALL_BATCH_CHUNKS`), so it is never stuck behind a large batch's chunks (`0`: none)",
     ),
+    urgentWindowSeconds: setting(
+      'URGENT_WINDOW_SECONDS',
+      z.coerce.number().int().min(0).default(3600),
+      "A batch whose `completion_window` is at most this long (e.g. `1h`) and that sets no `priority` runs at priority 2, one above the default: its chunks leave Temporal's queue before 24 h batches' queued earlier, and its requests go first at the GPU workers (`0`: the window never changes the priority)",
+    ),
     prefixGrouping: setting(
       'PREFIX_GROUPING',
       flag.default(true),

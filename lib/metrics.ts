@@ -24,7 +24,7 @@ export const requestsTotal = new Counter({
 });
 export const tokensTotal = new Counter({
   name: 'gpu_batch_tokens_total',
-  help: 'Tokens the engine reported in usage, by model and kind (prompt, completion)',
+  help: "Tokens the engine reported in usage, by model and kind (prompt; cached: the part of prompt served from the engine's prefix cache, when vLLM reports it; completion)",
   labelNames: ['model', 'kind'] as const,
 });
 export const engineRequestSeconds = new Histogram({

@@ -35,7 +35,12 @@ export interface BatchStart {
   projectName: string;
   inputFileId: string;
   priority: number | null;
+  /** Length of its completion window, seconds. */
+  windowSeconds: number;
 }
+
+/** One level above Temporal's default (3) of its five. */
+const URGENT_PRIORITY_KEY = 2;
 
 /** Temporal limits fairness keys to 64 bytes: a longer project name is keyed by its digest. */
 export function fairnessKeyOf(projectName: string): string {
@@ -43,9 +48,21 @@ export function fairnessKeyOf(projectName: string): string {
   return `project-${createHash('sha256').update(projectName).digest('hex').slice(0, 40)}`;
 }
 
-export function batchPriority(config: Config, batch: Pick<BatchStart, 'projectName' | 'priority'>): Priority {
+/**
+ * Temporal's priority for a batch's workflow and chunks: its own `priority`; without one, a short
+ * completion window (`URGENT_WINDOW_SECONDS`) is one level more urgent than the default, so its chunks
+ * leave the task queue before those of 24 h batches queued earlier (earliest deadline first between
+ * batches of a model); its fairness key and weight: its project's.
+ */
+export function batchPriority(
+  config: Config,
+  batch: Pick<BatchStart, 'projectName' | 'priority' | 'windowSeconds'>,
+): Priority {
+  const { urgentWindowSeconds } = config.scheduling;
+  const urgent = urgentWindowSeconds > 0 && batch.windowSeconds <= urgentWindowSeconds;
+  const priorityKey = batch.priority ?? (urgent ? URGENT_PRIORITY_KEY : undefined);
   return {
-    ...(batch.priority !== null ? { priorityKey: batch.priority } : {}),
+    ...(priorityKey !== undefined ? { priorityKey } : {}),
     fairnessKey: fairnessKeyOf(batch.projectName),
     fairnessWeight: config.scheduling.projectWeights.get(batch.projectName) ?? 1,
   };

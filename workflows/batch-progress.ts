@@ -62,6 +62,7 @@ export class BatchTracker {
     const p = this.progress;
     p.requests = plan.requests;
     p.chunks.total = plan.chunks.length;
+    if (plan.prefixGroups !== undefined) p.prefixGroups = plan.prefixGroups;
     upsertSearchAttributes([
       { key: BatchModelKey, value: plan.model },
       { key: BatchRequestCountKey, value: plan.requests },

@@ -7,6 +7,8 @@ export interface BatchProgress {
   completed: number;
   failed: number;
   chunks: { total: number; done: number; running: number; deadLettered: number };
+  /** Lines of each prompt-prefix group the chunks were planned by (largest first); absent: planned by line ranges. */
+  prefixGroups?: number[];
   cancelRequested: boolean;
   expired: boolean;
   /** When the completion window ends (ISO 8601; null before validation). */

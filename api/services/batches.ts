@@ -168,6 +168,7 @@ export async function createBatch(
       projectName: project.name,
       inputFileId: row.input_file_id,
       priority: row.priority,
+      windowSeconds: window,
     });
   } catch (err) {
     // A start can fail after the server took it (a timeout on the reply): look before giving up.

@@ -156,4 +156,16 @@ describe('priority between batches', () => {
     expect(lowWhenHighEnded).toBeGreaterThanOrEqual(0);
     expect(lowWhenHighEnded).toBeLessThan(200);
   });
+
+  it('runs a batch with a short completion window before 24 h batches queued earlier, without a priority of its own', async () => {
+    const late = await submitBatch(stack, batchLines({ model, count: 300 }));
+    await waitForProgress(stack.openai, late.id, 25);
+    const soon = await submitBatch(stack, batchLines({ model, count: 75 }), { completionWindow: '1h' });
+    // Its own priority stays unset: the window is what made it urgent.
+    expect((soon as unknown as { priority: number | null }).priority).toBeNull();
+    await waitForBatch(stack.openai, soon.id);
+    const counts = (await stack.openai.batches.retrieve(late.id)).request_counts;
+    expect((counts?.completed ?? 0) + (counts?.failed ?? 0)).toBeLessThan(200);
+    await waitForBatch(stack.openai, late.id);
+  });
 });
