@@ -61,20 +61,23 @@ interface RequestLine {
  * Whose share of the engine a chunk's requests take: its batch's priority first (as Temporal orders
  * tasks), then its project's share (the fairness key its batch was started with), and within the
  * project small batches' chunks first, then the earliest deadline (the batch's expiry), then chunks
- * in the order they started, each sending all its lines before the next.
+ * in the order they started (one batch's started together: in plan order), each sending all its lines before the next.
  */
 function chunkClaim(
   config: Config,
   taskQueue: string,
   priority: Priority | undefined,
   deadline: number | undefined,
+  chunk: number,
 ): Required<Claim> {
   const small = taskQueue === smallBatchTaskQueue(config, modelOfTaskQueue(config, taskQueue));
   return {
     key: priority?.fairnessKey ?? '',
     // Unset arrives as 0 (the protobuf default), which Temporal reads as its default level.
     priority: priority?.priorityKey || DEFAULT_PRIORITY_KEY,
-    rank: [small ? 0 : 1, deadline ?? Number.POSITIVE_INFINITY, Date.now()],
+    // Chunks of one batch often start in the same millisecond: their plan order settles it, so they
+    // never take turns (which would mix their prompt prefixes at the engine).
+    rank: [small ? 0 : 1, deadline ?? Number.POSITIVE_INFINITY, Date.now(), chunk],
   };
 }
 
@@ -126,7 +129,7 @@ export function createInferenceActivities(deps: InferenceDeps) {
       let sent = 0;
       // The task queue is the model's own: metrics name the model even for a chunk that sends nothing.
       const chunkModel = modelOfTaskQueue(config, ctx.info.taskQueue);
-      const claim = chunkClaim(config, ctx.info.taskQueue, ctx.info.priority, input.deadline);
+      const claim = chunkClaim(config, ctx.info.taskQueue, ctx.info.priority, input.deadline, chunk.index);
       inFlight.setWeight(claim.key, ctx.info.priority?.fairnessWeight ?? 1);
       // A more urgent batch (Temporal priority 1) is also more urgent at the engine.
       const enginePriority =

@@ -138,9 +138,9 @@ describe('prefix-aware planning', () => {
       });
       expect(cached.filter((n) => n > 0).length).toBeGreaterThan(count * 0.9);
       expect(batch.usage?.input_tokens_details.cached_tokens).toBe(cached.reduce((a, b) => a + b, 0));
-    // The plan, as the Temporal UI's Queries tab shows it: each prompt's lines planned apart.
-    const progress = await stack.temporal.workflow.getHandle(batch.id).query(progressQuery);
-    expect(progress.prefixGroups).toEqual(PROMPTS.map(() => count / PROMPTS.length));
+      // The plan, as the Temporal UI's Queries tab shows it: each prompt's lines planned apart.
+      const progress = await stack.temporal.workflow.getHandle(batch.id).query(progressQuery);
+      expect(progress.prefixGroups).toEqual(PROMPTS.map(() => count / PROMPTS.length));
     },
   );
 
