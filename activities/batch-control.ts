@@ -20,7 +20,7 @@ import { persistedLines, resultCounts, segmentFolder } from '../schema/result-gr
 import { isLive, LIVE_BATCH_STATES, type BatchStatus, type ValidationError } from '../schema/tables.js';
 import { loadBatch } from './load-batch.js';
 import { createOutputDrafts, outputKey, type CompletedFile, type OutputKind } from './output-draft.js';
-import { chunkMembers, membersKey, writeMembers } from './prefix-groups.js';
+import { chunkMembers, writeMembers } from './prefix-groups.js';
 import { notRunRow, persistResults, resultsInRange, type ResultRow } from './results.js';
 import { chunkSizeFor, joinPieces, pieceSize, validateLines, type ChunkPlan } from './validate.js';
 
@@ -319,9 +319,8 @@ export function createControlActivities(deps: ControlDeps) {
         minRequests: config.scheduling.prefixMinRequests,
       });
       if (grouped) {
-        const members = membersKey(segmentFolder(batchId));
-        await writeMembers(store, members, grouped.runs);
-        chunks = grouped.chunks.map((c) => ({ ...c, members }));
+        const keys = await writeMembers(store, segmentFolder(batchId), grouped.runs);
+        chunks = grouped.chunks.map((c, i) => ({ ...c, members: keys[i] }));
       }
       log.info(
         {

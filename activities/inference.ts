@@ -211,6 +211,8 @@ export function createInferenceActivities(deps: InferenceDeps) {
       try {
         // A prefix-grouped chunk sends one group's run after another, each read from its own span.
         for (const run of members?.runs ?? [{ ...chunk, lines: undefined }]) {
+          // A resumed chunk does not read again the runs it has finished.
+          if (run.lines?.every((l) => done.has(l)) === true) continue;
           const own = run.lines === undefined ? undefined : new Set(run.lines);
           const lines = readLines(store.read(input.inputKey, { start: run.byteStart, end: run.byteEnd }), {
             firstLine: run.firstLine,

@@ -2,7 +2,7 @@
 // characters) are planned into the same chunks, so an engine computes that prefix once and serves
 // the rest of the group from its prefix cache instead of evicting it for the other groups' prefixes
 // in between. Results stay keyed by input line, so the output keeps the input's order.
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 import { readBytes, writeBytes, type FileStore } from '../lib/file-store.js';
 import { isRecord } from '../lib/json.js';
@@ -36,10 +36,12 @@ function promptParts(body: Record<string, unknown>): { system: string; rest: str
     for (const m of messages) {
       if (!isRecord(m)) continue;
       const text = contentText(m.content);
-      if (leading && (m.role === 'system' || m.role === 'developer')) system += `${m.role}\u0000${text}\u0000`;
+      // Only a string is a role: anything else (an object with its own toString...) is none.
+      const role = typeof m.role === 'string' ? m.role : '';
+      if (leading && (role === 'system' || role === 'developer')) system += `${role}\u0000${text}\u0000`;
       else {
         leading = false;
-        rest += `${String(m.role)}\u0000${text}\u0000`;
+        rest += `${role}\u0000${text}\u0000`;
       }
     }
   } else if (typeof body.prompt === 'string') rest = body.prompt;
@@ -190,14 +192,25 @@ export interface GroupedPlan {
   groups: number[];
 }
 
-/** Where a grouped batch's chunk members are kept (with its results, and removed with them). */
-export function membersKey(folder: string): string {
-  return `${folder}chunk-members.json`;
-}
+/** Chunk objects written at once while planning: a plan of a 50,000-line batch has about a hundred. */
+const WRITE_AT_ONCE = 8;
 
-/** Stores a grouped plan's chunk runs, for its chunks to read back (`ChunkPlan.members`). */
-export async function writeMembers(store: FileStore, key: string, runs: GroupRun[][]): Promise<void> {
-  await writeBytes(store, key, JSON.stringify({ runs }));
+/**
+ * Stores each chunk's runs as an object of its own in `folder` (the batch's results folder, removed
+ * with them), under a name new to this plan: a validate attempt that outlives its timeout writes its
+ * own objects, never those a later attempt's plan names. Returns each chunk's key (`ChunkPlan.members`).
+ */
+export async function writeMembers(store: FileStore, folder: string, runs: GroupRun[][]): Promise<string[]> {
+  const plan = `${folder}plan-${randomBytes(8).toString('hex')}/`;
+  const keys = runs.map((_, index) => `${plan}chunk-${index}.json`);
+  for (let at = 0; at < runs.length; at += WRITE_AT_ONCE) {
+    await Promise.all(
+      runs
+        .slice(at, at + WRITE_AT_ONCE)
+        .map((chunkRuns, i) => writeBytes(store, keys[at + i] ?? '', JSON.stringify({ runs: chunkRuns }))),
+    );
+  }
+  return keys;
 }
 
 export interface ChunkMembers {
@@ -211,10 +224,9 @@ export interface ChunkMembers {
 export async function chunkMembers(store: FileStore, chunk: ChunkPlan): Promise<ChunkMembers | undefined> {
   if (chunk.members === undefined) return undefined;
   const stored = JSON.parse((await readBytes(store, chunk.members)).toString('utf8')) as { runs?: unknown };
-  const runs = Array.isArray(stored.runs) ? (stored.runs[chunk.index] as unknown) : undefined;
-  if (!Array.isArray(runs)) throw new Error(`chunk ${chunk.index} is not listed in ${chunk.members}`);
-  const checked = runs as GroupRun[];
+  if (!Array.isArray(stored.runs)) throw new Error(`${chunk.members} lists no runs`);
+  const runs = stored.runs as GroupRun[];
   const lines = new Set<number>();
-  for (const run of checked) for (const line of run.lines) lines.add(line);
-  return { lines, runs: checked };
+  for (const run of runs) for (const line of run.lines) lines.add(line);
+  return { lines, runs };
 }

@@ -170,6 +170,16 @@ function checkLine(
   return model === undefined ? { units, body } : { model, units, body };
 }
 
+/** A line's prefix key; a body it cannot read (a bug of ours) is planned without one, never failing the batch. */
+function keyOrNone(body: Record<string, unknown> | undefined, settings: PrefixSettings): string | null {
+  if (body === undefined) return null;
+  try {
+    return prefixKey(body, settings);
+  } catch {
+    return null;
+  }
+}
+
 export async function validateLines(lines: AsyncIterable<Line>, params: ValidationParams): Promise<ValidationOutcome> {
   const errors: ValidationError[] = [];
   let suppressed = 0;
@@ -217,7 +227,7 @@ export async function validateLines(lines: AsyncIterable<Line>, params: Validati
     units += checked.units;
     // Not past the limit: the batch fails then, and the index would only cost memory.
     if (prefixes !== undefined && params.prefix !== undefined && !tooMany)
-      prefixes.add(line, checked.body === undefined ? null : prefixKey(checked.body, params.prefix));
+      prefixes.add(line, keyOrNone(checked.body, params.prefix));
     if (!tooMany && units > params.maxRequests) {
       tooMany = true;
       // The batch fails anyway: keeping every later custom_id would only cost memory.

@@ -102,10 +102,6 @@ function isDestroyed(stream: Writable): boolean {
   return stream.destroyed;
 }
 
-/**
- * Writes one chunk, waiting when the stream asks for a pause. A stream that is torn down while we wait
- * (a failed upload) never drains, so closing ends the wait too and the write fails with the reason.
- */
 /** An object (or a range of it) read whole into memory: for small objects only. */
 export async function readBytes(store: FileStore, key: string, range?: ByteRange): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -125,6 +121,10 @@ export async function writeBytes(store: FileStore, key: string, data: string | U
   }
 }
 
+/**
+ * Writes one chunk, waiting when the stream asks for a pause. A stream that is torn down while we wait
+ * (a failed upload) never drains, so closing ends the wait too and the write fails with the reason.
+ */
 export async function writeChunk(stream: Writable, chunk: string | Uint8Array): Promise<void> {
   await writeChunks(stream, [chunk]);
 }

@@ -7,18 +7,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import type { RunningSimulator } from '../../simulator/server.js';
 import { progressQuery } from '../../workflows/messages.js';
-import { batchLines, expectEachLineOnce, outputsByCustomId, runBatch } from '../support/batches.js';
-import { setFaults, startTestSimulator } from '../support/simulator.js';
+import { batchLines, expectEachLineOnce, runBatch } from '../support/batches.js';
+import { startTestSimulator } from '../support/simulator.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
 /**
  * Stands in front of an engine and notes the system prompt of each request as it arrives, in order:
- * what the engine's prefix cache sees.
+ * what the engine's prefix cache sees. Requests with the `refused` prompt are answered 401, as an
+ * engine that does not take this worker's key would.
  */
 async function recordingProxy(
   target: string,
-): Promise<{ url: string; arrivals: string[]; close: () => Promise<void> }> {
+): Promise<{ url: string; arrivals: string[]; refused: { prompt?: string }; close: () => Promise<void> }> {
   const arrivals: string[] = [];
+  const refused: { prompt?: string } = {};
   const server: Server = createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (part: Buffer) => parts.push(part));
@@ -27,7 +29,13 @@ async function recordingProxy(
       const body = Buffer.concat(parts);
       if (req.method === 'POST' && req.url?.startsWith('/v1/') === true) {
         const parsed = JSON.parse(body.toString('utf8')) as { messages?: { content?: string }[] };
-        arrivals.push(parsed.messages?.[0]?.content ?? '');
+        const prompt = parsed.messages?.[0]?.content ?? '';
+        arrivals.push(prompt);
+        if (prompt === refused.prompt) {
+          res.writeHead(401, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: 'Unauthorized' }));
+          return;
+        }
       }
       const headers = new Headers();
       for (const [name, value] of Object.entries(req.headers))
@@ -49,6 +57,7 @@ async function recordingProxy(
   return {
     url: `http://127.0.0.1:${port}`,
     arrivals,
+    refused,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
@@ -144,33 +153,36 @@ describe('prefix-aware planning', () => {
     },
   );
 
-  it("dead-letters only a failing grouped chunk's own lines, each once", async () => {
-    await setFaults(engine, { down: true });
-    const count = 120;
+  it('dead-letters only the grouped chunks that keep failing, and only their own lines', async () => {
+    // Every request with the first prompt is refused: its chunks fail each attempt and are dead-lettered;
+    // the chunks of the other prompts, whose lines lie between theirs, run.
+    const count = 400;
+    proxy.refused.prompt = PROMPTS[0];
     try {
       const batch = await runBatch(stack, shuffledLines(model, count), 120_000);
       expect(batch.status).toBe('completed');
-      expect(batch.request_counts).toEqual({ total: count, completed: 0, failed: count });
-      const { counts, failed } = await expectEachLineOnce(stack.openai, batch, count);
-      expect(counts.size).toBe(count);
+      const refusedLines = Array.from({ length: count }, (_, i) => i).filter((i) => promptOf(i) === 0);
+      expect(batch.request_counts).toEqual({
+        total: count,
+        completed: count - refusedLines.length,
+        failed: refusedLines.length,
+      });
+      const { failed } = await expectEachLineOnce(stack.openai, batch, count);
+      expect(failed.map((l) => l.custom_id).sort()).toEqual(refusedLines.map((i) => `req-${i}`).sort());
       expect(new Set(failed.map((l) => l.error?.code))).toEqual(new Set(['chunk_failed']));
       const letters = await stack.db
         .selectFrom('dead_letters')
         .select('line')
         .where('batch_id', '=', batch.id)
         .execute();
-      expect(new Set(letters.map((l) => l.line)).size).toBe(count);
-      const progress = await stack.temporal.workflow
-        .getHandle(batch.id)
-        .query<{ chunks: { deadLettered: number; total: number } }>('progress');
-      // Planned by prompt: more chunks than the 120 lines would make in runs of 50.
-      expect(progress.chunks.total).toBeGreaterThanOrEqual(PROMPTS.length);
-      expect(progress.chunks.deadLettered).toBe(progress.chunks.total);
+      expect(letters).toHaveLength(refusedLines.length);
+      const progress = await stack.temporal.workflow.getHandle(batch.id).query(progressQuery);
+      // The first prompt's 100 lines are two chunks of 50; every other chunk completed.
+      expect(progress.chunks.deadLettered).toBe(2);
+      expect(progress.chunks.done).toBe(progress.chunks.total);
+      expect(progress).toMatchObject({ completed: count - refusedLines.length, failed: refusedLines.length });
     } finally {
-      await setFaults(engine, { down: false });
+      delete proxy.refused.prompt;
     }
-    // And the engine back, a batch runs as before.
-    const after = await runBatch(stack, shuffledLines(model, 60));
-    expect((await outputsByCustomId(stack.openai, after)).counts.size).toBe(60);
   });
 });

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
 import { PrefixIndex, prefixKey } from '../../activities/prefix-groups.js';
@@ -35,6 +36,33 @@ describe('prefixKey', () => {
     expect(prefixKey({ model: 'm' }, settings)).toBeNull();
     expect(prefixKey('not an object', settings)).toBeNull();
     expect(prefixKey({ messages: [null, 3, { role: 'system', content: { odd: true } }] }, settings)).toBeNull();
+  });
+
+  it('never throws, whatever the body: a key or null', () => {
+    // Values whose String() throws, as JSON.parse can never make but a body may come to hold.
+    const odd = { toString: 1, valueOf: 2 };
+    expect(prefixKey({ messages: [{ role: odd, content: 'x'.repeat(100) }] }, settings)).not.toBeNull();
+    expect(prefixKey({ messages: [{ role: [odd], content: [odd, { text: odd }] }] }, settings)).toBeNull();
+    const value = fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constant(odd));
+    const message = fc.record(
+      { role: fc.oneof(fc.constantFrom('system', 'developer', 'user'), value), content: value },
+      { requiredKeys: [] },
+    );
+    const body = fc.record(
+      {
+        messages: fc.oneof(fc.array(fc.oneof(message, value), { maxLength: 5 }), value),
+        prompt: value,
+        input: value,
+        instructions: value,
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(fc.oneof(body, value), (b) => {
+        const key = prefixKey(b, settings);
+        expect(key === null || /^[\w-]{16}$/.test(key)).toBe(true);
+      }),
+    );
   });
 
   it('reads the Responses API instructions as the system prompt', () => {
