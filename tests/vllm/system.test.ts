@@ -1,6 +1,6 @@
 // Batches through the whole system against real vLLM (its CPU build, the tiny random-weight model):
 // every endpoint it serves, its context-length rules, its own 4xx bodies in the error file, prefix
-// caching reaching usage, an endpoint it does not serve refused at validation; a GPU worker that runs
+// caching reaching usage, a batch planned by prompt prefix, an endpoint it does not serve refused at validation; a GPU worker that runs
 // its own vLLM (VLLM_COMMAND) and restarts it after kill -9 mid-batch; and a wrong engine key.
 import { execFileSync } from 'node:child_process';
 import getPort from 'get-port';
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import { Engine } from '../../activities/engine-client.js';
 import { TINY_MODEL_NAME, vllmCommand } from '../../dev/vllm-local.js';
+import { progressQuery } from '../../workflows/messages.js';
 import { expectEveryLineDone, outputsByCustomId, runBatch, runDisruptedBatch } from '../support/batches.js';
 import { spawnGpuWorker, type ChildUnderTest } from '../support/processes.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
@@ -170,6 +171,37 @@ describe('batches against real vLLM', () => {
         (out.response?.body.usage as { prompt_tokens_details: { cached_tokens: number } }).prompt_tokens_details
           .cached_tokens,
       ).toBeGreaterThan(0);
+  });
+
+  it('plans lines that share a system prompt into the same chunks, and vLLM serves their prefix from its cache', async () => {
+    // Three prompts of some 300 tokens (two of vLLM's 128-token blocks each on the CPU), 16 lines each
+    // (the smallest group planned apart), taking turns in the file.
+    const prompts = ['alpha', 'beta', 'gamma'].map((w) => words(300, w));
+    const count = 48;
+    const content = lines(
+      ...Array.from({ length: count }, (_, i) =>
+        line(`req-${i}`, '/v1/chat/completions', {
+          messages: [
+            { role: 'system', content: prompts[i % prompts.length] },
+            { role: 'user', content: `question ${i}` },
+          ],
+          max_tokens: 2,
+          ignore_eos: true,
+        }),
+      ),
+    );
+    const batch = await runBatch(stack, content, 300_000);
+    const { ok } = await expectEveryLineDone(stack.openai, batch, count);
+    const progress = await stack.temporal.workflow.getHandle(batch.id).query(progressQuery);
+    expect(progress.prefixGroups).toEqual([16, 16, 16]);
+    // Each prompt is computed about once (more only where its first requests ran in one step).
+    const cached = ok.map(
+      (out) =>
+        (out.response?.body.usage as { prompt_tokens_details: { cached_tokens: number } }).prompt_tokens_details
+          .cached_tokens,
+    );
+    expect(cached.filter((n) => n >= 256).length).toBeGreaterThanOrEqual(count - 3 * vllm.maxNumSeqs);
+    expect(batch.usage?.input_tokens_details.cached_tokens).toBe(cached.reduce((a, b) => a + b, 0));
   });
 
   it('refuses at validation an endpoint the model is not served on', async () => {
