@@ -107,10 +107,10 @@ export class PrefixIndex {
   }
 
   /**
-   * Chunks of at most `size` requests, each holding one prefix group's lines (in input order), the
-   * largest `maxGroups` groups of at least `minRequests` lines first, then the other lines; or null
+   * Chunks of at most `size` requests made of runs, each run one prefix group's lines (in input order):
+   * the largest `maxGroups` groups of at least `minRequests` lines first, then the other lines; or null
    * when that would not group anything the input's own order does not already (fewer than two such
-   * groups, or each already in one run of lines).
+   * groups, or each already in one stretch of lines).
    */
   plan(o: { size: number; maxGroups: number; minRequests: number }): GroupedPlan | null {
     const chosen = this.counts
