@@ -5,10 +5,9 @@ import { SingleBar } from 'cli-progress';
 import type OpenAI from 'openai';
 
 import { sleep } from '../lib/abortable.js';
+import { progressOf, Rate, TERMINAL_STATUSES } from './progress.js';
 
 type Batch = OpenAI.Batches.Batch;
-
-export const TERMINAL_STATUSES = new Set(['completed', 'failed', 'expired', 'cancelled']);
 
 export interface WatchOptions {
   intervalMs: number;
@@ -17,28 +16,6 @@ export interface WatchOptions {
   stream?: NodeJS.WriteStream;
 }
 
-/** Requests a second over the whole watch, from the first poll that saw work under way. */
-class Throughput {
-  private first: { at: number; done: number } | undefined;
-
-  observe(done: number, now = Date.now()): number {
-    if (this.first === undefined) {
-      this.first = { at: now, done };
-      return 0;
-    }
-    const seconds = (now - this.first.at) / 1000;
-    return seconds <= 0 ? 0 : (done - this.first.done) / seconds;
-  }
-}
-
-function formatEta(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '--';
-  if (seconds < 60) return `${Math.ceil(seconds)}s`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${String(Math.ceil(seconds % 60)).padStart(2, '0')}s`;
-  return `${Math.floor(seconds / 3600)}h${String(Math.floor((seconds % 3600) / 60)).padStart(2, '0')}m`;
-}
-
-/** Polls until the batch ends, drawing its progress; resolves with the final batch. */
 /**
  * One poll with a signal of its own, linked to the caller's: the SDK leaves a listener on whatever
  * signal it is given, and a long watch would otherwise pile them up on the caller's.
@@ -57,6 +34,7 @@ async function retrieveOnce(openai: OpenAI, batchId: string, signal: AbortSignal
   }
 }
 
+/** Polls until the batch ends, drawing its progress; resolves with the final batch. */
 export async function watchBatch(
   openai: OpenAI,
   batchId: string,
@@ -68,7 +46,7 @@ export async function watchBatch(
     ? undefined
     : new SingleBar({
         stream,
-        format: '{id} {status} |{bar}| {done}/{total} done, {failed} failed | {rate} req/s | ETA {eta}',
+        format: '{id} {phase} |{bar}| {counts} | {rate} req/s | ETA {eta}',
         barCompleteChar: '#',
         barIncompleteChar: '-',
         barsize: 24,
@@ -78,24 +56,15 @@ export async function watchBatch(
         notTTYSchedule: options.intervalMs,
         fps: 4,
       });
-  const throughput = new Throughput();
+  const rate = new Rate();
   let started = false;
   try {
     for (;;) {
       const batch = await retrieveOnce(openai, batchId, signal);
       const counts = batch.request_counts ?? { total: 0, completed: 0, failed: 0 };
       const done = counts.completed + counts.failed;
-      const rate = batch.status === 'in_progress' || batch.status === 'finalizing' ? throughput.observe(done) : 0;
-      const remaining = counts.total - done;
-      const payload = {
-        id: batch.id,
-        status: batch.status.padEnd(11),
-        done,
-        total: counts.total,
-        failed: counts.failed,
-        rate: rate.toFixed(1),
-        eta: remaining === 0 ? '0s' : rate > 0 ? formatEta(remaining / rate) : '--',
-      };
+      const progress = progressOf(batch, rate.observe(batch));
+      const payload = { id: batch.id, ...progress, phase: progress.phase.padEnd(10) };
       if (bar !== undefined) {
         if (!started) {
           bar.start(Math.max(counts.total, 1), done, payload);

@@ -1,4 +1,4 @@
-// `gpu-batch submit|watch|status|list|cancel|retry|download`: everyday batch work from the command
+// `gpu-batch submit|watch|top|status|list|cancel|retry|download`: everyday batch work from the command
 // line, all through the API (the same calls the openai SDK makes).
 //
 // Exit codes: 0 the batch completed and every request succeeded; 2 it completed but some requests
@@ -16,6 +16,7 @@ import { toFile } from 'openai';
 
 import { api } from '../clients.js';
 import { date, EXIT, idCommand, jsonOption, mb, print } from '../output.js';
+import { top } from '../top.js';
 import { watchBatch } from '../watch.js';
 
 type Batch = OpenAI.Batches.Batch;
@@ -131,6 +132,11 @@ function details(batch: Batch): string {
   ].join('\n');
 }
 
+/** --interval in seconds as milliseconds: at least 200, 2 s for what is not a number. */
+function pollEvery(seconds: string): number {
+  return Math.max(200, Number(seconds) * 1000 || 2000);
+}
+
 interface WatchFlags {
   wait: boolean;
   interval: string;
@@ -150,7 +156,7 @@ async function follow(batch: Batch, flags: WatchFlags): Promise<void> {
     );
     return;
   }
-  const intervalMs = Math.max(200, Number(flags.interval) * 1000 || 2000);
+  const intervalMs = pollEvery(flags.interval);
   const interrupt = new AbortController();
   const onSigint = (): void => {
     interrupt.abort(new Error('interrupted'));
@@ -234,6 +240,36 @@ export function registerBatchCommands(program: Command): void {
     .addOption(json)
     .action(async (batchId: string, opts: WatchFlags) => {
       await follow(await api().batches.retrieve(batchId), opts);
+    });
+
+  program
+    .command('top')
+    .description('every unfinished batch with its phase, progress, rate and ETA, refreshed in place (Ctrl-C stops)')
+    .option('--interval <seconds>', 'how often to refresh', '2')
+    .option('--once', 'print the table once and exit')
+    .option('--scan <n>', 'look at no more than this many of the newest batches', '1000')
+    .action(async (opts: { interval: string; once?: boolean; scan: string }) => {
+      const stop = new AbortController();
+      const onSigint = (): void => {
+        stop.abort(new Error('interrupted'));
+      };
+      process.once('SIGINT', onSigint);
+      try {
+        await top(
+          api(),
+          {
+            intervalMs: pollEvery(opts.interval),
+            once: opts.once === true,
+            scan: Math.max(1, Number(opts.scan) || 1000),
+          },
+          stop.signal,
+        );
+      } catch (err) {
+        // Ctrl-C is how a top ends.
+        if (!stop.signal.aborted) throw err;
+      } finally {
+        process.removeListener('SIGINT', onSigint);
+      }
     });
 
   idCommand(

@@ -11,6 +11,7 @@ import { batchLines } from '../support/batches.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { startTestSimulator } from '../support/simulator.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
+import { openTerminal } from '../support/tmux.js';
 import { startWebhookReceiver, verified, type WebhookReceiver } from '../support/webhook-receiver.js';
 
 interface ProgressLine {
@@ -21,11 +22,13 @@ interface ProgressLine {
 
 /** The progress lines the bar printed (off a terminal, one per update). */
 function progressLines(stderr: string): ProgressLine[] {
-  return [...stderr.matchAll(/\|[#-]+\| (\d+)\/(\d+) done, (\d+) failed \| [\d.]+ req\/s \| ETA \S+/g)].map((m) => ({
-    done: Number(m[1]),
-    total: Number(m[2]),
-    failed: Number(m[3]),
-  }));
+  return [...stderr.matchAll(/\|[#-]+\| (\d+)\/(\d+) done, (\d+) failed \| (?:[\d.]+|--) req\/s \| ETA \S+/g)].map(
+    (m) => ({
+      done: Number(m[1]),
+      total: Number(m[2]),
+      failed: Number(m[3]),
+    }),
+  );
 }
 
 describe('the gpu-batch command line', () => {
@@ -166,6 +169,62 @@ describe('the gpu-batch command line', () => {
     expect((await readFile(path.join(dir, `${id}.errors.jsonl`), 'utf8')).trim().split('\n')).toHaveLength(
       cancelledCount,
     );
+  });
+
+  it('top: every unfinished batch with its progress, rate and ETA, redrawn in place in a terminal', async () => {
+    await writeFile(path.join(dir, 'watched.jsonl'), batchLines({ model, count: 3000 }));
+    const id = (JSON.parse((await cli(['submit', 'watched.jsonl', '--no-wait', '--json'])).stdout) as { id: string })
+      .id;
+    const terminal = await openTerminal(
+      [process.execPath, `${process.cwd()}/cli/gpu-batch.mjs`, 'top', '--interval', '0.3'],
+      {
+        OPENAI_BASE_URL: `${stack.apiUrl}/v1`,
+        OPENAI_API_KEY: stack.apiKey,
+        LOG_LEVEL: 'warn',
+      },
+    );
+    try {
+      // The batch's row, once it runs: its progress, a rate and an ETA.
+      const row = new RegExp(
+        `^${id} +${model} +running +\\|[#-]{12}\\| +(\\d+)/3000 done, 0 failed +([\\d.]+) +(\\d+m?\\d*s) +23h59m`,
+        'm',
+      );
+      let screen = '';
+      const done: number[] = [];
+      for (const started = Date.now(); done.length < 3 && Date.now() - started < 30_000;) {
+        screen = await terminal.screen();
+        const match = row.exec(screen);
+        if (match !== null && Number(match[1]) > 0 && Number(match[1]) !== done.at(-1)) done.push(Number(match[1]));
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(done.length, screen).toBe(3);
+      expect([...done].sort((a, b) => a - b)).toEqual(done);
+      // Redrawn in place: one header and one row of the batch on the screen, however many refreshes.
+      expect(screen.match(/^BATCH +MODEL +PHASE/gm)).toHaveLength(1);
+      expect(screen.match(new RegExp(`^${id} `, 'gm'))).toHaveLength(1);
+      expect(screen).toMatch(/unfinished · \d+ requests left · [\d.]+ req\/s together/);
+
+      // Off a terminal, --once prints the table once.
+      const once = await cli(['top', '--once']);
+      expect(once.code).toBe(0);
+      expect(once.stdout).toMatch(new RegExp(`^${id} +${model} +(running|finalizing) `, 'm'));
+      expect(once.stdout.match(/^BATCH /gm)).toHaveLength(1);
+
+      // When it has ended (cancelled, unless it completed first), it leaves the table; Ctrl-C ends top itself.
+      await cli(['cancel', id]);
+      for (const started = Date.now(); Date.now() - started < 30_000;) {
+        screen = await terminal.screen();
+        if (!screen.includes(id)) break;
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(screen).not.toContain(id);
+      await terminal.keys('C-c');
+      for (const started = Date.now(); (await terminal.alive()) && Date.now() - started < 10_000;)
+        await new Promise((r) => setTimeout(r, 100));
+      expect(await terminal.alive()).toBe(false);
+    } finally {
+      await terminal.close();
+    }
   });
 
   it('registers a webhook whose signed event arrives when a batch submitted from the CLI ends', async () => {
