@@ -12,7 +12,7 @@ import { sleep } from '../lib/abortable.js';
 import type { EngineLoad, Overload } from '../lib/adaptive-limit.js';
 import { newId } from '../lib/ids.js';
 import { attemptOutcome, engineRequestSeconds, engineRetriesTotal } from '../lib/metrics.js';
-import { sampleMax, sampleSum } from '../lib/prometheus-text.js';
+import { histogramTotals, sampleMax, sampleSum } from '../lib/prometheus-text.js';
 import { safeText } from '../lib/sanitize.js';
 
 export interface EngineOptions {
@@ -200,14 +200,16 @@ export class Engine {
       parts.push(part);
     }
     const text = Buffer.concat(parts, size).toString('utf8');
-    const sum = sampleSum(text, 'vllm:time_to_first_token_seconds_sum');
-    const count = sampleSum(text, 'vllm:time_to_first_token_seconds_count');
     return {
       waiting: sampleSum(text, 'vllm:num_requests_waiting'),
       // Per engine (data parallel): the fullest one is the one that preempts.
       kvUsage: sampleMax(text, 'vllm:kv_cache_usage_perc'),
       preemptions: sampleSum(text, 'vllm:num_preemptions_total'),
-      ttftSeconds: sum === undefined || count === undefined ? undefined : { sum, count },
+      ttftSeconds: histogramTotals(text, 'vllm:time_to_first_token_seconds'),
+      // Older vLLMs name it time_per_output_token_seconds.
+      itlSeconds:
+        histogramTotals(text, 'vllm:inter_token_latency_seconds') ??
+        histogramTotals(text, 'vllm:time_per_output_token_seconds'),
     };
   }
 

@@ -595,3 +595,34 @@ export function pinApart(vllmGroup: number, engineCpu = 1, restCpu = 0): void {
     }
   }
 }
+
+/**
+ * Sets the nice of a process (every thread), and with `tree` of everything it started. The shared-GPU
+ * scenario raises what stands in for a GPU (the simulated engine, whose steps run on this machine's
+ * CPU) and the client that times it, so the system under test's CPU use on this small machine does
+ * not delay them. A negative nice needs root: returns false when refused.
+ */
+export function renice(rootPid: number, nice: number, options: { tree: boolean }): boolean {
+  const procs = readProcs();
+  const inTree = (p: Proc): boolean => {
+    if (!options.tree) return p.pid === rootPid;
+    for (let cur: Proc | undefined = p, hops = 0; cur !== undefined && hops < 64; cur = procs.get(cur.ppid), hops++)
+      if (cur.pid === rootPid) return true;
+    return false;
+  };
+  for (const p of procs.values()) {
+    if (!inTree(p)) continue;
+    let tasks: string[];
+    try {
+      tasks = readdirSync(`/proc/${p.pid}/task`);
+    } catch {
+      continue; // gone meanwhile
+    }
+    try {
+      execFileSync('renice', ['-n', String(nice), '-p', ...tasks], { stdio: 'ignore' });
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}

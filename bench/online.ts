@@ -1,11 +1,14 @@
 // Online users of an engine: streamed chat requests arriving at random (a Poisson process) at a given
 // rate, each timed to its first streamed event (time to first token), as an interactive client sees it.
+import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:http';
 
 export interface OnlineLoad {
   /** Mean arrivals a second. */
   rate: number;
   seconds: number;
+  /** Requests arriving in the first this many seconds are sent but not timed (the engine settling). */
+  warmupSeconds?: number;
   model: string;
   maxTokens: number;
   promptChars: number;
@@ -19,20 +22,25 @@ export interface OnlineResult {
   failed: number;
 }
 
+/**
+ * `arrivals` draws the gaps between requests: the same seeded generator in two phases gives both the
+ * same arrivals (the same bursts), so their quantiles compare the engine's load and not the luck of
+ * the draw. Prompts differ in every call all the same, so no phase is served from another's cache.
+ */
 export async function runOnline(
   engineUrl: string,
   load: OnlineLoad,
-  random: () => number = Math.random,
+  arrivals: () => number = Math.random,
 ): Promise<OnlineResult> {
   const agent = new Agent({ keepAlive: true });
   const ttftMs: number[] = [];
   let failed = 0;
   const pad = 'y'.repeat(Math.max(0, load.promptChars - 32));
-  const one = (i: number): Promise<void> =>
+  const one = (i: number, timed: boolean): Promise<void> =>
     new Promise((resolve) => {
       const payload = JSON.stringify({
         model: load.model,
-        messages: [{ role: 'user', content: `Online question ${i} ${random()}. ${pad}` }],
+        messages: [{ role: 'user', content: `Online question ${i} ${randomBytes(8).toString('hex')}. ${pad}` }],
         max_tokens: load.maxTokens,
         ignore_eos: true,
         stream: true,
@@ -44,8 +52,10 @@ export async function runOnline(
       const end = (ok: boolean): void => {
         if (ended) return;
         ended = true;
-        if (ok && first !== undefined) ttftMs.push(first - sent);
-        else failed++;
+        if (timed) {
+          if (ok && first !== undefined) ttftMs.push(first - sent);
+          else failed++;
+        }
         resolve();
       };
       const req = request(
@@ -79,11 +89,11 @@ export async function runOnline(
   let at = 0;
   for (let i = 0; ; i++) {
     // Exponential gaps between arrivals: a Poisson process of the given rate.
-    at += (-Math.log(1 - random()) / load.rate) * 1000;
+    at += (-Math.log(1 - arrivals()) / load.rate) * 1000;
     if (at > load.seconds * 1000) break;
     const wait = start + at - performance.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-    pending.push(one(i));
+    pending.push(one(i, at >= (load.warmupSeconds ?? 0) * 1000));
   }
   await Promise.all(pending);
   agent.destroy();

@@ -538,6 +538,22 @@ const SETTINGS = {
       "The engine's mean time to first token (ms, over each reading, every request's: batch ones included) above which the limit is cut: for an engine that also serves online users, a little above their usual one and above what the batch requests see",
       '(not steered by it)',
     ),
+    adaptiveItlMs: setting(
+      'GPU_ADAPTIVE_ITL_MS',
+      z.coerce.number().positive().optional(),
+      "The engine's mean time between tokens (ms, `vllm:inter_token_latency_seconds` over each reading: about one engine step, the same for every running request) above which the limit is cut: for an engine that also serves online users, their inter-token target. Every step carries the batch's share, so it follows what the batch costs online users whatever the prompts; the way to run batch in the gaps of an online fleet",
+      '(not steered by it)',
+    ),
+    adaptiveLatencyHeadroom: setting(
+      'GPU_ADAPTIVE_LATENCY_HEADROOM',
+      z.coerce.number().min(0).lt(1).default(0.1),
+      'With `GPU_ADAPTIVE_TTFT_MS` or `GPU_ADAPTIVE_ITL_MS`: the limit stops growing once a mean is within this share (0–1) of its target, instead of growing into it and overshooting (`0`: grows up to the target)',
+    ),
+    adaptiveLatencyReadings: setting(
+      'GPU_ADAPTIVE_LATENCY_READINGS',
+      positiveInt.default(3),
+      'Readings (`GPU_ADAPTIVE_INTERVAL_MS` apart) a latency mean spans for `GPU_ADAPTIVE_ITL_MS` and `GPU_ADAPTIVE_TTFT_MS`, restarted by each cut: one reading swings with every burst of online prompts',
+    ),
     concurrentChunks: setting(
       'GPU_CONCURRENT_CHUNKS',
       positiveInt.default(2),

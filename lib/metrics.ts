@@ -45,7 +45,7 @@ export const inflightLimit = new Gauge({
 });
 export const inflightLimitChangesTotal = new Counter({
   name: 'gpu_batch_inflight_limit_changes_total',
-  help: 'Moves of the adaptive in-flight limit, by why (increase; rate_limited, unavailable, timeout, preemption, queue, slow_first_token)',
+  help: 'Moves of the adaptive in-flight limit, by why (increase; rate_limited, unavailable, timeout, preemption, queue, slow_first_token, slow_tokens)',
   labelNames: ['gpu', 'reason'] as const,
 });
 export const projectInflightRequests = new Gauge({

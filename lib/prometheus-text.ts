@@ -32,6 +32,13 @@ export function sampleMax(exposition: string, name: string): number | undefined 
   return values.length === 0 ? undefined : Math.max(...values);
 }
 
+/** A histogram's `_sum` and `_count` over its label sets (both counters), or undefined without both. */
+export function histogramTotals(exposition: string, name: string): { sum: number; count: number } | undefined {
+  const sum = sampleSum(exposition, `${name}_sum`);
+  const count = sampleSum(exposition, `${name}_count`);
+  return sum === undefined || count === undefined ? undefined : { sum, count };
+}
+
 /** The value of a sample line after its name: `{labels} value [timestamp]` or ` value [timestamp]`. */
 function sampleValue(rest: string): number | undefined {
   let i = 0;

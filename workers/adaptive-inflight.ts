@@ -16,7 +16,7 @@ export function adaptiveLimit(config: Config, inFlight: Semaphore, log: Logger):
   const labels = { gpu: gpu.index };
   inflightLimit.set(labels, gpu.maxInFlight);
   if (!gpu.adaptive) return undefined;
-  return new AdaptiveLimit(
+  const limit = new AdaptiveLimit(
     {
       floor: Math.min(gpu.minInFlight, gpu.maxInFlight),
       ceiling: gpu.maxInFlight,
@@ -25,17 +25,24 @@ export function adaptiveLimit(config: Config, inFlight: Semaphore, log: Logger):
       maxWaiting: gpu.adaptiveMaxWaiting,
       maxKvUsage: gpu.adaptiveMaxKvUsage,
       ttftTargetMs: gpu.adaptiveTtftMs,
+      itlTargetMs: gpu.adaptiveItlMs,
+      latencyHeadroom: gpu.adaptiveLatencyHeadroom,
+      latencyReadings: gpu.adaptiveLatencyReadings,
       holdMs: gpu.adaptiveHoldMs,
     },
-    (limit: number, why: LimitChange) => {
-      inFlight.setPermits(limit);
-      inflightLimit.set(labels, limit);
+    (value: number, why: LimitChange) => {
+      inFlight.setPermits(value);
+      inflightLimit.set(labels, value);
       inflightLimitChangesTotal.inc({ ...labels, reason: why });
       // Growth is routine and frequent; a cut is worth a line at info.
-      if (why === 'increase') log.debug({ limit, why }, 'in-flight limit moved');
-      else log.info({ limit, why, inUse: inFlight.inUse }, 'in-flight limit cut');
+      if (why === 'increase') log.debug({ limit: value, why }, 'in-flight limit moved');
+      else log.info({ limit: value, why, inUse: inFlight.inUse }, 'in-flight limit cut');
     },
   );
+  // Where it starts (the floor, when steered by time to first token).
+  inFlight.setPermits(limit.limit);
+  inflightLimit.set(labels, limit.limit);
+  return limit;
 }
 
 /**

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
-import { sampleMax, sampleSum } from '../../lib/prometheus-text.js';
+import { histogramTotals, sampleMax, sampleSum } from '../../lib/prometheus-text.js';
 
 // Shaped as vLLM 0.32 writes its /metrics (prometheus_client's text format).
 const VLLM = `# HELP vllm:num_requests_waiting Number of requests waiting to be processed.
@@ -18,6 +18,13 @@ plain_metric 7 1700000000000
 broken_metric{engine="0"} not-a-number
 nan_metric NaN
 `;
+
+describe('histogramTotals', () => {
+  it("reads a histogram's sum and count, and nothing for a histogram the engine does not export", () => {
+    expect(histogramTotals(VLLM, 'vllm:time_to_first_token_seconds')).toEqual({ sum: 15, count: 30 });
+    expect(histogramTotals(VLLM, 'vllm:inter_token_latency_seconds')).toBeUndefined();
+  });
+});
 
 describe('sampleSum', () => {
   it("sums a metric's samples over its label sets, and nothing that only starts with its name", () => {

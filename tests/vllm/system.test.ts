@@ -75,7 +75,7 @@ describe('batches against real vLLM', () => {
       const answer = await fetch(`${vllm.url}/v1/completions`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: TINY_MODEL_NAME, prompt: 'hello', max_tokens: 2 }),
+        body: JSON.stringify({ model: TINY_MODEL_NAME, prompt: 'hello', max_tokens: 2, ignore_eos: true }),
       });
       expect(answer.status).toBe(200);
       // Every figure is exported, and the histogram has counted that request's first token.
@@ -86,6 +86,8 @@ describe('batches against real vLLM', () => {
       expect(load.preemptions).toBeGreaterThanOrEqual(0);
       expect(load.ttftSeconds?.count).toBeGreaterThan(0);
       expect(load.ttftSeconds?.sum).toBeGreaterThan(0);
+      // Two tokens: one gap between them, under vLLM's own name for it.
+      expect(load.itlSeconds?.count).toBeGreaterThan(0);
     } finally {
       await engine.close();
     }
