@@ -7,6 +7,7 @@ import type OpenAI from 'openai';
 import { sleep } from '../lib/abortable.js';
 import { MAX_COMPLETION_WINDOW_SECONDS } from '../wire/openai.js';
 import { formatDuration, progressOf, Rate, TERMINAL_STATUSES } from './progress.js';
+import { pollOnce } from './watch.js';
 
 type Batch = OpenAI.Batches.Batch;
 
@@ -24,11 +25,19 @@ export interface TopOptions {
  * before the longest completion window (and a day for finalizing) can still be running, so the scan
  * stops there, or at `scan` batches.
  */
-export async function unfinishedBatches(openai: OpenAI, scan: number, now = Date.now()): Promise<Batch[]> {
+export async function unfinishedBatches(
+  openai: OpenAI,
+  scan: number,
+  signal?: AbortSignal,
+  now = Date.now(),
+): Promise<Batch[]> {
   const oldest = now / 1000 - MAX_COMPLETION_WINDOW_SECONDS - 86_400;
   const found: Batch[] = [];
   let seen = 0;
-  for await (const batch of openai.batches.list({ limit: Math.min(100, scan) })) {
+  for await (const batch of openai.batches.list(
+    { limit: Math.min(100, scan) },
+    signal === undefined ? {} : { signal },
+  )) {
     if (++seen > scan || batch.created_at < oldest) break;
     if (!TERMINAL_STATUSES.has(batch.status)) found.push(batch);
   }
@@ -80,7 +89,8 @@ export async function top(openai: OpenAI, options: TopOptions, signal?: AbortSig
   const rates = new Map<string, Rate>();
   try {
     for (;;) {
-      const batches = await unfinishedBatches(openai, options.scan);
+      // Ctrl-C ends a scan under way too, not only the wait between them.
+      const batches = await pollOnce(signal, (s) => unfinishedBatches(openai, options.scan, s));
       const now = Date.now();
       const current = new Map<string, number>();
       for (const b of batches) {

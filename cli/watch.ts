@@ -20,15 +20,18 @@ export interface WatchOptions {
  * One poll with a signal of its own, linked to the caller's: the SDK leaves a listener on whatever
  * signal it is given, and a long watch would otherwise pile them up on the caller's.
  */
-async function retrieveOnce(openai: OpenAI, batchId: string, signal: AbortSignal | undefined): Promise<Batch> {
-  if (signal === undefined) return openai.batches.retrieve(batchId);
+export async function pollOnce<T>(
+  signal: AbortSignal | undefined,
+  call: (signal?: AbortSignal) => Promise<T>,
+): Promise<T> {
+  if (signal === undefined) return call();
   const poll = new AbortController();
   const onAbort = (): void => {
     poll.abort(signal.reason);
   };
   signal.addEventListener('abort', onAbort, { once: true });
   try {
-    return await openai.batches.retrieve(batchId, { signal: poll.signal });
+    return await call(poll.signal);
   } finally {
     signal.removeEventListener('abort', onAbort);
   }
@@ -60,7 +63,9 @@ export async function watchBatch(
   let started = false;
   try {
     for (;;) {
-      const batch = await retrieveOnce(openai, batchId, signal);
+      const batch = await pollOnce(signal, (s) =>
+        openai.batches.retrieve(batchId, s === undefined ? {} : { signal: s }),
+      );
       const counts = batch.request_counts ?? { total: 0, completed: 0, failed: 0 };
       const done = counts.completed + counts.failed;
       const progress = progressOf(batch, rate.observe(batch));
