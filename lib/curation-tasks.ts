@@ -173,13 +173,17 @@ export function fineTuningLine(schema: CurationSchema, task: ExportedTask): stri
         .trim()
     : '';
   let answer = curated;
-  if (answer === '' && schema.export.accept !== undefined) {
+  if (schema.export.accept !== undefined) {
     const { from_name, choice } = schema.export.accept;
-    const accepted = results.some(
-      (r) =>
-        r.from_name === from_name && Array.isArray(r.value?.choices) && (r.value.choices as unknown[]).includes(choice),
-    );
-    if (accepted && typeof task.data.model_answer === 'string') answer = task.data.model_answer;
+    const verdicts = results
+      .filter((r) => r.from_name === from_name)
+      .flatMap((r) => (Array.isArray(r.value?.choices) ? (r.value.choices as unknown[]) : []));
+    const accepted = verdicts.includes(choice);
+    const modelAnswer = typeof task.data.model_answer === 'string' ? task.data.model_answer : '';
+    // Label Studio submits the pre-filled correction with the annotation even when the curator never
+    // touched it, so a rejected answer arrives with the model's own text as its "correction".
+    if (!accepted && verdicts.length > 0 && answer === modelAnswer.trim()) answer = '';
+    if (answer === '' && accepted) answer = modelAnswer;
   }
   if (answer === '') return undefined;
   const messages = Array.isArray(task.data.request_messages) ? (task.data.request_messages as Message[]) : [];

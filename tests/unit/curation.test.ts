@@ -161,6 +161,16 @@ describe('fine-tuning lines from reviewed tasks', () => {
     expect(JSON.parse(line!)).toEqual({ messages: [...chatRequest.messages, { role: 'assistant', content: 'Paris' }] });
   });
 
+  it('leave out a rejected answer whose pre-filled correction was left as it was', () => {
+    // What Label Studio submits when a curator only ticks Reject: the prediction's text comes along.
+    expect(
+      fineTuningLine(review, { data, annotations: [{ result: [correction('Lyon'), verdict('Reject')] }] }),
+    ).toBeUndefined();
+    expect(
+      assistant(fineTuningLine(review, { data, annotations: [{ result: [correction('Lyon'), verdict('Accept')] }] })),
+    ).toEqual({ role: 'assistant', content: 'Lyon' });
+  });
+
   it('keep an accepted answer as it was', () => {
     expect(assistant(fineTuningLine(review, { data, annotations: [{ result: [verdict('Accept')] }] }))).toEqual({
       role: 'assistant',
