@@ -1,17 +1,46 @@
-// The API's scrape-time gauges: what the database holds (batches by status, import progress, webhook
-// deliveries), computed when Prometheus scrapes, so every API replica reports the same values.
+// The API's scrape-time gauges: what the database holds (batches by status, each running batch's
+// progress, import progress, webhook deliveries), computed when Prometheus scrapes, so every API
+// replica reports the same values.
 import { sql } from 'kysely';
 import { Gauge, Registry } from 'prom-client';
 
 import { collectSafely } from '../lib/metrics.js';
 import type { Db } from '../schema/db.js';
+import { resultCounts } from '../schema/result-groups.js';
+import {
+  LIVE_BATCH_STATES,
+  type BatchStatus,
+  type CurationStatus,
+  type WebhookDeliveriesTable,
+} from '../schema/tables.js';
 
-/** A gauge of row counts by status, counted when scraped. */
+const BATCH_STATUSES = [
+  'validating',
+  'failed',
+  'in_progress',
+  'finalizing',
+  'completed',
+  'expired',
+  'cancelling',
+  'cancelled',
+] as const satisfies readonly BatchStatus[];
+const CURATION_STATUSES = ['running', 'completed', 'skipped', 'failed'] as const satisfies readonly CurationStatus[];
+const DELIVERY_STATUSES = [
+  'pending',
+  'delivered',
+  'failed',
+] as const satisfies readonly WebhookDeliveriesTable['status'][];
+
+/**
+ * A gauge of row counts by status, counted when scraped. Every status is reported, a zero for those
+ * without rows: a status with none is "none", not "no data" (an empty panel, a ratio with no answer).
+ */
 function statusGauge(
   registry: Registry,
   timeoutMs: number,
   name: string,
   help: string,
+  statuses: readonly string[],
   count: () => Promise<{ status: string; n: number }[]>,
 ): void {
   new Gauge({
@@ -23,6 +52,7 @@ function statusGauge(
       await collectSafely(name, timeoutMs, async () => {
         const rows = await count();
         this.reset();
+        for (const status of statuses) this.set({ status }, 0);
         for (const r of rows) this.set({ status: r.status }, r.n);
       });
     },
@@ -33,19 +63,58 @@ function statusGauge(
 export function databaseGauges(db: Db, timeoutMs: number): Registry {
   const registry = new Registry();
   const n = db.fn.countAll<number>().as('n');
-  statusGauge(registry, timeoutMs, 'gpu_batch_batches', 'Batches by status, as the database has them', () =>
-    db.selectFrom('batches').select(['status', n]).groupBy('status').execute(),
+  statusGauge(
+    registry,
+    timeoutMs,
+    'gpu_batch_batches',
+    'Batches by status, as the database has them',
+    BATCH_STATUSES,
+    () => db.selectFrom('batches').select(['status', n]).groupBy('status').execute(),
   );
-  statusGauge(registry, timeoutMs, 'gpu_batch_curation_imports', 'Imports into Label Studio by status', () =>
-    db.selectFrom('curations').select(['status', n]).groupBy('status').execute(),
+  statusGauge(
+    registry,
+    timeoutMs,
+    'gpu_batch_curation_imports',
+    'Imports into Label Studio by status',
+    CURATION_STATUSES,
+    () => db.selectFrom('curations').select(['status', n]).groupBy('status').execute(),
   );
   statusGauge(
     registry,
     timeoutMs,
     'gpu_batch_webhook_deliveries',
     'Webhook deliveries by status (pending: being tried; failed: out of retries, can be re-driven)',
+    DELIVERY_STATUSES,
     () => db.selectFrom('webhook_deliveries').select(['status', n]).groupBy('status').execute(),
   );
+  new Gauge({
+    name: 'gpu_batch_live_batch_requests',
+    help: 'Each unfinished batch (validating, in_progress, finalizing, cancelling) by id, model, project and status: its requests in total, and completed and failed so far',
+    labelNames: ['batch_id', 'model', 'project', 'status', 'state'] as const,
+    registers: [registry],
+    async collect() {
+      await collectSafely('gpu_batch_live_batch_requests', timeoutMs, async () => {
+        const live = await db
+          .selectFrom('batches')
+          .select(['id', 'model', 'project_id', 'status', 'request_total'])
+          .where('status', 'in', LIVE_BATCH_STATES)
+          .execute();
+        const counts = await resultCounts(
+          db,
+          live.map((b) => b.id),
+        );
+        // Only what is live now: a batch that ended leaves the gauge (its series go stale in Prometheus).
+        this.reset();
+        for (const b of live) {
+          const labels = { batch_id: b.id, model: b.model ?? '', project: b.project_id, status: b.status };
+          const done = counts.get(b.id);
+          this.set({ ...labels, state: 'total' }, b.request_total);
+          this.set({ ...labels, state: 'completed' }, done?.completed ?? 0);
+          this.set({ ...labels, state: 'failed' }, done?.failed ?? 0);
+        }
+      });
+    },
+  });
   new Gauge({
     name: 'gpu_batch_curation_import_tasks',
     help: 'Tasks of the imports under way: total to import, and imported so far',

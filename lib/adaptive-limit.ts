@@ -59,9 +59,18 @@ export interface EngineLoad {
   itlSeconds: { sum: number; count: number } | undefined;
 }
 
-/** Why the limit moved; the label of the metric that counts the moves. */
-export type LimitChange =
-  'rate_limited' | 'unavailable' | 'timeout' | 'preemption' | 'queue' | 'slow_first_token' | 'slow_tokens' | 'increase';
+/** Why the limit moved; the label of the metric that counts the moves (each exported from the start, at zero). */
+export const LIMIT_CHANGES = [
+  'rate_limited',
+  'unavailable',
+  'timeout',
+  'preemption',
+  'queue',
+  'slow_first_token',
+  'slow_tokens',
+  'increase',
+] as const;
+export type LimitChange = (typeof LIMIT_CHANGES)[number];
 
 /** What an engine's answer to one request says about its load. */
 export type Overload = Extract<LimitChange, 'rate_limited' | 'unavailable' | 'timeout'>;

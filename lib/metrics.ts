@@ -3,9 +3,10 @@
 // ones it records: GPU workers the request, token, latency and in-flight series; the orchestrator
 // batch outcomes, pending chunks and webhook attempts; the import worker import progress; the API
 // its HTTP traffic and the state of batches, imports and webhook deliveries as the database has it.
-import { collectDefaultMetrics, Counter, Gauge, Histogram, register } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, register, type Registry } from 'prom-client';
 
 import { withTimeout } from './abortable.js';
+import { LIMIT_CHANGES } from './adaptive-limit.js';
 
 let defaultsOn = false;
 
@@ -114,6 +115,45 @@ export const scrapeReadErrorsTotal = new Counter({
 });
 
 export { register as processRegistry };
+
+// Series a process exports at zero from its start, for the label values it will record: a rate or a
+// ratio over a series that does not exist yet is no result at all (an empty dashboard panel, an alert
+// that cannot see its first failure), where a zero says "none so far".
+const ENGINE_RETRY_REASONS = ['http_4xx', 'http_429', 'http_5xx', 'network'] as const;
+const BATCH_FINAL_STATUSES = ['completed', 'failed', 'expired', 'cancelled'] as const;
+
+/** A GPU worker's series for the models its engine serves and its GPU, at zero until they count something. */
+export function zeroGpuWorkerSeries(models: readonly string[], gpu: string): void {
+  for (const model of models) {
+    for (const outcome of ['completed', 'failed']) requestsTotal.inc({ model, outcome }, 0);
+    for (const kind of ['prompt', 'cached', 'completion']) tokensTotal.inc({ model, kind }, 0);
+    for (const outcome of ['completed', 'failed', 'cancelled']) chunksTotal.inc({ model, outcome }, 0);
+    for (const reason of ENGINE_RETRY_REASONS) engineRetriesTotal.inc({ model, reason }, 0);
+    inflightRequests.inc({ model }, 0);
+  }
+  for (const reason of LIMIT_CHANGES) inflightLimitChangesTotal.inc({ gpu, reason }, 0);
+}
+
+/** The orchestrator's series, at zero until they count something. */
+export function zeroOrchestratorSeries(): void {
+  for (const status of BATCH_FINAL_STATUSES) batchesFinishedTotal.inc({ status }, 0);
+  for (const outcome of ['delivered', 'failed']) webhookAttemptsTotal.inc({ outcome }, 0);
+}
+
+/**
+ * 1 while this worker process takes work from Temporal: on every task queue it serves, Temporal lists
+ * its pollers (within WORKER_POLL_STALE_MS) or every activity slot is busy with work that moves (a
+ * full worker rightly stops polling); 0 while it starts, while Temporal does not list it or does not
+ * answer, and while its worker is not running. Registered in a worker process's own registry (0 from
+ * its start), never in the API's, which polls nothing.
+ */
+export function workerPollingGauge(registry: Registry): Gauge {
+  return new Gauge({
+    name: 'gpu_batch_worker_polling',
+    help: 'Whether this worker takes work from Temporal: 1 while Temporal lists its pollers on every task queue it serves (or every slot is busy with work that moves), 0 otherwise (starting, not listed, Temporal away, worker stopped)',
+    registers: [registry],
+  });
+}
 
 /**
  * Runs a gauge's scrape-time read so that it can never fail or hang the whole scrape (prom-client fails

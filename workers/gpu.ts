@@ -12,6 +12,7 @@ import { sleep } from '../lib/abortable.js';
 import type { Config } from '../lib/config.js';
 import { isEntryPoint } from '../lib/entry.js';
 import type { Logger } from '../lib/logger.js';
+import { zeroGpuWorkerSeries } from '../lib/metrics.js';
 import { Semaphore } from '../lib/semaphore.js';
 import { Supervisor, supervisorOptions } from '../lib/supervisor.js';
 import { inferenceTaskQueue, smallBatchTaskQueue } from '../lib/temporal.js';
@@ -135,6 +136,7 @@ export async function startGpuWorker(deps: GpuWorkerDeps): Promise<RunningGpuWor
     await ownEngine?.stopAll();
     throw err;
   }
+  zeroGpuWorkerSeries(models, config.gpu.index);
   const activities = createInferenceActivities({
     db,
     store: deps.store,

@@ -5,6 +5,7 @@ import { Client } from '@temporalio/client';
 import { createControlActivities } from '../activities/batch-control.js';
 import { createWebhookActivities } from '../activities/webhook-delivery.js';
 import { isEntryPoint } from '../lib/entry.js';
+import { zeroOrchestratorSeries } from '../lib/metrics.js';
 import { queueGauges } from './queue-metrics.js';
 import { startReconciler } from './reconciler.js';
 import { runWorkerProcess, startWorkflowWorker, type RunningWorker, type WorkerProcessDeps } from './worker-process.js';
@@ -22,6 +23,7 @@ export async function startOrchestratorWorker(deps: OrchestratorDeps): Promise<R
     activities: { ...control, ...webhooks },
   });
   queueGauges(deps);
+  zeroOrchestratorSeries();
   const client = new Client({ connection: deps.connection, namespace: deps.config.temporal.namespace });
   const stopReconciler = startReconciler({ ...deps, client, control, webhooks });
   return {

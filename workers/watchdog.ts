@@ -39,6 +39,11 @@ export interface WatchdogOptions {
   lastProgress: () => number;
   /** Called once with the reason when the worker is wedged; the process should exit. */
   onWedged: (reason: string) => void;
+  /**
+   * After every look: whether the worker takes work (on every queue listed as a poller, or busy with work
+   * that moves). Exported as gpu_batch_worker_polling, which the no-pollers alert watches.
+   */
+  onPolling?: (polling: boolean) => void;
 }
 
 /**
@@ -96,6 +101,7 @@ export class Watchdog {
       this.evaluate()
         .catch((err: unknown) => {
           this.problem = `the watchdog could not look: ${(err as Error).message}`;
+          this.options.onPolling?.(false);
         })
         .finally(() => {
           if (!this.wedged) this.timer = setTimeout(tick, this.options.intervalMs);
@@ -174,14 +180,18 @@ export class Watchdog {
     const now = Date.now();
     const problems: string[] = [];
     let fatal: string | undefined;
+    // Stays true only if every queue is polled, or full with work that moves.
+    let polling = true;
     for (const q of this.options.queues) {
       const status = q.worker.getStatus();
       if (status.runState !== 'RUNNING') {
         problems.push(`the worker on ${q.taskQueue} is ${status.runState.toLowerCase()}`);
+        polling = false;
         continue;
       }
       if (status.activityPollerState === 'FAILED' || (q.workflows && status.workflowPollerState === 'FAILED')) {
         fatal = `the worker's poller on ${q.taskQueue} failed`;
+        polling = false;
         continue;
       }
       const busy = status.numInFlightActivities >= q.activitySlots;
@@ -190,8 +200,10 @@ export class Watchdog {
         // A worker with every slot taken does not poll; that is right while its work moves.
         this.lastPolling.set(q.taskQueue, now);
         const still = now - Math.max(this.options.lastProgress(), this.lastBusySince(q.taskQueue, now));
-        if (still > this.options.stallMs)
+        if (still > this.options.stallMs) {
           fatal = `every activity slot on ${q.taskQueue} has been busy without progress for ${Math.round(still / 1000)} s`;
+          polling = false;
+        }
         continue;
       }
       const types = q.workflows
@@ -203,12 +215,15 @@ export class Watchdog {
         // worker's (once Temporal is back, pollers get a fresh allowance to be seen again).
         problems.push(`Temporal does not answer about ${q.taskQueue}`);
         this.lastPolling.set(q.taskQueue, now);
+        // Its polls fail too: it takes no work, whoever is to blame (every worker says so at once then).
+        polling = false;
         continue;
       }
       if (answers.every((a) => a === true)) {
         this.lastPolling.set(q.taskQueue, now);
         continue;
       }
+      polling = false;
       const absent = now - (this.lastPolling.get(q.taskQueue) ?? now);
       if (absent > 2 * this.options.pollStaleMs)
         fatal = `Temporal has listed no poller of this worker on ${q.taskQueue} for ${Math.round(absent / 1000)} s`;
@@ -217,6 +232,7 @@ export class Watchdog {
     }
     if (fatal !== undefined) problems.unshift(fatal);
     this.problem = problems.length === 0 ? undefined : problems.join('; ');
+    this.options.onPolling?.(polling);
     if (fatal !== undefined && !this.wedged) {
       this.wedged = true;
       this.options.log.error({ reason: fatal }, 'the Temporal worker is wedged; exiting so that it is restarted');

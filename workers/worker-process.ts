@@ -13,6 +13,7 @@ import { databaseUrl, loadConfig, type Config } from '../lib/config.js';
 import { onShutdown, runEntryPoint } from '../lib/entry.js';
 import { createFileStore, type FileStore } from '../lib/file-store.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { workerPollingGauge } from '../lib/metrics.js';
 import { databaseCheck, fileStoreCheck, startOpsServer, temporalCheck, type ReadinessCheck } from '../lib/ops.js';
 import { ensureSearchAttributes, temporalConnectionOptions } from '../lib/temporal.js';
 import { dbOptions, openDatabase, type Db } from '../schema/db.js';
@@ -173,6 +174,8 @@ export function runWorkerProcess(kind: WorkerProcess): void {
     };
     const checks: ReadinessCheck[] = [starting];
     const registry = new Registry();
+    // 0 until the watchdog has seen the worker poll: a process still waiting for its engine or Temporal takes no work.
+    const polling = workerPollingGauge(registry);
     // The health server comes first: a busy port stops the process before a worker polls, and
     // liveness answers while a GPU worker waits (minutes, maybe) for its engine to load.
     const ops = await startOpsServer({
@@ -213,6 +216,9 @@ export function runWorkerProcess(kind: WorkerProcess): void {
       onWedged: () => {
         // No graceful shutdown: a wedged worker would not finish one. What it ran is retried elsewhere.
         process.exit(EXIT_WEDGED);
+      },
+      onPolling: (ok) => {
+        polling.set(ok ? 1 : 0);
       },
     });
     checks.splice(checks.indexOf(starting), 1, watchdog.check, ...(worker.checks ?? []));

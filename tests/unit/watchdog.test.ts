@@ -19,6 +19,7 @@ interface World {
 
 function watchdogFor(world: World, overrides: { pollStaleMs?: number; stallMs?: number } = {}) {
   const wedged: string[] = [];
+  const polling: boolean[] = [];
   const worker = {
     getStatus: () =>
       ({
@@ -59,6 +60,7 @@ function watchdogFor(world: World, overrides: { pollStaleMs?: number; stallMs?: 
     lastProgress: () => world.progressAt,
     log,
     onWedged: (reason) => wedged.push(reason),
+    onPolling: (ok) => polling.push(ok),
   });
   const ready = async (): Promise<string | undefined> =>
     dog.check.check().then(
@@ -67,7 +69,7 @@ function watchdogFor(world: World, overrides: { pollStaleMs?: number; stallMs?: 
     );
   // One look, as the timer would take it.
   const look = (): Promise<void> => (dog as unknown as { evaluate(): Promise<void> }).evaluate();
-  return { dog, wedged, ready, look };
+  return { dog, wedged, polling, ready, look };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -139,6 +141,28 @@ describe('the worker watchdog', () => {
     await look();
     expect(wedged).toHaveLength(1);
     expect(wedged[0]).toMatch(/every activity slot on q has been busy without progress/);
+  });
+
+  it('says after every look whether the worker takes work (gpu_batch_worker_polling)', async () => {
+    const world: World = { status: {}, pollers: [{ identity: 'me@host:1', agoMs: 100 }], progressAt: Date.now() };
+    const { look, polling } = watchdogFor(world, { pollStaleMs: 1000 });
+    await look();
+    // Listed by Temporal; then listed only long ago (its pollers stopped), though still within the allowance.
+    world.pollers = [{ identity: 'me@host:1', agoMs: 5000 }];
+    await look();
+    // Every slot busy with work that moves: a full worker does not poll, and is working.
+    world.status = { numInFlightActivities: 2 };
+    world.progressAt = Date.now();
+    await look();
+    // Temporal away: its polls fail too.
+    world.status = {};
+    world.pollers = 'down';
+    await look();
+    world.pollers = [{ identity: 'me@host:1', agoMs: 0 }];
+    await look();
+    world.status = { runState: 'STOPPING' };
+    await look();
+    expect(polling).toEqual([true, false, true, false, true, false]);
   });
 
   it('says so when the worker is not running, and ends it when a poller failed', async () => {
