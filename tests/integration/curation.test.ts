@@ -10,42 +10,10 @@ import { loadCurationSchemas } from '../../lib/curation-schema.js';
 import { LabelStudio } from '../../lib/label-studio.js';
 import { batchLines, runBatch, uploadBatchFile, waitForBatch } from '../support/batches.js';
 import { runCli } from '../support/cli.js';
+import { curationOf, waitForCuration } from '../support/curation.js';
 import { startTestLabelStudio, type TestLabelStudio } from '../support/label-studio.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
-
-interface Curation {
-  status: string;
-  reason: string | null;
-  schema: string | null;
-  label_studio_project_id: number | null;
-  label_studio_url: string | null;
-  tasks_total: number;
-  tasks_imported: number;
-  pages_done: number;
-  pages_total: number;
-  reviewed: number;
-}
-
-async function curationOf(stack: TestStack, batchId: string): Promise<Curation> {
-  return await stack.openai.get(`/batches/${batchId}/curation`);
-}
-
-async function waitForCuration(
-  stack: TestStack,
-  batchId: string,
-  done = (c: Curation) => ['completed', 'skipped', 'failed'].includes(c.status),
-  timeoutMs = 120_000,
-): Promise<Curation> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const c = await curationOf(stack, batchId);
-    if (done(c)) return c;
-    if (Date.now() > deadline)
-      throw new Error(`curation of ${batchId} still ${c.status} (${c.pages_done}/${c.pages_total} pages)`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 interface LsTask {
   id: number;
