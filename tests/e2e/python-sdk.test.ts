@@ -1,29 +1,13 @@
 // The official openai Python SDK, from PyPI, against the API: OpenAI's own client must work
 // unmodified. The virtualenv is made once and kept in the tools folder.
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
-import { loadConfig } from '../../lib/config.js';
+import { PYTHON_OPENAI_VERSION, pythonWithOpenAI } from '../support/python.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
 const run = promisify(execFile);
-// Pinned, so a new SDK release cannot change what this test means without a commit.
-const PYTHON_OPENAI = 'openai==3.57.0';
-
-async function pythonWithOpenAI(): Promise<string> {
-  const venv = path.join(loadConfig().paths.toolsDir, 'python-openai');
-  const python = path.join(venv, 'bin', 'python');
-  const marker = path.join(venv, `${PYTHON_OPENAI}.installed`);
-  if (!existsSync(marker)) {
-    await run('python3', ['-m', 'venv', venv]);
-    await run(path.join(venv, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', PYTHON_OPENAI]);
-    await run('touch', [marker]);
-  }
-  return python;
-}
 
 describe('the official openai Python SDK', () => {
   let stack: TestStack;
@@ -43,7 +27,7 @@ describe('the official openai Python SDK', () => {
       timeout: 120_000,
     });
     const report = JSON.parse(stdout) as Record<string, any>;
-    expect(report.sdk_version).toBe('3.57.0');
+    expect(report.sdk_version).toBe(PYTHON_OPENAI_VERSION);
     expect(report.file).toMatchObject({ purpose: 'batch', status: 'processed' });
     expect(report.file_retrieved_same).toBe(true);
     expect(report.wait_for_processing).toBe('processed');

@@ -11,32 +11,9 @@ import { LabelStudio } from '../../lib/label-studio.js';
 import { batchLines, runBatch, uploadBatchFile, waitForBatch } from '../support/batches.js';
 import { runCli } from '../support/cli.js';
 import { curationOf, waitForCuration } from '../support/curation.js';
-import { startTestLabelStudio, type TestLabelStudio } from '../support/label-studio.js';
+import { annotateTask, startTestLabelStudio, tasksIn, type TestLabelStudio } from '../support/label-studio.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
-
-interface LsTask {
-  id: number;
-  data: Record<string, unknown>;
-  predictions?: {
-    model_version: string;
-    result: { from_name: string; type: string; value: Record<string, unknown> }[];
-  }[];
-}
-
-/** Every task of a project (of one batch, where given), read back through Label Studio's API. */
-async function tasksIn(ls: TestLabelStudio, projectId: number, batchId?: string): Promise<LsTask[]> {
-  const tasks: LsTask[] = [];
-  for (let page = 1; ; page++) {
-    const res = await fetch(`${ls.url}/api/tasks?project=${projectId}&fields=all&page=${page}&page_size=100`, {
-      headers: { authorization: `Token ${ls.token}` },
-    });
-    const body = (await res.json()) as { total: number; tasks: LsTask[] };
-    tasks.push(...body.tasks);
-    if (page * 100 >= body.total)
-      return batchId === undefined ? tasks : tasks.filter((t) => t.data.batch_id === batchId);
-  }
-}
 
 async function lsProjects(ls: TestLabelStudio): Promise<{ id: number; title: string }[]> {
   const res = await fetch(`${ls.url}/api/projects/?page_size=100`, { headers: { authorization: `Token ${ls.token}` } });
@@ -269,12 +246,7 @@ describe('auto-import into Label Studio', () => {
     const tasks = await tasksIn(ls, curation.label_studio_project_id!, batch.id);
     const byId = new Map(tasks.map((t) => [t.data.custom_id as string, t]));
     const annotate = async (customId: string, result: unknown[]): Promise<void> => {
-      const res = await fetch(`${ls.url}/api/tasks/${byId.get(customId)!.id}/annotations/`, {
-        method: 'POST',
-        headers: { authorization: `Token ${ls.token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ result }),
-      });
-      expect(res.status).toBe(201);
+      expect(await annotateTask(ls, byId.get(customId)!.id, result)).toBe(201);
     };
     const verdict = (choice: string) => ({
       from_name: 'verdict',

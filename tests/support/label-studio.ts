@@ -49,3 +49,40 @@ export async function startTestLabelStudio(): Promise<TestLabelStudio> {
     },
   };
 }
+
+export interface LsTask {
+  id: number;
+  data: Record<string, unknown>;
+  predictions?: {
+    model_version: string;
+    result: { from_name: string; type: string; value: Record<string, unknown> }[];
+  }[];
+}
+
+/** Every task of a project (of one batch, where given), read back through Label Studio's API. */
+export async function tasksIn(ls: TestLabelStudio, projectId: number, batchId?: string): Promise<LsTask[]> {
+  const tasks: LsTask[] = [];
+  for (let page = 1; ; page++) {
+    const res = await fetch(`${ls.url}/api/tasks?project=${projectId}&fields=all&page=${page}&page_size=100`, {
+      headers: { authorization: `Token ${ls.token}` },
+    });
+    const body = (await res.json()) as { total: number; tasks: LsTask[] };
+    tasks.push(...body.tasks);
+    if (page * 100 >= body.total)
+      return batchId === undefined ? tasks : tasks.filter((t) => t.data.batch_id === batchId);
+  }
+}
+
+/**
+ * A review submitted through Label Studio's API, as a curator's Submit sends it: `result` is the
+ * controls' values. Answers the HTTP status (201 when Label Studio took it).
+ */
+export async function annotateTask(ls: TestLabelStudio, taskId: number, result: unknown[]): Promise<number> {
+  const res = await fetch(`${ls.url}/api/tasks/${taskId}/annotations/`, {
+    method: 'POST',
+    headers: { authorization: `Token ${ls.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ result }),
+  });
+  await res.body?.cancel();
+  return res.status;
+}
