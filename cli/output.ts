@@ -19,10 +19,6 @@ export function print(json: boolean, data: unknown, human: () => string): void {
 export const date = (s: number | null | undefined): string =>
   s === null || s === undefined ? '-' : new Date(s * 1000).toISOString().replace('.000Z', 'Z');
 
-export function mb(bytes: number): string {
-  return bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
-
 /**
  * A command on one id (`name <id>`) that prints what `run` gives: the JSON with --json, `human` of it
  * otherwise.

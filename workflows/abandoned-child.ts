@@ -6,7 +6,8 @@ import { ParentClosePolicy, startChild } from '@temporalio/workflow';
 /** Starts the child under its fixed id; one already there (a replayed or retried start) is the point of that id. */
 export async function startAbandonedChild<T extends Workflow>(
   workflow: T,
-  options: { workflowId: string; taskQueue: string; args: Parameters<T> },
+  /** staticSummary: the child's line in the Temporal UI. */
+  options: { workflowId: string; taskQueue: string; args: Parameters<T>; staticSummary: string },
 ): Promise<void> {
   // Typed by this function's signature; startChild cannot resolve its own for a generic workflow.
   const child: Workflow = workflow;

@@ -19,6 +19,7 @@ export async function startAutoImport(client: Client, config: Config, batchId: s
       workflowId: autoImportWorkflowId(batchId),
       taskQueue: config.curation.taskQueue,
       args: [autoImportInput(config, batchId)],
+      staticSummary: `import ${batchId}'s results into Label Studio`,
     }),
   );
 }

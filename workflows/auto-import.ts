@@ -59,7 +59,7 @@ export async function AutoImportWorkflow(
   setStatus('planning');
 
   try {
-    const plan: ImportPlan = await steps.planImport(batchId);
+    const plan: ImportPlan = await steps.planImport.executeWithOptions({ summary: 'plan the import' }, [batchId]);
     if ('ended' in plan) {
       progress.reason = plan.reason;
       setStatus(plan.ended === 'failed' ? 'failed' : 'skipped');
@@ -67,18 +67,25 @@ export async function AutoImportWorkflow(
     }
     progress.pages = plan.pages.length;
     setStatus('importing');
-    const projectId = await steps.ensureProject(batchId);
+    const projectId = await steps.ensureProject.executeWithOptions(
+      { summary: 'find or create the Label Studio project' },
+      [batchId],
+    );
     // Each page's activity input is kept in history: the page list goes once, in the plan, not per page.
     const source = { schema: plan.schema, endpoint: plan.endpoint, model: plan.model, inputKey: plan.inputKey };
-    for (const page of plan.pages) {
-      await steps.importPage({ batchId, projectId, plan: source, page });
+    for (const [index, page] of plan.pages.entries()) {
+      await steps.importPage.executeWithOptions({ summary: `import page ${index + 1}/${plan.pages.length} of tasks` }, [
+        { batchId, projectId, plan: source, page },
+      ]);
       progress.pagesDone++;
     }
-    await steps.finishImport(batchId);
+    await steps.finishImport.executeWithOptions({ summary: 'record the import finished' }, [batchId]);
     setStatus('completed');
   } catch (err) {
     progress.reason = reasonOf(err);
-    await recordEnd.failImport({ batchId, reason: progress.reason });
+    await recordEnd.failImport.executeWithOptions({ summary: 'record the import failed' }, [
+      { batchId, reason: progress.reason },
+    ]);
     setStatus('failed');
   }
   return progress;

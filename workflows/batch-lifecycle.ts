@@ -14,27 +14,29 @@ import {
 import type { Config } from '../lib/config.js';
 import { withTemporalDeadline } from '../lib/temporal.js';
 import { startAutoImport } from './auto-import-lifecycle.js';
+import { batchDetails, batchSummary, type BatchAtStart } from './batch-display.js';
 import type { BatchWorkflow, BatchWorkflowInput } from './batch.js';
 import { BatchEndpointKey, BatchProjectKey, BatchStatusKey } from './search-attributes.js';
 import { startWebhookDelivery } from './webhook-delivery-lifecycle.js';
 
-export function batchWorkflowInput(config: Config, batchId: string, expiresAt: number): BatchWorkflowInput {
+export function batchWorkflowInput(
+  config: Config,
+  batchId: string,
+  expiresAt: number,
+  inputBytes: number,
+): BatchWorkflowInput {
   return {
     batchId,
     expiresAt,
+    inputBytes,
     control: controlActivityOptions(config),
     webhooks: { taskQueue: config.temporal.orchestratorTaskQueue, activity: webhookDeliveryActivityOptions(config) },
     curation: { taskQueue: config.curation.taskQueue, activity: autoImportActivityOptions(config) },
   };
 }
 
-export interface BatchStart {
+export interface BatchStart extends BatchAtStart {
   id: string;
-  expiresAt: number;
-  endpoint: string;
-  projectName: string;
-  inputFileId: string;
-  priority: number | null;
   /** Length of its completion window, seconds. */
   windowSeconds: number;
 }
@@ -70,11 +72,14 @@ export function batchPriority(
 
 /** Starts a batch's workflow (workflowId = batch id), with what the Temporal UI shows and searches by. */
 export async function startBatchWorkflow(client: Client, config: Config, batch: BatchStart): Promise<void> {
+  const priority = batchPriority(config, batch);
   await withTemporalDeadline(client, config, () =>
     client.workflow.start<typeof BatchWorkflow>('BatchWorkflow', {
       workflowId: batch.id,
       taskQueue: config.temporal.orchestratorTaskQueue,
-      args: [batchWorkflowInput(config, batch.id, batch.expiresAt)],
+      args: [batchWorkflowInput(config, batch.id, batch.expiresAt, batch.inputBytes)],
+      staticSummary: batchSummary(batch),
+      staticDetails: batchDetails(batch, priority.fairnessKey ?? batch.projectName),
       typedSearchAttributes: [
         { key: BatchStatusKey, value: 'validating' },
         { key: BatchProjectKey, value: batch.projectName },
@@ -83,7 +88,7 @@ export async function startBatchWorkflow(client: Client, config: Config, batch: 
       memo: { inputFileId: batch.inputFileId, project: batch.projectName },
       // Chunk activities inherit it: their task queue hands out higher-priority work first, and
       // between projects in proportion to their weights (as GPU workers share their engine).
-      priority: batchPriority(config, batch),
+      priority,
     }),
   );
 }

@@ -1,9 +1,10 @@
-// What a running batch tells the world: the progress query's answer, and the BatchStatus search
-// attribute (and, at the end, the memo) operators filter and read in the Temporal UI. BatchWorkflow
-// says what happened; this keeps the counts and the status in step.
-import { log, upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
+// What a running batch tells the world: the progress query's answer, the current details the
+// Temporal UI shows on its page, and the BatchStatus search attribute (and, at the end, the memo)
+// operators filter by. BatchWorkflow says what happened; this keeps the counts and the status in step.
+import { log, setCurrentDetails, upsertMemo, upsertSearchAttributes } from '@temporalio/workflow';
 
 import type { BatchPlan, FinalSummary } from '../activities/batch-control.js';
+import { batchCurrentDetails } from './batch-display.js';
 import type { BatchProgress } from './messages.js';
 import { BatchModelKey, BatchRequestCountKey, BatchStatusKey } from './search-attributes.js';
 
@@ -31,6 +32,24 @@ export class BatchTracker {
   /** The most chunks seen running at once: until as many have ended, the rate so far undercounts. */
   private peakRunning = 0;
 
+  /** What validation found, for the current details. */
+  private plan: { model: string } | undefined;
+
+  /** Requests/s since chunks began, as of the last chunk to end. */
+  private rate: number | null = null;
+
+  /** The batch's final status, once finalized. */
+  private ended: string | undefined;
+
+  constructor() {
+    this.show();
+  }
+
+  /** Redraws the current details (a query answers them: it costs no history). */
+  private show(): void {
+    setCurrentDetails(batchCurrentDetails(this.progress, this.plan, this.rate, this.ended));
+  }
+
   get cancelRequested(): boolean {
     return this.progress.cancelRequested;
   }
@@ -46,16 +65,19 @@ export class BatchTracker {
     p.cancelRequested = true;
     p.phase = 'cancelling';
     setStatus('cancelling');
+    this.show();
     return true;
   }
 
   expire(): void {
     this.progress.expired = true;
+    this.show();
   }
 
   validationFailed(): void {
     this.progress.phase = 'done';
     setStatus('failed');
+    setCurrentDetails('**failed**: the input file did not validate (the error file lists each line and why)');
   }
 
   validated(plan: Extract<BatchPlan, { ok: true }>): void {
@@ -71,11 +93,14 @@ export class BatchTracker {
     if (p.phase === 'validating') p.phase = 'in_progress';
     p.expiresAt = new Date(plan.expiresAt * 1000).toISOString();
     this.startedAt = Date.now();
+    this.plan = { model: plan.model };
+    this.show();
   }
 
   chunkStarted(): void {
     this.progress.chunks.running++;
     this.peakRunning = Math.max(this.peakRunning, this.progress.chunks.running);
+    this.show();
   }
 
   /** A chunk ran (or, dead-lettered, was written off): these are its lines' final counts. */
@@ -86,6 +111,7 @@ export class BatchTracker {
     if (deadLettered) p.chunks.deadLettered++;
     p.chunks.done++;
     this.estimate();
+    this.show();
   }
 
   /** The end at the rate so far, against the window: a batch that cannot make it shows early. */
@@ -93,6 +119,7 @@ export class BatchTracker {
     const p = this.progress;
     const done = p.completed + p.failed;
     const elapsed = Date.now() - this.startedAt;
+    if (elapsed > 0) this.rate = (1000 * done) / elapsed;
     // Chunks run side by side and end near together: the first to end stands for a whole wave's
     // worth of time, so the estimate waits for the wave.
     if (done === 0 || elapsed <= 0 || p.expiresAt === null || p.chunks.done < this.peakRunning) return;
@@ -112,16 +139,19 @@ export class BatchTracker {
   /** The chunk's activity is quiet, whatever became of it. */
   chunkSettled(): void {
     this.progress.chunks.running--;
+    this.show();
   }
 
   finalizing(): void {
     this.progress.phase = 'finalizing';
     setStatus('finalizing');
+    this.show();
   }
 
   finished(summary: FinalSummary): void {
     const p = this.progress;
     p.phase = 'done';
+    this.ended = summary.status;
     p.completed = summary.completed;
     p.failed = summary.failed;
     setStatus(summary.status);
@@ -131,5 +161,6 @@ export class BatchTracker {
       outputFileId: summary.outputFileId,
       errorFileId: summary.errorFileId,
     });
+    this.show();
   }
 }

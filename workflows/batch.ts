@@ -10,6 +10,7 @@ import {
   proxyActivities,
   setHandler,
   sleep,
+  type ActivityInterfaceFor,
   type ActivityOptions,
 } from '@temporalio/workflow';
 
@@ -19,6 +20,7 @@ import type { ChunkPlan } from '../activities/validate.js';
 import type { WebhookActivities } from '../activities/webhook-delivery.js';
 import { startAbandonedChild } from './abandoned-child.js';
 import { AutoImportWorkflow, autoImportWorkflowId } from './auto-import.js';
+import { chunkSummary, deadLetterSummary, draftSummary, validateSummary } from './batch-display.js';
 import { BatchTracker } from './batch-progress.js';
 import { reasonOf } from './failure-types.js';
 import {
@@ -42,6 +44,8 @@ export interface BatchWorkflowInput {
   control: ActivityOptions;
   /** Unix seconds: when the completion window closes (counted from creation, validation included). */
   expiresAt?: number;
+  /** The input file's size, for the line on its validation in the Temporal UI. */
+  inputBytes?: number;
   /** Where and how the import into Label Studio runs once the batch is done. */
   curation?: { taskQueue: string; activity: ActivityOptions };
   /** Where and how the project's webhooks are told the batch is done. */
@@ -53,6 +57,7 @@ interface RecordedBatchWorkflowInput {
   batchId: string;
   control: ActivityOptions | LegacyControlSettings;
   expiresAt?: number;
+  inputBytes?: number;
   curation?: { taskQueue: string; activity: ActivityOptions | LegacyImportSettings };
   webhooks?: { taskQueue: string; activity: ActivityOptions } | { taskQueue: string; retry: LegacyWebhookRetry };
 }
@@ -75,6 +80,7 @@ function normalizeInput(input: RecordedBatchWorkflowInput): BatchWorkflowInput {
     batchId: input.batchId,
     control: isLegacy(input.control) ? controlOptions(input.control) : input.control,
     ...(input.expiresAt !== undefined ? { expiresAt: input.expiresAt } : {}),
+    ...(input.inputBytes !== undefined ? { inputBytes: input.inputBytes } : {}),
     ...(curation !== undefined
       ? {
           curation: {
@@ -135,15 +141,15 @@ export async function BatchWorkflow(given: RecordedBatchWorkflowInput): Promise<
   // here would move this step against the expiry timer's, and so the commands a replay expects.)
   let recorded: RecordedPlan;
   try {
-    recorded = await CancellationScope.nonCancellable(() => control.validateBatch(batchId));
+    recorded = await CancellationScope.nonCancellable(() =>
+      control.validateBatch.executeWithOptions({ summary: validateSummary(input.inputBytes) }, [batchId]),
+    );
   } catch (err) {
     if (!patched('bounded-control')) throw err;
     await CancellationScope.nonCancellable(() =>
-      control.failBatch({
-        batchId,
-        code: 'validation_error',
-        message: `The input file could not be validated: ${reasonOf(err)}`,
-      }),
+      control.failBatch.executeWithOptions({ summary: 'fail the batch: its input file could not be validated' }, [
+        { batchId, code: 'validation_error', message: `The input file could not be validated: ${reasonOf(err)}` },
+      ]),
     );
     recorded = { ok: false, errors: 1 };
   }
@@ -178,9 +184,12 @@ export async function BatchWorkflow(given: RecordedBatchWorkflowInput): Promise<
     if (drafter !== undefined) await drafter.idle();
     if (outcome === 'completed') {
       tracker.finalizing();
-      await control.markFinalizing(batchId);
+      await control.markFinalizing.executeWithOptions({ summary: 'finalize · mark the batch finalizing' }, [batchId]);
     }
-    const summary = await control.finalizeBatch({ batchId, inputKey: plan.inputKey, outcome });
+    const summary = await control.finalizeBatch.executeWithOptions(
+      { summary: `finalize · ${outcome}: write the output and error files` },
+      [{ batchId, inputKey: plan.inputKey, outcome }],
+    );
     tracker.finished(summary);
     await announce(input);
     // Curation runs on its own, outliving this workflow: Label Studio can never hold up a batch.
@@ -189,6 +198,7 @@ export async function BatchWorkflow(given: RecordedBatchWorkflowInput): Promise<
         workflowId: autoImportWorkflowId(batchId),
         taskQueue: input.curation.taskQueue,
         args: [{ batchId, activity: input.curation.activity }],
+        staticSummary: `import ${batchId}'s results into Label Studio`,
       });
     }
     return summary;
@@ -210,7 +220,9 @@ async function announce(input: BatchWorkflowInput): Promise<void> {
   await CancellationScope.nonCancellable(async () => {
     let deliveries: string[];
     try {
-      deliveries = await prepareDeliveries({ batchId: input.batchId });
+      deliveries = await prepareDeliveries.executeWithOptions({ summary: 'prepare the webhook deliveries' }, [
+        { batchId: input.batchId },
+      ]);
     } catch (err) {
       // Webhooks tell of the end; they must never keep the batch from ending (or its curation from starting).
       if (!patched('bounded-control')) throw err;
@@ -225,6 +237,7 @@ async function announce(input: BatchWorkflowInput): Promise<void> {
         workflowId: deliveryId,
         taskQueue: webhooks.taskQueue,
         args: [{ deliveryId, activity: webhooks.activity }],
+        staticSummary: `tell a webhook that ${input.batchId} ended`,
       });
     }
   });
@@ -237,7 +250,7 @@ function outputDrafter(input: BatchWorkflowInput, plan: RunnablePlan): OutputDra
     retry: { ...input.control.retry, maximumAttempts: 2 },
   });
   return new OutputDrafter(plan.chunks, plan.outputDrafts ?? 0, (throughLine) =>
-    draftOutputs({ batchId: input.batchId, throughLine }),
+    draftOutputs.executeWithOptions({ summary: draftSummary(throughLine) }, [{ batchId: input.batchId, throughLine }]),
   );
 }
 
@@ -245,7 +258,7 @@ function outputDrafter(input: BatchWorkflowInput, plan: RunnablePlan): OutputDra
 async function runChunks(
   batchId: string,
   plan: RunnablePlan,
-  control: ControlActivities,
+  control: ActivityInterfaceFor<ControlActivities>,
   tracker: BatchTracker,
   work: CancellationScope,
   drafter: OutputDrafter | undefined,
@@ -260,19 +273,19 @@ async function runChunks(
   const runOne = async (chunk: ChunkPlan, position: number): Promise<void> => {
     tracker.chunkStarted();
     try {
-      const summary = await inference.runChunk({
-        batchId,
-        inputKey: plan.inputKey,
-        endpoint: plan.endpoint,
-        chunk,
-        deadline: plan.expiresAt,
-      });
+      const summary = await inference.runChunk.executeWithOptions(
+        { summary: chunkSummary(chunk, plan.chunks.length) },
+        [{ batchId, inputKey: plan.inputKey, endpoint: plan.endpoint, chunk, deadline: plan.expiresAt }],
+      );
       tracker.chunkEnded(summary, false);
     } catch (err) {
       if (isCancellation(err) || work.consideredCancelled) throw err;
       // The chunk ran out of retries (its worker keeps dying, or the engine stayed down past the
       // budget): its unfinished lines are reported as failed and the batch carries on.
-      const counts = await control.deadLetterChunk({ batchId, inputKey: plan.inputKey, chunk, reason: reasonOf(err) });
+      const counts = await control.deadLetterChunk.executeWithOptions(
+        { summary: deadLetterSummary(chunk, plan.chunks.length) },
+        [{ batchId, inputKey: plan.inputKey, chunk, reason: reasonOf(err) }],
+      );
       tracker.chunkEnded(counts, true);
     } finally {
       tracker.chunkSettled();

@@ -19,6 +19,7 @@ export async function startWebhookDelivery(client: Client, config: Config, deliv
       workflowId: deliveryId,
       taskQueue: config.temporal.orchestratorTaskQueue,
       args: [webhookDeliveryInput(config, deliveryId)],
+      staticSummary: `deliver webhook event ${deliveryId}`,
     }),
   );
 }
@@ -31,6 +32,7 @@ export async function redriveWebhookDelivery(client: Client, config: Config, del
       workflowIdConflictPolicy: 'USE_EXISTING',
       taskQueue: config.temporal.orchestratorTaskQueue,
       args: [webhookDeliveryInput(config, deliveryId)],
+      staticSummary: `re-drive webhook event ${deliveryId}`,
     }),
   );
 }

@@ -28,10 +28,12 @@ export async function WebhookDeliveryWorkflow(
   // Bounded too: a database away for a whole retry window ends the workflow failed, as Temporal shows.
   const { deliver, markUndelivered } = proxyActivities<WebhookActivities>(input.activity);
   try {
-    await deliver(input.deliveryId);
+    await deliver.executeWithOptions({ summary: 'deliver the event (retried with backoff)' }, [input.deliveryId]);
     return 'delivered';
   } catch {
-    await markUndelivered(input.deliveryId);
+    await markUndelivered.executeWithOptions({ summary: 'record the delivery failed (re-drive it through the API)' }, [
+      input.deliveryId,
+    ]);
     return 'failed';
   }
 }

@@ -125,7 +125,7 @@ export async function createBatch(
   // The file row is locked (shared) until the batch is recorded, so a delete cannot slip in between.
   const row = await db.transaction().execute(async (trx) => {
     const file = await liveFiles(trx, project)
-      .select(['id', 'purpose'])
+      .select(['id', 'purpose', 'bytes'])
       .where('id', '=', body.input_file_id)
       .forShare()
       .executeTakeFirst();
@@ -141,7 +141,7 @@ export async function createBatch(
         param: 'input_file_id',
       });
     }
-    return trx
+    const batch = await trx
       .insertInto('batches')
       .values({
         ...NEW_BATCH,
@@ -159,6 +159,7 @@ export async function createBatch(
       })
       .returningAll()
       .executeTakeFirstOrThrow();
+    return { ...batch, inputBytes: file.bytes };
   });
   try {
     await startBatchWorkflow(temporal, config, {
@@ -167,6 +168,8 @@ export async function createBatch(
       endpoint: row.endpoint,
       projectName: project.name,
       inputFileId: row.input_file_id,
+      inputBytes: row.inputBytes,
+      completionWindow: row.completion_window,
       priority: row.priority,
       windowSeconds: window,
     });

@@ -9,6 +9,7 @@ import { asError } from '../../lib/as-error.js';
 import type { FileWriter } from '../../lib/file-store.js';
 import { isWellFormedId, newId, nowSeconds } from '../../lib/ids.js';
 import { isStorableText, safeText } from '../../lib/sanitize.js';
+import { formatBytes } from '../../lib/units.js';
 import type { Db } from '../../schema/db.js';
 import { LIVE_BATCH_STATES, type FileRow } from '../../schema/tables.js';
 import { uploadFieldsSchema, type FileObject } from '../../wire/openai.js';
@@ -136,10 +137,9 @@ async function parseMultipart(
 /** Longer names are refused: a name is shown in listings and headers, not a place to store data. */
 const MAX_FILENAME_CHARS = 255;
 
-function formatBytes(n: number): string {
-  if (n >= 1024 * 1024) return `${Math.round(n / (1024 * 1024))} MB`;
-  if (n >= 1024) return `${Math.round(n / 1024)} KB`;
-  return `${n}-byte`;
+/** "the 200.0 MB limit", "the 512-byte limit". */
+function limitSize(n: number): string {
+  return n < 1024 ? `${n}-byte` : formatBytes(n);
 }
 
 /**
@@ -172,7 +172,7 @@ export async function createFile(
       });
     if (file.truncated) {
       throw new PayloadTooLargeError(
-        `The file is larger than the ${formatBytes(deps.config.files.maxUploadBytes)} limit for batch input files.`,
+        `The file is larger than the ${limitSize(deps.config.files.maxUploadBytes)} limit for batch input files.`,
         { code: 'file_too_large', param: 'file' },
       );
     }

@@ -14,8 +14,9 @@ import type { Command } from 'commander';
 import type OpenAI from 'openai';
 import { toFile } from 'openai';
 
+import { formatBytes } from '../../lib/units.js';
 import { api } from '../clients.js';
-import { date, EXIT, idCommand, jsonOption, mb, print } from '../output.js';
+import { date, EXIT, idCommand, jsonOption, print } from '../output.js';
 import { top } from '../top.js';
 import { watchBatch } from '../watch.js';
 
@@ -178,7 +179,7 @@ async function follow(batch: Batch, flags: WatchFlags): Promise<void> {
     ...(flags.errors !== undefined ? { errors: flags.errors } : {}),
   });
   print(flags.json === true, final, () =>
-    [summary(final), ...written.map((w) => `  wrote ${w.kind} to ${w.file} (${mb(w.bytes)})`)].join('\n'),
+    [summary(final), ...written.map((w) => `  wrote ${w.kind} to ${w.file} (${formatBytes(w.bytes)})`)].join('\n'),
   );
   process.exitCode = exitCodeOf(final);
 }
@@ -219,7 +220,7 @@ export function registerBatchCommands(program: Command): void {
         const endpoint = (opts.endpoint as Endpoint | undefined) ?? (await endpointOf(file));
         const metadata = parseMetadata(opts.metadata);
         const quiet = opts.json === true;
-        if (!quiet) process.stderr.write(`Uploading ${path.basename(file)} (${mb(size)})...\n`);
+        if (!quiet) process.stderr.write(`Uploading ${path.basename(file)} (${formatBytes(size)})...\n`);
         const started = Date.now();
         const uploaded = await openai.files.create({
           file: await toFile(createReadStream(file), path.basename(file)),
@@ -344,7 +345,7 @@ export function registerBatchCommands(program: Command): void {
         errors: opts.errors ?? `${batchId}.errors.jsonl`,
       });
       print(opts.json === true, written, () =>
-        written.map((w) => `wrote ${w.kind} to ${w.file} (${mb(w.bytes)})`).join('\n'),
+        written.map((w) => `wrote ${w.kind} to ${w.file} (${formatBytes(w.bytes)})`).join('\n'),
       );
     });
 }

@@ -42,7 +42,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       port: await getPort(),
       httpPort: await getPort(),
       metricsPort: await getPort(),
-      headless: true,
+      // With its Web UI: the UI test looks at batches there as an operator would.
+      uiPort: await getPort(),
+      headless: false,
       dbFile: undefined,
     };
     // Label Studio: installed once into the tools folder, and a data folder migrated once (half a
@@ -59,7 +61,11 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const starting = await Promise.allSettled([
       external === undefined
         ? startTemporalDevServer(cli.path, devConfig, log)
-        : waitForTemporal(external, 30_000).then(() => ({ address: external, stop: () => Promise.resolve() })),
+        : waitForTemporal(external, 30_000).then(() => ({
+            address: external,
+            uiUrl: process.env.TEMPORAL_UI_URL,
+            stop: () => Promise.resolve(),
+          })),
       startEmbeddedPostgres({
         dataDir: path.join(tmpDir, 'postgres'),
         port: await getPort(),
@@ -107,6 +113,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       temporalAddress: temporal.address,
       temporalExternal: external !== undefined,
       temporalCliPath: cli.path,
+      temporalUiUrl: temporal.uiUrl,
       postgresServerUrl: postgres.serverUrl,
       simulatorUrl: simulator.url,
       simulatorModel: FAST_SIM.models[0] ?? 'sim-test',

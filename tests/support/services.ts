@@ -6,6 +6,8 @@ export interface SharedServices {
   /** Temporal is a server the run did not start (TEMPORAL_ADDRESS: a cluster), not the run's own dev server. */
   temporalExternal: boolean;
   temporalCliPath: string;
+  /** The Temporal Web UI of that server (the dev server's own; TEMPORAL_UI_URL for a server the run did not start). */
+  temporalUiUrl: string | undefined;
   /** Postgres server URL without a database; each test file makes its own database. */
   postgresServerUrl: string;
   /** A simulator with fast settings, shared by files that need no faults of their own. */

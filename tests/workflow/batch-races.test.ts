@@ -32,7 +32,7 @@ async function startBatch(taskQueue: string, expiresAt = nowSeconds() + 86_400) 
   return t.env.client.workflow.start(BatchWorkflow, {
     workflowId: batchId,
     taskQueue,
-    args: [batchWorkflowInput(testConfig(taskQueue), batchId, expiresAt)],
+    args: [batchWorkflowInput(testConfig(taskQueue), batchId, expiresAt, 4096)],
   });
 }
 

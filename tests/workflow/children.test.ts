@@ -16,7 +16,7 @@ import { callsOf, recorded } from '../support/workflow-mocks.js';
 const t = serverPerTest();
 
 function curationInput(taskQueue: string, batchId: string): AutoImportInput {
-  const curation = batchWorkflowInput(testConfig(taskQueue), batchId, 0).curation;
+  const curation = batchWorkflowInput(testConfig(taskQueue), batchId, 0, 4096).curation;
   if (curation === undefined) throw new Error('batchWorkflowInput no longer sets curation');
   return { batchId, activity: curation.activity };
 }

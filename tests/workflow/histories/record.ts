@@ -55,7 +55,7 @@ async function runBatch(
     const handle = await env.client.workflow.start('BatchWorkflow', {
       workflowId: id,
       taskQueue: TASK_QUEUE,
-      args: [batchWorkflowInput(testConfig(TASK_QUEUE), id, options.expiresAt ?? nowSeconds() + 86_400)],
+      args: [batchWorkflowInput(testConfig(TASK_QUEUE), id, options.expiresAt ?? nowSeconds() + 86_400, 4096)],
     });
     await during?.(handle);
     await handle.result();
@@ -146,7 +146,7 @@ const SCENARIOS: Scenario[] = [
         finishImport: () => undefined,
         failImport: () => undefined,
       });
-      const curation = batchWorkflowInput(testConfig(TASK_QUEUE), 'batch_curated', 0).curation;
+      const curation = batchWorkflowInput(testConfig(TASK_QUEUE), 'batch_curated', 0, 4096).curation;
       return withWorker(env, { taskQueue: TASK_QUEUE, workflowBundle, activities }, async () => {
         const handle = await env.client.workflow.start('AutoImportWorkflow', {
           workflowId: 'batch_curated-curation',
