@@ -141,9 +141,9 @@ describe('docs/first-ten-minutes.md, run as written', () => {
     python = await pythonWithOpenAI();
     ls = await startTestLabelStudio();
     stops.push(() => ls.destroy());
-    // The model npm start serves, on an engine slow enough (about ten seconds for the doc's batch)
+    // The model npm start serves, on an engine slow enough (about twenty seconds for the doc's batch)
     // that the batch is still running when `top` looks at it, as it is for someone following along.
-    const simulator = await startTestSimulator({ models: [docModel], maxNumSeqs: 8, tokenLatencyMs: 50 });
+    const simulator = await startTestSimulator({ models: [docModel], maxNumSeqs: 4, tokenLatencyMs: 50 });
     stops.push(() => simulator.close());
     const apiPort = await getPort();
     stack = await startTestStack({
