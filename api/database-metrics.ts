@@ -94,10 +94,18 @@ export function databaseGauges(db: Db, timeoutMs: number): Registry {
     registers: [registry],
     async collect() {
       await collectSafely('gpu_batch_live_batch_requests', timeoutMs, async () => {
+        // The project's name, as BatchProject and the fairness key have it: what operators know it by.
         const live = await db
           .selectFrom('batches')
-          .select(['id', 'model', 'project_id', 'status', 'request_total'])
-          .where('status', 'in', LIVE_BATCH_STATES)
+          .innerJoin('projects', 'projects.id', 'batches.project_id')
+          .select([
+            'batches.id',
+            'batches.model',
+            'projects.name as project',
+            'batches.status',
+            'batches.request_total',
+          ])
+          .where('batches.status', 'in', LIVE_BATCH_STATES)
           .execute();
         const counts = await resultCounts(
           db,
@@ -106,7 +114,7 @@ export function databaseGauges(db: Db, timeoutMs: number): Registry {
         // Only what is live now: a batch that ended leaves the gauge (its series go stale in Prometheus).
         this.reset();
         for (const b of live) {
-          const labels = { batch_id: b.id, model: b.model ?? '', project: b.project_id, status: b.status };
+          const labels = { batch_id: b.id, model: b.model ?? '', project: b.project, status: b.status };
           const done = counts.get(b.id);
           this.set({ ...labels, state: 'total' }, b.request_total);
           this.set({ ...labels, state: 'completed' }, done?.completed ?? 0);

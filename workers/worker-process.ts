@@ -225,6 +225,8 @@ export function runWorkerProcess(kind: WorkerProcess): void {
     watchdog.start();
     onShutdown(async () => {
       watchdog.stop();
+      // A worker draining its last tasks polls no more: the gauge says so from the first moment.
+      polling.set(0);
       await worker.shutdown();
       await ops.close();
       await connection.close();

@@ -3,12 +3,23 @@
 // as the batch moves: the model and request count once validated, counts, rate, ETA), and a line on
 // each activity and child. Imported by workflow code and by the lifecycle modules: no I/O, no clock.
 import type { ChunkPlan } from '../activities/validate.js';
+import { safeText } from '../lib/sanitize.js';
 import { formatBytes, formatCount } from '../lib/units.js';
 import type { BatchProgress } from './messages.js';
 
-/** Names a client or operator chose, shown as written: no markdown, links or HTML of theirs. */
+/** Longest name shown (code points): Temporal refuses a summary over 400 bytes, and with it the batch. */
+const MAX_NAME_CHARS = 60;
+
+/**
+ * Names a client or operator chose, shown as written: through the one sanitizer (control characters
+ * visible, cut to MAX_NAME_CHARS), then with no markdown, links or HTML of theirs (inline marks
+ * escaped, and a list or heading marker at its start).
+ */
 function plain(text: string): string {
-  return text.replace(/[\\`*_[\]<>#|~!]/g, (c) => `\\${c}`);
+  return safeText(text, MAX_NAME_CHARS)
+    .replace(/[\\`*_[\]<>#|~!:]/g, (c) => `\\${c}`)
+    .replace(/^([-+=])/, '\\$1')
+    .replace(/^(\d+)([.)])/, '$1\\$2');
 }
 
 /** "2026-12-03 14:05:12 UTC", or "12-03 14:05:12 UTC" short: the UI shows it as written, so it says its zone. */
@@ -75,7 +86,8 @@ export function batchCurrentDetails(
   const head = `**${state}**`;
   if (plan === undefined) return head;
   const done = p.completed + p.failed;
-  const share = p.requests > 0 ? ` (${formatCount((100 * done) / p.requests)}%)` : '';
+  // Down to a tenth: "100%" only once every request is done.
+  const share = p.requests > 0 ? ` (${formatCount(Math.floor((1000 * done) / p.requests) / 10)}%)` : '';
   const lines = [
     `${head} · ${formatCount(done)} of ${formatCount(p.requests)} requests done${share} · ${formatCount(p.failed)} failed`,
   ];

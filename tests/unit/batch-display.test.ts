@@ -79,9 +79,22 @@ describe("a batch's summary and details", () => {
     expect(details).toContain('**Input file** `file-abc` (202.5 MB) · **Window** 24h, until 2026-12-04 13:48:02 UTC');
   });
 
+  it('keeps a summary short whatever the name (Temporal refuses one over 400 bytes, and with it the batch)', () => {
+    const summary = batchSummary({ ...start, projectName: '*'.repeat(1000) });
+    expect(Buffer.byteLength(summary)).toBeLessThan(400);
+    expect(summary).toMatch(/^(\\\*)+… \(\d+ more characters\) · \/v1\/chat\/completions/);
+    expect(Buffer.byteLength(batchDetails({ ...start, projectName: '_'.repeat(1000) }, 'x'))).toBeLessThan(1000);
+  });
+
+  it('keeps a name on one line, and its list or heading markers as text', () => {
+    expect(batchSummary({ ...start, projectName: 'a\n===\r\nb' })).toMatch(/^a\\\\u000a===\\\\u000d\\\\u000ab · /);
+    expect(batchSummary({ ...start, projectName: '- item' })).toMatch(/^\\- item · /);
+    expect(batchSummary({ ...start, projectName: '1. first' })).toMatch(/^1\\. first · /);
+  });
+
   it("shows a name's markdown as written, not as markup", () => {
     const summary = batchSummary({ ...start, projectName: '**big** [x](http://evil)' });
-    expect(summary).toContain('\\*\\*big\\*\\* \\[x\\](http://evil)');
+    expect(summary).toContain('\\*\\*big\\*\\* \\[x\\](http\\://evil)');
     const details = batchCurrentDetails(progress(), { model: 'm_<b>' }, 1);
     expect(details).toContain('m\\_\\<b\\>');
   });
@@ -111,6 +124,11 @@ describe("a batch's current details", () => {
     );
     expect(text).toContain('**ETA** 12-03 13:49:40 UTC ⚠ after the window closes');
     expect(text).toContain('2 running, 4 of 8 done, 1 dead-lettered');
+  });
+
+  it('says 100% only once every request is done', () => {
+    const text = batchCurrentDetails(progress({ completed: 1999, failed: 0 }), { model: 'm' }, 1);
+    expect(text).toContain('1,999 of 2,000 requests done (99.9%)');
   });
 
   it('no rate or ETA before a chunk has ended', () => {
