@@ -111,6 +111,7 @@ describe('the Prometheus config and alert rules', () => {
       'GpuBatchChunksDeadLettered',
       'GpuBatchProcessDown',
       'GpuBatchStalled',
+      'GpuBatchStuckInPhase',
       'GpuBatchWebhookDeliveriesFailing',
       'GpuBatchWorkerNotPolling',
     ]);
