@@ -1,6 +1,6 @@
 // How a running batch ends other than by finishing: cancel and expiry. And priority between batches.
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 import type { RunningSimulator } from '../../simulator/server.js';
 import {
@@ -112,6 +112,16 @@ describe('priority between batches', () => {
   let stack: TestStack;
   let engine: RunningSimulator;
   const model = 'priority-model';
+  // The dev server's task queues have one partition, which orders all their tasks by priority. A
+  // cluster's keep Temporal's four (deploy/temporal-cluster.yaml), each ordering its own: there the
+  // urgent batch still ends first, but chunks of the other queued in other partitions run meanwhile,
+  // so how far the other got is not bounded.
+  const onePartition = !inject('services').temporalExternal;
+  /** Requests the backlog batch had finished when the urgent one ended: far from all of them. */
+  const expectBacklogWaited = (done: number): void => {
+    expect(done).toBeGreaterThanOrEqual(0);
+    expect(done).toBeLessThan(onePartition ? 200 : 300);
+  };
 
   beforeAll(async () => {
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 5, outputTokens: { min: 20, max: 20 } });
@@ -153,8 +163,7 @@ describe('priority between batches', () => {
     );
     expect(finished).toEqual([high.id, low.id]);
     // And the low batch was still far from done when the high one finished: its backlog waited.
-    expect(lowWhenHighEnded).toBeGreaterThanOrEqual(0);
-    expect(lowWhenHighEnded).toBeLessThan(200);
+    expectBacklogWaited(lowWhenHighEnded);
   });
 
   it('runs a batch with a short completion window before 24 h batches queued earlier, without a priority of its own', async () => {
@@ -165,7 +174,7 @@ describe('priority between batches', () => {
     expect((soon as unknown as { priority: number | null }).priority).toBeNull();
     await waitForBatch(stack.openai, soon.id);
     const counts = (await stack.openai.batches.retrieve(late.id)).request_counts;
-    expect((counts?.completed ?? 0) + (counts?.failed ?? 0)).toBeLessThan(200);
+    expectBacklogWaited((counts?.completed ?? 0) + (counts?.failed ?? 0));
     await waitForBatch(stack.openai, late.id);
   });
 });
