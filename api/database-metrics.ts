@@ -7,23 +7,9 @@ import { Gauge, Registry } from 'prom-client';
 import { collectSafely } from '../lib/metrics.js';
 import type { Db } from '../schema/db.js';
 import { resultCounts } from '../schema/result-groups.js';
-import {
-  LIVE_BATCH_STATES,
-  type BatchStatus,
-  type CurationStatus,
-  type WebhookDeliveriesTable,
-} from '../schema/tables.js';
+import { LIVE_BATCH_STATES, type CurationStatus, type WebhookDeliveriesTable } from '../schema/tables.js';
+import { batchStatusSchema } from '../wire/openai.js';
 
-const BATCH_STATUSES = [
-  'validating',
-  'failed',
-  'in_progress',
-  'finalizing',
-  'completed',
-  'expired',
-  'cancelling',
-  'cancelled',
-] as const satisfies readonly BatchStatus[];
 const CURATION_STATUSES = ['running', 'completed', 'skipped', 'failed'] as const satisfies readonly CurationStatus[];
 const DELIVERY_STATUSES = [
   'pending',
@@ -68,7 +54,7 @@ export function databaseGauges(db: Db, timeoutMs: number): Registry {
     timeoutMs,
     'gpu_batch_batches',
     'Batches by status, as the database has them',
-    BATCH_STATUSES,
+    batchStatusSchema.options,
     () => db.selectFrom('batches').select(['status', n]).groupBy('status').execute(),
   );
   statusGauge(
