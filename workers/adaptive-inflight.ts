@@ -78,10 +78,15 @@ export function steerInFlight(
       steered.observe(NO_READING, inFlight.inUse);
     }
   };
+  // A project that held requests here stays at 0 once it holds none, rather than vanishing: a scrape
+  // between two chunks would otherwise mark its series stale, and a panel or alert would read "no data"
+  // for "nothing in flight". Projects are the fairness keys of registered projects, so the set is small.
+  const seen = new Set<string>();
   const tick = (): void => {
-    projectInflightRequests.reset();
-    for (const [project, held] of inFlight.holders())
-      projectInflightRequests.set({ project: safeText(project, 64) }, held);
+    const holders = inFlight.holders();
+    for (const project of holders.keys()) seen.add(project);
+    for (const project of seen)
+      projectInflightRequests.set({ project: safeText(project, 64) }, holders.get(project) ?? 0);
     if (limit === undefined || reading !== undefined) return;
     reading = read(limit).finally(() => {
       reading = undefined;
