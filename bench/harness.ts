@@ -2,7 +2,7 @@
 // deployment), on a Temporal dev server and a Postgres of their own, with simulators as engines.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -596,13 +596,8 @@ export function pinApart(vllmGroup: number, engineCpu = 1, restCpu = 0): void {
   }
 }
 
-/**
- * Sets the nice of a process (every thread), and with `tree` of everything it started. The shared-GPU
- * scenario raises what stands in for a GPU (the simulated engine, whose steps run on this machine's
- * CPU) and the client that times it, so the system under test's CPU use on this small machine does
- * not delay them. A negative nice needs root: returns false when refused.
- */
-export function renice(rootPid: number, nice: number, options: { tree: boolean }): boolean {
+/** A process, and with `tree` everything it started (as /proc has them now). */
+function processTree(rootPid: number, options: { tree: boolean }): number[] {
   const procs = readProcs();
   const inTree = (p: Proc): boolean => {
     if (!options.tree) return p.pid === rootPid;
@@ -610,11 +605,20 @@ export function renice(rootPid: number, nice: number, options: { tree: boolean }
       if (cur.pid === rootPid) return true;
     return false;
   };
-  for (const p of procs.values()) {
-    if (!inTree(p)) continue;
+  return [...procs.values()].filter(inTree).map((p) => p.pid);
+}
+
+/**
+ * Sets the nice of a process (every thread), and with `tree` of everything it started. The shared-GPU
+ * scenario raises what stands in for a GPU (the simulated engine, whose steps run on this machine's
+ * CPU) and the client that times it, so the system under test's CPU use on this small machine does
+ * not delay them. A negative nice needs root: returns false when refused.
+ */
+export function renice(rootPid: number, nice: number, options: { tree: boolean }): boolean {
+  for (const pid of processTree(rootPid, options)) {
     let tasks: string[];
     try {
-      tasks = readdirSync(`/proc/${p.pid}/task`);
+      tasks = readdirSync(`/proc/${pid}/task`);
     } catch {
       continue; // gone meanwhile
     }
@@ -622,6 +626,21 @@ export function renice(rootPid: number, nice: number, options: { tree: boolean }
       execFileSync('renice', ['-n', String(nice), '-p', ...tasks], { stdio: 'ignore' });
     } catch {
       return false;
+    }
+  }
+  return true;
+}
+
+/**
+ * Binds a process (every thread), and with `tree` everything it started, to CPUs (`1`, `0-1`); what it starts
+ * later inherits the binding. Returns false when `taskset` is missing or the CPU does not exist.
+ */
+export function pinTo(rootPid: number, cpus: number | string, options: { tree: boolean }): boolean {
+  for (const pid of processTree(rootPid, options)) {
+    try {
+      execFileSync('taskset', ['-a', '-p', '-c', String(cpus), String(pid)], { stdio: 'ignore' });
+    } catch {
+      if (existsSync(`/proc/${pid}`)) return false; // else gone meanwhile
     }
   }
   return true;
