@@ -632,8 +632,8 @@ export function renice(rootPid: number, nice: number, options: { tree: boolean }
 }
 
 /**
- * Binds a process (every thread), and with `tree` everything it started, to CPUs (`1`, `0-1`); what it starts
- * later inherits the binding. Returns false when `taskset` is missing or the CPU does not exist.
+ * Binds a process (every thread), and with `tree` everything it started, to CPUs (`1`, `0-1`); what
+ * it starts later inherits the binding. Returns false when `taskset` is missing or a CPU does not exist.
  */
 export function pinTo(rootPid: number, cpus: number | string, options: { tree: boolean }): boolean {
   for (const pid of processTree(rootPid, options)) {
