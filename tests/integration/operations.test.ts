@@ -43,7 +43,8 @@ describe('metrics from every process', () => {
   const base = (port: number): string => `http://127.0.0.1:${port}`;
 
   beforeAll(async () => {
-    // 20 ms a token, 8 tokens: 160 ms a request, 16 in flight, one chunk at a time: chunks queue up.
+    // 20 ms a token, 8 tokens: 160 ms a request, 16 in flight, one chunk at a time (a 300-line batch is
+    // small: its chunks run in the small-batch slots, here one), two scheduled: a chunk always waits.
     engine = await startTestSimulator({
       models: [model],
       tokenLatencyMs: 20,
@@ -63,6 +64,7 @@ describe('metrics from every process', () => {
       GPU_METRICS_PORT: String(ports.gpu),
       GPU_MAX_INFLIGHT: '16',
       GPU_CONCURRENT_CHUNKS: '1',
+      GPU_SMALL_BATCH_CHUNKS: '1',
       GPU_INDEX: '2',
     });
     await Promise.all([
