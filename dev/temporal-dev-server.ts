@@ -73,27 +73,67 @@ export function logServerLine(log: Logger, line: string): void {
   else log.info(text);
 }
 
+export interface StartDevServerOptions {
+  startTimeoutMs?: number;
+  /** Starts in all, counting the first, when the server exits because a port it wanted was taken. */
+  attempts?: number;
+  /** The config for the next start after a port race; the same config when absent. */
+  reassignPorts?: (devConfig: TemporalDevConfig) => Promise<TemporalDevConfig>;
+}
+
+/** The server lost a port to another process between choosing it and binding it. */
+class PortTakenError extends Error {}
+
+/**
+ * Starts the dev server, again (bounded) when it loses a port race: it picks the ports of its
+ * history, matching and worker services itself, by binding port 0 and letting go, and a process
+ * starting beside it can take one in between (seen in CI: `bind: address already in use`).
+ */
 export async function startTemporalDevServer(
   cliPath: string,
   devConfig: TemporalDevConfig,
   log: Logger,
-  options: { startTimeoutMs?: number } = {},
+  options: StartDevServerOptions = {},
+): Promise<DevServer> {
+  const attempts = options.attempts ?? 1;
+  let config = devConfig;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(cliPath, config, log, options.startTimeoutMs ?? 60_000);
+    } catch (err) {
+      if (!(err instanceof PortTakenError) || attempt >= attempts) throw err;
+      log.warn({ attempt, attempts, err: err.message }, 'the Temporal dev server lost a port race; starting it again');
+      config = options.reassignPorts === undefined ? config : await options.reassignPorts(config);
+    }
+  }
+}
+
+async function startOnce(
+  cliPath: string,
+  devConfig: TemporalDevConfig,
+  log: Logger,
+  startTimeoutMs: number,
 ): Promise<DevServer> {
   await prepareDevServer(devConfig);
   const child = spawn(cliPath, startDevArgs(devConfig), { stdio: ['ignore', 'pipe', 'pipe'] });
   let stopping = false;
+  let portTaken: string | undefined;
   const forward = (chunk: Buffer): void => {
     // What the server says while it is being stopped is only noise.
     if (stopping) return;
-    for (const line of chunk.toString('utf8').split('\n')) logServerLine(log, line);
+    for (const line of chunk.toString('utf8').split('\n')) {
+      if (line.includes('address already in use')) portTaken ??= line.trim();
+      logServerLine(log, line);
+    }
   };
   child.stdout.on('data', forward);
   child.stderr.on('data', forward);
   const address = devServerAddress(devConfig);
   try {
-    await waitForTemporal(address, options.startTimeoutMs ?? 60_000, () => child.exitCode !== null);
+    await waitForTemporal(address, startTimeoutMs, () => child.exitCode !== null);
   } catch (err) {
     await stopProcess(child, 2000);
+    if (portTaken !== undefined) throw new PortTakenError(portTaken);
     throw err;
   }
   return {
@@ -113,7 +153,9 @@ if (isEntryPoint(import.meta.url)) {
     const config = loadConfig();
     const log = createLogger('temporal', config.log);
     const cli = await resolveTemporalCli(cliOptions(config, log));
-    const server = await startTemporalDevServer(cli.path, readTemporalDevConfig(config.temporal.devConfigPath), log);
+    const server = await startTemporalDevServer(cli.path, readTemporalDevConfig(config.temporal.devConfigPath), log, {
+      attempts: config.dev.startAttempts,
+    });
     log.info({ address: server.address, ui: server.uiUrl }, 'Temporal dev server ready');
     onShutdown(() => server.stop(), log);
   });

@@ -823,6 +823,11 @@ const SETTINGS = {
       positiveInt.default(120_000),
       'How long `npm start` waits for each part',
     ),
+    startAttempts: setting(
+      'DEV_START_ATTEMPTS',
+      positiveInt.default(3),
+      'Starts of a Temporal dev server (tests, `npm run temporal:dev`) that lost a port to another process',
+    ),
     apiKey: setting(
       'DEV_API_KEY',
       z.string().min(1).default('sk-local'),

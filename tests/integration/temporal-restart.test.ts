@@ -35,7 +35,7 @@ describe('a Temporal server restarted mid-batch', () => {
       headless: true,
       dbFile: path.join(dir, 'temporal.db'),
     };
-    server = await startTemporalDevServer(cli, devConfig, log);
+    server = await startTemporalDevServer(cli, devConfig, log, { attempts: 3 });
     engine = await startTestSimulator({ models: [model], tokenLatencyMs: 12.5, outputTokens: { min: 40, max: 40 } });
     stack = await startTestStack({
       temporalAddress: server.address,
@@ -59,7 +59,7 @@ describe('a Temporal server restarted mid-batch', () => {
       async () => {
         await server.stop();
         await new Promise((r) => setTimeout(r, 3000));
-        server = await startTemporalDevServer(cli, devConfig, log);
+        server = await startTemporalDevServer(cli, devConfig, log, { attempts: 3 });
       },
     );
     expect(batch.status).toBe('completed');

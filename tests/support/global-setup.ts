@@ -4,7 +4,6 @@
 import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import getPort from 'get-port';
 import type { TestProject } from 'vitest/node';
 
 import { writeWorkflowBundle } from '../../dev/bundle-workflows.js';
@@ -12,13 +11,14 @@ import { startEmbeddedPostgres } from '../../dev/embedded-postgres.js';
 import { ensureLabelStudio, ensureTemplate } from '../../dev/label-studio-local.js';
 import { minioOptions, resolveMinio, startMinio } from '../../dev/minio.js';
 import { cliOptions, resolveTemporalCli } from '../../dev/temporal-cli.js';
-import { parseTemporalDevConfig } from '../../dev/temporal-dev-config.js';
+import { parseTemporalDevConfig, type TemporalDevConfig } from '../../dev/temporal-dev-config.js';
 import { startTemporalDevServer, waitForTemporal } from '../../dev/temporal-dev-server.js';
 import { ensureTemporalTestServer } from '../../dev/temporal-test-server.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { startSimulator } from '../../simulator/server.js';
 import { LS_PASSWORD, LS_TOKEN, LS_USER } from './label-studio-credentials.js';
+import { servicePort } from './ports.js';
 import { MINIO_CREDENTIALS, type SharedServices } from './services.js';
 import { FAST_SIM } from './simulator.js';
 
@@ -37,16 +37,18 @@ export default async function setup(project: TestProject): Promise<() => Promise
   try {
     const cli = await resolveTemporalCli(cliOptions(config, log));
     const yaml = await readFile(config.temporal.devConfigPath, 'utf8');
-    const devConfig = {
-      ...parseTemporalDevConfig(yaml, path.dirname(config.temporal.devConfigPath)),
-      port: await getPort(),
-      httpPort: await getPort(),
-      metricsPort: await getPort(),
+    const parsedDevConfig = parseTemporalDevConfig(yaml, path.dirname(config.temporal.devConfigPath));
+    const withFreePorts = async (): Promise<TemporalDevConfig> => ({
+      ...parsedDevConfig,
+      port: await servicePort(),
+      httpPort: await servicePort(),
+      metricsPort: await servicePort(),
       // With its Web UI: the UI test looks at batches there as an operator would.
-      uiPort: await getPort(),
+      uiPort: await servicePort(),
       headless: false,
       dbFile: undefined,
-    };
+    });
+    const devConfig = await withFreePorts();
     // Label Studio: installed once into the tools folder, and a data folder migrated once (half a
     // minute) that each test file copies instead of migrating again.
     const labelStudioBinary = await ensureLabelStudio(config.paths.toolsDir, config.labelStudio.local.version, log);
@@ -60,7 +62,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const external = config.temporal.address;
     const starting = await Promise.allSettled([
       external === undefined
-        ? startTemporalDevServer(cli.path, devConfig, log)
+        ? startTemporalDevServer(cli.path, devConfig, log, {
+            attempts: config.dev.startAttempts,
+            reassignPorts: withFreePorts,
+          })
         : waitForTemporal(external, 30_000).then(() => ({
             address: external,
             uiUrl: process.env.TEMPORAL_UI_URL,
@@ -68,7 +73,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
           })),
       startEmbeddedPostgres({
         dataDir: path.join(tmpDir, 'postgres'),
-        port: await getPort(),
+        port: await servicePort(),
         database: 'postgres',
         log,
         durable: false,
@@ -77,11 +82,16 @@ export default async function setup(project: TestProject): Promise<() => Promise
       writeWorkflowBundle(path.join(tmpDir, 'workflow-bundle.js')),
       ensureTemplate(
         labelStudioTemplate,
-        { binary: labelStudioBinary, port: await getPort(), user: LS_USER, password: LS_PASSWORD, token: LS_TOKEN },
+        { binary: labelStudioBinary, port: await servicePort(), user: LS_USER, password: LS_PASSWORD, token: LS_TOKEN },
         log,
       ),
       startMinio(
-        { binary: minioBinary.path, dataDir: path.join(tmpDir, 'minio'), port: await getPort(), ...MINIO_CREDENTIALS },
+        {
+          binary: minioBinary.path,
+          dataDir: path.join(tmpDir, 'minio'),
+          port: await servicePort(),
+          ...MINIO_CREDENTIALS,
+        },
         log,
       ),
       // The workflow unit tests' time-skipping server: installed here once, not by each test file at once.
