@@ -128,11 +128,16 @@ async function startOnce(
   };
   child.stdout.on('data', forward);
   child.stderr.on('data', forward);
+  // Its last lines (the reason it exited) can be read after its exit is seen: 'close' is after both.
+  const outputRead = new Promise<void>((resolve) => child.once('close', () => resolve()));
   const address = devServerAddress(devConfig);
   try {
     await waitForTemporal(address, startTimeoutMs, () => child.exitCode !== null);
   } catch (err) {
     await stopProcess(child, 2000);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([outputRead, new Promise((r) => (timer = setTimeout(r, 2000)))]);
+    clearTimeout(timer);
     if (portTaken !== undefined) throw new PortTakenError(portTaken);
     throw err;
   }
