@@ -129,7 +129,11 @@ async function startOnce(
   child.stdout.on('data', forward);
   child.stderr.on('data', forward);
   // Its last lines (the reason it exited) can be read after its exit is seen: 'close' is after both.
-  const outputRead = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const outputRead = new Promise<void>((resolve) => {
+    child.once('close', () => {
+      resolve();
+    });
+  });
   const address = devServerAddress(devConfig);
   try {
     await waitForTemporal(address, startTimeoutMs, () => child.exitCode !== null);
