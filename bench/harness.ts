@@ -25,7 +25,7 @@ import type { EngineRequestInput } from '../simulator/scheduler.js';
 import type { SimulatorStats } from '../simulator/state.js';
 import { countTokens } from '../simulator/text.js';
 import { startTestCluster } from '../tests/support/cluster.js';
-import { spawnEntry, type ChildUnderTest } from '../tests/support/processes.js';
+import { spawnEntry, type ChildUnderTest, type SpawnOptions } from '../tests/support/processes.js';
 
 export const log: Logger = createLogger('bench', { level: 'info', format: 'pretty' });
 
@@ -154,25 +154,29 @@ export async function startEngine(o: EngineOptions): Promise<Engine> {
   const settings = engineSettings(o);
   const port = await getPort();
   // Every capacity knob is given, so nothing in this shell's SIM_* variables changes what is measured.
-  const child = spawnEntry('simulator/main.ts', {
-    HOST: '127.0.0.1',
-    SIM_PORT: String(port),
-    SIM_MODELS: settings.model,
-    SIM_MAX_NUM_SEQS: String(settings.maxNumSeqs),
-    SIM_MAX_NUM_BATCHED_TOKENS: String(settings.maxNumBatchedTokens),
-    SIM_NUM_GPU_BLOCKS: String(settings.numGpuBlocks),
-    SIM_BLOCK_SIZE: String(H100_LLAMA_8B.blockSize),
-    SIM_STEP_BASE_MS: String(settings.stepBaseMs),
-    SIM_STEP_TOKEN_MS: String(settings.stepTokenMs),
-    SIM_ENABLE_PREFIX_CACHING: 'true',
-    // As the deployment guide runs vLLM: cached tokens reach the batch's usage.
-    SIM_ENABLE_PROMPT_TOKENS_DETAILS: 'true',
-    SIM_OUTPUT_TOKENS: settings.outputTokens,
-    SIM_MAX_MODEL_LEN: String(settings.maxModelLen),
-    SIM_SCHEDULING_POLICY: settings.schedulingPolicy,
-    // POST /reset_prefix_cache, as vLLM's dev mode: each side of a comparison can start from a cold cache.
-    SIM_SERVER_DEV_MODE: 'true',
-  });
+  const child = spawnEntry(
+    'simulator/main.ts',
+    {
+      HOST: '127.0.0.1',
+      SIM_PORT: String(port),
+      SIM_MODELS: settings.model,
+      SIM_MAX_NUM_SEQS: String(settings.maxNumSeqs),
+      SIM_MAX_NUM_BATCHED_TOKENS: String(settings.maxNumBatchedTokens),
+      SIM_NUM_GPU_BLOCKS: String(settings.numGpuBlocks),
+      SIM_BLOCK_SIZE: String(H100_LLAMA_8B.blockSize),
+      SIM_STEP_BASE_MS: String(settings.stepBaseMs),
+      SIM_STEP_TOKEN_MS: String(settings.stepTokenMs),
+      SIM_ENABLE_PREFIX_CACHING: 'true',
+      // As the deployment guide runs vLLM: cached tokens reach the batch's usage.
+      SIM_ENABLE_PROMPT_TOKENS_DETAILS: 'true',
+      SIM_OUTPUT_TOKENS: settings.outputTokens,
+      SIM_MAX_MODEL_LEN: String(settings.maxModelLen),
+      SIM_SCHEDULING_POLICY: settings.schedulingPolicy,
+      // POST /reset_prefix_cache, as vLLM's dev mode: each side of a comparison can start from a cold cache.
+      SIM_SERVER_DEV_MODE: 'true',
+    },
+    { compiled: true },
+  );
   await child.waitFor('vLLM simulator ready');
   const url = `http://127.0.0.1:${port}`;
   return {
@@ -343,18 +347,23 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
     API_RATE_LIMIT_PER_MINUTE: '0',
     ORCHESTRATOR_METRICS_PORT: '0',
     GPU_METRICS_PORT: '0',
+    WORKFLOW_BUNDLE_PATH: path.resolve('dist/workflow-bundle.js'),
     ...options.env,
   };
-  const profiled = (role: string): string[] =>
-    options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(options.profileDir, role)}`];
+  // The stack runs as the systemd units run it: the compiled JavaScript of `npm run build`.
+  const deployed = (role: string): SpawnOptions => ({
+    compiled: true,
+    nodeArgs:
+      options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(options.profileDir, role)}`],
+  });
   const orchestrators = Array.from({ length: options.orchestrators ?? 1 }, () =>
-    spawnEntry('workers/orchestrator.ts', env, profiled('orchestrator')),
+    spawnEntry('workers/orchestrator.ts', env, deployed('orchestrator')),
   );
   const [orchestrator] = orchestrators as [ChildUnderTest];
   const gpuWorkers = options.engines.map((engine, i) =>
-    spawnEntry('workers/gpu.ts', { ...env, GPU_INDEX: String(i), VLLM_BASE_URL: engine.url }, profiled('gpu')),
+    spawnEntry('workers/gpu.ts', { ...env, GPU_INDEX: String(i), VLLM_BASE_URL: engine.url }, deployed('gpu')),
   );
-  const api = spawnEntry('api/server.ts', env, profiled('api'));
+  const api = spawnEntry('api/server.ts', env, deployed('api'));
   await Promise.all([
     ...orchestrators.map((w) => w.waitFor('orchestrator worker ready')),
     api.waitFor('API ready'),

@@ -54,7 +54,7 @@ describe('API, orchestrator and GPU hosts on a network, sharing only Temporal, P
   const cleanups: (() => Promise<void>)[] = [];
 
   const start = (host: TestHost, script: string, extra: Record<string, string> = {}): ChildUnderTest => {
-    const child = spawnEntry(script, { ...env, ...extra }, [], host.exec);
+    const child = spawnEntry(script, { ...env, ...extra }, { prefix: host.exec });
     processes.set(host.name, [...(processes.get(host.name) ?? []), child]);
     return child;
   };

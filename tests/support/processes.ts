@@ -1,5 +1,7 @@
 // Stack parts as real processes, for tests that kill them the hard way.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 
 import type { TestStack } from './stack.js';
 
@@ -14,19 +16,29 @@ export interface ChildUnderTest {
   stop(): Promise<number | null>;
 }
 
-/**
- * Runs an entry point under tsx; `nodeArgs` go to node itself (e.g. --cpu-prof, which NODE_OPTIONS
- * refuses), `prefix` before it (`ip netns exec <host>`, which execs node in the same process).
- */
-export function spawnEntry(
-  script: string,
-  env: Record<string, string>,
-  nodeArgs: string[] = [],
-  prefix: string[] = [],
-): ChildUnderTest {
+export interface SpawnOptions {
+  /** Arguments for node itself (e.g. --cpu-prof, which NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
+  /** A command that execs node in the same process (`ip netns exec <host>`). */
+  prefix?: string[];
+  /** Run the compiled JavaScript of `npm run build` (dist/), as the systemd units do, instead of the source under tsx. */
+  compiled?: boolean;
+}
+
+/** The file `npm run build` compiles a source entry point to. */
+export function compiledPath(script: string): string {
+  return path.join('dist', script.replace(/\.ts$/, '.js'));
+}
+
+/** Runs an entry point: its source under tsx, or its compiled JavaScript. */
+export function spawnEntry(script: string, env: Record<string, string>, options: SpawnOptions = {}): ChildUnderTest {
+  const { nodeArgs = [], prefix = [], compiled = false } = options;
+  if (compiled && !existsSync(compiledPath(script)))
+    throw new Error(`${compiledPath(script)} is missing: run \`npm run build\` first`);
   const command = prefix[0] ?? process.execPath;
   const before = prefix.length > 0 ? [...prefix.slice(1), process.execPath] : [];
-  const child = spawn(command, [...before, ...nodeArgs, '--import', 'tsx', script], {
+  const entry = compiled ? ['--enable-source-maps', compiledPath(script)] : ['--import', 'tsx', script];
+  const child = spawn(command, [...before, ...nodeArgs, ...entry], {
     env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
     // The IPC channel closes if this process dies, and the child then stops instead of lingering.
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
