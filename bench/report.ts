@@ -27,6 +27,8 @@ export interface ScenarioResult {
   runs?: number;
   date?: string;
   quick?: boolean;
+  /** The machine it was measured on, in words (scenarios measured on different days may differ). */
+  machine?: string;
 }
 
 export interface Summary {
@@ -53,6 +55,12 @@ function fmt(n: number): string {
   if (Number.isInteger(n) || Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
   if (Math.abs(n) >= 10) return n.toFixed(1);
   return n.toFixed(3).replace(/\.?0+$/, '') || '0';
+}
+
+/** The machine in words, as each section of the report names it. */
+export function machineText(): string {
+  const m = machine();
+  return `${m.cpus} × ${m.cpu}, ${m.memoryGb} GiB, Node ${m.node}`;
 }
 
 export function machine(): Record<string, string | number> {
@@ -91,16 +99,15 @@ export function keptSection(markdown: string): string | undefined {
 }
 
 export function toMarkdown(results: ScenarioResult[], kept?: string): string {
-  const m = machine();
   const lines = [
     '# Benchmarks',
     '',
-    `Measured by \`npm run bench\` on ${m.cpus} × ${m.cpu}, ${m.memoryGb} GiB, Node ${m.node}. Targets are judged on the median`,
-    "run. The engine is the vLLM simulator (vLLM's v1 scheduler, calibrated to an H100 serving Llama-3.1-8B:",
-    '`simulator/README.md`), except in "Real vLLM (CPU)", which runs vLLM\'s CPU build; everything else is the',
-    'real stack, each part its own process. Reproduce with `npm run bench` (about 90 minutes), or one scenario',
-    'with `npm run bench -- --scenario ceiling`; on a machine with an NVIDIA GPU, `bench/gpu/overhead.sh` runs',
-    'the overhead scenario on real vLLM with a real model.',
+    'Measured by `npm run bench`; each section below names the day it was measured and, since 2026-12-04, the machine.',
+    "Targets are judged on the median run. The engine is the vLLM simulator (vLLM's v1 scheduler, calibrated",
+    'to an H100 serving Llama-3.1-8B: `simulator/README.md`), except in "Real vLLM (CPU)", which runs vLLM\'s',
+    'CPU build; everything else is the real stack, each part its own process. Reproduce with `npm run bench`',
+    '(about 90 minutes), or one scenario with `npm run bench -- --scenario ceiling`; on a machine with an',
+    'NVIDIA GPU, `bench/gpu/overhead.sh` runs the overhead scenario on real vLLM with a real model.',
     '',
     '| Scenario | Metric | Target | Min | Median | Max | Met |',
     '|---|---|---|---|---|---|---|',
@@ -121,7 +128,7 @@ export function toMarkdown(results: ScenarioResult[], kept?: string): string {
     const when =
       r.date === undefined
         ? ''
-        : ` Measured ${r.date.slice(0, 10)}, ${r.runs ?? 1} run${r.runs === 1 ? '' : 's'}${r.quick === true ? ' (--quick)' : ''}.`;
+        : ` Measured ${r.date.slice(0, 10)}${r.machine === undefined ? '' : ` on ${r.machine}`}, ${r.runs ?? 1} run${r.runs === 1 ? '' : 's'}${r.quick === true ? ' (--quick)' : ''}.`;
     lines.push(`## ${r.title}`, '', `${r.setup}${when}`, '');
     for (const note of r.notes) lines.push(`- ${note}`);
     if (r.notes.length > 0) lines.push('');

@@ -8,7 +8,7 @@ import { parseArgs } from 'node:util';
 
 import { isEntryPoint, runEntryPoint } from '../lib/entry.js';
 import { log, watchMachine } from './harness.js';
-import { keptSection, toJson, toMarkdown, type ScenarioResult } from './report.js';
+import { keptSection, machineText, toJson, toMarkdown, type ScenarioResult } from './report.js';
 import { SCENARIOS, type Options, type ScenarioName } from './scenarios.js';
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -138,6 +138,7 @@ if (isEntryPoint(import.meta.url)) {
         runs: Math.min(runs, measured),
         date: new Date().toISOString(),
         quick: values.quick,
+        machine: machineText(),
       });
       log.info({ scenario: name, seconds: Math.round((Date.now() - started) / 1000) }, 'done');
       // Written after each scenario, so one that fails late loses nothing measured before it.
