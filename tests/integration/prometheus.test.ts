@@ -63,6 +63,7 @@ interface RuleTests {
 interface PrometheusConfig {
   global?: Record<string, unknown>;
   rule_files?: string[];
+  alerting?: { alertmanagers: { static_configs: { targets: string[] }[] }[] };
   scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
 }
 interface Dashboard {
@@ -166,7 +167,7 @@ describe('a real Prometheus scraping the stack while a batch runs', () => {
   const cleanups: (() => Promise<unknown>)[] = [];
   let promUrl: string;
   const model = 'prometheus-model';
-  const ports = { orchestrator: 0, gpu: 0, importer: 0, prometheus: 0 };
+  const ports = { orchestrator: 0, gpu: 0, importer: 0, prometheus: 0, alertmanager: 0 };
   /** A moment the batch was running (Unix seconds), and its id: what the dashboard is asked about. */
   let during = 0;
   let batchId = '';
@@ -208,6 +209,7 @@ describe('a real Prometheus scraping the stack while a batch runs', () => {
     ports.gpu = await getPort();
     ports.importer = await getPort();
     ports.prometheus = await getPort();
+    ports.alertmanager = await getPort();
     orchestrator = spawnEntry('workers/orchestrator.ts', {
       ...stack.processEnv(),
       ORCHESTRATOR_METRICS_PORT: String(ports.orchestrator),
@@ -245,6 +247,17 @@ describe('a real Prometheus scraping the stack while a batch runs', () => {
         ...job,
         static_configs: [{ targets: [targets[job.job_name] ?? ''] }],
       })),
+      // The shipped Alertmanager, pointed here: no alert should fire, so nothing is sent to it.
+      ...(shipped.alerting === undefined
+        ? {}
+        : {
+            alerting: {
+              alertmanagers: shipped.alerting.alertmanagers.map((a) => ({
+                ...a,
+                static_configs: [{ targets: [`127.0.0.1:${ports.alertmanager}`] }],
+              })),
+            },
+          }),
     };
     await writeFile(path.join(dir, 'prometheus.yml'), stringify(config));
     promUrl = `http://127.0.0.1:${ports.prometheus}`;
@@ -371,6 +384,11 @@ describe('a real Prometheus scraping the stack while a batch runs', () => {
       expect((await query(expr, during)).data.result, `${alert} during the batch`).toEqual([]);
       expect((await query(expr)).data.result, `${alert} after the batch`).toEqual([]);
     }
+    // The shipped config's alerting section names an Alertmanager, which this Prometheus would send to.
+    const managers = await fetch(`${promUrl}/api/v1/alertmanagers`, { signal: AbortSignal.timeout(10_000) });
+    const active = ((await managers.json()) as { data: { activeAlertmanagers: { url: string }[] } }).data
+      .activeAlertmanagers;
+    expect(active.map((a) => a.url)).toEqual([`http://127.0.0.1:${ports.alertmanager}/api/v2/alerts`]);
     const alerts = await fetch(`${promUrl}/api/v1/alerts`, { signal: AbortSignal.timeout(10_000) });
     expect(((await alerts.json()) as { data: { alerts: unknown[] } }).data.alerts).toEqual([]);
   });
