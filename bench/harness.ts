@@ -175,7 +175,7 @@ export async function startEngine(o: EngineOptions): Promise<Engine> {
       // POST /reset_prefix_cache, as vLLM's dev mode: each side of a comparison can start from a cold cache.
       SIM_SERVER_DEV_MODE: 'true',
     },
-    { compiled: true },
+    { build: 'dist' },
   );
   await child.waitFor('vLLM simulator ready');
   const url = `http://127.0.0.1:${port}`;
@@ -352,7 +352,7 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
   };
   // The stack runs as the systemd units run it: the compiled JavaScript of `npm run build`.
   const deployed = (role: string): SpawnOptions => ({
-    compiled: true,
+    build: 'dist',
     nodeArgs:
       options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(options.profileDir, role)}`],
   });

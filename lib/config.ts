@@ -202,7 +202,7 @@ const SETTINGS = {
     workflowBundlePath: setting(
       'WORKFLOW_BUNDLE_PATH',
       optionalString,
-      'Prebuilt workflow code from `npm run build:workflows`; without it the orchestrator builds it in a child process at start',
+      'Prebuilt workflow code: `dist/workflow-bundle.js` from `npm run build` (or `npm run build:workflows` alone); without it the orchestrator builds it in a child process at start',
       '(built at start)',
     ),
   },

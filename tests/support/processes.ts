@@ -21,23 +21,27 @@ export interface SpawnOptions {
   nodeArgs?: string[];
   /** A command that execs node in the same process (`ip netns exec <host>`). */
   prefix?: string[];
-  /** Run the compiled JavaScript of `npm run build` (dist/), as the systemd units do, instead of the source under tsx. */
-  compiled?: boolean;
+  /**
+   * Run the compiled JavaScript in this build folder (what `npm run build` writes: dist/), as the
+   * systemd units do, instead of the source under tsx.
+   */
+  build?: string;
 }
 
-/** The file `npm run build` compiles a source entry point to. */
-export function compiledPath(script: string): string {
-  return path.join('dist', script.replace(/\.ts$/, '.js'));
+/** The file a build (`npm run build`: dist/) compiles a source entry point to. */
+export function compiledPath(script: string, build = 'dist'): string {
+  return path.join(build, script.replace(/\.ts$/, '.js'));
 }
 
 /** Runs an entry point: its source under tsx, or its compiled JavaScript. */
 export function spawnEntry(script: string, env: Record<string, string>, options: SpawnOptions = {}): ChildUnderTest {
-  const { nodeArgs = [], prefix = [], compiled = false } = options;
-  if (compiled && !existsSync(compiledPath(script)))
-    throw new Error(`${compiledPath(script)} is missing: run \`npm run build\` first`);
+  const { nodeArgs = [], prefix = [], build } = options;
+  const compiled = build === undefined ? undefined : compiledPath(script, build);
+  if (compiled !== undefined && !existsSync(compiled))
+    throw new Error(`${compiled} is missing: run \`npm run build\` first`);
   const command = prefix[0] ?? process.execPath;
   const before = prefix.length > 0 ? [...prefix.slice(1), process.execPath] : [];
-  const entry = compiled ? ['--enable-source-maps', compiledPath(script)] : ['--import', 'tsx', script];
+  const entry = compiled === undefined ? ['--import', 'tsx', script] : ['--enable-source-maps', compiled];
   const child = spawn(command, [...before, ...nodeArgs, ...entry], {
     env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'info', ...env },
     // The IPC channel closes if this process dies, and the child then stops instead of lingering.
