@@ -29,6 +29,9 @@ import { spawnEntry, type ChildUnderTest, type SpawnOptions } from '../tests/sup
 
 export const log: Logger = createLogger('bench', { level: 'info', format: 'pretty' });
 
+/** Where `npm run build` (which `npm run bench` runs first) writes what the stack runs, as the systemd units do. */
+const BUILD = 'dist';
+
 export interface Infra {
   temporal: {
     address: string;
@@ -175,7 +178,7 @@ export async function startEngine(o: EngineOptions): Promise<Engine> {
       // POST /reset_prefix_cache, as vLLM's dev mode: each side of a comparison can start from a cold cache.
       SIM_SERVER_DEV_MODE: 'true',
     },
-    { build: 'dist' },
+    { build: BUILD },
   );
   await child.waitFor('vLLM simulator ready');
   const url = `http://127.0.0.1:${port}`;
@@ -347,12 +350,11 @@ export async function startStack(infra: Infra, options: StackOptions): Promise<S
     API_RATE_LIMIT_PER_MINUTE: '0',
     ORCHESTRATOR_METRICS_PORT: '0',
     GPU_METRICS_PORT: '0',
-    WORKFLOW_BUNDLE_PATH: path.resolve('dist/workflow-bundle.js'),
+    WORKFLOW_BUNDLE_PATH: path.resolve(BUILD, 'workflow-bundle.js'),
     ...options.env,
   };
-  // The stack runs as the systemd units run it: the compiled JavaScript of `npm run build`.
   const deployed = (role: string): SpawnOptions => ({
-    build: 'dist',
+    build: BUILD,
     nodeArgs:
       options.profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${path.join(options.profileDir, role)}`],
   });
