@@ -1,26 +1,18 @@
 // The Hono app: OpenAI's Files, Batches and Models routes behind API-key auth, errors in OpenAI's
 // shape, and an OpenAPI document generated from the same zod schemas that validate requests.
 import { OpenAPIHono } from '@hono/zod-openapi';
-import type { Context, MiddlewareHandler } from 'hono';
 import { rateLimiter, type RateLimitInfo } from 'hono-rate-limiter';
-import { bodyLimit } from 'hono/body-limit';
 import { createMiddleware } from 'hono/factory';
 
 import { databaseCheck, fileStoreCheck, registerOpsRoutes, temporalCheck } from '../lib/ops.js';
 import { safeText } from '../lib/sanitize.js';
 import { databaseGauges } from './database-metrics.js';
 import type { ApiDeps } from './deps.js';
-import {
-  errorHandler,
-  errorResponse,
-  fromZodError,
-  NotFoundError,
-  PayloadTooLargeError,
-  RateLimitError,
-} from './errors.js';
+import { errorHandler, errorResponse, fromZodError, NotFoundError, RateLimitError } from './errors.js';
 import { mediaType } from './media-type.js';
 import { accessLog } from './middleware/access-log.js';
 import { requireApiKey, type AuthEnv } from './middleware/auth.js';
+import { bodyLimit } from './middleware/body-limit.js';
 import { idempotent } from './middleware/idempotency.js';
 import { requestIds } from './middleware/request-id.js';
 import { registerBatchRoutes } from './routes/batches.js';
@@ -39,20 +31,9 @@ function isUpload(request: Request): boolean {
   );
 }
 
-/** The body was not read: the connection cannot carry another request, and the client must know. */
-function refuseTooLarge(c: Context, limit: number): Response {
-  c.header('connection', 'close');
-  return errorResponse(
-    c,
-    new PayloadTooLargeError(`The request body is larger than the ${limit}-byte limit.`, { code: 'request_too_large' }),
-  );
-}
-
 export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
-  const jsonLimit: MiddlewareHandler<AuthEnv> = bodyLimit({
-    maxSize: deps.config.api.maxBodyBytes,
-    onError: (c) => refuseTooLarge(c, deps.config.api.maxBodyBytes),
-  });
+  const drainBytes = deps.config.api.drainBodyBytes;
+  const jsonLimit = bodyLimit({ maxBytes: deps.config.api.maxBodyBytes, drainBytes });
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: async (result, c) => {
       if (result.success) return undefined;
@@ -73,13 +54,7 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
     '/v1/*',
     createMiddleware<AuthEnv>(async (c, next) => (isUpload(c.req.raw) ? next() : jsonLimit(c, next))),
   );
-  app.use(
-    WEBHOOK_PATH,
-    bodyLimit({
-      maxSize: deps.config.batch.maxLineBytes,
-      onError: (c) => refuseTooLarge(c, deps.config.batch.maxLineBytes),
-    }),
-  );
+  app.use(WEBHOOK_PATH, bodyLimit({ maxBytes: deps.config.batch.maxLineBytes, drainBytes }));
   app.onError(errorHandler(deps.log));
   app.notFound((c) =>
     errorResponse(

@@ -98,7 +98,12 @@ const SETTINGS = {
     maxBodyBytes: setting(
       'API_MAX_BODY_BYTES',
       positiveInt.default(1024 * 1024),
-      'Largest JSON request body; a larger one is refused with 413 before it is read (uploads have `MAX_UPLOAD_BYTES`)',
+      'Largest JSON request body; a larger one is refused with 413 (uploads have `MAX_UPLOAD_BYTES`)',
+    ),
+    drainBodyBytes: setting(
+      'API_DRAIN_BODY_BYTES',
+      positiveInt.default(16 * 1024 * 1024),
+      'A refused body up to this size is read to its end before the 413, so a client still sending hears it (a larger one is answered at once and its connection closed)',
     ),
     idleTimeoutMs: setting(
       'API_IDLE_TIMEOUT_MS',
