@@ -14,7 +14,9 @@ let port: number;
 beforeAll(async () => {
   const app = new Hono()
     .use(bodyLimit({ maxBytes: MAX, drainBytes: DRAIN }))
-    .post('/echo', async (c) => c.text(String((await c.req.arrayBuffer()).byteLength)));
+    .post('/echo', async (c) => c.text(String((await c.req.arrayBuffer()).byteLength)))
+    // As auth does: answered before the body is read.
+    .post('/refuse', (c) => c.json({ error: { code: 'invalid_api_key' } }, 401));
   server = await listen(app.fetch, { host: '127.0.0.1', port: 0 }, { idleTimeoutMs: 5000, onError: () => undefined });
   port = Number(new URL(server.url).port);
 });
@@ -71,6 +73,15 @@ describe('bodyLimit', () => {
       `POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n${chunked(2 * MAX)}${closing}`,
     );
     expect(heads.map((h) => h.slice(0, 12))).toEqual(['HTTP/1.1 413', 'HTTP/1.1 200']);
+    expect(bodies[1]).toBe('3');
+  });
+
+  it('leaves a body within the limit to whatever answers without reading it, and the connection serves the next', async () => {
+    const body = 'p'.repeat(MAX);
+    const { heads, bodies } = await exchange(
+      `POST /refuse HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n${body}${closing}`,
+    );
+    expect(heads.map((h) => h.slice(0, 12))).toEqual(['HTTP/1.1 401', 'HTTP/1.1 200']);
     expect(bodies[1]).toBe('3');
   });
 
