@@ -54,6 +54,11 @@ export interface ErrorDetails {
   code?: ErrorCode | null;
   /** The parameter at fault, as OpenAI names it ('input_file_id', 'batch_id', 'Idempotency-Key'...). */
   param?: string | null;
+  /**
+   * Part of the request's body is left unread: the connection cannot carry another request, and
+   * the answer says so (`Connection: close`).
+   */
+  closeConnection?: boolean;
 }
 
 /** The error type OpenAI's clients expect for a status (their SDKs pick the exception class by status). */
@@ -64,6 +69,7 @@ function typeOf(status: number): ErrorType {
 export class ApiError extends Error {
   readonly code: ErrorCode | null;
   readonly param: string | null;
+  readonly closeConnection: boolean;
 
   constructor(
     readonly status: ContentfulStatusCode,
@@ -75,6 +81,7 @@ export class ApiError extends Error {
     this.name = new.target.name;
     this.code = details.code ?? null;
     this.param = details.param ?? null;
+    this.closeConnection = details.closeConnection ?? false;
   }
 
   body(): ErrorResponse {
@@ -107,9 +114,13 @@ export function notFound(kind: 'File' | 'Batch', id: string, param = 'id'): NotF
 }
 
 /** A dependency (database, file store, Temporal) is away: the client should try again. */
-export function serviceUnavailable(what: string): ServiceUnavailableError {
+export function serviceUnavailable(
+  what: string,
+  details: Pick<ErrorDetails, 'closeConnection'> = {},
+): ServiceUnavailableError {
   return new ServiceUnavailableError(`${what} is unavailable right now; try again shortly.`, {
     code: 'service_unavailable',
+    ...details,
   });
 }
 
@@ -157,6 +168,7 @@ function isBodyReadError(err: Error): boolean {
 }
 
 export function errorResponse(c: Context, err: ApiError): Response {
+  if (err.closeConnection) c.header('connection', 'close');
   return c.json(err.body(), err.status);
 }
 

@@ -103,7 +103,7 @@ const SETTINGS = {
     drainBodyBytes: setting(
       'API_DRAIN_BODY_BYTES',
       positiveInt.default(16 * 1024 * 1024),
-      'A refused body up to this size is read to its end before the 413, so a client still sending hears it (a larger one is answered at once and its connection closed)',
+      'What is left of a refused body (a 413, a malformed upload), up to this size, is read before the answer, so a client still sending hears it; beyond it the answer comes at once and closes the connection',
     ),
     idleTimeoutMs: setting(
       'API_IDLE_TIMEOUT_MS',

@@ -2,7 +2,6 @@
 // and the file objects OpenAI's SDK expects.
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import busboy from 'busboy';
 
 import { asError } from '../../lib/as-error.js';
@@ -24,6 +23,7 @@ import {
   serviceUnavailable,
   UnsupportedMediaTypeError,
 } from '../errors.js';
+import { chunksOf, drain } from '../request-body.js';
 import { download, type Download } from './download.js';
 import type { Project } from './keys.js';
 import { cursorSeq, toPage, type Page } from './pages.js';
@@ -111,8 +111,9 @@ async function parseMultipart(
     writes.push(write);
   });
   let failure: unknown;
+  const reader: ReadableStreamDefaultReader<Uint8Array> = request.body.getReader();
   try {
-    await pipeline(Readable.fromWeb(request.body as WebReadableStream<Uint8Array>), parser);
+    await pipeline(Readable.from(chunksOf(reader), { objectMode: false }), parser);
   } catch (err) {
     failure = err;
     for (const stream of partStreams) if (!stream.readableEnded) stream.destroy(asError(err));
@@ -120,18 +121,18 @@ async function parseMultipart(
   // Wait for the file's own write whatever happened (a client that hangs up fails both).
   for (const outcome of await Promise.allSettled(writes)) if (outcome.status === 'rejected') failure ??= outcome.reason;
   failure ??= partFailure;
+  if (storeFailure === undefined && failure === undefined) return result;
+  await result.file?.writer.abort();
+  // What the form left unread is heard out, so the client, still sending, reads the answer.
+  const closeConnection = !(await drain(reader, deps.config.api.drainBodyBytes));
   if (storeFailure !== undefined) {
-    await result.file?.writer.abort();
     deps.log.error({ err: storeFailure.message }, 'the file store failed during an upload');
-    throw serviceUnavailable('The file store');
+    throw serviceUnavailable('The file store', { closeConnection });
   }
-  if (failure !== undefined) {
-    await result.file?.writer.abort();
-    throw new BadRequestError(`Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`, {
-      code: 'invalid_request',
-    });
-  }
-  return result;
+  throw new BadRequestError(`Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`, {
+    code: 'invalid_request',
+    closeConnection,
+  });
 }
 
 /** Longer names are refused: a name is shown in listings and headers, not a place to store data. */

@@ -2,13 +2,13 @@
 // its 4xx in OpenAI's error shape (never a 5xx, never a bare status line), each hostile file a batch
 // that fails within seconds with line-numbered errors, and afterwards the same process is still up
 // and still runs a good batch.
-import { connect } from 'node:net';
 import getPort from 'get-port';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { batchLines, runBatch } from '../support/batches.js';
 import { spawnEntry, type ChildUnderTest } from '../support/processes.js';
+import { exchange } from '../support/raw-http.js';
 import { startTestStack, type TestStack } from '../support/stack.js';
 
 const MODEL = 'sim-test';
@@ -431,17 +431,9 @@ const FILE_CASES: FileCase[] = [
 ];
 
 /** Sends a request over a raw socket and reads the whole answer. */
-function rawRequest(port: number, payload: string | Buffer): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1', () => socket.end(payload));
-    let data = '';
-    socket.on('data', (c: Buffer) => (data += c.toString('latin1')));
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const [head = '', ...rest] = data.split('\r\n\r\n');
-      resolve({ status: Number(/^HTTP\/1\.1 (\d+)/.exec(head)?.[1] ?? 0), body: rest.join('\r\n\r\n') });
-    });
-  });
+async function rawRequest(port: number, payload: string | Buffer): Promise<{ status: number; body: string }> {
+  const [first] = await exchange(port, payload, { end: true });
+  return { status: first?.status ?? 0, body: first?.body ?? '' };
 }
 
 describe('a corpus of hostile input', () => {
@@ -507,6 +499,61 @@ describe('a corpus of hostile input', () => {
       expect(error.message.length).toBeGreaterThan(5);
       expect(typeof error.type).toBe('string');
       if (c.code !== undefined) expect(error.code).toBe(c.code);
+      expect(api.child.exitCode).toBeNull();
+    });
+  });
+
+  // A client sends its whole body before reading the answer: one that comes early must still reach
+  // it (not a reset), and the connection then serves the next request.
+  describe('answers that come before the body ends', () => {
+    const big = 'p'.repeat(2 * 1024 * 1024);
+    const postRaw = (path: string, key: string, contentType: string, body: string): string =>
+      `POST ${path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(body, 'latin1')}\r\n\r\n${body}`;
+    const cases: { name: string; request: (key: string) => string; status: number; code: string }[] = [
+      {
+        name: 'a 2 MB JSON body (over the limit)',
+        request: (key) => postRaw('/v1/batches', key, 'application/json', JSON.stringify({ pad: big })),
+        status: 413,
+        code: 'request_too_large',
+      },
+      {
+        name: 'a 900 KB JSON body with an unknown key',
+        request: () =>
+          postRaw('/v1/batches', 'nope', 'application/json', JSON.stringify({ pad: big.slice(0, 900 * 1024) })),
+        status: 401,
+        code: 'invalid_api_key',
+      },
+      {
+        name: 'a 2 MB upload with an unknown key',
+        request: () =>
+          postRaw(
+            '/v1/files',
+            'nope',
+            'multipart/form-data; boundary=B',
+            multipart('B', [{ ...good, content: big }, purpose]).toString('latin1'),
+          ),
+        status: 401,
+        code: 'invalid_api_key',
+      },
+      {
+        name: 'a 2 MB upload whose part header is broken',
+        request: (key) =>
+          postRaw(
+            '/v1/files',
+            key,
+            'multipart/form-data; boundary=B',
+            `--B\r\nContent-Disposition: form-data; name="file"; filename="x.jsonl"\r\nX: \u0000\r\n\r\n${big}\r\n--B--\r\n`,
+          ),
+        status: 400,
+        code: 'invalid_request',
+      },
+    ];
+    it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
+      const next = `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${stack.apiKey}\r\nconnection: close\r\n\r\n`;
+      const answers = await exchange(port, Buffer.from(c.request(stack.apiKey) + next, 'latin1'));
+      expect(answers.map((a) => a.status)).toEqual([c.status, 200]);
+      expect(answers[0]?.head).not.toMatch(/connection: close/i);
+      expect((JSON.parse(answers[0]?.body ?? '') as { error: { code: string } }).error.code).toBe(c.code);
       expect(api.child.exitCode).toBeNull();
     });
   });

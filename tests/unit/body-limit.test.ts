@@ -1,10 +1,10 @@
 // The bound on bodies read whole: a refused body is still heard out, so the client reads its 413.
-import { connect } from 'node:net';
 import { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { bodyLimit } from '../../api/middleware/body-limit.js';
 import { listen, type HttpServer } from '../../lib/http-server.js';
+import { exchange } from '../support/raw-http.js';
 
 const MAX = 1024 * 1024;
 const DRAIN = 8 * 1024 * 1024;
@@ -24,26 +24,10 @@ afterAll(async () => {
   await server.close();
 });
 
-/** Writes `payload` on one connection and reads until the server closes it (or `end` ms pass). */
-function exchange(payload: Buffer | string, endAfterMs = 10_000): Promise<{ heads: string[]; bodies: string[] }> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1', () => socket.write(payload));
-    const chunks: Buffer[] = [];
-    const timer = setTimeout(() => socket.destroy(), endAfterMs);
-    socket.on('data', (c: Buffer) => chunks.push(c));
-    // A server closing on a client still writing resets the connection: what arrived before counts.
-    socket.on('error', () => undefined);
-    socket.on('close', () => {
-      clearTimeout(timer);
-      const parts = Buffer.concat(chunks)
-        .toString('latin1')
-        .split(/(?=HTTP\/1\.1 \d{3})/);
-      resolve({
-        heads: parts.map((p) => p.split('\r\n\r\n')[0] ?? ''),
-        bodies: parts.map((p) => p.split('\r\n\r\n').slice(1).join('')),
-      });
-    });
-  });
+/** The answers to `payload`, as `{heads, bodies}`. */
+async function send(payload: string, closeAfterMs?: number): Promise<{ heads: string[]; bodies: string[] }> {
+  const answers = await exchange(port, payload, closeAfterMs === undefined ? {} : { closeAfterMs });
+  return { heads: answers.map((a) => a.head), bodies: answers.map((a) => a.body) };
 }
 
 const closing = 'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\nconnection: close\r\n\r\nabc';
@@ -57,7 +41,7 @@ function chunked(bytes: number): string {
 describe('bodyLimit', () => {
   it('reads a refused body to its end, answers 413, and the connection serves the next request', async () => {
     const body = 'p'.repeat(2 * MAX);
-    const { heads, bodies } = await exchange(
+    const { heads, bodies } = await send(
       `POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n${body}${closing}`,
     );
     expect(heads.map((h) => h.slice(0, 12))).toEqual(['HTTP/1.1 413', 'HTTP/1.1 200']);
@@ -69,7 +53,7 @@ describe('bodyLimit', () => {
   });
 
   it('does the same for a chunked body, whose size shows only as it is read', async () => {
-    const { heads, bodies } = await exchange(
+    const { heads, bodies } = await send(
       `POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n${chunked(2 * MAX)}${closing}`,
     );
     expect(heads.map((h) => h.slice(0, 12))).toEqual(['HTTP/1.1 413', 'HTTP/1.1 200']);
@@ -78,7 +62,7 @@ describe('bodyLimit', () => {
 
   it('leaves a body within the limit to whatever answers without reading it, and the connection serves the next', async () => {
     const body = 'p'.repeat(MAX);
-    const { heads, bodies } = await exchange(
+    const { heads, bodies } = await send(
       `POST /refuse HTTP/1.1\r\nhost: x\r\ncontent-length: ${body.length}\r\n\r\n${body}${closing}`,
     );
     expect(heads.map((h) => h.slice(0, 12))).toEqual(['HTTP/1.1 401', 'HTTP/1.1 200']);
@@ -86,7 +70,7 @@ describe('bodyLimit', () => {
   });
 
   it('passes a chunked body within the limit through whole', async () => {
-    const { heads, bodies } = await exchange(
+    const { heads, bodies } = await send(
       `POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n${chunked(MAX - 1)}`,
     );
     expect(heads[0]?.slice(0, 12)).toBe('HTTP/1.1 200');
@@ -95,14 +79,14 @@ describe('bodyLimit', () => {
 
   it('answers a body declared larger than it will read at once, and closes the connection', async () => {
     // Only the headers are sent: the answer must not wait for the 100 MB they promise.
-    const { heads } = await exchange(`POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: ${100 * MAX}\r\n\r\n`, 4000);
+    const { heads } = await send(`POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: ${100 * MAX}\r\n\r\n`, 4000);
     expect(heads.length).toBe(1);
     expect(heads[0]?.slice(0, 12)).toBe('HTTP/1.1 413');
     expect(heads[0]).toMatch(/connection: close/i);
   });
 
   it('stops reading a chunked body that goes on past the bound, and closes the connection', async () => {
-    const { heads } = await exchange(
+    const { heads } = await send(
       `POST /echo HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n${chunked(2 * DRAIN).slice(0, -5)}`,
       4000,
     );
