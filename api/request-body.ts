@@ -3,10 +3,10 @@
 // An HTTP/1.1 client sends its whole body before it reads the answer. A server that answers early
 // and then stops reading (or closes) meets a client still writing: its next write gets a reset, and
 // a reset can discard the answer it had not read yet (`fetch failed: write EPIPE` where a 413 was
-// sent). Nginx reads on after its answer for the same reason ("lingering close"). Here the rest of
-// such a body is read and dropped before the answer, up to a bound, so the client, done sending,
-// reads the answer, and the connection stays usable. Cancelling the body stream instead would
-// destroy the socket before the answer is even written.
+// sent; nodejs/node#54366). Nginx reads on after its answer for the same reason ("lingering
+// close"). Here the rest of such a body is read and dropped before the answer, up to a bound, so
+// the client, done sending, reads the answer, and the connection stays usable. Cancelling the body
+// stream instead would destroy the socket before the answer is even written.
 
 /** Reads and drops what is left of a body, up to `budget` bytes: true when it ended within them. */
 export async function drain(reader: ReadableStreamDefaultReader<Uint8Array>, budget: number): Promise<boolean> {
