@@ -15,6 +15,7 @@ import { requireApiKey, type AuthEnv } from './middleware/auth.js';
 import { bodyLimit } from './middleware/body-limit.js';
 import { idempotent } from './middleware/idempotency.js';
 import { requestIds } from './middleware/request-id.js';
+import { hearUnreadBody } from './middleware/unread-body.js';
 import { registerBatchRoutes } from './routes/batches.js';
 import { registerCurationRoutes, registerWebhookReceiver, WEBHOOK_PATH } from './routes/curation.js';
 import { registerFileRoutes } from './routes/files.js';
@@ -32,8 +33,7 @@ function isUpload(request: Request): boolean {
 }
 
 export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
-  const drainBytes = deps.config.api.drainBodyBytes;
-  const jsonLimit = bodyLimit({ maxBytes: deps.config.api.maxBodyBytes, drainBytes });
+  const jsonLimit = bodyLimit({ maxBytes: deps.config.api.maxBodyBytes });
   const app = new OpenAPIHono<AuthEnv>({
     defaultHook: async (result, c) => {
       if (result.success) return undefined;
@@ -47,14 +47,19 @@ export function createApp(deps: ApiDeps): OpenAPIHono<AuthEnv> {
       return errorResponse(c, fromZodError(result.error, input));
     },
   });
-  app.use('*', requestIds, accessLog({ log: deps.log }));
+  app.use(
+    '*',
+    requestIds,
+    accessLog({ log: deps.log }),
+    hearUnreadBody({ bytes: deps.config.api.drainBodyBytes, ms: deps.config.api.drainBodyMs }),
+  );
   // JSON bodies are read whole: bound them before anything reads one (uploads stream, with their own limit).
   // Everything under /v1 but the multipart upload, whose stream busboy bounds as it reads.
   app.use(
     '/v1/*',
     createMiddleware<AuthEnv>(async (c, next) => (isUpload(c.req.raw) ? next() : jsonLimit(c, next))),
   );
-  app.use(WEBHOOK_PATH, bodyLimit({ maxBytes: deps.config.batch.maxLineBytes, drainBytes }));
+  app.use(WEBHOOK_PATH, bodyLimit({ maxBytes: deps.config.batch.maxLineBytes }));
   app.onError(errorHandler(deps.log));
   app.notFound((c) =>
     errorResponse(

@@ -54,11 +54,6 @@ export interface ErrorDetails {
   code?: ErrorCode | null;
   /** The parameter at fault, as OpenAI names it ('input_file_id', 'batch_id', 'Idempotency-Key'...). */
   param?: string | null;
-  /**
-   * Part of the request's body is left unread: the connection cannot carry another request, and
-   * the answer says so (`Connection: close`).
-   */
-  closeConnection?: boolean;
 }
 
 /** The error type OpenAI's clients expect for a status (their SDKs pick the exception class by status). */
@@ -69,7 +64,6 @@ function typeOf(status: number): ErrorType {
 export class ApiError extends Error {
   readonly code: ErrorCode | null;
   readonly param: string | null;
-  readonly closeConnection: boolean;
 
   constructor(
     readonly status: ContentfulStatusCode,
@@ -81,7 +75,6 @@ export class ApiError extends Error {
     this.name = new.target.name;
     this.code = details.code ?? null;
     this.param = details.param ?? null;
-    this.closeConnection = details.closeConnection ?? false;
   }
 
   body(): ErrorResponse {
@@ -114,13 +107,9 @@ export function notFound(kind: 'File' | 'Batch', id: string, param = 'id'): NotF
 }
 
 /** A dependency (database, file store, Temporal) is away: the client should try again. */
-export function serviceUnavailable(
-  what: string,
-  details: Pick<ErrorDetails, 'closeConnection'> = {},
-): ServiceUnavailableError {
+export function serviceUnavailable(what: string): ServiceUnavailableError {
   return new ServiceUnavailableError(`${what} is unavailable right now; try again shortly.`, {
     code: 'service_unavailable',
-    ...details,
   });
 }
 
@@ -168,7 +157,6 @@ function isBodyReadError(err: Error): boolean {
 }
 
 export function errorResponse(c: Context, err: ApiError): Response {
-  if (err.closeConnection) c.header('connection', 'close');
   return c.json(err.body(), err.status);
 }
 

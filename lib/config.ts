@@ -103,7 +103,12 @@ const SETTINGS = {
     drainBodyBytes: setting(
       'API_DRAIN_BODY_BYTES',
       positiveInt.default(16 * 1024 * 1024),
-      'What is left of a refused body (a 413, a malformed upload), up to this size, is read before the answer, so a client still sending hears it; beyond it the answer comes at once and closes the connection',
+      'What a request leaves unread of its body (a 413, a 401 to an upload, a malformed form), up to this size, is read before the answer, so a client still sending hears it; beyond it (or declared larger) the answer closes the connection',
+    ),
+    drainBodyMs: setting(
+      'API_DRAIN_BODY_MS',
+      positiveInt.default(30_000),
+      'Reading what is left of a body stops after this long (a client trickling it), and the answer closes the connection',
     ),
     idleTimeoutMs: setting(
       'API_IDLE_TIMEOUT_MS',

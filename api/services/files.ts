@@ -23,7 +23,7 @@ import {
   serviceUnavailable,
   UnsupportedMediaTypeError,
 } from '../errors.js';
-import { chunksOf, drain } from '../request-body.js';
+import { chunksOf } from '../request-body.js';
 import { download, type Download } from './download.js';
 import type { Project } from './keys.js';
 import { cursorSeq, toPage, type Page } from './pages.js';
@@ -122,16 +122,18 @@ async function parseMultipart(
   for (const outcome of await Promise.allSettled(writes)) if (outcome.status === 'rejected') failure ??= outcome.reason;
   failure ??= partFailure;
   if (storeFailure === undefined && failure === undefined) return result;
-  await result.file?.writer.abort();
-  // What the form left unread is heard out, so the client, still sending, reads the answer.
-  const closeConnection = !(await drain(reader, deps.config.api.drainBodyBytes));
+  // What the form left unread is heard out before the answer (middleware/unread-body.ts). No read is
+  // pending: the pipeline settled only once its source had stopped.
+  reader.releaseLock();
+  await result.file?.writer.abort().catch((err: unknown) => {
+    deps.log.warn({ err: asError(err).message }, 'a failed upload could not be removed; the sweep will');
+  });
   if (storeFailure !== undefined) {
     deps.log.error({ err: storeFailure.message }, 'the file store failed during an upload');
-    throw serviceUnavailable('The file store', { closeConnection });
+    throw serviceUnavailable('The file store');
   }
   throw new BadRequestError(`Malformed or interrupted multipart request: ${safeText(asError(failure).message)}`, {
     code: 'invalid_request',
-    closeConnection,
   });
 }
 

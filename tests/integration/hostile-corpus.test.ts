@@ -547,10 +547,20 @@ describe('a corpus of hostile input', () => {
         status: 400,
         code: 'invalid_request',
       },
+      {
+        name: 'a 2 MB upload whose multipart type has no boundary',
+        request: (key) => postRaw('/v1/files', key, 'multipart/form-data', big),
+        status: 400,
+        code: 'invalid_request',
+      },
     ];
     it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
       const next = `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${stack.apiKey}\r\nconnection: close\r\n\r\n`;
-      const answers = await exchange(port, Buffer.from(c.request(stack.apiKey) + next, 'latin1'));
+      // Half the body, a pause longer than @hono/node-server's own drain (500 ms), the rest.
+      const request = c.request(stack.apiKey);
+      const half = Math.floor(request.length / 2);
+      const parts = [request.slice(0, half), request.slice(half) + next].map((p) => Buffer.from(p, 'latin1'));
+      const answers = await exchange(port, parts, { pauseMs: 800 });
       expect(answers.map((a) => a.status)).toEqual([c.status, 200]);
       expect(answers[0]?.head).not.toMatch(/connection: close/i);
       expect((JSON.parse(answers[0]?.body ?? '') as { error: { code: string } }).error.code).toBe(c.code);
