@@ -15,10 +15,9 @@ export function hearUnreadBody(options: UnreadBodyOptions) {
     if (incoming === undefined || incoming.readableEnded) return;
     const declared = incoming.headers['content-length'];
     const body = declared !== undefined && Number(declared) > options.bytes ? null : c.req.raw.body;
-    // A stream still locked is being read by its handler, which ends it.
-    if (body?.locked === true) return;
-    // A body declared larger than the bound is not waited for at all.
-    if (body === null ? declared === undefined : await drain(body.getReader(), options)) return;
+    // A body declared larger than the bound is not waited for at all, nor one its handler kept locked.
+    const heard = body === null ? declared === undefined : !body.locked && (await drain(body.getReader(), options));
+    if (heard) return;
     // Unread bytes would be taken for the next request: the connection ends with this answer.
     c.header('connection', 'close');
   });

@@ -123,8 +123,13 @@ async function parseMultipart(
   failure ??= partFailure;
   if (storeFailure === undefined && failure === undefined) return result;
   // What the form left unread is heard out before the answer (middleware/unread-body.ts). No read is
-  // pending: the pipeline settled only once its source had stopped.
-  reader.releaseLock();
+  // pending (the pipeline settled only once its source had stopped); if one were, the middleware
+  // would find the body locked and the answer would close the connection.
+  try {
+    reader.releaseLock();
+  } catch {
+    // A reader that cannot be released leaves the body locked: handled as above.
+  }
   await result.file?.writer.abort().catch((err: unknown) => {
     deps.log.warn({ err: asError(err).message }, 'a failed upload could not be removed; the sweep will');
   });

@@ -566,6 +566,17 @@ describe('a corpus of hostile input', () => {
       expect((JSON.parse(answers[0]?.body ?? '') as { error: { code: string } }).error.code).toBe(c.code);
       expect(api.child.exitCode).toBeNull();
     });
+
+    it('and an upload read to its end keeps its connection', async () => {
+      const body = multipart('B', [good, purpose]).toString('latin1');
+      const next = `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${stack.apiKey}\r\nconnection: close\r\n\r\n`;
+      const answers = await exchange(
+        port,
+        postRaw('/v1/files', stack.apiKey, 'multipart/form-data; boundary=B', body) + next,
+      );
+      expect(answers.map((a) => a.status)).toEqual([200, 200]);
+      expect(answers[0]?.head).not.toMatch(/connection: close/i);
+    });
   });
 
   describe('files', () => {
