@@ -40,15 +40,17 @@ describe('starting the Temporal dev server when a port it wants is taken', () =>
 
   it('starts again on fresh ports and answers there', async () => {
     let reassigned = 0;
+    // More than two: the server's own internal ports (matching, history) are picked free and bound
+    // later, and another process of the run can take one in between, as CI saw once.
     const server = await startTemporalDevServer(cli, base, log, {
-      attempts: 2,
+      attempts: 4,
       reassignPorts: async (config) => {
         reassigned++;
         return { ...config, port: await getPort() };
       },
     });
     started.push(server);
-    expect(reassigned).toBe(1);
+    expect(reassigned).toBeGreaterThanOrEqual(1);
     expect(server.address).not.toBe(`127.0.0.1:${taken}`);
     await waitForTemporal(server.address, 5000);
   }, 120_000);
