@@ -507,6 +507,9 @@ describe('a corpus of hostile input', () => {
   // it (not a reset), and the connection then serves the next request.
   describe('answers that come before the body ends', () => {
     const big = 'p'.repeat(2 * 1024 * 1024);
+    /** A second request on the same connection, which closes it after its answer. */
+    const nextRequest = (): string =>
+      `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${stack.apiKey}\r\nconnection: close\r\n\r\n`;
     const postRaw = (path: string, key: string, contentType: string, body: string): string =>
       `POST ${path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${key}\r\ncontent-type: ${contentType}\r\ncontent-length: ${Buffer.byteLength(body, 'latin1')}\r\n\r\n${body}`;
     const cases: { name: string; request: (key: string) => string; status: number; code: string }[] = [
@@ -555,11 +558,10 @@ describe('a corpus of hostile input', () => {
       },
     ];
     it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, c) => {
-      const next = `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${stack.apiKey}\r\nconnection: close\r\n\r\n`;
       // Half the body, a pause longer than @hono/node-server's own drain (500 ms), the rest.
       const request = c.request(stack.apiKey);
       const half = Math.floor(request.length / 2);
-      const parts = [request.slice(0, half), request.slice(half) + next].map((p) => Buffer.from(p, 'latin1'));
+      const parts = [request.slice(0, half), request.slice(half) + nextRequest()].map((p) => Buffer.from(p, 'latin1'));
       const answers = await exchange(port, parts, { pauseMs: 800 });
       expect(answers.map((a) => a.status)).toEqual([c.status, 200]);
       expect(answers[0]?.head).not.toMatch(/connection: close/i);
@@ -569,10 +571,9 @@ describe('a corpus of hostile input', () => {
 
     it('and an upload read to its end keeps its connection', async () => {
       const body = multipart('B', [good, purpose]).toString('latin1');
-      const next = `GET /v1/models HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${stack.apiKey}\r\nconnection: close\r\n\r\n`;
       const answers = await exchange(
         port,
-        postRaw('/v1/files', stack.apiKey, 'multipart/form-data; boundary=B', body) + next,
+        postRaw('/v1/files', stack.apiKey, 'multipart/form-data; boundary=B', body) + nextRequest(),
       );
       expect(answers.map((a) => a.status)).toEqual([200, 200]);
       expect(answers[0]?.head).not.toMatch(/connection: close/i);
